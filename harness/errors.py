@@ -1,0 +1,51 @@
+"""User-facing errors and the one place that turns them into exit code 2.
+
+Every error a user can cause by bad input (unknown model, missing weights, bad
+option value) is a :class:`UserError`. Command-line entry points run through
+:func:`run_cli`, which prints the message on one line of stderr and exits with
+code 2, without a traceback. Internal bugs stay ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Callable, Iterable
+
+
+class UserError(Exception):
+    """Bad input from the user; the message says what was wrong and what is allowed."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UserError, KeyError):
+    """A name that is not in a registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ModelUnavailableError(UserError):
+    """A model whose weights are not on this machine."""
+
+
+def did_you_mean(kind: str, name: str, available: Iterable[str]) -> str:
+    """Format "unknown <kind> 'x'. Did you mean ...? Available: ..." for ``name``."""
+    options = sorted(available)
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Available: {', '.join(options)}"
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2."""
+    try:
+        code = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

