@@ -166,7 +166,7 @@ def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig
         for step in range(cfg.max_new_tokens):
             info.step = step
             logits = model(input_ids=inputs, attention_mask=mask, position_ids=position,
-                           past_key_values=cache, use_cache=True, **extra).logits[:, -1, :]
+                           cache=cache, use_cache=True, **extra).logits[:, -1, :]
             nxt = _next_tokens(logits, cfg, gens)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out_tokens.append(nxt)

