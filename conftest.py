@@ -1,0 +1,73 @@
+"""Shared fixtures: models are loaded once per session.
+
+Tiers (see README): unit tests use the tiny random models (seconds, no weights); tests
+marked ``model`` load the real default model once (a few seconds from the local cache, ~30 s
+on the very first run, which converts the GGUF); ``slow`` tests are not in the per-commit
+suite. Skips and xfails are listed in README.md ("Skipped tests").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    from harness.models import load_model
+
+    return load_model("tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    from harness.models import load_model
+
+    return load_model("tiny-llama-gqa")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from harness.models import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama-gqa"])
+def tiny_model(request, tiny_gpt2, tiny_llama):
+    return {"tiny-gpt2": tiny_gpt2, "tiny-llama-gqa": tiny_llama}[request.param]
+
+
+def run_module(module: str, *args: str, stdin: str | None = None, timeout: int = 600):
+    """Run ``python -m module args`` in a fresh interpreter from the repo root."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def hf_reference():
+    """Greedy tokens from untouched HF ``generate`` in a subprocess (never imports TransformerLens)."""
+    def reference(model: str, prompts: list[str], max_new_tokens: int, prompt_format: str | None = None):
+        req = {"model": model, "prompts": prompts, "max_new_tokens": max_new_tokens,
+               "prompt_format": prompt_format}
+        proc = run_module("harness.hf_reference", stdin=json.dumps(req))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout)
+        assert out["transformer_lens_imported"] is False
+        return out
+    return reference
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli("harness.demo", "--model", "x")`` runs a module in a subprocess."""
+    return run_module

@@ -1,0 +1,237 @@
+"""Generation engine: equality with untouched HF generate, hooks, shared randomness."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import UserError
+from harness.generation import GenerationConfig, _filter_logits, generate, row_seed
+
+PLAIN_PROMPTS = [
+    "Hello",
+    "The quick brown fox jumps over the lazy dog and then",
+    "Thank you so much for your help",
+    "Tomorrow the",
+]
+CHAT_PROMPTS = [
+    "What is the capital of France?",
+    "Write a short note to a neighbour about the weather this weekend and the garden party.",
+    "Hi",
+    "Describe your morning.",
+]
+
+
+def _tokens(result):
+    return [list(g.token_ids) for g in result.generations]
+
+
+def _identity_hooks(*kinds):
+    return [(lambda name, kinds=kinds: name.rsplit(".", 1)[-1] in kinds, lambda t, hook: t)]
+
+
+def _zero_head(layer, head):
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+    return [(f"blocks.{layer}.attn.hook_z", hook)]
+
+
+# ---------------------------------------------------------------- equality with HF generate
+
+def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
+    ref = hf_reference(tiny_model.name, PLAIN_PROMPTS, 12)
+    assert ref["weights_sha256"] == tiny_model.weights_sha256
+    ours = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=12))
+    assert _tokens(ours) == ref["rows"]
+    assert len({len(p) for p in (g.prompt_token_ids for g in ours.generations)}) == len(PLAIN_PROMPTS)
+    # no-op hooks on the hook points that keep SDPA change nothing, bit for bit
+    hooked = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=12),
+                      hooks=_identity_hooks("hook_v", "hook_z", "hook_attn_out"))
+    assert _tokens(hooked) == ref["rows"]
+
+
+@pytest.mark.model
+def test_greedy_equals_untouched_hf_generate_default_model(smollm2, hf_reference):
+    ref = hf_reference("smollm2-135m", CHAT_PROMPTS, 30)
+    assert ref["prompt_format"] == "chat"
+    ours = generate(smollm2, CHAT_PROMPTS, GenerationConfig(max_new_tokens=30),
+                    hooks=_identity_hooks("hook_z"))
+    assert _tokens(ours) == ref["rows"]
+    paris = ours.generations[0]
+    assert paris.stopped_at_eos and paris.token_ids[-1] == smollm2.model.generation_config.eos_token_id
+    assert paris.text == "The capital of France is Paris."
+    assert sum(len(r) == 30 for r in ref["rows"]) >= 2  # other rows kept going after row 0 stopped
+
+
+# ---------------------------------------------------------------- hooks
+
+def _logits(handle, prompts, hooks=()):
+    enc = handle.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad(), handle.hooked.hooks(fwd_hooks=list(hooks)):
+        return handle.model(**enc).logits, enc["attention_mask"].bool()
+
+
+def test_identity_hooks_give_exactly_the_unhooked_output(tiny_model):
+    plain, mask = _logits(tiny_model, PLAIN_PROMPTS)
+    same, _ = _logits(tiny_model, PLAIN_PROMPTS, _identity_hooks("hook_v", "hook_z", "hook_attn_out"))
+    assert torch.equal(plain, same)
+    # a hook on the pattern switches that layer to an explicit softmax: equal up to float error
+    eager, _ = _logits(tiny_model, PLAIN_PROMPTS, _identity_hooks("hook_pattern"))
+    assert (eager - plain)[mask].abs().max() < 1e-4
+    greedy = GenerationConfig(max_new_tokens=10)
+    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_identity_hooks("hook_pattern"))) == \
+        _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
+
+
+def test_zeroing_one_head_changes_the_output(tiny_model):
+    plain, mask = _logits(tiny_model, PLAIN_PROMPTS)
+    zeroed, _ = _logits(tiny_model, PLAIN_PROMPTS, _zero_head(1, 1))
+    assert (zeroed - plain)[mask].abs().max() > 1e-2
+    greedy = GenerationConfig(max_new_tokens=10)
+    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_zero_head(1, 1))) != \
+        _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
+
+
+def test_replacing_the_pattern_changes_the_output(tiny_model):
+    def uniform(pattern, hook):
+        return torch.ones_like(pattern) / pattern.shape[-1]
+    plain, mask = _logits(tiny_model, ["The quick brown fox jumps over the lazy dog"])
+    patched, _ = _logits(tiny_model, ["The quick brown fox jumps over the lazy dog"],
+                         [("blocks.0.attn.hook_pattern", uniform)])
+    assert (patched - plain)[mask].abs().max() > 1e-2
+
+
+@pytest.mark.model
+def test_zeroing_one_head_changes_the_default_model(smollm2):
+    plain, mask = _logits(smollm2, CHAT_PROMPTS[:2])
+    zeroed, _ = _logits(smollm2, CHAT_PROMPTS[:2], _zero_head(0, 3))
+    assert (zeroed - plain)[mask].abs().max() > 1e-2
+
+
+def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
+    s = tiny_model.shape
+    seen = []
+
+    def factory(info):
+        def record(t, hook):
+            seen.append((info.step, hook.name.rsplit(".", 1)[-1], tuple(t.shape)))
+            return t
+        return [(lambda name: name.startswith("blocks.1."), record)]
+
+    res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_new_tokens=4, stop_at_eos=False),
+                   hooks=factory)
+    length = max(len(g.prompt_token_ids) for g in res.generations)
+    b, h, kv, d = 2, s.n_heads, s.n_kv_heads, s.d_head
+    expected = []
+    for step in range(4):
+        pos, keys = (length, length) if step == 0 else (1, length + step)
+        expected += [(step, "hook_v", (b, pos, kv, d)), (step, "hook_pattern", (b, h, pos, keys)),
+                     (step, "hook_z", (b, pos, h, d)), (step, "hook_attn_out", (b, pos, s.d_model))]
+    assert seen == expected
+    assert tiny_model.hooked.blocks[1].attn.hook_z.has_hooks() is False  # removed afterwards
+
+
+def test_hook_factory_sees_rows_and_padding(tiny_gpt2):
+    infos = []
+    cfg = GenerationConfig(max_new_tokens=2, do_sample=True, n_samples=2, batch_size=3)
+    generate(tiny_gpt2, PLAIN_PROMPTS[:2], cfg, hooks=lambda info: infos.append(info) or [])
+    assert [i.rows for i in infos] == [((0, 0), (0, 1), (1, 0)), ((1, 1),)]
+    lens = [len(tiny_gpt2.tokenizer(p).input_ids) for p in PLAIN_PROMPTS[:2]]
+    assert infos[0].prompt_lengths.tolist() == [lens[0], lens[0], lens[1]]
+    assert infos[0].pad_lengths.tolist() == [lens[1] - lens[0]] * 2 + [0]
+
+
+# ---------------------------------------------------------------- randomness
+
+SAMPLED = GenerationConfig(max_new_tokens=12, do_sample=True, n_samples=3, seed=11, top_k=0, top_p=0.95)
+
+
+def test_same_seed_same_samples_and_a_new_seed_new_samples(tiny_model):
+    a = generate(tiny_model, PLAIN_PROMPTS, SAMPLED)
+    b = generate(tiny_model, PLAIN_PROMPTS, SAMPLED)
+    assert _tokens(a) == _tokens(b)
+    c = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(**{**SAMPLED.to_dict(), "seed": 12}))
+    assert _tokens(a) != _tokens(c)
+    by_prompt = a.by_prompt()
+    assert all(len({g.token_ids for g in gens}) > 1 for gens in by_prompt.values())  # samples differ
+
+
+def test_a_prompts_sample_is_the_same_alone_and_in_a_batch(tiny_model):
+    batch = generate(tiny_model, PLAIN_PROMPTS, SAMPLED)
+    target = PLAIN_PROMPTS[1]
+    alone = generate(tiny_model, [target], SAMPLED)
+    reordered = generate(tiny_model, [PLAIN_PROMPTS[3], target], GenerationConfig(**{**SAMPLED.to_dict(),
+                                                                                   "batch_size": 2}))
+    want = [g.token_ids for g in batch.generations if g.prompt == target]
+    assert [g.token_ids for g in alone.generations] == want
+    assert [g.token_ids for g in reordered.generations if g.prompt == target] == want
+
+
+@pytest.mark.model
+def test_default_model_sample_is_the_same_alone_and_in_a_batch(smollm2):
+    cfg = GenerationConfig(max_new_tokens=20, do_sample=True, n_samples=2, seed=3)
+    batch = generate(smollm2, CHAT_PROMPTS, cfg)
+    alone = generate(smollm2, [CHAT_PROMPTS[3]], cfg)
+    assert [g.token_ids for g in alone.generations] == \
+        [g.token_ids for g in batch.generations if g.prompt_index == 3]
+
+
+def test_row_seed_depends_on_seed_sample_and_prompt_only():
+    assert row_seed(0, 0, "a") == row_seed(0, 0, "a")
+    assert len({row_seed(0, 0, "a"), row_seed(1, 0, "a"), row_seed(0, 1, "a"), row_seed(0, 0, "b")}) == 4
+    assert 0 <= row_seed(5, 2, "x") < 2**63
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), top_k=st.sampled_from([0, 1, 3, 50]),
+       top_p=st.floats(0.05, 1.0), temperature=st.floats(0.3, 2.0))
+def test_filtering_matches_hf_warpers(seed, top_k, top_p, temperature):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+    logits = torch.randn(3, 200, generator=torch.Generator().manual_seed(seed)) * 3
+    cfg = GenerationConfig(do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature)
+    ours = _filter_logits(logits, cfg)
+    hf = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    if top_k:
+        hf = TopKLogitsWarper(top_k)(None, hf)
+    if top_p < 1:
+        hf = TopPLogitsWarper(top_p)(None, hf)
+    assert torch.equal(torch.isinf(ours), torch.isinf(hf))
+    assert torch.isfinite(ours.gather(-1, logits.argmax(-1, keepdim=True))).all()  # argmax kept
+
+
+def test_top_k_1_sampling_is_greedy(tiny_gpt2):
+    greedy = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=8))
+    k1 = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=8, do_sample=True, top_k=1))
+    assert _tokens(greedy) == _tokens(k1)
+
+
+# ---------------------------------------------------------------- settings and bad input
+
+@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("temperature", 0.0), ("top_p", 1.5),
+                                          ("top_p", 0.0), ("top_k", -1), ("n_samples", 0),
+                                          ("batch_size", 0)])
+def test_invalid_settings_name_the_field(field, value):
+    with pytest.raises(UserError, match=f"{field}={value!r} is invalid"):
+        GenerationConfig(**{"do_sample": True, field: value})
+
+
+def test_greedy_with_several_samples_is_refused():
+    with pytest.raises(UserError, match="n_samples=3 with greedy"):
+        GenerationConfig(n_samples=3)
+
+
+def test_empty_prompt_list_is_refused(tiny_gpt2):
+    with pytest.raises(UserError, match="prompt list is empty"):
+        generate(tiny_gpt2, [], GenerationConfig())
+
+
+def test_progress_counts_every_step(tiny_gpt2):
+    ticks = []
+    generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=5, batch_size=3), progress=ticks.append)
+    assert sum(ticks) == 2 * 5

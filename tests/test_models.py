@@ -1,0 +1,114 @@
+"""Model registry: shapes, determinism, offline loading and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.errors import ModelUnavailableError
+from harness.models import load_model, weights_sha256
+
+
+def test_tiny_gpt2_shape_has_the_seed_head(tiny_gpt2):
+    s = tiny_gpt2.shape
+    assert (s.architecture, s.n_layers, s.n_heads, s.n_kv_heads, s.d_head) == ("gpt2", 2, 12, 12, 8)
+    assert s.n_layers > 1 and s.n_heads > 10  # head 1:10 exists
+    assert tiny_gpt2.tokenizer("Hello world").input_ids == [15496, 995]  # the real GPT-2 BPE
+
+
+def test_tiny_llama_is_gqa(tiny_llama):
+    s = tiny_llama.shape
+    assert (s.architecture, s.n_layers, s.n_heads, s.n_kv_heads, s.d_head) == ("llama", 2, 6, 2, 16)
+    assert s.group_size == 3
+
+
+def test_tiny_models_are_deterministic_and_leave_global_rng_alone(tiny_gpt2):
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    again = load_model("tiny-gpt2")
+    assert torch.equal(torch.rand(3), expected)  # building did not consume the caller's RNG
+    assert again.weights_sha256 == tiny_gpt2.weights_sha256
+
+
+def test_weights_hash_changes_with_any_weight(tiny_llama):
+    model = tiny_llama.model
+    before = weights_sha256(model)
+    w = model.model.layers[1].self_attn.v_proj.weight
+    old = w[0, 0].item()
+    with torch.no_grad():
+        w[0, 0] += 1e-3
+    try:
+        assert weights_sha256(model) != before
+    finally:
+        with torch.no_grad():
+            w[0, 0] = old
+    assert weights_sha256(model) == before
+
+
+@pytest.mark.model
+def test_default_model_shape(smollm2):
+    s = smollm2.shape
+    assert (s.architecture, s.n_layers, s.n_heads, s.n_kv_heads, s.d_head, s.vocab_size) == (
+        "llama", 30, 9, 3, 64, 49152)
+    assert smollm2.prompt_format == "chat"
+    assert smollm2.source.startswith("gguf:")
+    assert smollm2.shape.describe() == "30 layers × 9 heads, 3 KV heads"
+
+
+@pytest.mark.model
+def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
+    """A fresh GGUF conversion and the cached safetensors copy carry identical weights."""
+    monkeypatch.setenv("CAUSAL_HEADS_CACHE", str(tmp_path))
+    converted = load_model("smollm2-135m")  # converts the GGUF, stores the copy
+    assert len(list(tmp_path.iterdir())) == 1
+    cached = load_model("smollm2-135m")  # reads the copy
+    assert converted.weights_sha256 == cached.weights_sha256 == smollm2.weights_sha256
+    text = "Thank you so much!<|im_end|>"
+    assert converted.tokenizer(text).input_ids == cached.tokenizer(text).input_ids
+    assert converted.tokenizer.chat_template == cached.tokenizer.chat_template
+
+
+def test_local_directory_loads(tmp_path, tiny_gpt2):
+    tiny_gpt2.model.save_pretrained(tmp_path)
+    tiny_gpt2.tokenizer.save_pretrained(tmp_path)
+    h = load_model(str(tmp_path))
+    assert h.weights_sha256 == tiny_gpt2.weights_sha256
+    assert h.shape == tiny_gpt2.shape
+    assert h.source == f"dir:{tmp_path}"
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("gpt2", "not on this machine"),
+    ("org/some-model", "--model /path/to/dir"),
+    ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
+    ("/no/such/dir", "neither a registered model nor an existing directory"),
+    ("", "Available: gpt2, smollm2-135m, tiny-gpt2, tiny-llama-gqa"),
+])
+def test_unavailable_models_raise_a_user_error(name, fragment):
+    if name == "gpt2" and _gpt2_in_hf_cache():
+        pytest.skip("gpt2 weights are in this machine's HF cache, so gpt2 is available here")
+    with pytest.raises(ModelUnavailableError) as info:
+        load_model(name)
+    assert fragment in str(info.value)
+
+
+def test_empty_directory_says_what_is_missing(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="holds no loadable model.*config.json"):
+        load_model(str(tmp_path))
+
+
+def _gpt2_in_hf_cache() -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo, "config.json"), str)
+               for repo in ("gpt2", "openai-community/gpt2"))
+
+
+@pytest.mark.parametrize("model", ["org/absent-model", "/no/such/dir", "nope"])
+def test_cli_unavailable_model_exits_2_without_traceback(cli, model):
+    proc = cli("harness.demo", "--model", model, "--max-tokens", "2")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
