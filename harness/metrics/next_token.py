@@ -1,0 +1,66 @@
+"""Model-side metric for 1-token analysis: log-probability mass on an emotion's keywords.
+
+``keyword_logprob(handle, prompts, emotion)`` runs one forward pass per batch of prompts
+(templated with the model's prompt format, like generation) and returns, per prompt,
+``log sum_{t in K} p(t | prompt)`` at the next position, where ``K`` is the set of *first
+tokens* of the emotion's keywords (:func:`keyword_token_ids`). Hooks can be active, so the
+same function measures a patched model. It is continuous (no sampling), which makes it the
+metric of choice for screening and all-heads sweeps.
+
+Keyword token set: each single-word keyword (phrases are skipped: their first words, "many",
+"could", "makes", are generic) is tokenized in four spellings (with and without a leading
+space, lower case and Capitalised); the first token of each spelling is kept if the whole
+spelling is one token, or if that first token carries at least five letters of the word (a
+prefix like " appreci" is informative; " than" from "thankyou" is another word). The ids are
+deduplicated.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.generation import BatchInfo
+from harness.prompts import load_keywords
+from harness.templating import format_prompts
+
+MIN_PREFIX_LETTERS = 5
+
+
+def keyword_token_ids(tokenizer, emotion: str) -> list[int]:
+    ids: set[int] = set()
+    for kw in load_keywords(emotion).keywords:
+        if " " in kw:
+            continue
+        for spelling in (kw, " " + kw, kw.capitalize(), " " + kw.capitalize()):
+            toks = tokenizer(spelling, add_special_tokens=False).input_ids
+            if not toks:
+                continue
+            letters = sum(c.isalpha() for c in tokenizer.decode(toks[:1]))
+            if len(toks) == 1 or letters >= MIN_PREFIX_LETTERS:
+                ids.add(toks[0])
+    if not ids:
+        raise ValueError(f"no keyword of emotion {emotion!r} yields a usable first token")
+    return sorted(ids)
+
+
+def keyword_logprob(handle, prompts, emotion: str, *, hooks=None, prompt_format: str | None = None,
+                    batch_size: int = 64) -> torch.Tensor:
+    """Per prompt: log-probability mass on the emotion's keyword first-tokens at the next position."""
+    ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
+    fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(fmt.texts), batch_size):
+            chunk = list(fmt.texts[start:start + batch_size])
+            enc = handle.tokenizer(chunk, return_tensors="pt", padding=True,
+                                   add_special_tokens=fmt.add_special_tokens)
+            mask = enc["attention_mask"]
+            info = BatchInfo(rows=tuple((start + i, 0) for i in range(len(chunk))),
+                             prompt_lengths=mask.sum(-1), attention_mask=mask)
+            fwd = list(hooks(info)) if callable(hooks) else list(hooks or [])
+            position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            with handle.hooked.hooks(fwd_hooks=fwd):
+                logits = handle.model(input_ids=enc["input_ids"], attention_mask=mask,
+                                      position_ids=position).logits[:, -1, :]
+            out.append(torch.logsumexp(logits.float().log_softmax(-1)[:, ids], dim=-1))
+    return torch.cat(out)

@@ -1,0 +1,121 @@
+"""Prompt sets and keyword lists: the shipped data is valid, bad files are named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import UnknownNameError
+from harness.metrics import get_metric, registry
+from harness.prompts import (DataFileError, emotions, load_emotion_prompts, load_keywords, load_prompt_set,
+                             token_length_stats)
+
+SETS = ["neutral", "gratitude", "anger", "apology"]
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_shipped_sets_load_with_at_least_70_prompts(name):
+    ps = load_prompt_set(name)
+    assert len(ps.prompts) >= 70 and ps.kind == ("neutral" if name == "neutral" else "emotion")
+    assert len(ps.sha256) == 64 and ps.head(70) == ps.prompts[:70]
+
+
+def test_shipped_emotions():
+    assert emotions() == ["anger", "apology", "gratitude"]
+
+
+@pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+def test_emotion_prompts_carry_their_emotion_and_only_it(emotion):
+    """Every source prompt shows its emotion's keywords; no other set does."""
+    own = get_metric(f"{emotion}_keywords")
+    for name in SETS:
+        counts = [own(p) for p in load_prompt_set(name).prompts]
+        if name == emotion:
+            assert min(counts) >= 1, [p for p, c in zip(load_prompt_set(name).prompts, counts) if c == 0]
+        else:
+            assert sum(counts) == 0, name
+
+
+def test_neutral_prompts_are_neutral():
+    sentiment = get_metric("sentiment")
+    scores = [sentiment(p) for p in load_prompt_set("neutral").prompts]
+    assert sum(abs(s - 0.5) < 0.25 for s in scores) >= 0.9 * len(scores)
+
+
+def test_token_lengths_are_comparable_on_the_tiny_tokenizer(tiny_gpt2):
+    stats = {n: token_length_stats(tiny_gpt2.tokenizer, load_prompt_set(n)) for n in SETS}
+    assert all(s["n"] >= 70 and 4 <= s["min"] <= s["median"] <= s["max"] <= 25 for s in stats.values())
+    assert max(s["median"] for s in stats.values()) - min(s["median"] for s in stats.values()) <= 6
+
+
+# ---------------------------------------------------------------- malformed files
+
+def _write(folder, name, content):
+    path = folder / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+def _doc(prompts, **over):
+    return {"format": "causal-heads/prompts", "version": 1, "name": "joy", "kind": "emotion",
+            "description": "test set", "prompts": prompts, **over}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", r"joy_prompts.json: not valid JSON: Expecting property name.* at line 1 column 2"),
+    ("[1, 2]", r"joy_prompts.json: the top level must be a JSON object, got list"),
+    (_doc([]), r"joy_prompts.json: field 'prompts' is empty"),
+    (_doc("one prompt"), r"joy_prompts.json: field 'prompts' must be a list of strings, got str"),
+    (_doc(["Fine.", 3]), r"joy_prompts.json: prompts\[1\] must be a string, got int 3"),
+    (_doc(["Fine.", "   "]), r"joy_prompts.json: prompts\[1\] is empty or whitespace"),
+    (_doc(["I am happy.", "Other.", "i am  HAPPY."]), r"prompts\[2\] 'i am  HAPPY.' duplicates prompts\[0\]"),
+    (_doc(["Fine."], version=2), r"field 'version' must be 1 .*got 2"),
+    (_doc(["Fine."], format="csv"), r"field 'format' must be 'causal-heads/prompts', got 'csv'"),
+    (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
+    (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),
+    (_doc(["Fine."], description=""), r"field 'description' must be a non-empty string"),
+])
+def test_malformed_prompt_files_are_named(tmp_path, monkeypatch, content, message):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    _write(tmp_path, "joy_prompts.json", content)
+    with pytest.raises(DataFileError, match=message):
+        load_prompt_set("joy")
+
+
+def test_non_utf8_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    (tmp_path / "joy_prompts.json").write_bytes(b'{"prompts": ["caf\xe9"]}')
+    with pytest.raises(DataFileError, match="joy_prompts.json: not UTF-8 text"):
+        load_prompt_set("joy")
+
+
+def test_missing_prompt_set_suggests():
+    with pytest.raises(UnknownNameError, match="no prompt file .*neutrl_prompts.json; unknown prompt set "
+                                               "'neutrl'. Did you mean 'neutral'"):
+        load_prompt_set("neutrl")
+
+
+def test_unknown_emotion_suggests():
+    with pytest.raises(UnknownNameError, match="unknown emotion 'gratitud'. Did you mean 'gratitude'\\? "
+                                               "Available: anger, apology, gratitude"):
+        load_emotion_prompts("gratitud")
+
+
+def test_bad_keyword_entries_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy", "glad|sad"]})
+    with pytest.raises(DataFileError, match=r"keywords\[1\] 'glad\|sad' may hold only letters"):
+        load_keywords("joy")
+
+
+def test_a_new_emotion_needs_only_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    _write(tmp_path, "joy_prompts.json", _doc(["I am so happy today!", "What a joyful morning."]))
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy", "joyful", "overjoyed"]})
+    assert emotions() == ["joy"]
+    assert load_emotion_prompts("joy").prompts[1] == "What a joyful morning."
+    assert "joy_keywords" in registry() and "gratitude_keywords" not in registry()
+    assert get_metric("joy_keywords")("Happy, happy, not happy, OVERJOYED!") == 3
