@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.errors import UserError, run_cli
+from harness.errors import run_cli
 from harness.generation import GenerationConfig, generate
+from harness.heads import parse_head_spec
 
 PROMPTS = (
     "Write a short message to a coworker about tomorrow's meeting.",
@@ -24,20 +25,8 @@ PROMPTS = (
 
 
 def parse_heads(spec: str, n_layers: int, n_heads: int, model: str) -> list[tuple[int, int]]:
-    """Parse ``"L:H,L:H"`` (``H`` may be ``*``) and check it against the model's shape."""
-    heads = []
-    for part in spec.split(","):
-        layer_s, sep, head_s = part.strip().partition(":")
-        if not sep or not layer_s.isdigit() or not (head_s.isdigit() or head_s == "*"):
-            raise UserError(f"malformed head {part.strip()!r} in --ablate {spec!r}: expected LAYER:HEAD "
-                            f"(e.g. 1:10), LAYER:* or a comma-separated list")
-        layer = int(layer_s)
-        for head in (range(n_heads) if head_s == "*" else [int(head_s)]):
-            if layer >= n_layers or head >= n_heads:
-                raise UserError(f"head {layer}:{head} is out of range for {model} "
-                                f"({n_layers} layers × {n_heads} heads)")
-            heads.append((layer, head))
-    return heads
+    """Parse a head spec (see :mod:`harness.heads`) and check it against the model's shape."""
+    return list(parse_head_spec(spec).resolve(n_layers, n_heads, model))
 
 
 def zero_heads_hooks(heads):

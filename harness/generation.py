@@ -229,3 +229,25 @@ def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConf
                     prompt_token_ids=tuple(prompt_ids), token_ids=gen,
                     text=handle.tokenizer.decode(gen, skip_special_tokens=True), stopped_at_eos=hit))
     return result
+
+
+def forward(handle: ModelHandle, prompts: Sequence[str], hooks=None, *, prompt_format: str | None = None,
+            last_only: bool = False, first_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass over the templated, left-padded prompts with ``hooks`` (list or factory).
+
+    Returns ``(logits, attention_mask)``; logits are ``[batch, pos, vocab]`` (``pos`` = 1 with
+    ``last_only``). Hook factories get a :class:`BatchInfo` with ``step == 0`` whose rows are
+    prompt indices ``first_index, first_index + 1, ...`` (for callers that chunk a prompt list).
+    """
+    fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
+    enc = handle.tokenizer(list(fmt.texts), return_tensors="pt", padding=True,
+                           add_special_tokens=fmt.add_special_tokens)
+    mask = enc["attention_mask"]
+    info = BatchInfo(rows=tuple((first_index + i, 0) for i in range(len(prompts))), prompt_lengths=mask.sum(-1),
+                     attention_mask=mask)
+    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    extra = {"logits_to_keep": 1} if last_only else {}
+    with torch.no_grad(), handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
+        logits = handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position,
+                              **extra).logits
+    return logits, mask

@@ -16,9 +16,12 @@ def test_demo_runs_and_the_patch_fires(cli):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("1-10", "malformed head '1-10'"),
+    ("1-10", "malformed head '1-10' in head spec '1-10'"),
     ("1:", "malformed head '1:'"),
     ("a:b", "malformed head 'a:b'"),
+    ("", "head spec '' is empty"),
+    ("1:1,1:1", "head 1:1 is listed more than once"),
+    ("5:*", "layer 5 in head spec '5:\\*' is out of range for tiny"),
     ("2:0", "head 2:0 is out of range for tiny (2 layers × 12 heads)"),
     ("1:12", "head 1:12 is out of range for tiny (2 layers × 12 heads)"),
 ])
@@ -28,7 +31,7 @@ def test_bad_head_specs_are_named(spec, message):
 
 
 def test_parse_heads_expands_wildcards():
-    assert parse_heads("1:2,0:*", 2, 3, "tiny") == [(1, 2), (0, 0), (0, 1), (0, 2)]
+    assert parse_heads("1:2,0:*", 2, 3, "tiny") == [(0, 0), (0, 1), (0, 2), (1, 2)]
 
 
 def test_demo_bad_spec_exits_2_without_traceback(cli):

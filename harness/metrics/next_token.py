@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.generation import BatchInfo
+from harness.generation import forward
 from harness.prompts import load_keywords
-from harness.templating import format_prompts
 
 MIN_PREFIX_LETTERS = 5
 
@@ -47,20 +46,10 @@ def keyword_logprob(handle, prompts, emotion: str, *, hooks=None, prompt_format:
                     batch_size: int = 64) -> torch.Tensor:
     """Per prompt: log-probability mass on the emotion's keyword first-tokens at the next position."""
     ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
-    fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
+    prompts = list(prompts)
     out = []
-    with torch.no_grad():
-        for start in range(0, len(fmt.texts), batch_size):
-            chunk = list(fmt.texts[start:start + batch_size])
-            enc = handle.tokenizer(chunk, return_tensors="pt", padding=True,
-                                   add_special_tokens=fmt.add_special_tokens)
-            mask = enc["attention_mask"]
-            info = BatchInfo(rows=tuple((start + i, 0) for i in range(len(chunk))),
-                             prompt_lengths=mask.sum(-1), attention_mask=mask)
-            fwd = list(hooks(info)) if callable(hooks) else list(hooks or [])
-            position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-            with handle.hooked.hooks(fwd_hooks=fwd):
-                logits = handle.model(input_ids=enc["input_ids"], attention_mask=mask,
-                                      position_ids=position).logits[:, -1, :]
-            out.append(torch.logsumexp(logits.float().log_softmax(-1)[:, ids], dim=-1))
+    for start in range(0, len(prompts), batch_size):
+        logits, _ = forward(handle, prompts[start:start + batch_size], hooks, prompt_format=prompt_format,
+                            last_only=True, first_index=start)
+        out.append(torch.logsumexp(logits[:, -1, :].float().log_softmax(-1)[:, ids], dim=-1))
     return torch.cat(out)

@@ -1,0 +1,186 @@
+"""Patching engine invariants (property-tested on the tiny models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import UnknownNameError, UserError
+from harness.generation import GenerationConfig, forward, generate
+from harness.patching import (MODES, PatchConfig, aligned_positions, baseline_hooks, capture_source,
+                              patch_hooks)
+
+POOL = ["The quick brown fox jumps over", "Hello there", "Thank you so much for the help",
+        "I am so grateful for everything you did for me", "Thanks!", "We appreciate it",
+        "The train leaves at nine", "Sorry"]
+FAST = settings(max_examples=12, deadline=None)
+
+
+def _prompts(n):
+    return st.lists(st.sampled_from(POOL), min_size=n, max_size=n, unique=True)
+
+
+def _heads(handle, max_size=3):
+    s = handle.shape
+    return st.lists(st.tuples(st.integers(0, s.n_layers - 1), st.integers(0, s.n_heads - 1)),
+                    min_size=1, max_size=max_size, unique=True).map(lambda hs: tuple(sorted(hs)))
+
+
+def _patched(handle, cfg, source_prompts, target_prompts, extra=()):
+    src = capture_source(handle, source_prompts, sorted(cfg.by_layer()), MODES[cfg.mode].needs)
+    factory = patch_hooks(handle, cfg, src)
+    return forward(handle, target_prompts, lambda info: factory(info) + list(extra))
+
+
+@pytest.fixture(params=["tiny-gpt2", "tiny-llama-gqa"], scope="module")
+def model(request, tiny_gpt2, tiny_llama):
+    return {"tiny-gpt2": tiny_gpt2, "tiny-llama-gqa": tiny_llama}[request.param]
+
+
+@FAST
+@given(data=st.data(), alignment=st.sampled_from(["end", "last"]))
+def test_patching_a_run_into_itself_changes_nothing(model, data, alignment):
+    prompts = data.draw(_prompts(3))
+    heads = data.draw(_heads(model))
+    base, mask = forward(model, prompts)
+    same, _ = _patched(model, PatchConfig(heads, "z", alignment), prompts, prompts)
+    assert torch.equal(same, base)  # z: exact
+    for mode in ("pattern_v", "v_only", "pattern_only"):  # recomputed A·V: equal up to float rounding
+        cfg = PatchConfig(heads, mode, alignment)
+        ref, _ = forward(model, prompts, baseline_hooks(cfg))
+        got, _ = _patched(model, cfg, prompts, prompts)
+        assert (got - ref)[mask.bool()].abs().max() < 1e-4, mode
+
+
+@FAST
+@given(data=st.data(), alignment=st.sampled_from(["end", "last", "mean_source"]))
+def test_pattern_v_equals_z(model, data, alignment):
+    source, target = data.draw(_prompts(3)), data.draw(_prompts(3))
+    heads = data.draw(_heads(model))
+    z, mask = _patched(model, PatchConfig(heads, "z", alignment), source, target)
+    pv, _ = _patched(model, PatchConfig(heads, "pattern_v", alignment), source, target)
+    assert (z - pv)[mask.bool()].abs().max() < 1e-4
+
+
+@FAST
+@given(data=st.data())
+def test_patching_a_whole_layer_with_z_reproduces_the_source_attention_output(model, data):
+    source, target = data.draw(_prompts(2)), data.draw(_prompts(2))
+    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
+    heads = tuple((layer, h) for h in range(model.shape.n_heads))
+    name = f"blocks.{layer}.attn.hook_attn_out"
+    seen = {}
+    forward(model, source, [(name, lambda t, hook: seen.__setitem__("S", t.clone()))])
+    _, mask = _patched(model, PatchConfig(heads, "z", "end"), source, target,
+                       extra=[(name, lambda t, hook: seen.__setitem__("T", t.clone()))])
+    s_mask = forward(model, source)[1]
+    for r in range(2):
+        lt, ls = int(mask[r].sum()), int(s_mask[r].sum())
+        n = min(lt, ls)
+        t_out = seen["T"][r, mask.shape[1] - n:]
+        s_out = seen["S"][r, s_mask.shape[1] - n:]
+        assert torch.allclose(t_out, s_out, atol=1e-5)
+
+
+@FAST
+@given(data=st.data(), mode=st.sampled_from(["z", "v_only", "pattern_only", "zero"]))
+def test_gqa_siblings_are_untouched(tiny_llama, data, mode):
+    source, target = data.draw(_prompts(2)), data.draw(_prompts(2))
+    head = data.draw(st.integers(0, tiny_llama.shape.n_heads - 1))
+    group = tiny_llama.shape.group_size
+    siblings = [h for h in range(head // group * group, head // group * group + group) if h != head]
+    seen = {}
+    record = [("blocks.1.attn.hook_z", lambda t, hook: seen.__setitem__("z", t.clone()))]
+    cfg = PatchConfig(((1, head),), mode, "end")
+    forward(tiny_llama, target, baseline_hooks(cfg) + record)
+    base = seen["z"]
+    _patched(tiny_llama, cfg, source, target, extra=record)
+    assert torch.equal(seen["z"][:, :, siblings], base[:, :, siblings])
+    others = [h for h in range(tiny_llama.shape.n_heads) if h != head]
+    assert torch.equal(seen["z"][:, :, others], base[:, :, others])
+
+
+@FAST
+@given(data=st.data(), mode=st.sampled_from(["z", "pattern_v", "v_only", "mean"]))
+def test_multi_head_patch_equals_composed_single_layer_patches(model, data, mode):
+    source, target = data.draw(_prompts(3)), data.draw(_prompts(3))
+    h0, h1 = data.draw(st.integers(0, model.shape.n_heads - 1)), data.draw(st.integers(0, model.shape.n_heads - 1))
+    both, _ = _patched(model, PatchConfig(((0, h0), (1, h1)), mode), source, target)
+    a = patch_hooks(model, PatchConfig(((0, h0),), mode),
+                    capture_source(model, source, [0], MODES[mode].needs))
+    b = patch_hooks(model, PatchConfig(((1, h1),), mode),
+                    capture_source(model, source, [1], MODES[mode].needs))
+    composed, mask = forward(model, target, lambda info: a(info) + b(info))
+    if "pattern" in MODES[mode].needs:
+        # capturing a layer's source pattern runs that layer's attention as an explicit softmax,
+        # which moves later layers of the *source* run by float rounding
+        assert (both - composed)[mask.bool()].abs().max() < 1e-4
+    else:
+        assert torch.equal(both, composed)
+
+
+def test_zero_on_a_head_changes_outputs(model):
+    base, mask = forward(model, POOL[:3])
+    zero, _ = _patched(model, PatchConfig(((1, 2),), "zero"), POOL[3:6], POOL[:3])
+    assert (zero - base)[mask.bool()].abs().max() > 1e-2
+
+
+def test_modes_differ_from_each_other_on_different_prompts(model):
+    source, target = POOL[3:6], POOL[:3]
+    outs = {m: _patched(model, PatchConfig(((1, 1),), m), source, target)[0] for m in MODES}
+    assert torch.allclose(outs["z"], outs["pattern_v"], atol=1e-4)
+    distinct = ["z", "v_only", "pattern_only", "zero", "mean"]
+    for i, a in enumerate(distinct):
+        for b in distinct[i + 1:]:
+            assert not torch.allclose(outs[a], outs[b], atol=1e-4), (a, b)
+
+
+def test_identity_patch_gives_zero_delta_in_sampled_generation(model):
+    cfg = GenerationConfig(max_new_tokens=10, do_sample=True, n_samples=2, seed=5, batch_size=64)
+    prompts = POOL[:4]
+    patch = PatchConfig(((0, 1), (1, 3)), "z", "end")
+    rows = [p for p in prompts for _ in range(2)]  # the source run sees the generation batch's rows
+    src = capture_source(model, rows, [0, 1], MODES["z"].needs)
+    base = generate(model, prompts, cfg)
+    patched = generate(model, prompts, cfg, hooks=patch_hooks(model, patch, src,
+                                                              pair=lambda p: 2 * p))
+    assert [g.token_ids for g in base.generations] == [g.token_ids for g in patched.generations]
+    other = generate(model, prompts, cfg, hooks=patch_hooks(model, patch, capture_source(
+        model, POOL[4:8], [0, 1], MODES["z"].needs)))
+    assert [g.token_ids for g in base.generations] != [g.token_ids for g in other.generations]
+
+
+def test_patch_generated_writes_decode_steps(tiny_gpt2):
+    seen = []
+    cfg = PatchConfig(((1, 4),), "zero", "end", patch_generated=True)
+    factory = patch_hooks(tiny_gpt2, cfg, capture_source(tiny_gpt2, POOL[:2], [1], MODES["zero"].needs))
+    record = [("blocks.1.attn.hook_z", lambda t, hook: seen.append(t[:, -1, 4].abs().max().item()))]
+    generate(tiny_gpt2, POOL[:2], GenerationConfig(max_new_tokens=4, stop_at_eos=False),
+             hooks=lambda info: factory(info) + record)
+    assert seen == [0.0] * 4  # prefill's last position and every decode step are zeroed
+
+
+# ---------------------------------------------------------------- alignment and settings
+
+def test_aligned_positions():
+    t, s = aligned_positions("end", 5, 3)
+    assert t.tolist() == [2, 3, 4] and s.tolist() == [0, 1, 2]
+    t, s = aligned_positions("end", 2, 4)
+    assert t.tolist() == [0, 1] and s.tolist() == [2, 3]
+    t, s = aligned_positions("last", 5, 3)
+    assert t.tolist() == [4] and s.tolist() == [2]
+    t, s = aligned_positions("mean_source", 3, 7)
+    assert t.tolist() == [0, 1, 2] and s is None
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"mode": "pattern-v"}, UnknownNameError, "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
+    ({"mode": "z", "alignment": "start"}, UnknownNameError, "unknown alignment 'start'"),
+    ({"mode": "pattern_only", "alignment": "mean_source"}, UserError, "not defined for patch mode 'pattern_only'"),
+    ({"mode": "v_only", "patch_generated": True}, UserError, "cannot be extended to generated positions"),
+])
+def test_bad_patch_settings_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        PatchConfig(heads=((0, 0),), **kwargs)
