@@ -1,0 +1,74 @@
+"""One configuration path: command-line flags > profile (``harness/profiles.toml``) > defaults.
+
+:func:`resolve_run_config` merges the three into one frozen :class:`RunConfig`, which the
+runner uses and every result records. A key in a profile that this code does not know, or
+a value of the wrong type, is an error naming the profile, the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields
+
+from harness.errors import UnknownNameError, UserError, did_you_mean
+
+PROFILES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles.toml")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a patching run depends on besides the model, heads, mode and emotion."""
+
+    profile: str = "baseline"
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    samples: int = 1
+    n_prompts: int = 70
+    max_tokens: int = 30
+    alignment: str = "end"
+    patch_generated: bool = False
+    seed: int = 0
+    target: str = "neutral"
+    prompt_format: str = "model"
+    batch_size: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_TYPES = {f.name: f.type for f in fields(RunConfig)}
+_PY = {"bool": bool, "float": (int, float), "int": int, "str": str}
+
+
+def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read profiles ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {exc}") from None
+    return data
+
+
+def _check(profile: str, key: str, value) -> None:
+    if key not in _TYPES or key == "profile":
+        raise UserError(f"profile {profile!r}: " + did_you_mean("key", key, [k for k in _TYPES if k != "profile"]))
+    expected = _PY[_TYPES[key]]
+    if isinstance(value, bool) and _TYPES[key] != "bool" or not isinstance(value, expected):
+        raise UserError(f"profile {profile!r}: {key} = {value!r} must be of type {_TYPES[key]}")
+
+
+def resolve_run_config(profile: str, overrides: dict, path: str = PROFILES_FILE) -> RunConfig:
+    """Defaults, then the profile's values, then the non-None ``overrides`` (CLI flags)."""
+    profiles = load_profiles(path)
+    if profile not in profiles:
+        raise UnknownNameError(did_you_mean("profile", profile, profiles))
+    values = {k: v for k, v in profiles[profile].items() if k != "description"}
+    for key, value in values.items():
+        _check(profile, key, value)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(profile=profile, **values)

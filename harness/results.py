@@ -1,0 +1,108 @@
+"""Result documents: provenance, NaN policy and atomic writes.
+
+A result is a plain ``dict`` of JSON types with ``schema`` and ``schema_version``. NaN
+policy: non-finite floats are stored as ``null`` in JSON (JSON has no NaN) and kept as
+``float('nan')`` in pickles; readers treat ``null`` in a numeric field as "undefined".
+Writes go to a temporary file in the target folder, are flushed and fsynced, then renamed
+over the target, so an interrupted run never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+
+from harness.errors import UserError
+
+PACKAGES = ("torch", "transformers", "transformer-lens", "numpy", "scipy", "statsmodels", "vaderSentiment",
+            "gguf", "causal-heads")
+EXTENSIONS = (".json", ".pkl")
+
+
+def git_info() -> dict:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+    try:
+        head = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "packages": package_versions(), "git": git_info()}
+
+
+def json_safe(obj):
+    """Replace non-finite floats by None, recursively (see the NaN policy above)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def check_output_path(path: str) -> None:
+    if not path.endswith(EXTENSIONS):
+        raise UserError(f"--output {path!r}: the extension must be one of {', '.join(EXTENSIONS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"--output {path!r}: {folder} is not a directory")
+
+
+def write_result(doc: dict, path: str) -> None:
+    """Write ``doc`` as JSON or pickle (by extension), atomically."""
+    check_output_path(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if path.endswith(".json"):
+                fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode())
+            else:
+                pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def command_line() -> str:
+    return " ".join([os.path.basename(sys.executable), *sys.argv])

@@ -1,0 +1,191 @@
+"""The seed's command end to end, its result document, and its bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.config import RunConfig, resolve_run_config
+from harness.errors import UserError, run_cli
+from harness.head_patching import main
+from harness.results import json_safe, write_result
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory, tiny_gpt2):
+    path = tmp_path_factory.mktemp("tiny-gpt2-dir")
+    tiny_gpt2.model.save_pretrained(path)
+    tiny_gpt2.tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _run(cli, *args):
+    return cli("harness.head_patching", *args)
+
+
+def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_path, tiny_gpt2):
+    out = tmp_path / "gpt2_gratitude_1_10.json"
+    proc = _run(cli, "--model", gpt2_dir, "--profile", "baseline", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--max-tokens", "8", "--patch-mode", "pattern_v", "--n-prompts", "12", "--samples", "2",
+                "--output", str(out), "--plots-dir", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "causal-heads/head-patching" and doc["schema_version"] == 1
+    s = doc["settings"]
+    assert (s["heads"], s["patch_mode"], s["emotion"], s["n_prompts"]) == (["1:10"], "pattern_v", "gratitude", 12)
+    assert s["generation"]["n_samples"] == 2 and s["generation"]["do_sample"] is True
+    assert s["patch"]["alignment"] == "end" and s["prompt_format"] == "plain"
+    prov = doc["provenance"]
+    assert prov["model"]["weights_sha256"] == tiny_gpt2.weights_sha256
+    assert prov["packages"]["transformer-lens"] == "4.3.0" and len(prov["git"]["commit"] or "x" * 40) == 40
+    assert set(prov["prompt_files"]) == {"gratitude", "neutral"}
+    assert len(doc["prompts"]) == 12
+    for e in doc["prompts"]:
+        assert len(e["baseline"]) == len(e["patched"]) == len(e["seeds"]) == 2
+        sc = e["scores"]["gratitude_keywords"]
+        assert sc["delta"] == pytest.approx(sum(sc["patched"]) / 2 - sum(sc["baseline"]) / 2)
+    metrics = [r["metric"] for r in doc["summary"]]
+    assert metrics == ["sentiment", "politeness", "anger_keywords", "apology_keywords", "gratitude_keywords"]
+    for r in doc["summary"]:
+        assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["n_prompts"] == 12
+    assert (tmp_path / "plots" / f"{os.path.basename(gpt2_dir)}_gratitude_1_10_pattern_v.png").stat().st_size > 1000
+    assert "gratitude_keywords" in proc.stdout and "95% CI" in proc.stdout
+
+
+@pytest.mark.model
+def test_seed_command_on_the_default_model(cli, tmp_path):
+    out = tmp_path / "smollm2_gratitude_1_8.pkl"
+    proc = _run(cli, "--model", "smollm2-135m", "--head-spec", "1:8,3:*", "--emotion", "gratitude",
+                "--max-tokens", "10", "--patch-mode", "v_only", "--n-prompts", "6", "--output", str(out), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    with open(out, "rb") as fh:
+        doc = pickle.load(fh)  # our own file, written by this test's subprocess
+    assert doc["settings"]["heads"] == ["1:8"] + [f"3:{h}" for h in range(9)]
+    assert doc["settings"]["prompt_format"] == "chat" and len(doc["prompts"]) == 6
+    assert doc["generations_identical"]["prompts"] < 6  # ten heads patched: the patch does something
+
+
+def test_patching_with_the_same_source_as_target_changes_nothing(tmp_path, tiny_gpt2):
+    """In sampled mode, a z patch from the target prompts themselves gives Δ = 0 everywhere."""
+    from harness.generation import GenerationConfig
+    from harness.head_patching import run_patching
+    from harness.patching import PatchConfig
+    from harness.prompts import load_prompt_set
+
+    targets = load_prompt_set("neutral").head(6)
+    doc = run_patching(tiny_gpt2, PatchConfig(((0, 3), (1, 10)), "z"), GenerationConfig(
+        max_new_tokens=8, do_sample=True, batch_size=6), targets, targets, "plain")
+    assert doc["generations_identical"] == {"prompts": 6, "of": 6}
+    assert all(r["delta"] == 0 and r["ci_method"] == "degenerate" for r in doc["summary"])
+
+
+def test_missing_gpt2_weights_exit_2(cli, tmp_path):
+    proc = _run(cli, "--model", "org/absent-gpt2", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--output", str(tmp_path / "x.pkl"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not on this machine" in proc.stderr and "--model /path/to/dir" in proc.stderr
+    assert not (tmp_path / "x.pkl").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--head-spec", "1-10"], "malformed head '1-10' in head spec '1-10'"),
+    (["--head-spec", "40:1"], "head 40:1 is out of range for tiny-gpt2 (2 layers × 12 heads)"),
+    (["--emotion", "gratitud"], "unknown emotion 'gratitud'. Did you mean 'gratitude'?"),
+    (["--patch-mode", "pattern-v"], "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
+    (["--alignment", "middle"], "unknown alignment 'middle'"),
+    (["--profile", "baselin"], "unknown profile 'baselin'. Did you mean 'baseline'?"),
+    (["--output", "result.csv"], "--output 'result.csv': the extension must be one of .json, .pkl"),
+    (["--n-prompts", "500"], "--n-prompts 500 is invalid for prompt set 'neutral': it has 70 prompts"),
+    (["--top-p", "0"], "top_p=0.0 is invalid: must be in (0, 1]"),
+    (["--target", "gratitude", "--emotion", "anger", "--n-prompts", "0"], "--n-prompts 0 is invalid"),
+    (["--patch-mode", "v_only", "--patch-generated"], "cannot be extended to generated positions"),
+])
+def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):
+    base = {"--model": "tiny-gpt2", "--head-spec": "1:10", "--emotion": "gratitude",
+            "--output": str(tmp_path / "r.json")}
+    for flag, value in zip(args[::2], args[1::2]):
+        if flag.startswith("--") and not value.startswith("--"):
+            base[flag] = value
+    argv = [x for kv in base.items() for x in kv] + [a for a in args if a == "--patch-generated"]
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not os.listdir(tmp_path)
+
+
+def test_bad_input_through_a_real_process_has_no_traceback(cli, tmp_path):
+    proc = _run(cli, "--model", "tiny-gpt2", "--head-spec", "1:99", "--emotion", "gratitude",
+                "--output", str(tmp_path / "r.json"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: head 1:99 is out of range for tiny-gpt2 (2 layers × 12 heads)"
+
+
+def test_ctrl_c_leaves_no_result_file(tmp_path):
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.head_patching", "--model", "tiny-gpt2", "--head-spec",
+                             "1:10", "--emotion", "gratitude", "--max-tokens", "200", "--samples", "8",
+                             "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    while line and "generating" not in line:
+        line = proc.stderr.readline()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, rest
+    assert "Traceback" not in rest and os.listdir(tmp_path) == []
+
+
+def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
+    import harness.results as results
+
+    def explode(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(results.pickle, "dump", explode)
+    with pytest.raises(KeyboardInterrupt):
+        write_result({"a": 1}, str(tmp_path / "r.pkl"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_nan_is_stored_as_null_in_json_and_kept_in_pickle(tmp_path):
+    doc = {"x": float("nan"), "y": [1.0, float("inf")], "z": {"w": 2.5}}
+    write_result(doc, str(tmp_path / "r.json"))
+    write_result(doc, str(tmp_path / "r.pkl"))
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": None, "y": [1.0, None], "z": {"w": 2.5}}
+    with open(tmp_path / "r.pkl", "rb") as fh:
+        assert math.isnan(pickle.load(fh)["x"])
+    assert json_safe((1, float("-inf"))) == [1, None]
+    assert oct(os.stat(tmp_path / "r.json").st_mode & 0o777) != oct(0o600)
+
+
+# ---------------------------------------------------------------- profiles
+
+def test_profile_precedence_cli_over_profile_over_defaults():
+    cfg = resolve_run_config("greedy", {"samples": None, "max_tokens": 12, "seed": None})
+    assert (cfg.do_sample, cfg.max_tokens, cfg.samples, cfg.top_k) == (False, 12, 1, RunConfig().top_k)
+    assert resolve_run_config("sampled5", {}).samples == 5
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[p]\nsampels = 3\n", "profile 'p': unknown key 'sampels'. Did you mean 'samples'"),
+    ("[p]\nsamples = '3'\n", "profile 'p': samples = '3' must be of type int"),
+    ("[p]\ndo_sample = 1\n", "profile 'p': do_sample = 1 must be of type bool"),
+    ("[p\n", "not valid TOML"),
+])
+def test_bad_profiles_are_named(tmp_path, body, message):
+    path = tmp_path / "profiles.toml"
+    path.write_text(body)
+    with pytest.raises(UserError, match=message.replace("?", "\\?").replace("(", "\\(")):
+        resolve_run_config("p", {}, str(path))
