@@ -55,3 +55,165 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
         if math.isfinite(low) and math.isfinite(high):
             return Interval(mean, low, high, confidence, method, int(x.size), n_resamples, seed)
     raise ValueError("bootstrap failed to produce a finite interval")
+
+
+# ---------------------------------------------------------------- paired directional effects
+
+ALTERNATIVES = ("greater", "less", "two-sided")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A paired effect: per-prompt differences (patched − baseline, or condition A − B)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    ci_method: str
+    p_value: float  # sign-flip permutation test of mean == 0
+    alternative: str
+    cohens_dz: float  # mean / sd of the differences (NaN when sd == 0 and mean == 0)
+    frac_in_direction: float  # share of prompts that moved the claimed way (> 0 for "greater")
+    n: int
+    n_permutations: int  # 0 = exact enumeration of all sign patterns
+    seed: int
+    mde: float  # minimum detectable |mean| at this n, alpha and 80% power (t approximation)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sign_flip_p(values, *, alternative: str, n_permutations: int, seed: int) -> tuple[float, int]:
+    """p-value of H0 "the differences are symmetric around 0" by flipping signs.
+
+    Exact (all 2**n sign patterns) for n <= 16, else Monte Carlo with ``n_permutations``
+    draws and the ``(1 + hits) / (1 + draws)`` estimator, which never returns 0.
+    Returns ``(p, draws)`` where draws 0 means exact.
+    """
+    x = np.asarray(values, dtype=float)
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative {alternative!r} is not one of {ALTERNATIVES}")
+    observed = x.mean()
+    if x.size <= 16:
+        patterns = ((np.arange(2 ** x.size)[:, None] >> np.arange(x.size)) & 1) * 2 - 1
+        null = (patterns * x).mean(axis=1)
+        hits = _tail(null, observed, alternative)
+        return float(hits.mean()), 0
+    rng = np.random.default_rng(seed)
+    null = (rng.choice(np.array([-1.0, 1.0]), size=(n_permutations, x.size)) * x).mean(axis=1)
+    return float((1 + _tail(null, observed, alternative).sum()) / (1 + n_permutations)), n_permutations
+
+
+def _tail(null, observed, alternative):
+    eps = 1e-12 * max(1.0, abs(observed))  # ties count as extreme
+    if alternative == "greater":
+        return null >= observed - eps
+    if alternative == "less":
+        return null <= observed + eps
+    return np.abs(null) >= abs(observed) - eps
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float, alternative: str, power: float = 0.8) -> float:
+    """Smallest |mean difference| a paired t test detects with ``power`` at this n and alpha."""
+    from statsmodels.stats.power import TTestPower
+
+    if not math.isfinite(sd) or sd == 0:
+        return 0.0 if sd == 0 else float("nan")
+    alt = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}[alternative]
+    dz = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative=alt)
+    return abs(float(dz)) * sd
+
+
+def paired_effect(values, *, alternative: str = "greater", alpha: float = 0.05, seed: int,
+                  n_resamples: int = 10_000, n_permutations: int = 10_000) -> Effect:
+    """Mean difference with bootstrap CI, sign-flip p, Cohen's dz, direction share and MDE."""
+    x = np.asarray(values, dtype=float)
+    ci = bootstrap_mean_ci(x, seed=seed, n_resamples=n_resamples)
+    p, draws = sign_flip_p(x, alternative=alternative, n_permutations=n_permutations, seed=seed + 1)
+    sd = float(x.std(ddof=1))
+    dz = float(x.mean() / sd) if sd > 0 else (float("nan") if x.mean() == 0 else math.copysign(math.inf, x.mean()))
+    moved = x > 0 if alternative != "less" else x < 0
+    if alternative == "two-sided":
+        moved = x != 0
+    return Effect(mean=ci.mean, ci_low=ci.ci_low, ci_high=ci.ci_high, ci_method=ci.method, p_value=p,
+                  alternative=alternative, cohens_dz=dz, frac_in_direction=float(moved.mean()), n=int(x.size),
+                  n_permutations=draws, seed=seed, mde=minimum_detectable_effect(sd, int(x.size), alpha, alternative))
+
+
+# ---------------------------------------------------------------- equivalence
+
+@dataclass(frozen=True)
+class Equivalence:
+    """TOST of |mean difference| < margin, with the (1 − 2·alpha) t interval it implies."""
+
+    mean: float
+    margin: float
+    p_value: float  # max of the two one-sided p-values; < alpha means "equivalent"
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
+    """Two one-sided t tests (statsmodels) that the mean difference lies in (−margin, margin)."""
+    from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
+
+    if not margin > 0:
+        raise ValueError(f"equivalence margin must be > 0, got {margin!r}")
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"TOST needs at least 2 per-prompt values, got {x.size}")
+    mean = float(x.mean())
+    if np.all(x == x[0]):  # zero variance: the t statistics are undefined; decide exactly
+        p = 0.0 if abs(mean) < margin else 1.0
+        return Equivalence(mean, margin, p, mean, mean, 1 - 2 * alpha, int(x.size))
+    p, _, _ = ttost_paired(x, np.zeros_like(x), -margin, margin)
+    d = DescrStatsW(x)
+    low, high = d.tconfint_mean(alpha=2 * alpha)
+    return Equivalence(mean, margin, float(p), float(low), float(high), 1 - 2 * alpha, int(x.size))
+
+
+# ---------------------------------------------------------------- controls and corrections
+
+@dataclass(frozen=True)
+class RandomHeadControl:
+    """Where the claimed effect falls among the same patch on random heads."""
+
+    claimed: float
+    null: tuple[float, ...]  # mean effect of each random head (set)
+    percentile: float  # share of random heads with an effect strictly below the claimed one (×100)
+    empirical_p: float  # (1 + #random at least as extreme in the claimed direction) / (1 + K)
+    beats_all: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def random_head_control(claimed: float, null, *, alternative: str = "greater") -> RandomHeadControl:
+    null = tuple(float(v) for v in null)
+    if not null:
+        raise ValueError("random-head control needs at least one random head")
+    sign = -1.0 if alternative == "less" else 1.0
+    c, z = sign * claimed, [sign * v for v in null]
+    if alternative == "two-sided":
+        c, z = abs(claimed), [abs(v) for v in null]
+    below = sum(v < c for v in z)
+    extreme = sum(v >= c for v in z)
+    return RandomHeadControl(claimed, null, 100.0 * below / len(z), (1 + extreme) / (1 + len(z)), extreme == 0)
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
+    """Family-wise (Holm, default) or false-discovery-rate (BH) adjusted p-values (statsmodels)."""
+    from statsmodels.stats.multitest import multipletests
+
+    methods = {"holm": "holm", "bh": "fdr_bh", "none": None}
+    if method not in methods:
+        raise ValueError(f"unknown correction {method!r}; available: {', '.join(methods)}")
+    p = [float(v) for v in pvalues]
+    if not p or methods[method] is None:
+        return p
+    return [float(v) for v in multipletests(p, method=methods[method])[1]]

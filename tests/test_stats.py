@@ -1,0 +1,141 @@
+"""Statistics: unit behaviour and calibration ("quality") on simulated data.
+
+Calibration bounds are the nominal rate ± 3 Monte-Carlo standard errors
+(sqrt(rate·(1 − rate)/N)); each test is seeded, so it is deterministic, and the bound says
+how surprising a failure would be if the method were calibrated (~0.3% per check).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.stats import (adjust_pvalues, bootstrap_mean_ci, minimum_detectable_effect, paired_effect,
+                           random_head_control, sign_flip_p, tost)
+
+N_DATASETS = 500
+
+
+def _band(rate: float, n: int = N_DATASETS) -> tuple[float, float]:
+    se = math.sqrt(rate * (1 - rate) / n)
+    return rate - 3 * se, rate + 3 * se
+
+
+# ---------------------------------------------------------------- calibration
+
+@pytest.mark.parametrize("alpha", [0.05, 0.10])
+def test_false_positive_rate_of_a_directional_claim_is_alpha(alpha):
+    rng = np.random.default_rng(2024)
+    hits = 0
+    for k in range(N_DATASETS):
+        deltas = rng.standard_t(df=5, size=30)  # heavy-tailed null, symmetric around 0
+        p, _ = sign_flip_p(deltas, alternative="greater", n_permutations=2000, seed=k)
+        hits += p < alpha
+    low, high = _band(alpha)
+    assert low <= hits / N_DATASETS <= high
+
+
+def test_false_positive_rate_on_discrete_keyword_like_nulls():
+    """Keyword-count deltas are small integers with many zeros: still calibrated (conservative)."""
+    rng = np.random.default_rng(7)
+    hits = 0
+    for k in range(N_DATASETS):
+        base = rng.poisson(0.3, size=40)
+        patched = rng.poisson(0.3, size=40)
+        p, _ = sign_flip_p(patched - base, alternative="greater", n_permutations=2000, seed=k)
+        hits += p < 0.05
+    assert hits / N_DATASETS <= _band(0.05)[1]
+
+
+def test_bootstrap_ci_covers_the_true_mean_95_percent_of_the_time():
+    rng = np.random.default_rng(11)
+    covered = 0
+    for k in range(N_DATASETS):
+        x = rng.normal(0.3, 1.0, size=40)
+        ci = bootstrap_mean_ci(x, seed=k, n_resamples=2000)
+        covered += ci.ci_low <= 0.3 <= ci.ci_high
+    low, high = _band(0.95)
+    assert low <= covered / N_DATASETS <= high
+
+
+def test_a_planted_effect_is_found_with_the_expected_power():
+    from statsmodels.stats.power import TTestPower
+
+    rng = np.random.default_rng(5)
+    n, effect = 30, 0.5
+    expected = TTestPower().power(effect_size=effect, nobs=n, alpha=0.05, alternative="larger")
+    found = sum(sign_flip_p(rng.normal(effect, 1.0, n), alternative="greater", n_permutations=2000,
+                            seed=k)[0] < 0.05 for k in range(N_DATASETS))
+    low, high = _band(expected)
+    assert low <= found / N_DATASETS <= high
+
+
+@pytest.mark.parametrize("true_mean, expected", [(0.0, "high"), (0.5, "alpha"), (0.8, "never")])
+def test_tost_declares_equivalence_only_inside_the_margin(true_mean, expected):
+    rng = np.random.default_rng(3)
+    rate = np.mean([tost(rng.normal(true_mean, 1.0, 60), margin=0.5).p_value < 0.05 for _ in range(N_DATASETS)])
+    if expected == "high":
+        assert rate > 0.8  # well inside the margin: equivalence is usually shown at n=60
+    elif expected == "alpha":
+        assert rate <= _band(0.05)[1]  # on the margin: at most alpha
+    else:
+        assert rate <= 0.01
+
+
+# ---------------------------------------------------------------- unit behaviour
+
+def test_sign_flip_is_exact_for_small_n():
+    p, draws = sign_flip_p([1.0, 2.0, 3.0], alternative="greater", n_permutations=10, seed=0)
+    assert draws == 0 and p == pytest.approx(1 / 8)
+    p, _ = sign_flip_p([1.0, -1.0], alternative="two-sided", n_permutations=10, seed=0)
+    assert p == 1.0
+
+
+def test_paired_effect_record():
+    e = paired_effect([0.0, 1.0, 1.0, 2.0, 1.0], seed=3, n_resamples=2000)
+    assert e.mean == pytest.approx(1.0) and e.ci_low <= 1.0 <= e.ci_high
+    assert e.cohens_dz == pytest.approx(1.0 / np.std([0, 1, 1, 2, 1], ddof=1))
+    assert e.frac_in_direction == pytest.approx(0.8) and e.n == 5 and e.seed == 3
+    assert e.p_value == pytest.approx(2 / 32)  # only the all-positive patterns reach the mean of 1
+    assert e.mde > 0
+
+
+def test_paired_effect_is_seeded():
+    x = np.random.default_rng(0).normal(0.2, 1, 40)
+    assert paired_effect(x, seed=9) == paired_effect(x, seed=9)
+
+
+def test_too_little_data_raises_never_returns_zero():
+    with pytest.raises(ValueError, match="at least 2"):
+        bootstrap_mean_ci([1.0], seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_mean_ci([1.0, float("nan")], seed=0)
+    with pytest.raises(ValueError, match="at least 2"):
+        tost([0.1], margin=1)
+
+
+def test_all_zero_deltas_give_a_degenerate_interval_and_p_1():
+    e = paired_effect([0.0] * 20, seed=0)
+    assert (e.mean, e.ci_low, e.ci_high, e.ci_method) == (0.0, 0.0, 0.0, "degenerate")
+    assert e.p_value == 1.0 and math.isnan(e.cohens_dz)
+    assert tost([0.0] * 20, margin=0.1).p_value == 0.0
+
+
+def test_random_head_control():
+    c = random_head_control(0.5, [0.1, 0.6, -0.2, 0.3])
+    assert c.percentile == 75.0 and c.empirical_p == pytest.approx(2 / 5) and not c.beats_all
+    d = random_head_control(-0.5, [0.1, -0.2], alternative="less")
+    assert d.beats_all and d.empirical_p == pytest.approx(1 / 3)
+
+
+def test_holm_and_bh():
+    assert adjust_pvalues([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert adjust_pvalues([0.01, 0.04, 0.03], "bh") == pytest.approx([0.03, 0.04, 0.04])
+    with pytest.raises(ValueError, match="unknown correction 'bonf'"):
+        adjust_pvalues([0.1], "bonf")
+
+
+def test_minimum_detectable_effect_shrinks_with_n():
+    assert minimum_detectable_effect(1.0, 100, 0.05, "greater") < minimum_detectable_effect(1.0, 20, 0.05, "greater")
