@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+pytest_plugins = ["harness.plugin"]  # claims options and shared state (causal_tests/)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = os.path.dirname(os.path.abspath(__file__))

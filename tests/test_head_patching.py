@@ -135,15 +135,21 @@ def test_bad_input_through_a_real_process_has_no_traceback(cli, tmp_path):
 def test_ctrl_c_leaves_no_result_file(tmp_path):
     out = tmp_path / "r.json"
     env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
+    # a shell's background job starts with SIGINT ignored, and Python then keeps ignoring it:
+    # give the child the default disposition, as a terminal's foreground job has
     proc = subprocess.Popen([sys.executable, "-m", "harness.head_patching", "--model", "tiny-gpt2", "--head-spec",
                              "1:10", "--emotion", "gratitude", "--max-tokens", "200", "--samples", "8",
-                             "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline()
-    while line and "generating" not in line:
+                             "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
         line = proc.stderr.readline()
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=120)[1]
+        while line and "generating" not in line:
+            line = proc.stderr.readline()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
     assert proc.returncode == 130, rest
     assert "Traceback" not in rest and os.listdir(tmp_path) == []
 

@@ -1,0 +1,62 @@
+"""Every row of the claims file is a test: it passes only when the statistics support it.
+
+Run ``pytest causal_tests -k head_1_10`` for the claims about head 1:10. Claims with
+``tier = "fast"`` run in the per-commit suite; the rest are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.claims import CLAIMS_FILE, load_claims, with_overrides
+from harness.plugin import claim_session, model_filter, record
+
+
+def _available(model: str, paths: dict) -> str | None:
+    """None when the model can be loaded offline, else the reason it cannot."""
+    if model in paths:
+        return None
+    if model == "gpt2":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not any(isinstance(try_to_load_from_cache(r, "config.json"), str) for r in ("gpt2", "openai-community/gpt2")):
+            return ("GPT-2 weights are not in the local Hugging Face cache; provide them (see README) or run "
+                    "with --model gpt2=/path/to/gpt2-dir")
+    return None
+
+
+def pytest_generate_tests(metafunc):
+    if "claim" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    claims = load_claims(config.getoption("--claims") or CLAIMS_FILE)
+    names, paths = model_filter(config)
+    overrides = {k: config.getoption(f"--{k.replace('_', '-')}") for k in ("n_prompts", "samples", "seed")}
+    params = []
+    for c in claims:
+        if names and c.model not in names:
+            continue
+        c = with_overrides(c, **overrides)
+        marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
+        reason = _available(c.model, paths)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(c, marks=marks, id=c.test_id))
+    metafunc.parametrize("claim", params)
+
+
+@pytest.fixture(scope="session")
+def claims_under_test(request):
+    """Every claim collected in this run (after -k/-m), so corrections cover exactly them."""
+    items = [i for i in request.session.items if hasattr(i, "callspec") and "claim" in i.callspec.params]
+    return [i.callspec.params["claim"] for i in items if not any(m.name == "skip" for m in i.iter_markers())]
+
+
+def test_claim(claim, claims_under_test, request):
+    session = claim_session(request.config, claims_under_test)
+    result = session.results()[claim.id]
+    record(request.config, request.node, result)
+    if result.error:
+        pytest.fail(result.message(), pytrace=False)
+    if result.verdict != "supported":
+        pytest.fail(result.message(), pytrace=False)

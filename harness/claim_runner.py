@@ -1,0 +1,248 @@
+"""Evaluate claims through the shared harness: paired statistics, controls, corrections.
+
+A :class:`ClaimSession` holds one run's caches: models by name, baseline generations by
+(model, target prompts, generation settings, attention path) and source activations by
+(model, source prompts, layers, needs), so a source set or a baseline is computed once per
+model and reused by every claim that needs it. :meth:`ClaimSession.results` evaluates every
+claim, then adjusts the primary p-values across all of them (Holm by default, BH as an
+option) and assigns verdicts:
+
+- directional claims (``increase``/``decrease``): *supported* when the adjusted one-sided
+  sign-flip p < alpha and, with a random-head control, the claimed effect beats every random
+  head; *refuted* when the effect is significant the other way (opposite one-sided p < alpha
+  and the 95% CI excludes 0 on the wrong side); otherwise *not supported*, reported with the
+  minimum detectable effect at this n so that it is not read as "no effect".
+- ``equivalent`` claims: *supported* when the adjusted TOST p < alpha (the 90% CI lies inside
+  ±margin); *refuted* when that CI lies entirely outside ±margin; else *not supported*.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.claims import Claim, Condition
+
+VERDICTS = ("supported", "not supported", "refuted", "error")
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    verdict: str = "error"
+    p_raw: float = float("nan")
+    p_adjusted: float = float("nan")
+    correction: str = "holm"
+    effect: dict | None = None
+    equivalence: dict | None = None
+    random_control: dict | None = None
+    per_prompt: dict = field(default_factory=dict)
+    examples: list = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def rerun_command(self) -> str:
+        c = self.claim
+        return f"pytest causal_tests -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} --samples {c.samples}"
+
+    def message(self) -> str:
+        c = self.claim
+        if self.error:
+            return f"{c.id}: error: {self.error}\nrerun: {self.rerun_command()}"
+        e = self.equivalence if c.direction == "equivalent" else self.effect
+        head = (f"{c.id}: {self.verdict} — {c.metric} {c.direction} for heads {c.heads} {c.patch_mode} "
+                f"({c.source} -> {c.target})" + (f" vs {self.claim.versus}" if c.versus else ""))
+        eff = self.effect
+        lines = [head, f"  effect {eff['mean']:+.4f} [95% CI {eff['ci_low']:+.4f}, {eff['ci_high']:+.4f}] "
+                       f"({eff['ci_method']}), Cohen's dz {eff['cohens_dz']:.3f}, "
+                       f"{100 * eff['frac_in_direction']:.0f}% of prompts moved {c.direction if c.direction != 'equivalent' else 'at all'}"]
+        if c.direction == "equivalent":
+            lines.append(f"  TOST margin ±{c.margin}: 90% CI [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]")
+        lines.append(f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
+                     f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {eff['mde']:.4f}")
+        if self.random_control:
+            rc = self.random_control
+            lines.append(f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
+                         f"{len(rc['null'])} random heads (empirical p {rc['empirical_p']:.3f}, "
+                         f"beats all: {rc['beats_all']})")
+        lines.append(f"  rerun: {self.rerun_command()}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"claim": self.claim.to_dict(), "test_id": self.claim.test_id, "verdict": self.verdict,
+                "p_raw": self.p_raw, "p_adjusted": self.p_adjusted, "correction": self.correction,
+                "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
+                "per_prompt": self.per_prompt, "examples": self.examples, "error": self.error,
+                "seconds": self.seconds, "rerun": self.rerun_command()}
+
+
+class ClaimSession:
+    """Caches and evaluation for the claims of one run."""
+
+    def __init__(self, claims: list[Claim], *, model_paths: dict[str, str] | None = None,
+                 correction: str = "holm", n_resamples: int = 10_000) -> None:
+        self.claims = list(claims)
+        self.model_paths = model_paths or {}
+        self.correction = correction
+        self.n_resamples = n_resamples
+        self._models: dict = {}
+        self._cache: dict = {}
+        self._results: dict[str, ClaimResult] | None = None
+
+    # -- caches ------------------------------------------------------------------------
+    def model(self, name: str):
+        from harness.models import load_model
+
+        if name not in self._models:
+            self._models[name] = load_model(self.model_paths.get(name, name))
+        return self._models[name]
+
+    def _memo(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def _gen_config(self, c: Claim):
+        from harness.generation import GenerationConfig
+
+        return GenerationConfig(max_new_tokens=c.max_tokens, do_sample=c.do_sample, temperature=c.temperature,
+                                top_k=c.top_k, top_p=c.top_p, n_samples=c.samples, seed=c.seed)
+
+    def _prompts(self, name: str, n: int, *, source: bool) -> tuple[str, ...]:
+        from harness.prompts import load_emotion_prompts, load_prompt_set
+
+        ps = load_prompt_set(name) if not source or name == "neutral" else load_emotion_prompts(name)
+        return ps.head(min(n, len(ps.prompts)))
+
+    def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
+        """Baseline (cond None) or patched generations, cached."""
+        from harness.generation import generate
+        from harness.patching import MODES, PatchConfig, baseline_hooks, capture_source, patch_hooks
+
+        handle = self.model(c.model)
+        targets = self._prompts(c.target, c.n_prompts, source=False)
+        gen = self._gen_config(c)
+        mode = cond.patch_mode if cond else c.patch_mode
+        patch = PatchConfig(heads, mode, c.alignment)
+        eager_layers = tuple(sorted(patch.by_layer())) if MODES[mode].target_pattern else ()
+        if cond is None:
+            key = ("baseline", c.model, c.target, targets, gen, eager_layers)
+            return self._memo(key, lambda: generate(handle, targets, gen, hooks=baseline_hooks(patch)))
+        sources = self._prompts(cond.source, c.n_prompts, source=True)
+        needs = MODES[mode].needs
+        layers = tuple(sorted(patch.by_layer()))
+        src = self._memo(("source", c.model, cond.source, sources, layers, needs),
+                         lambda: capture_source(handle, sources, layers, needs))
+        key = ("patched", c.model, c.target, targets, gen, heads, mode, cond.source, c.alignment)
+        return self._memo(key, lambda: generate(handle, targets, gen, hooks=patch_hooks(handle, patch, src)))
+
+    # -- evaluation --------------------------------------------------------------------
+    def _heads(self, c: Claim, cond: Condition) -> tuple:
+        from harness.heads import parse_head_spec
+
+        s = self.model(c.model).shape
+        return parse_head_spec(cond.heads).resolve(s.n_layers, s.n_heads, c.model)
+
+    def _per_prompt(self, result, metric) -> np.ndarray:
+        from harness.metrics import get_metric
+
+        m = get_metric(metric)
+        return np.array([np.mean([m(g.text) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
+
+    def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
+        """K random head sets: same layers, same count per layer, none of the claimed heads."""
+        n_heads = self.model(c.model).shape.n_heads
+        rng = np.random.default_rng(c.seed + 7919)
+        per_layer: dict[int, list[int]] = {}
+        for layer, h in heads:
+            per_layer.setdefault(layer, []).append(h)
+        sets = []
+        for _ in range(c.random_heads):
+            chosen = []
+            for layer, hs in per_layer.items():
+                pool = [h for h in range(n_heads) if h not in hs]
+                if len(pool) < len(hs):
+                    raise ValueError(f"random-head control impossible for heads {c.heads}: layer {layer} has "
+                                     f"no {len(hs)} other heads")
+                chosen += [(layer, int(h)) for h in rng.choice(pool, size=len(hs), replace=False)]
+            sets.append(tuple(sorted(chosen)))
+        return sets
+
+    def evaluate(self, c: Claim) -> ClaimResult:
+        from harness.stats import paired_effect, random_head_control, sign_flip_p, tost
+
+        res = ClaimResult(claim=c, correction=self.correction)
+        start = time.perf_counter()
+        try:
+            heads = self._heads(c, c.condition)
+            base_run = self._generate(c, heads, None)
+            patched_run = self._generate(c, heads, c.condition)
+            base = self._per_prompt(base_run, c.metric)
+            patched = self._per_prompt(patched_run, c.metric)
+            delta = patched - base
+            res.per_prompt = {"baseline": base.tolist(), "patched": patched.tolist()}
+            if c.versus:
+                v_heads = self._heads(c, c.versus)
+                other = self._per_prompt(self._generate(c, v_heads, c.versus), c.metric)
+                res.per_prompt["versus"] = other.tolist()
+                delta = patched - other
+            res.per_prompt["delta"] = delta.tolist()
+            alternative = {"increase": "greater", "decrease": "less"}.get(c.direction, "two-sided")
+            eff = paired_effect(delta, alternative=alternative, alpha=c.alpha, seed=c.seed,
+                                n_resamples=self.n_resamples)
+            res.effect = eff.to_dict()
+            if c.direction == "equivalent":
+                eq = tost(delta, margin=c.margin, alpha=c.alpha)
+                res.equivalence = eq.to_dict()
+                res.p_raw = eq.p_value
+            else:
+                res.p_raw = eff.p_value
+                opposite = "less" if alternative == "greater" else "greater"
+                res.effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000,
+                                                       seed=c.seed + 2)[0]
+            if c.random_heads:
+                null = []
+                for rs in self._random_sets(c, heads):
+                    cond = Condition(",".join(f"{l}:{h}" for l, h in rs), c.patch_mode, c.source)
+                    null.append(float((self._per_prompt(self._generate(c, rs, cond), c.metric) - base).mean()))
+                res.random_control = random_head_control(float(delta.mean()), null,
+                                                         alternative=alternative).to_dict()
+            res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
+                            for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
+        except Exception as exc:  # an errored claim is reported, never dropped
+            res.error = f"{type(exc).__name__}: {exc}"
+            res.per_prompt["traceback"] = traceback.format_exc(limit=6)
+        res.seconds = time.perf_counter() - start
+        return res
+
+    def results(self) -> dict[str, ClaimResult]:
+        """Evaluate every claim once, then correct p-values across them and decide verdicts."""
+        from harness.stats import adjust_pvalues
+
+        if self._results is None:
+            evaluated = [self.evaluate(c) for c in self.claims]
+            ok = [r for r in evaluated if r.error is None]
+            for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], self.correction)):
+                r.p_adjusted = p
+                r.verdict = _verdict(r)
+            self._results = {r.claim.id: r for r in evaluated}
+        return self._results
+
+
+def _verdict(r: ClaimResult) -> str:
+    c, e = r.claim, r.effect
+    if c.direction == "equivalent":
+        eq = r.equivalence
+        if r.p_adjusted < c.alpha:
+            return "supported"
+        if eq["ci_low"] >= c.margin or eq["ci_high"] <= -c.margin:
+            return "refuted"
+        return "not supported"
+    wrong_side = e["ci_high"] < 0 if c.direction == "increase" else e["ci_low"] > 0
+    if e["p_opposite"] < c.alpha and wrong_side:
+        return "refuted"
+    beats = r.random_control is None or r.random_control["beats_all"]
+    return "supported" if r.p_adjusted < c.alpha and beats else "not supported"

@@ -1,0 +1,190 @@
+"""Claims as data: one frozen record per row of a TOML claims file.
+
+A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
+
+``id``                 unique, lowercase letters, digits and ``_``
+``model``              registered model name or HF id (see :mod:`harness.models`)
+``heads``              head spec, e.g. ``"1:10"``, ``"1:10,0:0"``, ``"1:*"``
+``patch_mode``         z, pattern_v, v_only, pattern_only, zero, mean
+``source``             emotion whose prompts are the patch source
+``target``             target prompt set [neutral]
+``metric``             a registered text metric, e.g. ``gratitude_keywords``
+``direction``          ``increase`` | ``decrease`` | ``equivalent``
+``margin``             equivalence margin in metric units (required for ``equivalent``)
+``alpha``              [0.05]
+``n_prompts``          [70]; ``samples`` [1]; ``max_tokens`` [30]; ``alignment`` [end]
+``seed``               [0]; ``do_sample`` [true]; ``temperature`` [1.0]; ``top_k`` [50]; ``top_p`` [1.0]
+``random_heads``       K random heads (same layers, same count) as a control [0 = none]
+``versus``             optional table overriding ``heads``/``patch_mode``/``source``: the claim is
+                       then about the per-prompt difference between the two conditions
+``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
+``description``        free text
+
+The quantity tested per prompt is Δ = mean over samples of (patched − baseline), or, with
+``versus``, Δ_claim − Δ_versus (the baseline is shared, so this is patched_A − patched_B).
+Invalid rows fail when the file is loaded, naming the claim, the field and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from harness.errors import UserError, did_you_mean
+from harness.heads import parse_head_spec
+
+CLAIMS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "causal_tests",
+                           "claims.toml")
+DIRECTIONS = ("increase", "decrease", "equivalent")
+TIERS = ("fast", "slow")
+_ID = re.compile(r"^[a-z0-9_]+$")
+
+
+@dataclass(frozen=True)
+class Condition:
+    heads: str
+    patch_mode: str
+    source: str
+
+    @property
+    def slug(self) -> str:
+        return parse_head_spec(self.heads).slug
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    model: str
+    heads: str
+    patch_mode: str
+    source: str
+    metric: str
+    direction: str
+    target: str = "neutral"
+    margin: float | None = None
+    alpha: float = 0.05
+    n_prompts: int = 70
+    samples: int = 1
+    max_tokens: int = 30
+    alignment: str = "end"
+    seed: int = 0
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    random_heads: int = 0
+    versus: Condition | None = None
+    tier: str = "slow"
+    description: str = ""
+    file: str = field(default="", compare=False)
+
+    @property
+    def condition(self) -> Condition:
+        return Condition(self.heads, self.patch_mode, self.source)
+
+    @property
+    def test_id(self) -> str:
+        """``<id>-head_<slug>``: ``pytest -k head_1_10`` selects the claims about head 1:10."""
+        slugs = [self.condition.slug] + ([self.versus.slug] if self.versus else [])
+        return f"{self.id}-" + "-".join(f"head_{s}" for s in dict.fromkeys(slugs))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("file")
+        return d
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Claim) if f.name not in ("file",)}
+_SIMPLE = {"str": str, "int": int, "float": (int, float), "bool": bool, "float | None": (int, float)}
+
+
+def _fail(claim_id: str, field_name: str, value, problem: str, path: str):
+    raise UserError(f"{path}: claim {claim_id!r}: field {field_name!r} = {value!r}: {problem}")
+
+
+def _validate_types(row: dict, cid: str, path: str) -> None:
+    for key, value in row.items():
+        if key not in _FIELD_TYPES:
+            raise UserError(f"{path}: claim {cid!r}: " + did_you_mean("field", key, _FIELD_TYPES))
+        if key == "versus":
+            continue
+        expected = _SIMPLE[_FIELD_TYPES[key]]
+        if isinstance(value, bool) and _FIELD_TYPES[key] != "bool" or not isinstance(value, expected):
+            _fail(cid, key, value, f"must be of type {_FIELD_TYPES[key]}", path)
+
+
+def _validate_values(c: Claim, path: str) -> None:
+    from harness.metrics import get_metric
+    from harness.patching import ALIGNMENTS, MODES
+    from harness.prompts import emotions, load_prompt_set
+
+    def check(ok, name, value, problem):
+        if not ok:
+            _fail(c.id, name, value, problem, path)
+    check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
+    for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
+        try:
+            parse_head_spec(cond.heads)
+        except UserError as exc:
+            _fail(c.id, prefix + "heads", cond.heads, str(exc), path)
+        check(cond.patch_mode in MODES, prefix + "patch_mode", cond.patch_mode,
+              did_you_mean("patch mode", cond.patch_mode, MODES))
+        check(cond.source in emotions() or cond.source == c.target, prefix + "source", cond.source,
+              did_you_mean("emotion", cond.source, emotions()) + f" (or the target set {c.target!r})")
+    try:
+        get_metric(c.metric)
+        n_target = len(load_prompt_set(c.target).prompts)
+    except UserError as exc:
+        _fail(c.id, "metric/target", f"{c.metric}/{c.target}", str(exc), path)
+    check(c.direction in DIRECTIONS, "direction", c.direction, f"must be one of {', '.join(DIRECTIONS)}")
+    check(c.direction != "equivalent" or (c.margin is not None and c.margin > 0), "margin", c.margin,
+          "an 'equivalent' claim needs a margin > 0 in metric units")
+    check(0 < c.alpha < 0.5, "alpha", c.alpha, "must be in (0, 0.5)")
+    check(2 <= c.n_prompts <= n_target, "n_prompts", c.n_prompts, f"must be in [2, {n_target}]")
+    check(c.samples >= 1 and (c.do_sample or c.samples == 1), "samples", c.samples,
+          "must be >= 1, and 1 with greedy decoding")
+    check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
+    check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
+    check(c.random_heads >= 0, "random_heads", c.random_heads, "must be >= 0")
+    check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
+
+
+def load_claims(path: str = CLAIMS_FILE) -> list[Claim]:
+    """Read and validate every claim of a TOML claims file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise UserError(f"claims file {path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"claims file {path}: not valid TOML: {exc}") from None
+    rows = data.get("claim")
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"claims file {path}: no [[claim]] tables")
+    claims, seen = [], set()
+    for k, row in enumerate(rows):
+        cid = row.get("id", f"#{k + 1}")
+        missing = [f for f in ("id", "model", "heads", "patch_mode", "source", "metric", "direction") if f not in row]
+        if missing:
+            raise UserError(f"{path}: claim {cid!r}: missing field(s) {', '.join(missing)}")
+        _validate_types(row, cid, path)
+        versus = row.get("versus")
+        if versus is not None:
+            if not isinstance(versus, dict) or set(versus) - {"heads", "patch_mode", "source"} or not versus:
+                _fail(cid, "versus", versus, "must be a table with some of heads, patch_mode, source", path)
+            versus = Condition(**{"heads": row["heads"], "patch_mode": row["patch_mode"], "source": row["source"],
+                                  **versus})
+        claim = Claim(**{**row, "versus": versus}, file=path)
+        if claim.id in seen:
+            _fail(cid, "id", claim.id, "is used by another claim", path)
+        seen.add(claim.id)
+        _validate_values(claim, path)
+        claims.append(claim)
+    return claims
+
+
+def with_overrides(claim: Claim, **overrides) -> Claim:
+    """The claim with run-time overrides (``--n-prompts``, ``--samples``, ``--seed``) applied."""
+    return replace(claim, **{k: v for k, v in overrides.items() if v is not None})

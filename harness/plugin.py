@@ -1,0 +1,96 @@
+"""Our pytest plugin: claims options, one shared ClaimSession, results on each test report.
+
+Laid out like pytest-html: options in a named group, state in ``config.stash`` (never
+private attributes), results attached to each test's report as ``user_properties``
+(``("claim_result", dict)``), and the findings document written once per run (by the
+controller, not xdist workers) to ``--findings`` (default ``reports/findings.json``).
+
+Options: ``--model NAME`` (only claims for that model) or ``--model NAME=PATH`` (run NAME's
+claims on the weights at PATH, e.g. a local GPT-2 directory), ``--claims FILE``,
+``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value),
+``--correction holm|bh``, ``--device cpu`` (the only device this version supports),
+``--findings PATH``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from harness.errors import UserError
+
+SESSION_KEY = pytest.StashKey["object"]()
+RESULTS_KEY = pytest.StashKey[dict]()
+FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("causal-heads", "causal hypothesis tests for attention heads")
+    group.addoption("--model", action="append", default=[], metavar="NAME[=PATH]",
+                    help="run only NAME's claims; NAME=PATH runs them on the weights at PATH (repeatable)")
+    group.addoption("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
+    group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")
+    group.addoption("--samples", type=int, default=None, help="override every claim's samples")
+    group.addoption("--seed", type=int, default=None, help="override every claim's seed")
+    group.addoption("--correction", default="holm", choices=("holm", "bh"), help="multiple-comparison correction")
+    group.addoption("--device", default="cpu", help="torch device; this version runs on cpu only")
+    group.addoption("--findings", default=os.path.join("reports", "findings.json"),
+                    help="versioned JSON of every claim result (written once per run)")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "claim: a causal claim test generated from the claims file")
+    if config.getoption("--device") != "cpu":
+        raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")
+    config.stash[RESULTS_KEY] = {}
+
+
+def model_filter(config) -> tuple[set[str], dict[str, str]]:
+    names, paths = set(), {}
+    for item in config.getoption("--model") or []:
+        name, sep, path = item.partition("=")
+        names.add(name)
+        if sep:
+            if not os.path.isdir(path):
+                raise pytest.UsageError(f"--model {item!r}: {path!r} is not a directory")
+            paths[name] = path
+    return names, paths
+
+
+def claim_session(config, claims):
+    """The run's one ClaimSession over the collected claims (created on first use)."""
+    from harness.claim_runner import ClaimSession
+
+    if SESSION_KEY not in config.stash:
+        _, paths = model_filter(config)
+        config.stash[SESSION_KEY] = ClaimSession(claims, model_paths=paths,
+                                                 correction=config.getoption("--correction"))
+    return config.stash[SESSION_KEY]
+
+
+def record(config, item, result) -> None:
+    data = result.to_dict()
+    config.stash[RESULTS_KEY][result.claim.id] = data
+    item.user_properties.append(("claim_result", data))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    config = session.config
+    results = config.stash.get(RESULTS_KEY, {})
+    if not results or hasattr(config, "workerinput"):
+        return
+    from harness.results import environment, write_result
+
+    doc = {"schema": FINDINGS_SCHEMA, "schema_version": FINDINGS_VERSION,
+           "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "correction": config.getoption("--correction"), **environment(),
+           "claims": list(results.values())}
+    sess = config.stash.get(SESSION_KEY, None)
+    if sess is not None:
+        doc["models"] = {name: h.provenance() for name, h in sess._models.items()}
+    try:
+        write_result(doc, config.getoption("--findings"))
+    except (UserError, OSError) as exc:
+        config.get_terminal_writer().line(f"could not write findings: {exc}", red=True)

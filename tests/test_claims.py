@@ -1,0 +1,125 @@
+"""Claims as data: loading, validation, test ids, and the claims suite run end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.claims import CLAIMS_FILE, load_claims, with_overrides
+from harness.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = {"id": "c1", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+        "metric": "gratitude_keywords", "direction": "increase"}
+
+
+def _toml(rows: list[dict]) -> str:
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+    return "\n".join("[[claim]]\n" + "\n".join(f"{k} = {val(v)}" for k, v in r.items()) for r in rows)
+
+
+def _load(tmp_path, rows):
+    path = tmp_path / "claims.toml"
+    path.write_text(_toml(rows))
+    return load_claims(str(path))
+
+
+def test_shipped_claims_load_and_cover_the_seed():
+    claims = load_claims()
+    ids = {c.id for c in claims}
+    assert len(ids) == len(claims) >= 10
+    seed = [c for c in claims if c.model == "gpt2"]
+    assert {c.heads for c in seed} == {"1:10", "0:0"}
+    assert {c.patch_mode for c in seed} == {"pattern_v", "v_only"}
+    assert any(c.direction == "equivalent" and c.versus for c in seed)
+    assert {c.tier for c in claims} == {"fast", "slow"}
+
+
+def test_test_ids_are_k_friendly(tmp_path):
+    c = _load(tmp_path, [BASE, {**BASE, "id": "c2", "heads": "0:*,1:10", "direction": "equivalent", "margin": 0.1,
+                                "versus": {"heads": "1:3"}}])
+    assert c[0].test_id == "c1-head_1_10"
+    assert c[1].test_id == "c2-head_0_all-1_10-head_1_3"
+    assert c[1].versus.patch_mode == "z" and c[1].versus.source == "gratitude"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"heads": "1-10"}, "claim 'c1': field 'heads' = '1-10': malformed head '1-10'"),
+    ({"patch_mode": "pattern-v"}, "field 'patch_mode' = 'pattern-v': unknown patch mode"),
+    ({"source": "gratitud"}, "field 'source' = 'gratitud': unknown emotion 'gratitud'. Did you mean 'gratitude'"),
+    ({"metric": "gratitude_keyword"}, "field 'metric/target' = 'gratitude_keyword/neutral': unknown metric"),
+    ({"direction": "up"}, "field 'direction' = 'up': must be one of increase, decrease, equivalent"),
+    ({"direction": "equivalent"}, "field 'margin' = None: an 'equivalent' claim needs a margin > 0"),
+    ({"alpha": 0.7}, "field 'alpha' = 0.7: must be in (0, 0.5)"),
+    ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 70]"),
+    ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
+    ({"samples": "2"}, "field 'samples' = '2': must be of type int"),
+    ({"tier": "nightly"}, "field 'tier' = 'nightly': must be one of fast, slow"),
+    ({"id": "Bad-Id"}, "field 'id' = 'Bad-Id': must be lowercase letters"),
+    ({"sampels": 2}, "claim 'c1': unknown field 'sampels'. Did you mean 'samples'"),
+    ({"versus": {"layer": 1}}, "field 'versus' = {'layer': 1}: must be a table"),
+])
+def test_invalid_rows_name_claim_field_and_value(tmp_path, change, message):
+    with pytest.raises(UserError) as info:
+        _load(tmp_path, [{**BASE, **change}])
+    assert message in str(info.value)
+
+
+def test_missing_fields_and_duplicate_ids(tmp_path):
+    with pytest.raises(UserError, match="claim 'c1': missing field\\(s\\) metric, direction"):
+        _load(tmp_path, [{k: v for k, v in BASE.items() if k not in ("metric", "direction")}])
+    with pytest.raises(UserError, match="field 'id' = 'c1': is used by another claim"):
+        _load(tmp_path, [BASE, BASE])
+
+
+def test_overrides_apply_only_given_values():
+    c = load_claims()[0]
+    o = with_overrides(c, n_prompts=10, samples=None, seed=3)
+    assert (o.n_prompts, o.samples, o.seed) == (10, c.samples, 3)
+
+
+def test_k_selects_exactly_the_head_1_10_claims():
+    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests", "--co", "-q", "-k", "head_1_10",
+                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
+    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+    expected = [c.test_id for c in load_claims() if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
+    assert sorted(i.split("[")[1].rstrip("]") for i in ids) == sorted(expected) and len(expected) == 4
+
+
+def test_claims_suite_end_to_end_on_a_tiny_model(tmp_path):
+    """pytest inside pytest: verdicts decide pass/fail, errors are reported, findings are written."""
+    rows = [
+        {**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
+         "margin": 0.01, "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
+        {**BASE, "id": "random_model_no_effect", "metric": "politeness", "n_prompts": 8, "max_tokens": 6,
+         "random_heads": 2, "tier": "fast"},
+        {**BASE, "id": "broken", "heads": "1:99", "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
+        {**BASE, "id": "slow_one", "n_prompts": 8, "max_tokens": 6},
+    ]
+    (tmp_path / "claims.toml").write_text(_toml(rows))
+    findings = tmp_path / "findings.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests/test_claims.py", "-m", "not slow",
+                           "--claims", str(tmp_path / "claims.toml"), "--findings", str(findings),
+                           "-p", "no:cacheprovider", "-q"], cwd=ROOT, capture_output=True, text=True)
+    out = proc.stdout
+    assert "2 failed, 1 passed, 1 deselected" in out, out[-3000:]
+    assert "random_model_no_effect: not supported" in out and "rerun: pytest causal_tests -k" in out
+    assert "broken: error: UserError: head 1:99 is out of range for tiny-gpt2" in out
+    doc = json.loads(findings.read_text())
+    assert doc["schema"] == "causal-heads/findings" and doc["schema_version"] == 1
+    by_id = {c["claim"]["id"]: c for c in doc["claims"]}
+    assert by_id["identity"]["verdict"] == "supported" and by_id["identity"]["per_prompt"]["delta"] == [0.0] * 8
+    assert by_id["broken"]["verdict"] == "error" and "out of range" in by_id["broken"]["error"]
+    rc = by_id["random_model_no_effect"]["random_control"]
+    assert len(rc["null"]) == 2 and 0 <= rc["percentile"] <= 100
+    # Holm over the two evaluated claims: adjusted >= raw
+    assert by_id["random_model_no_effect"]["p_adjusted"] >= by_id["random_model_no_effect"]["p_raw"]
