@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from harness.errors import UserError, did_you_mean
@@ -153,14 +152,9 @@ def _validate_values(c: Claim, path: str) -> None:
 
 def load_claims(path: str = CLAIMS_FILE) -> list[Claim]:
     """Read and validate every claim of a TOML claims file."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise UserError(f"claims file {path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"claims file {path}: not valid TOML: {exc}") from None
-    rows = data.get("claim")
+    from harness.config import read_toml
+
+    rows = read_toml(path, "claims file").get("claim")
     if not isinstance(rows, list) or not rows:
         raise UserError(f"claims file {path}: no [[claim]] tables")
     claims, seen = [], set()

@@ -43,15 +43,19 @@ _TYPES = {f.name: f.type for f in fields(RunConfig)}
 _PY = {"bool": bool, "float": (int, float), "int": int, "str": str}
 
 
-def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
+def read_toml(path: str, what: str) -> dict:
+    """Parse a TOML file; unreadable or malformed files are a :class:`UserError` naming ``what``."""
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
-        raise UserError(f"{path}: cannot read profiles ({exc.strerror})") from None
+        raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from None
-    return data
+        raise UserError(f"{what} {path}: not valid TOML: {exc}") from None
+
+
+def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
+    return read_toml(path, "profiles file")
 
 
 def _check(profile: str, key: str, value) -> None:

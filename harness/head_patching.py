@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from harness.errors import UserError, run_cli
+from harness.errors import run_cli
 
 SCHEMA = "causal-heads/head-patching"
 SCHEMA_VERSION = 1

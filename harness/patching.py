@@ -151,7 +151,7 @@ def capture_source(handle: ModelHandle, prompts: Sequence[str], layers: Sequence
         pads = (mask.shape[1] - mask.sum(-1)).tolist()
         store: dict[tuple[str, int], torch.Tensor] = {}
         hooks = [(f"blocks.{layer}.attn.{wanted[kind]}",
-                  lambda t, hook, key=(kind, layer): store.__setitem__(key, t.detach().clone()))
+                  lambda t, hook, key=(kind, layer), store=store: store.__setitem__(key, t.detach().clone()))
                  for kind in needs for layer in layers]
         position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
         with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):

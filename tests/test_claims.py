@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.claims import CLAIMS_FILE, load_claims, with_overrides
+from harness.claims import load_claims, with_overrides
 from harness.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
