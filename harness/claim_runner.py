@@ -120,7 +120,13 @@ class ClaimSession:
     def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
         """Baseline (cond None) or patched generations, cached."""
         from harness.generation import generate
-        from harness.patching import MODES, PatchConfig, baseline_hooks, capture_source, patch_hooks
+        from harness.patching import (
+            MODES,
+            PatchConfig,
+            baseline_hooks,
+            capture_source,
+            patch_hooks,
+        )
 
         handle = self.model(c.model)
         targets = self._prompts(c.target, c.n_prompts, source=False)

@@ -191,7 +191,10 @@ def test_row_seed_depends_on_seed_sample_and_prompt_only():
        top_p=st.floats(0.05, 1.0), temperature=st.floats(0.3, 2.0))
 def test_filtering_matches_hf_warpers(seed, top_k, top_p, temperature):
     from transformers.generation.logits_process import (
-        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     logits = torch.randn(3, 200, generator=torch.Generator().manual_seed(seed)) * 3
     cfg = GenerationConfig(do_sample=True, top_k=top_k, top_p=top_p, temperature=temperature)

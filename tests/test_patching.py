@@ -9,8 +9,14 @@ from hypothesis import strategies as st
 
 from harness.errors import UnknownNameError, UserError
 from harness.generation import GenerationConfig, forward, generate
-from harness.patching import (MODES, PatchConfig, aligned_positions, baseline_hooks, capture_source,
-                              patch_hooks)
+from harness.patching import (
+    MODES,
+    PatchConfig,
+    aligned_positions,
+    baseline_hooks,
+    capture_source,
+    patch_hooks,
+)
 
 POOL = ["The quick brown fox jumps over", "Hello there", "Thank you so much for the help",
         "I am so grateful for everything you did for me", "Thanks!", "We appreciate it",

@@ -8,8 +8,14 @@ import pytest
 
 from harness.errors import UnknownNameError
 from harness.metrics import get_metric, registry
-from harness.prompts import (DataFileError, emotions, load_emotion_prompts, load_keywords, load_prompt_set,
-                             token_length_stats)
+from harness.prompts import (
+    DataFileError,
+    emotions,
+    load_emotion_prompts,
+    load_keywords,
+    load_prompt_set,
+    token_length_stats,
+)
 
 SETS = ["neutral", "gratitude", "anger", "apology"]
 

@@ -12,8 +12,15 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import (adjust_pvalues, bootstrap_mean_ci, minimum_detectable_effect, paired_effect,
-                           random_head_control, sign_flip_p, tost)
+from harness.stats import (
+    adjust_pvalues,
+    bootstrap_mean_ci,
+    minimum_detectable_effect,
+    paired_effect,
+    random_head_control,
+    sign_flip_p,
+    tost,
+)
 
 N_DATASETS = 500
 
