@@ -45,6 +45,10 @@ def pytest_configure(config) -> None:
     if config.getoption("--device") != "cpu":
         raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")
     config.stash[RESULTS_KEY] = {}
+    if config.pluginmanager.hasplugin("html"):
+        from harness import html_report
+
+        config.pluginmanager.register(html_report, "causal-heads-html")
 
 
 def model_filter(config) -> tuple[set[str], dict[str, str]]:

@@ -1,0 +1,61 @@
+"""pytest-html columns and per-claim evidence for the claims suite (active with ``--html``).
+
+Summary columns come through pytest-html's hooks: verdict, effect (mean Δ), 95% CI, p raw /
+adjusted, Cohen's dz, n, random-head percentile. Each claim's row expands to its settings
+and side-by-side baseline vs patched generations. Everything shown is built from the claim
+result attached to the report (``user_properties``), and every value is escaped with
+:func:`html.escape`: generated text and prompts are untrusted.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct")
+
+
+def _result(report) -> dict | None:
+    return dict(getattr(report, "user_properties", ()) or ()).get("claim_result")
+
+
+def _fmt(x, spec=".4f") -> str:
+    return "—" if x is None or x != x else format(x, spec)
+
+
+def pytest_html_results_table_header(cells) -> None:
+    for i, name in enumerate(COLUMNS):
+        cells.insert(2 + i, f"<th>{escape(name)}</th>")
+
+
+def pytest_html_results_table_row(report, cells) -> None:
+    r = _result(report)
+    if r is None:
+        values = [""] * len(COLUMNS)
+    else:
+        e = r.get("effect") or {}
+        rc = r.get("random_control")
+        values = [r["verdict"], _fmt(e.get("mean"), "+.4f"),
+                  f"[{_fmt(e.get('ci_low'), '+.4f')}, {_fmt(e.get('ci_high'), '+.4f')}]" if e else "—",
+                  f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
+                  _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
+                  _fmt(rc["percentile"], ".0f") if rc else "—"]
+    for i, v in enumerate(values):
+        cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
+        cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")
+
+
+def pytest_html_results_table_html(report, data) -> None:
+    r = _result(report)
+    if r is None:
+        return
+    c = r["claim"]
+    settings = ", ".join(f"{k}={c[k]}" for k in ("model", "heads", "patch_mode", "source", "target", "metric",
+                                                  "direction", "margin", "n_prompts", "samples", "max_tokens",
+                                                  "alignment", "seed") if c.get(k) is not None)
+    rows = "".join(f"<tr><td>{escape(x['target'])}</td><td>{escape(x['baseline'])}</td>"
+                   f"<td>{escape(x['patched'])}</td></tr>" for x in r.get("examples", []))
+    data.append(f'<div class="claim-evidence"><p><b>{escape(c["id"])}</b>: {escape(c.get("description", ""))}</p>'
+                f"<p>settings: {escape(settings)}</p>"
+                + (f"<p>error: {escape(r['error'])}</p>" if r.get("error") else "")
+                + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"
+                f"<table><tr><th>target prompt</th><th>baseline</th><th>patched</th></tr>{rows}</table></div>")

@@ -1,0 +1,102 @@
+"""The pytest-html evidence report: summary columns, per-claim evidence, escaping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOSTILE = '<script>alert("x")</script> Describe your day & night.'
+CLAIMS = """
+[[claim]]
+id = "identity"
+model = "tiny-gpt2"
+heads = "1:10"
+patch_mode = "z"
+source = "neutral"
+metric = "sentiment"
+direction = "equivalent"
+margin = 0.01
+n_prompts = 4
+max_tokens = 5
+tier = "fast"
+
+[[claim]]
+id = "no_effect"
+model = "tiny-gpt2"
+heads = "1:10"
+patch_mode = "z"
+source = "gratitude"
+metric = "politeness"
+direction = "increase"
+n_prompts = 4
+max_tokens = 5
+tier = "fast"
+"""
+
+
+class _Blob(HTMLParser):
+    """pytest-html 4 keeps the results in a JSON attribute that its JavaScript renders."""
+
+    blob = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "data-jsonblob" in attrs:
+            self.blob = json.loads(attrs["data-jsonblob"])
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.cells, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "td":
+            self.cells.append("")
+
+    def handle_data(self, data):
+        if self.cells:
+            self.cells[-1] += data
+
+
+def _parse(fragment: str) -> _Cells:
+    p = _Cells()
+    p.feed(fragment)
+    return p
+
+
+def test_html_report_summary_evidence_and_escaping(tmp_path):
+    prompts = tmp_path / "prompts"
+    shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
+    neutral = json.loads((prompts / "neutral_prompts.json").read_text())
+    neutral["prompts"][0] = HOSTILE
+    (prompts / "neutral_prompts.json").write_text(json.dumps(neutral))
+    (tmp_path / "claims.toml").write_text(CLAIMS)
+    report = tmp_path / "evidence.html"
+    env = dict(os.environ, CAUSAL_HEADS_PROMPTS=str(prompts))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests/test_claims.py", "--claims",
+                           str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"), "--html",
+                           str(report), "--self-contained-html", "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
+    parser = _Blob()
+    parser.feed(report.read_text())
+    tests = {k.split("[")[1].rstrip("]"): v[0] for k, v in parser.blob["tests"].items()}
+    findings = {c["claim"]["id"]: c for c in json.loads((tmp_path / "f.json").read_text())["claims"]}
+    for test_id, cid in (("identity-head_1_10", "identity"), ("no_effect-head_1_10", "no_effect")):
+        cells = _parse("".join(tests[test_id]["resultsTableRow"])).cells
+        f = findings[cid]
+        assert cells[2] == f["verdict"]
+        assert cells[3] == format(f["effect"]["mean"], "+.4f")
+        assert cells[4] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
+        assert cells[7] == str(f["effect"]["n"])
+    assert _parse("".join(tests["identity-head_1_10"]["resultsTableRow"])).cells[2] == "supported"
+    evidence = _parse(tests["identity-head_1_10"]["log"])
+    assert "script" not in evidence.tags  # the hostile prompt is text, not markup
+    assert HOSTILE in evidence.cells  # ... and shown verbatim
