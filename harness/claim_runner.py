@@ -41,6 +41,7 @@ class ClaimResult:
     random_control: dict | None = None
     per_prompt: dict = field(default_factory=dict)
     examples: list = field(default_factory=list)
+    one_token: dict | None = None  # next-token keyword log-prob Δ for the same patch (1-token view)
     error: str | None = None
     seconds: float = 0.0
 
@@ -75,7 +76,8 @@ class ClaimResult:
         return {"claim": self.claim.to_dict(), "test_id": self.claim.test_id, "verdict": self.verdict,
                 "p_raw": self.p_raw, "p_adjusted": self.p_adjusted, "correction": self.correction,
                 "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
-                "per_prompt": self.per_prompt, "examples": self.examples, "error": self.error,
+                "per_prompt": self.per_prompt, "examples": self.examples, "one_token": self.one_token,
+                "error": self.error,
                 "seconds": self.seconds, "rerun": self.rerun_command()}
 
 
@@ -177,6 +179,34 @@ class ClaimSession:
             sets.append(tuple(sorted(chosen)))
         return sets
 
+    def _one_token(self, c: Claim, heads: tuple) -> dict | None:
+        """The same patch measured at the next token only: Δ log-prob mass on keyword tokens.
+
+        Uses the keywords of the claim's metric emotion (``<e>_keywords``) or else of its
+        source emotion; None when neither has a keyword list.
+        """
+        from harness.metrics.next_token import keyword_logprob
+        from harness.patching import MODES, PatchConfig, baseline_hooks, capture_source, patch_hooks
+        from harness.prompts import keyword_emotions
+        from harness.stats import bootstrap_mean_ci
+
+        emotion = c.metric.removesuffix("_keywords")
+        emotion = emotion if emotion in keyword_emotions() else c.source
+        if emotion not in keyword_emotions():
+            return None
+        handle = self.model(c.model)
+        patch = PatchConfig(heads, c.patch_mode, c.alignment)
+        targets = self._prompts(c.target, c.n_prompts, source=False)
+        sources = self._prompts(c.source, c.n_prompts, source=True)
+        layers = tuple(sorted(patch.by_layer()))
+        src = self._memo(("source", c.model, c.source, sources, layers, MODES[c.patch_mode].needs),
+                         lambda: capture_source(handle, sources, layers, MODES[c.patch_mode].needs))
+        base = keyword_logprob(handle, targets, emotion, hooks=baseline_hooks(patch))
+        delta = (keyword_logprob(handle, targets, emotion, hooks=patch_hooks(handle, patch, src)) - base).numpy()
+        ci = bootstrap_mean_ci(delta, seed=c.seed, n_resamples=self.n_resamples)
+        return {"emotion": emotion, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                "frac_up": float((delta > 0).mean()), "n": int(delta.size)}
+
     def evaluate(self, c: Claim) -> ClaimResult:
         from harness.stats import paired_effect, random_head_control, sign_flip_p, tost
 
@@ -216,6 +246,7 @@ class ClaimSession:
                     null.append(float((self._per_prompt(self._generate(c, rs, cond), c.metric) - base).mean()))
                 res.random_control = random_head_control(float(delta.mean()), null,
                                                          alternative=alternative).to_dict()
+            res.one_token = self._one_token(c, heads)
             res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
                             for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
         except Exception as exc:  # an errored claim is reported, never dropped

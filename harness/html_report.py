@@ -2,7 +2,8 @@
 
 Summary columns come through pytest-html's hooks: verdict, effect (mean Δ), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile. Each claim's row expands to its settings
-and side-by-side baseline vs patched generations. Everything shown is built from the claim
+a forest plot of its effect and CI against the random-head effects, and side-by-side
+baseline vs patched generations. Everything shown is built from the claim
 result attached to the report (``user_properties``), and every value is escaped with
 :func:`html.escape`: generated text and prompts are untrusted.
 """
@@ -54,7 +55,15 @@ def pytest_html_results_table_html(report, data) -> None:
                                                   "alignment", "seed") if c.get(k) is not None)
     rows = "".join(f"<tr><td>{escape(x['target'])}</td><td>{escape(x['baseline'])}</td>"
                    f"<td>{escape(x['patched'])}</td></tr>" for x in r.get("examples", []))
-    data.append(f'<div class="claim-evidence"><p><b>{escape(c["id"])}</b>: {escape(c.get("description", ""))}</p>'
+    plot = ""
+    if r.get("effect"):
+        import base64
+
+        from harness.plots import forest_png
+
+        png = base64.b64encode(forest_png(r)).decode()
+        plot = f'<img class="forest" alt="forest plot" src="data:image/png;base64,{png}"/>'
+    data.append(f'<div class="claim-evidence">{plot}<p><b>{escape(c["id"])}</b>: {escape(c.get("description", ""))}</p>'
                 f"<p>settings: {escape(settings)}</p>"
                 + (f"<p>error: {escape(r['error'])}</p>" if r.get("error") else "")
                 + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"

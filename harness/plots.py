@@ -31,3 +31,34 @@ def head_effect_plot(doc: dict, path: str) -> str:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def forest_png(result: dict) -> bytes:
+    """One claim's effect with its 95% CI against the random-head effects (if any), as PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e, c = result["effect"], result["claim"]
+    fig, ax = plt.subplots(figsize=(5.5, 1.6))
+    ax.errorbar([e["mean"]], [0], xerr=[[e["mean"] - e["ci_low"]], [e["ci_high"] - e["mean"]]], fmt="o",
+                color="#C44E52", capsize=4, label=f"heads {c['heads']}")
+    rc = result.get("random_control")
+    if rc:
+        ax.scatter(rc["null"], [0.4] * len(rc["null"]), marker="|", s=200, color="#4C72B0",
+                   label=f"{len(rc['null'])} random heads")
+    if c.get("margin"):
+        ax.axvspan(-c["margin"], c["margin"], color="#55A868", alpha=0.15, label="equivalence margin")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, 0.9)
+    ax.set_xlabel(f"Δ {c['metric']} (95% CI over prompts)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()

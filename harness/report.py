@@ -1,0 +1,144 @@
+"""Render the seed-style markdown report and plots from a findings document (never from HTML).
+
+    python -m harness.report reports/findings.json --markdown reports/phase7_head_patching_report.md
+
+Sections follow ``../shared/seed/phase7_head_patching.md``: 1 settings, 2 baseline vs
+patched (Δ with 95% CI and verdict), 3 patch-mode comparison (equivalence tests), 4 per-head
+effects (random-head percentile), 5 sample generations, 6 1-token vs 30-token, 7 discussion
+facts. A forest plot per claim goes to ``--plots-dir`` (default
+``results/<profile>/plots/heads``). Text from generations is escaped for markdown and HTML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+
+from harness.errors import run_cli
+from harness.regress import load_findings
+
+
+def cell(text) -> str:
+    """A value safe inside a markdown table cell (no markup, no pipes, one line)."""
+    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
+
+
+def _ci(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
+    if not d or d.get(key_low) is None:
+        return "—"
+    return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
+
+
+def _num(x, spec="+.4f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def _mean(xs) -> float | None:
+    xs = [x for x in xs or [] if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def render_markdown(doc: dict, claims: list[dict]) -> str:
+    ok = [c for c in claims if not c.get("error")]
+    out = ["# Head patching report", "",
+           f"Rendered from findings of {doc.get('created', '?')}, git {str(doc.get('git', {}).get('commit'))[:12]}"
+           f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}.", ""]
+    out += ["## 1. Settings", "", "| model | source | weights sha256 | format |", "|---|---|---|---|"]
+    for name, m in (doc.get("models") or {}).items():
+        out.append(f"| {cell(name)} | {cell(m.get('source'))} | {cell(str(m.get('weights_sha256'))[:16])}… | "
+                   f"{cell(m.get('prompt_format'))} |")
+    out += ["", "| claim | heads | mode | source → target | n prompts × samples | max tokens | alignment | sampling | seed |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in claims:
+        c = r["claim"]
+        samp = f"T={c['temperature']}, top-k {c['top_k']}, top-p {c['top_p']}" if c["do_sample"] else "greedy"
+        out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['source'])} → "
+                   f"{cell(c['target'])} | {c['n_prompts']} × {c['samples']} | {c['max_tokens']} | {cell(c['alignment'])} "
+                   f"| {cell(samp)} | {c['seed']} |")
+    out += ["", "## 2. Baseline vs patched (Δ)", "",
+            "| claim | heads | mode | metric | baseline | patched | Δ | 95% CI | p raw / adj | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ok:
+        c, e, pp = r["claim"], r["effect"], r["per_prompt"]
+        out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
+                   f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | "
+                   f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |")
+    out += ["", "## 3. Patch-mode comparison", ""]
+    modes = [r for r in ok if r["claim"].get("versus") and r["claim"]["versus"]["patch_mode"] != r["claim"]["patch_mode"]]
+    if modes:
+        out += ["| claim | heads | modes | metric | mean difference | 90% CI (TOST) | margin | p adj | verdict |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in modes:
+            c, q = r["claim"], r.get("equivalence") or {}
+            out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} vs "
+                       f"{cell(c['versus']['patch_mode'])} | {cell(c['metric'])} | {_num(r['effect']['mean'])} | "
+                       f"{_ci(q)} | {_num(c.get('margin'), '.4f')} | {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |")
+    else:
+        out.append("No patch-mode comparison claims in this run.")
+    out += ["", "## 4. Per-head effects", ""]
+    heads = [r for r in ok if r.get("random_control")]
+    if heads:
+        out += ["| claim | heads | metric | Δ | random heads (K) | percentile | empirical p | beats all |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in heads:
+            c, rc = r["claim"], r["random_control"]
+            out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['metric'])} | {_num(r['effect']['mean'])} | "
+                       f"{len(rc['null'])} | {rc['percentile']:.0f} | {rc['empirical_p']:.3f} | {rc['beats_all']} |")
+    else:
+        out.append("No claims with a random-head control in this run.")
+    out += ["", "## 5. Sample generations", ""]
+    for r in ok:
+        out += [f"**{cell(r['claim']['id'])}**", "", "| target prompt | baseline | patched |", "|---|---|---|"]
+        out += [f"| {cell(x['target'])} | {cell(x['baseline'])} | {cell(x['patched'])} |" for x in r.get("examples", [])[:2]]
+        out.append("")
+    out += ["## 6. 1-token vs 30-token", "",
+            "| claim | 1-token Δ log-prob (keywords of) | 95% CI | generation Δ (metric) | 95% CI | verdict |",
+            "|---|---|---|---|---|---|"]
+    for r in ok:
+        t, c = r.get("one_token"), r["claim"]
+        one = f"{_num(t['mean'])} ({cell(t['emotion'])})" if t else "—"
+        out.append(f"| {cell(c['id'])} | {one} | {_ci(t)} | {_num(r['effect']['mean'])} ({cell(c['metric'])}, "
+                   f"{c['max_tokens']} tokens) | {_ci(r['effect'])} | {cell(r['verdict'])} |")
+    out += ["", "## 7. Discussion (facts from this run)", ""]
+    for verdict in ("supported", "not supported", "refuted"):
+        rows = [r for r in ok if r["verdict"] == verdict]
+        out.append(f"- **{verdict}** ({len(rows)}): " + ("; ".join(
+            f"{cell(r['claim']['id'])} (Δ {r['effect']['mean']:+.4f} {_ci(r['effect'])}, p adj {r['p_adjusted']:.3g}, "
+            f"MDE {r['effect']['mde']:.4f})" for r in rows) or "none"))
+    errors = [r for r in claims if r.get("error")]
+    out.append(f"- **errors** ({len(errors)}): " + ("; ".join(f"{cell(r['claim']['id'])}: {cell(r['error'])}"
+                                                            for r in errors) or "none"))
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.splitlines()[0])
+    ap.add_argument("findings")
+    ap.add_argument("--markdown", required=True)
+    ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
+    args = ap.parse_args(argv)
+    import json
+
+    claims = list(load_findings(args.findings).values())
+    with open(args.findings, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    text = render_markdown(doc, claims)
+    os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+    tmp = args.markdown + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, args.markdown)
+    from harness.plots import forest_png
+
+    os.makedirs(args.plots_dir, exist_ok=True)
+    for r in claims:
+        if r.get("effect"):
+            with open(os.path.join(args.plots_dir, f"forest_{r['claim']['id']}.png"), "wb") as fh:
+                fh.write(forest_png(r))
+    print(f"wrote {args.markdown} and {sum(1 for r in claims if r.get('effect'))} plots in {args.plots_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,66 @@
+"""Seed-style markdown report and forest plots, rendered from a real (tiny-model) findings document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.claim_runner import ClaimSession
+from harness.claims import Claim
+from harness.report import cell, main, render_markdown
+from harness.results import json_safe, write_result
+
+
+@pytest.fixture(scope="module")
+def findings(tmp_path_factory):
+    base = dict(model="tiny-gpt2", heads="1:10", source="gratitude", n_prompts=6, max_tokens=5)
+    claims = [Claim(id="grat_up", patch_mode="z", metric="gratitude_keywords", direction="increase",
+                    random_heads=2, **base),
+              Claim(id="modes_equal", patch_mode="v_only", metric="sentiment", direction="equivalent", margin=0.05,
+                    versus=None, **base)]
+    from harness.claims import Condition
+
+    claims[1] = Claim(**{**claims[1].__dict__, "versus": Condition("1:10", "pattern_v", "gratitude")})
+    session = ClaimSession(claims, n_resamples=2000)
+    results = [r.to_dict() for r in session.results().values()]
+    results[0]["examples"][0]["patched"] = "<script>alert(1)</script> a | b"
+    doc = {"schema": "causal-heads/findings", "schema_version": 1, "created": "2026-11-28T00:00:00+00:00",
+           "correction": "holm", "git": {"commit": "abc", "dirty": False},
+           "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()}, "claims": results}
+    path = tmp_path_factory.mktemp("findings") / "findings.json"
+    write_result(doc, str(path))
+    return path, json.loads(json.dumps(json_safe(doc)))
+
+
+def test_markdown_has_the_seed_sections_and_the_numbers(findings):
+    path, doc = findings
+    md = render_markdown(doc, doc["claims"])
+    for section in ("## 1. Settings", "## 2. Baseline vs patched", "## 3. Patch-mode comparison",
+                    "## 4. Per-head effects", "## 5. Sample generations", "## 6. 1-token vs 30-token",
+                    "## 7. Discussion"):
+        assert section in md
+    grat = next(c for c in doc["claims"] if c["claim"]["id"] == "grat_up")
+    row = next(line for line in md.splitlines() if line.startswith("| grat_up | 1:10 | z | gratitude_keywords"))
+    assert f"{grat['effect']['mean']:+.4f}" in row and f"**{grat['verdict']}**" in row
+    per_head = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "| 2 |" in line)
+    assert f"{grat['random_control']['percentile']:.0f}" in per_head
+    assert "| modes_equal | 1:10 | v_only vs pattern_v | sentiment |" in md
+    one_token = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "(gratitude)" in line)
+    assert f"{grat['one_token']['mean']:+.4f}" in one_token
+
+
+def test_hostile_generated_text_is_escaped(findings):
+    _, doc = findings
+    md = render_markdown(doc, doc["claims"])
+    assert "<script>" not in md and "&lt;script&gt;alert(1)&lt;/script&gt; a \\| b" in md
+    assert cell("x|y\nz`") == "x\\|y z&#96;"
+
+
+def test_cli_writes_markdown_and_plots(findings, tmp_path):
+    path, _ = findings
+    assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "r.md").read_text().startswith("# Head patching report")
+    pngs = sorted(p.name for p in (tmp_path / "p").iterdir())
+    assert pngs == ["forest_grat_up.png", "forest_modes_equal.png"]
+    assert (tmp_path / "p" / "forest_grat_up.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
