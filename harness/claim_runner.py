@@ -161,22 +161,29 @@ class ClaimSession:
         return np.array([np.mean([m(g.text) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
     def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
-        """K random head sets: same layers, same count per layer, none of the claimed heads."""
+        """Up to K distinct random head sets: same layers, same count per layer, no claimed head.
+
+        Fewer than K when the layers hold fewer distinct sets (e.g. 8 other heads for K = 10);
+        the control then reports the K it really used.
+        """
         n_heads = self.model(c.model).shape.n_heads
         rng = np.random.default_rng(c.seed + 7919)
         per_layer: dict[int, list[int]] = {}
         for layer, h in heads:
             per_layer.setdefault(layer, []).append(h)
-        sets = []
-        for _ in range(c.random_heads):
-            chosen = []
-            for layer, hs in per_layer.items():
-                pool = [h for h in range(n_heads) if h not in hs]
-                if len(pool) < len(hs):
-                    raise ValueError(f"random-head control impossible for heads {c.heads}: layer {layer} has "
-                                     f"no {len(hs)} other heads")
-                chosen += [(layer, int(h)) for h in rng.choice(pool, size=len(hs), replace=False)]
-            sets.append(tuple(sorted(chosen)))
+        for layer, hs in per_layer.items():
+            if n_heads - len(hs) < len(hs):
+                raise ValueError(f"random-head control impossible for heads {c.heads}: layer {layer} has "
+                                 f"no {len(hs)} other heads")
+        sets: list[tuple] = []
+        for _ in range(50 * c.random_heads):
+            if len(sets) == c.random_heads:
+                break
+            chosen = tuple(sorted((layer, int(h)) for layer, hs in per_layer.items()
+                                  for h in rng.choice([x for x in range(n_heads) if x not in hs], size=len(hs),
+                                                      replace=False)))
+            if chosen not in sets:
+                sets.append(chosen)
         return sets
 
     def _one_token(self, c: Claim, heads: tuple) -> dict | None:

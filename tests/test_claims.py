@@ -123,3 +123,18 @@ def test_claims_suite_end_to_end_on_a_tiny_model(tmp_path):
     assert len(rc["null"]) == 2 and 0 <= rc["percentile"] <= 100
     # Holm over the two evaluated claims: adjusted >= raw
     assert by_id["random_model_no_effect"]["p_adjusted"] >= by_id["random_model_no_effect"]["p_raw"]
+
+
+def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
+    from harness.claim_runner import ClaimSession
+    from harness.claims import Claim
+
+    claim = Claim(id="x", model="tiny-gpt2", heads="1:10,0:3", patch_mode="z", source="gratitude",
+                  metric="sentiment", direction="increase", random_heads=20)
+    session = ClaimSession([claim])
+    session._models["tiny-gpt2"] = tiny_gpt2
+    sets = session._random_sets(claim, ((0, 3), (1, 10)))
+    assert len(sets) == 20 == len(set(sets))
+    assert all(len(s) == 2 and s[0][0] == 0 and s[1][0] == 1 and (0, 3) not in s and (1, 10) not in s for s in sets)
+    single = Claim(**{**claim.__dict__, "heads": "1:10", "random_heads": 15})
+    assert len(session._random_sets(single, ((1, 10),))) == 11  # only 11 other heads in layer 1
