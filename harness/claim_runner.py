@@ -42,6 +42,7 @@ class ClaimResult:
     per_prompt: dict = field(default_factory=dict)
     examples: list = field(default_factory=list)
     one_token: dict | None = None  # next-token keyword log-prob Δ for the same patch (1-token view)
+    model: dict | None = None  # provenance of the model the claim ran on (weights hash, source)
     error: str | None = None
     seconds: float = 0.0
 
@@ -76,7 +77,8 @@ class ClaimResult:
         return {"claim": self.claim.to_dict(), "test_id": self.claim.test_id, "verdict": self.verdict,
                 "p_raw": self.p_raw, "p_adjusted": self.p_adjusted, "correction": self.correction,
                 "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
-                "per_prompt": self.per_prompt, "examples": self.examples, "one_token": self.one_token,
+                "model": self.model, "per_prompt": self.per_prompt, "examples": self.examples,
+                "one_token": self.one_token,
                 "error": self.error,
                 "seconds": self.seconds, "rerun": self.rerun_command()}
 
@@ -220,6 +222,7 @@ class ClaimSession:
         res = ClaimResult(claim=c, correction=self.correction)
         start = time.perf_counter()
         try:
+            res.model = self.model(c.model).provenance()
             heads = self._heads(c, c.condition)
             base_run = self._generate(c, heads, None)
             patched_run = self._generate(c, heads, c.condition)

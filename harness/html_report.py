@@ -65,6 +65,8 @@ def pytest_html_results_table_html(report, data) -> None:
         plot = f'<img class="forest" alt="forest plot" src="data:image/png;base64,{png}"/>'
     data.append(f'<div class="claim-evidence">{plot}<p><b>{escape(c["id"])}</b>: {escape(c.get("description", ""))}</p>'
                 f"<p>settings: {escape(settings)}</p>"
+                + (f"<p>model: {escape(str(r['model'].get('source')))}, weights sha256 "
+                   f"{escape(str(r['model'].get('weights_sha256')))}</p>" if r.get("model") else "")
                 + (f"<p>error: {escape(r['error'])}</p>" if r.get("error") else "")
                 + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"
                 f"<table><tr><th>target prompt</th><th>baseline</th><th>patched</th></tr>{rows}</table></div>")

@@ -92,6 +92,7 @@ class ModelHandle:
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "weights_sha256": self.weights_sha256,
                 "architecture": self.shape.architecture, "shape": self.shape.describe(),
+                "shape_tuple": [self.shape.n_layers, self.shape.n_heads, self.shape.n_kv_heads, self.shape.d_head],
                 "prompt_format": self.prompt_format}
 
 

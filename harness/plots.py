@@ -62,3 +62,31 @@ def forest_png(result: dict) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, path: str) -> str:
+    """Layer × head grid of single-head claim effects (blank where no claim tested a head)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.full((n_layers, n_heads), np.nan)
+    for r in results:
+        heads = r["claim"]["heads"]
+        if r.get("effect") and "," not in heads and "*" not in heads and not r["claim"].get("versus"):
+            layer, head = map(int, heads.split(":"))
+            grid[layer, head] = r["effect"]["mean"]
+    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(0.45 * n_heads + 2, 0.25 * n_layers + 1.5))
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="Δ (mean over prompts)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -5,8 +5,8 @@
 Sections follow ``../shared/seed/phase7_head_patching.md``: 1 settings, 2 baseline vs
 patched (Δ with 95% CI and verdict), 3 patch-mode comparison (equivalence tests), 4 per-head
 effects (random-head percentile), 5 sample generations, 6 1-token vs 30-token, 7 discussion
-facts. A forest plot per claim goes to ``--plots-dir`` (default
-``results/<profile>/plots/heads``). Text from generations is escaped for markdown and HTML.
+facts. A forest plot per claim and a layer × head heatmap per (model, metric) of the
+single-head claims' effects go to ``--plots-dir`` (default ``results/baseline/plots/heads``). Text from generations is escaped for markdown and HTML.
 """
 
 from __future__ import annotations
@@ -112,6 +112,13 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in claims:
+        groups.setdefault((r["claim"]["model"], r["claim"]["metric"]), []).append(r)
+    return groups
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.splitlines()[0])
     ap.add_argument("findings")
@@ -129,14 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, args.markdown)
-    from harness.plots import forest_png
+    from harness.plots import forest_png, head_heatmap
 
     os.makedirs(args.plots_dir, exist_ok=True)
+    written = 0
     for r in claims:
         if r.get("effect"):
             with open(os.path.join(args.plots_dir, f"forest_{r['claim']['id']}.png"), "wb") as fh:
                 fh.write(forest_png(r))
-    print(f"wrote {args.markdown} and {sum(1 for r in claims if r.get('effect'))} plots in {args.plots_dir}")
+            written += 1
+    for (model, metric), group in _by_model_metric(claims).items():
+        shape = (doc.get("models") or {}).get(model, {}).get("shape_tuple")
+        if shape:
+            head_heatmap(group, shape[0], shape[1], f"{model}: Δ {metric} per head",
+                         os.path.join(args.plots_dir, f"heatmap_{model}_{metric}.png"))
+            written += 1
+    print(f"wrote {args.markdown} and {written} plots in {args.plots_dir}")
     return 0
 
 

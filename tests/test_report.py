@@ -62,5 +62,6 @@ def test_cli_writes_markdown_and_plots(findings, tmp_path):
     assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
     assert (tmp_path / "r.md").read_text().startswith("# Head patching report")
     pngs = sorted(p.name for p in (tmp_path / "p").iterdir())
-    assert pngs == ["forest_grat_up.png", "forest_modes_equal.png"]
+    assert pngs == ["forest_grat_up.png", "forest_modes_equal.png", "heatmap_tiny-gpt2_gratitude_keywords.png",
+                    "heatmap_tiny-gpt2_sentiment.png"]
     assert (tmp_path / "p" / "forest_grat_up.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
