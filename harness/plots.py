@@ -65,7 +65,11 @@ def forest_png(result: dict) -> bytes:
 
 
 def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, path: str) -> str:
-    """Layer × head grid of single-head claim effects (blank where no claim tested a head)."""
+    """Layer × head grid of single-head claim effects (blank where no claim tested a head).
+
+    Only directional claims from an emotion source count (identity and equivalence claims
+    would paint a 0 that is not a head effect); the first claim per head wins.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,12 +79,16 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
     grid = np.full((n_layers, n_heads), np.nan)
     for r in results:
         heads = r["claim"]["heads"]
-        if r.get("effect") and "," not in heads and "*" not in heads and not r["claim"].get("versus"):
+        c = r["claim"]
+        if (r.get("effect") and "," not in heads and "*" not in heads and not c.get("versus")
+                and c["direction"] != "equivalent" and c["source"] != c["target"]):
             layer, head = map(int, heads.split(":"))
-            grid[layer, head] = r["effect"]["mean"]
-    lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+            if np.isnan(grid[layer, head]):
+                grid[layer, head] = r["effect"]["mean"]
+    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+    lim = lim or 1.0
     fig, ax = plt.subplots(figsize=(0.45 * n_heads + 2, 0.25 * n_layers + 1.5))
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim or -1, vmax=lim or 1, aspect="auto")
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=9)
