@@ -1,5 +1,9 @@
 """Benchmarks that report ratios against a reference run in the same process.
 
+``python -m harness.bench sweep --model smollm2-135m --json`` times the all-heads sweep
+(:mod:`harness.sweep`) against one full forward per head on the same prompts and heads,
+and reports ``harness_s``, ``reference_s``, ``speedup`` and the largest difference.
+
 ``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
 
 Times greedy generation of one batch two ways, alternating, after one warm-up each:
@@ -24,6 +28,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 
 from harness.errors import UserError, run_cli
@@ -85,6 +90,31 @@ def bench_generation(model: str, batch: int, max_tokens: int, repeats: int) -> d
     }
 
 
+def bench_sweep(model: str, n_prompts: int, layers: list[int], emotion: str) -> dict:
+    """All heads of ``layers``: the batched, KV-reusing sweep vs one full forward per head."""
+    from harness.models import load_model
+    from harness.prompts import load_emotion_prompts, load_prompt_set
+    from harness.sweep import reference_sweep, sweep
+
+    handle = load_model(model)
+    targets = load_prompt_set("neutral").head(n_prompts)
+    sources = load_emotion_prompts(emotion).head(n_prompts)
+    heads = [(layer, h) for layer in layers for h in range(handle.shape.n_heads)]
+    sweep(handle, targets[:2], sources[:2], emotion, layers=layers[:1])  # warm-up
+    start = time.perf_counter()
+    fast = sweep(handle, targets, sources, emotion, layers=layers)
+    harness_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ref = reference_sweep(handle, targets, sources, emotion, heads)
+    reference_s = time.perf_counter() - start
+    got = np.stack([fast.deltas[layer, h] for layer, h in heads])
+    return {"benchmark": "sweep", "model": handle.name, "emotion": emotion, "n_prompts": n_prompts,
+            "layers": layers, "heads": len(heads), "harness_s": harness_s, "reference_s": reference_s,
+            "speedup": reference_s / harness_s, "max_abs_diff": float(np.abs(got - ref).max()),
+            "reference": "one full forward per head through harness.patching (z, last alignment)",
+            "torch_threads": torch.get_num_threads()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -94,7 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-tokens", type=int, default=30)
     g.add_argument("--repeats", type=int, default=3)
     g.add_argument("--json", action="store_true", help="print one JSON object")
+    w = sub.add_parser("sweep", help="all-heads sweep vs one forward per head, same process")
+    w.add_argument("--model", default="smollm2-135m")
+    w.add_argument("--n-prompts", type=int, default=20)
+    w.add_argument("--layers", default="0,13,21", help="comma-separated layers (all their heads)")
+    w.add_argument("--emotion", default="gratitude")
+    w.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.what == "sweep":
+        try:
+            layers = [int(x) for x in args.layers.split(",")]
+        except ValueError:
+            raise UserError(f"--layers {args.layers!r}: expected comma-separated integers") from None
+        res = bench_sweep(args.model, args.n_prompts, layers, args.emotion)
+        print(json.dumps(res, indent=1) if args.json else
+              f"sweep {res['harness_s']:.1f} s, reference {res['reference_s']:.1f} s, speedup {res['speedup']:.1f}x")
+        return 0
     if args.batch < 1 or args.max_tokens < 1 or args.repeats < 1:
         raise UserError("--batch, --max-tokens and --repeats must be >= 1")
     res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats)
