@@ -195,7 +195,13 @@ class ClaimSession:
         source emotion; None when neither has a keyword list.
         """
         from harness.metrics.next_token import keyword_logprob
-        from harness.patching import MODES, PatchConfig, baseline_hooks, capture_source, patch_hooks
+        from harness.patching import (
+            MODES,
+            PatchConfig,
+            baseline_hooks,
+            capture_source,
+            patch_hooks,
+        )
         from harness.prompts import keyword_emotions
         from harness.stats import bootstrap_mean_ci
 

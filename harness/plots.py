@@ -70,10 +70,6 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
     Only directional claims from an emotion source count (identity and equivalence claims
     would paint a 0 that is not a head effect); the first claim per head wins.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     grid = np.full((n_layers, n_heads), np.nan)
@@ -85,14 +81,26 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
             layer, head = map(int, heads.split(":"))
             if np.isnan(grid[layer, head]):
                 grid[layer, head] = r["effect"]["mean"]
+    return delta_heatmap(grid, title, path)
+
+
+def delta_heatmap(grid, title: str, path: str) -> str:
+    """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.asarray(grid, dtype=float)
     lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
-    lim = lim or 1.0
-    fig, ax = plt.subplots(figsize=(0.45 * n_heads + 2, 0.25 * n_layers + 1.5))
+    lim = lim or 1.0  # an empty or all-zero grid still gets a readable scale
+    fig, ax = plt.subplots(figsize=(0.45 * grid.shape[1] + 2, 0.25 * grid.shape[0] + 1.5))
     im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="Δ (mean over prompts)")
+    fig.colorbar(im, ax=ax, label="mean Δ over prompts")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)

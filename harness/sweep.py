@@ -100,3 +100,63 @@ def reference_sweep(handle: ModelHandle, targets, sources, emotion: str, heads, 
         hooks = patch_hooks(handle, PatchConfig((head,), "z", "last"), src)
         out.append((keyword_logprob(handle, targets, emotion, hooks=hooks, prompt_format=prompt_format) - base).numpy())
     return np.stack(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.sweep --model M --emotion E``: ranked table, heatmap PNG and JSON."""
+    import argparse
+    import os
+    import time
+
+    from harness.errors import UserError
+    from harness.models import load_model
+    from harness.prompts import load_emotion_prompts, load_prompt_set
+    from harness.results import environment, write_result
+    from harness.stats import bootstrap_mean_ci
+
+    ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--emotion", required=True)
+    ap.add_argument("--patch-mode", default="z", help="only z is implemented by the fast sweep")
+    ap.add_argument("--n-prompts", type=int, default=70)
+    ap.add_argument("--target", default="neutral")
+    ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
+    ap.add_argument("--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>.json)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = ap.parse_args(argv)
+    if args.patch_mode != "z":
+        raise UserError(f"--patch-mode {args.patch_mode!r}: the sweep implements only 'z' (with 'last' alignment)")
+    sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
+    targets = load_prompt_set(args.target).head(args.n_prompts)
+    handle = load_model(args.model)
+    start = time.perf_counter()
+    result = sweep(handle, targets, sources, args.emotion)
+    seconds = time.perf_counter() - start
+    rows = []
+    for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1):
+        ci = bootstrap_mean_ci(result.deltas[layer, head], seed=args.seed, n_resamples=2000)
+        rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": ci.ci_low,
+                     "ci_high": ci.ci_high, "share_up": up})
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in handle.name)
+    out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}.json")
+    doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
+           "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": "z",
+           "alignment": "last", "metric": "next-token keyword log-prob mass", "seconds": seconds,
+           **environment(), "ranked": rows, "deltas": result.deltas.tolist(), "baseline": result.baseline.tolist()}
+    write_result(doc, out)
+    from harness.plots import delta_heatmap
+
+    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δ {args.emotion} keyword log-prob (z, last)",
+                        out.rsplit(".", 1)[0] + ".png")
+    print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up")
+    for r in rows[:args.top]:
+        print(f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
+              f"{100 * r['share_up']:.0f}%")
+    print(f"{len(rows)} heads × {len(targets)} prompts in {seconds:.1f} s; wrote {out} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    from harness.errors import run_cli
+
+    run_cli(main)
