@@ -119,6 +119,11 @@ def row_seed(seed: int, sample_index: int, prompt: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids as HF ``generate`` makes them for left padding: cumsum(mask) − 1, 0 on padding."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
 def _filter_logits(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
     """Temperature, then top-k, then top-p, in HF's order and with HF's tie rules."""
     x = logits / cfg.temperature
@@ -154,7 +159,7 @@ def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
-    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    position = position_ids(mask)
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
@@ -217,8 +222,7 @@ def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConf
         for start in range(0, len(rows), config.batch_size):
             chunk = rows[start:start + config.batch_size]
             texts = [fmt.texts[p] for p, _ in chunk]
-            enc = handle.tokenizer(texts, return_tensors="pt", padding=True,
-                                   add_special_tokens=fmt.add_special_tokens)
+            enc = fmt.encode(handle.tokenizer, texts)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
             tokens = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress)
             for r, (p, s) in enumerate(chunk):
@@ -240,12 +244,11 @@ def forward(handle: ModelHandle, prompts: Sequence[str], hooks=None, *, prompt_f
     prompt indices ``first_index, first_index + 1, ...`` (for callers that chunk a prompt list).
     """
     fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
-    enc = handle.tokenizer(list(fmt.texts), return_tensors="pt", padding=True,
-                           add_special_tokens=fmt.add_special_tokens)
+    enc = fmt.encode(handle.tokenizer)
     mask = enc["attention_mask"]
     info = BatchInfo(rows=tuple((first_index + i, 0) for i in range(len(prompts))), prompt_lengths=mask.sum(-1),
                      attention_mask=mask)
-    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    position = position_ids(mask)
     extra = {"logits_to_keep": 1} if last_only else {}
     with torch.no_grad(), handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         logits = handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position,

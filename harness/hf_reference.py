@@ -24,8 +24,7 @@ def reference_generate(handle, prompts, prompt_format, max_new_tokens):
     from harness.templating import format_prompts
 
     fmt = format_prompts(handle.tokenizer, prompts, prompt_format)
-    enc = handle.tokenizer(list(fmt.texts), return_tensors="pt", padding=True,
-                           add_special_tokens=fmt.add_special_tokens)
+    enc = fmt.encode(handle.tokenizer)
     start = time.perf_counter()
     with torch.no_grad():
         out = handle.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

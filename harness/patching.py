@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
-from harness.generation import BatchInfo
+from harness.generation import BatchInfo, position_ids
 from harness.models import ModelHandle
 from harness.templating import format_prompts
 
@@ -145,15 +145,14 @@ def capture_source(handle: ModelHandle, prompts: Sequence[str], layers: Sequence
         for layer in layers:
             getattr(acts, kind)[layer] = []
     for start in range(0, len(fmt.texts) if needs else 0, batch_size):
-        enc = handle.tokenizer(list(fmt.texts[start:start + batch_size]), return_tensors="pt", padding=True,
-                               add_special_tokens=fmt.add_special_tokens)
+        enc = fmt.encode(handle.tokenizer, fmt.texts[start:start + batch_size])
         mask = enc["attention_mask"]
         pads = (mask.shape[1] - mask.sum(-1)).tolist()
         store: dict[tuple[str, int], torch.Tensor] = {}
         hooks = [(f"blocks.{layer}.attn.{wanted[kind]}",
                   lambda t, hook, key=(kind, layer), store=store: store.__setitem__(key, t.detach().clone()))
                  for kind in needs for layer in layers]
-        position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        position = position_ids(mask)
         with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):
             handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position,
                          logits_to_keep=1)

@@ -44,6 +44,7 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
     """Δ keyword log-prob for every head of ``layers`` (default all), source i -> target i mod n."""
     from transformers import DynamicCache
 
+    from harness.generation import position_ids
     from harness.metrics.next_token import keyword_token_ids
     from harness.patching import capture_source
     from harness.templating import format_prompts
@@ -52,10 +53,9 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
     layers = list(range(shape.n_layers)) if layers is None else list(layers)
     targets, sources = list(targets), list(sources)
     fmt = format_prompts(handle.tokenizer, targets, prompt_format or handle.prompt_format)
-    enc = handle.tokenizer(list(fmt.texts), return_tensors="pt", padding=True,
-                           add_special_tokens=fmt.add_special_tokens)
+    enc = fmt.encode(handle.tokenizer)
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    position = position_ids(mask)
     src = capture_source(handle, sources, layers, frozenset({"z"}), prompt_format=fmt.format)
     pair = [i % len(sources) for i in range(len(targets))]
     n, heads, variants = len(targets), shape.n_heads, shape.n_heads + 1

@@ -26,6 +26,11 @@ class FormattedPrompts:
     texts: tuple[str, ...]
     add_special_tokens: bool
 
+    def encode(self, tokenizer, texts=None):
+        """Left-padded ``input_ids``/``attention_mask`` tensors for ``texts`` (default: all)."""
+        return tokenizer(list(self.texts if texts is None else texts), return_tensors="pt", padding=True,
+                         add_special_tokens=self.add_special_tokens)
+
 
 def format_prompts(tokenizer, prompts, prompt_format: str) -> FormattedPrompts:
     """Apply ``prompt_format`` to every prompt (see module docstring)."""
