@@ -216,7 +216,9 @@ class ClaimSession:
         layers = tuple(sorted(patch.by_layer()))
         src = self._memo(("source", c.model, c.source, sources, layers, MODES[c.patch_mode].needs),
                          lambda: capture_source(handle, sources, layers, MODES[c.patch_mode].needs))
-        base = keyword_logprob(handle, targets, emotion, hooks=baseline_hooks(patch))
+        eager = tuple(sorted(patch.by_layer())) if MODES[c.patch_mode].target_pattern else ()
+        base = self._memo(("one_token_base", c.model, targets, emotion, eager),
+                          lambda: keyword_logprob(handle, targets, emotion, hooks=baseline_hooks(patch)))
         delta = (keyword_logprob(handle, targets, emotion, hooks=patch_hooks(handle, patch, src)) - base).numpy()
         ci = bootstrap_mean_ci(delta, seed=c.seed, n_resamples=self.n_resamples)
         return {"emotion": emotion, "mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high,
