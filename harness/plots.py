@@ -84,7 +84,7 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
     return delta_heatmap(grid, title, path)
 
 
-def delta_heatmap(grid, title: str, path: str) -> str:
+def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompts") -> str:
     """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
     import matplotlib
 
@@ -100,7 +100,7 @@ def delta_heatmap(grid, title: str, path: str) -> str:
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="mean Δ over prompts")
+    fig.colorbar(im, ax=ax, label=label)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)

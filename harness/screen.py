@@ -1,0 +1,269 @@
+"""Head screening by attention: which heads look at an emotion's words (Δattention).
+
+Definition. Prompts are templated as for generation (the model's prompt format). For a prompt
+p, q is the final position of the templated prompt (the position that predicts the first
+generated token) and A_lh[q, k] is head (l, h)'s attention from q to key position k.
+
+- *Keyword tokens* K(p): the tokens of p whose characters overlap a match of the emotion's
+  keyword list (:class:`harness.metrics.text.PhraseMatcher`: whole words, inflections as
+  listed, longest phrase first; negated matches count too, a head can attend to "grateful" in
+  "not grateful"). Only tokens of the prompt's own text count, never the chat template's.
+- *Emotion mass* of head (l, h) on emotion prompt e_i: m_E = Σ_{k ∈ K(e_i)} A_lh[q, k].
+- *Comparable tokens* in the paired neutral prompt n_i (emotion prompt i is paired with
+  neutral prompt i): the tokens at the same distances from the end of the prompt text as
+  K(e_i) are from the end of e_i's text. A keyword token farther from the end than n_i's text
+  is long is dropped on both sides (reported as clipped), so both sums run over the same
+  distances and the same number of tokens. Everything after the prompt
+  text (the template's closing tokens) is identical for both, so comparable tokens are also at
+  the same distance from q: attention's strong recency bias cancels, and so does the count.
+- *Neutral mass*: m_N = Σ_{k ∈ comparable(n_i)} A_lh[q, k] on neutral prompt n_i.
+- **Δattention_lh,i = m_E − m_N**, a paired per-prompt value in [−1, 1]; the screen reports
+  its mean over prompts with a bootstrap CI over prompts. Emotion prompts with no keyword
+  token left after clipping are left out (reported).
+
+Δattention says where a head *looks*, not what it *does*: compare with the causal sweep
+(``--sweep``), which this module summarises as a rank correlation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from harness.models import ModelHandle
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """Token positions (unpadded) of one templated prompt."""
+
+    n_tokens: int
+    text_first: int  # first token of the prompt's own text
+    text_last: int  # last token of the prompt's own text
+    keywords: tuple[int, ...]  # keyword token positions (sorted)
+
+
+@dataclass
+class Screen:
+    emotion: str
+    target: str
+    emotion_mass: np.ndarray  # [n_layers, n_heads, n_used]
+    neutral_mass: np.ndarray  # [n_layers, n_heads, n_used]
+    used: list[int]  # indices of the emotion/neutral pairs used
+    excluded: list[int]  # pairs with no keyword token left after clipping
+    keyword_tokens: list[int]  # per used pair
+    clipped_tokens: list[int]  # per used pair: keyword tokens dropped (too far from the end for the target)
+
+    @property
+    def deltas(self) -> np.ndarray:
+        return self.emotion_mass - self.neutral_mass
+
+    def ranked(self) -> list[tuple[int, int, float]]:
+        """(layer, head, mean Δattention), largest first."""
+        mean = self.deltas.mean(-1)
+        order = np.argsort(-mean, axis=None, kind="stable")
+        return [(int(i // mean.shape[1]), int(i % mean.shape[1]), float(mean.flat[i])) for i in order]
+
+
+def _normalized_with_map(text: str) -> tuple[str, list[int]]:
+    """``normalize`` applied per character, with the original index of every output character."""
+    from harness.metrics.text import normalize
+
+    out, where = [], []
+    for i, ch in enumerate(text):
+        n = normalize(ch)
+        out.append(n)
+        where.extend([i] * len(n))
+    norm = "".join(out)
+    if normalize(norm) != norm:  # composition across characters: offsets would not map back
+        raise ValueError(f"prompt {text!r}: cannot map normalised keyword matches back to its characters")
+    return norm, where
+
+
+def prompt_tokens(tokenizer, templated: str, prompt: str, matcher, add_special_tokens: bool) -> PromptTokens:
+    """Locate the prompt's text and its keyword tokens inside the tokenized ``templated`` string."""
+    start = templated.rfind(prompt)
+    if start < 0:
+        raise ValueError(f"prompt {prompt!r} does not occur in its templated text")
+    end = start + len(prompt)
+    norm, where = _normalized_with_map(prompt)
+    spans = [(start + where[m.start], start + where[m.start + len(m.phrase) - 1] + 1) for m in matcher.matches(norm)]
+    offsets = tokenizer(templated, return_offsets_mapping=True, add_special_tokens=add_special_tokens)["offset_mapping"]
+    inside = [k for k, (a, b) in enumerate(offsets) if a < end and b > start and b > a]
+    if not inside:
+        raise ValueError(f"prompt {prompt!r} has no tokens of its own after templating")
+    keywords = tuple(k for k in inside if any(offsets[k][0] < b and offsets[k][1] > a for a, b in spans))
+    return PromptTokens(len(offsets), inside[0], inside[-1], keywords)
+
+
+def last_position_attention(handle: ModelHandle, texts, add_special_tokens: bool, *,
+                            batch_size: int = 32) -> list[torch.Tensor]:
+    """Per templated text: attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
+
+    Read at ``blocks.{l}.attn.hook_pattern`` (hooking it makes the layer compute the pattern
+    explicitly; the output is unchanged). Padding is stripped, so row k is the text's token k.
+    """
+    tok, n_layers = handle.tokenizer, handle.shape.n_layers
+    texts = list(texts)
+    out: list[torch.Tensor] = []
+    for lo in range(0, len(texts), batch_size):
+        chunk = texts[lo:lo + batch_size]
+        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+        from harness.generation import position_ids
+
+        rows: dict[int, torch.Tensor] = {}
+
+        def grab(pattern, hook):
+            rows[int(hook.name.split(".")[1])] = pattern[:, :, -1, :].float().clone()
+        hooks = [(f"blocks.{layer}.attn.hook_pattern", grab) for layer in range(n_layers)]
+        mask = enc["attention_mask"]
+        with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):
+            handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids(mask),
+                         logits_to_keep=1)
+        stacked = torch.stack([rows[layer] for layer in range(n_layers)], 1)  # [b, L, H, seq]
+        for b in range(len(chunk)):
+            length = int(mask[b].sum())
+            out.append(stacked[b, :, :, -length:])
+    return out
+
+
+def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, *, target: str = "neutral",
+           prompt_format: str | None = None) -> Screen:
+    """Δattention for every head; emotion prompt i is paired with neutral prompt i (i < min length)."""
+    from harness.metrics.text import PhraseMatcher
+    from harness.prompts import load_keywords
+    from harness.templating import format_prompts
+
+    n = min(len(emotion_prompts), len(neutral_prompts))
+    emo, neu = list(emotion_prompts)[:n], list(neutral_prompts)[:n]
+    matcher = PhraseMatcher(load_keywords(emotion).keywords)
+    fmt = prompt_format or handle.prompt_format
+    fe, fn = format_prompts(handle.tokenizer, emo, fmt), format_prompts(handle.tokenizer, neu, fmt)
+    te = [prompt_tokens(handle.tokenizer, t, p, matcher, fe.add_special_tokens) for t, p in zip(fe.texts, emo)]
+    tn = [prompt_tokens(handle.tokenizer, t, p, matcher, fn.add_special_tokens) for t, p in zip(fn.texts, neu)]
+    # keyword tokens whose distance from the end of the text does not fit into the paired
+    # target text are dropped on both sides, so both masses sum over the same distances
+    keywords = [[k for k in te[i].keywords if tn[i].text_last - (te[i].text_last - k) >= tn[i].text_first]
+                for i in range(n)]
+    used = [i for i in range(n) if keywords[i]]
+    excluded = [i for i in range(n) if not keywords[i]]
+    if not used:
+        raise ValueError(f"none of the {n} {emotion} prompts has a {emotion} keyword token within the "
+                         f"length of its paired {target} prompt")
+    ae = last_position_attention(handle, [fe.texts[i] for i in used], fe.add_special_tokens)
+    an = last_position_attention(handle, [fn.texts[i] for i in used], fn.add_special_tokens)
+    shape = handle.shape
+    me = np.zeros((shape.n_layers, shape.n_heads, len(used)))
+    mn = np.zeros_like(me)
+    n_kw, n_clipped = [], []
+    for j, i in enumerate(used):
+        e, m = te[i], tn[i]
+        for a, toks in ((ae[j], e), (an[j], m)):
+            if a.shape[-1] != toks.n_tokens:
+                raise RuntimeError(f"attention row length {a.shape[-1]} != {toks.n_tokens} tokens")
+        keep = keywords[i]
+        me[:, :, j] = ae[j][:, :, keep].sum(-1).numpy()
+        mn[:, :, j] = an[j][:, :, [m.text_last - (e.text_last - k) for k in keep]].sum(-1).numpy()
+        n_kw.append(len(keep))
+        n_clipped.append(len(e.keywords) - len(keep))
+    return Screen(emotion, target, me, mn, used, excluded, n_kw, n_clipped)
+
+
+def compare_with_sweep(screen_means: np.ndarray, sweep_doc: dict, top: int = 10) -> dict:
+    """Spearman correlation of mean Δattention with a sweep's mean causal Δ, and top-``top`` overlap."""
+    from scipy.stats import spearmanr
+
+    causal = np.asarray(sweep_doc["deltas"], dtype=float).mean(-1)
+    if causal.shape != screen_means.shape:
+        raise ValueError(f"sweep grid {causal.shape} does not match the screen's {screen_means.shape}")
+    rho, p = spearmanr(screen_means.ravel(), causal.ravel())
+    by_screen = set(np.argsort(-screen_means, axis=None)[:top].tolist())
+    by_sweep = set(np.argsort(-causal, axis=None)[:top].tolist())
+    return {"spearman_rho": float(rho), "spearman_p": float(p), "top": top,
+            "top_overlap": len(by_screen & by_sweep)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.screen --model M --emotion E``: ranked Δattention table, heatmap PNG and JSON."""
+    import argparse
+    import os
+    import time
+
+    from harness.errors import UserError
+    from harness.models import load_model
+    from harness.prompts import load_emotion_prompts, load_prompt_set
+    from harness.results import environment, read_json, write_result
+    from harness.stats import bootstrap_mean_ci
+
+    ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--emotion", required=True)
+    ap.add_argument("--target", default="neutral", help="prompt set of the comparable tokens [neutral]")
+    ap.add_argument("--n-prompts", type=int, default=70)
+    ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
+    ap.add_argument("--output", default=None, help="JSON result (default results/screens/<model>_<emotion>.json)")
+    ap.add_argument("--sweep", default=None, help="a harness.sweep JSON of the same model and emotion: "
+                                                  "report the rank correlation of screen and causal effect")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = ap.parse_args(argv)
+    if args.n_prompts < 2:
+        raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
+    sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
+    targets = load_prompt_set(args.target).head(args.n_prompts)
+    sweep_doc = read_json(args.sweep) if args.sweep else None
+    handle = load_model(args.model)
+    start = time.perf_counter()
+    try:
+        result = screen(handle, sources, targets, args.emotion, target=args.target)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    seconds = time.perf_counter() - start
+    if len(result.used) < 2:
+        raise UserError(f"only {len(result.used)} {args.emotion} prompt(s) contain a keyword token; need 2")
+    rows = []
+    for rank, (layer, head, mean) in enumerate(result.ranked(), 1):
+        ci = bootstrap_mean_ci(result.deltas[layer, head], seed=args.seed, n_resamples=2000)
+        rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": ci.ci_low,
+                     "ci_high": ci.ci_high, "emotion_mass": float(result.emotion_mass[layer, head].mean()),
+                     "neutral_mass": float(result.neutral_mass[layer, head].mean())})
+    comparison = None
+    if sweep_doc is not None:
+        try:
+            comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"--sweep {args.sweep}: {exc}") from None
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in handle.name)
+    out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
+    doc = {"schema": "causal-heads/screen", "schema_version": 1, "model": handle.provenance(),
+           "emotion": args.emotion, "target": args.target, "n_pairs": len(result.used),
+           "excluded_prompts": result.excluded, "query_position": "last prompt position",
+           "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on "
+                      "position-matched tokens (paired target prompt); see harness/screen.py",
+           "keyword_tokens": result.keyword_tokens, "clipped_tokens": result.clipped_tokens,
+           "seconds": seconds, **environment(), "ranked": rows, "versus_sweep": comparison,
+           "deltas": result.deltas.tolist()}
+    write_result(doc, out)
+    from harness.plots import delta_heatmap
+
+    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δattention to {args.emotion} keywords",
+                        out.rsplit(".", 1)[0] + ".png", label="mean Δattention over prompt pairs")
+    print(f"{'rank':>4} {'head':>6} {'Δattn':>8}  95% CI              emotion  {args.target}")
+    for r in rows[:args.top]:
+        print(f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
+              f"{r['emotion_mass']:.3f}    {r['neutral_mass']:.3f}")
+    print(f"{len(rows)} heads × {len(result.used)} prompt pairs in {seconds:.1f} s "
+          f"({len(result.excluded)} pairs without a usable keyword token left out, "
+          f"{sum(result.clipped_tokens)} keyword tokens clipped to the paired prompt's length); wrote {out} and {png}")
+    if comparison:
+        print(f"versus the causal sweep {args.sweep}: Spearman ρ = {comparison['spearman_rho']:+.3f} "
+              f"(p = {comparison['spearman_p']:.2g}); top-{comparison['top']} overlap "
+              f"{comparison['top_overlap']}/{comparison['top']}")
+    return 0
+
+
+if __name__ == "__main__":
+    from harness.errors import run_cli
+
+    run_cli(main)

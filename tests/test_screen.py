@@ -1,0 +1,125 @@
+"""Δattention screening: keyword tokens, the captured attention, pairing and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from harness.metrics.text import PhraseMatcher
+from harness.patching import capture_source
+from harness.prompts import load_keywords
+from harness.screen import compare_with_sweep, last_position_attention, prompt_tokens, screen
+from harness.templating import format_prompts
+
+EMOTION = ["Thank you so much for the help, I am grateful.", "We appreciate it.", "Thanks!",
+           "I’M SO GRATEFUL for the lovely gift"]
+NEUTRAL = ["The train leaves at nine in the morning today.", "Describe your town.", "Hello there",
+           "Write a note to a neighbour about the bins"]
+
+
+def _tokens(handle, prompt):
+    matcher = PhraseMatcher(load_keywords("gratitude").keywords)
+    fmt = format_prompts(handle.tokenizer, [prompt], handle.prompt_format)
+    pt = prompt_tokens(handle.tokenizer, fmt.texts[0], prompt, matcher, fmt.add_special_tokens)
+    ids = handle.tokenizer(fmt.texts[0], add_special_tokens=fmt.add_special_tokens).input_ids
+    return pt, [handle.tokenizer.decode([ids[k]]) for k in pt.keywords], ids
+
+
+def test_keyword_tokens_are_the_tokens_of_matched_words(tiny_gpt2):
+    pt, words, ids = _tokens(tiny_gpt2, "Thank you so much, I am grateful.")
+    assert words == ["Thank", " you", " grateful"]  # "thank you" is one phrase: both tokens
+    assert (pt.text_first, pt.text_last, pt.n_tokens) == (0, len(ids) - 1, len(ids))
+    _, words, _ = _tokens(tiny_gpt2, "I’M SO GRATEFUL!!")  # curly apostrophe, capitals, split word
+    assert "".join(words).strip() == "GRATEFUL"
+    assert _tokens(tiny_gpt2, "Happy thanksgiving to all")[1] == []  # whole words only
+    assert _tokens(tiny_gpt2, "I am not grateful")[1] == [" grateful"]  # negated words are still looked at
+
+
+@pytest.mark.model
+def test_keyword_tokens_skip_the_chat_template(smollm2):
+    pt, words, ids = _tokens(smollm2, "Thanks, I appreciate it.")
+    assert [w.strip() for w in words] == ["Thanks", "appreciate"]
+    text = smollm2.tokenizer.decode(ids[pt.text_first:pt.text_last + 1])
+    assert text == "Thanks, I appreciate it."
+    assert pt.text_last < pt.n_tokens - 3  # the template's closing tokens follow the text
+
+
+def test_captured_attention_is_the_pattern_the_model_uses(tiny_model):
+    """Rows sum to 1, and pattern · V reproduces the head outputs of an unhooked (SDPA) run."""
+    prompts = EMOTION[:3]
+    rows = last_position_attention(tiny_model, format_prompts(tiny_model.tokenizer, prompts, "plain").texts, True)
+    s = tiny_model.shape
+    src = capture_source(tiny_model, prompts, range(s.n_layers), frozenset({"z", "v"}), prompt_format="plain")
+    for i, row in enumerate(rows):
+        assert row.shape == (s.n_layers, s.n_heads, src.z[0][i].shape[0])
+        assert torch.allclose(row.sum(-1), torch.ones(s.n_layers, s.n_heads), atol=1e-5)
+        for layer in range(s.n_layers):
+            for h in range(s.n_heads):
+                z = row[layer, h] @ src.v[layer][i][:, h // s.group_size].float()
+                assert torch.allclose(z, src.z[layer][i][-1, h].float(), atol=1e-5)
+
+
+def test_screening_a_set_against_itself_gives_exactly_zero(tiny_model):
+    res = screen(tiny_model, EMOTION, EMOTION, "gratitude", prompt_format="plain")
+    assert res.used == [0, 1, 2, 3] and res.excluded == [] and sum(res.clipped_tokens) == 0
+    assert np.array_equal(res.deltas, np.zeros_like(res.deltas))
+    assert (res.emotion_mass > 0).all()
+
+
+def test_masses_do_not_depend_on_batch_neighbours(tiny_model):
+    batch = screen(tiny_model, EMOTION, NEUTRAL, "gratitude", prompt_format="plain")
+    for j, i in enumerate(batch.used):
+        alone = screen(tiny_model, [EMOTION[i]], [NEUTRAL[i]], "gratitude", prompt_format="plain")
+        np.testing.assert_allclose(alone.emotion_mass[..., 0], batch.emotion_mass[..., j], atol=1e-5)
+        np.testing.assert_allclose(alone.neutral_mass[..., 0], batch.neutral_mass[..., j], atol=1e-5)
+
+
+def test_masses_follow_the_definition(tiny_gpt2):
+    """Recompute one pair by hand: keyword positions, distance-matched positions, clipping."""
+    emo, neu = "Thank you so much for the help, I am grateful.", "Describe your town."
+    res = screen(tiny_gpt2, [emo], [neu], "gratitude", prompt_format="plain")
+    te, _, ids_e = _tokens(tiny_gpt2, emo)
+    tn, _, ids_n = _tokens(tiny_gpt2, neu)
+    assert len(ids_n) == 5 and te.keywords == (0, 1, len(ids_e) - 2)
+    # "Thank you" is 12 tokens from the end, farther than the 5-token neutral text: dropped on both sides
+    assert res.keyword_tokens == [1] and res.clipped_tokens == [2]
+    row_e, row_n = last_position_attention(tiny_gpt2, [emo, neu], True)
+    np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, len(ids_e) - 2].numpy(), atol=1e-6)
+    np.testing.assert_allclose(res.neutral_mass[..., 0], row_n[:, :, len(ids_n) - 2].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="within the length"):
+        screen(tiny_gpt2, ["Thank you for all the help today"], ["Hi"], "gratitude", prompt_format="plain")
+
+
+def test_compare_with_sweep_ranks():
+    grid = np.arange(12.0).reshape(2, 6)
+    doc = {"deltas": np.repeat(grid[..., None], 3, -1).tolist()}
+    same = compare_with_sweep(grid, doc, top=3)
+    assert same["spearman_rho"] == pytest.approx(1.0) and same["top_overlap"] == 3
+    assert compare_with_sweep(-grid, doc, top=3)["top_overlap"] == 0
+    with pytest.raises(ValueError, match="does not match"):
+        compare_with_sweep(np.zeros((3, 6)), doc)
+
+
+def test_screen_cli(cli, tmp_path):
+    out = tmp_path / "scr.json"
+    proc = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6",
+               "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "causal-heads/screen" and len(doc["ranked"]) == 2 * 12
+    means = [r["mean"] for r in doc["ranked"]]
+    assert means == sorted(means, reverse=True)
+    assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in doc["ranked"])
+    assert doc["n_pairs"] + len(doc["excluded_prompts"]) == 6
+    assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
+    bad = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "sweep.json").write_text(json.dumps({"deltas": np.zeros((3, 3, 2)).tolist()}))
+    mismatch = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                   "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
+    assert mismatch.returncode == 2 and "does not match" in mismatch.stderr
+    assert not (tmp_path / "y.json").exists()
