@@ -105,17 +105,17 @@ def last_position_attention(handle: ModelHandle, texts, add_special_tokens: bool
     Read at ``blocks.{l}.attn.hook_pattern`` (hooking it makes the layer compute the pattern
     explicitly; the output is unchanged). Padding is stripped, so row k is the text's token k.
     """
+    from harness.generation import position_ids
+
     tok, n_layers = handle.tokenizer, handle.shape.n_layers
     texts = list(texts)
     out: list[torch.Tensor] = []
     for lo in range(0, len(texts), batch_size):
         chunk = texts[lo:lo + batch_size]
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
-        from harness.generation import position_ids
-
         rows: dict[int, torch.Tensor] = {}
 
-        def grab(pattern, hook):
+        def grab(pattern, hook, rows=rows):
             rows[int(hook.name.split(".")[1])] = pattern[:, :, -1, :].float().clone()
         hooks = [(f"blocks.{layer}.attn.hook_pattern", grab) for layer in range(n_layers)]
         mask = enc["attention_mask"]

@@ -11,7 +11,12 @@ import torch
 from harness.metrics.text import PhraseMatcher
 from harness.patching import capture_source
 from harness.prompts import load_keywords
-from harness.screen import compare_with_sweep, last_position_attention, prompt_tokens, screen
+from harness.screen import (
+    compare_with_sweep,
+    last_position_attention,
+    prompt_tokens,
+    screen,
+)
 from harness.templating import format_prompts
 
 EMOTION = ["Thank you so much for the help, I am grateful.", "We appreciate it.", "Thanks!",
@@ -82,7 +87,7 @@ def test_masses_follow_the_definition(tiny_gpt2):
     emo, neu = "Thank you so much for the help, I am grateful.", "Describe your town."
     res = screen(tiny_gpt2, [emo], [neu], "gratitude", prompt_format="plain")
     te, _, ids_e = _tokens(tiny_gpt2, emo)
-    tn, _, ids_n = _tokens(tiny_gpt2, neu)
+    _, _, ids_n = _tokens(tiny_gpt2, neu)
     assert len(ids_n) == 5 and te.keywords == (0, 1, len(ids_e) - 2)
     # "Thank you" is 12 tokens from the end, farther than the 5-token neutral text: dropped on both sides
     assert res.keyword_tokens == [1] and res.clipped_tokens == [2]
