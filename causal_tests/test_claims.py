@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.claims import CLAIMS_FILE, load_claims, with_overrides
+from harness.claims import load_claim_files, with_overrides
 from harness.plugin import claim_session, model_filter, record
 
 
@@ -29,7 +29,7 @@ def pytest_generate_tests(metafunc):
     if "claim" not in metafunc.fixturenames:
         return
     config = metafunc.config
-    claims = load_claims(config.getoption("--claims") or CLAIMS_FILE)
+    claims = load_claim_files(config.getoption("--claims") or None)
     names, paths = model_filter(config)
     overrides = {k: config.getoption(f"--{k.replace('_', '-')}") for k in ("n_prompts", "samples", "seed")}
     params = []

@@ -18,6 +18,7 @@ option) and assigns verdicts:
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -48,7 +49,13 @@ class ClaimResult:
 
     def rerun_command(self) -> str:
         c = self.claim
-        return f"pytest causal_tests -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} --samples {c.samples}"
+        from harness.claims import DEFAULT_CLAIM_FILES
+
+        rel = os.path.relpath(c.file) if c.file else ""
+        claims = "" if not c.file or c.file in DEFAULT_CLAIM_FILES else \
+            f" --claims {c.file if rel.startswith('..') else rel}"
+        return (f"pytest causal_tests{claims} -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} "
+                f"--samples {c.samples}")
 
     def message(self) -> str:
         c = self.claim

@@ -34,8 +34,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from harness.errors import UserError, did_you_mean
 from harness.heads import parse_head_spec
 
-CLAIMS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "causal_tests",
-                           "claims.toml")
+CLAIMS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "causal_tests")
+CLAIMS_FILE = os.path.join(CLAIMS_DIR, "claims.toml")  # written by hand
+SWEEP_CLAIMS_FILE = os.path.join(CLAIMS_DIR, "sweep_claims.toml")  # written by `harness.sweep --write-claims`
+DEFAULT_CLAIM_FILES = (CLAIMS_FILE, SWEEP_CLAIMS_FILE)
 DIRECTIONS = ("increase", "decrease", "equivalent")
 TIERS = ("fast", "slow")
 _ID = re.compile(r"^[a-z0-9_]+$")
@@ -182,3 +184,38 @@ def load_claims(path: str = CLAIMS_FILE) -> list[Claim]:
 def with_overrides(claim: Claim, **overrides) -> Claim:
     """The claim with run-time overrides (``--n-prompts``, ``--samples``, ``--seed``) applied."""
     return replace(claim, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_claim_files(paths=None) -> list[Claim]:
+    """Claims of several files (default: the shipped ones that exist); ids must be unique across them."""
+    if paths is None:
+        paths = [p for p in DEFAULT_CLAIM_FILES if p == CLAIMS_FILE or os.path.exists(p)]
+    claims: list[Claim] = []
+    where: dict[str, str] = {}
+    for path in paths:
+        for c in load_claims(path):
+            if c.id in where:
+                _fail(c.id, "id", c.id, f"is also used in {where[c.id]}", path)
+            where[c.id] = path
+            claims.append(c)
+    return claims
+
+
+def _toml_value(v) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, (int, float, str)):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string or number is a valid TOML one
+    raise TypeError(f"claim value {v!r} has no TOML form here")
+
+
+def claims_toml(rows: list[dict], header: str = "") -> str:
+    """``[[claim]]`` tables for ``rows`` (flat dicts; ``versus`` as an inline table), with a comment header."""
+    out = [f"# {line}".rstrip() for line in header.splitlines()]
+    for row in rows:
+        out += ["", "[[claim]]"] + [f"{k} = {_toml_value(v)}" for k, v in row.items() if v is not None]
+    return "\n".join(out).lstrip("\n") + "\n"

@@ -30,7 +30,9 @@ def pytest_addoption(parser) -> None:
     group = parser.getgroup("causal-heads", "causal hypothesis tests for attention heads")
     group.addoption("--model", action="append", default=[], metavar="NAME[=PATH]",
                     help="run only NAME's claims; NAME=PATH runs them on the weights at PATH (repeatable)")
-    group.addoption("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
+    group.addoption("--claims", action="append", default=[], metavar="FILE",
+                    help="claims TOML file (repeatable; default causal_tests/claims.toml and, when "
+                         "present, causal_tests/sweep_claims.toml)")
     group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")
     group.addoption("--samples", type=int, default=None, help="override every claim's samples")
     group.addoption("--seed", type=int, default=None, help="override every claim's seed")

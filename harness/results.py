@@ -30,7 +30,7 @@ def git_info() -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def git(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
     try:
         head = git("rev-parse", "HEAD")
         status = git("status", "--porcelain")
@@ -78,15 +78,25 @@ def check_output_path(path: str) -> None:
 def write_result(doc: dict, path: str) -> None:
     """Write ``doc`` as JSON or pickle (by extension), atomically."""
     check_output_path(path)
+    if path.endswith(".json"):
+        atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False,
+                                                          allow_nan=False).encode()))
+    else:
+        atomic_write(path, lambda fh: pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def atomic_write(path: str, write) -> None:
+    """``write(binary file)`` into a temporary file next to ``path``, then rename: never half a file."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            if path.endswith(".json"):
-                fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode())
-            else:
-                pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)

@@ -86,20 +86,100 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
     return Sweep(emotion=emotion, deltas=deltas, baseline=baseline)
 
 
-def reference_sweep(handle: ModelHandle, targets, sources, emotion: str, heads, *,
-                    prompt_format: str | None = None) -> np.ndarray:
-    """The same Δ one head at a time with full forwards through the patching engine: [len(heads), n]."""
+def patched_deltas(handle: ModelHandle, targets, sources, emotion: str, head_sets, *,
+                   prompt_format: str | None = None) -> np.ndarray:
+    """Δ keyword log-prob per prompt for each set of heads patched together (z, ``last``), with
+    full forwards through the patching engine: ``[len(head_sets), n]``."""
     from harness.metrics.next_token import keyword_logprob
     from harness.patching import PatchConfig, capture_source, patch_hooks
 
-    layers = sorted({layer for layer, _ in heads})
+    head_sets = [tuple(sorted(hs)) for hs in head_sets]
+    layers = sorted({layer for hs in head_sets for layer, _ in hs})
     src = capture_source(handle, list(sources), layers, frozenset({"z"}), prompt_format=prompt_format)
     base = keyword_logprob(handle, targets, emotion, prompt_format=prompt_format)
     out = []
-    for head in heads:
-        hooks = patch_hooks(handle, PatchConfig((head,), "z", "last"), src)
+    for hs in head_sets:
+        hooks = patch_hooks(handle, PatchConfig(hs, "z", "last"), src)
         out.append((keyword_logprob(handle, targets, emotion, hooks=hooks, prompt_format=prompt_format) - base).numpy())
     return np.stack(out)
+
+
+def reference_sweep(handle: ModelHandle, targets, sources, emotion: str, heads, *,
+                    prompt_format: str | None = None) -> np.ndarray:
+    """The sweep's Δ one head at a time with full forwards: ``[len(heads), n]``."""
+    return patched_deltas(handle, targets, sources, emotion, [(h,) for h in heads], prompt_format=prompt_format)
+
+
+def combinations(handle: ModelHandle, targets, sources, sweep_result: Sweep, heads, *, seed: int = 0,
+                 prompt_format: str | None = None) -> list[dict]:
+    """The top-k heads patched together vs. each alone, for k = 2..len(heads).
+
+    Per k: the mean Δ of the joint patch with its bootstrap CI, the additive prediction (sum of
+    the single heads' mean Δ), the best single head of the set, and the paired difference
+    joint − best single (bootstrap CI, one-sided sign-flip p that the joint patch is larger).
+    Single-head Δ come from ``sweep_result`` (the same quantity, see the equality tests).
+    """
+    from harness.stats import bootstrap_mean_ci, paired_effect
+
+    heads = [tuple(h) for h in heads]
+    joint = patched_deltas(handle, targets, sources, sweep_result.emotion,
+                           [heads[:k] for k in range(2, len(heads) + 1)], prompt_format=prompt_format)
+    rows = []
+    for k, d in zip(range(2, len(heads) + 1), joint):
+        singles = {h: sweep_result.deltas[h[0], h[1]] for h in heads[:k]}
+        best = max(singles, key=lambda h: singles[h].mean())
+        ci = bootstrap_mean_ci(d, seed=seed, n_resamples=2000)
+        gain = paired_effect(d - singles[best], alternative="greater", seed=seed, n_resamples=2000,
+                             n_permutations=2000)
+        rows.append({"k": k, "heads": ",".join(f"{a}:{b}" for a, b in heads[:k]), "mean": ci.mean,
+                     "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                     "additive": float(sum(v.mean() for v in singles.values())),
+                     "best_single": f"{best[0]}:{best[1]}", "best_single_mean": float(singles[best].mean()),
+                     "gain_over_best": gain.mean, "gain_ci_low": gain.ci_low, "gain_ci_high": gain.ci_high,
+                     "gain_p": gain.p_value, "per_prompt": d.tolist()})
+    return rows
+
+
+def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: list[dict], combos: list[dict], *,
+               n_heads: int, random_heads: int, source_file: str, weights: str) -> list[dict]:
+    """Claims for the suite from a sweep: the top ``n_heads`` heads whose CI lies above 0, each
+    raising ``<emotion>_keywords`` in generations (z, ``last``, as swept) beyond random heads;
+    those heads together; and together vs. the best of them alone."""
+    from harness.metrics import get_metric
+
+    metric = f"{emotion}_keywords"
+    get_metric(metric)
+    slug = "".join(c if c.isalnum() else "_" for c in model.lower()).strip("_")
+    top = [r for r in ranked if r["ci_low"] > 0][:n_heads]
+    common = {"model": model, "patch_mode": "z", "source": emotion, "target": target, "metric": metric,
+              "direction": "increase", "alignment": "last", "n_prompts": n_prompts}
+    where = f"{source_file} (weights {weights[:12]})"
+    rows = []
+    for r in top:
+        layer, head = r["head"].split(":")
+        rows.append({"id": f"sweep_{slug}_{emotion}_{layer}_{head}_raises_{metric}", **common, "heads": r["head"],
+                     "random_heads": random_heads,
+                     "description": f"Sweep rank {r['rank']}: next-token {emotion} keyword log-prob "
+                                    f"{r['mean']:+.3f} nats [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+                                    f"{100 * r['share_up']:.0f}% of prompts up; from {where}. Does it carry "
+                                    f"into generations, beyond random heads of the same layer?"})
+    if len(top) >= 2:
+        heads = ",".join(r["head"] for r in top)
+        combo = next((c for c in combos if c["heads"] == heads), None)
+        measured = (f" Sweep: together {combo['mean']:+.3f} nats [{combo['ci_low']:+.3f}, {combo['ci_high']:+.3f}]"
+                    f" vs best single {combo['best_single']} {combo['best_single_mean']:+.3f}." if combo else "")
+        rows.append({"id": f"sweep_{slug}_{emotion}_top{len(top)}_together_raise_{metric}", **common, "heads": heads,
+                     "random_heads": random_heads,
+                     "description": f"The top {len(top)} sweep heads patched together raise {metric} beyond "
+                                    f"random head sets of the same layers.{measured} From {where}."})
+        best = max(top, key=lambda r: r["mean"])["head"]
+        gain = (f" Sweep: gain {combo['gain_over_best']:+.3f} nats [{combo['gain_ci_low']:+.3f}, "
+                f"{combo['gain_ci_high']:+.3f}], p = {combo['gain_p']:.2g}." if combo else "")
+        rows.append({"id": f"sweep_{slug}_{emotion}_top{len(top)}_together_beat_best_single", **common,
+                     "heads": heads, "versus": {"heads": best},
+                     "description": f"Patching the top {len(top)} sweep heads together raises {metric} more "
+                                    f"than the best of them ({best}) alone.{gain} From {where}."})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     ap.add_argument("--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>.json)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--combine", type=int, default=4, metavar="K",
+                    help="also patch the top 2..K heads (those whose CI lies above 0) together and "
+                         "compare with each alone [4; 0 = off]")
+    ap.add_argument("--write-claims", default=None, metavar="TOML",
+                    help="write the top heads as claim rows for the suite (e.g. causal_tests/sweep_claims.toml)")
+    ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
+    ap.add_argument("--random-heads", type=int, default=6, help="random-head control size of written claims [6]")
     args = ap.parse_args(argv)
+    if args.combine < 0 or args.combine == 1:
+        raise UserError(f"--combine {args.combine}: must be 0 (off) or at least 2")
+    if args.claim_heads < 1:
+        raise UserError(f"--claim-heads {args.claim_heads}: must be at least 1")
+    if args.n_prompts < 2:
+        raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompts for a CI")
+    if args.write_claims and not args.write_claims.endswith(".toml"):
+        raise UserError(f"--write-claims {args.write_claims!r}: must be a .toml file")
     if args.patch_mode != "z":
         raise UserError(f"--patch-mode {args.patch_mode!r}: the sweep implements only 'z' (with 'last' alignment)")
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
@@ -137,12 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         ci = bootstrap_mean_ci(result.deltas[layer, head], seed=args.seed, n_resamples=2000)
         rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": ci.ci_low,
                      "ci_high": ci.ci_high, "share_up": up})
+    # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
+    top = [tuple(map(int, r["head"].split(":"))) for r in rows if r["ci_low"] > 0]
+    combos = combinations(handle, targets, sources, result, top[:args.combine], seed=args.seed) \
+        if min(args.combine, len(top)) >= 2 else []
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in handle.name)
     out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}.json")
     doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": "z",
            "alignment": "last", "metric": "next-token keyword log-prob mass", "seconds": seconds,
-           **environment(), "ranked": rows, "deltas": result.deltas.tolist(), "baseline": result.baseline.tolist()}
+           **environment(), "ranked": rows, "combinations": combos, "deltas": result.deltas.tolist(),
+           "baseline": result.baseline.tolist()}
     write_result(doc, out)
     from harness.plots import delta_heatmap
 
@@ -153,6 +253,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
               f"{100 * r['share_up']:.0f}%")
     print(f"{len(rows)} heads × {len(targets)} prompts in {seconds:.1f} s; wrote {out} and {png}")
+    if args.combine and not combos:
+        print(f"fewer than 2 heads have a CI above 0: no combinations ({len(top)} such head(s))")
+    if combos:
+        print(f"\ntop-k heads (CI above 0) patched together vs alone (mean Δ, nats):\n{'k':>2}  {'together':>8}  95% CI"
+              f"              additive  best single        gain over best [95% CI], p")
+        for c in combos:
+            print(f"{c['k']:>2}  {c['mean']:+8.3f}  [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]  {c['additive']:+8.3f}"
+                  f"  {c['best_single']:>6} {c['best_single_mean']:+.3f}  {c['gain_over_best']:+.3f} "
+                  f"[{c['gain_ci_low']:+.3f}, {c['gain_ci_high']:+.3f}], p = {c['gain_p']:.3g}")
+    if args.write_claims:
+        from harness.claims import claims_toml, load_claims
+        from harness.results import atomic_write_text
+
+        claims = claim_rows(args.model, args.emotion, args.target, len(targets), rows, combos,
+                            n_heads=args.claim_heads, random_heads=args.random_heads, source_file=out,
+                            weights=handle.provenance().get("weights_sha256", ""))
+        if not claims:
+            print(f"no head's CI lies above 0: no claims written to {args.write_claims}")
+            return 0
+        import shlex
+        import sys
+
+        command = "python -m harness.sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
+        header = (f"Generated by `{command}`\non {time.strftime('%Y-%m-%d', time.gmtime())} from the sweep in "
+                  f"{out}. Do not edit by hand: rerun the command.\n"
+                  f"Loaded by the claims suite next to claims.toml (all tier slow).")
+        atomic_write_text(args.write_claims, claims_toml(claims, header))
+        load_claims(args.write_claims)  # what we wrote must load
+        print(f"wrote {len(claims)} claims to {args.write_claims}")
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from harness.claims import load_claims, with_overrides
+from harness.claims import claims_toml, load_claim_files, load_claims, with_overrides
 from harness.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,19 +17,9 @@ BASE = {"id": "c1", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "s
         "metric": "gratitude_keywords", "direction": "increase"}
 
 
-def _toml(rows: list[dict]) -> str:
-    def val(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-    return "\n".join("[[claim]]\n" + "\n".join(f"{k} = {val(v)}" for k, v in r.items()) for r in rows)
-
-
 def _load(tmp_path, rows):
     path = tmp_path / "claims.toml"
-    path.write_text(_toml(rows))
+    path.write_text(claims_toml(rows))
     return load_claims(str(path))
 
 
@@ -81,6 +71,21 @@ def test_missing_fields_and_duplicate_ids(tmp_path):
         _load(tmp_path, [BASE, BASE])
 
 
+def test_claims_toml_round_trips_and_ids_are_unique_across_files(tmp_path):
+    rows = [{**BASE, "description": 'quotes " and \\ and ünïcode', "margin": 0.25, "direction": "equivalent",
+             "versus": {"patch_mode": "v_only"}, "random_heads": 3, "do_sample": False}]
+    (tmp_path / "a.toml").write_text(claims_toml(rows, header="generated\nby a test"))
+    assert (tmp_path / "a.toml").read_text().startswith("# generated\n# by a test\n")
+    [c] = load_claims(str(tmp_path / "a.toml"))
+    assert (c.description, c.margin, c.versus.patch_mode, c.versus.heads, c.do_sample) == \
+        (rows[0]["description"], 0.25, "v_only", "1:10", False)
+    (tmp_path / "b.toml").write_text(claims_toml([BASE]))
+    with pytest.raises(UserError, match="is also used in .*a.toml"):
+        load_claim_files([str(tmp_path / "a.toml"), str(tmp_path / "b.toml")])
+    with pytest.raises(TypeError):
+        claims_toml([{"id": [1]}])
+
+
 def test_overrides_apply_only_given_values():
     c = load_claims()[0]
     o = with_overrides(c, n_prompts=10, samples=None, seed=3)
@@ -91,7 +96,7 @@ def test_k_selects_exactly_the_head_1_10_claims():
     proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests", "--co", "-q", "-k", "head_1_10",
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
-    expected = [c.test_id for c in load_claims() if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
+    expected = [c.test_id for c in load_claim_files() if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
     assert sorted(i.split("[")[1].rstrip("]") for i in ids) == sorted(expected) and len(expected) == 4
 
 
@@ -105,14 +110,14 @@ def test_claims_suite_end_to_end_on_a_tiny_model(tmp_path):
         {**BASE, "id": "broken", "heads": "1:99", "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
         {**BASE, "id": "slow_one", "n_prompts": 8, "max_tokens": 6},
     ]
-    (tmp_path / "claims.toml").write_text(_toml(rows))
+    (tmp_path / "claims.toml").write_text(claims_toml(rows))
     findings = tmp_path / "findings.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests/test_claims.py", "-m", "not slow",
                            "--claims", str(tmp_path / "claims.toml"), "--findings", str(findings),
                            "-p", "no:cacheprovider", "-q"], cwd=ROOT, capture_output=True, text=True)
     out = proc.stdout
     assert "2 failed, 1 passed, 1 deselected" in out, out[-3000:]
-    assert "random_model_no_effect: not supported" in out and "rerun: pytest causal_tests -k" in out
+    assert "random_model_no_effect: not supported" in out and f"rerun: pytest causal_tests --claims {tmp_path / 'claims.toml'} -k" in out
     assert "broken: error: UserError: head 1:99 is out of range for tiny-gpt2" in out
     doc = json.loads(findings.read_text())
     assert doc["schema"] == "causal-heads/findings" and doc["schema_version"] == 1
