@@ -4,6 +4,9 @@
 (:mod:`harness.sweep`) against one full forward per head on the same prompts and heads,
 and reports ``harness_s``, ``reference_s``, ``speedup`` and the largest difference.
 
+``python -m harness.bench sweep-scaling --model smollm2-135m`` times the sweep alone over a grid
+of prompt counts × layer counts (all heads of the first k layers), to show how its cost grows.
+
 ``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
 
 Times greedy generation of one batch two ways, alternating, after one warm-up each:
@@ -115,6 +118,40 @@ def bench_sweep(model: str, n_prompts: int, layers: list[int], emotion: str) -> 
             "torch_threads": torch.get_num_threads()}
 
 
+def bench_sweep_scaling(model: str, prompt_counts: list[int], layer_counts: list[int], emotion: str) -> dict:
+    """How the sweep's time grows: all heads of the first ``k`` layers on the first ``n`` prompts."""
+    from harness.models import load_model
+    from harness.prompts import load_emotion_prompts, load_prompt_set
+    from harness.sweep import sweep
+
+    handle = load_model(model)
+    targets, sources = load_prompt_set("neutral").prompts, load_emotion_prompts(emotion).prompts
+    if max(prompt_counts) > min(len(targets), len(sources)) or max(layer_counts) > handle.shape.n_layers:
+        raise UserError(f"--prompts/--layer-counts exceed the prompt sets ({len(targets)}) or the model's "
+                        f"{handle.shape.n_layers} layers")
+    sweep(handle, targets[:2], sources[:2], emotion, layers=[0])  # warm-up
+    rows = []
+    for n in prompt_counts:
+        for k in layer_counts:
+            start = time.perf_counter()
+            sweep(handle, targets[:n], sources[:n], emotion, layers=range(k))
+            seconds = time.perf_counter() - start
+            rows.append({"n_prompts": n, "layers": k, "heads": k * handle.shape.n_heads, "seconds": seconds,
+                         "ms_per_head_prompt": 1000 * seconds / (n * k * handle.shape.n_heads)})
+    return {"benchmark": "sweep-scaling", "model": handle.name, "emotion": emotion, "rows": rows,
+            "torch_threads": torch.get_num_threads()}
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected comma-separated integers") from None
+    if not values or min(values) < 1:
+        raise UserError(f"{flag} {text!r}: values must be >= 1")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -130,7 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--layers", default="0,13,21", help="comma-separated layers (all their heads)")
     w.add_argument("--emotion", default="gratitude")
     w.add_argument("--json", action="store_true")
+    sc = sub.add_parser("sweep-scaling", help="sweep time over prompt counts × layer counts")
+    sc.add_argument("--model", default="smollm2-135m")
+    sc.add_argument("--prompts", default="10,20,40,70", help="comma-separated prompt counts")
+    sc.add_argument("--layer-counts", default="10,20,30", help="comma-separated counts of layers (from 0)")
+    sc.add_argument("--emotion", default="gratitude")
+    sc.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.what == "sweep-scaling":
+        res = bench_sweep_scaling(args.model, _ints(args.prompts, "--prompts"),
+                                  _ints(args.layer_counts, "--layer-counts"), args.emotion)
+        if args.json:
+            print(json.dumps(res, indent=1))
+        else:
+            print("prompts  layers  heads  seconds  ms per head·prompt")
+            for r in res["rows"]:
+                print(f"{r['n_prompts']:>7}  {r['layers']:>6}  {r['heads']:>5}  {r['seconds']:>7.1f}  "
+                      f"{r['ms_per_head_prompt']:>8.2f}")
+        return 0
     if args.what == "sweep":
         try:
             layers = [int(x) for x in args.layers.split(",")]

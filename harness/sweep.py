@@ -13,6 +13,12 @@ kept in the KV cache; each head then costs one single-position step. The heads o
 are stacked along the batch (row ``i·(H+1) + k``: variant 0 unpatched, variant k patches
 head k−1), so one step evaluates a whole layer and its own unpatched reference. The result
 equals patching one head at a time with full forwards (tested, float tolerance).
+
+Cost: one prefix forward of the n prompts plus, per swept layer, one single-position forward
+of n·(H+1) rows: linear in prompts and in heads (``python -m harness.bench sweep-scaling``).
+
+Also here: :func:`combinations` (the top-k heads patched together vs. each alone) and
+:func:`claim_rows` (the top heads as claim rows for the suite, ``--write-claims``).
 """
 
 from __future__ import annotations

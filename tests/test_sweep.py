@@ -118,3 +118,17 @@ def test_sweep_cli_writes_claims_that_load(cli, tmp_path):
     bad = cli("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--combine", "1",
               "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "--combine 1" in bad.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_sweep_benchmarks_run_and_report(cli):
+    proc = cli("harness.bench", "sweep", "--model", "tiny-gpt2", "--n-prompts", "3", "--layers", "0,1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["heads"] == 24 and res["max_abs_diff"] < 1e-3 and res["speedup"] > 0
+    proc = cli("harness.bench", "sweep-scaling", "--model", "tiny-gpt2", "--prompts", "2,4", "--layer-counts", "1,2",
+               "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert [(r["n_prompts"], r["heads"]) for r in rows] == [(2, 12), (2, 24), (4, 12), (4, 24)]
+    bad = cli("harness.bench", "sweep-scaling", "--model", "tiny-gpt2", "--layer-counts", "3")
+    assert bad.returncode == 2 and "exceed" in bad.stderr and "Traceback" not in bad.stderr
