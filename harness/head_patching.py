@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = run_patching(handle, patch, gen_cfg, sources, targets, fmt, _status)
     doc.update(_settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set))
     doc["wall_seconds"] = time.perf_counter() - t0
-    from harness.results import write_result
+    from harness.results import file_stem, write_result
 
     write_result(doc, args.output)
     _status(f"wrote {args.output}")
@@ -110,16 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.plots import head_effect_plot
 
         folder = args.plots_dir or os.path.join("results", run.profile, "plots", "heads")
-        name = f"{_safe(handle.name)}_{args.emotion}_{spec.slug}_{mode.name}.png"
+        name = f"{file_stem(handle.name)}_{args.emotion}_{spec.slug}_{mode.name}.png"
         _status(f"wrote {head_effect_plot(doc, os.path.join(folder, name))}")
     print(format_summary(doc))
     return 0
-
-
-def _safe(name: str) -> str:
-    """A file-name form of a model name; a directory is named by its last component."""
-    name = os.path.basename(name.rstrip("/")) if os.path.isdir(name) else name
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _generation_config(run):

@@ -67,6 +67,12 @@ def json_safe(obj):
     return obj
 
 
+def file_stem(name: str) -> str:
+    """A file-name form of a model name; a directory is named by its last component."""
+    name = os.path.basename(name.rstrip("/")) if os.path.isdir(name) else name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
 def check_output_path(path: str) -> None:
     if not path.endswith(EXTENSIONS):
         raise UserError(f"--output {path!r}: the extension must be one of {', '.join(EXTENSIONS)}")

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.errors import UserError
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
-    from harness.results import environment, read_json, write_result
+    from harness.results import environment, file_stem, read_json, write_result
     from harness.stats import bootstrap_mean_ci
 
     ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)
         except (KeyError, ValueError) as exc:
             raise UserError(f"--sweep {args.sweep}: {exc}") from None
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in handle.name)
+    name = file_stem(handle.name)
     out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
     doc = {"schema": "causal-heads/screen", "schema_version": 1, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_pairs": len(result.used),

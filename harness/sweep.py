@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.errors import UserError
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
-    from harness.results import environment, write_result
+    from harness.results import environment, file_stem, write_result
     from harness.stats import bootstrap_mean_ci
 
     ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     top = [tuple(map(int, r["head"].split(":"))) for r in rows if r["ci_low"] > 0]
     combos = combinations(handle, targets, sources, result, top[:args.combine], seed=args.seed) \
         if min(args.combine, len(top)) >= 2 else []
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in handle.name)
+    name = file_stem(handle.name)
     out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}.json")
     doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": "z",
