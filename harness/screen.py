@@ -82,11 +82,21 @@ def _normalized_with_map(text: str) -> tuple[str, list[int]]:
     return norm, where
 
 
-def prompt_tokens(tokenizer, templated: str, prompt: str, matcher, add_special_tokens: bool) -> PromptTokens:
-    """Locate the prompt's text and its keyword tokens inside the tokenized ``templated`` string."""
-    start = templated.rfind(prompt)
-    if start < 0:
-        raise ValueError(f"prompt {prompt!r} does not occur in its templated text")
+def template_suffix(tokenizer, prompt_format: str) -> str:
+    """What the prompt format puts after the prompt's text (the same for every prompt)."""
+    from harness.templating import format_prompts
+
+    sentinel = "\x00prompt\x00"
+    return format_prompts(tokenizer, [sentinel], prompt_format).texts[0].split(sentinel, 1)[1]
+
+
+def prompt_tokens(tokenizer, templated: str, prompt: str, matcher, add_special_tokens: bool,
+                  suffix: str = "") -> PromptTokens:
+    """Locate the prompt's text (just before the template's ``suffix``) and its keyword tokens
+    inside the tokenized ``templated`` string."""
+    start = len(templated) - len(suffix) - len(prompt)
+    if start < 0 or templated[start:start + len(prompt)] != prompt or not templated.endswith(suffix):
+        raise ValueError(f"prompt {prompt!r} does not occur verbatim before the end of its templated text")
     end = start + len(prompt)
     norm, where = _normalized_with_map(prompt)
     spans = [(start + where[m.start], start + where[m.start + len(m.phrase) - 1] + 1) for m in matcher.matches(norm)]
@@ -141,8 +151,9 @@ def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, 
     matcher = PhraseMatcher(load_keywords(emotion).keywords)
     fmt = prompt_format or handle.prompt_format
     fe, fn = format_prompts(handle.tokenizer, emo, fmt), format_prompts(handle.tokenizer, neu, fmt)
-    te = [prompt_tokens(handle.tokenizer, t, p, matcher, fe.add_special_tokens) for t, p in zip(fe.texts, emo)]
-    tn = [prompt_tokens(handle.tokenizer, t, p, matcher, fn.add_special_tokens) for t, p in zip(fn.texts, neu)]
+    suffix = template_suffix(handle.tokenizer, fmt)
+    te = [prompt_tokens(handle.tokenizer, t, p, matcher, fe.add_special_tokens, suffix) for t, p in zip(fe.texts, emo)]
+    tn = [prompt_tokens(handle.tokenizer, t, p, matcher, fn.add_special_tokens, suffix) for t, p in zip(fn.texts, neu)]
     # keyword tokens whose distance from the end of the text does not fit into the paired
     # target text are dropped on both sides, so both masses sum over the same distances
     keywords = [[k for k in te[i].keywords if tn[i].text_last - (te[i].text_last - k) >= tn[i].text_first]

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.metrics.text import PhraseMatcher
 from harness.patching import capture_source
@@ -16,6 +18,7 @@ from harness.screen import (
     last_position_attention,
     prompt_tokens,
     screen,
+    template_suffix,
 )
 from harness.templating import format_prompts
 
@@ -28,7 +31,8 @@ NEUTRAL = ["The train leaves at nine in the morning today.", "Describe your town
 def _tokens(handle, prompt):
     matcher = PhraseMatcher(load_keywords("gratitude").keywords)
     fmt = format_prompts(handle.tokenizer, [prompt], handle.prompt_format)
-    pt = prompt_tokens(handle.tokenizer, fmt.texts[0], prompt, matcher, fmt.add_special_tokens)
+    pt = prompt_tokens(handle.tokenizer, fmt.texts[0], prompt, matcher, fmt.add_special_tokens,
+                       template_suffix(handle.tokenizer, handle.prompt_format))
     ids = handle.tokenizer(fmt.texts[0], add_special_tokens=fmt.add_special_tokens).input_ids
     return pt, [handle.tokenizer.decode([ids[k]]) for k in pt.keywords], ids
 
@@ -43,6 +47,23 @@ def test_keyword_tokens_are_the_tokens_of_matched_words(tiny_gpt2):
     assert _tokens(tiny_gpt2, "I am not grateful")[1] == [" grateful"]  # negated words are still looked at
 
 
+@given(st.lists(st.sampled_from(["thank you", "grateful", "thanks", "appreciated", "the", "train", "blue",
+                                  "thanksgiving", "Thank", "GRATEFUL", "ünïcode", "x"]), min_size=1, max_size=8),
+       st.sampled_from([" ", ", ", "! ", "\n"]))
+@settings(max_examples=60, deadline=None)
+def test_keyword_tokens_cover_exactly_the_keyword_matches(tiny_gpt2, words, sep):
+    """Property: the flagged tokens are exactly the tokens overlapping a keyword match."""
+    prompt = sep.join(words)
+    pt, _, _ = _tokens(tiny_gpt2, prompt)
+    offsets = tiny_gpt2.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+    matches = PhraseMatcher(load_keywords("gratitude").keywords).matches(prompt)  # ASCII-safe offsets here
+    spans = [(m.start, m.start + len(m.phrase)) for m in matches]
+    expected = [k for k, (a, b) in enumerate(offsets) if any(a < e and b > s for s, e in spans)]
+    assert list(pt.keywords) == expected
+    assert bool(expected) == any(w.lower() in ("thank you", "grateful", "thanks", "appreciated", "thank")
+                                 for w in words)
+
+
 @pytest.mark.model
 def test_keyword_tokens_skip_the_chat_template(smollm2):
     pt, words, ids = _tokens(smollm2, "Thanks, I appreciate it.")
@@ -50,6 +71,10 @@ def test_keyword_tokens_skip_the_chat_template(smollm2):
     text = smollm2.tokenizer.decode(ids[pt.text_first:pt.text_last + 1])
     assert text == "Thanks, I appreciate it."
     assert pt.text_last < pt.n_tokens - 3  # the template's closing tokens follow the text
+    # a prompt that is also a word of the template is found where the user's text is
+    pt, words, ids = _tokens(smollm2, "assistant")
+    assert smollm2.tokenizer.decode(ids[pt.text_first:pt.text_last + 1]) == "assistant"
+    assert pt.text_last < pt.n_tokens - 3
 
 
 def test_captured_attention_is_the_pattern_the_model_uses(tiny_model):
