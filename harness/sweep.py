@@ -3,16 +3,20 @@
 For every head (l, h) and target prompt i: Δ_lhi = log p(keywords | target i, z_l,h patched
 from source i) − log p(keywords | target i), where the metric is
 :func:`harness.metrics.next_token.keyword_logprob`'s log-probability mass on the emotion's
-keyword tokens at the next position, and the patch is the ``z`` mode with ``last`` alignment
-(the head's output at the final prompt position is replaced by the source's final-position
-output; see :mod:`harness.patching`).
+keyword tokens at the next position, and the patch is any mode of :mod:`harness.patching`
+with ``last`` alignment (only the head's output at the final prompt position is replaced;
+``z`` by default: the source's final-position output).
 
 Why it is fast: with ``last`` alignment only the final position differs from the unpatched
 run, at the patched layer and above, so the prompt's other positions are computed once and
 kept in the KV cache; each head then costs one single-position step. The heads of a layer
 are stacked along the batch (row ``i·(H+1) + k``: variant 0 unpatched, variant k patches
 head k−1), so one step evaluates a whole layer and its own unpatched reference. The result
-equals patching one head at a time with full forwards (tested, float tolerance).
+equals patching one head at a time with full forwards (tested, float tolerance, every mode).
+The modes that read the target (``v_only``: target pattern × source values;
+``pattern_only``: source pattern × target values) take the target's pattern and values at the
+patched layer from one unpatched capture: below the patched layer nothing has changed, so
+they are the values the full forward would see (:func:`last_position_values`).
 
 Cost: one prefix forward of the n prompts plus, per swept layer, one single-position forward
 of n·(H+1) rows: linear in prompts and in heads (``python -m harness.bench sweep-scaling``).
@@ -36,6 +40,7 @@ class Sweep:
     emotion: str
     deltas: np.ndarray  # [n_layers, n_heads, n_prompts]
     baseline: np.ndarray  # [n_prompts] unpatched log-prob mass
+    mode: str = "z"
 
     def ranked(self) -> list[tuple[int, int, float, float]]:
         """(layer, head, mean Δ, share of prompts up), best first."""
@@ -45,15 +50,41 @@ class Sweep:
                 for i in order]
 
 
-def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
+def last_position_values(handle: ModelHandle, mode: str, layer: int, src, tgt, pair: list[int],
+                         target_lengths: list[int]) -> torch.Tensor:
+    """The ``mode`` patch's replacement z at each target's final position, ``[n, n_heads, d_head]``.
+
+    With ``last`` alignment a patch at layer l changes nothing below l, so the target's
+    pattern and values at l are those of the unpatched run (``tgt``, captured once) and the
+    replacement can be computed ahead of the sweep by the patching engine's own definition.
+    """
+    from harness.patching import _Row, _source_length, _value, aligned_positions
+
+    shape = handle.shape
+    out = torch.empty(len(pair), shape.n_heads, shape.d_head)
+    for i, j in enumerate(pair):
+        lt = target_lengths[i]
+        qs_t, qs_s = aligned_positions("last", lt, _source_length(src, layer, j, lt))
+        pattern = tgt.pattern.get(layer, [None] * len(pair))[i]
+        v = tgt.v.get(layer, [None] * len(pair))[i]
+        for h in range(shape.n_heads):
+            row = _Row(layer, h, h // shape.group_size, shape.d_head, qs_t, qs_s, src, j, pattern, v)
+            out[i, h] = _value(mode, row)[0]
+    return out
+
+
+def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, mode: str = "z",
           prompt_format: str | None = None) -> Sweep:
-    """Δ keyword log-prob for every head of ``layers`` (default all), source i -> target i mod n."""
+    """Δ keyword log-prob for every head of ``layers`` (default all), source i -> target i mod n,
+    patch ``mode`` (any of :data:`harness.patching.MODES`) with ``last`` alignment."""
     from transformers import DynamicCache
 
     from harness.generation import position_ids
     from harness.metrics.next_token import keyword_token_ids
-    from harness.patching import capture_source
+    from harness.patching import capture_source, get_mode
     from harness.templating import format_prompts
+
+    patch_mode = get_mode(mode)
 
     model, shape = handle.model, handle.shape
     layers = list(range(shape.n_layers)) if layers is None else list(layers)
@@ -62,8 +93,12 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
     enc = fmt.encode(handle.tokenizer)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     position = position_ids(mask)
-    src = capture_source(handle, sources, layers, frozenset({"z"}), prompt_format=fmt.format)
+    src = capture_source(handle, sources, layers, patch_mode.needs, prompt_format=fmt.format)
+    tgt = capture_source(handle, targets, layers, frozenset(
+        {k for k, on in (("pattern", patch_mode.target_pattern), ("v", patch_mode.target_v)) if on}),
+        prompt_format=fmt.format)
     pair = [i % len(sources) for i in range(len(targets))]
+    lengths = mask.sum(-1).tolist()
     n, heads, variants = len(targets), shape.n_heads, shape.n_heads + 1
     keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     cache = DynamicCache(config=model.config)
@@ -76,7 +111,7 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
         deltas = np.zeros((shape.n_layers, heads, n))
         baseline = None
         for layer in layers:
-            last = torch.stack([src.z[layer][pair[i]][-1] for i in range(n)])  # [n, head, d_head]
+            last = last_position_values(handle, mode, layer, src, tgt, pair, lengths)  # [n, head, d_head]
 
             def patch(z, hook, last=last):
                 z = z.clone()
@@ -89,31 +124,32 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None,
             mass = torch.logsumexp(logits.float().log_softmax(-1)[:, keyword_ids], -1).view(n, variants)
             deltas[layer] = (mass[:, 1:] - mass[:, :1]).T.numpy()
             baseline = mass[:, 0].numpy()
-    return Sweep(emotion=emotion, deltas=deltas, baseline=baseline)
+    return Sweep(emotion=emotion, deltas=deltas, baseline=baseline, mode=mode)
 
 
-def patched_deltas(handle: ModelHandle, targets, sources, emotion: str, head_sets, *,
+def patched_deltas(handle: ModelHandle, targets, sources, emotion: str, head_sets, *, mode: str = "z",
                    prompt_format: str | None = None) -> np.ndarray:
-    """Δ keyword log-prob per prompt for each set of heads patched together (z, ``last``), with
-    full forwards through the patching engine: ``[len(head_sets), n]``."""
+    """Δ keyword log-prob per prompt for each set of heads patched together (``mode``, ``last``),
+    with full forwards through the patching engine: ``[len(head_sets), n]``."""
     from harness.metrics.next_token import keyword_logprob
-    from harness.patching import PatchConfig, capture_source, patch_hooks
+    from harness.patching import MODES, PatchConfig, capture_source, patch_hooks
 
     head_sets = [tuple(sorted(hs)) for hs in head_sets]
     layers = sorted({layer for hs in head_sets for layer, _ in hs})
-    src = capture_source(handle, list(sources), layers, frozenset({"z"}), prompt_format=prompt_format)
+    src = capture_source(handle, list(sources), layers, MODES[mode].needs, prompt_format=prompt_format)
     base = keyword_logprob(handle, targets, emotion, prompt_format=prompt_format)
     out = []
     for hs in head_sets:
-        hooks = patch_hooks(handle, PatchConfig(hs, "z", "last"), src)
+        hooks = patch_hooks(handle, PatchConfig(hs, mode, "last"), src)
         out.append((keyword_logprob(handle, targets, emotion, hooks=hooks, prompt_format=prompt_format) - base).numpy())
     return np.stack(out)
 
 
-def reference_sweep(handle: ModelHandle, targets, sources, emotion: str, heads, *,
+def reference_sweep(handle: ModelHandle, targets, sources, emotion: str, heads, *, mode: str = "z",
                     prompt_format: str | None = None) -> np.ndarray:
     """The sweep's Δ one head at a time with full forwards: ``[len(heads), n]``."""
-    return patched_deltas(handle, targets, sources, emotion, [(h,) for h in heads], prompt_format=prompt_format)
+    return patched_deltas(handle, targets, sources, emotion, [(h,) for h in heads], mode=mode,
+                          prompt_format=prompt_format)
 
 
 def combinations(handle: ModelHandle, targets, sources, sweep_result: Sweep, heads, *, seed: int = 0,
@@ -129,7 +165,8 @@ def combinations(handle: ModelHandle, targets, sources, sweep_result: Sweep, hea
 
     heads = [tuple(h) for h in heads]
     joint = patched_deltas(handle, targets, sources, sweep_result.emotion,
-                           [heads[:k] for k in range(2, len(heads) + 1)], prompt_format=prompt_format)
+                           [heads[:k] for k in range(2, len(heads) + 1)], mode=sweep_result.mode,
+                           prompt_format=prompt_format)
     rows = []
     for k, d in zip(range(2, len(heads) + 1), joint):
         singles = {h: sweep_result.deltas[h[0], h[1]] for h in heads[:k]}
@@ -147,9 +184,9 @@ def combinations(handle: ModelHandle, targets, sources, sweep_result: Sweep, hea
 
 
 def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: list[dict], combos: list[dict], *,
-               n_heads: int, random_heads: int, source_file: str, weights: str) -> list[dict]:
+               n_heads: int, random_heads: int, source_file: str, weights: str, mode: str = "z") -> list[dict]:
     """Claims for the suite from a sweep: the top ``n_heads`` heads whose CI lies above 0, each
-    raising ``<emotion>_keywords`` in generations (z, ``last``, as swept) beyond random heads;
+    raising ``<emotion>_keywords`` in generations (``mode``, ``last``, as swept) beyond random heads;
     those heads together; and together vs. the best of them alone."""
     from harness.metrics import get_metric
 
@@ -157,7 +194,7 @@ def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: li
     get_metric(metric)
     slug = "".join(c if c.isalnum() else "_" for c in model.lower()).strip("_")
     top = [r for r in ranked if r["ci_low"] > 0][:n_heads]
-    common = {"model": model, "patch_mode": "z", "source": emotion, "target": target, "metric": metric,
+    common = {"model": model, "patch_mode": mode, "source": emotion, "target": target, "metric": metric,
               "direction": "increase", "alignment": "last", "n_prompts": n_prompts}
     where = f"{source_file} (weights {weights[:12]})"
     rows = []
@@ -203,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", required=True)
-    ap.add_argument("--patch-mode", default="z", help="only z is implemented by the fast sweep")
+    ap.add_argument("--patch-mode", default="z", help="z, pattern_v, v_only, pattern_only, zero, mean "
+                                                      "(always with 'last' alignment) [z]")
     ap.add_argument("--n-prompts", type=int, default=70)
     ap.add_argument("--target", default="neutral")
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
@@ -225,13 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompts for a CI")
     if args.write_claims and not args.write_claims.endswith(".toml"):
         raise UserError(f"--write-claims {args.write_claims!r}: must be a .toml file")
-    if args.patch_mode != "z":
-        raise UserError(f"--patch-mode {args.patch_mode!r}: the sweep implements only 'z' (with 'last' alignment)")
+    from harness.patching import get_mode
+
+    get_mode(args.patch_mode)
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
     handle = load_model(args.model)
     start = time.perf_counter()
-    result = sweep(handle, targets, sources, args.emotion)
+    result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start
     rows = []
     for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1):
@@ -245,14 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     name = file_stem(handle.name)
     out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}.json")
     doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
-           "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": "z",
+           "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": args.patch_mode,
            "alignment": "last", "metric": "next-token keyword log-prob mass", "seconds": seconds,
            **environment(), "ranked": rows, "combinations": combos, "deltas": result.deltas.tolist(),
            "baseline": result.baseline.tolist()}
     write_result(doc, out)
     from harness.plots import delta_heatmap
 
-    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δ {args.emotion} keyword log-prob (z, last)",
+    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δ {args.emotion} keyword log-prob ({args.patch_mode}, last)",
                         out.rsplit(".", 1)[0] + ".png")
     print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up")
     for r in rows[:args.top]:
@@ -274,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
         claims = claim_rows(args.model, args.emotion, args.target, len(targets), rows, combos,
                             n_heads=args.claim_heads, random_heads=args.random_heads, source_file=out,
-                            weights=handle.provenance().get("weights_sha256", ""))
+                            weights=handle.provenance().get("weights_sha256", ""), mode=args.patch_mode)
         if not claims:
             print(f"no head's CI lies above 0: no claims written to {args.write_claims}")
             return 0

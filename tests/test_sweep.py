@@ -7,16 +7,18 @@ import json
 import numpy as np
 import pytest
 
+from harness.patching import MODES
 from harness.sweep import reference_sweep, sweep
 
 TARGETS = ["The train leaves at", "Hello there, how are", "Tell me about the weather in your town today."]
 SOURCES = ["Thank you so much for your help, I am grateful", "Thanks!", "I really appreciate it, thank you"]
 
 
-def test_sweep_equals_one_head_at_a_time(tiny_model):
-    s = sweep(tiny_model, TARGETS, SOURCES, "gratitude")
+@pytest.mark.parametrize("mode", list(MODES))
+def test_sweep_equals_one_head_at_a_time(tiny_model, mode):
+    s = sweep(tiny_model, TARGETS, SOURCES, "gratitude", mode=mode)
     heads = [(layer, h) for layer in range(tiny_model.shape.n_layers) for h in range(tiny_model.shape.n_heads)]
-    ref = reference_sweep(tiny_model, TARGETS, SOURCES, "gratitude", heads)
+    ref = reference_sweep(tiny_model, TARGETS, SOURCES, "gratitude", heads, mode=mode)
     got = np.stack([s.deltas[layer, h] for layer, h in heads])
     assert np.abs(got - ref).max() < 1e-3
     assert np.abs(ref).max() > 1e-2  # the patches do something, so the equality is not vacuous
@@ -24,13 +26,23 @@ def test_sweep_equals_one_head_at_a_time(tiny_model):
     assert top[2] == pytest.approx(got.mean(-1).max())
 
 
+def test_sweep_modes_differ_where_they_should(tiny_llama):
+    """pattern_v is z by construction; v_only and pattern_only are other patches (GQA model)."""
+    by_mode = {m: sweep(tiny_llama, TARGETS, SOURCES, "gratitude", mode=m).deltas for m in ("z", "pattern_v",
+                                                                                           "v_only", "pattern_only")}
+    assert np.abs(by_mode["z"] - by_mode["pattern_v"]).max() < 1e-4
+    assert np.abs(by_mode["z"] - by_mode["v_only"]).max() > 1e-2
+    assert np.abs(by_mode["v_only"] - by_mode["pattern_only"]).max() > 1e-2
+
+
 @pytest.mark.model
 def test_sweep_equals_one_head_at_a_time_on_the_default_model(smollm2):
     heads = [(21, 1), (13, 6), (0, 0)]
-    s = sweep(smollm2, TARGETS[:2], SOURCES[:2], "gratitude", layers=[0, 13, 21])
-    ref = reference_sweep(smollm2, TARGETS[:2], SOURCES[:2], "gratitude", heads)
-    got = np.stack([s.deltas[layer, h] for layer, h in heads])
-    assert np.abs(got - ref).max() < 1e-3
+    for mode in ("z", "v_only"):
+        s = sweep(smollm2, TARGETS[:2], SOURCES[:2], "gratitude", layers=[0, 13, 21], mode=mode)
+        ref = reference_sweep(smollm2, TARGETS[:2], SOURCES[:2], "gratitude", heads, mode=mode)
+        got = np.stack([s.deltas[layer, h] for layer, h in heads])
+        assert np.abs(got - ref).max() < 1e-3, mode
 
 
 def test_sweep_cli_writes_ranked_json_and_heatmap(cli, tmp_path):
@@ -43,9 +55,13 @@ def test_sweep_cli_writes_ranked_json_and_heatmap(cli, tmp_path):
     means = [r["mean"] for r in doc["ranked"]]
     assert means == sorted(means, reverse=True)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
-    bad = cli("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--patch-mode", "v_only",
+    proc = cli("harness.sweep", "--model", "tiny-llama-gqa", "--emotion", "gratitude", "--n-prompts", "4",
+               "--patch-mode", "v_only", "--combine", "0", "--output", str(tmp_path / "v.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "v.json").read_text())["patch_mode"] == "v_only"
+    bad = cli("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--patch-mode", "v-only",
               "--output", str(tmp_path / "x.json"))
-    assert bad.returncode == 2 and "implements only 'z'" in bad.stderr
+    assert bad.returncode == 2 and "Did you mean 'v_only'" in bad.stderr and not (tmp_path / "x.json").exists()
 
 
 def test_combinations_compare_joint_patches_with_single_heads(tiny_gpt2):
