@@ -225,6 +225,72 @@ def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: li
     return rows
 
 
+def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> dict:
+    """Per head, is sweep ``b`` (e.g. ``v_only``) different from or equivalent to sweep ``a``
+    (e.g. ``pattern_v``)? Paired over prompts (same prompts, pairing and model required).
+
+    Difference: two-sided paired t test of mean(Δ_b − Δ_a) = 0. Equivalence: TOST with
+    ``margin`` (nats). Both Holm-adjusted over all heads. A head is ``differ``, ``equivalent``
+    or ``inconclusive`` (neither at ``alpha``).
+    """
+    from scipy.stats import spearmanr, ttest_1samp
+
+    from harness.stats import adjust_pvalues, tost
+
+    for key in ("emotion", "target", "n_prompts"):
+        if a.get(key) != b.get(key):
+            raise ValueError(f"the sweeps differ in {key}: {a.get(key)!r} vs {b.get(key)!r}")
+    wa, wb = a.get("model", {}).get("weights_sha256"), b.get("model", {}).get("weights_sha256")
+    if wa != wb:
+        raise ValueError(f"the sweeps come from different weights ({str(wa)[:12]} vs {str(wb)[:12]})")
+    da, db = np.asarray(a["deltas"], dtype=float), np.asarray(b["deltas"], dtype=float)
+    if da.shape != db.shape:
+        raise ValueError(f"the sweeps' grids differ: {da.shape} vs {db.shape}")
+    n_layers, n_heads, _ = da.shape
+    diff = (db - da).reshape(n_layers * n_heads, -1)
+    p_diff = [float(ttest_1samp(d, 0.0).pvalue) if d.std() > 0 else (1.0 if d.mean() == 0 else 0.0) for d in diff]
+    p_equiv = [tost(d, margin=margin, alpha=alpha).p_value for d in diff]
+    adj_diff, adj_equiv = adjust_pvalues(p_diff), adjust_pvalues(p_equiv)
+    heads = []
+    for k, d in enumerate(diff):
+        verdict = "differ" if adj_diff[k] < alpha else "equivalent" if adj_equiv[k] < alpha else "inconclusive"
+        heads.append({"head": f"{k // n_heads}:{k % n_heads}", "mean_a": float(da.reshape(len(diff), -1)[k].mean()),
+                      "mean_b": float(db.reshape(len(diff), -1)[k].mean()), "difference": float(d.mean()),
+                      "p_difference_holm": adj_diff[k], "p_equivalence_holm": adj_equiv[k], "verdict": verdict})
+    heads.sort(key=lambda r: -abs(r["difference"]))
+    rho, _ = spearmanr(da.mean(-1).ravel(), db.mean(-1).ravel())
+    counts = {v: sum(r["verdict"] == v for r in heads) for v in ("differ", "equivalent", "inconclusive")}
+    return {"mode_a": a.get("patch_mode"), "mode_b": b.get("patch_mode"), "margin": margin, "alpha": alpha,
+            "correction": "holm", "spearman_rho": float(rho), "counts": counts, "heads": heads}
+
+
+def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
+    from harness.errors import UserError
+    from harness.results import read_json
+
+    docs = []
+    for path in (path_a, path_b):
+        try:
+            docs.append(read_json(path))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--compare {path}: cannot read a sweep JSON ({exc})") from None
+    if margin <= 0:
+        raise UserError(f"--margin {margin}: must be > 0 (nats)")
+    try:
+        res = compare_sweeps(*docs, margin=margin)
+    except (KeyError, ValueError) as exc:
+        raise UserError(f"--compare {path_a} {path_b}: {exc}") from None
+    a, b = res["mode_a"], res["mode_b"]
+    c = res["counts"]
+    print(f"{b} vs {a}, per head over {docs[0]['n_prompts']} prompts (paired t / TOST ±{margin} nats, Holm over "
+          f"{len(res['heads'])} heads): {c['differ']} differ, {c['equivalent']} equivalent, "
+          f"{c['inconclusive']} inconclusive; Spearman ρ of the mean effects {res['spearman_rho']:+.3f}")
+    print(f"{'head':>6} {a:>12} {b:>12} {'difference':>10}  verdict")
+    for r in res["heads"][:top]:
+        print(f"{r['head']:>6} {r['mean_a']:+12.3f} {r['mean_b']:+12.3f} {r['difference']:+10.3f}  {r['verdict']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.sweep --model M --emotion E``: ranked table, heatmap PNG and JSON."""
     import argparse
@@ -239,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--emotion", required=True)
+    ap.add_argument("--emotion", help="emotion whose prompts are the patch source (required unless --compare)")
+    ap.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                    help="no sweep: compare two sweep results head by head (e.g. pattern_v vs v_only)")
+    ap.add_argument("--margin", type=float, default=0.1, help="equivalence margin for --compare, nats [0.1]")
     ap.add_argument("--patch-mode", default="z", help="z, pattern_v, v_only, pattern_only, zero, mean "
                                                       "(always with 'last' alignment) [z]")
     ap.add_argument("--n-prompts", type=int, default=70)
@@ -255,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
     ap.add_argument("--random-heads", type=int, default=6, help="random-head control size of written claims [6]")
     args = ap.parse_args(argv)
+    if args.compare:
+        return _compare_main(*args.compare, args.margin, args.top)
+    if not args.emotion:
+        raise UserError("--emotion is required (or --compare A.json B.json)")
     if args.combine < 0 or args.combine == 1:
         raise UserError(f"--combine {args.combine}: must be 0 (off) or at least 2")
     if args.claim_heads < 1:

@@ -148,3 +148,34 @@ def test_sweep_benchmarks_run_and_report(cli):
     assert [(r["n_prompts"], r["heads"]) for r in rows] == [(2, 12), (2, 24), (4, 12), (4, 24)]
     bad = cli("harness.bench", "sweep-scaling", "--model", "tiny-gpt2", "--layer-counts", "3")
     assert bad.returncode == 2 and "exceed" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _sweep_doc(deltas, mode="z", **kw):
+    return {"emotion": "gratitude", "target": "neutral", "n_prompts": deltas.shape[-1], "patch_mode": mode,
+            "model": {"weights_sha256": "ab" * 32}, "deltas": deltas.tolist(), **kw}
+
+
+def test_compare_sweeps_finds_planted_differences_and_equivalences(cli, tmp_path):
+    from harness.sweep import compare_sweeps
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.3, 1.0, size=(2, 3, 60))
+    b = a + rng.normal(0.0, 0.05, size=a.shape)  # the same effect up to small noise...
+    b[1, 2] += 1.0  # ...except one head, which moves by a whole nat
+    res = compare_sweeps(_sweep_doc(a), _sweep_doc(b, "v_only"), margin=0.1)
+    verdicts = {r["head"]: r["verdict"] for r in res["heads"]}
+    assert verdicts.pop("1:2") == "differ" and set(verdicts.values()) == {"equivalent"}
+    assert res["heads"][0]["head"] == "1:2" and res["heads"][0]["difference"] == pytest.approx(1.0, abs=0.05)
+    assert res["counts"] == {"differ": 1, "equivalent": 5, "inconclusive": 0}
+    small = compare_sweeps(_sweep_doc(a[..., :4]), _sweep_doc(b[..., :4], "v_only"), margin=0.1)
+    assert small["counts"]["inconclusive"] >= 1  # 4 prompts cannot show equivalence within 0.1
+    with pytest.raises(ValueError, match="differ in emotion"):
+        compare_sweeps(_sweep_doc(a), _sweep_doc(b, emotion="anger"), margin=0.1)
+    with pytest.raises(ValueError, match="different weights"):
+        compare_sweeps(_sweep_doc(a), _sweep_doc(b, model={"weights_sha256": "cd" * 32}), margin=0.1)
+    (tmp_path / "a.json").write_text(json.dumps(_sweep_doc(a)))
+    (tmp_path / "b.json").write_text(json.dumps(_sweep_doc(b, "v_only")))
+    proc = cli("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert proc.returncode == 0 and "1 differ, 5 equivalent, 0 inconclusive" in proc.stdout, proc.stderr
+    bad = cli("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "missing.json" in bad.stderr and "Traceback" not in bad.stderr
