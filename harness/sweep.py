@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-prompts", type=int, default=70)
     ap.add_argument("--target", default="neutral")
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
-    ap.add_argument("--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>.json)")
+    ap.add_argument("--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>[_<mode>].json)")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--combine", type=int, default=4, metavar="K",
                     help="also patch the top 2..K heads (those whose CI lies above 0) together and "
@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     combos = combinations(handle, targets, sources, result, top[:args.combine], seed=args.seed) \
         if min(args.combine, len(top)) >= 2 else []
     name = file_stem(handle.name)
-    out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}.json")
+    suffix = "" if args.patch_mode == "z" else f"_{args.patch_mode}"
+    out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}{suffix}.json")
     doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": args.patch_mode,
            "alignment": "last", "metric": "next-token keyword log-prob mass", "seconds": seconds,
