@@ -130,6 +130,7 @@ def _gpt2_layer(model, layer: int):
 
 
 ADAPTERS: dict[str, Callable] = {"llama": _llama_layer, "gpt2": _gpt2_layer}
+DECODER_LAYERS: dict[str, Callable] = {"llama": lambda m: m.model.layers, "gpt2": lambda m: m.transformer.h}
 
 
 class HookedModel(HookedRootModule):
@@ -150,6 +151,10 @@ class HookedModel(HookedRootModule):
 
     def forward(self, *args, **kwargs):
         return self.hf_model(*args, **kwargs)
+
+    def decoder_layers(self) -> nn.ModuleList:
+        """The HF model's decoder blocks, in order (``blocks.{l}`` is entry ``l``)."""
+        return DECODER_LAYERS[self.shape.architecture](self.hf_model)
 
     # -- installation ------------------------------------------------------------------
     def install(self) -> None:

@@ -11,15 +11,21 @@ Why it is fast: with ``last`` alignment only the final position differs from the
 run, at the patched layer and above, so the prompt's other positions are computed once and
 kept in the KV cache; each head then costs one single-position step. The heads of a layer
 are stacked along the batch (row ``i·(H+1) + k``: variant 0 unpatched, variant k patches
-head k−1), so one step evaluates a whole layer and its own unpatched reference. The result
+head k−1), so one step evaluates a whole layer and its own unpatched reference. Below the
+patched layer all variants are the same unpatched run, so the step carries n rows there and
+fans out to n·(H+1) rows on entering the patched layer (a forward pre-hook on each block
+from there up repeats the hidden states, mask and position tables; the KV cache holds n rows
+below the layer and n·(H+1) from it up). The result
 equals patching one head at a time with full forwards (tested, float tolerance, every mode).
 The modes that read the target (``v_only``: target pattern × source values;
 ``pattern_only``: source pattern × target values) take the target's pattern and values at the
 patched layer from one unpatched capture: below the patched layer nothing has changed, so
 they are the values the full forward would see (:func:`last_position_values`).
 
-Cost: one prefix forward of the n prompts plus, per swept layer, one single-position forward
-of n·(H+1) rows: linear in prompts and in heads (``python -m harness.bench sweep-scaling``).
+Cost: one prefix forward of the n prompts (and one of the sources), plus, per swept layer l,
+one single-position step of n rows through layers < l and n·(H+1) rows through layers ≥ l:
+linear in prompts and in heads per layer; deeper layers are cheaper
+(``python -m harness.bench sweep-scaling``).
 
 Also here: :func:`combinations` (the top-k heads patched together vs. each alone) and
 :func:`claim_rows` (the top heads as claim rows for the suite, ``--write-claims``).
@@ -73,6 +79,32 @@ def last_position_values(handle: ModelHandle, mode: str, layer: int, src, tgt, p
     return out
 
 
+_FAN_OUT_KWARGS = ("hidden_states", "attention_mask", "position_ids", "position_embeddings")
+
+
+def _fan_out(n: int, variants: int):
+    """Forward pre-hook for a decoder block: batch-n tensors (hidden states, mask, positions,
+    rotary tables) become n·variants rows, row i·variants + k being variant k of prompt i."""
+    def grow(t):
+        if isinstance(t, tuple):
+            return tuple(grow(x) for x in t)
+        return t.repeat_interleave(variants, 0) if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == n else t
+
+    def hook(_module, args, kwargs):
+        args = tuple(grow(a) if isinstance(a, torch.Tensor) else a for a in args)
+        kwargs = {k: grow(v) if k in _FAN_OUT_KWARGS else v for k, v in kwargs.items()}
+        return args, kwargs
+    return hook
+
+
+def _resize_cache_layer(cache_layer, n: int, variants: int, want_expanded: bool, is_expanded: bool) -> None:
+    if want_expanded == is_expanded or not getattr(cache_layer, "is_initialized", True):
+        return
+    for name in ("keys", "values"):
+        t = getattr(cache_layer, name)
+        setattr(cache_layer, name, t.repeat_interleave(variants, 0) if want_expanded else t[::variants].contiguous())
+
+
 def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, mode: str = "z",
           prompt_format: str | None = None) -> Sweep:
     """Δ keyword log-prob for every head of ``layers`` (default all), source i -> target i mod n,
@@ -102,24 +134,35 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, m
     n, heads, variants = len(targets), shape.n_heads, shape.n_heads + 1
     keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     cache = DynamicCache(config=model.config)
+    blocks = handle.hooked.decoder_layers()
+    expanded = set()  # cache layers that hold n·(H+1) rows
     with torch.no_grad():
-        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1], cache=cache)
-        cache.batch_repeat_interleave(variants)
-        step = {"input_ids": ids[:, -1:].repeat_interleave(variants, 0),
-                "attention_mask": mask.repeat_interleave(variants, 0),
-                "position_ids": position[:, -1:].repeat_interleave(variants, 0)}
+        if ids.shape[1] > 1:  # else every prompt is one token: nothing to cache before the step
+            model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1], cache=cache)
+        step = {"input_ids": ids[:, -1:], "attention_mask": mask, "position_ids": position[:, -1:]}
         deltas = np.zeros((shape.n_layers, heads, n))
         baseline = None
-        for layer in layers:
+        for layer in sorted(layers):
             last = last_position_values(handle, mode, layer, src, tgt, pair, lengths)  # [n, head, d_head]
+            # below `layer` every variant is the unpatched run: those layers see n rows, and the
+            # rows become n·(H+1) variants on entering `layer` (their cached prefixes are equal)
+            for j in range(shape.n_layers):
+                _resize_cache_layer(cache.layers[j], n, variants, j >= layer, j in expanded)
+            expanded = set(range(layer, shape.n_layers))
 
             def patch(z, hook, last=last):
                 z = z.clone()
                 for k in range(heads):
                     z[k + 1::variants, 0, k] = last[:, k]
                 return z
-            with handle.hooked.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
-                logits = model(**step, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            fan_out = [blocks[j].register_forward_pre_hook(_fan_out(n, variants), with_kwargs=True)
+                       for j in range(layer, shape.n_layers)]
+            try:
+                with handle.hooked.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
+                    logits = model(**step, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            finally:
+                for h in fan_out:
+                    h.remove()
             cache.crop(-1)  # drop the final position again: the next layer re-evaluates it
             mass = torch.logsumexp(logits.float().log_softmax(-1)[:, keyword_ids], -1).view(n, variants)
             deltas[layer] = (mass[:, 1:] - mass[:, :1]).T.numpy()

@@ -26,6 +26,14 @@ def test_sweep_equals_one_head_at_a_time(tiny_model, mode):
     assert top[2] == pytest.approx(got.mean(-1).max())
 
 
+@pytest.mark.parametrize("targets", [["Hi", "Hello"], ["Hi", "Tell me about the weather in your town today."]])
+def test_sweep_handles_one_token_prompts(tiny_model, targets):
+    s = sweep(tiny_model, targets, SOURCES[:2], "gratitude", layers=[1])
+    heads = [(1, h) for h in range(tiny_model.shape.n_heads)]
+    ref = reference_sweep(tiny_model, targets, SOURCES[:2], "gratitude", heads)
+    assert np.abs(np.stack([s.deltas[h] for h in heads]) - ref).max() < 1e-3
+
+
 def test_sweep_modes_differ_where_they_should(tiny_llama):
     """pattern_v is z by construction; v_only and pattern_only are other patches (GQA model)."""
     by_mode = {m: sweep(tiny_llama, TARGETS, SOURCES, "gratitude", mode=m).deltas for m in ("z", "pattern_v",
