@@ -53,6 +53,7 @@ class Screen:
     neutral_mass: np.ndarray  # [n_layers, n_heads, n_used]
     used: list[int]  # indices of the emotion/neutral pairs used
     excluded: list[int]  # pairs with no keyword token left after clipping
+    no_keyword: list[int]  # ...of which the emotion prompt has no keyword token at all
     keyword_tokens: list[int]  # per used pair
     clipped_tokens: list[int]  # per used pair: keyword tokens dropped (too far from the end for the target)
 
@@ -179,7 +180,8 @@ def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, 
         mn[:, :, j] = an[j][:, :, [m.text_last - (e.text_last - k) for k in keep]].sum(-1).numpy()
         n_kw.append(len(keep))
         n_clipped.append(len(e.keywords) - len(keep))
-    return Screen(emotion, target, me, mn, used, excluded, n_kw, n_clipped)
+    no_keyword = [i for i in excluded if not te[i].keywords]
+    return Screen(emotion, target, me, mn, used, excluded, no_keyword, n_kw, n_clipped)
 
 
 def compare_with_sweep(screen_means: np.ndarray, sweep_doc: dict, top: int = 10) -> dict:
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
     doc = {"schema": "causal-heads/screen", "schema_version": 1, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_pairs": len(result.used),
-           "excluded_prompts": result.excluded, "query_position": "last prompt position",
+           "excluded_prompts": result.excluded, "excluded_no_keyword": result.no_keyword,
+           "query_position": "last prompt position",
            "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on "
                       "position-matched tokens (paired target prompt); see harness/screen.py",
            "keyword_tokens": result.keyword_tokens, "clipped_tokens": result.clipped_tokens,
@@ -265,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
               f"{r['emotion_mass']:.3f}    {r['neutral_mass']:.3f}")
     print(f"{len(rows)} heads × {len(result.used)} prompt pairs in {seconds:.1f} s "
-          f"({len(result.excluded)} pairs without a usable keyword token left out, "
-          f"{sum(result.clipped_tokens)} keyword tokens clipped to the paired prompt's length); wrote {out} and {png}")
+          f"({len(result.excluded)} pairs left out: {len(result.no_keyword)} emotion prompts without a keyword "
+          f"token, {len(result.excluded) - len(result.no_keyword)} whose keywords all lie farther from the end "
+          f"than the paired {args.target} prompt is long; "
+          f"{sum(result.clipped_tokens)} more keyword tokens clipped in the pairs used); wrote {out} and {png}")
     if comparison:
         print(f"versus the causal sweep {args.sweep}: Spearman ρ = {comparison['spearman_rho']:+.3f} "
               f"(p = {comparison['spearman_p']:.2g}); top-{comparison['top']} overlap "

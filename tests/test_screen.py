@@ -119,6 +119,9 @@ def test_masses_follow_the_definition(tiny_gpt2):
     row_e, row_n = last_position_attention(tiny_gpt2, [emo, neu], True)
     np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, len(ids_e) - 2].numpy(), atol=1e-6)
     np.testing.assert_allclose(res.neutral_mass[..., 0], row_n[:, :, len(ids_n) - 2].numpy(), atol=1e-6)
+    two = screen(tiny_gpt2, [emo, "Thank you for all the help today", "The bus is late"],
+                 [neu, "Hi", "Describe the weather in your town"], "gratitude", prompt_format="plain")
+    assert (two.used, two.excluded, two.no_keyword) == ([0], [1, 2], [2])
     with pytest.raises(ValueError, match="within the length"):
         screen(tiny_gpt2, ["Thank you for all the help today"], ["Hi"], "gratitude", prompt_format="plain")
 
