@@ -9,17 +9,24 @@ generated token) and A_lh[q, k] is head (l, h)'s attention from q to key positio
   listed, longest phrase first; negated matches count too, a head can attend to "grateful" in
   "not grateful"). Only tokens of the prompt's own text count, never the chat template's.
 - *Emotion mass* of head (l, h) on emotion prompt e_i: m_E = Σ_{k ∈ K(e_i)} A_lh[q, k].
-- *Comparable tokens* in the paired neutral prompt n_i (emotion prompt i is paired with
-  neutral prompt i): the tokens at the same distances from the end of the prompt text as
-  K(e_i) are from the end of e_i's text. A keyword token farther from the end than n_i's text
-  is long is dropped on both sides (reported as clipped), so both sums run over the same
-  distances and the same number of tokens. Everything after the prompt
-  text (the template's closing tokens) is identical for both, so comparable tokens are also at
-  the same distance from q: attention's strong recency bias cancels, and so does the count.
-- *Neutral mass*: m_N = Σ_{k ∈ comparable(n_i)} A_lh[q, k] on neutral prompt n_i.
-- **Δattention_lh,i = m_E − m_N**, a paired per-prompt value in [−1, 1]; the screen reports
-  its mean over prompts with a bootstrap CI over prompts. Emotion prompts with no keyword
-  token left after clipping are left out (reported).
+- *Comparable tokens*: tokens at the same distances from the end of the text as K(e_i) are
+  from the end of e_i's text. Everything after the prompt text (the template's closing tokens)
+  is identical for all prompts, so comparable tokens are also at the same distance from q:
+  attention's strong recency bias cancels, and so does the token count. Two references:
+
+  - ``pooled`` (default): r_lh(d) = mean, over the neutral prompts whose text reaches distance
+    d, of A_lh[q, end − d]; only distances that at least ``MIN_TARGETS_PER_DISTANCE`` (10, or
+    all if fewer) neutral prompts reach are used, and keyword tokens farther back are dropped
+    (reported as clipped). m_N,i = Σ_{k ∈ K(e_i)} r_lh(d_k). The CI is a percentile bootstrap
+    that resamples emotion prompts and neutral prompts independently (the reference is an
+    estimate too), recomputing r each time.
+  - ``paired``: emotion prompt i against neutral prompt i only, m_N,i = Σ over the tokens of
+    n_i at the distances d_k; a keyword token farther from the end than n_i's text is long is
+    dropped on both sides. BCa bootstrap CI over pairs. Short neutral prompts lose many pairs.
+
+- **Δattention_lh,i = m_E − m_N**, in [−1, 1]; the screen reports its mean over emotion
+  prompts with a 95% CI. Emotion prompts with no keyword token left after clipping are left
+  out (reported).
 
 Δattention says where a head *looks*, not what it *does*: compare with the causal sweep
 (``--sweep``), which this module summarises as a rank correlation.
@@ -27,6 +34,7 @@ generated token) and A_lh[q, k] is head (l, h)'s attention from q to key positio
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +64,12 @@ class Screen:
     no_keyword: list[int]  # ...of which the emotion prompt has no keyword token at all
     keyword_tokens: list[int]  # per used pair
     clipped_tokens: list[int]  # per used pair: keyword tokens dropped (too far from the end for the target)
+    reference: str = "paired"
+    # pooled only: per target prompt the mass at each distance from the end (NaN beyond its text),
+    # [n_targets, n_layers, n_heads, n_distances], and per used emotion prompt its keyword-token
+    # count at each distance, [n_used, n_distances]
+    target_rows: np.ndarray | None = None
+    distance_counts: np.ndarray | None = None
 
     @property
     def deltas(self) -> np.ndarray:
@@ -140,21 +154,34 @@ def last_position_attention(handle: ModelHandle, texts, add_special_tokens: bool
     return out
 
 
+REFERENCES = ("pooled", "paired")
+MIN_TARGETS_PER_DISTANCE = 10
+
+
 def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, *, target: str = "neutral",
-           prompt_format: str | None = None) -> Screen:
-    """Δattention for every head; emotion prompt i is paired with neutral prompt i (i < min length)."""
+           reference: str = "pooled", prompt_format: str | None = None) -> Screen:
+    """Δattention for every head against a ``paired`` (emotion prompt i with target prompt i) or
+    ``pooled`` reference (see the module docstring)."""
     from harness.metrics.text import PhraseMatcher
     from harness.prompts import load_keywords
     from harness.templating import format_prompts
 
-    n = min(len(emotion_prompts), len(neutral_prompts))
-    emo, neu = list(emotion_prompts)[:n], list(neutral_prompts)[:n]
+    if reference not in REFERENCES:
+        raise ValueError(f"reference {reference!r} is not one of {', '.join(REFERENCES)}")
+    if reference == "pooled":
+        emo, neu = list(emotion_prompts), list(neutral_prompts)
+    else:
+        n = min(len(emotion_prompts), len(neutral_prompts))
+        emo, neu = list(emotion_prompts)[:n], list(neutral_prompts)[:n]
     matcher = PhraseMatcher(load_keywords(emotion).keywords)
     fmt = prompt_format or handle.prompt_format
     fe, fn = format_prompts(handle.tokenizer, emo, fmt), format_prompts(handle.tokenizer, neu, fmt)
     suffix = template_suffix(handle.tokenizer, fmt)
     te = [prompt_tokens(handle.tokenizer, t, p, matcher, fe.add_special_tokens, suffix) for t, p in zip(fe.texts, emo)]
     tn = [prompt_tokens(handle.tokenizer, t, p, matcher, fn.add_special_tokens, suffix) for t, p in zip(fn.texts, neu)]
+    if reference == "pooled":
+        return _pooled(handle, emotion, target, fe, fn, te, tn)
+    n = len(emo)
     # keyword tokens whose distance from the end of the text does not fit into the paired
     # target text are dropped on both sides, so both masses sum over the same distances
     keywords = [[k for k in te[i].keywords if tn[i].text_last - (te[i].text_last - k) >= tn[i].text_first]
@@ -184,6 +211,66 @@ def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, 
     return Screen(emotion, target, me, mn, used, excluded, no_keyword, n_kw, n_clipped)
 
 
+def _pooled(handle: ModelHandle, emotion: str, target: str, fe, fn, te, tn) -> Screen:
+    lengths = np.array([t.text_last - t.text_first + 1 for t in tn])
+    need = min(MIN_TARGETS_PER_DISTANCE, len(tn))
+    n_dist = int(sum((lengths > d).sum() >= need for d in range(int(lengths.max()))))
+    keywords = [[k for k in t.keywords if t.text_last - k < n_dist] for t in te]
+    used = [i for i, k in enumerate(keywords) if k]
+    excluded = [i for i, k in enumerate(keywords) if not k]
+    if not used:
+        raise ValueError(f"none of the {len(te)} {emotion} prompts has a {emotion} keyword token within "
+                         f"{n_dist} tokens of the end (the distances at least {need} {target} prompts reach)")
+    shape = handle.shape
+    rows = np.full((len(tn), shape.n_layers, shape.n_heads, n_dist), np.nan)
+    for j, (a, t) in enumerate(zip(last_position_attention(handle, fn.texts, fn.add_special_tokens), tn)):
+        reach = min(n_dist, int(lengths[j]))
+        rows[j, :, :, :reach] = a[:, :, [t.text_last - d for d in range(reach)]].numpy()
+    counts = np.zeros((len(used), n_dist))
+    me = np.zeros((shape.n_layers, shape.n_heads, len(used)))
+    for j, (a, i) in enumerate(zip(last_position_attention(handle, [fe.texts[i] for i in used],
+                                                              fe.add_special_tokens), used)):
+        me[:, :, j] = a[:, :, keywords[i]].sum(-1).numpy()
+        np.add.at(counts[j], [te[i].text_last - k for k in keywords[i]], 1)
+    expected = np.nanmean(rows, 0)  # [L, H, D]: mean mass at each distance over the target prompts
+    mn = np.einsum("lhd,nd->lhn", expected, counts)
+    no_keyword = [i for i in excluded if not te[i].keywords]
+    return Screen(emotion, target, me, mn, used, excluded, no_keyword, [len(keywords[i]) for i in used],
+                  [len(te[i].keywords) - len(keywords[i]) for i in used], "pooled", rows, counts)
+
+
+def mean_ci(result: Screen, *, seed: int, n_resamples: int = 2000, confidence: float = 0.95):
+    """95% CI of mean Δattention per head, ``(low, high)`` arrays ``[n_layers, n_heads]``.
+
+    ``paired``: BCa bootstrap over pairs (:func:`harness.stats.bootstrap_mean_ci`). ``pooled``:
+    percentile bootstrap resampling the emotion prompts and the target prompts independently
+    (the reference is an estimate too), recomputing the per-distance reference each time.
+    """
+    from harness.stats import bootstrap_mean_ci
+
+    n_layers, n_heads, _ = result.deltas.shape
+    low, high = np.zeros((n_layers, n_heads)), np.zeros((n_layers, n_heads))
+    if result.reference == "paired":
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                ci = bootstrap_mean_ci(result.deltas[layer, head], seed=seed, n_resamples=n_resamples,
+                                       confidence=confidence)
+                low[layer, head], high[layer, head] = ci.ci_low, ci.ci_high
+        return low, high
+    rng = np.random.default_rng(seed)
+    rows, counts, me = result.target_rows, result.distance_counts, result.emotion_mass
+    stats = np.empty((n_resamples, n_layers, n_heads))
+    for b in range(n_resamples):
+        e = rng.integers(0, me.shape[-1], me.shape[-1])
+        t = rng.integers(0, rows.shape[0], rows.shape[0])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a distance no resampled target reaches
+            expected = np.nanmean(rows[t], 0)
+        stats[b] = me[:, :, e].mean(-1) - np.einsum("lhd,d->lh", np.nan_to_num(expected), counts[e].mean(0))
+    alpha = (1 - confidence) / 2
+    return np.quantile(stats, alpha, axis=0), np.quantile(stats, 1 - alpha, axis=0)
+
+
 def compare_with_sweep(screen_means: np.ndarray, sweep_doc: dict, top: int = 10) -> dict:
     """Spearman correlation of mean Δattention with a sweep's mean causal Δ, and top-``top`` overlap."""
     from scipy.stats import spearmanr
@@ -208,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, read_json, write_result
-    from harness.stats import bootstrap_mean_ci
-
     ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", required=True)
@@ -220,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default=None, help="a harness.sweep JSON of the same model and emotion: "
                                                   "report the rank correlation of screen and causal effect")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--reference", default="pooled", choices=REFERENCES,
+                    help="comparable tokens: the mean over every target prompt at each distance (pooled, "
+                         "default) or the paired target prompt only (paired)")
     args = ap.parse_args(argv)
     if args.n_prompts < 2:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
@@ -229,17 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     handle = load_model(args.model)
     start = time.perf_counter()
     try:
-        result = screen(handle, sources, targets, args.emotion, target=args.target)
+        result = screen(handle, sources, targets, args.emotion, target=args.target, reference=args.reference)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     seconds = time.perf_counter() - start
     if len(result.used) < 2:
         raise UserError(f"only {len(result.used)} {args.emotion} prompt(s) contain a keyword token; need 2")
     rows = []
+    low, high = mean_ci(result, seed=args.seed)
     for rank, (layer, head, mean) in enumerate(result.ranked(), 1):
-        ci = bootstrap_mean_ci(result.deltas[layer, head], seed=args.seed, n_resamples=2000)
-        rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": ci.ci_low,
-                     "ci_high": ci.ci_high, "emotion_mass": float(result.emotion_mass[layer, head].mean()),
+        rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": float(low[layer, head]),
+                     "ci_high": float(high[layer, head]), "emotion_mass": float(result.emotion_mass[layer, head].mean()),
                      "neutral_mass": float(result.neutral_mass[layer, head].mean())})
     comparison = None
     if sweep_doc is not None:
@@ -249,29 +337,37 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--sweep {args.sweep}: {exc}") from None
     name = file_stem(handle.name)
     out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
-    doc = {"schema": "causal-heads/screen", "schema_version": 1, "model": handle.provenance(),
-           "emotion": args.emotion, "target": args.target, "n_pairs": len(result.used),
-           "excluded_prompts": result.excluded, "excluded_no_keyword": result.no_keyword,
-           "query_position": "last prompt position",
-           "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on "
-                      "position-matched tokens (paired target prompt); see harness/screen.py",
+    pooled = result.reference == "pooled"
+    unit = "emotion prompts" if pooled else "prompt pairs"
+    beyond = (f"the distances {MIN_TARGETS_PER_DISTANCE}+ {args.target} prompts reach" if pooled
+              else f"the paired {args.target} prompt's length")
+    doc = {"schema": "causal-heads/screen", "schema_version": 2, "model": handle.provenance(),
+           "emotion": args.emotion, "target": args.target, "reference": result.reference,
+           "n_used": len(result.used), "excluded_prompts": result.excluded,
+           "excluded_no_keyword": result.no_keyword, "query_position": "last prompt position",
+           "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on tokens at the "
+                      "same distances from the end of the text in " +
+                      ("the target prompts (mean over those that reach each distance)" if pooled
+                       else "the paired target prompt") + "; see harness/screen.py",
+           "ci": ("percentile bootstrap resampling emotion and target prompts independently" if pooled
+                  else "BCa bootstrap over prompt pairs"),
            "keyword_tokens": result.keyword_tokens, "clipped_tokens": result.clipped_tokens,
            "seconds": seconds, **environment(), "ranked": rows, "versus_sweep": comparison,
            "deltas": result.deltas.tolist()}
     write_result(doc, out)
     from harness.plots import delta_heatmap
 
-    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δattention to {args.emotion} keywords",
-                        out.rsplit(".", 1)[0] + ".png", label="mean Δattention over prompt pairs")
+    png = delta_heatmap(result.deltas.mean(-1), f"{handle.name}: Δattention to {args.emotion} keywords "
+                        f"({result.reference} reference)", out.rsplit(".", 1)[0] + ".png",
+                        label=f"mean Δattention over {unit}")
     print(f"{'rank':>4} {'head':>6} {'Δattn':>8}  95% CI              emotion  {args.target}")
     for r in rows[:args.top]:
         print(f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
               f"{r['emotion_mass']:.3f}    {r['neutral_mass']:.3f}")
-    print(f"{len(rows)} heads × {len(result.used)} prompt pairs in {seconds:.1f} s "
-          f"({len(result.excluded)} pairs left out: {len(result.no_keyword)} emotion prompts without a keyword "
-          f"token, {len(result.excluded) - len(result.no_keyword)} whose keywords all lie farther from the end "
-          f"than the paired {args.target} prompt is long; "
-          f"{sum(result.clipped_tokens)} more keyword tokens clipped in the pairs used); wrote {out} and {png}")
+    print(f"{len(rows)} heads × {len(result.used)} {unit} ({result.reference} reference) in {seconds:.1f} s "
+          f"({len(result.excluded)} left out: {len(result.no_keyword)} emotion prompts without a keyword token, "
+          f"{len(result.excluded) - len(result.no_keyword)} whose keywords all lie beyond {beyond}; "
+          f"{sum(result.clipped_tokens)} more keyword tokens clipped in those used); wrote {out} and {png}")
     if comparison:
         print(f"versus the causal sweep {args.sweep}: Spearman ρ = {comparison['spearman_rho']:+.3f} "
               f"(p = {comparison['spearman_p']:.2g}); top-{comparison['top']} overlap "

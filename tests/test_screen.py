@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -93,16 +94,16 @@ def test_captured_attention_is_the_pattern_the_model_uses(tiny_model):
 
 
 def test_screening_a_set_against_itself_gives_exactly_zero(tiny_model):
-    res = screen(tiny_model, EMOTION, EMOTION, "gratitude", prompt_format="plain")
+    res = screen(tiny_model, EMOTION, EMOTION, "gratitude", reference="paired", prompt_format="plain")
     assert res.used == [0, 1, 2, 3] and res.excluded == [] and sum(res.clipped_tokens) == 0
     assert np.array_equal(res.deltas, np.zeros_like(res.deltas))
     assert (res.emotion_mass > 0).all()
 
 
 def test_masses_do_not_depend_on_batch_neighbours(tiny_model):
-    batch = screen(tiny_model, EMOTION, NEUTRAL, "gratitude", prompt_format="plain")
+    batch = screen(tiny_model, EMOTION, NEUTRAL, "gratitude", reference="paired", prompt_format="plain")
     for j, i in enumerate(batch.used):
-        alone = screen(tiny_model, [EMOTION[i]], [NEUTRAL[i]], "gratitude", prompt_format="plain")
+        alone = screen(tiny_model, [EMOTION[i]], [NEUTRAL[i]], "gratitude", reference="paired", prompt_format="plain")
         np.testing.assert_allclose(alone.emotion_mass[..., 0], batch.emotion_mass[..., j], atol=1e-5)
         np.testing.assert_allclose(alone.neutral_mass[..., 0], batch.neutral_mass[..., j], atol=1e-5)
 
@@ -110,7 +111,7 @@ def test_masses_do_not_depend_on_batch_neighbours(tiny_model):
 def test_masses_follow_the_definition(tiny_gpt2):
     """Recompute one pair by hand: keyword positions, distance-matched positions, clipping."""
     emo, neu = "Thank you so much for the help, I am grateful.", "Describe your town."
-    res = screen(tiny_gpt2, [emo], [neu], "gratitude", prompt_format="plain")
+    res = screen(tiny_gpt2, [emo], [neu], "gratitude", reference="paired", prompt_format="plain")
     te, _, ids_e = _tokens(tiny_gpt2, emo)
     _, _, ids_n = _tokens(tiny_gpt2, neu)
     assert len(ids_n) == 5 and te.keywords == (0, 1, len(ids_e) - 2)
@@ -120,10 +121,62 @@ def test_masses_follow_the_definition(tiny_gpt2):
     np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, len(ids_e) - 2].numpy(), atol=1e-6)
     np.testing.assert_allclose(res.neutral_mass[..., 0], row_n[:, :, len(ids_n) - 2].numpy(), atol=1e-6)
     two = screen(tiny_gpt2, [emo, "Thank you for all the help today", "The bus is late"],
-                 [neu, "Hi", "Describe the weather in your town"], "gratitude", prompt_format="plain")
+                 [neu, "Hi", "Describe the weather in your town"], "gratitude", reference="paired",
+                 prompt_format="plain")
     assert (two.used, two.excluded, two.no_keyword) == ([0], [1, 2], [2])
     with pytest.raises(ValueError, match="within the length"):
-        screen(tiny_gpt2, ["Thank you for all the help today"], ["Hi"], "gratitude", prompt_format="plain")
+        screen(tiny_gpt2, ["Thank you for all the help today"], ["Hi"], "gratitude", reference="paired",
+               prompt_format="plain")
+
+
+def test_pooled_reference_with_one_target_equals_pairing_with_it(tiny_model):
+    target = "Tell me about the weather in your town today."
+    pooled = screen(tiny_model, EMOTION[:3], [target] * 3, "gratitude", prompt_format="plain")
+    paired = screen(tiny_model, EMOTION[:3], [target] * 3, "gratitude", reference="paired", prompt_format="plain")
+    assert pooled.used == paired.used and pooled.keyword_tokens == paired.keyword_tokens
+    np.testing.assert_allclose(pooled.deltas, paired.deltas, atol=1e-6)
+
+
+def test_pooled_reference_follows_the_definition(tiny_gpt2):
+    """By hand: the reference at distance d is the mean over the targets whose text reaches d."""
+    emo = "I am so grateful for this, thank you"  # keywords at distances 5 ("grateful") and 1, 0 ("thank you")
+    from harness.prompts import load_prompt_set
+
+    targets = [p for p in load_prompt_set("neutral").prompts if len(tiny_gpt2.tokenizer(p).input_ids) > 6][:10]
+    targets.append("Hello there")  # 2 tokens: reaches distances 0 and 1 only
+    res = screen(tiny_gpt2, [emo], targets, "gratitude", prompt_format="plain")
+    te, _, ids = _tokens(tiny_gpt2, emo)
+    dist = [len(ids) - 1 - k for k in te.keywords]
+    assert dist == [5, 1, 0] and res.keyword_tokens == [3]
+    rows = last_position_attention(tiny_gpt2, targets, True)
+    by_hand = np.zeros(res.neutral_mass.shape[:2])
+    for d in dist:
+        reach = [r[:, :, -1 - d].numpy() for r in rows if r.shape[-1] > d]
+        assert len(reach) == (10 if d == 5 else 11)
+        by_hand += np.mean(reach, 0)
+    np.testing.assert_allclose(res.neutral_mass[..., 0], by_hand, atol=1e-6)
+    row_e = last_position_attention(tiny_gpt2, [emo], True)[0]
+    np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, list(te.keywords)].sum(-1).numpy(), atol=1e-6)
+
+
+def test_pooled_ci_covers_the_mean_and_widens_with_target_noise(tiny_gpt2):
+    from harness.screen import mean_ci
+
+    res = screen(tiny_gpt2, EMOTION, NEUTRAL, "gratitude", prompt_format="plain")
+    low, high = mean_ci(res, seed=0, n_resamples=500)
+    mean = res.deltas.mean(-1)
+    assert (low <= mean + 1e-9).all() and (mean <= high + 1e-9).all() and (high > low).any()
+    # the same screen with every target row replaced by the targets' mean: no reference noise left
+    fixed = replace(res, target_rows=np.broadcast_to(np.nanmean(res.target_rows, 0), res.target_rows.shape).copy())
+    lo_fixed, hi_fixed = mean_ci(fixed, seed=0, n_resamples=500)
+    assert np.allclose(fixed.deltas, res.deltas)
+    assert (high - low).mean() > (hi_fixed - lo_fixed).mean()
+
+
+def test_pooled_reference_drops_distances_too_few_targets_reach(tiny_gpt2):
+    emo = "I am so grateful for this, thank you"
+    res = screen(tiny_gpt2, [emo], ["Describe your town.", "Hello there"], "gratitude", prompt_format="plain")
+    assert res.keyword_tokens == [2] and res.clipped_tokens == [1]  # with 2 targets both must reach a distance
 
 
 def test_compare_with_sweep_ranks():
@@ -146,7 +199,7 @@ def test_screen_cli(cli, tmp_path):
     means = [r["mean"] for r in doc["ranked"]]
     assert means == sorted(means, reverse=True)
     assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in doc["ranked"])
-    assert doc["n_pairs"] + len(doc["excluded_prompts"]) == 6
+    assert doc["n_used"] + len(doc["excluded_prompts"]) == 6 and doc["reference"] == "pooled"
     assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
     assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
     bad = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json"))
