@@ -146,13 +146,13 @@ def bench_sweep_scaling(model: str, prompt_counts: list[int], layer_counts: list
             "torch_threads": torch.get_num_threads()}
 
 
-def _ints(text: str, flag: str) -> list[int]:
+def _ints(text: str, flag: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(x) for x in text.split(",")]
     except ValueError:
         raise UserError(f"{flag} {text!r}: expected comma-separated integers") from None
-    if not values or min(values) < 1:
-        raise UserError(f"{flag} {text!r}: values must be >= 1")
+    if not values or min(values) < minimum:
+        raise UserError(f"{flag} {text!r}: values must be >= {minimum}")
     return values
 
 
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['ms_per_head_prompt']:>8.2f}")
         return 0
     if args.what == "sweep":
-        try:
-            layers = None if args.layers is None else [int(x) for x in args.layers.split(",")]
-        except ValueError:
-            raise UserError(f"--layers {args.layers!r}: expected comma-separated integers") from None
+        layers = None if args.layers is None else _ints(args.layers, "--layers", minimum=0)
         res = bench_sweep(args.model, args.n_prompts, layers, args.emotion)
         print(json.dumps(res, indent=1) if args.json else
               f"sweep {res['harness_s']:.1f} s, reference {res['reference_s']:.1f} s, speedup {res['speedup']:.1f}x")

@@ -123,21 +123,21 @@ def prompt_tokens(tokenizer, templated: str, prompt: str, matcher, add_special_t
     return PromptTokens(len(offsets), inside[0], inside[-1], keywords)
 
 
-def last_position_attention(handle: ModelHandle, texts, add_special_tokens: bool, *,
-                            batch_size: int = 32) -> list[torch.Tensor]:
-    """Per templated text: attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
+def last_position_attention(handle: ModelHandle, fmt, texts=None, *, batch_size: int = 32) -> list[torch.Tensor]:
+    """Per templated text of ``fmt`` (a :class:`~harness.templating.FormattedPrompts`; ``texts``
+    picks some of them): attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
 
     Read at ``blocks.{l}.attn.hook_pattern`` (hooking it makes the layer compute the pattern
     explicitly; the output is unchanged). Padding is stripped, so row k is the text's token k.
     """
     from harness.generation import position_ids
 
-    tok, n_layers = handle.tokenizer, handle.shape.n_layers
-    texts = list(texts)
+    n_layers = handle.shape.n_layers
+    texts = list(fmt.texts if texts is None else texts)
     out: list[torch.Tensor] = []
     for lo in range(0, len(texts), batch_size):
         chunk = texts[lo:lo + batch_size]
-        enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
+        enc = fmt.encode(handle.tokenizer, chunk)
         rows: dict[int, torch.Tensor] = {}
 
         def grab(pattern, hook, rows=rows):
@@ -152,6 +152,15 @@ def last_position_attention(handle: ModelHandle, texts, add_special_tokens: bool
             length = int(mask[b].sum())
             out.append(stacked[b, :, :, -length:])
     return out
+
+
+def _attention_rows(handle: ModelHandle, fmt, tokens: list[PromptTokens], which: list[int]) -> list[torch.Tensor]:
+    """:func:`last_position_attention` for prompts ``which`` of ``fmt``, checked against their token counts."""
+    rows = last_position_attention(handle, fmt, [fmt.texts[i] for i in which])
+    for a, i in zip(rows, which):
+        if a.shape[-1] != tokens[i].n_tokens:
+            raise RuntimeError(f"attention row length {a.shape[-1]} != {tokens[i].n_tokens} tokens")
+    return rows
 
 
 REFERENCES = ("pooled", "paired")
@@ -191,17 +200,13 @@ def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, 
     if not used:
         raise ValueError(f"none of the {n} {emotion} prompts has a {emotion} keyword token within the "
                          f"length of its paired {target} prompt")
-    ae = last_position_attention(handle, [fe.texts[i] for i in used], fe.add_special_tokens)
-    an = last_position_attention(handle, [fn.texts[i] for i in used], fn.add_special_tokens)
+    ae, an = _attention_rows(handle, fe, te, used), _attention_rows(handle, fn, tn, used)
     shape = handle.shape
     me = np.zeros((shape.n_layers, shape.n_heads, len(used)))
     mn = np.zeros_like(me)
     n_kw, n_clipped = [], []
     for j, i in enumerate(used):
         e, m = te[i], tn[i]
-        for a, toks in ((ae[j], e), (an[j], m)):
-            if a.shape[-1] != toks.n_tokens:
-                raise RuntimeError(f"attention row length {a.shape[-1]} != {toks.n_tokens} tokens")
         keep = keywords[i]
         me[:, :, j] = ae[j][:, :, keep].sum(-1).numpy()
         mn[:, :, j] = an[j][:, :, [m.text_last - (e.text_last - k) for k in keep]].sum(-1).numpy()
@@ -223,13 +228,12 @@ def _pooled(handle: ModelHandle, emotion: str, target: str, fe, fn, te, tn) -> S
                          f"{n_dist} tokens of the end (the distances at least {need} {target} prompts reach)")
     shape = handle.shape
     rows = np.full((len(tn), shape.n_layers, shape.n_heads, n_dist), np.nan)
-    for j, (a, t) in enumerate(zip(last_position_attention(handle, fn.texts, fn.add_special_tokens), tn)):
+    for j, (a, t) in enumerate(zip(_attention_rows(handle, fn, tn, list(range(len(tn)))), tn)):
         reach = min(n_dist, int(lengths[j]))
         rows[j, :, :, :reach] = a[:, :, [t.text_last - d for d in range(reach)]].numpy()
     counts = np.zeros((len(used), n_dist))
     me = np.zeros((shape.n_layers, shape.n_heads, len(used)))
-    for j, (a, i) in enumerate(zip(last_position_attention(handle, [fe.texts[i] for i in used],
-                                                              fe.add_special_tokens), used)):
+    for j, (a, i) in enumerate(zip(_attention_rows(handle, fe, te, used), used)):
         me[:, :, j] = a[:, :, keywords[i]].sum(-1).numpy()
         np.add.at(counts[j], [te[i].text_last - k for k in keywords[i]], 1)
     expected = np.nanmean(rows, 0)  # [L, H, D]: mean mass at each distance over the target prompts
@@ -246,17 +250,11 @@ def mean_ci(result: Screen, *, seed: int, n_resamples: int = 2000, confidence: f
     percentile bootstrap resampling the emotion prompts and the target prompts independently
     (the reference is an estimate too), recomputing the per-distance reference each time.
     """
-    from harness.stats import bootstrap_mean_ci
+    from harness.stats import bootstrap_mean_ci_grid
 
-    n_layers, n_heads, _ = result.deltas.shape
-    low, high = np.zeros((n_layers, n_heads)), np.zeros((n_layers, n_heads))
     if result.reference == "paired":
-        for layer in range(n_layers):
-            for head in range(n_heads):
-                ci = bootstrap_mean_ci(result.deltas[layer, head], seed=seed, n_resamples=n_resamples,
-                                       confidence=confidence)
-                low[layer, head], high[layer, head] = ci.ci_low, ci.ci_high
-        return low, high
+        return bootstrap_mean_ci_grid(result.deltas, seed=seed, confidence=confidence, n_resamples=n_resamples)
+    n_layers, n_heads, _ = result.deltas.shape
     rng = np.random.default_rng(seed)
     rows, counts, me = result.target_rows, result.distance_counts, result.emotion_mass
     stats = np.empty((n_resamples, n_layers, n_heads))

@@ -57,6 +57,17 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
     raise ValueError("bootstrap failed to produce a finite interval")
 
 
+def bootstrap_mean_ci_grid(values, *, seed: int, confidence: float = 0.95,
+                           n_resamples: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bootstrap_mean_ci` for every cell of a ``[..., n_prompts]`` array: ``(low, high)``."""
+    x = np.asarray(values, dtype=float)
+    low, high = np.empty(x.shape[:-1]), np.empty(x.shape[:-1])
+    for idx in np.ndindex(*x.shape[:-1]):
+        ci = bootstrap_mean_ci(x[idx], seed=seed, confidence=confidence, n_resamples=n_resamples)
+        low[idx], high[idx] = ci.ci_low, ci.ci_high
+    return low, high
+
+
 # ---------------------------------------------------------------- paired directional effects
 
 ALTERNATIVES = ("greater", "less", "two-sided")

@@ -68,11 +68,12 @@ def last_position_values(handle: ModelHandle, mode: str, layer: int, src, tgt, p
 
     shape = handle.shape
     out = torch.empty(len(pair), shape.n_heads, shape.d_head)
+    patterns, values = tgt.pattern.get(layer), tgt.v.get(layer)
     for i, j in enumerate(pair):
         lt = target_lengths[i]
         qs_t, qs_s = aligned_positions("last", lt, _source_length(src, layer, j, lt))
-        pattern = tgt.pattern.get(layer, [None] * len(pair))[i]
-        v = tgt.v.get(layer, [None] * len(pair))[i]
+        pattern = None if patterns is None else patterns[i]
+        v = None if values is None else values[i]
         for h in range(shape.n_heads):
             row = _Row(layer, h, h // shape.group_size, shape.d_head, qs_t, qs_s, src, j, pattern, v)
             out[i, h] = _value(mode, row)[0]
@@ -291,17 +292,18 @@ def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> d
         raise ValueError(f"the sweeps' grids differ: {da.shape} vs {db.shape}")
     n_layers, n_heads, _ = da.shape
     diff = (db - da).reshape(n_layers * n_heads, -1)
+    mean_a, mean_b = da.mean(-1), db.mean(-1)
     p_diff = [float(ttest_1samp(d, 0.0).pvalue) if d.std() > 0 else (1.0 if d.mean() == 0 else 0.0) for d in diff]
     p_equiv = [tost(d, margin=margin, alpha=alpha).p_value for d in diff]
     adj_diff, adj_equiv = adjust_pvalues(p_diff), adjust_pvalues(p_equiv)
     heads = []
     for k, d in enumerate(diff):
         verdict = "differ" if adj_diff[k] < alpha else "equivalent" if adj_equiv[k] < alpha else "inconclusive"
-        heads.append({"head": f"{k // n_heads}:{k % n_heads}", "mean_a": float(da.reshape(len(diff), -1)[k].mean()),
-                      "mean_b": float(db.reshape(len(diff), -1)[k].mean()), "difference": float(d.mean()),
+        heads.append({"head": f"{k // n_heads}:{k % n_heads}", "mean_a": float(mean_a.flat[k]),
+                      "mean_b": float(mean_b.flat[k]), "difference": float(d.mean()),
                       "p_difference_holm": adj_diff[k], "p_equivalence_holm": adj_equiv[k], "verdict": verdict})
     heads.sort(key=lambda r: -abs(r["difference"]))
-    rho, _ = spearmanr(da.mean(-1).ravel(), db.mean(-1).ravel())
+    rho, _ = spearmanr(mean_a.ravel(), mean_b.ravel())
     counts = {v: sum(r["verdict"] == v for r in heads) for v in ("differ", "equivalent", "inconclusive")}
     return {"mode_a": a.get("patch_mode"), "mode_b": b.get("patch_mode"), "margin": margin, "alpha": alpha,
             "correction": "holm", "spearman_rho": float(rho), "counts": counts, "heads": heads}
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, write_result
-    from harness.stats import bootstrap_mean_ci
+    from harness.stats import bootstrap_mean_ci_grid
 
     ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -388,11 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start
-    rows = []
-    for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1):
-        ci = bootstrap_mean_ci(result.deltas[layer, head], seed=args.seed, n_resamples=2000)
-        rows.append({"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": ci.ci_low,
-                     "ci_high": ci.ci_high, "share_up": up})
+    low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
+    rows = [{"rank": rank, "head": f"{layer}:{head}", "mean": mean, "ci_low": float(low[layer, head]),
+             "ci_high": float(high[layer, head]), "share_up": up}
+            for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1)]
     # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
     top = [tuple(map(int, r["head"].split(":"))) for r in rows if r["ci_low"] > 0]
     combos = combinations(handle, targets, sources, result, top[:args.combine], seed=args.seed) \

@@ -81,7 +81,7 @@ def test_keyword_tokens_skip_the_chat_template(smollm2):
 def test_captured_attention_is_the_pattern_the_model_uses(tiny_model):
     """Rows sum to 1, and pattern · V reproduces the head outputs of an unhooked (SDPA) run."""
     prompts = EMOTION[:3]
-    rows = last_position_attention(tiny_model, format_prompts(tiny_model.tokenizer, prompts, "plain").texts, True)
+    rows = last_position_attention(tiny_model, format_prompts(tiny_model.tokenizer, prompts, "plain"))
     s = tiny_model.shape
     src = capture_source(tiny_model, prompts, range(s.n_layers), frozenset({"z", "v"}), prompt_format="plain")
     for i, row in enumerate(rows):
@@ -117,7 +117,7 @@ def test_masses_follow_the_definition(tiny_gpt2):
     assert len(ids_n) == 5 and te.keywords == (0, 1, len(ids_e) - 2)
     # "Thank you" is 12 tokens from the end, farther than the 5-token neutral text: dropped on both sides
     assert res.keyword_tokens == [1] and res.clipped_tokens == [2]
-    row_e, row_n = last_position_attention(tiny_gpt2, [emo, neu], True)
+    row_e, row_n = last_position_attention(tiny_gpt2, format_prompts(tiny_gpt2.tokenizer, [emo, neu], "plain"))
     np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, len(ids_e) - 2].numpy(), atol=1e-6)
     np.testing.assert_allclose(res.neutral_mass[..., 0], row_n[:, :, len(ids_n) - 2].numpy(), atol=1e-6)
     two = screen(tiny_gpt2, [emo, "Thank you for all the help today", "The bus is late"],
@@ -148,14 +148,14 @@ def test_pooled_reference_follows_the_definition(tiny_gpt2):
     te, _, ids = _tokens(tiny_gpt2, emo)
     dist = [len(ids) - 1 - k for k in te.keywords]
     assert dist == [5, 1, 0] and res.keyword_tokens == [3]
-    rows = last_position_attention(tiny_gpt2, targets, True)
+    rows = last_position_attention(tiny_gpt2, format_prompts(tiny_gpt2.tokenizer, targets, "plain"))
     by_hand = np.zeros(res.neutral_mass.shape[:2])
     for d in dist:
         reach = [r[:, :, -1 - d].numpy() for r in rows if r.shape[-1] > d]
         assert len(reach) == (10 if d == 5 else 11)
         by_hand += np.mean(reach, 0)
     np.testing.assert_allclose(res.neutral_mass[..., 0], by_hand, atol=1e-6)
-    row_e = last_position_attention(tiny_gpt2, [emo], True)[0]
+    row_e = last_position_attention(tiny_gpt2, format_prompts(tiny_gpt2.tokenizer, [emo], "plain"))[0]
     np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, list(te.keywords)].sum(-1).numpy(), atol=1e-6)
 
 
