@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup demo test test-all bench
+.PHONY: setup demo test test-all bench nightly
 setup: $(STAMP)
 
 demo: $(STAMP)
@@ -32,3 +32,8 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
+
+# every claim, evidence + report + plots under reports/, regression against $(LAST) (see harness/nightly.py)
+LAST ?= last/findings.json
+nightly: $(STAMP)
+	$(VENV)/bin/python -m harness.nightly --last $(LAST) --out reports

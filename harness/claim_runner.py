@@ -101,6 +101,7 @@ class ClaimSession:
         self.n_resamples = n_resamples
         self._models: dict = {}
         self._cache: dict = {}
+        self.data_files: dict[str, dict] = {}  # "prompts:<set>" / "keywords:<emotion>" -> path, sha256
         self._results: dict[str, ClaimResult] | None = None
 
     # -- caches ------------------------------------------------------------------------
@@ -126,7 +127,18 @@ class ClaimSession:
         from harness.prompts import load_emotion_prompts, load_prompt_set
 
         ps = load_prompt_set(name) if not source or name == "neutral" else load_emotion_prompts(name)
+        self._record(f"prompts:{ps.name}", ps.path, ps.sha256)
         return ps.head(min(n, len(ps.prompts)))
+
+    def _record(self, key: str, path: str, sha256: str) -> None:
+        """Note a data file a claim read, for the findings' provenance (regress compares them)."""
+        self.data_files[key] = {"path": os.path.relpath(path), "sha256": sha256}
+
+    def _record_keywords(self, emotion: str) -> None:
+        from harness.prompts import load_keywords
+
+        kw = load_keywords(emotion)
+        self._record(f"keywords:{emotion}", kw.path, kw.sha256)
 
     def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
         """Baseline (cond None) or patched generations, cached."""
@@ -167,6 +179,8 @@ class ClaimSession:
         from harness.metrics import get_metric
 
         m = get_metric(metric)
+        if metric.endswith("_keywords"):
+            self._record_keywords(metric.removesuffix("_keywords"))
         return np.array([np.mean([m(g.text) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
     def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
@@ -216,6 +230,7 @@ class ClaimSession:
         emotion = emotion if emotion in keyword_emotions() else c.source
         if emotion not in keyword_emotions():
             return None
+        self._record_keywords(emotion)
         handle = self.model(c.model)
         patch = PatchConfig(heads, c.patch_mode, c.alignment)
         targets = self._prompts(c.target, c.n_prompts, source=False)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from harness.results import atomic_write
+
+
+def _save(fig, path: str, dpi: int) -> None:
+    """PNG to ``path`` atomically (an interrupted run leaves no half-drawn plot), then close."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def head_effect_plot(doc: dict, path: str) -> str:
@@ -25,11 +35,7 @@ def head_effect_plot(doc: dict, path: str) -> str:
     ax.set_title(f"{s['model']} heads {s['head_spec']} · {s['patch_mode']} · {s['emotion']} → "
                  f"{s['run']['target']} (n={s['n_prompts']})", fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path, dpi=110)
     return path
 
 
@@ -102,7 +108,5 @@ def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompt
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label=label)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)
     return path

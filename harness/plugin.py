@@ -96,6 +96,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     sess = config.stash.get(SESSION_KEY, None)
     if sess is not None:
         doc["models"] = {name: h.provenance() for name, h in sess._models.items()}
+        doc["data_files"] = dict(sorted(sess.data_files.items()))
     try:
         write_result(doc, config.getoption("--findings"))
     except (UserError, OSError) as exc:

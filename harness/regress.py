@@ -3,7 +3,10 @@
     python -m harness.regress OLD.json NEW.json
 
 Matches claims by id and prints one row per claim whose verdict changed, whose effect moved
-outside the old 95% CI, or that appeared or disappeared. Exit status: 1 when a finding was
+outside the old 95% CI, whose settings or model weights changed, or that appeared or
+disappeared; above the table, what changed around the claims (git commit, package versions,
+model weights, prompt and keyword files), so a moved effect can be told from a changed input.
+Exit status: 1 when a finding was
 lost (a claim *supported* in OLD is not supported, refuted, errored or missing in NEW),
 2 on unusable input, else 0. Inputs are JSON findings documents (``causal-heads/findings``
 version 1, written by the claims suite); nothing is ever unpickled.
@@ -20,7 +23,8 @@ from harness.errors import UserError, run_cli
 SCHEMA, VERSION = "causal-heads/findings", 1
 
 
-def load_findings(path: str) -> dict[str, dict]:
+def load_document(path: str) -> dict:
+    """A findings document, validated for schema and version."""
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -33,7 +37,51 @@ def load_findings(path: str) -> dict[str, dict]:
     if doc.get("schema_version") != VERSION:
         raise UserError(f"{path}: findings schema_version {doc.get('schema_version')!r} is not supported "
                         f"(this code reads {VERSION})")
+    return doc
+
+
+def claims_by_id(doc: dict) -> dict[str, dict]:
     return {c["claim"]["id"]: c for c in doc.get("claims", [])}
+
+
+def load_findings(path: str) -> dict[str, dict]:
+    return claims_by_id(load_document(path))
+
+
+def _short(x) -> str:
+    """Commits and sha256 digests to their first 12 hex digits."""
+    hexdigits = set("0123456789abcdef")
+    return x[:12] if isinstance(x, str) and len(x) >= 40 and set(x) <= hexdigits else str(x)
+
+
+def context_changes(old: dict, new: dict) -> list[str]:
+    """What differs around the claims: commit, packages, model weights, data files."""
+    out = []
+    og, ng = old.get("git") or {}, new.get("git") or {}
+    if og.get("commit") != ng.get("commit"):
+        out.append(f"git commit {_short(og.get('commit'))} -> {_short(ng.get('commit'))}")
+    for section, field in (("packages", None), ("models", "weights_sha256"), ("data_files", "sha256")):
+        o, n = old.get(section) or {}, new.get(section) or {}
+        for key in sorted(set(o) | set(n)):
+            a, b = o.get(key), n.get(key)
+            if field:
+                a, b = (a or {}).get(field), (b or {}).get(field)
+                if a is None or b is None:
+                    continue  # not used in one of the runs: its claims show as new or missing
+            if a != b:
+                out.append(f"{section} {key}: {_short(a)} -> {_short(b)}")
+    return out
+
+
+def settings_diff(old: dict, new: dict) -> str:
+    """Claim fields (not the description) and model weights that differ between two results."""
+    oc, nc = old.get("claim") or {}, new.get("claim") or {}
+    parts = [f"{k} {oc.get(k)!r}->{nc.get(k)!r}" for k in sorted(set(oc) | set(nc))
+             if k != "description" and oc.get(k) != nc.get(k)]
+    ow, nw = (old.get("model") or {}).get("weights_sha256"), (new.get("model") or {}).get("weights_sha256")
+    if ow and nw and ow != nw:
+        parts.append(f"weights {_short(ow)}->{_short(nw)}")
+    return ", ".join(parts)
 
 
 def _num(x) -> float:
@@ -58,12 +106,18 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
         moved = all(map(math.isfinite, (mean, low, high))) and not low <= mean <= high
         detail = (f"effect {_num(oe.get('mean')):+.4f} [{low:+.4f}, {high:+.4f}] -> {mean:+.4f}"
                   if oe and ne else (n.get("error") or o.get("error") or ""))
+        changed = settings_diff(o, n)
+        if changed:
+            detail = f"{detail}; settings: {changed}" if detail else f"settings: {changed}"
         if o["verdict"] != n["verdict"]:
             rows.append({"claim": cid, "change": "verdict", "old": o["verdict"], "new": n["verdict"],
                          "lost": o["verdict"] == "supported", "detail": detail})
         elif moved:
             rows.append({"claim": cid, "change": "effect moved outside old CI", "old": o["verdict"],
                          "new": n["verdict"], "lost": False, "detail": detail})
+        elif changed:
+            rows.append({"claim": cid, "change": "settings changed", "old": o["verdict"], "new": n["verdict"],
+                         "lost": False, "detail": detail})
     return rows
 
 
@@ -82,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("old")
     ap.add_argument("new")
     args = ap.parse_args(argv)
-    rows = compare(load_findings(args.old), load_findings(args.new))
+    old, new = load_document(args.old), load_document(args.new)
+    context = context_changes(old, new)
+    if context:
+        print("changed between the runs:\n" + "\n".join(f"  {line}" for line in context) + "\n")
+    rows = compare(claims_by_id(old), claims_by_id(new))
     print(format_rows(rows))
     lost = [r["claim"] for r in rows if r["lost"]]
     if lost:

@@ -16,7 +16,8 @@ import html
 import os
 
 from harness.errors import run_cli
-from harness.regress import load_findings
+from harness.regress import claims_by_id, load_document
+from harness.results import atomic_write, atomic_write_text, file_stem
 
 
 def cell(text) -> str:
@@ -48,6 +49,10 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     for name, m in (doc.get("models") or {}).items():
         out.append(f"| {cell(name)} | {cell(m.get('source'))} | {cell(str(m.get('weights_sha256'))[:16])}… | "
                    f"{cell(m.get('prompt_format'))} |")
+    if doc.get("data_files"):
+        out += ["", "| data file | path | sha256 |", "|---|---|---|"]
+        out += [f"| {cell(k)} | {cell(f.get('path'))} | {cell(str(f.get('sha256'))[:16])}… |"
+                for k, f in doc["data_files"].items()]
     out += ["", "| claim | heads | mode | source → target | n prompts × samples | max tokens | alignment | sampling | seed |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in claims:
@@ -125,31 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
     args = ap.parse_args(argv)
-    import json
-
-    claims = list(load_findings(args.findings).values())
-    with open(args.findings, encoding="utf-8") as fh:
-        doc = json.load(fh)
+    doc = load_document(args.findings)
+    claims = list(claims_by_id(doc).values())
     text = render_markdown(doc, claims)
-    os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
-    tmp = args.markdown + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, args.markdown)
+    atomic_write_text(args.markdown, text)
     from harness.plots import forest_png, head_heatmap
 
-    os.makedirs(args.plots_dir, exist_ok=True)
     written = 0
     for r in claims:
         if r.get("effect"):
-            with open(os.path.join(args.plots_dir, f"forest_{r['claim']['id']}.png"), "wb") as fh:
-                fh.write(forest_png(r))
+            png = forest_png(r)
+            atomic_write(os.path.join(args.plots_dir, f"forest_{file_stem(r['claim']['id'])}.png"),
+                         lambda fh, png=png: fh.write(png))
             written += 1
     for (model, metric), group in _by_model_metric(claims).items():
         shape = (doc.get("models") or {}).get(model, {}).get("shape_tuple")
         if shape:
             head_heatmap(group, shape[0], shape[1], f"{model}: Δ {metric} per head",
-                         os.path.join(args.plots_dir, f"heatmap_{model}_{metric}.png"))
+                         os.path.join(args.plots_dir, f"heatmap_{file_stem(model)}_{metric}.png"))
             written += 1
     print(f"wrote {args.markdown} and {written} plots in {args.plots_dir}")
     return 0

@@ -72,3 +72,41 @@ def test_bad_documents_are_named(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(UserError, match=message):
         load_findings(str(path))
+
+
+def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
+    old = copy.deepcopy(DOC)
+    old.update(git={"commit": "a" * 40, "dirty": False}, packages={"torch": "2.13.0", "scipy": "1.17.1"},
+               models={"m": {"weights_sha256": "1" * 64}},
+               data_files={"prompts:neutral": {"path": "p/n.json", "sha256": "2" * 64},
+                           "keywords:anger": {"path": "p/a.json", "sha256": "3" * 64}})
+    new = copy.deepcopy(old)
+    new["git"]["commit"] = "b" * 40
+    new["packages"]["scipy"] = "1.18.0"
+    new["models"]["m"]["weights_sha256"] = "4" * 64
+    new["data_files"]["prompts:neutral"]["sha256"] = "5" * 64
+    del new["data_files"]["keywords:anger"]  # unused tonight: not a change of input
+    proc = cli("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
+    assert proc.returncode == 0, proc.stderr
+    head = proc.stdout.split("\n\n")[0].splitlines()
+    assert head == ["changed between the runs:", f"  git commit {'a' * 12} -> {'b' * 12}",
+                    "  packages scipy: 1.17.1 -> 1.18.0", f"  models m: {'1' * 12} -> {'4' * 12}",
+                    f"  data_files prompts:neutral: {'2' * 12} -> {'5' * 12}"]
+    assert "no changes: every verdict and effect is as before" in proc.stdout
+
+
+def test_changed_claim_settings_are_a_row_and_annotate_verdict_changes():
+    old = {c["claim"]["id"]: c for c in copy.deepcopy(DOC)["claims"]}
+    for c in old.values():
+        c["claim"].update(n_prompts=70, seed=0, description="old words")
+    new = copy.deepcopy(old)
+    new["sentiment_up"]["claim"].update(n_prompts=16, description="new words")
+    new["gratitude_up"]["claim"]["seed"] = 1
+    new["gratitude_up"].update(verdict="not supported", effect={"mean": 0.02, "ci_low": -0.05, "ci_high": 0.09})
+    new["equiv"]["claim"]["description"] = "reworded only"
+    rows = {r["claim"]: r for r in compare(old, new)}
+    assert rows["sentiment_up"]["change"] == "settings changed" and not rows["sentiment_up"]["lost"]
+    assert rows["sentiment_up"]["detail"].endswith("settings: n_prompts 70->16")
+    assert rows["gratitude_up"]["change"] == "verdict" and rows["gratitude_up"]["lost"]
+    assert rows["gratitude_up"]["detail"].endswith("; settings: seed 0->1")
+    assert "equiv" not in rows  # a reworded description is not a change of the claim

@@ -27,7 +27,8 @@ def findings(tmp_path_factory):
     results[0]["examples"][0]["patched"] = "<script>alert(1)</script> a | b"
     doc = {"schema": "causal-heads/findings", "schema_version": 1, "created": "2026-11-28T00:00:00+00:00",
            "correction": "holm", "git": {"commit": "abc", "dirty": False},
-           "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()}, "claims": results}
+           "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()}, "data_files": session.data_files,
+           "claims": results}
     path = tmp_path_factory.mktemp("findings") / "findings.json"
     write_result(doc, str(path))
     return path, json.loads(json.dumps(json_safe(doc)))
@@ -48,6 +49,21 @@ def test_markdown_has_the_seed_sections_and_the_numbers(findings):
     assert "| modes_equal | 1:10 | v_only vs pattern_v | sentiment |" in md
     one_token = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "(gratitude)" in line)
     assert f"{grat['one_token']['mean']:+.4f}" in one_token
+
+
+def test_data_files_the_claims_read_are_recorded_with_their_hashes(findings):
+    import hashlib
+
+    from harness.prompts import load_keywords, load_prompt_set
+
+    _, doc = findings
+    files = doc["data_files"]
+    assert sorted(files) == ["keywords:gratitude", "prompts:gratitude", "prompts:neutral"]
+    for key, loaded in (("prompts:neutral", load_prompt_set("neutral")), ("keywords:gratitude", load_keywords("gratitude"))):
+        with open(loaded.path, "rb") as fh:
+            assert files[key]["sha256"] == hashlib.sha256(fh.read()).hexdigest()
+    md = render_markdown(doc, doc["claims"])
+    assert f"| keywords:gratitude | {files['keywords:gratitude']['path']} | {files['keywords:gratitude']['sha256'][:16]}… |" in md
 
 
 def test_hostile_generated_text_is_escaped(findings):

@@ -1,0 +1,89 @@
+"""The nightly job end to end on a tiny model: claims -> evidence, report, plots -> regression."""
+
+from __future__ import annotations
+
+import json
+
+from harness.nightly import summary_markdown
+from harness.regress import context_changes
+
+CLAIMS = """
+[[claim]]
+id = "identity"
+model = "tiny-gpt2"
+heads = "1:10"
+patch_mode = "z"
+source = "neutral"
+metric = "sentiment"
+direction = "equivalent"
+margin = 0.01
+n_prompts = 4
+max_tokens = 4
+tier = "fast"
+
+[[claim]]
+id = "gratitude_up"
+model = "tiny-gpt2"
+heads = "1:10"
+patch_mode = "z"
+source = "gratitude"
+metric = "gratitude_keywords"
+direction = "increase"
+n_prompts = 4
+max_tokens = 4
+tier = "slow"
+"""
+
+
+def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
+    (tmp_path / "claims.toml").write_text(CLAIMS)
+    claims = ("--", "--claims", str(tmp_path / "claims.toml"))
+    first = tmp_path / "first"
+    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 failed, 1 passed" in proc.stdout  # the slow claim ran too: "not supported" on 4 prompts
+    assert f"no earlier findings at {tmp_path / 'none.json'}: nothing to compare" in proc.stdout
+    for name in ("evidence.html", "phase7_head_patching_report.md", "plots/forest_identity.png",
+                 "plots/forest_gratitude_up.png", "nightly.md"):
+        assert (first / name).stat().st_size > 0, name
+    doc = json.loads((first / "findings.json").read_text())
+    assert {c["claim"]["id"]: c["verdict"] for c in doc["claims"]} == {"identity": "supported",
+                                                                         "gratitude_up": "not supported"}
+    assert "2 claims: 1 not supported, 1 supported" in (first / "nightly.md").read_text()
+
+    # last night as if gratitude_up had held and identity had run with another seed
+    for c in doc["claims"]:
+        if c["claim"]["id"] == "gratitude_up":
+            c["verdict"] = "supported"
+        else:
+            c["claim"]["seed"] = 7
+    doc["data_files"]["prompts:neutral"]["sha256"] = "f" * 64
+    last = tmp_path / "last.json"
+    last.write_text(json.dumps(doc))
+    second = tmp_path / "second"
+    proc = cli("harness.nightly", "--last", str(last), "--out", str(second), *claims)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 finding(s) lost: gratitude_up" in proc.stdout
+    assert f"data_files prompts:neutral: {'f' * 12} -> " in proc.stdout
+    summary = (second / "nightly.md").read_text()
+    assert "| gratitude_up | **LOST** verdict | supported → not supported |" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| identity | settings changed |"))
+    assert row.startswith("| identity | settings changed | supported → supported | effect +0.0000")
+    assert row.endswith("; settings: seed 7-&gt;0 |")
+
+
+def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
+    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
+               "--", "--claims", str(tmp_path / "missing.toml"))
+    assert proc.returncode == 3 and "the claims run broke (pytest exit 2)" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "o" / "findings.json").exists()
+    doc = {"claims": [{"claim": {"id": "a"}, "verdict": "supported", "error": None, "p_adjusted": 0.01,
+                       "effect": {"mean": 0.5, "ci_low": 0.1, "ci_high": 0.9}},
+                      {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace",
+                       "effect": None}]}
+    text = summary_markdown(doc, [], None, "last/findings.json")
+    assert "2 claims: 1 errored, 1 supported" in text
+    assert "| a | supported | +0.5000 | [+0.1000, +0.9000] | 0.01 |" in text
+    assert "| b | errored: ValueError: boom | — | — | — |" in text
+    assert "no earlier findings at last/findings.json: nothing to compare" in text
+    assert context_changes(doc, doc) == []
