@@ -55,7 +55,7 @@ def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, las
     if rows is None:
         out.append(f"no earlier findings at {cell(last)}: nothing to compare" if last else "no earlier findings given")
         return "\n".join(out) + "\n"
-    out += [f"- {cell(line)}" for line in context] or ["- inputs unchanged (commit, packages, weights, data files)"]
+    out += [f"- {cell(line).replace(' -&gt; ', ' → ')}" for line in context] or ["- inputs unchanged (commit, packages, weights, data files)"]
     out.append("")
     if not rows:
         out.append("no changes: every verdict and effect is as before")
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness import regress, report
     from harness.results import atomic_write_text
 
+    # read last night's document first: a bad one should not cost a whole claims run
+    last = regress.load_document(args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
     findings = os.path.join(out, "findings.json")
     if os.path.exists(findings):
@@ -92,13 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                  "--plots-dir", os.path.join(out, "plots")])
     doc = regress.load_document(findings)
     rows, context = None, []
-    if args.last and os.path.isfile(args.last):
-        old = regress.load_document(args.last)
-        context = regress.context_changes(old, doc)
-        rows = regress.compare(regress.claims_by_id(old), regress.claims_by_id(doc))
-        if context:
-            print("changed between the runs:\n" + "\n".join(f"  {line}" for line in context) + "\n")
-        print(regress.format_rows(rows))
+    if last is not None:
+        context, rows = regress.regression(last, doc)
+        print(regress.format_report(context, rows))
     else:
         print(f"no earlier findings at {args.last}: nothing to compare" if args.last else "no --last: nothing to compare")
     text = summary_markdown(doc, context, rows, args.last)
@@ -106,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(text)
-    lost = [r["claim"] for r in rows or [] if r["lost"]]
-    if lost:
-        print(f"\n{len(lost)} finding(s) lost: {', '.join(lost)}")
-    return 1 if lost else 0
+    return 1 if regress.lost_claims(rows or []) else 0
 
 
 if __name__ == "__main__":

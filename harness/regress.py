@@ -124,11 +124,31 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
 def format_rows(rows: list[dict]) -> str:
     if not rows:
         return "no changes: every verdict and effect is as before"
-    lines = [f"{'claim':50} {'change':28} {'old':>14} -> {'new':14} detail"]
+    width = max(len("claim"), *(len(r["claim"]) for r in rows))
+    lines = [f"{'claim':{width}} {'change':33} {'old':>14} -> {'new':14} detail"]
     for r in rows:
         flag = "LOST " if r["lost"] else ""
-        lines.append(f"{r['claim']:50} {flag + r['change']:28} {r['old']:>14} -> {r['new']:14} {r['detail']}")
+        lines.append(f"{r['claim']:{width}} {flag + r['change']:33} {r['old']:>14} -> {r['new']:14} {r['detail']}")
     return "\n".join(lines)
+
+
+def lost_claims(rows: list[dict]) -> list[str]:
+    return [r["claim"] for r in rows if r["lost"]]
+
+
+def format_report(context: list[str], rows: list[dict]) -> str:
+    """What changed around the claims, the table of changed claims, and the lost findings."""
+    text = ("changed between the runs:\n" + "\n".join(f"  {line}" for line in context) + "\n\n") if context else ""
+    text += format_rows(rows)
+    lost = lost_claims(rows)
+    if lost:
+        text += f"\n\n{len(lost)} finding(s) lost: {', '.join(lost)}"
+    return text
+
+
+def regression(old: dict, new: dict) -> tuple[list[str], list[dict]]:
+    """``(context changes, claim rows)`` between two findings documents."""
+    return context_changes(old, new), compare(claims_by_id(old), claims_by_id(new))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,16 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("old")
     ap.add_argument("new")
     args = ap.parse_args(argv)
-    old, new = load_document(args.old), load_document(args.new)
-    context = context_changes(old, new)
-    if context:
-        print("changed between the runs:\n" + "\n".join(f"  {line}" for line in context) + "\n")
-    rows = compare(claims_by_id(old), claims_by_id(new))
-    print(format_rows(rows))
-    lost = [r["claim"] for r in rows if r["lost"]]
-    if lost:
-        print(f"\n{len(lost)} finding(s) lost: {', '.join(lost)}")
-    return 1 if lost else 0
+    context, rows = regression(load_document(args.old), load_document(args.new))
+    print(format_report(context, rows))
+    return 1 if lost_claims(rows) else 0
 
 
 if __name__ == "__main__":

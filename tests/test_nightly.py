@@ -77,6 +77,10 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
                "--", "--claims", str(tmp_path / "missing.toml"))
     assert proc.returncode == 3 and "the claims run broke (pytest exit 2)" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "o" / "findings.json").exists()
+    (tmp_path / "bad.json").write_text("{")
+    proc = cli("harness.nightly", "--last", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path / 'bad.json'}: not valid JSON")
+    assert "$ " not in proc.stdout  # refused before running any claim
     doc = {"claims": [{"claim": {"id": "a"}, "verdict": "supported", "error": None, "p_adjusted": 0.01,
                        "effect": {"mean": 0.5, "ci_low": 0.1, "ci_high": 0.9}},
                       {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace",
