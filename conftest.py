@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-pytest_plugins = ["harness.plugin"]  # claims options and shared state (causal_tests/)
+# claims options and shared state (causal_tests/); pytester runs the plugin's own tests
+pytest_plugins = ["harness.plugin", "pytester"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

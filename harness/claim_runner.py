@@ -50,10 +50,9 @@ class ClaimResult:
     def rerun_command(self) -> str:
         c = self.claim
         from harness.claims import DEFAULT_CLAIM_FILES
+        from harness.results import repo_path
 
-        rel = os.path.relpath(c.file) if c.file else ""
-        claims = "" if not c.file or c.file in DEFAULT_CLAIM_FILES else \
-            f" --claims {c.file if rel.startswith('..') else rel}"
+        claims = "" if not c.file or c.file in DEFAULT_CLAIM_FILES else f" --claims {repo_path(c.file)}"
         return (f"pytest causal_tests{claims} -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} "
                 f"--samples {c.samples}")
 
@@ -132,7 +131,9 @@ class ClaimSession:
 
     def _record(self, key: str, path: str, sha256: str) -> None:
         """Note a data file a claim read, for the findings' provenance (regress compares them)."""
-        self.data_files[key] = {"path": os.path.relpath(path), "sha256": sha256}
+        from harness.results import repo_path
+
+        self.data_files[key] = {"path": repo_path(path), "sha256": sha256}
 
     def _record_keywords(self, emotion: str) -> None:
         from harness.prompts import load_keywords

@@ -24,10 +24,22 @@ from harness.errors import UserError
 PACKAGES = ("torch", "transformers", "transformer-lens", "numpy", "scipy", "statsmodels", "vaderSentiment",
             "gguf", "causal-heads")
 EXTENSIONS = (".json", ".pkl")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def repo_path(path: str) -> str:
+    """``path`` relative to the repository root when inside it, else absolute.
+
+    Rerun commands start with ``pytest causal_tests`` (run from the root) and results travel
+    between machines, so paths in them must not depend on the caller's working directory.
+    """
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, REPO_ROOT)
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
 
 def git_info() -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO_ROOT
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -92,15 +90,15 @@ def test_overrides_apply_only_given_values():
     assert (o.n_prompts, o.samples, o.seed) == (10, c.samples, 3)
 
 
-def test_k_selects_exactly_the_head_1_10_claims():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests", "--co", "-q", "-k", "head_1_10",
-                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
-    ids = [line for line in proc.stdout.splitlines() if "::" in line]
+def test_k_selects_exactly_the_head_1_10_claims(pytester):
+    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests"), "--co", "-q", "-k", "head_1_10",
+                                           "-p", "no:cacheprovider")
+    ids = [line for line in result.outlines if "::" in line]
     expected = [c.test_id for c in load_claim_files() if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
     assert sorted(i.split("[")[1].rstrip("]") for i in ids) == sorted(expected) and len(expected) == 4
 
 
-def test_claims_suite_end_to_end_on_a_tiny_model(tmp_path):
+def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
     """pytest inside pytest: verdicts decide pass/fail, errors are reported, findings are written."""
     rows = [
         {**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
@@ -110,14 +108,15 @@ def test_claims_suite_end_to_end_on_a_tiny_model(tmp_path):
         {**BASE, "id": "broken", "heads": "1:99", "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
         {**BASE, "id": "slow_one", "n_prompts": 8, "max_tokens": 6},
     ]
-    (tmp_path / "claims.toml").write_text(claims_toml(rows))
-    findings = tmp_path / "findings.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests/test_claims.py", "-m", "not slow",
-                           "--claims", str(tmp_path / "claims.toml"), "--findings", str(findings),
-                           "-p", "no:cacheprovider", "-q"], cwd=ROOT, capture_output=True, text=True)
-    out = proc.stdout
-    assert "2 failed, 1 passed, 1 deselected" in out, out[-3000:]
-    assert "random_model_no_effect: not supported" in out and f"rerun: pytest causal_tests --claims {tmp_path / 'claims.toml'} -k" in out
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml(rows))
+    findings = pytester.path / "findings.json"
+    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests", "test_claims.py"), "-m", "not slow",
+                                           "--claims", str(claims), "--findings", str(findings),
+                                           "-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1, failed=2, deselected=1)
+    out = result.stdout.str()
+    assert "random_model_no_effect: not supported" in out and f"rerun: pytest causal_tests --claims {claims} -k" in out
     assert "broken: error: UserError: head 1:99 is out of range for tiny-gpt2" in out
     doc = json.loads(findings.read_text())
     assert doc["schema"] == "causal-heads/findings" and doc["schema_version"] == 1
@@ -143,3 +142,18 @@ def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
     assert all(len(s) == 2 and s[0][0] == 0 and s[1][0] == 1 and (0, 3) not in s and (1, 10) not in s for s in sets)
     single = Claim(**{**claim.__dict__, "heads": "1:10", "random_heads": 15})
     assert len(session._random_sets(single, ((1, 10),))) == 11  # only 11 other heads in layer 1
+
+
+def test_rerun_commands_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """``pytest causal_tests`` runs from the repo root, so a claims path is root-relative (or absolute)."""
+    import dataclasses
+
+    from harness.claim_runner import ClaimResult
+
+    claim = load_claims()[0]
+    monkeypatch.chdir(tmp_path)
+    inside, outside = os.path.join(ROOT, "causal_tests", "extra.toml"), str(tmp_path / "mine.toml")
+    for file, shown in ((inside, os.path.join("causal_tests", "extra.toml")), (outside, outside)):
+        cmd = ClaimResult(claim=dataclasses.replace(claim, file=file)).rerun_command()
+        assert cmd.startswith(f"pytest causal_tests --claims {shown} -k '{claim.test_id}' --seed {claim.seed}")
+    assert ClaimResult(claim=claim).rerun_command().startswith(f"pytest causal_tests -k '{claim.test_id}'")

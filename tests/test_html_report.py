@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,7 +69,8 @@ def _parse(fragment: str) -> _Cells:
     return p
 
 
-def test_html_report_summary_evidence_and_escaping(tmp_path):
+def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
+    tmp_path = pytester.path
     prompts = tmp_path / "prompts"
     shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
     neutral = json.loads((prompts / "neutral_prompts.json").read_text())
@@ -79,12 +78,12 @@ def test_html_report_summary_evidence_and_escaping(tmp_path):
     (prompts / "neutral_prompts.json").write_text(json.dumps(neutral))
     (tmp_path / "claims.toml").write_text(CLAIMS)
     report = tmp_path / "evidence.html"
-    env = dict(os.environ, CAUSAL_HEADS_PROMPTS=str(prompts))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "causal_tests/test_claims.py", "--claims",
-                           str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"), "--html",
-                           str(report), "--self-contained-html", "-q", "-p", "no:cacheprovider"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    assert "1 failed, 1 passed" in proc.stdout, proc.stdout[-2000:]
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
+    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests", "test_claims.py"), "--claims",
+                                           str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
+                                           "--html", str(report), "--self-contained-html", "-q",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
     parser = _Blob()
     parser.feed(report.read_text())
     tests = {k.split("[")[1].rstrip("]"): v[0] for k, v in parser.blob["tests"].items()}
