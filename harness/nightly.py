@@ -28,6 +28,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKEN = 3
 
 
+def _identity(path: str) -> tuple | None:
+    """(inode, mtime) of a file, or None: findings are replaced atomically, so a new run changes it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def pytest_command(out: str, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "pytest", "causal_tests", "-m", "claim", "-p", "no:cacheprovider",
             "--html", os.path.join(out, "evidence.html"), "--self-contained-html",
@@ -79,16 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     last = regress.load_document(args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
     findings = os.path.join(out, "findings.json")
-    if os.path.exists(findings):
-        os.unlink(findings)  # a stale document must not pass for tonight's
+    before = _identity(findings)  # a stale document must not pass for tonight's (nor be deleted)
     cmd = pytest_command(out, args.pytest_args)
     print("$ " + " ".join(cmd), flush=True)
     code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
     if code not in (0, 1):
         print(f"nightly: the claims run broke (pytest exit {code}); nothing compared", file=sys.stderr)
         return BROKEN
-    if not os.path.isfile(findings):
-        print(f"nightly: pytest wrote no {findings} (were any claims collected?)", file=sys.stderr)
+    if _identity(findings) in (None, before):
+        print(f"nightly: pytest wrote no new {findings} (were any claims collected?)", file=sys.stderr)
         return BROKEN
     report.main([findings, "--markdown", os.path.join(out, "phase7_head_patching_report.md"),
                  "--plots-dir", os.path.join(out, "plots")])
