@@ -49,11 +49,11 @@ def tiny_model(request, tiny_gpt2, tiny_llama):
     return {"tiny-gpt2": tiny_gpt2, "tiny-llama-gqa": tiny_llama}[request.param]
 
 
-def run_module(module: str, *args: str, stdin: str | None = None, timeout: int = 600):
-    """Run ``python -m module args`` in a fresh interpreter from the repo root."""
+def run_module(module: str, *args: str, stdin: str | None = None, timeout: int = 600, cwd: str = ROOT):
+    """Run ``python -m module args`` in a fresh interpreter (from the repo root unless ``cwd``)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=timeout)
+                          text=True, cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def _identity(path: str) -> tuple | None:
 
 
 def pytest_command(out: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", "causal_tests", "-m", "claim", "-p", "no:cacheprovider",
+    return [sys.executable, "-m", "pytest", os.path.join(ROOT, "causal_tests"), "-m", "claim", "-p", "no:cacheprovider",
             "--html", os.path.join(out, "evidence.html"), "--self-contained-html",
             "--findings", os.path.join(out, "findings.json"), *extra]
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     before = _identity(findings)  # a stale document must not pass for tonight's (nor be deleted)
     cmd = pytest_command(out, args.pytest_args)
     print("$ " + " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    code = subprocess.run(cmd, check=False).returncode  # in the caller's folder: relative PYTEST ARGS work
     if code not in (0, 1):
         print(f"nightly: the claims run broke (pytest exit {code}); nothing compared", file=sys.stderr)
         return BROKEN

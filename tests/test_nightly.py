@@ -37,9 +37,9 @@ tier = "slow"
 
 def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(CLAIMS)
-    claims = ("--", "--claims", str(tmp_path / "claims.toml"))
+    claims = ("--", "--claims", "claims.toml")  # relative to the caller's folder, not the repo's
     first = tmp_path / "first"
-    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims)
+    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 failed, 1 passed" in proc.stdout  # the slow claim ran too: "not supported" on 4 prompts
     assert f"no earlier findings at {tmp_path / 'none.json'}: nothing to compare" in proc.stdout
@@ -61,7 +61,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     last = tmp_path / "last.json"
     last.write_text(json.dumps(doc))
     second = tmp_path / "second"
-    proc = cli("harness.nightly", "--last", str(last), "--out", str(second), *claims)
+    proc = cli("harness.nightly", "--last", "last.json", "--out", "second", *claims, cwd=str(tmp_path))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 finding(s) lost: gratitude_up" in proc.stdout
     assert f"data_files prompts:neutral: {'f' * 12} -> " in proc.stdout
