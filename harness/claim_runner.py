@@ -144,6 +144,7 @@ class ClaimSession:
     def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
         """Baseline (cond None) or patched generations, cached."""
         from harness.generation import generate
+        from harness.metrics.next_token import keyword_tracks
         from harness.patching import (
             MODES,
             PatchConfig,
@@ -158,16 +159,18 @@ class ClaimSession:
         mode = cond.patch_mode if cond else c.patch_mode
         patch = PatchConfig(heads, mode, c.alignment)
         eager_layers = tuple(sorted(patch.by_layer())) if MODES[mode].target_pattern else ()
+        track = keyword_tracks(handle.tokenizer)  # every run records the model-side keyword metrics
         if cond is None:
             key = ("baseline", c.model, c.target, targets, gen, eager_layers)
-            return self._memo(key, lambda: generate(handle, targets, gen, hooks=baseline_hooks(patch)))
+            return self._memo(key, lambda: generate(handle, targets, gen, hooks=baseline_hooks(patch), track=track))
         sources = self._prompts(cond.source, c.n_prompts, source=True)
         needs = MODES[mode].needs
         layers = tuple(sorted(patch.by_layer()))
         src = self._memo(("source", c.model, cond.source, sources, layers, needs),
                          lambda: capture_source(handle, sources, layers, needs))
         key = ("patched", c.model, c.target, targets, gen, heads, mode, cond.source, c.alignment)
-        return self._memo(key, lambda: generate(handle, targets, gen, hooks=patch_hooks(handle, patch, src)))
+        return self._memo(key, lambda: generate(handle, targets, gen, hooks=patch_hooks(handle, patch, src),
+                                                track=track))
 
     # -- evaluation --------------------------------------------------------------------
     def _heads(self, c: Claim, cond: Condition) -> tuple:
@@ -180,9 +183,10 @@ class ClaimSession:
         from harness.metrics import get_metric
 
         m = get_metric(metric)
-        if metric.endswith("_keywords"):
-            self._record_keywords(metric.removesuffix("_keywords"))
-        return np.array([np.mean([m(g.text) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
+        for suffix in ("_keywords", "_logprob"):
+            if metric.endswith(suffix):
+                self._record_keywords(metric.removesuffix(suffix))
+        return np.array([np.mean([m.score(g) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
     def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
         """Up to K distinct random head sets: same layers, same count per layer, no claimed head.

@@ -19,12 +19,18 @@ sits in which row, or how much left padding it has, uses this). The hooks are ac
 prefill and at every decode step; ``BatchInfo.step`` is 0 during prefill and ``k`` during the
 k-th decode step. What each hook point sees at each step is documented in
 :mod:`harness.hooks`.
+
+Tracked log-probabilities. ``track={name: token ids}`` records, for every generated token,
+``log sum_{t in ids} p(t | prefix)`` from the step's logits before temperature and filtering
+(the model's own distribution, patched when the run is): ``Generation.tracked[name]`` holds
+one value per generated token. Model-side metrics over 30 tokens read it (see
+:mod:`harness.metrics.next_token`); it costs one log-softmax per step and changes no token.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -98,6 +104,7 @@ class Generation:
     token_ids: tuple[int, ...]  # generated tokens, up to and including EOS if it came
     text: str  # generated text, special tokens removed
     stopped_at_eos: bool
+    tracked: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per generated token (see above)
 
 
 @dataclass
@@ -152,7 +159,8 @@ def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
     return list(hooks(info)) if callable(hooks) else list(hooks)
 
 
-def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig, hooks, progress):
+def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig, hooks, progress,
+                    track: Mapping[str, torch.Tensor]):
     model, tok = handle.model, handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
     info = BatchInfo(rows=tuple(rows), prompt_lengths=mask.sum(-1), attention_mask=mask)
@@ -165,13 +173,17 @@ def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig
     cache = DynamicCache(config=model.config)
     extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
     done = torch.zeros(len(rows), dtype=torch.bool)
-    out_tokens = []
+    out_tokens, tracked = [], {name: [] for name in track}
     with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         inputs = ids
         for step in range(cfg.max_new_tokens):
             info.step = step
             logits = model(input_ids=inputs, attention_mask=mask, position_ids=position,
                            cache=cache, use_cache=True, **extra).logits[:, -1, :]
+            if track:
+                logp = logits.float().log_softmax(dim=-1)
+                for name, ids in track.items():
+                    tracked[name].append(torch.logsumexp(logp[:, ids], dim=-1))
             nxt = _next_tokens(logits, cfg, gens)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out_tokens.append(nxt)
@@ -186,7 +198,7 @@ def _generate_chunk(handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig
             inputs = nxt[:, None]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             position = position[:, -1:] + 1
-    return torch.stack(out_tokens, dim=1)
+    return torch.stack(out_tokens, dim=1), {name: torch.stack(v, dim=1) for name, v in tracked.items()}
 
 
 def _eos_ids(handle: ModelHandle) -> list[int]:
@@ -205,9 +217,12 @@ def _trim(tokens: list[int], eos: set[int]) -> tuple[tuple[int, ...], bool]:
 
 def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConfig = GenerationConfig(), *,
              prompt_format: str | None = None, hooks: HookList | Callable[[BatchInfo], HookList] | None = None,
-             progress: Callable[[int], None] | None = None) -> GenerationResult:
+             progress: Callable[[int], None] | None = None,
+             track: Mapping[str, Sequence[int]] | None = None) -> GenerationResult:
     """Generate ``config.n_samples`` continuations per prompt with ``hooks`` active.
 
+    ``track`` (optional) names token-id sets whose log-probability mass is recorded per
+    generated token in ``Generation.tracked`` (see the module docstring).
     ``progress`` (optional) is called with the number of decode steps completed per chunk,
     adding up to ``n_chunks * max_new_tokens``.
     """
@@ -218,21 +233,31 @@ def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConf
     rows = [(p, s) for p in range(len(prompts)) for s in range(config.n_samples)]
     result = GenerationResult(config=config, prompt_format=fmt.format)
     eos = set(_eos_ids(handle))
+    track_ids = {name: _token_ids(handle, name, ids) for name, ids in (track or {}).items()}
     with torch.no_grad():
         for start in range(0, len(rows), config.batch_size):
             chunk = rows[start:start + config.batch_size]
             texts = [fmt.texts[p] for p, _ in chunk]
             enc = fmt.encode(handle.tokenizer, texts)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
-            tokens = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress)
+            tokens, tracked = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress, track_ids)
             for r, (p, s) in enumerate(chunk):
                 prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
                 gen, hit = _trim(tokens[r].tolist(), eos if config.stop_at_eos else set())
                 result.generations.append(Generation(
                     prompt_index=p, sample_index=s, seed=seeds[r], prompt=prompts[p],
                     prompt_token_ids=tuple(prompt_ids), token_ids=gen,
-                    text=handle.tokenizer.decode(gen, skip_special_tokens=True), stopped_at_eos=hit))
+                    text=handle.tokenizer.decode(gen, skip_special_tokens=True), stopped_at_eos=hit,
+                    tracked={name: tuple(v[r, :len(gen)].tolist()) for name, v in tracked.items()}))
     return result
+
+
+def _token_ids(handle: ModelHandle, name: str, ids: Sequence[int]) -> torch.Tensor:
+    out = torch.tensor(sorted(set(int(i) for i in ids)), dtype=torch.long)
+    vocab = handle.model.get_output_embeddings().weight.shape[0]
+    if out.numel() == 0 or int(out.min()) < 0 or int(out.max()) >= vocab:
+        raise UserError(f"track {name!r}: token ids must be a non-empty set in [0, {vocab}), got {list(ids)[:8]}")
+    return out
 
 
 def forward(handle: ModelHandle, prompts: Sequence[str], hooks=None, *, prompt_format: str | None = None,

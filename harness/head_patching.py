@@ -127,6 +127,7 @@ def _generation_config(run):
 def run_patching(handle, patch, gen_cfg, sources, targets, prompt_format, status=lambda m: None) -> dict:
     """Baseline and patched generations, per-prompt scores and the summary table."""
     from harness.generation import generate
+    from harness.metrics.next_token import keyword_tracks
     from harness.patching import MODES, baseline_hooks, capture_source, patch_hooks
 
     status(f"capturing source activations: {len(sources)} prompts, layers {sorted(patch.by_layer())}")
@@ -140,7 +141,7 @@ def run_patching(handle, patch, gen_cfg, sources, targets, prompt_format, status
         tick, close = _progress(chunks * gen_cfg.max_new_tokens, label)
         try:
             results[label] = generate(handle, targets, gen_cfg, prompt_format=prompt_format, hooks=hooks,
-                                      progress=tick)
+                                      progress=tick, track=keyword_tracks(handle.tokenizer))
         finally:
             close()
     return score_runs(results["baseline"], results["patched"], sources, gen_cfg.seed)
@@ -152,7 +153,8 @@ def score_runs(baseline, patched, sources, seed: int) -> dict:
     from harness.prompts import keyword_emotions
     from harness.stats import bootstrap_mean_ci
 
-    metrics = ["sentiment", "politeness", *(f"{e}_keywords" for e in keyword_emotions())]
+    metrics = ["sentiment", "politeness", *(f"{e}_keywords" for e in keyword_emotions()),
+               *(f"{e}_logprob" for e in keyword_emotions())]
     base, pat = baseline.by_prompt(), patched.by_prompt()
     prompts = []
     for i in sorted(base):
@@ -162,7 +164,7 @@ def score_runs(baseline, patched, sources, seed: int) -> dict:
                  "identical": [b.token_ids == p.token_ids for b, p in zip(base[i], pat[i])], "scores": {}}
         for name in metrics:
             m = get_metric(name)
-            b, p = [m(g.text) for g in base[i]], [m(g.text) for g in pat[i]]
+            b, p = [m.score(g) for g in base[i]], [m.score(g) for g in pat[i]]
             bm, pm = sum(b) / len(b), sum(p) / len(p)
             entry["scores"][name] = {"baseline": b, "patched": p, "baseline_mean": bm, "patched_mean": pm,
                                      "delta": pm - bm}

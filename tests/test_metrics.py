@@ -158,6 +158,8 @@ def test_every_metric_declares_range_and_direction_and_stays_in_range():
     texts = [t for t, _ in GRATITUDE + ANGER + APOLOGY] + SENTIMENT_ORDER
     for metric in registry().values():
         assert metric.lower < metric.upper and metric.higher_means.startswith("more")
+        if metric.on == "generation":
+            continue  # model-side: range tested on real generations (tests/test_next_token.py)
         for t in texts:
             v = metric(t)
             assert metric.lower <= v <= metric.upper and not math.isnan(v), (metric.name, t)
@@ -166,7 +168,7 @@ def test_every_metric_declares_range_and_direction_and_stays_in_range():
 def test_registry_has_a_keyword_metric_per_emotion():
     names = set(registry())
     assert {"gratitude_keywords", "anger_keywords", "apology_keywords", "sentiment", "politeness",
-            "nrc_anger", "nrc_joy"} <= names
+            "nrc_anger", "nrc_joy", "gratitude_logprob", "anger_logprob", "apology_logprob"} <= names
 
 
 def test_unknown_metric_suggests():
@@ -184,4 +186,8 @@ def test_cli_scores_and_rejects_unknown_metric(cli):
     assert ok.returncode == 0 and ok.stdout.strip() == "1"
     bad = cli("harness.metrics", "score", "--metric", "gratitud", "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.startswith("error: unknown metric 'gratitud'. Did you mean 'gratitude_keywords'?")
+    assert bad.stderr.startswith("error: unknown metric 'gratitud'. Did you mean 'gratitude_logprob', "
+                                 "'gratitude_keywords'?")
+    model_side = cli("harness.metrics", "score", "--metric", "anger_logprob", "x")
+    assert model_side.returncode == 2 and "Traceback" not in model_side.stderr
+    assert model_side.stderr.startswith("error: metric 'anger_logprob' is model-side: it scores generations")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.metrics.next_token import keyword_logprob, keyword_token_ids
+from harness.errors import UserError
+from harness.generation import GenerationConfig, generate
+from harness.metrics import get_metric
+from harness.metrics.next_token import keyword_logprob, keyword_token_ids, keyword_tracks, track_key
 from harness.prompts import load_keywords
 
 PROMPTS = ["Thank you so much for the", "The train leaves at", "Hello"]
@@ -50,3 +53,51 @@ def test_default_model_puts_more_mass_on_the_fitting_emotion(smollm2):
     apol = keyword_logprob(smollm2, prompts, "apology")
     assert grat[0] > grat[1] + 1.0
     assert apol[2] > apol[1] + 1.0
+
+
+# ------------------------------------------------- the same mass tracked over generated tokens
+
+def _teacher_forced(handle, g, ids):
+    """log-mass on ``ids`` before each generated token, from one unpadded forward pass."""
+    seq = torch.tensor([list(g.prompt_token_ids) + list(g.token_ids)])
+    with torch.no_grad():
+        logp = handle.model(input_ids=seq).logits[0].log_softmax(-1)
+    start = len(g.prompt_token_ids) - 1
+    return torch.logsumexp(logp[start:start + len(g.token_ids)][:, ids], dim=-1)
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_tracked_mass_equals_a_teacher_forced_forward_and_changes_no_token(tiny_model, do_sample):
+    cfg = GenerationConfig(max_new_tokens=6, do_sample=do_sample, n_samples=2 if do_sample else 1, seed=3)
+    track = keyword_tracks(tiny_model.tokenizer)
+    tracked = generate(tiny_model, PROMPTS, cfg, track=track)
+    plain = generate(tiny_model, PROMPTS, cfg)
+    assert [g.token_ids for g in tracked.generations] == [g.token_ids for g in plain.generations]
+    assert all(g.tracked == {} for g in plain.generations)
+    ids = keyword_token_ids(tiny_model.tokenizer, "gratitude")
+    for g in tracked.generations:
+        values = g.tracked[track_key("gratitude")]
+        assert len(values) == len(g.token_ids) and set(g.tracked) == set(track)
+        assert values == pytest.approx(_teacher_forced(tiny_model, g, ids).tolist(), abs=1e-4)
+
+
+def test_logprob_metric_scores_tracked_generations_and_sees_the_patch(tiny_gpt2):
+    track = keyword_tracks(tiny_gpt2.tokenizer)
+    cfg = GenerationConfig(max_new_tokens=5)
+    base = generate(tiny_gpt2, PROMPTS, cfg, track=track)
+    zero = [("blocks.1.attn.hook_z", lambda z, hook: torch.zeros_like(z))]
+    patched = generate(tiny_gpt2, PROMPTS, cfg, track=track, hooks=zero)
+    m = get_metric("gratitude_logprob")
+    assert m.on == "generation" and m.upper == 0.0
+    for b, p in zip(base.generations, patched.generations):
+        values = b.tracked[track_key("gratitude")]
+        assert m.score(b) == pytest.approx(sum(values) / len(values))
+        assert m.score(b) < 0
+    assert any(abs(m.score(b) - m.score(p)) > 1e-3 for b, p in zip(base.generations, patched.generations))
+    with pytest.raises(UserError, match="'gratitude_logprob' is model-side: it scores generations"):
+        m("Thank you so much!")
+    untracked = generate(tiny_gpt2, PROMPTS[:1], cfg).generations[0]
+    with pytest.raises(UserError, match="needs generations tracked for 'keywords:gratitude'; this run tracked nothing"):
+        m.score(untracked)
+    with pytest.raises(UserError, match=r"track 'bad': token ids must be a non-empty set in \[0, 50257\)"):
+        generate(tiny_gpt2, PROMPTS[:1], cfg, track={"bad": [50257]})

@@ -7,10 +7,16 @@ name                   range         meaning (higher = ...)
 ``politeness``         integers      more polite markers (:mod:`.politeness`)
 ``<emotion>_keywords`` counts >= 0   more non-negated emotion keywords (:mod:`.text`)
 ``nrc_<category>``     counts >= 0   more NRC-lexicon words of the category (:mod:`.nrc`)
+``<emotion>_logprob``  (-inf, 0]     model-side: mean over the generated tokens of the log
+                                     probability mass on the emotion's keyword first tokens
 =====================  ============  =============================================
 
 ``<emotion>`` ranges over every ``prompts/<emotion>_keywords.json``, so a new emotion's
-metric needs no Python. The model-side next-token metric lives in :mod:`.next_token`.
+metric needs no Python. Text metrics score a string; ``<emotion>_logprob`` scores a
+generation (``on = "generation"``): it reads the per-token values the generation engine
+tracked with the run's hooks active (:func:`harness.metrics.next_token.keyword_tracks`), so it
+is the 30-token counterpart of the 1-token metric in :mod:`.next_token` and, unlike keyword
+counts, is not zero for the many generations that contain no keyword.
 Unknown names fail with "Did you mean ...? Available: ...".
 """
 
@@ -21,7 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.errors import UnknownNameError, did_you_mean
+from harness.errors import UnknownNameError, UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -33,11 +39,41 @@ class Metric:
     higher_means: str  # what a higher score means, for reports
     description: str
     higher_is_better: bool = True  # direction a "raises X" claim tests by default
+    on: str = "text"  # "text": fn(str); "generation": fn(Generation), a model-side metric
 
-    def __call__(self, text: str) -> float:
-        if not isinstance(text, str):
-            raise TypeError(f"metric {self.name!r} scores str, got {type(text).__name__}")
-        return float(self.fn(text))
+    def __call__(self, item) -> float:
+        if self.on == "generation":
+            if not hasattr(item, "tracked"):
+                raise UserError(f"metric {self.name!r} is model-side: it scores generations made with "
+                                f"tracking (harness.generation.generate(track=...)), not text")
+            return float(self.fn(item))
+        if not isinstance(item, str):
+            raise TypeError(f"metric {self.name!r} scores str, got {type(item).__name__}")
+        return float(self.fn(item))
+
+    def score(self, generation) -> float:
+        """Score one :class:`~harness.generation.Generation` (its text, or its tracked values)."""
+        return self(generation if self.on == "generation" else generation.text)
+
+
+def _mean_tracked(name: str, key: str):
+    def fn(generation) -> float:
+        values = generation.tracked.get(key)
+        if values is None:
+            raise UserError(f"metric {name!r} needs generations tracked for {key!r}; this run tracked "
+                            f"{sorted(generation.tracked) or 'nothing'}")
+        return sum(values) / len(values) if values else float("nan")
+    return fn
+
+
+def _logprob_metric(emotion: str) -> Metric:
+    from harness.metrics.next_token import track_key
+
+    name = f"{emotion}_logprob"
+    return Metric(name, _mean_tracked(name, track_key(emotion)), -math.inf, 0.0,
+                  f"more probability on {emotion} keywords",
+                  f"mean over generated tokens of the log probability mass on the first tokens of the "
+                  f"{emotion} keywords, from the run's own logits (model-side)", on="generation")
 
 
 def _keyword_metric(emotion: str) -> Metric:
@@ -78,6 +114,7 @@ def _registry(folder: str) -> dict[str, Metric]:
                "polite minus impolite markers (Danescu-Niculescu-Mizil et al. 2013 strategies)"),
         *(_keyword_metric(e) for e in keyword_emotions()),
         *(_nrc_metric(c) for c in CATEGORIES),
+        *(_logprob_metric(e) for e in keyword_emotions()),
     ]
     return {m.name: m for m in metrics}
 

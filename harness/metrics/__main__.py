@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.errors import run_cli
+from harness.errors import UserError, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name:22} [{m.lower}, {m.upper}]  higher = {m.higher_means}: {m.description}")
         return 0
     metrics = [get_metric(n) for n in args.metric]
+    model_side = [m.name for m in metrics if m.on != "text"]
+    if model_side:
+        raise UserError(f"metric {model_side[0]!r} is model-side: it scores generations (claims, "
+                        f"harness.head_patching), not text; text metrics: "
+                        f"{', '.join(m.name for m in registry().values() if m.on == 'text')}")
     rows = [{"text": t, **{m.name: m(t) for m in metrics}} for t in args.texts]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))

@@ -42,6 +42,17 @@ def keyword_token_ids(tokenizer, emotion: str) -> list[int]:
     return sorted(ids)
 
 
+def track_key(emotion: str) -> str:
+    return f"keywords:{emotion}"
+
+
+def keyword_tracks(tokenizer) -> dict[str, list[int]]:
+    """``generate(track=...)`` argument recording every keyword emotion's first-token mass."""
+    from harness.prompts import keyword_emotions
+
+    return {track_key(e): keyword_token_ids(tokenizer, e) for e in keyword_emotions()}
+
+
 def keyword_logprob(handle, prompts, emotion: str, *, hooks=None, prompt_format: str | None = None,
                     batch_size: int = 64) -> torch.Tensor:
     """Per prompt: log-probability mass on the emotion's keyword first-tokens at the next position."""
