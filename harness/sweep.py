@@ -227,14 +227,20 @@ def combinations(handle: ModelHandle, targets, sources, sweep_result: Sweep, hea
     return rows
 
 
+CLAIM_METRICS = ("keywords", "logprob")
+
+
 def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: list[dict], combos: list[dict], *,
-               n_heads: int, random_heads: int, source_file: str, weights: str, mode: str = "z") -> list[dict]:
+               n_heads: int, random_heads: int, source_file: str, weights: str, mode: str = "z",
+               claim_metric: str = "keywords") -> list[dict]:
     """Claims for the suite from a sweep: the top ``n_heads`` heads whose CI lies above 0, each
-    raising ``<emotion>_keywords`` in generations (``mode``, ``last``, as swept) beyond random heads;
-    those heads together; and together vs. the best of them alone."""
+    raising ``<emotion>_<claim_metric>`` in generations (``keywords``: counts in the text;
+    ``logprob``: the model-side mean keyword log-mass over the generated tokens) with ``mode``
+    and ``last`` alignment as swept, beyond random heads; those heads together; and together
+    vs. the best of them alone."""
     from harness.metrics import get_metric
 
-    metric = f"{emotion}_keywords"
+    metric = f"{emotion}_{claim_metric}"
     get_metric(metric)
     slug = "".join(c if c.isalnum() else "_" for c in model.lower()).strip("_")
     top = [r for r in ranked if r["ci_low"] > 0][:n_heads]
@@ -368,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the top heads as claim rows for the suite (e.g. causal_tests/sweep_claims.toml)")
     ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
     ap.add_argument("--random-heads", type=int, default=6, help="random-head control size of written claims [6]")
+    ap.add_argument("--claim-metric", choices=CLAIM_METRICS, default="keywords",
+                    help="what written claims measure in 30-token generations: <emotion>_keywords "
+                         "(counts in the text) or <emotion>_logprob (model-side keyword log-mass) [keywords]")
     args = ap.parse_args(argv)
     if args.compare:
         return _compare_main(*args.compare, args.margin, args.top)
@@ -431,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
 
         claims = claim_rows(args.model, args.emotion, args.target, len(targets), rows, combos,
                             n_heads=args.claim_heads, random_heads=args.random_heads, source_file=out,
-                            weights=handle.provenance().get("weights_sha256", ""), mode=args.patch_mode)
+                            weights=handle.provenance().get("weights_sha256", ""), mode=args.patch_mode,
+                            claim_metric=args.claim_metric)
         if not claims:
             print(f"no head's CI lies above 0: no claims written to {args.write_claims}")
             return 0
