@@ -40,6 +40,7 @@ class ClaimResult:
     effect: dict | None = None
     equivalence: dict | None = None
     random_control: dict | None = None
+    sign: dict | None = None  # sign test and median Δ (directional claims; decides when statistic = sign)
     per_prompt: dict = field(default_factory=dict)
     examples: list = field(default_factory=list)
     one_token: dict | None = None  # next-token keyword log-prob Δ for the same patch (1-token view)
@@ -69,6 +70,11 @@ class ClaimResult:
                        f"{100 * eff['frac_in_direction']:.0f}% of prompts moved {c.direction if c.direction != 'equivalent' else 'at all'}"]
         if c.direction == "equivalent":
             lines.append(f"  TOST margin ±{c.margin}: 90% CI [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]")
+        if self.sign:
+            st = self.sign
+            lines.append(f"  sign test{' (decides: statistic = sign)' if c.statistic == 'sign' else ''}: median "
+                         f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
+                         f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}")
         lines.append(f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
                      f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {eff['mde']:.4f}")
         if self.random_control:
@@ -83,6 +89,7 @@ class ClaimResult:
         return {"claim": self.claim.to_dict(), "test_id": self.claim.test_id, "verdict": self.verdict,
                 "p_raw": self.p_raw, "p_adjusted": self.p_adjusted, "correction": self.correction,
                 "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
+                "sign": self.sign,
                 "model": self.model, "per_prompt": self.per_prompt, "examples": self.examples,
                 "one_token": self.one_token,
                 "error": self.error,
@@ -252,7 +259,7 @@ class ClaimSession:
                 "frac_up": float((delta > 0).mean()), "n": int(delta.size)}
 
     def evaluate(self, c: Claim) -> ClaimResult:
-        from harness.stats import paired_effect, random_head_control, sign_flip_p, tost
+        from harness.stats import paired_effect, random_head_control, sign_flip_p, sign_test, tost
 
         res = ClaimResult(claim=c, correction=self.correction)
         start = time.perf_counter()
@@ -280,16 +287,22 @@ class ClaimSession:
                 res.equivalence = eq.to_dict()
                 res.p_raw = eq.p_value
             else:
-                res.p_raw = eff.p_value
                 opposite = "less" if alternative == "greater" else "greater"
-                res.effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000,
-                                                       seed=c.seed + 2)[0]
+                res.sign = sign_test(delta, alternative=alternative).to_dict()
+                if c.statistic == "sign":
+                    res.p_raw = res.sign["p_value"]
+                    res.effect["p_opposite"] = sign_test(delta, alternative=opposite).p_value
+                else:
+                    res.p_raw = eff.p_value
+                    res.effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000,
+                                                           seed=c.seed + 2)[0]
+            center = np.median if c.statistic == "sign" else np.mean  # random heads compared on the same statistic
             if c.random_heads:
                 null = []
                 for rs in self._random_sets(c, heads):
                     cond = Condition(",".join(f"{l}:{h}" for l, h in rs), c.patch_mode, c.source)
-                    null.append(float((self._per_prompt(self._generate(c, rs, cond), c.metric) - base).mean()))
-                res.random_control = random_head_control(float(delta.mean()), null,
+                    null.append(float(center(self._per_prompt(self._generate(c, rs, cond), c.metric) - base)))
+                res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
             res.one_token = self._one_token(c, heads)
             res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
@@ -323,7 +336,8 @@ def _verdict(r: ClaimResult) -> str:
         if eq["ci_low"] >= c.margin or eq["ci_high"] <= -c.margin:
             return "refuted"
         return "not supported"
-    wrong_side = e["ci_high"] < 0 if c.direction == "increase" else e["ci_low"] > 0
+    est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
+    wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
     if e["p_opposite"] < c.alpha and wrong_side:
         return "refuted"
     beats = r.random_control is None or r.random_control["beats_all"]

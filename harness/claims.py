@@ -15,6 +15,10 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``n_prompts``          [70]; ``samples`` [1]; ``max_tokens`` [30]; ``alignment`` [end]
 ``seed``               [0]; ``do_sample`` [true]; ``temperature`` [1.0]; ``top_k`` [50]; ``top_p`` [1.0]
 ``random_heads``       K random heads (same layers, same count) as a control [0 = none]
+``statistic``          what a directional claim tests: ``mean`` (sign-flip permutation test of
+                       the mean Δ, bootstrap CI) or ``sign`` (exact sign test: do more prompts
+                       move the claimed way than the other, median Δ with its CI) [mean]. Both
+                       are always reported; this field, set before the run, decides the verdict
 ``versus``             optional table overriding ``heads``/``patch_mode``/``source``: the claim is
                        then about the per-prompt difference between the two conditions
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
@@ -40,6 +44,7 @@ SWEEP_CLAIMS_FILE = os.path.join(CLAIMS_DIR, "sweep_claims.toml")  # written by 
 DEFAULT_CLAIM_FILES = (CLAIMS_FILE, SWEEP_CLAIMS_FILE)
 DIRECTIONS = ("increase", "decrease", "equivalent")
 TIERS = ("fast", "slow")
+STATISTICS = ("mean", "sign")
 _ID = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -76,6 +81,7 @@ class Claim:
     top_k: int = 50
     top_p: float = 1.0
     random_heads: int = 0
+    statistic: str = "mean"
     versus: Condition | None = None
     tier: str = "slow"
     description: str = ""
@@ -149,6 +155,9 @@ def _validate_values(c: Claim, path: str) -> None:
     check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
     check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
     check(c.random_heads >= 0, "random_heads", c.random_heads, "must be >= 0")
+    check(c.statistic in STATISTICS, "statistic", c.statistic, f"must be one of {', '.join(STATISTICS)}")
+    check(c.statistic == "mean" or c.direction != "equivalent", "statistic", c.statistic,
+          "an 'equivalent' claim is a TOST on the mean; 'sign' is for increase/decrease claims")
     check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
 
 

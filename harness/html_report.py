@@ -1,7 +1,8 @@
 """pytest-html columns and per-claim evidence for the claims suite (active with ``--html``).
 
 Summary columns come through pytest-html's hooks: verdict, effect (mean Δ), 95% CI, p raw /
-adjusted, Cohen's dz, n, random-head percentile. Each claim's row expands to its settings
+adjusted, Cohen's dz, n, random-head percentile, and prompts up / down with the median Δ and
+the sign test's p. Each claim's row expands to its settings
 a forest plot of its effect and CI against the random-head effects, and side-by-side
 baseline vs patched generations. Everything shown is built from the claim
 result attached to the report (``user_properties``), and every value is escaped with
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from html import escape
 
-COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct")
+COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down")
 
 
 def _result(report) -> dict | None:
@@ -21,6 +22,13 @@ def _result(report) -> dict | None:
 
 def _fmt(x, spec=".4f") -> str:
     return "—" if x is None or x != x else format(x, spec)
+
+
+def _updown(sign: dict | None) -> str:
+    """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
+    if not sign:
+        return "—"
+    return f"{sign['n_up']} / {sign['n_down']}, median {_fmt(sign['median'], '+.4f')}, p {_fmt(sign['p_value'], '.3g')}"
 
 
 def pytest_html_results_table_header(cells) -> None:
@@ -39,7 +47,7 @@ def pytest_html_results_table_row(report, cells) -> None:
                   f"[{_fmt(e.get('ci_low'), '+.4f')}, {_fmt(e.get('ci_high'), '+.4f')}]" if e else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—"]
+                  _fmt(rc["percentile"], ".0f") if rc else "—", _updown(r.get("sign"))]
     for i, v in enumerate(values):
         cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
         cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")
@@ -51,7 +59,7 @@ def pytest_html_results_table_html(report, data) -> None:
         return
     c = r["claim"]
     settings = ", ".join(f"{k}={c[k]}" for k in ("model", "heads", "patch_mode", "source", "target", "metric",
-                                                  "direction", "margin", "n_prompts", "samples", "max_tokens",
+                                                  "direction", "statistic", "margin", "n_prompts", "samples", "max_tokens",
                                                   "alignment", "seed") if c.get(k) is not None)
     rows = "".join(f"<tr><td>{escape(x['target'])}</td><td>{escape(x['baseline'])}</td>"
                    f"<td>{escape(x['patched'])}</td></tr>" for x in r.get("examples", []))

@@ -76,8 +76,9 @@ def context_changes(old: dict, new: dict) -> list[str]:
 def settings_diff(old: dict, new: dict) -> str:
     """Claim fields (not the description) and model weights that differ between two results."""
     oc, nc = old.get("claim") or {}, new.get("claim") or {}
-    parts = [f"{k} {oc.get(k)!r}->{nc.get(k)!r}" for k in sorted(set(oc) | set(nc))
-             if k != "description" and oc.get(k) != nc.get(k)]
+    # a field only one run recorded (added to the schema since) is not a change of the claim
+    parts = [f"{k} {oc[k]!r}->{nc[k]!r}" for k in sorted(set(oc) & set(nc))
+             if k != "description" and oc[k] != nc[k]]
     ow, nw = (old.get("model") or {}).get("weights_sha256"), (new.get("model") or {}).get("weights_sha256")
     if ow and nw and ow != nw:
         parts.append(f"weights {_short(ow)}->{_short(nw)}")

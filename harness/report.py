@@ -40,6 +40,13 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _updown(sign: dict | None, statistic: str | None) -> str:
+    if not sign:
+        return "—"
+    decides = " **decides**" if statistic == "sign" else ""
+    return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g}){decides}"
+
+
 def render_markdown(doc: dict, claims: list[dict]) -> str:
     ok = [c for c in claims if not c.get("error")]
     out = ["# Head patching report", "",
@@ -62,13 +69,14 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
                    f"{cell(c['target'])} | {c['n_prompts']} × {c['samples']} | {c['max_tokens']} | {cell(c['alignment'])} "
                    f"| {cell(samp)} | {c['seed']} |")
     out += ["", "## 2. Baseline vs patched (Δ)", "",
-            "| claim | heads | mode | metric | baseline | patched | Δ | 95% CI | p raw / adj | verdict |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| claim | heads | mode | metric | baseline | patched | Δ | 95% CI | p raw / adj | verdict | up / down (sign p) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ok:
         c, e, pp = r["claim"], r["effect"], r["per_prompt"]
         out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
                    f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | "
-                   f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |")
+                   f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
+                   f"{_updown(r.get('sign'), c.get('statistic'))} |")
     out += ["", "## 3. Patch-mode comparison", ""]
     modes = [r for r in ok if r["claim"].get("versus") and r["claim"]["versus"]["patch_mode"] != r["claim"]["patch_mode"]]
     if modes:

@@ -151,6 +151,55 @@ def paired_effect(values, *, alternative: str = "greater", alpha: float = 0.05, 
                   n_permutations=draws, seed=seed, mde=minimum_detectable_effect(sd, int(x.size), alpha, alternative))
 
 
+# ---------------------------------------------------------------- the typical prompt: sign test
+
+@dataclass(frozen=True)
+class SignTest:
+    """How many prompts moved each way, the median difference, and the exact sign test.
+
+    Robust where the mean is not: a few prompts whose generations diverged can carry the mean
+    while most prompts move the other way, or hide a shift that most prompts share. The median
+    CI is distribution-free (order statistics ``x_(k)``, ``x_(n-k+1)`` with ``k`` from the
+    Binomial(n, 1/2) quantile); unchanged prompts (difference exactly 0) do not count in the
+    test, as in the classical sign test.
+    """
+
+    median: float
+    ci_low: float
+    ci_high: float
+    confidence: float  # actual coverage of the order-statistic interval (>= the nominal level)
+    n_up: int
+    n_down: int
+    n_zero: int
+    p_value: float  # exact binomial test of P(up) = 1/2 among the prompts that moved
+    alternative: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sign_test(values, *, alternative: str = "greater", confidence: float = 0.95) -> SignTest:
+    """Exact sign test and the order-statistic CI of the median (see :class:`SignTest`)."""
+    from scipy.stats import binom, binomtest
+
+    x = np.sort(np.asarray(values, dtype=float))
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative {alternative!r} is not one of {ALTERNATIVES}")
+    if x.size < 2:
+        raise ValueError(f"a sign test needs at least 2 prompts, got {x.size}")
+    n = int(x.size)
+    up, down = int((x > 0).sum()), int((x < 0).sum())
+    p = float(binomtest(up, up + down, 0.5, alternative=alternative).pvalue) if up + down else 1.0
+    k = int(binom.ppf((1 - confidence) / 2, n, 0.5))  # P(B < k) <= (1 - confidence) / 2
+    if k >= 1:
+        low, high = float(x[k - 1]), float(x[n - k])
+        coverage = float(1 - 2 * binom.cdf(k - 1, n, 0.5))
+    else:  # too few prompts for this confidence: the interval is unbounded
+        low, high, coverage = -math.inf, math.inf, 1.0
+    return SignTest(median=float(np.median(x)), ci_low=low, ci_high=high, confidence=coverage, n_up=up,
+                    n_down=down, n_zero=n - up - down, p_value=p, alternative=alternative)
+
+
 # ---------------------------------------------------------------- equivalence
 
 @dataclass(frozen=True)
@@ -195,7 +244,7 @@ class RandomHeadControl:
     """Where the claimed effect falls among the same patch on random heads."""
 
     claimed: float
-    null: tuple[float, ...]  # mean effect of each random head (set)
+    null: tuple[float, ...]  # effect of each random head (set): mean Δ, or median Δ for sign claims
     percentile: float  # share of random heads with an effect strictly below the claimed one (×100)
     empirical_p: float  # (1 + #random at least as extreme in the claimed direction) / (1 + K)
     beats_all: bool

@@ -52,6 +52,9 @@ def test_test_ids_are_k_friendly(tmp_path):
     ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
     ({"samples": "2"}, "field 'samples' = '2': must be of type int"),
     ({"tier": "nightly"}, "field 'tier' = 'nightly': must be one of fast, slow"),
+    ({"statistic": "median"}, "field 'statistic' = 'median': must be one of mean, sign"),
+    ({"statistic": "sign", "direction": "equivalent", "margin": 0.1},
+     "field 'statistic' = 'sign': an 'equivalent' claim is a TOST on the mean"),
     ({"id": "Bad-Id"}, "field 'id' = 'Bad-Id': must be lowercase letters"),
     ({"sampels": 2}, "claim 'c1': unknown field 'sampels'. Did you mean 'samples'"),
     ({"versus": {"layer": 1}}, "field 'versus' = {'layer': 1}: must be a table"),
@@ -157,3 +160,28 @@ def test_rerun_commands_do_not_depend_on_the_working_directory(tmp_path, monkeyp
         cmd = ClaimResult(claim=dataclasses.replace(claim, file=file)).rerun_command()
         assert cmd.startswith(f"pytest causal_tests --claims {shown} -k '{claim.test_id}' --seed {claim.seed}")
     assert ClaimResult(claim=claim).rerun_command().startswith(f"pytest causal_tests -k '{claim.test_id}'")
+
+
+def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_gpt2):
+    """Same data, two pre-declared statistics: the mean claim's p is the sign-flip test's,
+    the sign claim's is the exact sign test's, and its random heads are compared on medians."""
+    import numpy as np
+
+    from harness.claim_runner import ClaimSession
+    from harness.claims import Claim
+
+    base = dict(model="tiny-gpt2", heads="1:10", patch_mode="z", source="gratitude", metric="gratitude_logprob",
+                direction="increase", n_prompts=8, max_tokens=4, random_heads=2)
+    claims = [Claim(id="by_mean", **base), Claim(id="by_sign", statistic="sign", **base)]
+    session = ClaimSession(claims, n_resamples=2000)
+    session._models["tiny-gpt2"] = tiny_gpt2
+    res = session.results()
+    by_mean, by_sign = res["by_mean"], res["by_sign"]
+    delta = np.array(by_sign.per_prompt["delta"])
+    assert delta.tolist() == by_mean.per_prompt["delta"] and np.count_nonzero(delta) == 8  # continuous metric
+    assert by_sign.p_raw == by_sign.sign["p_value"] and by_mean.p_raw == by_mean.effect["p_value"]
+    assert by_sign.sign == by_mean.sign and by_sign.sign["n_up"] + by_sign.sign["n_down"] == 8
+    assert by_sign.random_control["claimed"] == float(np.median(delta))
+    assert by_mean.random_control["claimed"] == float(np.mean(delta))
+    assert "sign test (decides: statistic = sign): median" in by_sign.message()
+    assert "sign test: median" in by_mean.message()

@@ -19,6 +19,7 @@ from harness.stats import (
     paired_effect,
     random_head_control,
     sign_flip_p,
+    sign_test,
     tost,
 )
 
@@ -89,6 +90,52 @@ def test_bh_keeps_the_false_discovery_rate_at_alpha():
     se = np.std(fdp) / math.sqrt(N_DATASETS)
     assert np.mean(fdp) <= 0.05 + 3 * se
     assert np.mean(power) > 0.8  # and it still finds the real effects
+
+
+def test_sign_test_false_positive_rate_is_its_exact_size():
+    """Heavy-tailed null (t, 3 df), n = 30: the exact sign test rejects at its exact size
+    P(Binomial(30, 1/2) >= 20) = 0.0494, never above alpha."""
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(2)
+    size = float(binom.sf(19, 30, 0.5))
+    hits = sum(sign_test(rng.standard_t(df=3, size=30)).p_value < 0.05 for _ in range(N_DATASETS))
+    low, high = _band(size)
+    assert size <= 0.05 and low <= hits / N_DATASETS <= high
+
+
+def test_median_ci_covers_the_true_median_on_skewed_data():
+    rng = np.random.default_rng(3)
+    covered = 0
+    for _ in range(N_DATASETS):
+        st = sign_test(rng.exponential(1.0, 40) - math.log(2))  # true median 0, mean 0.31
+        covered += st.ci_low <= 0 <= st.ci_high
+    assert _band(0.95)[0] <= covered / N_DATASETS
+
+
+def test_sign_test_finds_a_shared_shift_that_outlier_prompts_hide_from_the_mean():
+    """Like a patched generation: most prompts move a little, some diverge wildly either way."""
+    rng = np.random.default_rng(1)
+    sign_hits = mean_hits = 0
+    for k in range(200):
+        x = rng.normal(0.09, 0.3, 70)
+        wild = rng.random(70) < 0.15
+        x[wild] = rng.normal(0.0, 2.5, wild.sum())
+        sign_hits += sign_test(x).p_value < 0.05
+        mean_hits += sign_flip_p(x, alternative="greater", n_permutations=1000, seed=k)[0] < 0.05
+    assert sign_hits / 200 > mean_hits / 200 + 0.15
+
+
+def test_sign_test_record():
+    st = sign_test([1.0, -1.0, 0.0, 2.0, 3.0])
+    assert (st.n_up, st.n_down, st.n_zero, st.median) == (3, 1, 1, 1.0)
+    assert st.p_value == pytest.approx(5 / 16)  # P(B(4, 1/2) >= 3)
+    assert (st.ci_low, st.ci_high, st.confidence) == (-math.inf, math.inf, 1.0)  # 5 prompts: no 95% interval
+    big = sign_test(np.arange(1.0, 71.0))
+    assert (big.ci_low, big.ci_high) == (27.0, 44.0) and big.confidence >= 0.95  # x_(27), x_(44) of 70
+    assert sign_test([0.0, 0.0, 0.0]).p_value == 1.0
+    with pytest.raises(ValueError, match="at least 2 prompts"):
+        sign_test([1.0])
 
 
 def test_bootstrap_ci_covers_the_true_mean_95_percent_of_the_time():
