@@ -52,14 +52,16 @@ def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, las
         key = "errored" if c.get("error") else c["verdict"]
         counts[key] = counts.get(key, 0) + 1
     out = ["# Nightly findings", "", f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-           "", "| claim | verdict | effect | 95% CI | p adj |", "|---|---|---|---|---|"]
+           "", "| claim | verdict | effect | 95% CI | p adj | up / down |", "|---|---|---|---|---|---|"]
     for c in claims:
         e = c.get("effect") or {}
         ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
         mean = f"{e['mean']:+.4f}" if e.get("mean") is not None else "—"
         p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
         verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
-        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} |")
+        st = c.get("sign")
+        updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
+        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} |")
     out += ["", "## Against the last night", ""]
     if rows is None:
         out.append(f"no earlier findings at {cell(last)}: nothing to compare" if last else "no earlier findings given")
