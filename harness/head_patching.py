@@ -151,7 +151,7 @@ def score_runs(baseline, patched, sources, seed: int) -> dict:
     """Per-prompt texts and scores, and the summary table with bootstrap CIs over prompts."""
     from harness.metrics import get_metric
     from harness.prompts import keyword_emotions
-    from harness.stats import bootstrap_mean_ci
+    from harness.stats import bootstrap_mean_ci, sign_test
 
     metrics = ["sentiment", "politeness", *(f"{e}_keywords" for e in keyword_emotions()),
                *(f"{e}_logprob" for e in keyword_emotions())]
@@ -179,7 +179,9 @@ def score_runs(baseline, patched, sources, seed: int) -> dict:
                "delta": _mean(deltas), "ci_low": ci.ci_low if ci else float("nan"),
                "ci_high": ci.ci_high if ci else float("nan"), "ci_method": ci.method if ci else "n<2",
                "n_prompts": len(deltas),
-               "prompts_changed": sum(d != 0 for d in deltas)}
+               "prompts_changed": sum(d != 0 for d in deltas),
+               "prompts_up": sum(d > 0 for d in deltas), "prompts_down": sum(d < 0 for d in deltas),
+               "sign_p": sign_test(deltas, alternative="two-sided").p_value if len(deltas) >= 2 else float("nan")}
         if name.endswith("_keywords"):
             row["baseline_total"] = sum(sum(e["scores"][name]["baseline"]) for e in prompts)
             row["patched_total"] = sum(sum(e["scores"][name]["patched"]) for e in prompts)
@@ -217,10 +219,12 @@ def format_summary(doc: dict) -> str:
     lines = [f"{s['model']} heads {s['head_spec']} {s['patch_mode']}: {s['emotion']} -> {s['run']['target']}, "
              f"n={s['n_prompts']} prompts × {s['generation']['n_samples']} samples; "
              f"{same['prompts']}/{same['of']} prompts generated identical text",
-             f"{'metric':22} {'baseline':>9} {'patched':>9} {'delta':>9}  95% CI (bootstrap over prompts)"]
+             f"{'metric':22} {'baseline':>9} {'patched':>9} {'delta':>9}  {'95% CI (bootstrap over prompts)':<28} "
+             f"up/down  sign p"]
     for r in doc["summary"]:
+        ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['ci_method']}"
         lines.append(f"{r['metric']:22} {r['baseline_mean']:9.4f} {r['patched_mean']:9.4f} {r['delta']:+9.4f}  "
-                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['ci_method']}")
+                     f"{ci:<28} {r.get('prompts_up', 0):>3}/{r.get('prompts_down', 0):<3} {r.get('sign_p', float('nan')):.3g}")
     return "\n".join(lines)
 
 

@@ -59,6 +59,7 @@ def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_
                        "anger_logprob", "apology_logprob", "gratitude_logprob"]
     grat = next(r for r in doc["summary"] if r["metric"] == "gratitude_logprob")
     assert grat["baseline_mean"] < 0 and grat["prompts_changed"] == 12  # continuous: every prompt moves
+    assert grat["prompts_up"] + grat["prompts_down"] == 12 and 0 < grat["sign_p"] <= 1
     for r in doc["summary"]:
         assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["n_prompts"] == 12
     assert (tmp_path / "plots" / f"{os.path.basename(gpt2_dir)}_gratitude_1_10_pattern_v.png").stat().st_size > 1000
