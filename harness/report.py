@@ -116,13 +116,26 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     out += ["", "## 7. Discussion (facts from this run)", ""]
     for verdict in ("supported", "not supported", "refuted"):
         rows = [r for r in ok if r["verdict"] == verdict]
-        out.append(f"- **{verdict}** ({len(rows)}): " + ("; ".join(
-            f"{cell(r['claim']['id'])} (Δ {r['effect']['mean']:+.4f} {_ci(r['effect'])}, p adj {r['p_adjusted']:.3g}, "
-            f"MDE {r['effect']['mde']:.4f})" for r in rows) or "none"))
+        out.append(f"- **{verdict}** ({len(rows)}): " + ("; ".join(_fact(r) for r in rows) or "none"))
+    split = [r for r in ok if r.get("sign") and r["effect"].get("p_value") is not None
+             and (r["sign"]["p_value"] < r["claim"]["alpha"]) != (r["effect"]["p_value"] < r["claim"]["alpha"])]
+    out.append(f"- **mean and typical prompt disagree** ({len(split)}, raw p at the claim's alpha): " + ("; ".join(
+        f"{cell(r['claim']['id'])}: mean test p {r['effect']['p_value']:.3g}, sign test p {r['sign']['p_value']:.3g} "
+        f"({r['sign']['n_up']} up / {r['sign']['n_down']} down, median {r['sign']['median']:+.4f}; "
+        f"decided by {r['claim'].get('statistic', 'mean')})" for r in split) or "none"))
     errors = [r for r in claims if r.get("error")]
     out.append(f"- **errors** ({len(errors)}): " + ("; ".join(f"{cell(r['claim']['id'])}: {cell(r['error'])}"
                                                             for r in errors) or "none"))
     return "\n".join(out) + "\n"
+
+
+def _fact(r: dict) -> str:
+    c, e, st = r["claim"], r["effect"], r.get("sign")
+    if c.get("statistic") == "sign" and st:
+        return (f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
+                f"{_ci(st)}, p adj {r['p_adjusted']:.3g}; mean Δ {e['mean']:+.4f} {_ci(e)})")
+    return (f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, "
+            f"MDE {e['mde']:.4f})")
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:

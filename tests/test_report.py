@@ -81,3 +81,19 @@ def test_cli_writes_markdown_and_plots(findings, tmp_path):
     assert pngs == ["forest_grat_up.png", "forest_modes_equal.png", "heatmap_tiny-gpt2_gratitude_keywords.png",
                     "heatmap_tiny-gpt2_sentiment.png"]
     assert (tmp_path / "p" / "forest_grat_up.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_discussion_names_claims_where_mean_and_typical_prompt_disagree(findings):
+    import copy
+
+    _, doc = findings
+    doc = copy.deepcopy(doc)
+    grat = next(c for c in doc["claims"] if c["claim"]["id"] == "grat_up")
+    assert grat["sign"]["n_up"] + grat["sign"]["n_down"] + grat["sign"]["n_zero"] == 6
+    assert "- **mean and typical prompt disagree** (0, raw p at the claim's alpha): none" in render_markdown(doc, doc["claims"])
+    grat["effect"]["p_value"], grat["claim"]["statistic"] = 0.4, "sign"
+    grat["sign"].update(p_value=0.001, n_up=6, n_down=0, median=0.5, ci_low=0.1, ci_high=0.9)
+    md = render_markdown(doc, doc["claims"])
+    assert ("- **mean and typical prompt disagree** (1, raw p at the claim's alpha): grat_up: mean test p 0.4, "
+            "sign test p 0.001 (6 up / 0 down, median +0.5000; decided by sign)") in md
+    assert f"grat_up (sign test: 6 up / 0 down, median +0.5000 [+0.1000, +0.9000], p adj {grat['p_adjusted']:.3g}" in md
