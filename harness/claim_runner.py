@@ -18,7 +18,6 @@ option) and assigns verdicts:
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -259,7 +258,13 @@ class ClaimSession:
                 "frac_up": float((delta > 0).mean()), "n": int(delta.size)}
 
     def evaluate(self, c: Claim) -> ClaimResult:
-        from harness.stats import paired_effect, random_head_control, sign_flip_p, sign_test, tost
+        from harness.stats import (
+            paired_effect,
+            random_head_control,
+            sign_flip_p,
+            sign_test,
+            tost,
+        )
 
         res = ClaimResult(claim=c, correction=self.correction)
         start = time.perf_counter()

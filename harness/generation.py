@@ -253,7 +253,7 @@ def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConf
 
 
 def _token_ids(handle: ModelHandle, name: str, ids: Sequence[int]) -> torch.Tensor:
-    out = torch.tensor(sorted(set(int(i) for i in ids)), dtype=torch.long)
+    out = torch.tensor(sorted({int(i) for i in ids}), dtype=torch.long)
     vocab = handle.model.get_output_embeddings().weight.shape[0]
     if out.numel() == 0 or int(out.min()) < 0 or int(out.max()) >= vocab:
         raise UserError(f"track {name!r}: token ids must be a non-empty set in [0, {vocab}), got {list(ids)[:8]}")

@@ -216,11 +216,11 @@ def _settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, sourc
 def format_summary(doc: dict) -> str:
     s = doc["settings"]
     same = doc["generations_identical"]
-    lines = [f"{s['model']} heads {s['head_spec']} {s['patch_mode']}: {s['emotion']} -> {s['run']['target']}, "
-             f"n={s['n_prompts']} prompts × {s['generation']['n_samples']} samples; "
-             f"{same['prompts']}/{same['of']} prompts generated identical text",
-             f"{'metric':22} {'baseline':>9} {'patched':>9} {'delta':>9}  {'95% CI (bootstrap over prompts)':<28} "
-             f"up/down  sign p"]
+    lines = [(f"{s['model']} heads {s['head_spec']} {s['patch_mode']}: {s['emotion']} -> {s['run']['target']}, "
+              f"n={s['n_prompts']} prompts × {s['generation']['n_samples']} samples; "
+              f"{same['prompts']}/{same['of']} prompts generated identical text"),
+             (f"{'metric':22} {'baseline':>9} {'patched':>9} {'delta':>9}  {'95% CI (bootstrap over prompts)':<28} "
+              f"up/down  sign p")]
     for r in doc["summary"]:
         ci = f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] {r['ci_method']}"
         lines.append(f"{r['metric']:22} {r['baseline_mean']:9.4f} {r['patched_mean']:9.4f} {r['delta']:+9.4f}  "

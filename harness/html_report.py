@@ -1,6 +1,7 @@
 """pytest-html columns and per-claim evidence for the claims suite (active with ``--html``).
 
-Summary columns come through pytest-html's hooks: verdict, effect (mean Δ), 95% CI, p raw /
+Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; median Δ, marked,
+for claims decided by the sign test), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile, and prompts up / down with the median Δ and
 the sign test's p. Each claim's row expands to its settings
 a forest plot of its effect and CI against the random-head effects, and side-by-side
@@ -41,10 +42,12 @@ def pytest_html_results_table_row(report, cells) -> None:
     if r is None:
         values = [""] * len(COLUMNS)
     else:
-        e = r.get("effect") or {}
+        from harness.report import decisive_effect
+
+        e, d = r.get("effect") or {}, decisive_effect(r)
         rc = r.get("random_control")
-        values = [r["verdict"], _fmt(e.get("mean"), "+.4f"),
-                  f"[{_fmt(e.get('ci_low'), '+.4f')}, {_fmt(e.get('ci_high'), '+.4f')}]" if e else "—",
+        values = [r["verdict"], _fmt(d.get("estimate"), "+.4f") + (" (median)" if d.get("label") == "median" else ""),
+                  f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
                   _fmt(rc["percentile"], ".0f") if rc else "—", _updown(r.get("sign"))]

@@ -44,7 +44,7 @@ def pytest_command(out: str, extra: list[str]) -> list[str]:
 
 
 def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, last: str | None) -> str:
-    from harness.report import cell
+    from harness.report import cell, decisive_effect
 
     claims = doc.get("claims", [])
     counts: dict[str, int] = {}
@@ -54,9 +54,10 @@ def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, las
     out = ["# Nightly findings", "", f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
            "", "| claim | verdict | effect | 95% CI | p adj | up / down |", "|---|---|---|---|---|---|"]
     for c in claims:
-        e = c.get("effect") or {}
+        e = decisive_effect(c)
         ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
-        mean = f"{e['mean']:+.4f}" if e.get("mean") is not None else "—"
+        mean = f"{e['estimate']:+.4f}" if e.get("estimate") is not None else "—"
+        mean += " (median)" if e.get("label") == "median" else ""
         p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
         verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
         st = c.get("sign")

@@ -40,6 +40,17 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def decisive_effect(r: dict) -> dict:
+    """The estimate and 95% CI of the statistic that decides the claim: the mean Δ, or for
+    ``statistic = "sign"`` claims the median Δ (``label`` says which; ``{}`` when none)."""
+    c, e, st = r.get("claim") or {}, r.get("effect") or {}, r.get("sign")
+    if c.get("statistic") == "sign" and st:
+        return {"label": "median", "estimate": st["median"], "ci_low": st["ci_low"], "ci_high": st["ci_high"]}
+    if not e:
+        return {}
+    return {"label": "mean", "estimate": e.get("mean"), "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high")}
+
+
 def _updown(sign: dict | None, statistic: str | None) -> str:
     if not sign:
         return "—"

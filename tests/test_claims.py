@@ -170,8 +170,8 @@ def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_g
     from harness.claim_runner import ClaimSession
     from harness.claims import Claim
 
-    base = dict(model="tiny-gpt2", heads="1:10", patch_mode="z", source="gratitude", metric="gratitude_logprob",
-                direction="increase", n_prompts=8, max_tokens=4, random_heads=2)
+    base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+            "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 8, "max_tokens": 4, "random_heads": 2}
     claims = [Claim(id="by_mean", **base), Claim(id="by_sign", statistic="sign", **base)]
     session = ClaimSession(claims, n_resamples=2000)
     session._models["tiny-gpt2"] = tiny_gpt2

@@ -8,7 +8,12 @@ import torch
 from harness.errors import UserError
 from harness.generation import GenerationConfig, generate
 from harness.metrics import get_metric
-from harness.metrics.next_token import keyword_logprob, keyword_token_ids, keyword_tracks, track_key
+from harness.metrics.next_token import (
+    keyword_logprob,
+    keyword_token_ids,
+    keyword_tracks,
+    track_key,
+)
 from harness.prompts import load_keywords
 
 PROMPTS = ["Thank you so much for the", "The train leaves at", "Hello"]

@@ -101,3 +101,10 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     assert "| b | errored: ValueError: boom | — | — | — | — |" in text
     assert "no earlier findings at last/findings.json: nothing to compare" in text
     assert context_changes(doc, doc) == []
+
+
+def test_a_sign_claim_shows_its_median_in_the_summary():
+    doc = {"claims": [{"claim": {"id": "s", "statistic": "sign"}, "verdict": "supported", "error": None,
+                       "p_adjusted": 0.001, "effect": {"mean": 0.08, "ci_low": -0.07, "ci_high": 0.24},
+                       "sign": {"median": 0.1, "ci_low": 0.08, "ci_high": 0.12, "n_up": 60, "n_down": 10}}]}
+    assert "| s | supported | +0.1000 (median) | [+0.0800, +0.1200] | 0.001 | 60 / 10 |" in summary_markdown(doc, [], None, None)
