@@ -165,10 +165,11 @@ class ClaimSession:
         mode = cond.patch_mode if cond else c.patch_mode
         patch = PatchConfig(heads, mode, c.alignment)
         eager_layers = tuple(sorted(patch.by_layer())) if MODES[mode].target_pattern else ()
-        track = keyword_tracks(handle.tokenizer)  # every run records the model-side keyword metrics
+        # every run records the model-side keyword metrics (computed only when a run is generated)
         if cond is None:
             key = ("baseline", c.model, c.target, targets, gen, eager_layers)
-            return self._memo(key, lambda: generate(handle, targets, gen, hooks=baseline_hooks(patch), track=track))
+            return self._memo(key, lambda: generate(handle, targets, gen, hooks=baseline_hooks(patch),
+                                                    track=keyword_tracks(handle.tokenizer)))
         sources = self._prompts(cond.source, c.n_prompts, source=True)
         needs = MODES[mode].needs
         layers = tuple(sorted(patch.by_layer()))
@@ -176,7 +177,7 @@ class ClaimSession:
                          lambda: capture_source(handle, sources, layers, needs))
         key = ("patched", c.model, c.target, targets, gen, heads, mode, cond.source, c.alignment)
         return self._memo(key, lambda: generate(handle, targets, gen, hooks=patch_hooks(handle, patch, src),
-                                                track=track))
+                                                track=keyword_tracks(handle.tokenizer)))
 
     # -- evaluation --------------------------------------------------------------------
     def _heads(self, c: Claim, cond: Condition) -> tuple:
@@ -186,12 +187,11 @@ class ClaimSession:
         return parse_head_spec(cond.heads).resolve(s.n_layers, s.n_heads, c.model)
 
     def _per_prompt(self, result, metric) -> np.ndarray:
-        from harness.metrics import get_metric
+        from harness.metrics import get_metric, keyword_emotion
 
         m = get_metric(metric)
-        for suffix in ("_keywords", "_logprob"):
-            if metric.endswith(suffix):
-                self._record_keywords(metric.removesuffix(suffix))
+        if keyword_emotion(metric):
+            self._record_keywords(keyword_emotion(metric))
         return np.array([np.mean([m.score(g) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
     def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
@@ -223,9 +223,10 @@ class ClaimSession:
     def _one_token(self, c: Claim, heads: tuple) -> dict | None:
         """The same patch measured at the next token only: Δ log-prob mass on keyword tokens.
 
-        Uses the keywords of the claim's metric emotion (``<e>_keywords``) or else of its
-        source emotion; None when neither has a keyword list.
+        Uses the keywords of the claim's metric emotion (``<e>_keywords``, ``<e>_logprob``) or
+        else of its source emotion; None when neither has a keyword list.
         """
+        from harness.metrics import keyword_emotion
         from harness.metrics.next_token import keyword_logprob
         from harness.patching import (
             MODES,
@@ -237,8 +238,7 @@ class ClaimSession:
         from harness.prompts import keyword_emotions
         from harness.stats import bootstrap_mean_ci
 
-        emotion = c.metric.removesuffix("_keywords")
-        emotion = emotion if emotion in keyword_emotions() else c.source
+        emotion = keyword_emotion(c.metric) or c.source
         if emotion not in keyword_emotions():
             return None
         self._record_keywords(emotion)

@@ -10,7 +10,7 @@ owns the decode loop (:mod:`harness.generation`) on the untouched HF model and i
 :class:`~transformer_lens.HookedRootModule.HookedRootModule` (the class TL keeps as "the
 supported way to add TransformerLens-style hooks to arbitrary nn.Modules"). Users write
 ``with handle.hooked.hooks(fwd_hooks=[("blocks.1.attn.hook_z", fn)]): ...`` exactly as
-with a HookedTransformer, and ``fn(tensor, hook)`` may return a replacement tensor.
+with TransformerLens' own models, and ``fn(tensor, hook)`` may return a replacement tensor.
 
 Hook points, per layer ``l`` (axis order as in TransformerLens):
 

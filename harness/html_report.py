@@ -25,13 +25,6 @@ def _fmt(x, spec=".4f") -> str:
     return "—" if x is None or x != x else format(x, spec)
 
 
-def _updown(sign: dict | None) -> str:
-    """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
-    if not sign:
-        return "—"
-    return f"{sign['n_up']} / {sign['n_down']}, median {_fmt(sign['median'], '+.4f')}, p {_fmt(sign['p_value'], '.3g')}"
-
-
 def pytest_html_results_table_header(cells) -> None:
     for i, name in enumerate(COLUMNS):
         cells.insert(2 + i, f"<th>{escape(name)}</th>")
@@ -42,7 +35,7 @@ def pytest_html_results_table_row(report, cells) -> None:
     if r is None:
         values = [""] * len(COLUMNS)
     else:
-        from harness.report import decisive_effect
+        from harness.report import decisive_effect, updown
 
         e, d = r.get("effect") or {}, decisive_effect(r)
         rc = r.get("random_control")
@@ -50,7 +43,7 @@ def pytest_html_results_table_row(report, cells) -> None:
                   f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—", _updown(r.get("sign"))]
+                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign"))]
     for i, v in enumerate(values):
         cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
         cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")

@@ -51,11 +51,11 @@ def decisive_effect(r: dict) -> dict:
     return {"label": "mean", "estimate": e.get("mean"), "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high")}
 
 
-def _updown(sign: dict | None, statistic: str | None) -> str:
+def updown(sign: dict | None) -> str:
+    """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
     if not sign:
         return "—"
-    decides = " **decides**" if statistic == "sign" else ""
-    return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g}){decides}"
+    return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g})"
 
 
 def render_markdown(doc: dict, claims: list[dict]) -> str:
@@ -87,7 +87,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
                    f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | "
                    f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
-                   f"{_updown(r.get('sign'), c.get('statistic'))} |")
+                   f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} |")
     out += ["", "## 3. Patch-mode comparison", ""]
     modes = [r for r in ok if r["claim"].get("versus") and r["claim"]["versus"]["patch_mode"] != r["claim"]["patch_mode"]]
     if modes:

@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, read_json, write_result
+
     ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", required=True)

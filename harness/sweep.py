@@ -136,7 +136,7 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, m
     keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     cache = DynamicCache(config=model.config)
     blocks = handle.hooked.decoder_layers()
-    expanded = set()  # cache layers that hold n·(H+1) rows
+    previous = shape.n_layers  # cache layers >= previous hold n·(H+1) rows (none before the first step)
     with torch.no_grad():
         if ids.shape[1] > 1:  # else every prompt is one token: nothing to cache before the step
             model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=position[:, :-1], cache=cache)
@@ -148,8 +148,8 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, m
             # below `layer` every variant is the unpatched run: those layers see n rows, and the
             # rows become n·(H+1) variants on entering `layer` (their cached prefixes are equal)
             for j in range(shape.n_layers):
-                _resize_cache_layer(cache.layers[j], n, variants, j >= layer, j in expanded)
-            expanded = set(range(layer, shape.n_layers))
+                _resize_cache_layer(cache.layers[j], n, variants, j >= layer, j >= previous)
+            previous = layer
 
             def patch(z, hook, last=last):
                 z = z.clone()

@@ -191,3 +191,10 @@ def test_cli_scores_and_rejects_unknown_metric(cli):
     model_side = cli("harness.metrics", "score", "--metric", "anger_logprob", "x")
     assert model_side.returncode == 2 and "Traceback" not in model_side.stderr
     assert model_side.stderr.startswith("error: metric 'anger_logprob' is model-side: it scores generations")
+
+
+def test_keyword_emotion_names_the_keyword_list_a_metric_uses():
+    from harness.metrics import keyword_emotion
+
+    assert [keyword_emotion(m) for m in ("anger_keywords", "apology_logprob", "sentiment", "nrc_anger",
+                                         "joy_keywords")] == ["anger", "apology", None, None, None]

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import json
 
+from harness.claims import claims_toml
 from harness.nightly import summary_markdown
 from harness.regress import context_changes
 
-CLAIMS = """
-[[claim]]
-id = "identity"
-model = "tiny-gpt2"
-heads = "1:10"
-patch_mode = "z"
-source = "neutral"
-metric = "sentiment"
-direction = "equivalent"
-margin = 0.01
-n_prompts = 4
-max_tokens = 4
-tier = "fast"
-
-[[claim]]
-id = "gratitude_up"
-model = "tiny-gpt2"
-heads = "1:10"
-patch_mode = "z"
-source = "gratitude"
-metric = "gratitude_keywords"
-direction = "increase"
-n_prompts = 4
-max_tokens = 4
-tier = "slow"
-"""
+TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
+CLAIMS = claims_toml([
+    {**TINY, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent", "margin": 0.01,
+     "tier": "fast"},
+    {**TINY, "id": "gratitude_up", "source": "gratitude", "metric": "gratitude_keywords", "direction": "increase",
+     "tier": "slow"},
+])
 
 
 def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):

@@ -119,6 +119,19 @@ def _registry(folder: str) -> dict[str, Metric]:
     return {m.name: m for m in metrics}
 
 
+KEYWORD_METRIC_SUFFIXES = ("_keywords", "_logprob")
+
+
+def keyword_emotion(metric: str) -> str | None:
+    """The emotion whose keyword list ``metric`` uses (``<e>_keywords``, ``<e>_logprob``), else None."""
+    from harness.prompts import keyword_emotions
+
+    for suffix in KEYWORD_METRIC_SUFFIXES:
+        if metric.endswith(suffix) and metric.removesuffix(suffix) in keyword_emotions():
+            return metric.removesuffix(suffix)
+    return None
+
+
 def get_metric(name: str) -> Metric:
     metrics = registry()
     if name not in metrics:
