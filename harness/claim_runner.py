@@ -220,6 +220,24 @@ class ClaimSession:
                 sets.append(chosen)
         return sets
 
+    def _random_delta(self, c: Claim, rs: tuple, base: np.ndarray, other: np.ndarray | None) -> np.ndarray:
+        """Per-prompt Δ of the claim's contrast with the random head set ``rs`` in the claimed heads' place.
+
+        Without ``versus``: patched(rs) − baseline. With ``versus``, the same contrast as the claim:
+        when both conditions patch the claimed heads (e.g. gratitude vs anger source, v_only vs
+        pattern_v) ``rs`` replaces them on both sides, so the null asks "do random heads show
+        this difference too?"; when ``versus`` names other heads, ``rs`` replaces the claimed
+        side only and is compared with the same ``versus`` run.
+        """
+        spec = ",".join(f"{l}:{h}" for l, h in rs)
+        patched = self._per_prompt(self._generate(c, rs, Condition(spec, c.patch_mode, c.source)), c.metric)
+        if c.versus is None:
+            return patched - base
+        if self._heads(c, c.versus) != self._heads(c, c.condition):
+            return patched - other
+        v_cond = Condition(spec, c.versus.patch_mode, c.versus.source)
+        return patched - self._per_prompt(self._generate(c, rs, v_cond), c.metric)
+
     def _one_token(self, c: Claim, heads: tuple) -> dict | None:
         """The same patch measured at the next token only: Δ log-prob mass on keyword tokens.
 
@@ -277,6 +295,7 @@ class ClaimSession:
             patched = self._per_prompt(patched_run, c.metric)
             delta = patched - base
             res.per_prompt = {"baseline": base.tolist(), "patched": patched.tolist()}
+            other = None
             if c.versus:
                 v_heads = self._heads(c, c.versus)
                 other = self._per_prompt(self._generate(c, v_heads, c.versus), c.metric)
@@ -303,10 +322,7 @@ class ClaimSession:
                                                            seed=c.seed + 2)[0]
             center = np.median if c.statistic == "sign" else np.mean  # random heads compared on the same statistic
             if c.random_heads:
-                null = []
-                for rs in self._random_sets(c, heads):
-                    cond = Condition(",".join(f"{l}:{h}" for l, h in rs), c.patch_mode, c.source)
-                    null.append(float(center(self._per_prompt(self._generate(c, rs, cond), c.metric) - base)))
+                null = [float(center(self._random_delta(c, rs, base, other))) for rs in self._random_sets(c, heads)]
                 res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
             res.one_token = self._one_token(c, heads)

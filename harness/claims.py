@@ -14,7 +14,8 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``alpha``              [0.05]
 ``n_prompts``          [70]; ``samples`` [1]; ``max_tokens`` [30]; ``alignment`` [end]
 ``seed``               [0]; ``do_sample`` [true]; ``temperature`` [1.0]; ``top_k`` [50]; ``top_p`` [1.0]
-``random_heads``       K random heads (same layers, same count) as a control [0 = none]
+``random_heads``       K random heads (same layers, same count) as a control [0 = none]; in a
+                       ``versus`` claim they go through the same contrast (see ClaimSession)
 ``statistic``          what a directional claim tests: ``mean`` (sign-flip permutation test of
                        the mean Δ, bootstrap CI) or ``sign`` (exact sign test: do more prompts
                        move the claimed way than the other, median Δ with its CI) [mean]. Both

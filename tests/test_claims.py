@@ -185,3 +185,46 @@ def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_g
     assert by_mean.random_control["claimed"] == float(np.mean(delta))
     assert "sign test (decides: statistic = sign): median" in by_sign.message()
     assert "sign test: median" in by_mean.message()
+
+
+def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_gpt2):
+    """A versus claim's null is the claim's contrast with random heads, not random heads vs baseline.
+
+    ``z`` vs ``pattern_v`` on the same heads is 0 by construction (up to float rounding), so its null
+    must be 0 too;
+    a source contrast (gratitude vs anger) swaps the random set into both sides; a contrast with
+    other heads swaps it into the claimed side only.
+    """
+    import numpy as np
+
+    from harness.claim_runner import ClaimSession
+    from harness.claims import Claim, Condition
+
+    base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+            "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 6, "max_tokens": 3, "random_heads": 2}
+    claims = [Claim(id="modes", versus=Condition("1:10", "pattern_v", "gratitude"), **base),
+              Claim(id="sources", versus=Condition("1:10", "z", "anger"), **base),
+              Claim(id="heads", versus=Condition("0:3", "z", "gratitude"), **base)]
+    session = ClaimSession(claims, n_resamples=500)
+    session._models["tiny-gpt2"] = tiny_gpt2
+    res = session.results()
+    assert res["modes"].error is None and res["modes"].per_prompt["delta"] == pytest.approx([0.0] * 6, abs=1e-5)
+    assert res["modes"].random_control["null"] == pytest.approx([0.0, 0.0], abs=1e-5)
+
+    def run(c, spec, source):
+        heads = session._heads(c, Condition(spec, "z", source))
+        return session._per_prompt(session._generate(c, heads, Condition(spec, "z", source)), c.metric)
+
+    for cid in ("sources", "heads"):
+        c, r = claims[[x.id for x in claims].index(cid)], res[cid]
+        assert r.error is None
+        sets = session._random_sets(c, ((1, 10),))
+        expected = []
+        for rs in sets:
+            spec = ",".join(f"{l}:{h}" for l, h in rs)
+            other = run(c, spec, "anger") if cid == "sources" else np.array(r.per_prompt["versus"])
+            expected.append(float(np.mean(run(c, spec, "gratitude") - other)))
+        assert r.random_control["null"] == pytest.approx(expected, abs=1e-12)
+        baseline_null = [float(np.mean(run(c, ",".join(f"{l}:{h}" for l, h in rs), "gratitude")
+                                       - np.array(r.per_prompt["baseline"]))) for rs in sets]
+        assert r.random_control["null"] != pytest.approx(baseline_null, abs=1e-9)
