@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from harness.claims import load_claim_files, with_overrides
-from harness.plugin import claim_session, model_filter, record
+from harness.errors import UserError
+from harness.plugin import claim_overrides, claim_session, model_filter, record
 
 
 def _available(model: str, paths: dict) -> str | None:
@@ -28,21 +29,30 @@ def _available(model: str, paths: dict) -> str | None:
 def pytest_generate_tests(metafunc):
     if "claim" not in metafunc.fixturenames:
         return
-    config = metafunc.config
+    try:  # bad claims files or options: one message naming the file, claim, field and value
+        params, problem = _params(metafunc.config), None
+    except (UserError, pytest.UsageError) as exc:
+        problem = str(exc)
+    if problem:  # outside the except block, so no chained traceback is shown
+        pytest.fail(problem, pytrace=False)
+    metafunc.parametrize("claim", params)
+
+
+def _params(config) -> list:
     claims = load_claim_files(config.getoption("--claims") or None)
     names, paths = model_filter(config)
-    overrides = {k: config.getoption(f"--{k.replace('_', '-')}") for k in ("n_prompts", "samples", "seed")}
+    overrides, origin = claim_overrides(config)
     params = []
     for c in claims:
         if names and c.model not in names:
             continue
-        c = with_overrides(c, **overrides)
+        c = with_overrides(c, origin, **overrides)
         marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
         reason = _available(c.model, paths)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))
         params.append(pytest.param(c, marks=marks, id=c.test_id))
-    metafunc.parametrize("claim", params)
+    return params
 
 
 @pytest.fixture(scope="session")

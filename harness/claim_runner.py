@@ -46,6 +46,7 @@ class ClaimResult:
     model: dict | None = None  # provenance of the model the claim ran on (weights hash, source)
     error: str | None = None
     seconds: float = 0.0
+    options: str = ""  # run options a rerun needs (--model NAME=PATH, --profile NAME)
 
     def rerun_command(self) -> str:
         c = self.claim
@@ -54,7 +55,7 @@ class ClaimResult:
 
         claims = "" if not c.file or c.file in DEFAULT_CLAIM_FILES else f" --claims {repo_path(c.file)}"
         return (f"pytest causal_tests{claims} -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} "
-                f"--samples {c.samples}")
+                f"--samples {c.samples}" + (f" {self.options}" if self.options else ""))
 
     def message(self) -> str:
         c = self.claim
@@ -99,8 +100,9 @@ class ClaimSession:
     """Caches and evaluation for the claims of one run."""
 
     def __init__(self, claims: list[Claim], *, model_paths: dict[str, str] | None = None,
-                 correction: str = "holm", n_resamples: int = 10_000) -> None:
+                 correction: str = "holm", n_resamples: int = 10_000, rerun_options: str = "") -> None:
         self.claims = list(claims)
+        self.rerun_options = rerun_options  # e.g. "--model gpt2=/dir --profile greedy", for rerun commands
         self.model_paths = model_paths or {}
         self.correction = correction
         self.n_resamples = n_resamples
@@ -284,7 +286,7 @@ class ClaimSession:
             tost,
         )
 
-        res = ClaimResult(claim=c, correction=self.correction)
+        res = ClaimResult(claim=c, correction=self.correction, options=self.rerun_options)
         start = time.perf_counter()
         try:
             res.model = self.model(c.model).provenance()

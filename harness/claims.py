@@ -151,9 +151,17 @@ def _validate_values(c: Claim, path: str) -> None:
           "an 'equivalent' claim needs a margin > 0 in metric units")
     check(0 < c.alpha < 0.5, "alpha", c.alpha, "must be in (0, 0.5)")
     check(2 <= c.n_prompts <= n_target, "n_prompts", c.n_prompts, f"must be in [2, {n_target}]")
+    for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
+        n_source = len(load_prompt_set(cond.source).prompts)  # the pair i is (source i, target i)
+        check(c.n_prompts <= n_source, "n_prompts", c.n_prompts,
+              f"{prefix}source {cond.source!r} has only {n_source} prompts")
     check(c.samples >= 1 and (c.do_sample or c.samples == 1), "samples", c.samples,
           "must be >= 1, and 1 with greedy decoding")
     check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
+    check(c.seed >= 0, "seed", c.seed, "must be >= 0")
+    check(c.temperature > 0, "temperature", c.temperature, "must be > 0")
+    check(0 < c.top_p <= 1, "top_p", c.top_p, "must be in (0, 1]")
+    check(c.top_k >= 0, "top_k", c.top_k, "must be >= 0 (0 = no top-k filter)")
     check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
     check(c.random_heads >= 0, "random_heads", c.random_heads, "must be >= 0")
     check(c.statistic in STATISTICS, "statistic", c.statistic, f"must be one of {', '.join(STATISTICS)}")
@@ -191,9 +199,15 @@ def load_claims(path: str = CLAIMS_FILE) -> list[Claim]:
     return claims
 
 
-def with_overrides(claim: Claim, **overrides) -> Claim:
-    """The claim with run-time overrides (``--n-prompts``, ``--samples``, ``--seed``) applied."""
-    return replace(claim, **{k: v for k, v in overrides.items() if v is not None})
+def with_overrides(claim: Claim, origin: str = "", **overrides) -> Claim:
+    """The claim with run-time overrides (``--profile``, ``--n-prompts``, ``--samples``, ``--seed``)
+    applied and validated again; ``origin`` (e.g. ``"--n-prompts 500"``) is named in any error."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return claim
+    new = replace(claim, **given)
+    _validate_values(new, f"{claim.file or 'claim'} with {origin or ', '.join(f'{k}={v!r}' for k, v in given.items())}")
+    return new
 
 
 def load_claim_files(paths=None) -> list[Claim]:

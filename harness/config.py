@@ -66,13 +66,34 @@ def _check(profile: str, key: str, value) -> None:
         raise UserError(f"profile {profile!r}: {key} = {value!r} must be of type {_TYPES[key]}")
 
 
-def resolve_run_config(profile: str, overrides: dict, path: str = PROFILES_FILE) -> RunConfig:
-    """Defaults, then the profile's values, then the non-None ``overrides`` (CLI flags)."""
+def profile_values(profile: str, path: str = PROFILES_FILE) -> dict:
+    """The settings a profile sets (type-checked), without its description."""
     profiles = load_profiles(path)
     if profile not in profiles:
         raise UnknownNameError(did_you_mean("profile", profile, profiles))
     values = {k: v for k, v in profiles[profile].items() if k != "description"}
     for key, value in values.items():
         _check(profile, key, value)
+    return values
+
+
+def resolve_run_config(profile: str, overrides: dict, path: str = PROFILES_FILE) -> RunConfig:
+    """Defaults, then the profile's values, then the non-None ``overrides`` (CLI flags)."""
+    values = profile_values(profile, path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(profile=profile, **values)
+
+
+def profile_claim_settings(profile: str, path: str = PROFILES_FILE) -> dict:
+    """What ``pytest causal_tests --profile NAME`` sets on every claim: the profile's generation
+    settings (sampling, samples, n_prompts, max_tokens, alignment, seed, target). ``batch_size``
+    does not change results and is dropped; a profile that changes the prompt format or patches
+    generated positions describes runs that claims cannot express, and is refused."""
+    values = profile_values(profile, path)
+    values.pop("batch_size", None)
+    default = RunConfig()
+    for key in ("prompt_format", "patch_generated"):
+        if key in values and values.pop(key) != getattr(default, key):
+            raise UserError(f"profile {profile!r} sets {key}, which claims cannot take (claims use the model's own "
+                            f"prompt format and patch prompt positions only); use a profile without it")
+    return values

@@ -7,7 +7,9 @@ controller, not xdist workers) to ``--findings`` (default ``reports/findings.jso
 
 Options: ``--model NAME`` (only claims for that model) or ``--model NAME=PATH`` (run NAME's
 claims on the weights at PATH, e.g. a local GPT-2 directory), ``--claims FILE``,
-``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value),
+``--profile NAME`` (a profile of ``harness/profiles.toml`` sets every claim's generation
+settings), ``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value, and the
+profile's),
 ``--correction holm|bh``, ``--device cpu`` (the only device this version supports),
 ``--findings PATH``.
 """
@@ -33,6 +35,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--claims", action="append", default=[], metavar="FILE",
                     help="claims TOML file (repeatable; default causal_tests/claims.toml and, when "
                          "present, causal_tests/sweep_claims.toml)")
+    group.addoption("--profile", default=None, metavar="NAME",
+                    help="apply a settings profile of harness/profiles.toml (sampling, samples, n_prompts, "
+                         "max_tokens, alignment, seed, target) to every claim")
     group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")
     group.addoption("--samples", type=int, default=None, help="override every claim's samples")
     group.addoption("--seed", type=int, default=None, help="override every claim's seed")
@@ -65,6 +70,33 @@ def model_filter(config) -> tuple[set[str], dict[str, str]]:
     return names, paths
 
 
+def claim_overrides(config) -> tuple[dict, str]:
+    """Settings every claim takes from ``--profile`` then ``--n-prompts/--samples/--seed`` (flags
+    win), and the options that set them, for error messages."""
+    from harness.config import profile_claim_settings
+
+    values, origin = {}, []
+    profile = config.getoption("--profile")
+    if profile is not None:
+        values.update(profile_claim_settings(profile))
+        origin.append(f"--profile {profile}")
+    for key in ("n_prompts", "samples", "seed"):
+        option = "--" + key.replace("_", "-")
+        if config.getoption(option) is not None:
+            values[key] = config.getoption(option)
+            origin.append(f"{option} {values[key]}")
+    return values, " ".join(origin)
+
+
+def rerun_options(config) -> str:
+    """The run's options a rerun of one claim needs besides the claim's own values."""
+    _, paths = model_filter(config)
+    opts = [f"--model {name}={path}" for name, path in sorted(paths.items())]
+    if config.getoption("--profile") is not None:
+        opts.append(f"--profile {config.getoption('--profile')}")
+    return " ".join(opts)
+
+
 def claim_session(config, claims):
     """The run's one ClaimSession over the collected claims (created on first use)."""
     from harness.claim_runner import ClaimSession
@@ -72,7 +104,8 @@ def claim_session(config, claims):
     if SESSION_KEY not in config.stash:
         _, paths = model_filter(config)
         config.stash[SESSION_KEY] = ClaimSession(claims, model_paths=paths,
-                                                 correction=config.getoption("--correction"))
+                                                 correction=config.getoption("--correction"),
+                                                 rerun_options=rerun_options(config))
     return config.stash[SESSION_KEY]
 
 
@@ -91,7 +124,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
     doc = {"schema": FINDINGS_SCHEMA, "schema_version": FINDINGS_VERSION,
            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "correction": config.getoption("--correction"), **environment(),
+           "correction": config.getoption("--correction"), "profile": config.getoption("--profile"),
+           **environment(),
            "claims": list(results.values())}
     sess = config.stash.get(SESSION_KEY, None)
     if sess is not None:

@@ -60,6 +60,9 @@ def context_changes(old: dict, new: dict) -> list[str]:
     og, ng = old.get("git") or {}, new.get("git") or {}
     if og.get("commit") != ng.get("commit"):
         out.append(f"git commit {_short(og.get('commit'))} -> {_short(ng.get('commit'))}")
+    for key in ("correction", "profile"):  # run options that change p-values or every claim's settings
+        if key in old and key in new and old[key] != new[key]:
+            out.append(f"{key} {old[key]} -> {new[key]}")
     for section, field in (("packages", None), ("models", "weights_sha256"), ("data_files", "sha256")):
         o, n = old.get(section) or {}, new.get(section) or {}
         for key in sorted(set(o) | set(n)):

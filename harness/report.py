@@ -62,7 +62,8 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     ok = [c for c in claims if not c.get("error")]
     out = ["# Head patching report", "",
            f"Rendered from findings of {doc.get('created', '?')}, git {str(doc.get('git', {}).get('commit'))[:12]}"
-           f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}.", ""]
+           f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}"
+           f"{'; profile: ' + cell(doc['profile']) if doc.get('profile') else ''}.", ""]
     out += ["## 1. Settings", "", "| model | source | weights sha256 | format |", "|---|---|---|---|"]
     for name, m in (doc.get("models") or {}).items():
         out.append(f"| {cell(name)} | {cell(m.get('source'))} | {cell(str(m.get('weights_sha256'))[:16])}… | "

@@ -228,3 +228,64 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
         baseline_null = [float(np.mean(run(c, ",".join(f"{l}:{h}" for l, h in rs), "gratitude")
                                        - np.array(r.per_prompt["baseline"]))) for rs in sets]
         assert r.random_control["null"] != pytest.approx(baseline_null, abs=1e-9)
+
+
+def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pytester):
+    """--profile sets generation settings on every claim, flags win over it, the findings and the
+    rerun command record both; an override that makes a claim invalid stops collection with one
+    message naming the option, the claim, the field and the value (exit 2, no traceback)."""
+    rows = [{**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
+             "margin": 0.01, "n_prompts": 8, "max_tokens": 6, "tier": "fast"}]
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml(rows))
+    findings = pytester.path / "findings.json"
+    test_file = os.path.join(ROOT, "causal_tests", "test_claims.py")
+    common = ("--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_subprocess(test_file, "--profile", "greedy", "--n-prompts", "5", *common)
+    result.assert_outcomes(passed=1)
+    doc = json.loads(findings.read_text())
+    (res,) = doc["claims"]
+    assert doc["profile"] == "greedy"
+    assert (res["claim"]["do_sample"], res["claim"]["n_prompts"], res["claim"]["max_tokens"]) == (False, 5, 30)
+    assert len(res["per_prompt"]["delta"]) == 5 and res["rerun"].endswith("--n-prompts 5 --samples 1 --profile greedy")
+
+    bad = [(("--n-prompts", "1000"), "with --n-prompts 1000: claim 'identity': field 'n_prompts' = 1000: must be in"),
+           (("--profile", "greedy", "--samples", "3"), "with --profile greedy --samples 3: claim 'identity': field"),
+           (("--profile", "gredy"), "unknown profile 'gredy'. Did you mean 'greedy'?")]
+    for args, message in bad:
+        result = pytester.runpytest_subprocess(test_file, *args, *common)
+        out = result.stdout.str()
+        assert result.ret == 2 and message in out, out
+        assert "Traceback" not in out and "During handling" not in out and "harness/" not in out
+
+
+def test_a_profile_for_claims_keeps_generation_settings_and_refuses_what_claims_cannot_take(tmp_path):
+    from harness.config import profile_claim_settings
+
+    path = tmp_path / "profiles.toml"
+    path.write_text('[fast]\ndescription = "x"\ndo_sample = false\nmax_tokens = 8\nbatch_size = 16\n'
+                    '[chatless]\nprompt_format = "plain"\n[own]\nprompt_format = "model"\npatch_generated = false\n'
+                    '[typo]\nmax_token = 8\n')
+    assert profile_claim_settings("fast", str(path)) == {"do_sample": False, "max_tokens": 8}
+    assert profile_claim_settings("own", str(path)) == {}
+    with pytest.raises(UserError, match="profile 'chatless' sets prompt_format, which claims cannot take"):
+        profile_claim_settings("chatless", str(path))
+    with pytest.raises(UserError, match="profile 'typo': unknown key 'max_token'. Did you mean 'max_tokens'"):
+        profile_claim_settings("typo", str(path))
+
+
+def test_n_prompts_may_not_exceed_a_source_set(tmp_path, monkeypatch):
+    """Source i is patched into target i, so a source set shorter than n_prompts is an error, not a silent cut."""
+    import shutil
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
+    doc = json.loads((prompts / "anger_prompts.json").read_text())
+    doc["prompts"] = doc["prompts"][:10]
+    (prompts / "anger_prompts.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
+    assert _load(tmp_path, [{**BASE, "n_prompts": 20, "versus": {"source": "gratitude"}}])[0].n_prompts == 20
+    with pytest.raises(UserError, match="claim 'c1': field 'n_prompts' = 20: source 'anger' has only 10 prompts"):
+        _load(tmp_path, [{**BASE, "n_prompts": 20, "source": "anger"}])
+    with pytest.raises(UserError, match="field 'n_prompts' = 11: versus.source 'anger' has only 10 prompts"):
+        _load(tmp_path, [{**BASE, "n_prompts": 11, "versus": {"source": "anger"}}])

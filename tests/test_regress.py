@@ -77,12 +77,14 @@ def test_bad_documents_are_named(tmp_path, content, message):
 def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     old = copy.deepcopy(DOC)
     old.update(git={"commit": "a" * 40, "dirty": False}, packages={"torch": "2.13.0", "scipy": "1.17.1"},
+               correction="holm", profile=None,
                models={"m": {"weights_sha256": "1" * 64}},
                data_files={"prompts:neutral": {"path": "p/n.json", "sha256": "2" * 64},
                            "keywords:anger": {"path": "p/a.json", "sha256": "3" * 64}})
     new = copy.deepcopy(old)
     new["git"]["commit"] = "b" * 40
     new["packages"]["scipy"] = "1.18.0"
+    new.update(correction="bh", profile="greedy")
     new["models"]["m"]["weights_sha256"] = "4" * 64
     new["data_files"]["prompts:neutral"]["sha256"] = "5" * 64
     del new["data_files"]["keywords:anger"]  # unused tonight: not a change of input
@@ -90,6 +92,7 @@ def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.split("\n\n")[0].splitlines()
     assert head == ["changed between the runs:", f"  git commit {'a' * 12} -> {'b' * 12}",
+                    "  correction holm -> bh", "  profile None -> greedy",
                     "  packages scipy: 1.17.1 -> 1.18.0", f"  models m: {'1' * 12} -> {'4' * 12}",
                     f"  data_files prompts:neutral: {'2' * 12} -> {'5' * 12}"]
     assert "no changes: every verdict and effect is as before" in proc.stdout

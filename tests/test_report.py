@@ -49,6 +49,9 @@ def test_markdown_has_the_seed_sections_and_the_numbers(findings):
     assert "| modes_equal | 1:10 | v_only vs pattern_v | sentiment |" in md
     one_token = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "(gratitude)" in line)
     assert f"{grat['one_token']['mean']:+.4f}" in one_token
+    assert f"correction: {doc['correction']}." in md and "profile:" not in md
+    assert "; correction: holm; profile: greedy." in render_markdown({**doc, "correction": "holm", "profile": "greedy"},
+                                                                    doc["claims"])
 
 
 def test_data_files_the_claims_read_are_recorded_with_their_hashes(findings):
