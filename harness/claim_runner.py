@@ -196,8 +196,9 @@ class ClaimSession:
             self._record_keywords(keyword_emotion(metric))
         return np.array([np.mean([m.score(g) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
-    def _random_sets(self, c: Claim, heads: tuple) -> list[tuple]:
-        """Up to K distinct random head sets: same layers, same count per layer, no claimed head.
+    def _random_sets(self, c: Claim, heads: tuple, avoid: tuple = ()) -> list[tuple]:
+        """Up to K distinct random head sets: same layers, same count per layer, no claimed head
+        and none of ``avoid`` (the heads of a ``versus`` condition).
 
         Fewer than K when the layers hold fewer distinct sets (e.g. 8 other heads for K = 10);
         the control then reports the K it really used.
@@ -207,8 +208,10 @@ class ClaimSession:
         per_layer: dict[int, list[int]] = {}
         for layer, h in heads:
             per_layer.setdefault(layer, []).append(h)
+        pool = {layer: [x for x in range(n_heads) if x not in hs and (layer, x) not in avoid]
+                for layer, hs in per_layer.items()}
         for layer, hs in per_layer.items():
-            if n_heads - len(hs) < len(hs):
+            if len(pool[layer]) < len(hs):
                 raise ValueError(f"random-head control impossible for heads {c.heads}: layer {layer} has "
                                  f"no {len(hs)} other heads")
         sets: list[tuple] = []
@@ -216,8 +219,7 @@ class ClaimSession:
             if len(sets) == c.random_heads:
                 break
             chosen = tuple(sorted((layer, int(h)) for layer, hs in per_layer.items()
-                                  for h in rng.choice([x for x in range(n_heads) if x not in hs], size=len(hs),
-                                                      replace=False)))
+                                  for h in rng.choice(pool[layer], size=len(hs), replace=False)))
             if chosen not in sets:
                 sets.append(chosen)
         return sets
@@ -324,7 +326,9 @@ class ClaimSession:
                                                            seed=c.seed + 2)[0]
             center = np.median if c.statistic == "sign" else np.mean  # random heads compared on the same statistic
             if c.random_heads:
-                null = [float(center(self._random_delta(c, rs, base, other))) for rs in self._random_sets(c, heads)]
+                avoid = self._heads(c, c.versus) if c.versus else ()
+                null = [float(center(self._random_delta(c, rs, base, other)))
+                        for rs in self._random_sets(c, heads, avoid)]
                 res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
             res.one_token = self._one_token(c, heads)

@@ -145,6 +145,8 @@ def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
     assert all(len(s) == 2 and s[0][0] == 0 and s[1][0] == 1 and (0, 3) not in s and (1, 10) not in s for s in sets)
     single = Claim(**{**claim.__dict__, "heads": "1:10", "random_heads": 15})
     assert len(session._random_sets(single, ((1, 10),))) == 11  # only 11 other heads in layer 1
+    versus_1_3 = session._random_sets(single, ((1, 10),), avoid=((1, 3),))  # 1:10 vs 1:3: neither is random
+    assert len(versus_1_3) == 10 and all((1, 3) not in s for s in versus_1_3)
 
 
 def test_rerun_commands_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
@@ -218,7 +220,7 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
     for cid in ("sources", "heads"):
         c, r = claims[[x.id for x in claims].index(cid)], res[cid]
         assert r.error is None
-        sets = session._random_sets(c, ((1, 10),))
+        sets = session._random_sets(c, ((1, 10),), session._heads(c, c.versus))
         expected = []
         for rs in sets:
             spec = ",".join(f"{l}:{h}" for l, h in rs)
