@@ -1,4 +1,4 @@
-# Two entry points (see README): `make demo` and `make test`. Both build .venv first.
+# Two entry points (see README): `make evidence` (the main job) and `make test`. Both build .venv first.
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup demo test test-all bench nightly
+.PHONY: setup evidence demo test test-all bench nightly
 setup: $(STAMP)
+
+# the main job: every claim about the embedded default model -> reports/ (see harness/evidence.py)
+evidence: $(STAMP)
+	$(VENV)/bin/python -m harness.evidence --model smollm2-135m --out reports
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m harness.demo --model smollm2-135m

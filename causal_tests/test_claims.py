@@ -42,6 +42,13 @@ def _params(config) -> list:
     claims = load_claim_files(config.getoption("--claims") or None)
     names, paths = model_filter(config)
     overrides, origin = claim_overrides(config)
+    unknown = sorted(names - {c.model for c in claims})
+    if unknown:
+        from harness.results import repo_path
+
+        files = ", ".join(sorted({repo_path(c.file) for c in claims}))
+        raise UserError(f"--model {unknown[0]!r}: no claim in {files} is about it; models with claims: "
+                        + ", ".join(sorted({c.model for c in claims})))
     params = []
     for c in claims:
         if names and c.model not in names:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,8 +101,10 @@ class ClaimSession:
     """Caches and evaluation for the claims of one run."""
 
     def __init__(self, claims: list[Claim], *, model_paths: dict[str, str] | None = None,
-                 correction: str = "holm", n_resamples: int = 10_000, rerun_options: str = "") -> None:
+                 correction: str = "holm", n_resamples: int = 10_000, rerun_options: str = "",
+                 progress: Callable[[str], None] | None = None) -> None:
         self.claims = list(claims)
+        self.progress = progress  # called with one line per evaluated claim (all are evaluated at once)
         self.rerun_options = rerun_options  # e.g. "--model gpt2=/dir --profile greedy", for rerun commands
         self.model_paths = model_paths or {}
         self.correction = correction
@@ -345,13 +348,25 @@ class ClaimSession:
         from harness.stats import adjust_pvalues
 
         if self._results is None:
-            evaluated = [self.evaluate(c) for c in self.claims]
+            evaluated = []
+            for k, c in enumerate(self.claims, 1):
+                r = self.evaluate(c)
+                evaluated.append(r)
+                if self.progress:
+                    self.progress(f"claim {k}/{len(self.claims)} {c.id}: {_progress_line(r)} ({r.seconds:.0f} s)")
             ok = [r for r in evaluated if r.error is None]
             for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], self.correction)):
                 r.p_adjusted = p
                 r.verdict = _verdict(r)
             self._results = {r.claim.id: r for r in evaluated}
         return self._results
+
+
+def _progress_line(r: ClaimResult) -> str:
+    """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
+    if r.error:
+        return f"error: {r.error.splitlines()[0]}"
+    return f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
 
 
 def _verdict(r: ClaimResult) -> str:

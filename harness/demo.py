@@ -1,4 +1,4 @@
-"""Main job until the claims suite exists: baseline vs patched generations, side by side.
+"""A quick look at a patch firing (``make demo``): baseline vs patched generations, side by side.
 
 ``python -m harness.demo --model smollm2-135m`` generates greedy continuations for a few
 built-in neutral prompts twice, once plain and once with the listed heads' outputs

@@ -2,11 +2,11 @@
 
     python -m harness.nightly [--last LAST.json] [--out reports] [-- PYTEST ARGS...]
 
-1. Runs every claim, slow ones included: ``pytest causal_tests -m claim --html OUT/evidence.html
-   --self-contained-html --findings OUT/findings.json`` plus PYTEST ARGS. Claims that do not
-   hold are findings, not a broken night: pytest's exit 0 or 1 go on; any other exit (usage
-   error, internal error, no claim collected) or no findings document written stops with exit 3.
-2. Renders the seed-style markdown report and plots from the findings (``harness.report``).
+1-2. As ``harness.evidence`` (the main job), for every model's claims: ``pytest causal_tests -m
+   claim --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus
+   PYTEST ARGS, then the markdown report and plots. Claims that do not hold are findings, not
+   a broken night; a usage or internal error, no claim collected or no new findings document
+   stops with exit 3.
 3. Compares with LAST when that file exists (``harness.regress``); a missing LAST is the
    first night and says so.
 4. Writes OUT/nightly.md (verdicts, what changed, the regression table); when
@@ -19,50 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 
 from harness.errors import run_cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BROKEN = 3
-
-
-def _identity(path: str) -> tuple | None:
-    """(inode, mtime) of a file, or None: findings are replaced atomically, so a new run changes it."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def pytest_command(out: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "pytest", os.path.join(ROOT, "causal_tests"), "-m", "claim", "-p", "no:cacheprovider",
-            "--html", os.path.join(out, "evidence.html"), "--self-contained-html",
-            "--findings", os.path.join(out, "findings.json"), *extra]
+from harness.evidence import BROKEN
 
 
 def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, last: str | None) -> str:
-    from harness.report import cell, decisive_effect
+    from harness.evidence import verdict_table
+    from harness.report import cell
 
-    claims = doc.get("claims", [])
-    counts: dict[str, int] = {}
-    for c in claims:
-        key = "errored" if c.get("error") else c["verdict"]
-        counts[key] = counts.get(key, 0) + 1
-    out = ["# Nightly findings", "", f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-           "", "| claim | verdict | effect | 95% CI | p adj | up / down |", "|---|---|---|---|---|---|"]
-    for c in claims:
-        e = decisive_effect(c)
-        ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
-        mean = f"{e['estimate']:+.4f}" if e.get("estimate") is not None else "—"
-        mean += " (median)" if e.get("label") == "median" else ""
-        p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
-        verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
-        st = c.get("sign")
-        updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
-        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} |")
+    out = ["# Nightly findings", "", *verdict_table(doc)]
     out += ["", "## Against the last night", ""]
     if rows is None:
         out.append(f"no earlier findings at {cell(last)}: nothing to compare" if last else "no earlier findings given")
@@ -84,26 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")
     args = ap.parse_args(argv)
-    from harness import regress, report
+    from harness import regress
+    from harness.evidence import run_claims
     from harness.results import atomic_write_text
 
     # read last night's document first: a bad one should not cost a whole claims run
     last = regress.load_document(args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
-    findings = os.path.join(out, "findings.json")
-    before = _identity(findings)  # a stale document must not pass for tonight's (nor be deleted)
-    cmd = pytest_command(out, args.pytest_args)
-    print("$ " + " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, check=False).returncode  # in the caller's folder: relative PYTEST ARGS work
-    if code not in (0, 1):
-        print(f"nightly: the claims run broke (pytest exit {code}); nothing compared", file=sys.stderr)
+    doc = run_claims(out, args.pytest_args, "nightly")
+    if doc is None:
         return BROKEN
-    if _identity(findings) in (None, before):
-        print(f"nightly: pytest wrote no new {findings} (were any claims collected?)", file=sys.stderr)
-        return BROKEN
-    report.main([findings, "--markdown", os.path.join(out, "phase7_head_patching_report.md"),
-                 "--plots-dir", os.path.join(out, "plots")])
-    doc = regress.load_document(findings)
     rows, context = None, []
     if last is not None:
         context, rows = regress.regression(last, doc)

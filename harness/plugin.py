@@ -105,8 +105,23 @@ def claim_session(config, claims):
         _, paths = model_filter(config)
         config.stash[SESSION_KEY] = ClaimSession(claims, model_paths=paths,
                                                  correction=config.getoption("--correction"),
-                                                 rerun_options=rerun_options(config))
+                                                 rerun_options=rerun_options(config),
+                                                 progress=lambda line: live_line(config, line))
     return config.stash[SESSION_KEY]
+
+
+def live_line(config, line: str) -> None:
+    """Write a line to the terminal while a test runs (the first claim test evaluates them all,
+    minutes per claim on a CPU), bypassing output capture as pytest's live logging does."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):
+        return
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        reporter.write_line(line)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 def record(config, item, result) -> None:

@@ -1,0 +1,115 @@
+"""The main job: run every claim about one model and turn the results into evidence.
+
+    python -m harness.evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
+
+1. Runs the claims about MODEL, slow ones included: ``pytest causal_tests -m claim --model MODEL
+   --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus PYTEST
+   ARGS (e.g. ``-k head_21_1``, ``--profile greedy``), printing one line per claim as it is
+   evaluated. Claims that do not hold are results, not a failed job: pytest's exit 0 or 1 go
+   on; any other exit (usage error, internal error, no claim collected) or no new findings
+   document stops with exit 3.
+2. Renders the seed-style markdown report and plots from the findings (``harness.report``):
+   OUT/phase7_head_patching_report.md, OUT/plots/.
+3. Prints the verdict table and writes it to OUT/summary.md.
+
+``harness.nightly`` is this job plus the regression against the last night's findings.
+Exit status: 0 when the run completed, 2 on unusable input, 3 when the claims run broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from harness.errors import run_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROKEN = 3
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def _identity(path: str) -> tuple | None:
+    """(inode, mtime) of a file, or None: findings are replaced atomically, so a new run changes it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def pytest_command(out: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", os.path.join(ROOT, "causal_tests"), "-m", "claim", "-p", "no:cacheprovider",
+            "--html", os.path.join(out, "evidence.html"), "--self-contained-html",
+            "--findings", os.path.join(out, "findings.json"), *extra]
+
+
+def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
+    """Steps 1-2: the claims run, then the report and plots. The findings document, or None
+    when the run broke (the reason printed to stderr, prefixed by ``job``)."""
+    from harness import regress, report
+
+    findings = os.path.join(out, "findings.json")
+    before = _identity(findings)  # a stale document must not pass for this run's (nor be deleted)
+    cmd = pytest_command(out, pytest_args)
+    print("$ " + " ".join(cmd), flush=True)
+    code = subprocess.run(cmd, check=False).returncode  # in the caller's folder: relative PYTEST ARGS work
+    if code not in (0, 1):
+        print(f"{job}: the claims run broke (pytest exit {code}); nothing rendered", file=sys.stderr)
+        return None
+    if _identity(findings) in (None, before):
+        print(f"{job}: pytest wrote no new {findings} (were any claims collected?)", file=sys.stderr)
+        return None
+    report.main([findings, "--markdown", os.path.join(out, "phase7_head_patching_report.md"),
+                 "--plots-dir", os.path.join(out, "plots")])
+    return regress.load_document(findings)
+
+
+def verdict_table(doc: dict) -> list[str]:
+    """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down."""
+    from harness.report import cell, decisive_effect
+
+    claims = doc.get("claims", [])
+    counts: dict[str, int] = {}
+    for c in claims:
+        key = "errored" if c.get("error") else c["verdict"]
+        counts[key] = counts.get(key, 0) + 1
+    out = [f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+           "", "| claim | verdict | effect | 95% CI | p adj | up / down |", "|---|---|---|---|---|---|"]
+    for c in claims:
+        e = decisive_effect(c)
+        ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
+        mean = f"{e['estimate']:+.4f}" if e.get("estimate") is not None else "—"
+        mean += " (median)" if e.get("label") == "median" else ""
+        p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
+        verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
+        st = c.get("sign")
+        updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
+        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} |")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.evidence", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"run the claims about this model [{DEFAULT_MODEL}]; NAME=PATH for weights in a directory")
+    ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. -k head_21_1)")
+    args = ap.parse_args(argv)
+    from harness.results import atomic_write_text
+
+    out = os.path.abspath(args.out)
+    doc = run_claims(out, ["--model", args.model, *args.pytest_args], "evidence")
+    if doc is None:
+        return BROKEN
+    text = "\n".join(["# Evidence", "", *verdict_table(doc), "",
+                      f"HTML evidence: {os.path.join(out, 'evidence.html')}",
+                      f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}", ""])
+    atomic_write_text(os.path.join(out, "summary.md"), text)
+    print("\n" + text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

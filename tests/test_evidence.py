@@ -1,0 +1,51 @@
+"""The main job end to end on a tiny model: claims -> evidence HTML, report, plots, verdict table."""
+
+from __future__ import annotations
+
+import json
+
+from harness.claims import claims_toml
+
+TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
+ROWS = [
+    {**TINY, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent", "margin": 0.01,
+     "tier": "fast"},
+    {**TINY, "id": "gratitude_up", "source": "gratitude", "metric": "gratitude_logprob", "direction": "increase"},
+    {**TINY, "id": "other_model", "model": "smollm2-135m", "source": "gratitude", "heads": "21:1",
+     "metric": "sentiment", "direction": "increase"},
+]
+
+
+def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli):
+    (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
+    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+               cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # a claim that fails is a result
+    out = tmp_path / "out"
+    for name in ("evidence.html", "findings.json", "phase7_head_patching_report.md", "summary.md",
+                 "plots/forest_identity.png", "plots/forest_gratitude_up.png"):
+        assert (out / name).stat().st_size > 0, name
+    doc = json.loads((out / "findings.json").read_text())
+    by_id = {c["claim"]["id"]: c for c in doc["claims"]}
+    assert set(by_id) == {"identity", "gratitude_up"}  # only the chosen model's claims
+    assert by_id["identity"]["verdict"] == "supported"
+    # one live line per claim while the first test evaluates them all, then the verdict table
+    up = by_id["gratitude_up"]
+    assert "claim 1/2 identity: effect +0.0000" in proc.stdout
+    assert f"claim 2/2 gratitude_up: effect {up['effect']['mean']:+.4f}" in proc.stdout
+    summary = (out / "summary.md").read_text()
+    assert summary in proc.stdout and "2 claims: " in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| gratitude_up |"))
+    assert row.startswith(f"| gratitude_up | {up['verdict']} | {up['effect']['mean']:+.4f} | "
+                          f"[{up['effect']['ci_low']:+.4f}, {up['effect']['ci_high']:+.4f}] |")
+
+
+def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason(tmp_path, cli):
+    (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
+    proc = cli("harness.evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
+               cwd=str(tmp_path))
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--model 'tiny-llama-gqa': no claim in " in proc.stdout
+    assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout
+    assert "evidence: the claims run broke (pytest exit 2); nothing rendered" in proc.stderr
+    assert not (tmp_path / "out" / "summary.md").exists()
