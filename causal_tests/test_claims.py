@@ -14,16 +14,10 @@ from harness.plugin import claim_overrides, claim_session, model_filter, record
 
 
 def _available(model: str, paths: dict) -> str | None:
-    """None when the model can be loaded offline, else the reason it cannot."""
-    if model in paths:
-        return None
-    if model == "gpt2":
-        from huggingface_hub import try_to_load_from_cache
+    """None when the model can be loaded offline, else the reason it cannot (the claim is skipped)."""
+    from harness.models import weights_absent
 
-        if not any(isinstance(try_to_load_from_cache(r, "config.json"), str) for r in ("gpt2", "openai-community/gpt2")):
-            return ("GPT-2 weights are not in the local Hugging Face cache; provide them (see README) or run "
-                    "with --model gpt2=/path/to/gpt2-dir")
-    return None
+    return None if model in paths else weights_absent(model)
 
 
 def pytest_generate_tests(metafunc):

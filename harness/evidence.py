@@ -13,7 +13,8 @@
 3. Prints the verdict table and writes it to OUT/summary.md.
 
 ``harness.nightly`` is this job plus the regression against the last night's findings.
-Exit status: 0 when the run completed, 2 on unusable input, 3 when the claims run broke.
+Exit status: 0 when the run completed, 2 on unusable input (e.g. ``--model gpt2`` without its
+weights on this machine), 3 when the claims run broke.
 """
 
 from __future__ import annotations
@@ -97,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. -k head_21_1)")
     args = ap.parse_args(argv)
+    from harness.errors import UserError
+    from harness.models import weights_absent
     from harness.results import atomic_write_text
+
+    name, sep, _ = args.model.partition("=")
+    absent = None if sep else weights_absent(name)
+    if absent:  # every claim would be skipped: say so before running anything
+        raise UserError(absent)
 
     out = os.path.abspath(args.out)
     doc = run_claims(out, ["--model", args.model, *args.pytest_args], "evidence")

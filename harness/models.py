@@ -276,12 +276,34 @@ def _tiny(builder_name: str, name: str) -> Callable[[], ModelHandle]:
     return load
 
 
+GPT2_IDS = ("gpt2", "openai-community/gpt2")
+
 REGISTRY: dict[str, Callable[[], ModelHandle]] = {
     "smollm2-135m": _load_smollm2,
-    "gpt2": lambda: _load_hf("gpt2", ("gpt2", "openai-community/gpt2")),
+    "gpt2": lambda: _load_hf("gpt2", GPT2_IDS),
     "tiny-gpt2": _tiny("build_tiny_gpt2", "tiny-gpt2"),
     "tiny-llama-gqa": _tiny("build_tiny_llama_gqa", "tiny-llama-gqa"),
 }
+
+
+def weights_absent(name: str) -> str | None:
+    """Why a Hugging Face model's weights cannot be loaded offline (cheap: no loading), or None.
+
+    Only answers for Hugging Face ids (``gpt2`` included) that are not in the local cache;
+    registered built-in models and directories are None here (loading them reports its own errors).
+    """
+    if (name in REGISTRY and name != "gpt2") or os.path.isdir(name):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    ids = GPT2_IDS if name == "gpt2" else (name,)
+    try:
+        if any(isinstance(try_to_load_from_cache(i, "config.json"), str) for i in ids):
+            return None
+    except ValueError:  # not a valid repo id: loading names the problem
+        return None
+    return (f"{name} weights are not in the local Hugging Face cache; provide them (see README) or run with "
+            f"--model {name}=/path/to/{name.split('/')[-1]}-dir")
 
 
 def load_model(name: str = DEFAULT_MODEL) -> ModelHandle:

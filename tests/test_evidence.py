@@ -49,3 +49,12 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason(tmp_pa
     assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout
     assert "evidence: the claims run broke (pytest exit 2); nothing rendered" in proc.stderr
     assert not (tmp_path / "out" / "summary.md").exists()
+
+
+def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no GPT-2 here, whatever this machine has
+    proc = cli("harness.evidence", "--model", "gpt2", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr == ("error: gpt2 weights are not in the local Hugging Face cache; provide them (see README) "
+                           "or run with --model gpt2=/path/to/gpt2-dir\n")
+    assert "$ " not in proc.stdout and not (tmp_path / "out").exists()

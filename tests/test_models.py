@@ -112,3 +112,24 @@ def test_cli_unavailable_model_exits_2_without_traceback(cli, model):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+def test_weights_absent_is_a_cheap_offline_check(tmp_path, monkeypatch):
+    """Says why a Hugging Face model's weights are missing without loading anything (claims are
+    skipped with this reason; the main job refuses such a --model before running)."""
+    import huggingface_hub.constants
+
+    from harness.models import weights_absent
+
+    repo = tmp_path / "hub" / "models--org--present"
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    (repo / "snapshots" / "abc" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert weights_absent("org/present") is None
+    assert weights_absent("org/absent") == ("org/absent weights are not in the local Hugging Face cache; provide "
+                                            "them (see README) or run with --model org/absent=/path/to/absent-dir")
+    assert weights_absent("gpt2").startswith("gpt2 weights are not in the local Hugging Face cache")
+    assert weights_absent("smollm2-135m") is None and weights_absent("tiny-gpt2") is None
+    assert weights_absent(str(tmp_path)) is None  # a directory: loading it reports what is missing
