@@ -88,9 +88,8 @@ def claim_overrides(config) -> tuple[dict, str]:
     return values, " ".join(origin)
 
 
-def rerun_options(config) -> str:
+def rerun_options(config, paths: dict[str, str]) -> str:
     """The run's options a rerun of one claim needs besides the claim's own values."""
-    _, paths = model_filter(config)
     opts = [f"--model {name}={path}" for name, path in sorted(paths.items())]
     if config.getoption("--profile") is not None:
         opts.append(f"--profile {config.getoption('--profile')}")
@@ -105,7 +104,7 @@ def claim_session(config, claims):
         _, paths = model_filter(config)
         config.stash[SESSION_KEY] = ClaimSession(claims, model_paths=paths,
                                                  correction=config.getoption("--correction"),
-                                                 rerun_options=rerun_options(config),
+                                                 rerun_options=rerun_options(config, paths),
                                                  progress=lambda line: live_line(config, line))
     return config.stash[SESSION_KEY]
 
