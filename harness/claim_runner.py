@@ -48,6 +48,7 @@ class ClaimResult:
     error: str | None = None
     seconds: float = 0.0
     options: str = ""  # run options a rerun needs (--model NAME=PATH, --profile NAME)
+    warnings: list = field(default_factory=list)  # {"code", "message"}: why the data may be uninformative
 
     def rerun_command(self) -> str:
         c = self.claim
@@ -77,12 +78,13 @@ class ClaimResult:
                          f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
                          f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}")
         lines.append(f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
-                     f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {eff['mde']:.4f}")
+                     f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {_mde(eff)}")
         if self.random_control:
             rc = self.random_control
             lines.append(f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
                          f"{len(rc['null'])} random heads (empirical p {rc['empirical_p']:.3f}, "
                          f"beats all: {rc['beats_all']})")
+        lines += [f"  warning ({w['code']}): {w['message']}" for w in self.warnings]
         lines.append(f"  rerun: {self.rerun_command()}")
         return "\n".join(lines)
 
@@ -93,7 +95,7 @@ class ClaimResult:
                 "sign": self.sign,
                 "model": self.model, "per_prompt": self.per_prompt, "examples": self.examples,
                 "one_token": self.one_token,
-                "error": self.error,
+                "error": self.error, "warnings": self.warnings,
                 "seconds": self.seconds, "rerun": self.rerun_command()}
 
 
@@ -334,6 +336,8 @@ class ClaimSession:
                         for rs in self._random_sets(c, heads, avoid)]
                 res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
+            compared = other if c.versus else base
+            res.warnings = data_warnings(c, _metric(c.metric), compared, patched, delta, alternative)
             res.one_token = self._one_token(c, heads)
             res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
                             for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
@@ -366,7 +370,59 @@ def _progress_line(r: ClaimResult) -> str:
     """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
     if r.error:
         return f"error: {r.error.splitlines()[0]}"
-    return f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
+    return (f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
+            + "".join(f"; warning: {w['code']}" for w in r.warnings))
+
+
+def _mde(effect: dict) -> str:
+    m = effect.get("mde")
+    return "undefined (the differences have no variance)" if m is None or m != m else f"{m:.4f}"
+
+
+def _metric(name: str):
+    from harness.metrics import get_metric
+
+    return get_metric(name)
+
+
+AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
+
+
+def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, delta: np.ndarray,
+                  alternative: str) -> list[dict]:
+    """Why this claim's data may not be able to support it, whatever the true effect.
+
+    - ``floor`` / ``ceiling``: the metric sits at its bound for at least 90% of prompts in both
+      compared conditions (e.g. no gratitude word in most 30-token replies), so it can barely
+      register a change in either direction;
+    - ``untestable``: so few prompts changed at all that even if every one moved the claimed
+      way, the smallest attainable p (``harness.stats.smallest_p``) is not below alpha — the
+      claim cannot be supported at this n, before any correction for many claims.
+
+    Verdicts are not changed: a warning says how to read "not supported" (uninformative data,
+    not evidence of no effect) and that an equivalence found here may only show that both
+    conditions leave the metric at its bound.
+    """
+    from harness.stats import share_at_bound, smallest_p
+
+    out = []
+    n = len(delta)
+    for code, bound in (("floor", metric.lower), ("ceiling", metric.upper)):
+        a, b = share_at_bound(compared, bound), share_at_bound(patched, bound)
+        if a >= AT_BOUND and b >= AT_BOUND:
+            what = "the versus condition" if c.versus else "baseline"
+            out.append({"code": code, "message": (
+                f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
+                f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
+                f"max_tokens or samples, or a continuous metric")})
+    if c.direction != "equivalent":
+        p_min = smallest_p(delta, alternative)
+        if p_min >= c.alpha:
+            moved = int(np.count_nonzero(delta))
+            out.append({"code": "untestable", "message": (
+                f"only {moved}/{n} prompts changed at all: even if all moved the claimed way, the smallest "
+                f"attainable p is {p_min:.3g} >= alpha {c.alpha}, so this claim cannot be supported by these data")})
+    return out
 
 
 def _verdict(r: ClaimResult) -> str:

@@ -77,7 +77,7 @@ def verdict_table(doc: dict) -> list[str]:
         key = "errored" if c.get("error") else c["verdict"]
         counts[key] = counts.get(key, 0) + 1
     out = [f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-           "", "| claim | verdict | effect | 95% CI | p adj | up / down |", "|---|---|---|---|---|---|"]
+           "", "| claim | verdict | effect | 95% CI | p adj | up / down | warnings |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         e = decisive_effect(c)
         ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
@@ -87,7 +87,8 @@ def verdict_table(doc: dict) -> list[str]:
         verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
         st = c.get("sign")
         updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
-        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} |")
+        warn = ", ".join(w["code"] for w in c.get("warnings") or []) or "—"
+        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} | {cell(warn)} |")
     return out
 
 

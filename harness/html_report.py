@@ -2,8 +2,9 @@
 
 Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; median Δ, marked,
 for claims decided by the sign test), 95% CI, p raw /
-adjusted, Cohen's dz, n, random-head percentile, and prompts up / down with the median Δ and
-the sign test's p. Each claim's row expands to its settings
+adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
+the sign test's p, and the data warnings (``floor``, ``ceiling``, ``untestable``: see
+:func:`harness.claim_runner.data_warnings`). Each claim's row expands to its settings
 a forest plot of its effect and CI against the random-head effects, and side-by-side
 baseline vs patched generations. Everything shown is built from the claim
 result attached to the report (``user_properties``), and every value is escaped with
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from html import escape
 
-COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down")
+COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down", "Warnings")
 
 
 def _result(report) -> dict | None:
@@ -43,7 +44,8 @@ def pytest_html_results_table_row(report, cells) -> None:
                   f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign"))]
+                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")),
+                  ", ".join(w["code"] for w in r.get("warnings") or []) or "—"]
     for i, v in enumerate(values):
         cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
         cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")
@@ -72,5 +74,7 @@ def pytest_html_results_table_html(report, data) -> None:
                 + (f"<p>model: {escape(str(r['model'].get('source')))}, weights sha256 "
                    f"{escape(str(r['model'].get('weights_sha256')))}</p>" if r.get("model") else "")
                 + (f"<p>error: {escape(r['error'])}</p>" if r.get("error") else "")
+                + "".join(f'<p class="warning">warning ({escape(w["code"])}): {escape(w["message"])}</p>'
+                          for w in r.get("warnings") or [])
                 + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"
                 f"<table><tr><th>target prompt</th><th>baseline</th><th>patched</th></tr>{rows}</table></div>")

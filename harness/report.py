@@ -135,6 +135,10 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         f"{cell(r['claim']['id'])}: mean test p {r['effect']['p_value']:.3g}, sign test p {r['sign']['p_value']:.3g} "
         f"({r['sign']['n_up']} up / {r['sign']['n_down']} down, median {r['sign']['median']:+.4f}; "
         f"decided by {r['claim'].get('statistic', 'mean')})" for r in split) or "none"))
+    warned = [r for r in ok if r.get("warnings")]
+    out.append(f"- **uninformative data** ({len(warned)}; verdicts unchanged, read \"not supported\" as untested): "
+               + ("; ".join(f"{cell(r['claim']['id'])}: " + " ".join(f"{cell(w['code'])}: {cell(w['message'])}."
+                                                                  for w in r["warnings"]) for r in warned) or "none"))
     errors = [r for r in claims if r.get("error")]
     out.append(f"- **errors** ({len(errors)}): " + ("; ".join(f"{cell(r['claim']['id'])}: {cell(r['error'])}"
                                                             for r in errors) or "none"))
@@ -146,8 +150,9 @@ def _fact(r: dict) -> str:
     if c.get("statistic") == "sign" and st:
         return (f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
                 f"{_ci(st)}, p adj {r['p_adjusted']:.3g}; mean Δ {e['mean']:+.4f} {_ci(e)})")
+    mde = e.get("mde")
     return (f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, "
-            f"MDE {e['mde']:.4f})")
+            f"MDE {'undefined' if mde is None or mde != mde else format(mde, '.4f')})")
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:

@@ -88,7 +88,7 @@ class Effect:
     n: int
     n_permutations: int  # 0 = exact enumeration of all sign patterns
     seed: int
-    mde: float  # minimum detectable |mean| at this n, alpha and 80% power (t approximation)
+    mde: float  # minimum detectable |mean| at this n, alpha and 80% power (t approximation); NaN when sd == 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,7 +129,7 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float, alternative: str,
     from statsmodels.stats.power import TTestPower
 
     if not math.isfinite(sd) or sd == 0:
-        return 0.0 if sd == 0 else float("nan")
+        return float("nan")  # no variance in the differences: the t approximation cannot say
     alt = {"greater": "larger", "less": "smaller", "two-sided": "two-sided"}[alternative]
     dz = TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative=alt)
     return abs(float(dz)) * sd
@@ -149,6 +149,29 @@ def paired_effect(values, *, alternative: str = "greater", alpha: float = 0.05, 
     return Effect(mean=ci.mean, ci_low=ci.ci_low, ci_high=ci.ci_high, ci_method=ci.method, p_value=p,
                   alternative=alternative, cohens_dz=dz, frac_in_direction=float(moved.mean()), n=int(x.size),
                   n_permutations=draws, seed=seed, mde=minimum_detectable_effect(sd, int(x.size), alpha, alternative))
+
+
+def smallest_p(values, alternative: str = "greater") -> float:
+    """The smallest p-value any sign-based test can give these differences, whatever their sizes.
+
+    Prompts whose difference is exactly 0 carry no sign: the sign-flip permutation test and the
+    sign test both see only the ``m`` prompts that changed, and the most extreme of their
+    sign patterns has probability ``2**-m`` (twice that two-sided). When it is not below alpha
+    the claim cannot be supported at this n, whatever the effect: the data are uninformative,
+    not evidence of no effect.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative {alternative!r} is not one of {ALTERNATIVES}")
+    m = int(np.count_nonzero(np.asarray(values, dtype=float)))
+    return min(1.0, 0.5 ** m * (2 if alternative == "two-sided" else 1))
+
+
+def share_at_bound(values, bound: float) -> float:
+    """Share of per-prompt values exactly at a metric's bound (its floor or ceiling)."""
+    x = np.asarray(values, dtype=float)
+    if not math.isfinite(bound) or x.size == 0:
+        return 0.0
+    return float(np.mean(x == bound))
 
 
 # ---------------------------------------------------------------- the typical prompt: sign test

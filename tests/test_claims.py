@@ -291,3 +291,56 @@ def test_n_prompts_may_not_exceed_a_source_set(tmp_path, monkeypatch):
         _load(tmp_path, [{**BASE, "n_prompts": 20, "source": "anger"}])
     with pytest.raises(UserError, match="field 'n_prompts' = 11: versus.source 'anger' has only 10 prompts"):
         _load(tmp_path, [{**BASE, "n_prompts": 11, "versus": {"source": "anger"}}])
+
+
+def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
+    """floor / ceiling when the metric sits at its bound in both compared conditions;
+    untestable when so few prompts changed that no test can reach alpha (2**-m >= alpha)."""
+    import numpy as np
+
+    from harness.claim_runner import data_warnings
+    from harness.claims import Claim
+    from harness.metrics import get_metric
+
+    kw, senti = get_metric("gratitude_keywords"), get_metric("sentiment")
+    claim = Claim(**BASE)
+    base = np.zeros(70)
+    patched = np.zeros(70)
+    patched[:4] = 1.0  # 4 prompts gained a keyword: 66/70 still at the floor
+    codes = {w["code"]: w["message"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")}
+    assert set(codes) == {"floor", "untestable"}
+    assert "70/70 prompts in baseline and 66/70 patched" in codes["floor"]
+    assert "only 4/70 prompts changed" in codes["untestable"] and "0.0625" in codes["untestable"]
+    patched[:5] = 1.0  # 5 changed: 2**-5 < 0.05, testable; 65/70 = 93% still at the floor
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["floor"]
+    patched[:10] = 1.0  # 60/70 = 86% at the floor: no warning
+    assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
+    ones = np.ones(70)
+    assert [w["code"] for w in data_warnings(claim, senti, ones, ones, ones - ones, "greater")] == ["ceiling",
+                                                                                                   "untestable"]
+    # equivalence claims get the bound warnings only (an unchanged metric is what they claim)
+    eq = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1})
+    assert [w["code"] for w in data_warnings(eq, kw, base, base, base, "two-sided")] == ["floor"]
+
+
+def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt2):
+    """The tiny random model never writes a gratitude word: the claim is evaluated, stays
+    "not supported", and carries floor + untestable warnings into its message and findings."""
+    from harness.claim_runner import ClaimSession
+    from harness.claims import Claim
+    from harness.report import render_markdown
+
+    claim = Claim(**{**BASE, "n_prompts": 6, "max_tokens": 4})
+    session = ClaimSession([claim], n_resamples=500)
+    session._models["tiny-gpt2"] = tiny_gpt2
+    r = session.results()["c1"]
+    assert r.error is None and r.verdict == "not supported"
+    assert r.per_prompt["baseline"] == [0.0] * 6 == r.per_prompt["patched"]
+    assert [w["code"] for w in r.warnings] == ["floor", "untestable"]
+    msg = r.message()
+    assert "warning (floor): gratitude_keywords is at its floor (0) for 6/6 prompts" in msg
+    assert "MDE at this n undefined (the differences have no variance)" in msg
+    doc = {"claims": [r.to_dict()]}
+    assert json.loads(json.dumps(doc))["claims"][0]["warnings"] == r.warnings
+    md = render_markdown(doc, doc["claims"])
+    assert "**uninformative data** (1;" in md and "c1: floor:" in md and "MDE undefined" in md

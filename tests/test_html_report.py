@@ -63,6 +63,21 @@ class _Cells(HTMLParser):
             self.cells[-1] += data
 
 
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.texts = []
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+    @classmethod
+    def of(cls, fragment) -> list[str]:
+        p = cls()
+        p.feed(fragment if isinstance(fragment, str) else "".join(fragment))
+        return p.texts
+
+
 def _parse(fragment: str) -> _Cells:
     p = _Cells()
     p.feed(fragment)
@@ -95,6 +110,12 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
         assert cells[3] == format(f["effect"]["mean"], "+.4f")
         assert cells[4] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
         assert cells[7] == str(f["effect"]["n"])
+        assert cells[10] == (", ".join(w["code"] for w in f["warnings"]) or "—")
+    # 4 prompts: even 4 of 4 up gives p = 1/16 > 0.05, so the directional claim is untestable
+    assert "untestable" in [w["code"] for w in findings["no_effect"]["warnings"]]
+    assert "untestable" in _parse("".join(tests["no_effect-head_1_10"]["resultsTableRow"])).cells[10]
+    assert any(c.startswith("warning (untestable): only") for c in
+               [t for t in _Text.of(tests["no_effect-head_1_10"]["log"])])
     assert _parse("".join(tests["identity-head_1_10"]["resultsTableRow"])).cells[2] == "supported"
     evidence = _parse(tests["identity-head_1_10"]["log"])
     assert "script" not in evidence.tags  # the hostile prompt is text, not markup

@@ -191,6 +191,34 @@ def test_paired_effect_record():
     assert e.mde > 0
 
 
+def test_mde_is_undefined_without_variance_never_zero():
+    """All differences equal: the MDE is NaN ("undefined"), not 0 ("detects anything")."""
+    assert math.isnan(paired_effect([0.0] * 20, seed=0).mde)
+    assert math.isnan(paired_effect([0.5] * 20, seed=0).mde)
+
+
+def test_smallest_attainable_p_counts_only_prompts_that_changed():
+    from harness.stats import smallest_p
+
+    x = [0.0] * 66 + [1.0, 2.0, 0.5, 3.0]  # 4 of 70 prompts changed
+    assert smallest_p(x, "greater") == 1 / 16 and smallest_p(x, "two-sided") == 1 / 8
+    assert smallest_p([0.0] * 10, "less") == 1.0
+    # the bound is attained when every changed prompt moved up (exact test at n <= 16, Monte Carlo above)
+    small = [0.0] * 10 + [1.0, 2.0, 0.5, 3.0]
+    assert sign_flip_p(small, alternative="greater", n_permutations=10, seed=0)[0] == pytest.approx(1 / 16)
+    assert sign_flip_p(x, alternative="greater", n_permutations=20_000, seed=0)[0] == pytest.approx(1 / 16, abs=0.01)
+    with pytest.raises(ValueError, match="alternative"):
+        smallest_p(x, "up")
+
+
+def test_share_at_bound():
+    from harness.stats import share_at_bound
+
+    assert share_at_bound([0.0, 0.0, 1.0, 0.0], 0.0) == 0.75
+    assert share_at_bound([0.2, 1.0], 1.0) == 0.5
+    assert share_at_bound([0.0, 0.0], float("-inf")) == 0.0 and share_at_bound([], 0.0) == 0.0
+
+
 def test_paired_effect_is_seeded():
     x = np.random.default_rng(0).normal(0.2, 1, 40)
     assert paired_effect(x, seed=9) == paired_effect(x, seed=9)
