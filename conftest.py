@@ -53,7 +53,7 @@ def run_module(module: str, *args: str, stdin: str | None = None, timeout: int =
     """Run ``python -m module args`` in a fresh interpreter (from the repo root unless ``cwd``)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=timeout)
+                          text=True, cwd=cwd, env=env, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ option) and assigns verdicts:
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -67,9 +68,10 @@ class ClaimResult:
         head = (f"{c.id}: {self.verdict} — {c.metric} {c.direction} for heads {c.heads} {c.patch_mode} "
                 f"({c.source} -> {c.target})" + (f" vs {self.claim.versus}" if c.versus else ""))
         eff = self.effect
-        lines = [head, f"  effect {eff['mean']:+.4f} [95% CI {eff['ci_low']:+.4f}, {eff['ci_high']:+.4f}] "
-                       f"({eff['ci_method']}), Cohen's dz {eff['cohens_dz']:.3f}, "
-                       f"{100 * eff['frac_in_direction']:.0f}% of prompts moved {c.direction if c.direction != 'equivalent' else 'at all'}"]
+        moved = c.direction if c.direction != "equivalent" else "at all"
+        lines = [head, (f"  effect {eff['mean']:+.4f} [95% CI {eff['ci_low']:+.4f}, {eff['ci_high']:+.4f}] "
+                        f"({eff['ci_method']}), Cohen's dz {eff['cohens_dz']:.3f}, "
+                        f"{100 * eff['frac_in_direction']:.0f}% of prompts moved {moved}")]
         if c.direction == "equivalent":
             lines.append(f"  TOST margin ±{c.margin}: 90% CI [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]")
         if self.sign:
@@ -341,7 +343,7 @@ class ClaimSession:
             res.one_token = self._one_token(c, heads)
             res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
                             for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
-        except Exception as exc:  # an errored claim is reported, never dropped
+        except Exception as exc:  # noqa: BLE001 -- an errored claim is reported, never dropped
             res.error = f"{type(exc).__name__}: {exc}"
             res.per_prompt["traceback"] = traceback.format_exc(limit=6)
         res.seconds = time.perf_counter() - start
@@ -376,7 +378,7 @@ def _progress_line(r: ClaimResult) -> str:
 
 def _mde(effect: dict) -> str:
     m = effect.get("mde")
-    return "undefined (the differences have no variance)" if m is None or m != m else f"{m:.4f}"
+    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"
 
 
 def _metric(name: str):

@@ -201,7 +201,7 @@ def _settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, sourc
 
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command_line(),
         "settings": {"model": handle.name, "head_spec": spec.text, "heads": [f"{l}:{h}" for l, h in patch.heads],
                      "patch_mode": patch.mode, "emotion": args.emotion, "n_prompts": len(target_set.head(run.n_prompts)),

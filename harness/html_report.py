@@ -13,6 +13,7 @@ result attached to the report (``user_properties``), and every value is escaped 
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down", "Warnings")
@@ -23,7 +24,7 @@ def _result(report) -> dict | None:
 
 
 def _fmt(x, spec=".4f") -> str:
-    return "—" if x is None or x != x else format(x, spec)
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def pytest_html_results_table_header(cells) -> None:

@@ -137,7 +137,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     from harness.results import environment, write_result
 
     doc = {"schema": FINDINGS_SCHEMA, "schema_version": FINDINGS_VERSION,
-           "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "correction": config.getoption("--correction"), "profile": config.getoption("--profile"),
            **environment(),
            "claims": list(results.values())}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import math
 import os
 
 from harness.errors import run_cli
@@ -61,9 +62,9 @@ def updown(sign: dict | None) -> str:
 def render_markdown(doc: dict, claims: list[dict]) -> str:
     ok = [c for c in claims if not c.get("error")]
     out = ["# Head patching report", "",
-           f"Rendered from findings of {doc.get('created', '?')}, git {str(doc.get('git', {}).get('commit'))[:12]}"
-           f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}"
-           f"{'; profile: ' + cell(doc['profile']) if doc.get('profile') else ''}.", ""]
+           (f"Rendered from findings of {doc.get('created', '?')}, git {str(doc.get('git', {}).get('commit'))[:12]}"
+            f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}"
+            f"{'; profile: ' + cell(doc['profile']) if doc.get('profile') else ''}."), ""]
     out += ["## 1. Settings", "", "| model | source | weights sha256 | format |", "|---|---|---|---|"]
     for name, m in (doc.get("models") or {}).items():
         out.append(f"| {cell(name)} | {cell(m.get('source'))} | {cell(str(m.get('weights_sha256'))[:16])}… | "
@@ -152,7 +153,7 @@ def _fact(r: dict) -> str:
                 f"{_ci(st)}, p adj {r['p_adjusted']:.3g}; mean Δ {e['mean']:+.4f} {_ci(e)})")
     mde = e.get("mde")
     return (f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, "
-            f"MDE {'undefined' if mde is None or mde != mde else format(mde, '.4f')})")
+            f"MDE {'undefined' if mde is None or math.isnan(mde) else format(mde, '.4f')})")
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:

@@ -232,7 +232,7 @@ CLAIM_METRICS = ("keywords", "logprob")
 
 def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: list[dict], combos: list[dict], *,
                n_heads: int, random_heads: int, source_file: str, weights: str, mode: str = "z",
-               claim_metric: str = "keywords") -> list[dict]:
+               claim_metric: str = "logprob") -> list[dict]:
     """Claims for the suite from a sweep: the top ``n_heads`` heads whose CI lies above 0, each
     raising ``<emotion>_<claim_metric>`` in generations (``keywords``: counts in the text;
     ``logprob``: the model-side mean keyword log-mass over the generated tokens) with ``mode``
@@ -374,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the top heads as claim rows for the suite (e.g. causal_tests/sweep_claims.toml)")
     ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
     ap.add_argument("--random-heads", type=int, default=6, help="random-head control size of written claims [6]")
-    ap.add_argument("--claim-metric", choices=CLAIM_METRICS, default="keywords",
-                    help="what written claims measure in 30-token generations: <emotion>_keywords "
-                         "(counts in the text) or <emotion>_logprob (model-side keyword log-mass) [keywords]")
+    ap.add_argument("--claim-metric", choices=CLAIM_METRICS, default="logprob",
+                    help="what written claims measure in 30-token generations: <emotion>_logprob (model-side "
+                         "keyword log-mass, continuous) or <emotion>_keywords (counts in the text; on SmolLM2 at "
+                         "their floor in ~95%% of replies, so such claims come out 'untestable') [logprob]")
     args = ap.parse_args(argv)
     if args.compare:
         return _compare_main(*args.compare, args.margin, args.top)

@@ -144,7 +144,7 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness.head_patching", "--model", "tiny-gpt2", "--head-spec",
                              "1:10", "--emotion", "gratitude", "--max-tokens", "200", "--samples", "8",
                              "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         line = proc.stderr.readline()
         while line and "generating" not in line:
@@ -159,7 +159,7 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
-    import harness.results as results
+    from harness import results
 
     def explode(*a, **k):
         raise KeyboardInterrupt

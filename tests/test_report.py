@@ -14,7 +14,7 @@ from harness.results import json_safe, write_result
 
 @pytest.fixture(scope="module")
 def findings(tmp_path_factory):
-    base = dict(model="tiny-gpt2", heads="1:10", source="gratitude", n_prompts=6, max_tokens=5)
+    base = {"model": "tiny-gpt2", "heads": "1:10", "source": "gratitude", "n_prompts": 6, "max_tokens": 5}
     claims = [Claim(id="grat_up", patch_mode="z", metric="gratitude_keywords", direction="increase",
                     random_heads=2, **base),
               Claim(id="modes_equal", patch_mode="v_only", metric="sentiment", direction="equivalent", margin=0.05,
@@ -35,7 +35,7 @@ def findings(tmp_path_factory):
 
 
 def test_markdown_has_the_seed_sections_and_the_numbers(findings):
-    path, doc = findings
+    _, doc = findings
     md = render_markdown(doc, doc["claims"])
     for section in ("## 1. Settings", "## 2. Baseline vs patched", "## 3. Patch-mode comparison",
                     "## 4. Per-head effects", "## 5. Sample generations", "## 6. 1-token vs 30-token",

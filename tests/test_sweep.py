@@ -115,19 +115,19 @@ def test_claim_rows_take_top_heads_with_ci_above_zero_and_load(tmp_path):
     path.write_text(claims_toml(rows))
     claims = load_claims(str(path))
     assert {c.alignment for c in claims} == {"last"} and {c.tier for c in claims} == {"slow"}
-    assert claims[0].id == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_keywords"
+    assert claims[0].id == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_logprob"  # the default metric
     assert claims[0].test_id.endswith("-head_21_1") and claims[0].random_heads == 6
     one = claim_rows("m", "gratitude", "neutral", 70, ranked[:2], [], n_heads=3, random_heads=0,
                      source_file="s.json", weights="")
     assert [r["heads"] for r in one] == ["21:1"]  # one head: no joint claims
     assert claim_rows("m", "gratitude", "neutral", 70, ranked[1:2], [], n_heads=3, random_heads=0,
                       source_file="s.json", weights="") == []
-    logprob = claim_rows("smollm2-135m", "gratitude", "neutral", 70, ranked, [combo], n_heads=3, random_heads=6,
-                         source_file="s.json", weights="", claim_metric="logprob")
-    assert {r["metric"] for r in logprob} == {"gratitude_logprob"}
-    assert logprob[0]["id"] == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_logprob"
-    path.write_text(claims_toml(logprob))
-    assert [c.metric for c in load_claims(str(path))] == ["gratitude_logprob"] * 5
+    words = claim_rows("smollm2-135m", "gratitude", "neutral", 70, ranked, [combo], n_heads=3, random_heads=6,
+                       source_file="s.json", weights="", claim_metric="keywords")
+    assert {r["metric"] for r in words} == {"gratitude_keywords"}
+    assert words[0]["id"] == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_keywords"
+    path.write_text(claims_toml(words))
+    assert [c.metric for c in load_claims(str(path))] == ["gratitude_keywords"] * 5
 
 
 def test_sweep_cli_writes_claims_that_load(cli, tmp_path):
