@@ -88,6 +88,14 @@ def settings_diff(old: dict, new: dict) -> str:
     return ", ".join(parts)
 
 
+def warnings_diff(old: dict, new: dict) -> str:
+    """Data warning codes (floor, ceiling, untestable) that differ, when both runs recorded them."""
+    if "warnings" not in old or "warnings" not in new:
+        return ""  # a run from before warnings were recorded: nothing to compare
+    a, b = ({w["code"] for w in r["warnings"] or []} for r in (old, new))
+    return "" if a == b else f"{','.join(sorted(a)) or 'none'} -> {','.join(sorted(b)) or 'none'}"
+
+
 def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -113,6 +121,9 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
         changed = settings_diff(o, n)
         if changed:
             detail = f"{detail}; settings: {changed}" if detail else f"settings: {changed}"
+        warned = warnings_diff(o, n)
+        if warned:
+            detail = f"{detail}; warnings: {warned}" if detail else f"warnings: {warned}"
         if o["verdict"] != n["verdict"]:
             rows.append({"claim": cid, "change": "verdict", "old": o["verdict"], "new": n["verdict"],
                          "lost": o["verdict"] == "supported", "detail": detail})
@@ -121,6 +132,9 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
                          "new": n["verdict"], "lost": False, "detail": detail})
         elif changed:
             rows.append({"claim": cid, "change": "settings changed", "old": o["verdict"], "new": n["verdict"],
+                         "lost": False, "detail": detail})
+        elif warned:
+            rows.append({"claim": cid, "change": "data warnings changed", "old": o["verdict"], "new": n["verdict"],
                          "lost": False, "detail": detail})
     return rows
 

@@ -113,3 +113,20 @@ def test_changed_claim_settings_are_a_row_and_annotate_verdict_changes():
     assert rows["gratitude_up"]["change"] == "verdict" and rows["gratitude_up"]["lost"]
     assert rows["gratitude_up"]["detail"].endswith("; settings: seed 0->1")
     assert "equiv" not in rows  # a reworded description is not a change of the claim
+
+
+def test_changed_data_warnings_are_a_row_and_old_documents_without_them_are_not():
+    old = {c["claim"]["id"]: c for c in copy.deepcopy(DOC)["claims"]}
+    for c in old.values():
+        c["warnings"] = []
+    new = copy.deepcopy(old)
+    new["sentiment_up"]["warnings"] = [{"code": "untestable", "message": "only 2/70 prompts changed"},
+                                       {"code": "floor", "message": "..."}]
+    rows = {r["claim"]: r for r in compare(old, new)}
+    assert list(rows) == ["sentiment_up"]
+    assert rows["sentiment_up"]["change"] == "data warnings changed" and not rows["sentiment_up"]["lost"]
+    assert rows["sentiment_up"]["detail"].endswith("warnings: none -> floor,untestable")
+    legacy = copy.deepcopy(old)
+    for c in legacy.values():
+        del c["warnings"]
+    assert compare(legacy, new) == []  # recorded in one run only: nothing to compare
