@@ -18,7 +18,6 @@ option) and assigns verdicts:
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -61,6 +60,8 @@ class ClaimResult:
                 f"--samples {c.samples}" + (f" {self.options}" if self.options else ""))
 
     def message(self) -> str:
+        from harness.report import mde_text
+
         c = self.claim
         if self.error:
             return f"{c.id}: error: {self.error}\nrerun: {self.rerun_command()}"
@@ -80,7 +81,7 @@ class ClaimResult:
                          f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
                          f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}")
         lines.append(f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
-                     f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {_mde(eff)}")
+                     f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {mde_text(eff)}")
         if self.random_control:
             rc = self.random_control
             lines.append(f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
@@ -287,6 +288,7 @@ class ClaimSession:
                 "frac_up": float((delta > 0).mean()), "n": int(delta.size)}
 
     def evaluate(self, c: Claim) -> ClaimResult:
+        from harness.metrics import get_metric
         from harness.stats import (
             paired_effect,
             random_head_control,
@@ -339,7 +341,7 @@ class ClaimSession:
                 res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
             compared = other if c.versus else base
-            res.warnings = data_warnings(c, _metric(c.metric), compared, patched, delta, alternative)
+            res.warnings = data_warnings(c, get_metric(c.metric), compared, patched, delta, alternative)
             res.one_token = self._one_token(c, heads)
             res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
                             for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
@@ -374,17 +376,6 @@ def _progress_line(r: ClaimResult) -> str:
         return f"error: {r.error.splitlines()[0]}"
     return (f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
             + "".join(f"; warning: {w['code']}" for w in r.warnings))
-
-
-def _mde(effect: dict) -> str:
-    m = effect.get("mde")
-    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"
-
-
-def _metric(name: str):
-    from harness.metrics import get_metric
-
-    return get_metric(name)
 
 
 AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns

@@ -69,7 +69,7 @@ def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
 
 def verdict_table(doc: dict) -> list[str]:
     """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down."""
-    from harness.report import cell, decisive_effect
+    from harness.report import cell, decisive_effect, warning_codes
 
     claims = doc.get("claims", [])
     counts: dict[str, int] = {}
@@ -87,8 +87,8 @@ def verdict_table(doc: dict) -> list[str]:
         verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
         st = c.get("sign")
         updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
-        warn = ", ".join(w["code"] for w in c.get("warnings") or []) or "—"
-        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} | {cell(warn)} |")
+        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} | "
+                   f"{cell(warning_codes(c))} |")
     return out
 
 

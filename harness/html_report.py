@@ -37,7 +37,7 @@ def pytest_html_results_table_row(report, cells) -> None:
     if r is None:
         values = [""] * len(COLUMNS)
     else:
-        from harness.report import decisive_effect, updown
+        from harness.report import decisive_effect, updown, warning_codes
 
         e, d = r.get("effect") or {}, decisive_effect(r)
         rc = r.get("random_control")
@@ -45,8 +45,7 @@ def pytest_html_results_table_row(report, cells) -> None:
                   f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")),
-                  ", ".join(w["code"] for w in r.get("warnings") or []) or "—"]
+                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r)]
     for i, v in enumerate(values):
         cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
         cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")

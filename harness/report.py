@@ -59,6 +59,17 @@ def updown(sign: dict | None) -> str:
     return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g})"
 
 
+def warning_codes(r: dict) -> str:
+    """A claim result's data warning codes (floor, ceiling, untestable), comma-separated, or "—"."""
+    return ", ".join(w["code"] for w in r.get("warnings") or []) or "—"
+
+
+def mde_text(effect: dict) -> str:
+    """The minimum detectable effect, or why there is none (NaN in memory, null in JSON)."""
+    m = effect.get("mde")
+    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"
+
+
 def render_markdown(doc: dict, claims: list[dict]) -> str:
     ok = [c for c in claims if not c.get("error")]
     out = ["# Head patching report", "",
@@ -151,9 +162,7 @@ def _fact(r: dict) -> str:
     if c.get("statistic") == "sign" and st:
         return (f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
                 f"{_ci(st)}, p adj {r['p_adjusted']:.3g}; mean Δ {e['mean']:+.4f} {_ci(e)})")
-    mde = e.get("mde")
-    return (f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, "
-            f"MDE {'undefined' if mde is None or math.isnan(mde) else format(mde, '.4f')})")
+    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, MDE {mde_text(e)})"
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
