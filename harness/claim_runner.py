@@ -49,6 +49,8 @@ class ClaimResult:
     seconds: float = 0.0
     options: str = ""  # run options a rerun needs (--model NAME=PATH, --profile NAME)
     warnings: list = field(default_factory=list)  # {"code", "message"}: why the data may be uninformative
+    text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.examples)
+    generations: list = field(default_factory=list)  # every prompt's texts, Δ and whether its text changed
 
     def rerun_command(self) -> str:
         c = self.claim
@@ -87,6 +89,10 @@ class ClaimResult:
             lines.append(f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
                          f"{len(rc['null'])} random heads (empirical p {rc['empirical_p']:.3f}, "
                          f"beats all: {rc['beats_all']})")
+        if self.text_changed:
+            from harness.examples import changes_text
+
+            lines.append(f"  generations changed (token for token): {changes_text(self.text_changed)} prompts")
         lines += [f"  warning ({w['code']}): {w['message']}" for w in self.warnings]
         lines.append(f"  rerun: {self.rerun_command()}")
         return "\n".join(lines)
@@ -97,7 +103,7 @@ class ClaimResult:
                 "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
                 "sign": self.sign,
                 "model": self.model, "per_prompt": self.per_prompt, "examples": self.examples,
-                "one_token": self.one_token,
+                "text_changed": self.text_changed, "generations": self.generations, "one_token": self.one_token,
                 "error": self.error, "warnings": self.warnings,
                 "seconds": self.seconds, "rerun": self.rerun_command()}
 
@@ -288,6 +294,7 @@ class ClaimSession:
                 "frac_up": float((delta > 0).mean()), "n": int(delta.size)}
 
     def evaluate(self, c: Claim) -> ClaimResult:
+        from harness.examples import all_generations, pick_examples, text_changes
         from harness.metrics import get_metric
         from harness.stats import (
             paired_effect,
@@ -308,10 +315,11 @@ class ClaimSession:
             patched = self._per_prompt(patched_run, c.metric)
             delta = patched - base
             res.per_prompt = {"baseline": base.tolist(), "patched": patched.tolist()}
-            other = None
+            other = versus_run = None
             if c.versus:
                 v_heads = self._heads(c, c.versus)
-                other = self._per_prompt(self._generate(c, v_heads, c.versus), c.metric)
+                versus_run = self._generate(c, v_heads, c.versus)
+                other = self._per_prompt(versus_run, c.metric)
                 res.per_prompt["versus"] = other.tolist()
                 delta = patched - other
             res.per_prompt["delta"] = delta.tolist()
@@ -341,10 +349,12 @@ class ClaimSession:
                 res.random_control = random_head_control(float(center(delta)), null,
                                                          alternative=alternative).to_dict()
             compared = other if c.versus else base
-            res.warnings = data_warnings(c, get_metric(c.metric), compared, patched, delta, alternative)
+            res.text_changed = text_changes(base_run, patched_run, versus_run)
+            res.warnings = data_warnings(c, get_metric(c.metric), compared, patched, delta, alternative,
+                                         res.text_changed)
             res.one_token = self._one_token(c, heads)
-            res.examples = [{"target": b.prompt, "baseline": b.text, "patched": p.text}
-                            for b, p in list(zip(base_run.generations, patched_run.generations))[:3]]
+            res.generations = all_generations(base_run, patched_run, delta, versus_run)
+            res.examples = pick_examples(res.generations, alternative)
         except Exception as exc:  # noqa: BLE001 -- an errored claim is reported, never dropped
             res.error = f"{type(exc).__name__}: {exc}"
             res.per_prompt["traceback"] = traceback.format_exc(limit=6)
@@ -374,15 +384,17 @@ def _progress_line(r: ClaimResult) -> str:
     """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
     if r.error:
         return f"error: {r.error.splitlines()[0]}"
+    from harness.examples import changes_text
+
     return (f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
-            + "".join(f"; warning: {w['code']}" for w in r.warnings))
+            + f", text changed {changes_text(r.text_changed)}" + "".join(f"; warning: {w['code']}" for w in r.warnings))
 
 
 AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
 
 
 def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, delta: np.ndarray,
-                  alternative: str) -> list[dict]:
+                  alternative: str, text_changed: dict | None = None) -> list[dict]:
     """Why this claim's data may not be able to support it, whatever the true effect.
 
     - ``floor`` / ``ceiling``: the metric sits at its bound for at least 90% of prompts in both
@@ -390,7 +402,11 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
       register a change in either direction;
     - ``untestable``: so few prompts changed at all that even if every one moved the claimed
       way, the smallest attainable p (``harness.stats.smallest_p``) is not below alpha — the
-      claim cannot be supported at this n, before any correction for many claims.
+      claim cannot be supported at this n, before any correction for many claims;
+    - ``inert``: the patch left every generation token-for-token unchanged (for a ``versus``
+      claim: neither condition changed any), so the claim is about a patch that did nothing at
+      these settings (the seed's identical deltas). Not raised for an equivalence claim without
+      ``versus`` (e.g. the identity sanity claim), where no change is the expected outcome.
 
     Verdicts are not changed: a warning says how to read "not supported" (uninformative data,
     not evidence of no effect) and that an equivalence found here may only show that both
@@ -408,6 +424,13 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
                 f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
                 f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
                 f"max_tokens or samples, or a continuous metric")})
+    ch = text_changed or {}
+    if ch.get("patched_vs_baseline") == 0 and (c.versus or c.direction != "equivalent") \
+            and (not c.versus or ch.get("versus_vs_baseline") == 0):
+        who = "neither condition changed any" if c.versus else "the patch changed none"
+        out.append({"code": "inert", "message": (
+            f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
+            f"shows; check heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}")})
     if c.direction != "equivalent":
         p_min = smallest_p(delta, alternative)
         if p_min >= c.alpha:

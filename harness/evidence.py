@@ -68,7 +68,9 @@ def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
 
 
 def verdict_table(doc: dict) -> list[str]:
-    """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down."""
+    """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down,
+    warnings and how many prompts' generations the patch changed."""
+    from harness.examples import changes_text
     from harness.report import cell, decisive_effect, warning_codes
 
     claims = doc.get("claims", [])
@@ -77,7 +79,8 @@ def verdict_table(doc: dict) -> list[str]:
         key = "errored" if c.get("error") else c["verdict"]
         counts[key] = counts.get(key, 0) + 1
     out = [f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-           "", "| claim | verdict | effect | 95% CI | p adj | up / down | warnings |", "|---|---|---|---|---|---|---|"]
+           "", "| claim | verdict | effect | 95% CI | p adj | up / down | warnings | text changed |",
+           "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         e = decisive_effect(c)
         ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
@@ -88,7 +91,7 @@ def verdict_table(doc: dict) -> list[str]:
         st = c.get("sign")
         updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
         out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} | "
-                   f"{cell(warning_codes(c))} |")
+                   f"{cell(warning_codes(c))} | {cell(changes_text(c.get('text_changed')))} |")
     return out
 
 

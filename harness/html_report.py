@@ -3,12 +3,13 @@
 Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; median Δ, marked,
 for claims decided by the sign test), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
-the sign test's p, and the data warnings (``floor``, ``ceiling``, ``untestable``: see
-:func:`harness.claim_runner.data_warnings`). Each claim's row expands to its settings
-a forest plot of its effect and CI against the random-head effects, and side-by-side
-baseline vs patched generations. Everything shown is built from the claim
-result attached to the report (``user_properties``), and every value is escaped with
-:func:`html.escape`: generated text and prompts are untrusted.
+the sign test's p, the data warnings (``floor``, ``ceiling``, ``untestable``, ``inert``: see
+:func:`harness.claim_runner.data_warnings`) and how many prompts' generations the patch changed
+token for token. Each claim's row expands to its settings, a forest plot of its effect and CI
+against the random-head effects, side-by-side baseline vs patched generations of the prompts
+picked by :func:`harness.examples.pick_examples` (with why), and every prompt's generations.
+Everything shown is built from the claim result attached to the report (``user_properties``),
+and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down", "Warnings")
+COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down", "Warnings",
+           "Text changed")
 
 
 def _result(report) -> dict | None:
@@ -37,6 +39,7 @@ def pytest_html_results_table_row(report, cells) -> None:
     if r is None:
         values = [""] * len(COLUMNS)
     else:
+        from harness.examples import changes_text
         from harness.report import decisive_effect, updown, warning_codes
 
         e, d = r.get("effect") or {}, decisive_effect(r)
@@ -45,7 +48,8 @@ def pytest_html_results_table_row(report, cells) -> None:
                   f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r)]
+                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r),
+                  changes_text(r.get("text_changed"))]
     for i, v in enumerate(values):
         cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
         cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")
@@ -55,12 +59,17 @@ def pytest_html_results_table_html(report, data) -> None:
     r = _result(report)
     if r is None:
         return
+    from harness.examples import changes_text
+
     c = r["claim"]
     settings = ", ".join(f"{k}={c[k]}" for k in ("model", "heads", "patch_mode", "source", "target", "metric",
                                                   "direction", "statistic", "margin", "n_prompts", "samples", "max_tokens",
                                                   "alignment", "seed") if c.get(k) is not None)
-    rows = "".join(f"<tr><td>{escape(x['target'])}</td><td>{escape(x['baseline'])}</td>"
-                   f"<td>{escape(x['patched'])}</td></tr>" for x in r.get("examples", []))
+    examples = _generations_table(r.get("examples", []), bool(c.get("versus")))
+    everything = ""
+    if r.get("generations"):
+        everything = (f"<details><summary>all {len(r['generations'])} prompts' generations</summary>"
+                      f"{_generations_table(r['generations'], bool(c.get('versus')))}</details>")
     plot = ""
     if r.get("effect"):
         import base64
@@ -77,4 +86,27 @@ def pytest_html_results_table_html(report, data) -> None:
                 + "".join(f'<p class="warning">warning ({escape(w["code"])}): {escape(w["message"])}</p>'
                           for w in r.get("warnings") or [])
                 + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"
-                f"<table><tr><th>target prompt</th><th>baseline</th><th>patched</th></tr>{rows}</table></div>")
+                + (f"<p>generations changed (token for token): {escape(changes_text(r['text_changed']))} prompts</p>"
+                   if r.get("text_changed") else "")
+                + f"{examples}{everything}</div>")
+
+
+def _texts(x) -> str:
+    """One run's text(s) for a prompt: a string (an example) or every sample's (a generations record)."""
+    return "<br/>".join(escape(t) for t in x) if isinstance(x, list) else escape(x)
+
+
+def _generations_table(rows: list[dict], versus: bool) -> str:
+    """Prompts with their baseline, (versus) and patched texts; examples also say why they were picked.
+    Every cell is escaped: generated text and prompts are untrusted."""
+    picked = any("why" in x for x in rows)
+    head = (["#"] + (["why shown"] if picked else []) + ["Δ", "target prompt", "baseline"]
+            + (["versus"] if versus else []) + ["patched"])
+    body = ""
+    for x in rows:
+        cells = [str(x.get("index", "—"))] + ([x.get("why", "")] if picked else [])
+        cells = [escape(v) for v in cells] + [escape(_fmt(x.get("delta"), "+.4f")), escape(x["target"]),
+                                              _texts(x["baseline"])]
+        cells += ([_texts(x.get("versus", "—"))] if versus else []) + [_texts(x["patched"])]
+        body += "<tr>" + "".join(f"<td>{v}</td>" for v in cells) + "</tr>"
+    return "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + f"</tr>{body}</table>"

@@ -17,13 +17,14 @@ import math
 import os
 
 from harness.errors import run_cli
+from harness.examples import changes_text
 from harness.regress import claims_by_id, load_document
 from harness.results import atomic_write, atomic_write_text, file_stem
 
 
 def cell(text) -> str:
     """A value safe inside a markdown table cell (no markup, no pipes, one line)."""
-    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
 
 
 def _ci(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
@@ -93,14 +94,19 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
                    f"{cell(c['target'])} | {c['n_prompts']} × {c['samples']} | {c['max_tokens']} | {cell(c['alignment'])} "
                    f"| {cell(samp)} | {c['seed']} |")
     out += ["", "## 2. Baseline vs patched (Δ)", "",
-            "| claim | heads | mode | metric | baseline | patched | Δ | 95% CI | p raw / adj | verdict | up / down (sign p) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            ("Δ is patched − baseline, or for a claim with a versus condition patched − versus (its mean in "
+            "the versus column). Text changed: prompts whose generation the contrast changed, token for token."), "",
+            ("| claim | heads | mode | metric | baseline | patched | versus | Δ | 95% CI | p raw / adj | verdict "
+            "| up / down (sign p) | text changed |"),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in ok:
         c, e, pp = r["claim"], r["effect"], r["per_prompt"]
+        versus = f"{_num(_mean(pp.get('versus')), '.4f')} ({_condition(c['versus'], c)})" if c.get("versus") else "—"
         out.append(f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
-                   f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | "
+                   f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | {versus} | "
                    f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
-                   f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} |")
+                   f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} | "
+                   f"{cell(changes_text(r.get('text_changed')))} |")
     out += ["", "## 3. Patch-mode comparison", ""]
     modes = [r for r in ok if r["claim"].get("versus") and r["claim"]["versus"]["patch_mode"] != r["claim"]["patch_mode"]]
     if modes:
@@ -124,11 +130,12 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
                        f"{len(rc['null'])} | {rc['percentile']:.0f} | {rc['empirical_p']:.3f} | {rc['beats_all']} |")
     else:
         out.append("No claims with a random-head control in this run.")
-    out += ["", "## 5. Sample generations", ""]
+    out += ["", "## 5. Sample generations", "",
+            ("Per claim, the prompts whose metric moved most the claimed way, the one that moved most the "
+            "other way, then prompts whose text changed while the metric did not (first sample). Every "
+            "prompt's generations are in the findings document and the HTML report."), ""]
     for r in ok:
-        out += [f"**{cell(r['claim']['id'])}**", "", "| target prompt | baseline | patched |", "|---|---|---|"]
-        out += [f"| {cell(x['target'])} | {cell(x['baseline'])} | {cell(x['patched'])} |" for x in r.get("examples", [])[:2]]
-        out.append("")
+        out += _examples_md(r)
     out += ["## 6. 1-token vs 30-token", "",
             "| claim | 1-token Δ log-prob (keywords of) | 95% CI | generation Δ (metric) | 95% CI | verdict |",
             "|---|---|---|---|---|---|"]
@@ -155,6 +162,26 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     out.append(f"- **errors** ({len(errors)}): " + ("; ".join(f"{cell(r['claim']['id'])}: {cell(r['error'])}"
                                                             for r in errors) or "none"))
     return "\n".join(out) + "\n"
+
+
+def _condition(v: dict, c: dict) -> str:
+    """What a versus condition changes relative to the claim, e.g. ``pattern_v`` or ``source anger``."""
+    diff = [f"{k.replace('patch_mode', 'mode')} {v[k]}" for k in ("heads", "patch_mode", "source") if v.get(k) != c.get(k)]
+    return cell(", ".join(diff) or "same")
+
+
+def _examples_md(r: dict) -> list[str]:
+    c = r["claim"]
+    versus = bool(c.get("versus"))
+    changed = f" (text changed: {cell(changes_text(r['text_changed']))} prompts)" if r.get("text_changed") else ""
+    out = [f"**{cell(c['id'])}**{changed}", "",
+           "| # | why shown | Δ | target prompt | baseline | " + ("versus | " if versus else "") + "patched |",
+           "|---|---|---|---|---|" + ("---|" if versus else "") + "---|"]
+    for x in r.get("examples", []):
+        out.append(f"| {x.get('index', '—')} | {cell(x.get('why', '—'))} | {_num(x.get('delta'))} | {cell(x['target'])} | "
+                   f"{cell(x['baseline'])} | " + (f"{cell(x.get('versus', '—'))} | " if versus else "")
+                   + f"{cell(x['patched'])} |")
+    return out + [""]
 
 
 def _fact(r: dict) -> str:

@@ -111,6 +111,7 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
         assert cells[4] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
         assert cells[7] == str(f["effect"]["n"])
         assert cells[10] == (", ".join(w["code"] for w in f["warnings"]) or "—")
+        assert cells[11] == f"{f['text_changed']['patched_vs_baseline']}/{f['text_changed']['n']}"
     # 4 prompts: even 4 of 4 up gives p = 1/16 > 0.05, so the directional claim is untestable
     assert "untestable" in [w["code"] for w in findings["no_effect"]["warnings"]]
     assert "untestable" in _parse("".join(tests["no_effect-head_1_10"]["resultsTableRow"])).cells[10]
@@ -120,3 +121,13 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     evidence = _parse(tests["identity-head_1_10"]["log"])
     assert "script" not in evidence.tags  # the hostile prompt is text, not markup
     assert HOSTILE in evidence.cells  # ... and shown verbatim
+    assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
+    # every prompt's generations are in the evidence, not only the picked examples
+    texts = _Text.of(tests["no_effect-head_1_10"]["log"])
+    assert "all 4 prompts' generations" in texts
+    for g in findings["no_effect"]["generations"]:
+        assert g["patched"][0] in texts or not g["patched"][0].strip()
+
+
+def cells_of(fragment) -> list[str]:
+    return _parse("".join(fragment)).cells

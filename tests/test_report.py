@@ -47,6 +47,15 @@ def test_markdown_has_the_seed_sections_and_the_numbers(findings):
     per_head = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "| 2 |" in line)
     assert f"{grat['random_control']['percentile']:.0f}" in per_head
     assert "| modes_equal | 1:10 | v_only vs pattern_v | sentiment |" in md
+    eq = next(c for c in doc["claims"] if c["claim"]["id"] == "modes_equal")
+    row = next(line for line in md.splitlines() if line.startswith("| modes_equal | 1:10 | v_only | sentiment |"))
+    versus_mean = sum(eq["per_prompt"]["versus"]) / len(eq["per_prompt"]["versus"])
+    assert f"| {versus_mean:.4f} (mode pattern_v) |" in row  # Δ of a versus claim is patched − versus
+    ch = eq["text_changed"]
+    assert row.endswith(f"| {ch['patched_vs_versus']}/{ch['n']} vs versus ({ch['patched_vs_baseline']} and "
+                        f"{ch['versus_vs_baseline']} vs baseline) |")
+    assert "| grat_up |" in md and f"(text changed: {grat['text_changed']['patched_vs_baseline']}/6 prompts)" in md
+    assert "| # | why shown | Δ | target prompt | baseline | versus | patched |" in md
     one_token = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "(gratitude)" in line)
     assert f"{grat['one_token']['mean']:+.4f}" in one_token
     assert f"correction: {doc['correction']}." in md and "profile:" not in md
