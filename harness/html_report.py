@@ -21,6 +21,37 @@ COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head
            "Text changed")
 
 
+# Added to the summary section (pytest-html renders it unescaped; it is ours, not data): the
+# evidence is read in tables, so they get borders and wrap; verdicts and warnings stand out.
+STYLE = """<style>
+.claim-evidence { white-space: normal; font-family: Helvetica, Arial, sans-serif; font-size: 12px; }
+.claim-evidence table { border-collapse: collapse; margin: 6px 0; }
+.claim-evidence th, .claim-evidence td { border: 1px solid #bbb; padding: 2px 6px; vertical-align: top;
+  text-align: left; white-space: pre-wrap; }
+.claim-evidence p.warning { color: #9a6700; font-weight: bold; }
+.claim-evidence details { margin: 6px 0; }
+.logwrapper { max-height: 640px; }
+td.verdict-supported { color: #1a7f37; font-weight: bold; }
+td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
+</style>"""
+
+
+def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
+    """The style above, and one line counting the run's verdicts (claims that do not hold fail
+    their test, so pytest's passed/failed counts are verdict counts only for directional claims)."""
+    from harness.plugin import RESULTS_KEY
+
+    prefix.append(STYLE)
+    results = list(session.config.stash.get(RESULTS_KEY, {}).values())
+    if results:
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        tally = ", ".join(f"{counts[v]} {v}" for v in ("supported", "not supported", "refuted", "error") if v in counts)
+        prefix.append(f'<p class="claims-summary">{len(results)} claims evaluated: {escape(tally)}; p-values '
+                      f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>")
+
+
 def _result(report) -> dict | None:
     return dict(getattr(report, "user_properties", ()) or ()).get("claim_result")
 

@@ -121,6 +121,8 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     evidence = _parse(tests["identity-head_1_10"]["log"])
     assert "script" not in evidence.tags  # the hostile prompt is text, not markup
     assert HOSTILE in evidence.cells  # ... and shown verbatim
+    page = _Text.of(report.read_text())
+    assert "2 claims evaluated: 1 supported, 1 not supported; p-values holm-adjusted across them." in page
     assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
     # every prompt's generations are in the evidence, not only the picked examples
     texts = _Text.of(tests["no_effect-head_1_10"]["log"])
