@@ -48,6 +48,9 @@ def _params(config) -> list:
         if names and c.model not in names:
             continue
         c = with_overrides(c, origin, **overrides)
+        k = config.getoption("--random-heads")
+        if k is not None and c.random_heads:  # only claims that have a control: it sets its size
+            c = with_overrides(c, f"--random-heads {k}", random_heads=k)
         marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
         reason = _available(c.model, paths)
         if reason:

@@ -69,6 +69,8 @@ def pick_examples(generations: list[dict], alternative: str, k: int = 4) -> list
     ranks |Δ|. In order: up to ``k - 1`` prompts that moved most the claimed way, the one that
     moved most the other way, then prompts whose text changed with Δ = 0, then unchanged ones.
     """
+    if not generations:
+        return []
     d = np.array([g["delta"] for g in generations], dtype=float)
     sign = {"greater": 1.0, "less": -1.0}.get(alternative)
     score = np.abs(d) if sign is None else sign * d

@@ -9,7 +9,7 @@ Options: ``--model NAME`` (only claims for that model) or ``--model NAME=PATH`` 
 claims on the weights at PATH, e.g. a local GPT-2 directory), ``--claims FILE``,
 ``--profile NAME`` (a profile of ``harness/profiles.toml`` sets every claim's generation
 settings), ``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value, and the
-profile's),
+profile's), ``--random-heads K`` (every claim that has a random-head control uses K),
 ``--correction holm|bh``, ``--device cpu`` (the only device this version supports),
 ``--findings PATH``.
 """
@@ -41,6 +41,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")
     group.addoption("--samples", type=int, default=None, help="override every claim's samples")
     group.addoption("--seed", type=int, default=None, help="override every claim's seed")
+    group.addoption("--random-heads", type=int, default=None, metavar="K",
+                    help="K random heads for every claim that has a random-head control (claims without one "
+                         "keep none); with K >= 19 the control's empirical p can reach 0.05")
     group.addoption("--correction", default="holm", choices=("holm", "bh"), help="multiple-comparison correction")
     group.addoption("--device", default="cpu", help="torch device; this version runs on cpu only")
     group.addoption("--findings", default=os.path.join("reports", "findings.json"),
@@ -93,6 +96,8 @@ def rerun_options(config, paths: dict[str, str]) -> str:
     opts = [f"--model {name}={path}" for name, path in sorted(paths.items())]
     if config.getoption("--profile") is not None:
         opts.append(f"--profile {config.getoption('--profile')}")
+    if config.getoption("--random-heads") is not None:
+        opts.append(f"--random-heads {config.getoption('--random-heads')}")
     return " ".join(opts)
 
 

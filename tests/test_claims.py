@@ -261,6 +261,27 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
         assert "Traceback" not in out and "During handling" not in out and "harness/" not in out
 
 
+def test_random_heads_option_sizes_every_existing_control_and_reruns_say_so(pytester):
+    """--random-heads K: claims with a random-head control use K (a rerun command repeats the
+    option); claims without one keep none; a bad K is one collection message."""
+    small = {"n_prompts": 6, "max_tokens": 3, "metric": "sentiment", "tier": "fast"}
+    rows = [{**BASE, **small, "id": "with_control", "random_heads": 2},
+            {**BASE, **small, "id": "without_control"}]
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml(rows))
+    findings = pytester.path / "findings.json"
+    test_file = os.path.join(ROOT, "causal_tests", "test_claims.py")
+    common = ("--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
+    pytester.runpytest_subprocess(test_file, "--random-heads", "3", *common)
+    by_id = {c["claim"]["id"]: c for c in json.loads(findings.read_text())["claims"]}
+    assert by_id["with_control"]["claim"]["random_heads"] == 3 and len(by_id["with_control"]["random_control"]["null"]) == 3
+    assert by_id["without_control"]["claim"]["random_heads"] == 0 and by_id["without_control"]["random_control"] is None
+    assert by_id["with_control"]["rerun"].endswith("--random-heads 3")
+    result = pytester.runpytest_subprocess(test_file, "--random-heads", "-1", *common)
+    out = result.stdout.str()
+    assert result.ret == 2 and "with --random-heads -1: claim 'with_control': field 'random_heads' = -1" in out, out
+
+
 def test_a_profile_for_claims_keeps_generation_settings_and_refuses_what_claims_cannot_take(tmp_path):
     from harness.config import profile_claim_settings
 

@@ -84,6 +84,7 @@ def test_examples_are_picked_by_evidence_not_position():
     both = pick_examples(gens, "two-sided", k=3)  # |Δ| ranks; the last slot goes to a changed text
     assert [(x["index"], x["why"]) for x in both] == [(3, "moved most"), (2, "moved most"),
                                                       (4, "text changed, metric did not")]
+    assert pick_examples([], "greater") == []
     still = pick_examples(_gens([0, 0, 0], [False, True, False]), "greater")
     assert [(x["index"], x["why"]) for x in still] == [(1, "text changed, metric did not"), (0, "text unchanged"),
                                                        (2, "text unchanged")]

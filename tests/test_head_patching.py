@@ -199,3 +199,40 @@ def test_bad_profiles_are_named(tmp_path, body, message):
     path.write_text(body)
     with pytest.raises(UserError, match=message.replace("?", "\\?").replace("(", "\\(")):
         resolve_run_config("p", {}, str(path))
+
+
+def _fake_hf_cache(root, model_dir: str, repo: str = "gpt2") -> str:
+    """A Hugging Face hub cache holding ``model_dir`` as ``repo`` (the layout a download leaves)."""
+    import shutil
+
+    commit = "0" * 40
+    snap = root / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / commit
+    shutil.copytree(model_dir, snap)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text(commit)
+    return str(root / "hub")
+
+
+def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(cli, gpt2_dir, tmp_path, tiny_gpt2,
+                                                                         monkeypatch):
+    """`--model gpt2` with GPT-2's weights in the local HF cache (here a GPT-2-architecture stand-in
+    under the name gpt2): the seed's command runs as written, and its claims are run, not skipped."""
+    monkeypatch.setenv("HF_HUB_CACHE", _fake_hf_cache(tmp_path, gpt2_dir))
+    out = tmp_path / "results" / "baseline" / "patching" / "head_patching" / "gpt2_gratitude_1_10.pkl"
+    proc = _run(cli, "--model", "gpt2", "--profile", "baseline", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--max-tokens", "6", "--patch-mode", "pattern_v", "--n-prompts", "4", "--output", str(out),
+                "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    with open(out, "rb") as f:
+        doc = pickle.load(f)  # our own file, written by the command above
+    model = doc["provenance"]["model"]
+    assert model["name"] == "gpt2" and model["weights_sha256"] == tiny_gpt2.weights_sha256
+    assert "gpt2" in model["source"]
+    findings = tmp_path / "findings.json"
+    proc = cli("pytest", os.path.join(ROOT, "causal_tests"), "-k", "seed_gpt2_v_only_equivalent", "--model", "gpt2",
+               "--n-prompts", "6", "--findings", str(findings), "-p", "no:cacheprovider", "-q", "-m", "claim",
+               timeout=900)
+    assert "skipped" not in proc.stdout and proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    (claim,) = json.loads(findings.read_text())["claims"]
+    assert claim["claim"]["id"] == "seed_gpt2_v_only_equivalent_to_pattern_v" and claim["error"] is None
+    assert claim["model"]["weights_sha256"] == tiny_gpt2.weights_sha256 and claim["effect"]["n"] == 6
