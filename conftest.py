@@ -8,6 +8,9 @@ suite. Skips and xfails are listed in README.md ("Skipped tests").
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import subprocess
@@ -54,6 +57,39 @@ def run_module(module: str, *args: str, stdin: str | None = None, timeout: int =
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout, check=False)
+
+
+def run_main(module: str, *args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``module.main(args)`` in this process as ``python -m module`` would (same ``run_cli``
+    wrapper: a user error is one line on stderr and exit 2), capturing stdout and stderr.
+
+    It saves an interpreter start (~10 s: torch, transformers, TransformerLens) per call, so the
+    error paths of a command use it; each command keeps one real-process test, which also
+    proves that no traceback reaches the terminal. An unexpected exception propagates and fails
+    the test instead of being printed.
+    """
+    from harness.errors import run_cli
+
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.ExitStack() as stack:
+        if cwd is not None:
+            stack.enter_context(contextlib.chdir(cwd))
+        stack.enter_context(contextlib.redirect_stdout(out))
+        stack.enter_context(contextlib.redirect_stderr(err))
+        try:
+            run_cli(main, list(args))
+        except SystemExit as exc:
+            code = exc.code
+    code = 0 if code is None else code if isinstance(code, int) else 1
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def main_in_process():
+    """``main_in_process("harness.sweep", "--model", "x")`` runs a command's ``main`` in this process."""
+    return run_main
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,18 +197,23 @@ def _load_smollm2() -> ModelHandle:
     return _finish("smollm2-135m", source, model, tok, "chat")
 
 
+# special tokens, unicode, digits and leading spaces: where a re-saved tokenizer could differ
+_TOKENIZER_PROBE = "<|im_start|>user\n Thank you so much! Grüße, 42 naïve 😊<|im_end|>"
+
+
 def _store_atomically(target: str, model, tok) -> None:
     """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized
     although the weights are plain fp32), so the config is saved without its
     ``quantization_config`` and the weights with safetensors. The copy is reloaded and its
-    weights hash compared before it is published; a mismatch leaves no cache behind.
+    weights hash, tokenization and chat template compared before it is published; a mismatch
+    leaves no cache behind.
     """
     import copy
 
     from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = None
     try:
@@ -223,10 +229,17 @@ def _store_atomically(target: str, model, tok) -> None:
         again = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, local_files_only=True)
         if weights_sha256(again) != weights_sha256(model):
             raise OSError("cached copy differs from the GGUF weights")
+        tok_again = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        if (tok_again(_TOKENIZER_PROBE).input_ids != tok(_TOKENIZER_PROBE).input_ids
+                or getattr(tok_again, "chat_template", None) != getattr(tok, "chat_template", None)):
+            raise OSError("cached tokenizer differs from the GGUF tokenizer")
         os.replace(tmp, target)
         tmp = None
-    except OSError:
-        pass  # the cache is an optimisation only: the GGUF path stays correct
+    except OSError as exc:
+        # the cache is an optimisation only: the GGUF path stays correct, but say why the next
+        # load will convert again
+        print(f"note: the converted model was not cached at {target} ({exc}); later loads convert "
+              f"the GGUF again", file=sys.stderr)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

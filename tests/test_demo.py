@@ -34,7 +34,7 @@ def test_parse_heads_expands_wildcards():
     assert parse_heads("1:2,0:*", 2, 3, "tiny") == [(0, 0), (0, 1), (0, 2), (1, 2)]
 
 
-def test_demo_bad_spec_exits_2_without_traceback(cli):
-    proc = cli("harness.demo", "--model", "tiny-gpt2", "--ablate", "1:99", "--max-tokens", "2")
+def test_demo_bad_spec_exits_2_without_traceback(main_in_process):
+    proc = main_in_process("harness.demo", "--model", "tiny-gpt2", "--ablate", "1:99", "--max-tokens", "2")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: head 1:99 is out of range for tiny-gpt2 (2 layers × 12 heads)"

@@ -57,8 +57,13 @@ def test_default_model_shape(smollm2):
 
 
 @pytest.mark.model
+@pytest.mark.slow
 def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
-    """A fresh GGUF conversion and the cached safetensors copy carry identical weights."""
+    """A fresh GGUF conversion and the cached safetensors copy carry identical weights.
+
+    Slow (a minute: the conversion twice in a fresh CI). Every conversion checks the same at
+    run time before publishing its copy (``_store_atomically``, tested per commit below).
+    """
     monkeypatch.setenv("CAUSAL_HEADS_CACHE", str(tmp_path))
     converted = load_model("smollm2-135m")  # converts the GGUF, stores the copy
     assert len(list(tmp_path.iterdir())) == 1
@@ -67,6 +72,42 @@ def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
     text = "Thank you so much!<|im_end|>"
     assert converted.tokenizer(text).input_ids == cached.tokenizer(text).input_ids
     assert converted.tokenizer.chat_template == cached.tokenizer.chat_template
+
+
+def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path, monkeypatch, capsys, tiny_llama):
+    from harness import models
+
+    target = tmp_path / "cache" / "tiny"
+    models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer)
+    again = load_model(str(target))
+    assert again.weights_sha256 == tiny_llama.weights_sha256
+    probe = models._TOKENIZER_PROBE
+    assert again.tokenizer(probe).input_ids == tiny_llama.tokenizer(probe).input_ids
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]  # no temporary left
+
+    # a copy that reloads differently is never published, and nothing half-written stays
+    real_hash = models.weights_sha256
+    calls = iter(range(1000))
+    monkeypatch.setattr(models, "weights_sha256", lambda m: f"{real_hash(m)}{next(calls)}")
+    bad = tmp_path / "cache" / "bad"
+    models._store_atomically(str(bad), tiny_llama.model, tiny_llama.tokenizer)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
+    err = capsys.readouterr().err
+    assert f"not cached at {bad}" in err and "cached copy differs from the GGUF weights" in err
+    monkeypatch.setattr(models, "weights_sha256", real_hash)
+
+    class OtherTokenizer:  # same weights, a tokenizer that encodes differently
+        chat_template = getattr(tiny_llama.tokenizer, "chat_template", None)
+
+        def __call__(self, text):
+            return tiny_llama.tokenizer(text + " extra")
+
+        def save_pretrained(self, path):
+            tiny_llama.tokenizer.save_pretrained(path)
+
+    models._store_atomically(str(bad), tiny_llama.model, OtherTokenizer())
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
+    assert "cached tokenizer differs from the GGUF tokenizer" in capsys.readouterr().err
 
 
 def test_local_directory_loads(tmp_path, tiny_gpt2):
@@ -105,9 +146,10 @@ def _gpt2_in_hf_cache() -> bool:
                for repo in ("gpt2", "openai-community/gpt2"))
 
 
-@pytest.mark.parametrize("model", ["org/absent-model", "/no/such/dir", "nope"])
-def test_cli_unavailable_model_exits_2_without_traceback(cli, model):
-    proc = cli("harness.demo", "--model", model, "--max-tokens", "2")
+@pytest.mark.parametrize("model, real_process", [("org/absent-model", True), ("/no/such/dir", False),
+                                                  ("nope", False)])
+def test_cli_unavailable_model_exits_2_without_traceback(cli, main_in_process, model, real_process):
+    proc = (cli if real_process else main_in_process)("harness.demo", "--model", model, "--max-tokens", "2")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

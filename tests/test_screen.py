@@ -189,7 +189,7 @@ def test_compare_with_sweep_ranks():
         compare_with_sweep(np.zeros((3, 6)), doc)
 
 
-def test_screen_cli(cli, tmp_path):
+def test_screen_cli(cli, main_in_process, tmp_path):
     out = tmp_path / "scr.json"
     proc = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6",
                "--output", str(out))
@@ -202,10 +202,10 @@ def test_screen_cli(cli, tmp_path):
     assert doc["n_used"] + len(doc["excluded_prompts"]) == 6 and doc["reference"] == "pooled"
     assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
     assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
-    bad = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json"))
+    bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({"deltas": np.zeros((3, 3, 2)).tolist()}))
-    mismatch = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    mismatch = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                    "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert mismatch.returncode == 2 and "does not match" in mismatch.stderr
     assert not (tmp_path / "y.json").exists()
