@@ -101,6 +101,40 @@ def rerun_options(config, paths: dict[str, str]) -> str:
     return " ".join(opts)
 
 
+def claim_params(config) -> list:
+    """One ``pytest.param`` per claim of the ``--claims`` files that this run selects (``--model``),
+    with the run's overrides applied, marked ``claim`` (and ``slow`` unless ``tier = "fast"``),
+    skipped with the reason when the model's weights are absent. Raises :class:`UserError` or
+    ``pytest.UsageError`` naming the option, claim, field and value."""
+    from harness.claims import load_claim_files, with_overrides
+    from harness.models import weights_absent
+
+    claims = load_claim_files(config.getoption("--claims") or None)
+    names, paths = model_filter(config)
+    overrides, origin = claim_overrides(config)
+    unknown = sorted(names - {c.model for c in claims})
+    if unknown:
+        from harness.results import repo_path
+
+        files = ", ".join(sorted({repo_path(c.file) for c in claims}))
+        raise UserError(f"--model {unknown[0]!r}: no claim in {files} is about it; models with claims: "
+                        + ", ".join(sorted({c.model for c in claims})))
+    params = []
+    for c in claims:
+        if names and c.model not in names:
+            continue
+        c = with_overrides(c, origin, **overrides)
+        k = config.getoption("--random-heads")
+        if k is not None and c.random_heads:  # only claims that have a control: it sets its size
+            c = with_overrides(c, f"--random-heads {k}", random_heads=k)
+        marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
+        reason = None if c.model in paths else weights_absent(c.model)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(c, marks=marks, id=c.test_id))
+    return params
+
+
 def claim_session(config, claims):
     """The run's one ClaimSession over the collected claims (created on first use)."""
     from harness.claim_runner import ClaimSession
