@@ -59,7 +59,7 @@ def run_module(module: str, *args: str, stdin: str | None = None, timeout: int =
                           text=True, cwd=cwd, env=env, timeout=timeout, check=False)
 
 
-def run_main(module: str, *args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
     """Run ``module.main(args)`` in this process as ``python -m module`` would (same ``run_cli``
     wrapper: a user error is one line on stderr and exit 2), capturing stdout and stderr.
 
@@ -73,11 +73,7 @@ def run_main(module: str, *args: str, cwd: str | None = None) -> subprocess.Comp
     main = importlib.import_module(module).main
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
-    with contextlib.ExitStack() as stack:
-        if cwd is not None:
-            stack.enter_context(contextlib.chdir(cwd))
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             run_cli(main, list(args))
         except SystemExit as exc:
