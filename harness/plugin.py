@@ -119,12 +119,12 @@ def claim_params(config) -> list:
         files = ", ".join(sorted({repo_path(c.file) for c in claims}))
         raise UserError(f"--model {unknown[0]!r}: no claim in {files} is about it; models with claims: "
                         + ", ".join(sorted({c.model for c in claims})))
+    k = config.getoption("--random-heads")
     params = []
     for c in claims:
         if names and c.model not in names:
             continue
         c = with_overrides(c, origin, **overrides)
-        k = config.getoption("--random-heads")
         if k is not None and c.random_heads:  # only claims that have a control: it sets its size
             c = with_overrides(c, f"--random-heads {k}", random_heads=k)
         marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])

@@ -237,17 +237,6 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
         assert r.random_control["null"] != pytest.approx(baseline_null, abs=1e-9)
 
 
-class _Options:
-    """A stand-in for pytest's config: the plugin's options at their defaults, some set."""
-
-    def __init__(self, values: dict):
-        self.values = {"--claims": [], "--model": [], "--profile": None, "--n-prompts": None, "--samples": None,
-                       "--seed": None, "--random-heads": None, **values}
-
-    def getoption(self, name):
-        return self.values[name]
-
-
 def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pytester):
     """--profile sets generation settings on every claim, flags win over it, the findings and the
     rerun command record both; an override that makes a claim invalid stops collection with one
@@ -273,11 +262,11 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
     assert result.ret == 2 and "with --profile greedy --samples 3: claim 'identity': field" in out, out
     assert "Traceback" not in out and "During handling" not in out and "harness/" not in out
     # the same collection step in this process for the other bad overrides
-    bad = [({"--n-prompts": 1000}, "with --n-prompts 1000: claim 'identity': field 'n_prompts' = 1000: must be in"),
-           ({"--profile": "gredy"}, "unknown profile 'gredy'. Did you mean 'greedy'?")]
-    for options, message in bad:
+    bad = [(("--n-prompts", "1000"), "with --n-prompts 1000: claim 'identity': field 'n_prompts' = 1000: must be in"),
+           (("--profile", "gredy"), "unknown profile 'gredy'. Did you mean 'greedy'?")]
+    for args, message in bad:
         with pytest.raises(UserError) as info:
-            claim_params(_Options({"--claims": [str(claims)], **options}))
+            claim_params(pytester.parseconfig("-p", "harness.plugin", "--claims", str(claims), *args))
         assert message in str(info.value)
 
 
@@ -298,7 +287,7 @@ def test_random_heads_option_sizes_every_existing_control_and_reruns_say_so(pyte
     assert by_id["without_control"]["claim"]["random_heads"] == 0 and by_id["without_control"]["random_control"] is None
     assert by_id["with_control"]["rerun"].endswith("--random-heads 3")
     with pytest.raises(UserError, match="with --random-heads -1: claim 'with_control': field 'random_heads' = -1"):
-        claim_params(_Options({"--claims": [str(claims)], "--random-heads": -1}))
+        claim_params(pytester.parseconfig("-p", "harness.plugin", "--claims", str(claims), "--random-heads", "-1"))
 
 
 def test_a_profile_for_claims_keeps_generation_settings_and_refuses_what_claims_cannot_take(tmp_path):

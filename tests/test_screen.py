@@ -202,10 +202,11 @@ def test_screen_cli(cli, main_in_process, tmp_path):
     assert doc["n_used"] + len(doc["excluded_prompts"]) == 6 and doc["reference"] == "pooled"
     assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
     assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
-    bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json"))
+    bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee",
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({"deltas": np.zeros((3, 3, 2)).tolist()}))
     mismatch = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
-                   "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
+                               "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert mismatch.returncode == 2 and "does not match" in mismatch.stderr
     assert not (tmp_path / "y.json").exists()

@@ -68,7 +68,7 @@ def test_sweep_cli_writes_ranked_json_and_heatmap(cli, main_in_process, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "v.json").read_text())["patch_mode"] == "v_only"
     bad = main_in_process("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--patch-mode", "v-only",
-              "--output", str(tmp_path / "x.json"))
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean 'v_only'" in bad.stderr and not (tmp_path / "x.json").exists()
 
 
@@ -146,7 +146,7 @@ def test_sweep_cli_writes_claims_that_load(cli, main_in_process, tmp_path):
     claims = load_claims(str(toml))
     assert [c.heads for c in claims][:min(3, len(top))] == top[:3]
     bad = main_in_process("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--combine", "1",
-              "--output", str(tmp_path / "x.json"))
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "--combine 1" in bad.stderr and not (tmp_path / "x.json").exists()
 
 
