@@ -71,26 +71,19 @@ def verdict_table(doc: dict) -> list[str]:
     """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down,
     warnings and how many prompts' generations the patch changed."""
     from harness.examples import changes_text
-    from harness.report import cell, decisive_effect, warning_codes
+    from harness.report import cell, decisive_text, verdict_tally, warning_codes
 
     claims = doc.get("claims", [])
-    counts: dict[str, int] = {}
-    for c in claims:
-        key = "errored" if c.get("error") else c["verdict"]
-        counts[key] = counts.get(key, 0) + 1
-    out = [f"{len(claims)} claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+    out = [f"{len(claims)} claims: {verdict_tally(claims)}",
            "", "| claim | verdict | effect | 95% CI | p adj | up / down | warnings | text changed |",
            "|---|---|---|---|---|---|---|---|"]
     for c in claims:
-        e = decisive_effect(c)
-        ci = f"[{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]" if e.get("ci_low") is not None else "—"
-        mean = f"{e['estimate']:+.4f}" if e.get("estimate") is not None else "—"
-        mean += " (median)" if e.get("label") == "median" else ""
+        estimate, ci = decisive_text(c)
         p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
         verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
         st = c.get("sign")
         updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
-        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {mean} | {ci} | {p} | {updown} | "
+        out.append(f"| {cell(c['claim']['id'])} | {cell(verdict)} | {estimate} | {ci} | {p} | {updown} | "
                    f"{cell(warning_codes(c))} | {cell(changes_text(c.get('text_changed')))} |")
     return out
 

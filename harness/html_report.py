@@ -40,14 +40,12 @@ def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
     """The style above, and one line counting the run's verdicts (claims that do not hold fail
     their test, so pytest's passed/failed counts are verdict counts only for directional claims)."""
     from harness.plugin import RESULTS_KEY
+    from harness.report import verdict_tally
 
     prefix.append(STYLE)
     results = list(session.config.stash.get(RESULTS_KEY, {}).values())
     if results:
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
-        tally = ", ".join(f"{counts[v]} {v}" for v in ("supported", "not supported", "refuted", "error") if v in counts)
+        tally = verdict_tally(results)
         prefix.append(f'<p class="claims-summary">{len(results)} claims evaluated: {escape(tally)}; p-values '
                       f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>")
 
@@ -71,12 +69,11 @@ def pytest_html_results_table_row(report, cells) -> None:
         values = [""] * len(COLUMNS)
     else:
         from harness.examples import changes_text
-        from harness.report import decisive_effect, updown, warning_codes
+        from harness.report import decisive_text, updown, warning_codes
 
-        e, d = r.get("effect") or {}, decisive_effect(r)
+        e = r.get("effect") or {}
         rc = r.get("random_control")
-        values = [r["verdict"], _fmt(d.get("estimate"), "+.4f") + (" (median)" if d.get("label") == "median" else ""),
-                  f"[{_fmt(d.get('ci_low'), '+.4f')}, {_fmt(d.get('ci_high'), '+.4f')}]" if d else "—",
+        values = [r["verdict"], *decisive_text(r),
                   f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
                   _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
                   _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r),

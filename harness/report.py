@@ -27,14 +27,19 @@ def cell(text) -> str:
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
 
 
+def _missing(x) -> bool:
+    """None (JSON null) or NaN (a result still in memory)."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _ci(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
-    if not d or d.get(key_low) is None:
+    if not d or _missing(d.get(key_low)):
         return "—"
     return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
 
 
 def _num(x, spec="+.4f") -> str:
-    return "—" if x is None else format(x, spec)
+    return "—" if _missing(x) else format(x, spec)
 
 
 def _mean(xs) -> float | None:
@@ -51,6 +56,26 @@ def decisive_effect(r: dict) -> dict:
     if not e:
         return {}
     return {"label": "mean", "estimate": e.get("mean"), "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high")}
+
+
+def decisive_text(r: dict) -> tuple[str, str]:
+    """The decisive estimate (``+0.0989 (median)`` for sign claims) and its 95% CI, as text."""
+    d = decisive_effect(r)
+    return _num(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), _ci(d)
+
+
+VERDICT_ORDER = ("supported", "not supported", "refuted", "errored")
+
+
+def verdict_tally(results) -> str:
+    """``7 supported, 7 not supported``: claim results (dicts) counted by verdict, errored ones
+    (those with an ``error``) as ``errored``, in the order supported, not supported, refuted, errored."""
+    counts: dict[str, int] = {}
+    for r in results:
+        key = "errored" if r.get("error") else r["verdict"]
+        counts[key] = counts.get(key, 0) + 1
+    unknown = sorted(set(counts) - set(VERDICT_ORDER))
+    return ", ".join(f"{counts[v]} {v}" for v in (*VERDICT_ORDER, *unknown) if v in counts)
 
 
 def updown(sign: dict | None) -> str:

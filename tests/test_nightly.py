@@ -32,7 +32,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     assert {c["claim"]["id"]: c["verdict"] for c in doc["claims"]} == {"identity": "supported",
                                                                          "gratitude_up": "not supported"}
     summary = (first / "nightly.md").read_text()
-    assert "2 claims: 1 not supported, 1 supported" in summary
+    assert "2 claims: 1 supported, 1 not supported" in summary
     up = next(c["sign"] for c in doc["claims"] if c["claim"]["id"] == "gratitude_up")
     assert f"| {up['n_up']} / {up['n_down']} |" in summary
 
@@ -78,7 +78,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
                       {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace",
                        "effect": None}]}
     text = summary_markdown(doc, [], None, "last/findings.json")
-    assert "2 claims: 1 errored, 1 supported" in text
+    assert "2 claims: 1 supported, 1 errored" in text
     assert "| a | supported | +0.5000 | [+0.1000, +0.9000] | 0.01 | — |" in text
     assert "| b | errored: ValueError: boom | — | — | — | — |" in text
     assert "no earlier findings at last/findings.json: nothing to compare" in text

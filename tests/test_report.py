@@ -8,7 +8,7 @@ import pytest
 
 from harness.claim_runner import ClaimSession
 from harness.claims import Claim
-from harness.report import cell, main, render_markdown
+from harness.report import cell, decisive_text, main, render_markdown, verdict_tally
 from harness.results import json_safe, write_result
 
 
@@ -109,3 +109,20 @@ def test_discussion_names_claims_where_mean_and_typical_prompt_disagree(findings
     assert ("- **mean and typical prompt disagree** (1, raw p at the claim's alpha): grat_up: mean test p 0.4, "
             "sign test p 0.001 (6 up / 0 down, median +0.5000; decided by sign)") in md
     assert f"grat_up (sign test: 6 up / 0 down, median +0.5000 [+0.1000, +0.9000], p adj {grat['p_adjusted']:.3g}" in md
+
+
+def test_verdict_tally_counts_in_a_fixed_order_and_names_errored_claims():
+    rs = [{"verdict": "not supported"}, {"verdict": "error", "error": "boom"}, {"verdict": "supported"},
+          {"verdict": "not supported"}, {"verdict": "refuted"}]
+    assert verdict_tally(rs) == "1 supported, 2 not supported, 1 refuted, 1 errored"
+    assert verdict_tally([]) == ""
+
+
+def test_decisive_text_reads_nan_in_memory_and_null_in_json_as_missing():
+    sign = {"median": 0.1, "ci_low": 0.08, "ci_high": 0.12}
+    assert decisive_text({"claim": {"statistic": "sign"}, "sign": sign}) == ("+0.1000 (median)", "[+0.0800, +0.1200]")
+    assert decisive_text({"claim": {}, "effect": {"mean": -0.25, "ci_low": -0.5, "ci_high": 0.0}}) == (
+        "-0.2500", "[-0.5000, +0.0000]")
+    for missing in (None, float("nan")):
+        assert decisive_text({"claim": {}, "effect": {"mean": missing, "ci_low": missing, "ci_high": missing}}) == ("—", "—")
+    assert decisive_text({"claim": {}, "effect": None}) == ("—", "—")
