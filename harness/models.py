@@ -149,16 +149,18 @@ def _prepare_tokenizer(tok):
     return tok
 
 
-def _finish(name: str, source: str, model, tok, prompt_format: str) -> ModelHandle:
+def _finish(name: str, source: str, model, tok, prompt_format: str, weights_digest: str | None = None) -> ModelHandle:
+    """The handle of a loaded model, made fp32 and eval; ``weights_digest``: its
+    :func:`weights_sha256` when the caller has already computed it (fp32 weights)."""
     if any(p.dtype != torch.float32 for p in model.parameters()):
-        model = model.float()
+        model, weights_digest = model.float(), None
     model.eval()
     model.requires_grad_(False)
     model.set_attn_implementation("sdpa")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return ModelHandle(name=name, source=source, model=model, tokenizer=_prepare_tokenizer(tok),
-                       shape=model_shape(model), weights_sha256=weights_sha256(model),
+                       shape=model_shape(model), weights_sha256=weights_digest or weights_sha256(model),
                        prompt_format=prompt_format)
 
 
@@ -193,21 +195,22 @@ def _load_smollm2() -> ModelHandle:
     folder, fname = os.path.split(gguf)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
-    _store_atomically(cached, model, tok)
-    return _finish("smollm2-135m", source, model, tok, "chat")
+    digest = weights_sha256(model)
+    _store_atomically(cached, model, tok, digest)
+    return _finish("smollm2-135m", source, model, tok, "chat", digest)
 
 
 # special tokens, unicode, digits and leading spaces: where a re-saved tokenizer could differ
 _TOKENIZER_PROBE = "<|im_start|>user\n Thank you so much! Grüße, 42 naïve 😊<|im_end|>"
 
 
-def _store_atomically(target: str, model, tok) -> None:
+def _store_atomically(target: str, model, tok, weights_digest: str) -> None:
     """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized
     although the weights are plain fp32), so the config is saved without its
     ``quantization_config`` and the weights with safetensors. The copy is reloaded and its
-    weights hash, tokenization and chat template compared before it is published; a mismatch
+    weights hash (against ``weights_digest``, the model's :func:`weights_sha256`), tokenization and chat template compared before it is published; a mismatch
     leaves no cache behind.
     """
     import copy
@@ -227,7 +230,7 @@ def _store_atomically(target: str, model, tok) -> None:
         save_model(model, os.path.join(tmp, "model.safetensors"))
         tok.save_pretrained(tmp)
         again = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, local_files_only=True)
-        if weights_sha256(again) != weights_sha256(model):
+        if weights_sha256(again) != weights_digest:
             raise OSError("cached copy differs from the GGUF weights")
         tok_again = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
         if (tok_again(_TOKENIZER_PROBE).input_ids != tok(_TOKENIZER_PROBE).input_ids

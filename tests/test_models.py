@@ -74,27 +74,24 @@ def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
     assert converted.tokenizer.chat_template == cached.tokenizer.chat_template
 
 
-def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path, monkeypatch, capsys, tiny_llama):
+def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path, capsys, tiny_llama):
     from harness import models
 
     target = tmp_path / "cache" / "tiny"
-    models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer)
+    models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer, tiny_llama.weights_sha256)
     again = load_model(str(target))
     assert again.weights_sha256 == tiny_llama.weights_sha256
     probe = models._TOKENIZER_PROBE
     assert again.tokenizer(probe).input_ids == tiny_llama.tokenizer(probe).input_ids
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]  # no temporary left
 
-    # a copy that reloads differently is never published, and nothing half-written stays
-    real_hash = models.weights_sha256
-    calls = iter(range(1000))
-    monkeypatch.setattr(models, "weights_sha256", lambda m: f"{real_hash(m)}{next(calls)}")
+    # a copy that reloads to other weights than the model's is never published, and nothing
+    # half-written stays
     bad = tmp_path / "cache" / "bad"
-    models._store_atomically(str(bad), tiny_llama.model, tiny_llama.tokenizer)
+    models._store_atomically(str(bad), tiny_llama.model, tiny_llama.tokenizer, "0" * 64)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
     err = capsys.readouterr().err
     assert f"not cached at {bad}" in err and "cached copy differs from the GGUF weights" in err
-    monkeypatch.setattr(models, "weights_sha256", real_hash)
 
     class OtherTokenizer:  # same weights, a tokenizer that encodes differently
         chat_template = getattr(tiny_llama.tokenizer, "chat_template", None)
@@ -105,7 +102,7 @@ def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path,
         def save_pretrained(self, path):
             tiny_llama.tokenizer.save_pretrained(path)
 
-    models._store_atomically(str(bad), tiny_llama.model, OtherTokenizer())
+    models._store_atomically(str(bad), tiny_llama.model, OtherTokenizer(), tiny_llama.weights_sha256)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
     assert "cached tokenizer differs from the GGUF tokenizer" in capsys.readouterr().err
 
