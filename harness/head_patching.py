@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
     targets = target_set.head(run.n_prompts)
     sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
-    gen_cfg = _generation_config(run)
+    gen_cfg = generation_config(run)
     PatchConfig(((0, 0),), mode.name, run.alignment, run.patch_generated)  # settings check, no model yet
 
     from harness.models import load_model
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _generation_config(run):
+def generation_config(run):
+    """The :class:`~harness.generation.GenerationConfig` of a resolved :class:`~harness.config.RunConfig`."""
     from harness.generation import GenerationConfig
 
     return GenerationConfig(max_new_tokens=run.max_tokens, do_sample=run.do_sample, temperature=run.temperature,
@@ -147,14 +148,20 @@ def run_patching(handle, patch, gen_cfg, sources, targets, prompt_format, status
     return score_runs(results["baseline"], results["patched"], sources, gen_cfg.seed)
 
 
+def table_metrics() -> list[str]:
+    """The seed's table: sentiment, politeness, every emotion's keywords, then every emotion's log-prob."""
+    from harness.prompts import keyword_emotions
+
+    return ["sentiment", "politeness", *(f"{e}_keywords" for e in keyword_emotions()),
+            *(f"{e}_logprob" for e in keyword_emotions())]
+
+
 def score_runs(baseline, patched, sources, seed: int) -> dict:
     """Per-prompt texts and scores, and the summary table with bootstrap CIs over prompts."""
     from harness.metrics import get_metric
-    from harness.prompts import keyword_emotions
     from harness.stats import bootstrap_mean_ci, sign_test
 
-    metrics = ["sentiment", "politeness", *(f"{e}_keywords" for e in keyword_emotions()),
-               *(f"{e}_logprob" for e in keyword_emotions())]
+    metrics = table_metrics()
     base, pat = baseline.by_prompt(), patched.by_prompt()
     prompts = []
     for i in sorted(base):

@@ -1,0 +1,106 @@
+"""A/A calibration of the claims' statistics on data the harness generates (harness.calibrate)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.calibrate import TESTS, calibrate, null_deltas, score_pool
+from harness.generation import GenerationConfig, generate
+from harness.metrics.next_token import keyword_tracks
+from harness.prompts import load_prompt_set
+
+
+def test_null_deltas_split_distinct_continuations_of_each_prompt():
+    pool = np.arange(6 * 8, dtype=float).reshape(6, 8) * 10.0 ** np.arange(6)[:, None]  # distinct per prompt
+    d = null_deltas(pool, samples=2, datasets=500, seed=1)
+    assert d.shape == (500, 6)
+    # two distinct continuations per half: a Δ of 0 needs equal half sums, never both halves equal
+    for i in range(6):
+        assert np.all(np.abs(d[:, i]) <= (pool[i].max() - pool[i].min()))
+        assert len(np.unique(d[:, i])) > 10
+    # the halves are exchangeable: every prompt's Δ is symmetric around 0 (up to Monte-Carlo error)
+    assert np.all(np.abs(d.mean(axis=0)) < 4 * d.std(axis=0) / np.sqrt(500))
+    assert np.array_equal(d, null_deltas(pool, samples=2, datasets=500, seed=1))  # seeded
+    with pytest.raises(ValueError, match="2 samples per condition need a pool of at least 4"):
+        null_deltas(pool[:, :3], samples=2, datasets=10, seed=0)
+    with pytest.raises(ValueError, match="n_prompts >= 2"):
+        null_deltas(pool[:1], samples=1, datasets=10, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tiny_gpt2):
+    """12 neutral prompts × 8 sampled continuations of 4 tokens, scored by the continuous log-prob metric."""
+    prompts = load_prompt_set("neutral").head(12)
+    cfg = GenerationConfig(max_new_tokens=4, do_sample=True, n_samples=8, seed=0)
+    result = generate(tiny_gpt2, prompts, cfg, track=keyword_tracks(tiny_gpt2.tokenizer))
+    return score_pool(result, ["gratitude_logprob"])["gratitude_logprob"]
+
+
+def test_the_claims_tests_hold_their_size_on_the_harness_null_data(tiny_pool):
+    assert tiny_pool.shape == (12, 8)
+    assert np.all(np.ptp(tiny_pool, axis=1) > 0)  # sampled continuations of a prompt differ
+    cal = calibrate(tiny_pool, metric="gratitude_logprob", datasets=400, seed=3)
+    for t in ("mean_increase", "mean_decrease"):
+        rate, low, high = cal.rate(t)
+        assert cal.reading(t) == "calibrated", (t, rate, low, high)
+    # the exact sign test is discrete at 12 prompts: never above alpha
+    assert all(cal.reading(t) != "too many rejections" for t in TESTS)
+    assert 0.85 <= cal.coverage()[0] <= 0.99
+    doc = cal.to_dict()
+    assert doc["rates"]["mean_increase"]["reading"] == "calibrated" and doc["untestable"] == 0.0
+
+
+def test_a_planted_shift_is_found_in_its_direction_only(tiny_pool):
+    sd = null_deltas(tiny_pool, samples=1, datasets=200, seed=0).std()
+    cal = calibrate(tiny_pool, metric="gratitude_logprob", datasets=200, shift=1.5 * sd, seed=3)
+    assert cal.rate("mean_increase")[0] >= 0.9 and cal.rate("mean_decrease")[0] == 0.0
+    assert cal.reading("mean_increase") == "power"
+    assert 0.85 <= cal.coverage()[0] <= 0.99  # the CI covers the planted mean, not 0
+
+
+def test_a_metric_at_its_floor_is_conservative_and_untestable():
+    pool = np.zeros((30, 6))
+    pool[0, 0] = 1.0  # one continuation of one prompt leaves the floor
+    cal = calibrate(pool, metric="gratitude_keywords", lower=0.0, datasets=100, seed=0)
+    assert cal.at_floor == pytest.approx(1 - 1 / 180)
+    assert cal.untestable == 1.0 and all(cal.rejections[t] == 0 for t in TESTS)
+    assert cal.reading("mean_increase") == "conservative"
+
+
+def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in_process, tmp_path, monkeypatch):
+    out = tmp_path / "cal.json"
+    proc = cli("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "10", "--max-tokens", "3", "--pool", "4",
+               "--datasets", "50", "--metrics", "gratitude_logprob,sentiment", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "50 null datasets of 10 prompts" in proc.stdout and "Traceback" not in proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "causal-heads/calibration" and doc["schema_version"] == 1
+    assert [r["metric"] for r in doc["results"]] == ["gratitude_logprob", "sentiment"]
+    assert np.array(doc["pools"]["sentiment"]).shape == (10, 4)
+    assert doc["settings"]["generation"]["n_samples"] == 4 and doc["provenance"]["model"]["weights_sha256"]
+
+    # a test that rejects too often on null data fails the command (exit 1) and is named
+    import harness.stats
+
+    monkeypatch.setattr(harness.stats, "sign_flip_p", lambda x, **kw: (0.01, kw["n_permutations"]))
+    liberal = main_in_process("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "6", "--max-tokens", "2",
+                              "--pool", "2", "--datasets", "20", "--metrics", "gratitude_logprob")
+    assert liberal.returncode == 1
+    assert "rejects more often than alpha 0.05 on null data: gratitude_logprob mean_increase, " \
+           "gratitude_logprob mean_decrease" in liberal.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "greedy"], "profile 'greedy' decodes greedily"),
+    (["--pool", "3", "--samples", "2"], "--pool/--samples 3/2 is invalid: must be a pool of at least 2 × samples"),
+    (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
+    (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
+    (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
+    (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
+])
+def test_calibrate_cli_bad_input_exits_2(main_in_process, args, message):
+    proc = main_in_process("harness.calibrate", "--n-prompts", "4", "--pool", "2", "--datasets", "5", *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
