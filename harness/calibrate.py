@@ -109,10 +109,14 @@ def null_deltas(pool, *, samples: int, datasets: int, seed: int) -> np.ndarray:
     return drawn[..., samples:].mean(axis=-1) - drawn[..., :samples].mean(axis=-1)
 
 
-def calibrate(pool, *, metric: str = "?", lower: float = float("nan"), samples: int = 1, datasets: int = 1000,
+def calibrate(pool, *, metric: str, lower: float = float("nan"), samples: int = 1, datasets: int = 1000,
               alpha: float = 0.05, shift: float = 0.0, seed: int = 0, n_resamples: int = 2000,
               n_permutations: int = 10_000) -> NullCalibration:
-    """Run the claims' tests on ``datasets`` null datasets drawn from ``pool`` (shifted by ``shift``)."""
+    """Run the claims' tests on ``datasets`` null datasets drawn from ``pool`` (shifted by ``shift``).
+
+    ``lower`` is the metric's floor (the share of the pool at it is reported); dataset ``k``
+    seeds its bootstrap and permutations from ``seed + 3k``.
+    """
     from harness.stats import paired_effect, sign_flip_p, sign_test, smallest_p
 
     x = np.asarray(pool, dtype=float)

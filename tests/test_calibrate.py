@@ -17,7 +17,7 @@ def test_null_deltas_split_distinct_continuations_of_each_prompt():
     pool = np.arange(6 * 8, dtype=float).reshape(6, 8) * 10.0 ** np.arange(6)[:, None]  # distinct per prompt
     d = null_deltas(pool, samples=2, datasets=500, seed=1)
     assert d.shape == (500, 6)
-    # two distinct continuations per half: a Δ of 0 needs equal half sums, never both halves equal
+    # every Δ is a difference of two halves of distinct continuations of the same prompt
     for i in range(6):
         assert np.all(np.abs(d[:, i]) <= (pool[i].max() - pool[i].min()))
         assert len(np.unique(d[:, i])) > 10
