@@ -1,6 +1,6 @@
 """Calibration on the model's own null data: an A/A test of the claims' statistics.
 
-    python -m harness.calibrate --model smollm2-135m --pool 20 --datasets 1000 \\
+    python -m harness.calibrate --model smollm2-135m --pool 10 --datasets 1000 \\
         --output reports/calibration.json
 
 The calibration tests in ``tests/test_stats.py`` show that the statistics keep their size on
@@ -24,7 +24,12 @@ Given the pool, the datasets are independent draws, so each rejection rate is a 
 proportion: it is reported with its exact 95% interval. A test whose interval lies above
 alpha rejects too often on this model's data (exit 1); one whose interval lies below alpha is
 conservative (typically a metric at its floor: few prompts change at all, which the ``floor``
-and ``untestable`` warnings of a claim report). Exit 2 on bad input.
+and ``untestable`` warnings of a claim report). Likewise a CI whose coverage interval lies
+below 95% is too narrow (exit 1). Exit 2 on bad input.
+
+``--pools FILE`` re-runs steps 3-4 on the scores stored in an earlier ``--output`` document
+(other alpha, samples, shift or dataset count) without generating again; its settings and
+provenance are carried over and the file's sha256 is recorded.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from harness.errors import UserError, run_cli
 SCHEMA = "causal-heads/calibration"
 SCHEMA_VERSION = 1
 TESTS = ("mean_increase", "mean_decrease", "sign_increase", "sign_decrease")
+CI_CONFIDENCE = 0.95  # the claims' bootstrap CI of the mean Δ
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,14 @@ class NullCalibration:
     def coverage(self) -> tuple[float, float, float]:
         return _proportion(self.ci_covers, self.datasets)
 
+    def coverage_reading(self) -> str:
+        """``undercovers`` (the coverage's interval lies below 95%: the CI is too narrow),
+        ``conservative`` (above) or ``calibrated``."""
+        _, low, high = self.coverage()
+        if high < CI_CONFIDENCE:
+            return "undercovers"
+        return "conservative" if low > CI_CONFIDENCE else "calibrated"
+
     def reading(self, test: str) -> str:
         """On null data (shift 0): ``too many rejections`` (the rate's interval lies above alpha),
         ``conservative`` (below) or ``calibrated``; with a planted shift the rate is power: ``power``."""
@@ -80,7 +94,7 @@ class NullCalibration:
         out = asdict(self)
         out["rates"] = {t: dict(zip(("rate", "ci_low", "ci_high"), self.rate(t)), reading=self.reading(t))
                         for t in TESTS}
-        out["coverage"] = dict(zip(("rate", "ci_low", "ci_high"), self.coverage()))
+        out["coverage"] = dict(zip(("rate", "ci_low", "ci_high"), self.coverage()), reading=self.coverage_reading())
         return out
 
 
@@ -151,89 +165,154 @@ def score_pool(result, metrics: list[str]) -> dict[str, np.ndarray]:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness.calibrate", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m", help="registered name, HF id or local directory")
-    ap.add_argument("--profile", default="baseline", help="sampling settings from harness/profiles.toml")
+    ap.add_argument("--model", help="registered name, HF id or local directory [smollm2-135m]")
+    ap.add_argument("--profile", help="sampling settings from harness/profiles.toml [baseline]")
     ap.add_argument("--metrics", help="comma-separated; default: the seed's table (sentiment, politeness, "
-                                      "every emotion's keywords and log-prob)")
+                                      "every emotion's keywords and log-prob), or every metric of --pools")
     ap.add_argument("--n-prompts", type=int, help="target prompts (default: the profile's)")
     ap.add_argument("--max-tokens", type=int, help="new tokens per continuation (default: the profile's)")
-    ap.add_argument("--pool", type=int, default=20, help="sampled continuations per prompt [20]")
+    ap.add_argument("--pool", type=int, help="sampled continuations per prompt [10]")
+    ap.add_argument("--pools", metavar="FILE", help="reuse the scored continuations of an earlier --output .json "
+                                                    "instead of generating")
     ap.add_argument("--samples", type=int, default=1, help="continuations per prompt and condition [1]")
     ap.add_argument("--datasets", type=int, default=1000, help="null datasets drawn from the pool [1000]")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--shift", type=float, default=0.0, help="plant this true mean Δ (power instead of size)")
     ap.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per dataset [2000]")
-    ap.add_argument("--seed", type=int, help="generation seed (default: the profile's); datasets use it too")
+    ap.add_argument("--seed", type=int, help="generation seed (default: the profile's, or --pools' seed); "
+                                             "datasets use it too")
     ap.add_argument("--output", help="write the versioned result document here (.json or .pkl)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.config import resolve_run_config
-    from harness.head_patching import generation_config, table_metrics
     from harness.metrics import get_metric
-    from harness.prompts import load_prompt_set
-    from harness.results import check_output_path
+    from harness.results import check_output_path, command_line, write_result
 
-    checks = [(args.pool >= 2 * args.samples >= 2, "--pool/--samples", f"{args.pool}/{args.samples}",
-               "a pool of at least 2 × samples, samples >= 1"),
+    checks = [(args.samples >= 1, "--samples", args.samples, ">= 1"),
               (args.datasets >= 1, "--datasets", args.datasets, ">= 1"),
               (0 < args.alpha < 1, "--alpha", args.alpha, "in (0, 1)"),
               (args.resamples >= 100, "--resamples", args.resamples, ">= 100")]
+    if not args.pools:
+        args.pool = 10 if args.pool is None else args.pool
+        checks.insert(0, (args.pool >= 2 * args.samples, "--pool/--samples", f"{args.pool}/{args.samples}",
+                          "a pool of at least 2 × samples"))
     for ok, flag, value, allowed in checks:
         if not ok:
             raise UserError(f"{flag} {value} is invalid: must be {allowed}")
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else table_metrics()
-    for m in metrics:
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    for m in metrics or ():
         get_metric(m)
     if args.output:
         check_output_path(args.output)
-    run = resolve_run_config(args.profile, {"n_prompts": args.n_prompts, "max_tokens": args.max_tokens,
-                                            "seed": args.seed, "samples": args.pool})
-    if not run.do_sample:
-        raise UserError(f"profile {args.profile!r} decodes greedily: every continuation of a prompt would be "
-                        f"the same; calibration needs a sampling profile")
-    target_set = load_prompt_set(run.target)
-    targets = target_set.head(run.n_prompts)
-    gen_cfg = generation_config(run)
-
-    from harness.generation import generate
-    from harness.metrics.next_token import keyword_tracks
-    from harness.models import load_model
-
     t0 = time.perf_counter()
-    handle = load_model(args.model)
-    fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
-    print(f"{handle.name}: {len(targets)} {run.target} prompts × {args.pool} samples × {run.max_tokens} tokens, "
-          f"no patch", file=sys.stderr, flush=True)
-    result = generate(handle, targets, gen_cfg, prompt_format=fmt, track=keyword_tracks(handle.tokenizer))
-    gen_s = time.perf_counter() - t0
-    pools = score_pool(result, metrics)
-    rows = [calibrate(pools[m], metric=m, lower=get_metric(m).lower, samples=args.samples, datasets=args.datasets,
-                      alpha=args.alpha, shift=args.shift, seed=run.seed, n_resamples=args.resamples)
-            for m in metrics]
+    if args.pools:
+        pools, settings, provenance, seed = _stored_pools(args, metrics)
+        gen_s = None
+    else:
+        pools, settings, provenance, seed, gen_s = _generated_pools(args, metrics or _default_metrics())
+    rows = [calibrate(pool, metric=m, lower=get_metric(m).lower, samples=args.samples, datasets=args.datasets,
+                      alpha=args.alpha, shift=args.shift, seed=seed, n_resamples=args.resamples)
+            for m, pool in pools.items()]
     print(format_table(rows))
-    from harness.results import command_line, environment, write_result
 
     if args.output:
+        from harness.results import environment
+
+        settings.update(samples=args.samples, datasets=args.datasets, alpha=args.alpha, shift=args.shift,
+                        bootstrap_resamples=args.resamples, dataset_seed=seed)
         write_result({"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                       "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command_line(),
-                      "settings": {"model": handle.name, "run": run.to_dict(), "generation": gen_cfg.to_dict(),
-                                   "prompt_format": fmt, "pool": args.pool, "samples": args.samples,
-                                   "datasets": args.datasets, "alpha": args.alpha, "shift": args.shift,
-                                   "bootstrap_resamples": args.resamples},
-                      "provenance": {"model": handle.provenance(), **environment(),
-                                     "prompt_file": {"path": target_set.path, "sha256": target_set.sha256}},
+                      "settings": settings, "provenance": {**provenance, "analysis": environment()},
                       "pools": {m: p.tolist() for m, p in pools.items()},
                       "results": [r.to_dict() for r in rows],
                       "generation_seconds": gen_s, "wall_seconds": time.perf_counter() - t0}, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
     liberal = [f"{r.metric} {t}" for r in rows for t in TESTS if r.reading(t) == "too many rejections"]
+    narrow = [f"{r.metric} ({r.coverage()[0]:.3f})" for r in rows if r.coverage_reading() == "undercovers"]
     if liberal:
         print(f"rejects more often than alpha {args.alpha} on null data: {', '.join(liberal)}", file=sys.stderr)
-        return 1
-    return 0
+    if narrow:
+        print(f"the {CI_CONFIDENCE:.0%} bootstrap CI of the mean covers the true mean less often than that: "
+              f"{', '.join(narrow)}", file=sys.stderr)
+    return 1 if liberal or narrow else 0
+
+
+def _default_metrics() -> list[str]:
+    from harness.head_patching import table_metrics
+
+    return table_metrics()
+
+
+def _generated_pools(args, metrics: list[str]):
+    """Generate ``--pool`` unpatched continuations per target prompt and score them."""
+    from harness.config import resolve_run_config
+    from harness.generation import generate
+    from harness.head_patching import generation_config
+    from harness.metrics.next_token import keyword_tracks
+    from harness.models import load_model
+    from harness.prompts import load_prompt_set
+    from harness.results import environment
+
+    profile = args.profile or "baseline"
+    run = resolve_run_config(profile, {"n_prompts": args.n_prompts, "max_tokens": args.max_tokens,
+                                       "seed": args.seed, "samples": args.pool})
+    if not run.do_sample:
+        raise UserError(f"profile {profile!r} decodes greedily: every continuation of a prompt would be "
+                        f"the same; calibration needs a sampling profile")
+    target_set = load_prompt_set(run.target)
+    targets = target_set.head(run.n_prompts)
+    gen_cfg = generation_config(run)
+    t0 = time.perf_counter()
+    handle = load_model(args.model or "smollm2-135m")
+    fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
+    print(f"{handle.name}: {len(targets)} {run.target} prompts × {args.pool} samples × {run.max_tokens} tokens, "
+          f"no patch", file=sys.stderr, flush=True)
+    result = generate(handle, targets, gen_cfg, prompt_format=fmt, track=keyword_tracks(handle.tokenizer))
+    gen_s = time.perf_counter() - t0
+    settings = {"model": handle.name, "run": run.to_dict(), "generation": gen_cfg.to_dict(), "prompt_format": fmt,
+                "pool": args.pool}
+    provenance = {"model": handle.provenance(), **environment(),
+                  "prompt_file": {"path": target_set.path, "sha256": target_set.sha256}}
+    return score_pool(result, metrics), settings, provenance, run.seed, gen_s
+
+
+def _stored_pools(args, metrics: list[str] | None):
+    """The scored continuations of an earlier calibration document (``--pools``), with its settings."""
+    from harness.models import file_sha256
+    from harness.results import load_versioned
+
+    given = [flag for flag, v in (("--model", args.model), ("--profile", args.profile), ("--n-prompts", args.n_prompts),
+                                  ("--max-tokens", args.max_tokens), ("--pool", args.pool)) if v is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} cannot be combined with --pools: its continuations were generated "
+                        f"with the settings recorded in {args.pools}")
+    if not args.pools.endswith(".json"):
+        raise UserError(f"--pools {args.pools!r}: must be a .json calibration document (pickles are never read)")
+    doc = load_versioned(args.pools, SCHEMA, SCHEMA_VERSION, "calibration")
+    stored = doc.get("pools")
+    if not isinstance(stored, dict) or not stored:
+        raise UserError(f"{args.pools}: has no pools of scores")
+    for m in metrics or ():
+        if m not in stored:
+            raise UserError(f"metric {m!r} is not in {args.pools}; it has: {', '.join(stored)}")
+    pools = {}
+    for m in metrics or stored:
+        try:
+            pools[m] = np.asarray(stored[m], dtype=float)
+        except (TypeError, ValueError):
+            pools[m] = None
+        if pools[m] is None or pools[m].ndim != 2 or pools[m].shape[0] < 2 or not np.all(np.isfinite(pools[m])):
+            raise UserError(f"{args.pools}: pool {m!r} must be finite scores, [prompts >= 2][continuations]")
+    width = min(p.shape[1] for p in pools.values())
+    if width < 2 * args.samples:
+        raise UserError(f"--samples {args.samples} is invalid: {args.pools} holds {width} continuations per "
+                        f"prompt, at least 2 × samples are needed")
+    settings = dict(doc["settings"])
+    seed = args.seed if args.seed is not None else settings.get("dataset_seed", settings["run"]["seed"])
+    provenance = {**doc["provenance"], "pools_from": {"path": args.pools, "sha256": file_sha256(args.pools)}}
+    return pools, settings, provenance, seed
 
 
 def format_table(rows: list[NullCalibration]) -> str:
@@ -251,10 +330,12 @@ def format_table(rows: list[NullCalibration]) -> str:
             mark = {"too many rejections": "!", "conservative": "<"}.get(r.reading(t), " ")
             cells.append(f"{rate:.3f} [{low:.3f}, {high:.3f}]{mark}")
         cov = r.coverage()
+        mark = {"undercovers": "!", "conservative": ">"}.get(r.coverage_reading(), "")
         lines.append(f"{r.metric:20} {r.at_floor:6.2f} {r.untestable:7.2f}  " + "  ".join(f"{c:<21}" for c in cells)
-                     + f"  {cov[0]:.3f} [{cov[1]:.3f}, {cov[2]:.3f}]")
+                     + f"  {cov[0]:.3f} [{cov[1]:.3f}, {cov[2]:.3f}]{mark}")
     if r0.shift == 0:
         lines.append("! rejects more often than alpha   < conservative (fewer rejections than alpha)")
+    lines.append(f"CI covers: ! below {CI_CONFIDENCE:.0%} (too narrow)   > above {CI_CONFIDENCE:.0%} (conservative)")
     return "\n".join(lines)
 
 

@@ -15,29 +15,18 @@ version 1, written by the claims suite); nothing is ever unpickled.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
-from harness.errors import UserError, run_cli
+from harness.errors import run_cli
 
 SCHEMA, VERSION = "causal-heads/findings", 1
 
 
 def load_document(path: str) -> dict:
     """A findings document, validated for schema and version."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise UserError(f"{path}: not a findings document (schema must be {SCHEMA!r})")
-    if doc.get("schema_version") != VERSION:
-        raise UserError(f"{path}: findings schema_version {doc.get('schema_version')!r} is not supported "
-                        f"(this code reads {VERSION})")
-    return doc
+    from harness.results import load_versioned
+
+    return load_versioned(path, SCHEMA, VERSION, "findings")
 
 
 def claims_by_id(doc: dict) -> dict[str, dict]:

@@ -132,5 +132,25 @@ def read_json(path: str) -> dict:
         return json.load(fh)
 
 
+def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
+    """A JSON document of ours, validated for ``schema`` and ``version``; ``UserError`` naming the file."""
+    from harness.errors import UserError
+
+    try:
+        doc = read_json(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != schema:
+        raise UserError(f"{path}: not a {what} document (schema must be {schema!r})")
+    if doc.get("schema_version") != version:
+        raise UserError(f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported "
+                        f"(this code reads {version})")
+    return doc
+
+
 def command_line() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv])

@@ -21,7 +21,7 @@ class Interval:
     ci_low: float
     ci_high: float
     confidence: float
-    method: str  # "BCa", "percentile" (BCa undefined), or "degenerate" (all values equal)
+    method: str  # "BCa", "percentile" (BCa undefined), "degenerate" (all values equal); "+0": widened to 0
     n: int
     n_resamples: int
     seed: int
@@ -32,6 +32,14 @@ class Interval:
 
 def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000) -> Interval:
     """Bootstrap CI of the mean over prompts (BCa where defined, else percentile).
+
+    The values are per-prompt differences (patched − baseline and the like), where exactly 0
+    means the prompt did not change. When so few are non-zero that no sign-based test could
+    tell their mean from 0 at this confidence (``m`` non-zero values with ``2 · 2**-m >= 1 −
+    confidence``: ``m <= 5`` at 95%), the bootstrap, which resamples those few values, is
+    over-confident (A/A calibration on SmolLM2's keyword counts: BCa covered the true 0 in 74%
+    of null datasets with 3 non-zero prompts) and the interval is widened to include 0; its
+    method then ends in ``+0``. Widening only raises coverage.
 
     Raises ``ValueError`` on fewer than 2 values or non-finite values: too little data is an
     error, never a zero-width interval around 0.
@@ -53,6 +61,8 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
                                   method=method, rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
+            if smallest_p(x, "two-sided") >= 1 - confidence and not low <= 0 <= high:
+                low, high, method = min(low, 0.0), max(high, 0.0), method + "+0"
             return Interval(mean, low, high, confidence, method, int(x.size), n_resamples, seed)
     raise ValueError("bootstrap failed to produce a finite interval")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -72,14 +73,14 @@ def test_a_metric_at_its_floor_is_conservative_and_untestable():
 
 def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in_process, tmp_path, monkeypatch):
     out = tmp_path / "cal.json"
-    proc = cli("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "10", "--max-tokens", "3", "--pool", "4",
+    proc = cli("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "30", "--max-tokens", "3", "--pool", "4",
                "--datasets", "50", "--metrics", "gratitude_logprob,sentiment", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "50 null datasets of 10 prompts" in proc.stdout and "Traceback" not in proc.stderr
+    assert "50 null datasets of 30 prompts" in proc.stdout and "Traceback" not in proc.stderr
     doc = json.loads(out.read_text())
     assert doc["schema"] == "causal-heads/calibration" and doc["schema_version"] == 1
     assert [r["metric"] for r in doc["results"]] == ["gratitude_logprob", "sentiment"]
-    assert np.array(doc["pools"]["sentiment"]).shape == (10, 4)
+    assert np.array(doc["pools"]["sentiment"]).shape == (30, 4)
     assert doc["settings"]["generation"]["n_samples"] == 4 and doc["provenance"]["model"]["weights_sha256"]
 
     # a test that rejects too often on null data fails the command (exit 1) and is named
@@ -91,6 +92,68 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
     assert liberal.returncode == 1
     assert "rejects more often than alpha 0.05 on null data: gratitude_logprob mean_increase, " \
            "gratitude_logprob mean_decrease" in liberal.stderr
+    monkeypatch.undo()
+
+    # so does a CI that misses the true mean: here one that never covers it (re-analysed from the stored pools)
+    monkeypatch.setattr(harness.stats, "bootstrap_mean_ci",
+                        lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0))
+    narrow = main_in_process("harness.calibrate", "--pools", str(out), "--datasets", "20", "--metrics", "sentiment")
+    assert narrow.returncode == 1 and "rejects more often" not in narrow.stderr
+    assert "the 95% bootstrap CI of the mean covers the true mean less often than that: sentiment (0.000)" \
+        in narrow.stderr
+
+
+def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_process, tmp_path, monkeypatch):
+    import harness.generation
+    import harness.models
+
+    first = tmp_path / "first.json"
+    proc = main_in_process("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "8", "--max-tokens", "3",
+                           "--pool", "6", "--datasets", "30", "--metrics", "gratitude_logprob,sentiment",
+                           "--output", str(first))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(first.read_text())
+
+    def no_generation(*a, **kw):
+        raise AssertionError("--pools must not load a model or generate")
+
+    monkeypatch.setattr(harness.models, "load_model", no_generation)
+    monkeypatch.setattr(harness.generation, "generate", no_generation)
+    again = tmp_path / "again.json"
+    proc = main_in_process("harness.calibrate", "--pools", str(first), "--samples", "3", "--datasets", "40",
+                           "--metrics", "sentiment", "--alpha", "0.1", "--output", str(again))
+    assert proc.returncode == 0, proc.stderr
+    redo = json.loads(again.read_text())
+    assert redo["pools"] == {"sentiment": doc["pools"]["sentiment"]} and redo["generation_seconds"] is None
+    assert [(r["metric"], r["samples"], r["datasets"], r["alpha"]) for r in redo["results"]] == \
+        [("sentiment", 3, 40, 0.1)]
+    assert redo["settings"]["generation"] == doc["settings"]["generation"]
+    assert redo["settings"]["dataset_seed"] == doc["settings"]["dataset_seed"] == doc["settings"]["run"]["seed"]
+    assert redo["provenance"]["model"] == doc["provenance"]["model"]
+    assert redo["provenance"]["pools_from"]["path"] == str(first)
+    assert len(redo["provenance"]["pools_from"]["sha256"]) == 64
+    # the same datasets from the same pools: the stored analysis is reproduced exactly
+    same = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "30", "--metrics",
+                           "gratitude_logprob,sentiment")
+    assert same.returncode == 0
+    lines = {line.split()[0]: line for line in same.stdout.splitlines()[2:4]}
+    for r in doc["results"]:
+        cells = [f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for v in [*r["rates"].values(), r["coverage"]]]
+        assert re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", lines[r["metric"]]) == cells
+
+    bad = [(["--model", "tiny-gpt2"], "--model cannot be combined with --pools"),
+           (["--samples", "4"], "--samples 4 is invalid: " + f"{first} holds 6 continuations per prompt"),
+           (["--metrics", "nrc_joy"], f"metric 'nrc_joy' is not in {first}; it has: gratitude_logprob, sentiment")]
+    for args, message in bad:
+        proc = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "5", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    findings = tmp_path / "findings.json"
+    findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
+    for path, message in [(tmp_path / "none.json", "cannot read"),
+                          (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
+                          (tmp_path / "x.pkl", "must be a .json calibration document")]:
+        proc = main_in_process("harness.calibrate", "--pools", str(path), "--datasets", "5")
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

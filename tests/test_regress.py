@@ -66,10 +66,11 @@ def test_moved_effect_gained_new_and_missing_claims():
     ("{", "not valid JSON"),
     (json.dumps({"schema": "other"}), "not a findings document"),
     (json.dumps({"schema": "causal-heads/findings", "schema_version": 9}), "schema_version 9 is not supported"),
+    (b'{"schema": "\xff"}', "not UTF-8 text"),
 ])
 def test_bad_documents_are_named(tmp_path, content, message):
     path = tmp_path / "f.json"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(UserError, match=message):
         load_findings(str(path))
 

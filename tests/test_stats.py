@@ -149,6 +149,29 @@ def test_bootstrap_ci_covers_the_true_mean_95_percent_of_the_time():
     assert low <= covered / N_DATASETS <= high
 
 
+def test_bootstrap_ci_keeps_its_coverage_when_few_prompts_change():
+    """Keyword-count Δ at the floor: 94% of prompts unchanged, the rest ±1. The plain bootstrap
+    resamples the few non-zero prompts and covered the true 0 in only 90% of such datasets; with
+    at most 5 non-zero values the interval is widened to 0 (no sign test could exclude it)."""
+    rng = np.random.default_rng(5)
+    covered = widened = 0
+    n = 300
+    for k in range(n):
+        x = rng.choice([-1.0, 0.0, 1.0], p=[0.03, 0.94, 0.03], size=70)
+        ci = bootstrap_mean_ci(x, seed=k, n_resamples=2000)
+        covered += ci.ci_low <= 0 <= ci.ci_high
+        widened += ci.method.endswith("+0")
+    assert covered / n >= _band(0.95, n)[0] and widened > 0
+
+
+def test_bootstrap_ci_is_widened_to_zero_only_when_no_sign_test_could_exclude_it():
+    five, six = np.r_[np.ones(5), np.zeros(65)], np.r_[np.ones(6), np.zeros(64)]
+    ci5, ci6 = bootstrap_mean_ci(five, seed=0), bootstrap_mean_ci(six, seed=0)
+    assert ci5.ci_low == 0.0 and ci5.method == "BCa+0" and ci5.ci_high > ci5.mean  # 2·2^-5 >= 0.05
+    assert ci6.ci_low > 0 and ci6.method == "BCa"  # 2·2^-6 < 0.05: the bootstrap's own interval stands
+    assert bootstrap_mean_ci(np.r_[1.0, -1.0, np.zeros(68)], seed=0).method == "BCa"  # already covers 0
+
+
 def test_a_planted_effect_is_found_with_the_expected_power():
     from statsmodels.stats.power import TTestPower
 
