@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         pools, settings, provenance, seed = _stored_pools(args, metrics)
         gen_s = None
     else:
-        pools, settings, provenance, seed, gen_s = _generated_pools(args, metrics or _default_metrics())
+        pools, settings, provenance, seed, gen_s = _generated_pools(args, metrics)
     rows = [calibrate(pool, metric=m, lower=get_metric(m).lower, samples=args.samples, datasets=args.datasets,
                       alpha=args.alpha, shift=args.shift, seed=seed, n_resamples=args.resamples)
             for m, pool in pools.items()]
@@ -239,17 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if liberal or narrow else 0
 
 
-def _default_metrics() -> list[str]:
-    from harness.head_patching import table_metrics
-
-    return table_metrics()
-
-
-def _generated_pools(args, metrics: list[str]):
-    """Generate ``--pool`` unpatched continuations per target prompt and score them."""
+def _generated_pools(args, metrics: list[str] | None):
+    """Generate ``--pool`` unpatched continuations per target prompt and score them (default: the
+    seed's table metrics)."""
     from harness.config import resolve_run_config
     from harness.generation import generate
-    from harness.head_patching import generation_config
+    from harness.head_patching import generation_config, table_metrics
     from harness.metrics.next_token import keyword_tracks
     from harness.models import load_model
     from harness.prompts import load_prompt_set
@@ -275,7 +270,7 @@ def _generated_pools(args, metrics: list[str]):
                 "pool": args.pool}
     provenance = {"model": handle.provenance(), **environment(),
                   "prompt_file": {"path": target_set.path, "sha256": target_set.sha256}}
-    return score_pool(result, metrics), settings, provenance, run.seed, gen_s
+    return score_pool(result, metrics or table_metrics()), settings, provenance, run.seed, gen_s
 
 
 def _stored_pools(args, metrics: list[str] | None):
