@@ -62,8 +62,9 @@ class NullCalibration:
     shift: float  # the true mean Δ (0: the null)
     at_floor: float  # share of the pool's continuations at the metric's lower bound
     untestable: float  # share of datasets whose smallest attainable p (increase) is >= alpha
-    rejections: dict  # test name (TESTS) -> datasets where p < alpha
+    rejections: dict  # test name (TESTS, then "equivalence" with a margin) -> datasets where p < alpha
     ci_covers: int  # datasets whose 95% bootstrap CI of the mean covers the true mean
+    margin: float | None = None  # equivalence margin of the TOST ("equivalence": p < alpha declares |Δ| < margin)
 
     def rate(self, test: str) -> tuple[float, float, float]:
         """Rejection rate of ``test`` with its exact (Clopper-Pearson) 95% interval."""
@@ -81,9 +82,11 @@ class NullCalibration:
         return "conservative" if low > CI_CONFIDENCE else "calibrated"
 
     def reading(self, test: str) -> str:
-        """On null data (shift 0): ``too many rejections`` (the rate's interval lies above alpha),
-        ``conservative`` (below) or ``calibrated``; with a planted shift the rate is power: ``power``."""
-        if self.shift != 0:
+        """Where the rate is a size (directional tests with no shift; the TOST with ``|shift| >=
+        margin``, where "equivalent" is false): ``too many rejections`` (the rate's interval lies
+        above alpha), ``conservative`` (below) or ``calibrated``. Elsewhere the rate is ``power``."""
+        false_claim = abs(self.shift) >= self.margin if test == "equivalence" else self.shift == 0
+        if not false_claim:
             return "power"
         _, low, high = self.rate(test)
         if low > self.alpha:
@@ -93,7 +96,7 @@ class NullCalibration:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["rates"] = {t: dict(zip(("rate", "ci_low", "ci_high"), self.rate(t)), reading=self.reading(t))
-                        for t in TESTS}
+                        for t in self.rejections}
         out["coverage"] = dict(zip(("rate", "ci_low", "ci_high"), self.coverage()), reading=self.coverage_reading())
         return out
 
@@ -124,18 +127,19 @@ def null_deltas(pool, *, samples: int, datasets: int, seed: int) -> np.ndarray:
 
 
 def calibrate(pool, *, metric: str, lower: float = float("nan"), samples: int = 1, datasets: int = 1000,
-              alpha: float = 0.05, shift: float = 0.0, seed: int = 0, n_resamples: int = 2000,
-              n_permutations: int = 10_000) -> NullCalibration:
+              alpha: float = 0.05, shift: float = 0.0, margin: float | None = None, seed: int = 0,
+              n_resamples: int = 2000, n_permutations: int = 10_000) -> NullCalibration:
     """Run the claims' tests on ``datasets`` null datasets drawn from ``pool`` (shifted by ``shift``).
 
-    ``lower`` is the metric's floor (the share of the pool at it is reported); dataset ``k``
-    seeds its bootstrap and permutations from ``seed + 3k``.
+    ``lower`` is the metric's floor (the share of the pool at it is reported); with a
+    ``margin`` the equivalence claims' TOST runs too. Dataset ``k`` seeds its bootstrap and
+    permutations from ``seed + 3k``.
     """
-    from harness.stats import paired_effect, sign_flip_p, sign_test, smallest_p
+    from harness.stats import paired_effect, sign_flip_p, sign_test, smallest_p, tost
 
     x = np.asarray(pool, dtype=float)
     deltas = null_deltas(x, samples=samples, datasets=datasets, seed=seed) + shift
-    hits = dict.fromkeys(TESTS, 0)
+    hits = dict.fromkeys(TESTS + (("equivalence",) if margin is not None else ()), 0)
     covers = untestable = 0
     for k, d in enumerate(deltas):
         eff = paired_effect(d, alternative="greater", alpha=alpha, seed=seed + 3 * k, n_resamples=n_resamples,
@@ -144,6 +148,8 @@ def calibrate(pool, *, metric: str, lower: float = float("nan"), samples: int = 
         ps = {"mean_increase": eff.p_value, "mean_decrease": p_less,
               "sign_increase": sign_test(d, alternative="greater").p_value,
               "sign_decrease": sign_test(d, alternative="less").p_value}
+        if margin is not None:
+            ps["equivalence"] = tost(d, margin=margin, alpha=alpha).p_value
         for t, p in ps.items():
             hits[t] += p < alpha
         covers += eff.ci_low <= shift <= eff.ci_high
@@ -151,7 +157,7 @@ def calibrate(pool, *, metric: str, lower: float = float("nan"), samples: int = 
     at_floor = float(np.mean(x == lower)) if np.isfinite(lower) else 0.0
     return NullCalibration(metric=metric, n_prompts=int(x.shape[0]), samples=samples, datasets=datasets, alpha=alpha,
                            shift=shift, at_floor=at_floor, untestable=untestable / datasets,
-                           rejections={t: int(v) for t, v in hits.items()}, ci_covers=int(covers))
+                           rejections={t: int(v) for t, v in hits.items()}, ci_covers=int(covers), margin=margin)
 
 
 def score_pool(result, metrics: list[str]) -> dict[str, np.ndarray]:
@@ -178,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--datasets", type=int, default=1000, help="null datasets drawn from the pool [1000]")
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--shift", type=float, default=0.0, help="plant this true mean Δ (power instead of size)")
+    ap.add_argument("--margin", type=float, help="also run the equivalence claims' TOST with this margin "
+                                                 "(size at |shift| >= margin, power inside)")
     ap.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per dataset [2000]")
     ap.add_argument("--seed", type=int, help="generation seed (default: the profile's, or --pools' seed); "
                                              "datasets use it too")
@@ -193,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = [(args.samples >= 1, "--samples", args.samples, ">= 1"),
               (args.datasets >= 1, "--datasets", args.datasets, ">= 1"),
               (0 < args.alpha < 1, "--alpha", args.alpha, "in (0, 1)"),
-              (args.resamples >= 100, "--resamples", args.resamples, ">= 100")]
+              (args.resamples >= 100, "--resamples", args.resamples, ">= 100"),
+              (args.margin is None or args.margin > 0, "--margin", args.margin, "> 0")]
     if not args.pools:
         args.pool = 10 if args.pool is None else args.pool
         checks.insert(0, (args.pool >= 2 * args.samples, "--pool/--samples", f"{args.pool}/{args.samples}",
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pools, settings, provenance, seed, gen_s = _generated_pools(args, metrics)
     rows = [calibrate(pool, metric=m, lower=get_metric(m).lower, samples=args.samples, datasets=args.datasets,
-                      alpha=args.alpha, shift=args.shift, seed=seed, n_resamples=args.resamples)
+                      alpha=args.alpha, shift=args.shift, margin=args.margin, seed=seed, n_resamples=args.resamples)
             for m, pool in pools.items()]
     print(format_table(rows))
 
@@ -221,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         from harness.results import environment
 
         settings.update(samples=args.samples, datasets=args.datasets, alpha=args.alpha, shift=args.shift,
-                        bootstrap_resamples=args.resamples, dataset_seed=seed)
+                        margin=args.margin, bootstrap_resamples=args.resamples, dataset_seed=seed)
         write_result({"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
                       "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "command": command_line(),
                       "settings": settings, "provenance": {**provenance, "analysis": environment()},
@@ -229,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                       "results": [r.to_dict() for r in rows],
                       "generation_seconds": gen_s, "wall_seconds": time.perf_counter() - t0}, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
-    liberal = [f"{r.metric} {t}" for r in rows for t in TESTS if r.reading(t) == "too many rejections"]
+    liberal = [f"{r.metric} {t}" for r in rows for t in r.rejections if r.reading(t) == "too many rejections"]
     narrow = [f"{r.metric} ({r.coverage()[0]:.3f})" for r in rows if r.coverage_reading() == "undercovers"]
     if liberal:
         print(f"rejects more often than alpha {args.alpha} on null data: {', '.join(liberal)}", file=sys.stderr)
@@ -313,14 +322,16 @@ def _stored_pools(args, metrics: list[str] | None):
 def format_table(rows: list[NullCalibration]) -> str:
     """One line per metric: floor share, untestable share, each test's rejection rate [95% CI], CI coverage."""
     r0 = rows[0]
+    tests = list(r0.rejections)
     what = "null" if r0.shift == 0 else f"planted shift {r0.shift:+g}"
+    margin = f"; equivalence = TOST within ±{r0.margin:g} declares equivalent" if r0.margin is not None else ""
     head = (f"{r0.datasets} {what} datasets of {r0.n_prompts} prompts × {r0.samples} sample(s) per condition; "
-            f"rejection rates at alpha {r0.alpha} [exact 95% CI]")
-    cols = f"{'metric':20} {'floor':>6} {'untest.':>7}  " + "  ".join(f"{t:<21}" for t in TESTS) + "  CI covers"
+            f"rejection rates at alpha {r0.alpha} [exact 95% CI]{margin}")
+    cols = f"{'metric':20} {'floor':>6} {'untest.':>7}  " + "  ".join(f"{t:<21}" for t in tests) + "  CI covers"
     lines = [head, cols]
     for r in rows:
         cells = []
-        for t in TESTS:
+        for t in tests:
             rate, low, high = r.rate(t)
             mark = {"too many rejections": "!", "conservative": "<"}.get(r.reading(t), " ")
             cells.append(f"{rate:.3f} [{low:.3f}, {high:.3f}]{mark}")
@@ -328,8 +339,8 @@ def format_table(rows: list[NullCalibration]) -> str:
         mark = {"undercovers": "!", "conservative": ">"}.get(r.coverage_reading(), "")
         lines.append(f"{r.metric:20} {r.at_floor:6.2f} {r.untestable:7.2f}  " + "  ".join(f"{c:<21}" for c in cells)
                      + f"  {cov[0]:.3f} [{cov[1]:.3f}, {cov[2]:.3f}]{mark}")
-    if r0.shift == 0:
-        lines.append("! rejects more often than alpha   < conservative (fewer rejections than alpha)")
+    lines.append("! rejects more often than alpha where the claim is false   < conservative (less often)   "
+                 "(where the claim is true the rate is power)")
     lines.append(f"CI covers: ! below {CI_CONFIDENCE:.0%} (too narrow)   > above {CI_CONFIDENCE:.0%} (conservative)")
     return "\n".join(lines)
 

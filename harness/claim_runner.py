@@ -402,7 +402,11 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
       register a change in either direction;
     - ``untestable``: so few prompts changed at all that even if every one moved the claimed
       way, the smallest attainable p (``harness.stats.smallest_p``) is not below alpha — the
-      claim cannot be supported at this n, before any correction for many claims;
+      claim cannot be supported at this n, before any correction for many claims; for an
+      equivalence claim: its TOST interval (the (1 − 2·alpha) t interval of the mean Δ) is at
+      least twice the margin wide, so no mean Δ, not even exactly 0, could be declared
+      equivalent (A/A on SmolLM2: sentiment within ±0.05 at 70 prompts × 1 sample was
+      declared in 2.8% of null datasets);
     - ``inert``: the patch left every generation token-for-token unchanged (for a ``versus``
       claim: neither condition changed any), so the claim is about a patch that did nothing at
       these settings (the seed's identical deltas). Not raised for an equivalence claim without
@@ -412,7 +416,7 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
     not evidence of no effect) and that an equivalence found here may only show that both
     conditions leave the metric at its bound.
     """
-    from harness.stats import share_at_bound, smallest_p
+    from harness.stats import share_at_bound, smallest_p, tost
 
     out = []
     n = len(delta)
@@ -431,7 +435,15 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
         out.append({"code": "inert", "message": (
             f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
             f"shows; check heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}")})
-    if c.direction != "equivalent":
+    if c.direction == "equivalent":
+        eq = tost(delta, margin=c.margin, alpha=c.alpha)
+        width = eq.ci_high - eq.ci_low
+        if width >= 2 * c.margin:
+            out.append({"code": "untestable", "message": (
+                f"the {eq.confidence:.0%} interval of the mean Δ is {width:.3g} wide, at least twice the margin "
+                f"{c.margin:g}: no mean Δ, not even 0, could be declared equivalent at this n; widen the margin "
+                f"or add prompts or samples")})
+    else:
         p_min = smallest_p(delta, alternative)
         if p_min >= c.alpha:
             moved = int(np.count_nonzero(delta))

@@ -62,6 +62,21 @@ def test_a_planted_shift_is_found_in_its_direction_only(tiny_pool):
     assert 0.85 <= cal.coverage()[0] <= 0.99  # the CI covers the planted mean, not 0
 
 
+def test_the_equivalence_test_holds_its_size_at_the_margin_and_has_power_inside(tiny_pool):
+    d = null_deltas(tiny_pool, samples=1, datasets=200, seed=0)
+    margin = 3 * d.std() / np.sqrt(tiny_pool.shape[0])  # three standard errors of the mean Δ
+    at_margin = [calibrate(tiny_pool, metric="gratitude_logprob", datasets=300, shift=sign * margin, margin=margin,
+                           seed=3) for sign in (1, -1)]
+    for cal in at_margin:  # |true Δ| = margin: "equivalent" is false, declared at most alpha of the time
+        assert cal.reading("equivalence") in ("calibrated", "conservative"), cal.rate("equivalence")
+        assert cal.reading("mean_increase") == "power"
+    inside = calibrate(tiny_pool, metric="gratitude_logprob", datasets=300, margin=margin, seed=3)
+    assert inside.reading("equivalence") == "power" and inside.rate("equivalence")[0] > 0.5
+    assert inside.reading("mean_increase") == "calibrated"
+    assert list(inside.to_dict()["rates"]) == [*TESTS, "equivalence"] and inside.to_dict()["margin"] == margin
+    assert "equivalence" not in calibrate(tiny_pool, metric="m", datasets=10).rejections
+
+
 def test_a_metric_at_its_floor_is_conservative_and_untestable():
     pool = np.zeros((30, 6))
     pool[0, 0] = 1.0  # one continuation of one prompt leaves the floor
@@ -161,6 +176,7 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     (["--pool", "3", "--samples", "2"], "--pool/--samples 3/2 is invalid: must be a pool of at least 2 × samples"),
     (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
     (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
+    (["--margin", "0"], "--margin 0.0 is invalid: must be > 0"),
     (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
     (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
 ])

@@ -347,9 +347,15 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
     ones = np.ones(70)
     assert [w["code"] for w in data_warnings(claim, senti, ones, ones, ones - ones, "greater")] == ["ceiling",
                                                                                                    "untestable"]
-    # equivalence claims get the bound warnings only (an unchanged metric is what they claim)
+    # equivalence claims: the bound warnings (an unchanged metric is what they claim), and untestable
+    # when their TOST interval is at least twice the margin wide (no mean could be declared equivalent)
     eq = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1})
     assert [w["code"] for w in data_warnings(eq, kw, base, base, base, "two-sided")] == ["floor"]
+    noisy = np.random.default_rng(0).normal(0.0, 0.25, 70)  # sd 0.25: 90% t interval ~0.1 wide
+    assert data_warnings(eq, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided") == []
+    wide = data_warnings(eq, senti, noisy + 0.5, noisy + 0.5, 3 * noisy, "two-sided")
+    assert [w["code"] for w in wide] == ["untestable"]
+    assert "90% interval of the mean Δ is 0.2" in wide[0]["message"] and "twice the margin 0.1" in wide[0]["message"]
 
 
 def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt2):
