@@ -20,18 +20,37 @@ class Interval:
     mean: float
     ci_low: float
     ci_high: float
-    confidence: float
+    confidence: float  # nominal
     method: str  # "BCa", "percentile" (BCa undefined), "degenerate" (all values equal); "+0": widened to 0
     n: int
     n_resamples: int
     seed: int
+    level: float  # the bootstrap's own level: ``confidence`` expanded for n (:func:`expanded_level`)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def expanded_level(confidence: float, n: int) -> float:
+    """The level at which a bootstrap of the mean of ``n`` values is run to reach ``confidence``.
+
+    Bootstrap intervals of a mean are too narrow at small n: they use the plug-in standard
+    deviation and normal-like quantiles where the t distribution applies. Hesterberg's
+    expansion (2015, "What teachers should know about the bootstrap", §5.3) runs them at the
+    level whose normal quantile equals ``sqrt(n / (n − 1)) · t_{n−1}`` at ``confidence``:
+    0.983 at n = 10, 0.972 at 16, 0.956 at 70. A/A calibration on SmolLM2's own continuations
+    (600 null datasets, sentiment, gratitude log-prob, politeness): BCa's coverage 0.87-0.91
+    at 10 prompts and 0.91-0.935 at 16 became 0.92-0.94 and 0.92-0.96; 0.94-0.96 at 70 either way.
+    """
+    from scipy import stats
+
+    z = math.sqrt(n / (n - 1)) * stats.t.ppf(0.5 + confidence / 2, n - 1)
+    return float(1 - 2 * stats.norm.sf(z))
+
+
 def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000) -> Interval:
-    """Bootstrap CI of the mean over prompts (BCa where defined, else percentile).
+    """Bootstrap CI of the mean over prompts (BCa where defined, else percentile), run at the
+    small-sample expanded level (:func:`expanded_level`) so that it covers at ``confidence``.
 
     The values are per-prompt differences (patched − baseline and the like), where exactly 0
     means the prompt did not change. When so few are non-zero that no sign-based test could
@@ -53,17 +72,18 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
         raise ValueError("per-prompt values contain NaN or infinity")
     mean = float(x.mean())
     if np.all(x == x[0]):
-        return Interval(mean, mean, mean, confidence, "degenerate", int(x.size), 0, seed)
+        return Interval(mean, mean, mean, confidence, "degenerate", int(x.size), 0, seed, confidence)
+    level = expanded_level(confidence, int(x.size))
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+            res = stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=n_resamples,
                                   method=method, rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             if smallest_p(x, "two-sided") >= 1 - confidence and not low <= 0 <= high:
                 low, high, method = min(low, 0.0), max(high, 0.0), method + "+0"
-            return Interval(mean, low, high, confidence, method, int(x.size), n_resamples, seed)
+            return Interval(mean, low, high, confidence, method, int(x.size), n_resamples, seed, level)
     raise ValueError("bootstrap failed to produce a finite interval")
 
 

@@ -111,7 +111,7 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
 
     # so does a CI that misses the true mean: here one that never covers it (re-analysed from the stored pools)
     monkeypatch.setattr(harness.stats, "bootstrap_mean_ci",
-                        lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0))
+                        lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0, 0.95))
     narrow = main_in_process("harness.calibrate", "--pools", str(out), "--datasets", "20", "--metrics", "sentiment")
     assert narrow.returncode == 1 and "rejects more often" not in narrow.stderr
     assert "the 95% bootstrap CI of the mean covers the true mean less often than that: sentiment (0.000)" \
