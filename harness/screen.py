@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.errors import UserError
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
-    from harness.results import environment, file_stem, read_json, write_result
+    from harness.results import environment, file_stem, load_versioned, write_result
 
     ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -312,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
-    sweep_doc = read_json(args.sweep) if args.sweep else None
+    if args.sweep:
+        from harness import sweep
+
+        sweep_doc = load_versioned(args.sweep, sweep.SCHEMA, sweep.SCHEMA_VERSION, "sweep")
+    else:
+        sweep_doc = None
     handle = load_model(args.model)
     start = time.perf_counter()
     try:

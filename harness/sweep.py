@@ -40,6 +40,8 @@ import torch
 
 from harness.models import ModelHandle
 
+SCHEMA, SCHEMA_VERSION = "causal-heads/sweep", 1
+
 
 @dataclass
 class Sweep:
@@ -317,14 +319,9 @@ def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> d
 
 def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
     from harness.errors import UserError
-    from harness.results import read_json
+    from harness.results import load_versioned
 
-    docs = []
-    for path in (path_a, path_b):
-        try:
-            docs.append(read_json(path))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--compare {path}: cannot read a sweep JSON ({exc})") from None
+    docs = [load_versioned(path, SCHEMA, SCHEMA_VERSION, "sweep") for path in (path_a, path_b)]
     if margin <= 0:
         raise UserError(f"--margin {margin}: must be > 0 (nats)")
     try:
@@ -411,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     name = file_stem(handle.name)
     suffix = "" if args.patch_mode == "z" else f"_{args.patch_mode}"
     out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}{suffix}.json")
-    doc = {"schema": "causal-heads/sweep", "schema_version": 1, "model": handle.provenance(),
+    doc = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "model": handle.provenance(),
            "emotion": args.emotion, "target": args.target, "n_prompts": len(targets), "patch_mode": args.patch_mode,
            "alignment": "last", "metric": "next-token keyword log-prob mass", "seconds": seconds,
            **environment(), "ranked": rows, "combinations": combos, "deltas": result.deltas.tolist(),

@@ -165,7 +165,7 @@ def test_sweep_benchmarks_run_and_report(cli, main_in_process):
 
 
 def _sweep_doc(deltas, mode="z", **kw):
-    return {"emotion": "gratitude", "target": "neutral", "n_prompts": deltas.shape[-1], "patch_mode": mode,
+    return {"schema": "causal-heads/sweep", "schema_version": 1, "emotion": "gratitude", "target": "neutral", "n_prompts": deltas.shape[-1], "patch_mode": mode,
             "model": {"weights_sha256": "ab" * 32}, "deltas": deltas.tolist(), **kw}
 
 
@@ -193,3 +193,6 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     assert proc.returncode == 0 and "1 differ, 5 equivalent, 0 inconclusive" in proc.stdout, proc.stderr
     bad = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "missing.json" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "f.json").write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
+    wrong = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "f.json"))
+    assert wrong.returncode == 2 and "not a sweep document" in wrong.stderr and "Traceback" not in wrong.stderr
