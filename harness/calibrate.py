@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from harness.errors import UserError, run_cli
+from harness.errors import UserError, check_options, run_cli
 
 SCHEMA = "causal-heads/calibration"
 SCHEMA_VERSION = 1
@@ -202,14 +202,13 @@ def main(argv: list[str] | None = None) -> int:
               (args.datasets >= 1, "--datasets", args.datasets, ">= 1"),
               (0 < args.alpha < 1, "--alpha", args.alpha, "in (0, 1)"),
               (args.resamples >= 100, "--resamples", args.resamples, ">= 100"),
-              (args.margin is None or args.margin > 0, "--margin", args.margin, "> 0")]
+              (args.margin is None or args.margin > 0, "--margin", args.margin, "> 0"),
+              (args.seed is None or args.seed >= 0, "--seed", args.seed, "an integer >= 0")]
     if not args.pools:
         args.pool = 10 if args.pool is None else args.pool
         checks.insert(0, (args.pool >= 2 * args.samples, "--pool/--samples", f"{args.pool}/{args.samples}",
                           "a pool of at least 2 × samples"))
-    for ok, flag, value, allowed in checks:
-        if not ok:
-            raise UserError(f"{flag} {value} is invalid: must be {allowed}")
+    check_options(checks)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     for m in metrics or ():
         get_metric(m)

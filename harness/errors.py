@@ -38,6 +38,17 @@ def did_you_mean(kind: str, name: str, available: Iterable[str]) -> str:
     return f"unknown {kind} {name!r}.{hint} Available: {', '.join(options)}"
 
 
+def check_options(checks: Iterable[tuple[bool, str, object, str]]) -> None:
+    """Raise a :class:`UserError` for the first ``(ok, flag, value, allowed)`` whose ``ok`` is false.
+
+    The message reads ``--seed -1 is invalid: must be an integer >= 0``: the flag, the bad value
+    and what is allowed, on one line.
+    """
+    for ok, flag, value, allowed in checks:
+        if not ok:
+            raise UserError(f"{flag} {value} is invalid: must be {allowed}")
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2."""
     try:

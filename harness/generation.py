@@ -64,6 +64,7 @@ class GenerationConfig:
             (0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),
             (self.n_samples >= 1, "n_samples", self.n_samples, "an integer >= 1"),
             (self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1"),
+            (self.seed >= 0, "seed", self.seed, "an integer >= 0"),
         ]
         for ok, name, value, allowed in checks:
             if not ok:

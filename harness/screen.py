@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    from harness.errors import UserError
+    from harness.errors import UserError, check_options
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, load_versioned, write_result
@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.n_prompts < 2:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
+    check_options([(args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
+                   (args.top >= 0, "--top", args.top, "an integer >= 0")])
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
     if args.sweep:

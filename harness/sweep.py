@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    from harness.errors import UserError
+    from harness.errors import UserError, check_options
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, write_result
@@ -386,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--claim-heads {args.claim_heads}: must be at least 1")
     if args.n_prompts < 2:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompts for a CI")
+    check_options([(args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
+                   (args.top >= 0, "--top", args.top, "an integer >= 0"),
+                   (args.random_heads >= 0, "--random-heads", args.random_heads, "an integer >= 0")])
     if args.write_claims and not args.write_claims.endswith(".toml"):
         raise UserError(f"--write-claims {args.write_claims!r}: must be a .toml file")
     from harness.patching import get_mode

@@ -177,6 +177,7 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
     (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
     (["--margin", "0"], "--margin 0.0 is invalid: must be > 0"),
+    (["--seed", "-1"], "--seed -1 is invalid: must be an integer >= 0"),
     (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
     (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
 ])

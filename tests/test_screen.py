@@ -205,6 +205,10 @@ def test_screen_cli(cli, main_in_process, tmp_path):
     bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee",
                           "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
+    for flag in ("--seed", "--top"):
+        bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", flag, "-1",
+                              "--output", str(tmp_path / "x.json"))
+        assert bad.returncode == 2 and f"{flag} -1 is invalid: must be an integer >= 0" in bad.stderr
     missing = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                               "--sweep", str(tmp_path / "none.json"), "--output", str(tmp_path / "y.json"))
     assert missing.returncode == 2 and "none.json: cannot read" in missing.stderr and "Traceback" not in missing.stderr
