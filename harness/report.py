@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
     args = ap.parse_args(argv)
-    doc = load_document(args.findings)
+    doc = load_document(args.findings, complete=True)
     claims = list(claims_by_id(doc).values())
     text = render_markdown(doc, claims)
     atomic_write_text(args.markdown, text)

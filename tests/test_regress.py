@@ -75,6 +75,45 @@ def test_bad_documents_are_named(tmp_path, content, message):
         load_findings(str(path))
 
 
+def _with(edit):
+    doc = copy.deepcopy(DOC)
+    edit(doc)
+    return doc
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"schema": "causal-heads/findings", "schema_version": 1}, "has no 'claims' list (it is missing)"),
+    (_with(lambda d: d.update(claims="oops")), "has no 'claims' list (got str)"),
+    (_with(lambda d: d["claims"].append({"id": "x"})), "claims[3]: must be an object with a 'claim' object"),
+    (_with(lambda d: d["claims"][1]["claim"].update(id="")), "claims[1] (''): field 'claim.id' = ''"),
+    (_with(lambda d: d["claims"][1]["claim"].update(id="gratitude_up")),
+     "claims[1] ('gratitude_up'): claim id 'gratitude_up' appears more than once"),
+    (_with(lambda d: d["claims"][0].update(verdict="maybe")),
+     "claims[0] ('gratitude_up'): field 'verdict' = 'maybe': must be one of supported, not supported"),
+    (_with(lambda d: d["claims"][2].update(effect=[0.1])), "claims[2] ('equiv'): field 'effect' = [0.1]"),
+    (_with(lambda d: d["claims"][2]["effect"].update(mean="0.1")),
+     "field 'effect.mean' is '0.1': must be a number or null"),
+    (_with(lambda d: d["claims"][0].update(random_control={"null": [0.1, "x"]})),
+     "field 'random_control.null' is [0.1, 'x']: must be a list of numbers"),
+    (_with(lambda d: d["claims"][0].update(warnings=["floor"])), "field 'warnings' = ['floor']"),
+])
+def test_malformed_claim_records_are_named(tmp_path, cli, doc, message):
+    path = _write(tmp_path, "f.json", doc)
+    with pytest.raises(UserError) as info:
+        load_findings(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_regress_and_report_refuse_a_malformed_document_with_exit_2(tmp_path, main_in_process):
+    bad = _write(tmp_path, "bad.json", _with(lambda d: d["claims"][0].update(verdict="maybe")))
+    proc = main_in_process("harness.regress", bad, bad)
+    assert proc.returncode == 2 and "field 'verdict' = 'maybe'" in proc.stderr and "Traceback" not in proc.stderr
+    # the regression's minimal records are not enough for the report, which names what is missing
+    proc = main_in_process("harness.report", _write(tmp_path, "min.json", DOC), "--markdown", str(tmp_path / "r.md"))
+    assert proc.returncode == 2 and "claims[0] ('gratitude_up'): field 'claim.model' is missing" in proc.stderr
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     old = copy.deepcopy(DOC)
     old.update(git={"commit": "a" * 40, "dirty": False}, packages={"torch": "2.13.0", "scipy": "1.17.1"},
