@@ -49,6 +49,13 @@ def check_options(checks: Iterable[tuple[bool, str, object, str]]) -> None:
             raise UserError(f"{flag} {value} is invalid: must be {allowed}")
 
 
+def reading_error(exc: Exception) -> str:
+    """A stored document's bad structure in words: ``KeyError('deltas')`` -> "field 'deltas' is missing"."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"field {exc.args[0]!r} is missing"
+    return str(exc)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2."""
     try:

@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    from harness.errors import UserError, check_options
+    from harness.errors import UserError, check_options, reading_error
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
-    from harness.results import environment, file_stem, load_versioned, write_result
+    from harness.results import environment, file_stem, write_result
 
     ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         from harness import sweep
 
-        sweep_doc = load_versioned(args.sweep, sweep.SCHEMA, sweep.SCHEMA_VERSION, "sweep")
+        sweep_doc = sweep.load_sweep(args.sweep)
     else:
         sweep_doc = None
     handle = load_model(args.model)
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)
         except (KeyError, ValueError) as exc:
-            raise UserError(f"--sweep {args.sweep}: {exc}") from None
+            raise UserError(f"--sweep {args.sweep}: {reading_error(exc)}") from None
     name = file_stem(handle.name)
     out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
     pooled = result.reference == "pooled"

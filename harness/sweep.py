@@ -277,6 +277,35 @@ def claim_rows(model: str, emotion: str, target: str, n_prompts: int, ranked: li
     return rows
 
 
+def load_sweep(path: str) -> dict:
+    """A sweep document written by :func:`main`, checked for schema, version and the structure its
+    readers use: ``deltas`` a [layers, heads, prompts] grid of numbers with ``n_prompts`` prompts
+    (at least 2), and ``emotion``, ``target``, ``patch_mode`` strings. A :class:`UserError` names
+    the file and the field."""
+    from harness.errors import UserError
+    from harness.results import load_versioned
+
+    doc = load_versioned(path, SCHEMA, SCHEMA_VERSION, "sweep")
+    for key in ("emotion", "target", "patch_mode"):
+        if not isinstance(doc.get(key), str):
+            shown = "is missing" if key not in doc else f"= {doc[key]!r}"
+            raise UserError(f"{path}: field {key!r} {shown}: must be a string")
+    if not isinstance(doc.get("model", {}), dict):
+        raise UserError(f"{path}: field 'model' = {doc['model']!r}: must be an object")
+    try:
+        deltas = np.asarray(doc.get("deltas"), dtype=float)
+    except (TypeError, ValueError):
+        deltas = None
+    if deltas is None or deltas.ndim != 3 or not np.isfinite(deltas).all():
+        shown = "missing" if "deltas" not in doc else "not a [layers, heads, prompts] grid of finite numbers"
+        raise UserError(f"{path}: field 'deltas' is {shown}")
+    n = doc.get("n_prompts")
+    if isinstance(n, bool) or not isinstance(n, int) or n != deltas.shape[2] or n < 2:
+        raise UserError(f"{path}: field 'n_prompts' = {n!r}: must be the deltas' prompt count "
+                        f"{deltas.shape[2]} (at least 2)")
+    return doc
+
+
 def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> dict:
     """Per head, is sweep ``b`` (e.g. ``v_only``) different from or equivalent to sweep ``a``
     (e.g. ``pattern_v``)? Paired over prompts (same prompts, pairing and model required).
@@ -318,16 +347,15 @@ def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> d
 
 
 def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
-    from harness.errors import UserError
-    from harness.results import load_versioned
+    from harness.errors import UserError, reading_error
 
-    docs = [load_versioned(path, SCHEMA, SCHEMA_VERSION, "sweep") for path in (path_a, path_b)]
+    docs = [load_sweep(path) for path in (path_a, path_b)]
     if margin <= 0:
         raise UserError(f"--margin {margin}: must be > 0 (nats)")
     try:
         res = compare_sweeps(*docs, margin=margin)
     except (KeyError, ValueError) as exc:
-        raise UserError(f"--compare {path_a} {path_b}: {exc}") from None
+        raise UserError(f"--compare {path_a} {path_b}: {reading_error(exc)}") from None
     a, b = res["mode_a"], res["mode_b"]
     c = res["counts"]
     print(f"{b} vs {a}, per head over {docs[0]['n_prompts']} prompts (paired t / TOST ±{margin} nats, Holm over "

@@ -213,6 +213,8 @@ def test_screen_cli(cli, main_in_process, tmp_path):
                               "--sweep", str(tmp_path / "none.json"), "--output", str(tmp_path / "y.json"))
     assert missing.returncode == 2 and "none.json: cannot read" in missing.stderr and "Traceback" not in missing.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({"schema": "causal-heads/sweep", "schema_version": 1,
+                                                     "emotion": "gratitude", "target": "neutral",
+                                                     "patch_mode": "z", "n_prompts": 2,
                                                      "deltas": np.zeros((3, 3, 2)).tolist()}))
     mismatch = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                                "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))

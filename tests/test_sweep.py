@@ -201,3 +201,29 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     (tmp_path / "f.json").write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
     wrong = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "f.json"))
     assert wrong.returncode == 2 and "not a sweep document" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("deltas"), "field 'deltas' is missing"),
+    (lambda d: d.update(deltas=5), "field 'deltas' is not a [layers, heads, prompts] grid"),
+    (lambda d: d.update(deltas=[[1.0, 2.0]]), "field 'deltas' is not a [layers, heads, prompts] grid"),
+    (lambda d: d.update(deltas=[[[1.0, None]]]), "grid of finite numbers"),
+    (lambda d: d.update(deltas={"a": 1}), "field 'deltas' is not a"),
+    (lambda d: d.update(n_prompts=3), "field 'n_prompts' = 3: must be the deltas' prompt count 2"),
+    (lambda d: d.pop("emotion"), "field 'emotion' is missing: must be a string"),
+    (lambda d: d.update(patch_mode=1), "field 'patch_mode' = 1: must be a string"),
+    (lambda d: d.update(model="x"), "field 'model' = 'x': must be an object"),
+])
+def test_malformed_sweep_documents_are_named_by_compare_and_screen(main_in_process, tmp_path, edit, message):
+    from harness.errors import UserError
+    from harness.sweep import load_sweep
+
+    doc = _sweep_doc(np.zeros((2, 12, 2)))
+    edit(doc)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError) as info:
+        load_sweep(str(path))
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+    proc = main_in_process("harness.sweep", "--compare", str(path), str(path))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
