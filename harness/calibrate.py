@@ -312,9 +312,20 @@ def _stored_pools(args, metrics: list[str] | None):
     if width < 2 * args.samples:
         raise UserError(f"--samples {args.samples} is invalid: {args.pools} holds {width} continuations per "
                         f"prompt, at least 2 × samples are needed")
-    settings = dict(doc["settings"])
-    seed = args.seed if args.seed is not None else settings.get("dataset_seed", settings["run"]["seed"])
-    provenance = {**doc["provenance"], "pools_from": {"path": args.pools, "sha256": file_sha256(args.pools)}}
+    settings, provenance = doc.get("settings"), doc.get("provenance")
+    run_seed = settings.get("run", {}).get("seed") if isinstance(settings, dict) else None
+    seed = settings.get("dataset_seed", run_seed) if isinstance(settings, dict) else None
+    for ok, field_name, value, kind in ((isinstance(settings, dict), "settings", settings, "an object"),
+                                        (isinstance(provenance, dict), "provenance", provenance, "an object"),
+                                        (args.seed is not None
+                                         or isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+                                         "settings.dataset_seed (or settings.run.seed)", seed, "an integer >= 0")):
+        if not ok:
+            raise UserError(f"{args.pools}: field {field_name!r} = {value!r}: must be {kind} (write calibration "
+                            f"documents with harness.calibrate --output)")
+    settings = dict(settings)
+    seed = args.seed if args.seed is not None else seed
+    provenance = {**provenance, "pools_from": {"path": args.pools, "sha256": file_sha256(args.pools)}}
     return pools, settings, provenance, seed
 
 

@@ -164,7 +164,14 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     findings = tmp_path / "findings.json"
     findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
+    stored = json.loads(first.read_text())
+    no_settings = tmp_path / "no_settings.json"
+    no_settings.write_text(json.dumps({**stored, "settings": None}))
+    no_seed = tmp_path / "no_seed.json"
+    no_seed.write_text(json.dumps({**stored, "settings": {"run": {}}}))
     for path, message in [(tmp_path / "none.json", "cannot read"),
+                          (no_settings, "field 'settings' = None: must be an object"),
+                          (no_seed, "field 'settings.dataset_seed (or settings.run.seed)' = None"),
                           (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
                           (tmp_path / "x.pkl", "must be a .json calibration document")]:
         proc = main_in_process("harness.calibrate", "--pools", str(path), "--datasets", "5")
