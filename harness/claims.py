@@ -174,8 +174,13 @@ def load_claims(path: str = CLAIMS_FILE) -> list[Claim]:
     """Read and validate every claim of a TOML claims file."""
     from harness.config import read_toml
 
-    rows = read_toml(path, "claims file").get("claim")
-    if not isinstance(rows, list) or not rows:
+    data = read_toml(path, "claims file")
+    other = sorted(set(data) - {"claim"})
+    if other:  # a misspelt [[claims]] table would otherwise drop its claims without a word
+        raise UserError(f"claims file {path}: unknown top-level key(s) {', '.join(repr(k) for k in other)}: "
+                        f"every claim is a [[claim]] table")
+    rows = data.get("claim")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise UserError(f"claims file {path}: no [[claim]] tables")
     claims, seen = [], set()
     for k, row in enumerate(rows):

@@ -77,6 +77,21 @@ def test_missing_fields_and_duplicate_ids(tmp_path):
         _load(tmp_path, [BASE, BASE])
 
 
+@pytest.mark.parametrize("text, message", [
+    ("", "no [[claim]] tables"),
+    ("claim = [1, 2]\n", "no [[claim]] tables"),
+    ("[[claims]]\nid = 'c1'\n", "unknown top-level key(s) 'claims': every claim is a [[claim]] table"),
+    (None, "unknown top-level key(s) 'cliam'"),  # a misspelt table after good ones is not dropped silently
+    ("[[claim]\n", "not valid TOML"),
+])
+def test_malformed_claims_files_are_named(tmp_path, text, message):
+    path = tmp_path / "claims.toml"
+    path.write_text(text if text is not None else claims_toml([BASE]) + "\n[[cliam]]\nid = 'c2'\n")
+    with pytest.raises(UserError) as info:
+        load_claims(str(path))
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
 def test_claims_toml_round_trips_and_ids_are_unique_across_files(tmp_path):
     rows = [{**BASE, "description": 'quotes " and \\ and ünïcode', "margin": 0.25, "direction": "equivalent",
              "versus": {"patch_mode": "v_only"}, "random_heads": 3, "do_sample": False}]
