@@ -125,3 +125,20 @@ def test_a_new_emotion_needs_only_data(tmp_path, monkeypatch):
     assert load_emotion_prompts("joy").prompts[1] == "What a joyful morning."
     assert "joy_keywords" in registry() and "gratitude_keywords" not in registry()
     assert get_metric("joy_keywords")("Happy, happy, not happy, OVERJOYED!") == 3
+
+
+def test_an_emotion_with_one_of_its_two_files_names_the_missing_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    _write(tmp_path, "joy_prompts.json", _doc(["I am so happy today!", "What a joyful morning."]))
+    with pytest.raises(UnknownNameError, match="emotion 'joy' has no keyword list: an emotion needs both "
+                                               "joy_prompts.json and joy_keywords.json; .*joy_keywords.json does "
+                                               "not exist"):
+        load_emotion_prompts("joy")
+    (tmp_path / "joy_prompts.json").unlink()
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy"]})
+    with pytest.raises(UnknownNameError, match="emotion 'joy' has no prompt file: .*joy_prompts.json does not"):
+        load_emotion_prompts("joy")
+    monkeypatch.delenv("CAUSAL_HEADS_PROMPTS")
+    with pytest.raises(UnknownNameError, match="unknown emotion 'neutral'"):  # a target set is not half an emotion
+        load_emotion_prompts("neutral")
