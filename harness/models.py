@@ -90,6 +90,16 @@ class ModelHandle:
             self._hooked = HookedModel(self.model, self.shape)
         return self._hooked
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model was trained with (``n_positions`` / ``max_position_embeddings``)."""
+        cfg = getattr(self.model, "config", None)
+        for key in ("n_positions", "max_position_embeddings"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "weights_sha256": self.weights_sha256,
                 "architecture": self.shape.architecture, "shape": self.shape.describe(),

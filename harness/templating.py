@@ -31,6 +31,28 @@ class FormattedPrompts:
         return tokenizer(list(self.texts if texts is None else texts), return_tensors="pt", padding=True,
                          add_special_tokens=self.add_special_tokens)
 
+    def check_fits(self, tokenizer, context: int | None, new_tokens: int = 0, *, model: str = "the model",
+                   prompts=None) -> None:
+        """Raise a :class:`UserError` naming the first prompt whose tokens plus ``new_tokens``
+        exceed the model's ``context`` (positions it was trained with; ``None``: unknown, no check).
+
+        Without it a GPT-2 prompt past 1024 positions fails deep in the embedding with
+        ``IndexError: index out of range in self``, and a rotary model silently runs beyond
+        its trained context. ``prompts`` (the untemplated strings) only make the message readable.
+        """
+        if not context:
+            return
+        lengths = [len(ids) for ids in tokenizer(list(self.texts), add_special_tokens=self.add_special_tokens)
+                   ["input_ids"]]
+        for i, n in enumerate(lengths):
+            if n + new_tokens > context:
+                text = (prompts or self.texts)[i]
+                shown = text if len(text) <= 40 else text[:40] + "..."
+                more = f" + {new_tokens} new tokens" if new_tokens else ""
+                raise UserError(f"prompt {i} ({shown!r}) is {n} tokens in {self.format} format{more}: "
+                                f"more than {model}'s context of {context} positions; shorten the prompt"
+                                + (" or lower --max-tokens" if new_tokens else ""))
+
 
 def format_prompts(tokenizer, prompts, prompt_format: str) -> FormattedPrompts:
     """Apply ``prompt_format`` to every prompt (see module docstring)."""

@@ -238,3 +238,31 @@ def test_progress_counts_every_step(tiny_gpt2):
     ticks = []
     generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=5, batch_size=3), progress=ticks.append)
     assert sum(ticks) == 2 * 5
+
+
+def test_prompts_past_the_models_context_are_refused_by_name(tiny_gpt2, tiny_llama):
+    """GPT-2 would fail in its position embedding (IndexError), a rotary model would run silently
+    past its trained context; both are refused before any forward, naming the prompt."""
+    from harness.generation import forward
+    from harness.patching import capture_source
+    from harness.sweep import sweep
+
+    assert (tiny_gpt2.context_length, tiny_llama.context_length) == (256, 256)
+    long = "word " * 250  # 251 tokens with the GPT-2 tokenizer
+    prompts = ["A short prompt.", long]
+    for handle in (tiny_gpt2, tiny_llama):
+        with pytest.raises(UserError, match=r"prompt 1 \('word word .*\.\.\.'\) is 251 tokens in plain format "
+                                            r"\+ 6 new tokens: more than tiny-\S+'s context of 256 positions; "
+                                            r"shorten the prompt or lower --max-tokens"):
+            generate(handle, prompts, GenerationConfig(max_new_tokens=6), prompt_format="plain")
+        # the same prompt fits with fewer new tokens, and the boundary is prompt + new tokens <= context
+        out = generate(handle, prompts, GenerationConfig(max_new_tokens=5, stop_at_eos=False), prompt_format="plain")
+        assert len(out.generations[1].token_ids) == 5
+    too_long = ["word " * 300]
+    for call in (lambda: forward(tiny_gpt2, too_long, prompt_format="plain"),
+                 lambda: capture_source(tiny_gpt2, too_long, [0], frozenset({"z"}), prompt_format="plain"),
+                 lambda: sweep(tiny_gpt2, too_long * 2, ["Thank you."] * 2, "gratitude", layers=[0],
+                               prompt_format="plain")):
+        with pytest.raises(UserError, match=r"prompt 0 .* is 301 tokens in plain format: more than tiny-gpt2's "
+                                            r"context of 256 positions; shorten the prompt$"):
+            call()
