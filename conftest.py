@@ -26,18 +26,29 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
+# every architecture the hook adapters support, as a tiny random model (harness/tiny_models.py)
+TINY_MODELS = ("tiny-gpt2", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa")
+TINY_GQA_MODELS = TINY_MODELS[1:]
+_TINY: dict = {}
+
+
+def load_tiny(name: str):
+    """A tiny model, loaded once per session (fixtures and parametrized tests share it)."""
+    if name not in _TINY:
+        from harness.models import load_model
+
+        _TINY[name] = load_model(name)
+    return _TINY[name]
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2():
-    from harness.models import load_model
-
-    return load_model("tiny-gpt2")
+    return load_tiny("tiny-gpt2")
 
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from harness.models import load_model
-
-    return load_model("tiny-llama-gqa")
+    return load_tiny("tiny-llama-gqa")
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +58,15 @@ def smollm2():
     return load_model("smollm2-135m")
 
 
-@pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama-gqa"])
-def tiny_model(request, tiny_gpt2, tiny_llama):
-    return {"tiny-gpt2": tiny_gpt2, "tiny-llama-gqa": tiny_llama}[request.param]
+@pytest.fixture(scope="session", params=TINY_MODELS)
+def tiny_model(request):
+    """Each tiny model in turn: GPT-2, and Llama, Qwen2, Qwen3 and Mistral (sliding window) with GQA."""
+    return load_tiny(request.param)
+
+
+@pytest.fixture(scope="session", params=TINY_GQA_MODELS)
+def tiny_gqa_model(request):
+    return load_tiny(request.param)
 
 
 def run_module(module: str, *args: str, stdin: str | None = None, timeout: int = 600, cwd: str = ROOT):

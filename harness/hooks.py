@@ -27,8 +27,10 @@ Hook points, per layer ``l`` (axis order as in TransformerLens):
 
 What a hook sees during generation: at prefill ``pos`` spans the left-padded prompt; at each
 decode step ``pos`` is 1 (the newest token only) for ``hook_v``/``hook_z``/``hook_attn_out``,
-and ``hook_pattern`` is ``[batch, head, 1, prompt_len + step]`` over all cached keys. Earlier
-positions are not recomputed: they reach decode steps only through the cached keys/values.
+and ``hook_pattern`` is ``[batch, head, 1, prompt_len + step]`` over all cached keys (on a
+sliding-window model such as Mistral, HF's cache keeps only the window: ``min(prompt_len +
+step, window)`` keys, the most recent ones). Earlier positions are not recomputed: they reach
+decode steps only through the cached keys/values.
 
 Attention itself runs through a registered attention function (``harness_hooked``) that
 calls PyTorch SDPA exactly as transformers' ``sdpa`` implementation does, so the hooked

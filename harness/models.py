@@ -102,6 +102,7 @@ class ModelHandle:
 
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "weights_sha256": self.weights_sha256,
+                "model_class": type(self.model).__name__,
                 "architecture": self.shape.architecture, "shape": self.shape.describe(),
                 "shape_tuple": [self.shape.n_layers, self.shape.n_heads, self.shape.n_kv_heads, self.shape.d_head],
                 "prompt_format": self.prompt_format}
@@ -109,7 +110,11 @@ class ModelHandle:
 
 # ---------------------------------------------------------------- shape and hashing
 
-_ARCHITECTURES = {"LlamaForCausalLM": "llama", "GPT2LMHeadModel": "gpt2"}
+# HF class -> hook adapter (harness.hooks.ADAPTERS). "llama" is the layout model.layers[l].self_attn
+# with separate v_proj/o_proj and transformers' attention interface; each class listed here is
+# checked by tests/test_architectures.py against untouched HF generate and the patching invariants.
+_ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "llama",
+                  "Qwen3ForCausalLM": "llama", "GPT2LMHeadModel": "gpt2"}
 
 
 def model_shape(model) -> ModelShape:
@@ -309,6 +314,9 @@ REGISTRY: dict[str, Callable[[], ModelHandle]] = {
     "gpt2": lambda: _load_hf("gpt2", GPT2_IDS),
     "tiny-gpt2": _tiny("build_tiny_gpt2", "tiny-gpt2"),
     "tiny-llama-gqa": _tiny("build_tiny_llama_gqa", "tiny-llama-gqa"),
+    "tiny-qwen2": _tiny("build_tiny_qwen2", "tiny-qwen2"),
+    "tiny-qwen3": _tiny("build_tiny_qwen3", "tiny-qwen3"),
+    "tiny-mistral-swa": _tiny("build_tiny_mistral_swa", "tiny-mistral-swa"),
 }
 
 

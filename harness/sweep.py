@@ -137,7 +137,10 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, m
     lengths = mask.sum(-1).tolist()
     n, heads, variants = len(targets), shape.n_heads, shape.n_heads + 1
     keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
-    cache = DynamicCache(config=model.config)
+    # full-length layers even on sliding-window models (Mistral): the step below crops the cache
+    # after every layer, which a sliding layer refuses once its window is full; the attention mask
+    # still applies the window, so the numbers equal a full forward (tested on tiny-mistral-swa)
+    cache = DynamicCache(ddp_cache_data=[(None, None)] * shape.n_layers)  # n empty full-length layers
     blocks = handle.hooked.decoder_layers()
     previous = shape.n_layers  # cache layers >= previous hold n·(H+1) rows (none before the first step)
     with torch.no_grad():

