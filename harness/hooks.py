@@ -131,8 +131,16 @@ def _gpt2_layer(model, layer: int):
     return attn, attn.c_attn, attn.c_proj, model.config.hidden_size
 
 
-ADAPTERS: dict[str, Callable] = {"llama": _llama_layer, "gpt2": _gpt2_layer}
-DECODER_LAYERS: dict[str, Callable] = {"llama": lambda m: m.model.layers, "gpt2": lambda m: m.transformer.h}
+def _gpt_neox_layer(model, layer: int):
+    attn = model.gpt_neox.layers[layer].attention
+    # query_key_value emits, per head, [q_h | k_h | v_h] (interleaved by head, not by kind)
+    return attn, attn.query_key_value, attn.dense, NEOX_INTERLEAVED
+
+
+NEOX_INTERLEAVED = "per-head interleaved qkv"
+ADAPTERS: dict[str, Callable] = {"llama": _llama_layer, "gpt2": _gpt2_layer, "gpt_neox": _gpt_neox_layer}
+DECODER_LAYERS: dict[str, Callable] = {"llama": lambda m: m.model.layers, "gpt2": lambda m: m.transformer.h,
+                                       "gpt_neox": lambda m: m.gpt_neox.layers}
 
 
 class HookedModel(HookedRootModule):
@@ -192,6 +200,10 @@ class HookedModel(HookedRootModule):
                 return None
             if offset is None:
                 return hp(out.view(*out.shape[:-1], kv, d_head)).reshape(out.shape)
+            if offset == NEOX_INTERLEAVED:
+                qkv = out.view(*out.shape[:-1], kv, 3, d_head)
+                v = hp(qkv[..., 2, :].contiguous())
+                return torch.cat([qkv[..., :2, :], v.unsqueeze(-2)], dim=-2).reshape(out.shape)
             qk, v = out[..., :offset * 2], out[..., offset * 2:]
             v = hp(v.reshape(*v.shape[:-1], kv, d_head)).reshape(v.shape)
             return torch.cat([qk, v], dim=-1)

