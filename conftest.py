@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 # every architecture the hook adapters support, as a tiny random model (harness/tiny_models.py)
-TINY_MODELS = ("tiny-gpt2", "tiny-gpt-neox", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa")
+TINY_MODELS = ("tiny-gpt2", "tiny-gpt-neox", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa",
+               "tiny-phi3")
 TINY_GQA_MODELS = TINY_MODELS[2:]
 _TINY: dict = {}
 

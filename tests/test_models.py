@@ -132,7 +132,7 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     tiny_gpt2.tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ModelUnavailableError, match="model class OPTForCausalLM is not supported yet; supported: "
                                                     "GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM, "
-                                                    "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"):
+                                                    "MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"):
         load_model(str(tmp_path))
 
 
@@ -141,8 +141,8 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     ("org/some-model", "--model /path/to/dir"),
     ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
     ("/no/such/dir", "neither a registered model nor an existing directory"),
-    ("", ("Available: gpt2, smollm2-135m, tiny-gpt-neox, tiny-gpt2, tiny-llama-gqa, tiny-mistral-swa, tiny-qwen2, "
-         "tiny-qwen3")),
+    ("", ("Available: gpt2, smollm2-135m, tiny-gpt-neox, tiny-gpt2, tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, "
+         "tiny-qwen2, tiny-qwen3")),
 ])
 def test_unavailable_models_raise_a_user_error(name, fragment):
     if name == "gpt2" and _gpt2_in_hf_cache():
