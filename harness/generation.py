@@ -231,7 +231,7 @@ def generate(handle: ModelHandle, prompts: Sequence[str], config: GenerationConf
     if not prompts:
         raise UserError("no prompts to generate from (the prompt list is empty)")
     fmt = format_prompts(handle.tokenizer, prompts, prompt_format or handle.prompt_format)
-    fmt.check_fits(handle.tokenizer, handle.context_length, config.max_new_tokens, model=handle.name, prompts=prompts)
+    fmt.check_fits(handle, config.max_new_tokens, prompts=prompts)
     rows = [(p, s) for p in range(len(prompts)) for s in range(config.n_samples)]
     result = GenerationResult(config=config, prompt_format=fmt.format)
     eos = set(_eos_ids(handle))
@@ -271,7 +271,7 @@ def forward(handle: ModelHandle, prompts: Sequence[str], hooks=None, *, prompt_f
     prompt indices ``first_index, first_index + 1, ...`` (for callers that chunk a prompt list).
     """
     fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
-    fmt.check_fits(handle.tokenizer, handle.context_length, model=handle.name, prompts=list(prompts))
+    fmt.check_fits(handle, prompts=list(prompts))
     enc = fmt.encode(handle.tokenizer)
     mask = enc["attention_mask"]
     info = BatchInfo(rows=tuple((first_index + i, 0) for i in range(len(prompts))), prompt_lengths=mask.sum(-1),

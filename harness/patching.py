@@ -139,7 +139,7 @@ def capture_source(handle: ModelHandle, prompts: Sequence[str], layers: Sequence
                    batch_size: int = 64) -> SourceActivations:
     """Run the source prompts once and keep what the patch needs at ``layers``, unpadded."""
     fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
-    fmt.check_fits(handle.tokenizer, handle.context_length, model=handle.name, prompts=list(prompts))
+    fmt.check_fits(handle, prompts=list(prompts))
     acts = SourceActivations(prompts=tuple(prompts))
     wanted = {"z": "hook_z", "pattern": "hook_pattern", "v": "hook_v"}
     for kind in needs:

@@ -186,7 +186,7 @@ def screen(handle: ModelHandle, emotion_prompts, neutral_prompts, emotion: str, 
     fmt = prompt_format or handle.prompt_format
     fe, fn = format_prompts(handle.tokenizer, emo, fmt), format_prompts(handle.tokenizer, neu, fmt)
     for f, texts in ((fe, emo), (fn, neu)):
-        f.check_fits(handle.tokenizer, handle.context_length, model=handle.name, prompts=texts)
+        f.check_fits(handle, prompts=texts)
     suffix = template_suffix(handle.tokenizer, fmt)
     te = [prompt_tokens(handle.tokenizer, t, p, matcher, fe.add_special_tokens, suffix) for t, p in zip(fe.texts, emo)]
     tn = [prompt_tokens(handle.tokenizer, t, p, matcher, fn.add_special_tokens, suffix) for t, p in zip(fn.texts, neu)]

@@ -125,7 +125,7 @@ def sweep(handle: ModelHandle, targets, sources, emotion: str, *, layers=None, m
     layers = list(range(shape.n_layers)) if layers is None else list(layers)
     targets, sources = list(targets), list(sources)
     fmt = format_prompts(handle.tokenizer, targets, prompt_format or handle.prompt_format)
-    fmt.check_fits(handle.tokenizer, handle.context_length, model=handle.name, prompts=targets)
+    fmt.check_fits(handle, prompts=targets)
     enc = fmt.encode(handle.tokenizer)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     position = position_ids(mask)

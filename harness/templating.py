@@ -31,18 +31,19 @@ class FormattedPrompts:
         return tokenizer(list(self.texts if texts is None else texts), return_tensors="pt", padding=True,
                          add_special_tokens=self.add_special_tokens)
 
-    def check_fits(self, tokenizer, context: int | None, new_tokens: int = 0, *, model: str = "the model",
-                   prompts=None) -> None:
+    def check_fits(self, handle, new_tokens: int = 0, prompts=None) -> None:
         """Raise a :class:`UserError` naming the first prompt whose tokens plus ``new_tokens``
-        exceed the model's ``context`` (positions it was trained with; ``None``: unknown, no check).
+        exceed ``handle``'s context (:attr:`~harness.models.ModelHandle.context_length`, the
+        positions it was trained with; ``None``: unknown, no check).
 
         Without it a GPT-2 prompt past 1024 positions fails deep in the embedding with
         ``IndexError: index out of range in self``, and a rotary model silently runs beyond
         its trained context. ``prompts`` (the untemplated strings) only make the message readable.
         """
+        context = handle.context_length
         if not context:
             return
-        lengths = [len(ids) for ids in tokenizer(list(self.texts), add_special_tokens=self.add_special_tokens)
+        lengths = [len(ids) for ids in handle.tokenizer(list(self.texts), add_special_tokens=self.add_special_tokens)
                    ["input_ids"]]
         for i, n in enumerate(lengths):
             if n + new_tokens > context:
@@ -50,7 +51,7 @@ class FormattedPrompts:
                 shown = text if len(text) <= 40 else text[:40] + "..."
                 more = f" + {new_tokens} new tokens" if new_tokens else ""
                 raise UserError(f"prompt {i} ({shown!r}) is {n} tokens in {self.format} format{more}: "
-                                f"more than {model}'s context of {context} positions; shorten the prompt"
+                                f"more than {handle.name}'s context of {context} positions; shorten the prompt"
                                 + (" or lower --max-tokens" if new_tokens else ""))
 
 
