@@ -158,13 +158,18 @@ def keyword_emotions() -> list[str]:
 def load_emotion_prompts(emotion: str) -> PromptSet:
     """The source prompt set of an emotion; an unknown emotion gets "Did you mean ...?"."""
     if emotion not in emotions():
-        half = ("keyword list" if emotion in _names(PROMPT_SUFFIX) and load_prompt_set(emotion).kind == "emotion" else
-                "prompt file" if emotion in _names(KEYWORD_SUFFIX) else None)
-        if half:  # one of the two data files exists: say which one is missing, and where
-            suffix = KEYWORD_SUFFIX if half == "keyword list" else PROMPT_SUFFIX
-            raise UnknownNameError(f"emotion {emotion!r} has no {half}: an emotion needs both "
+        # one of the two data files exists (a target set like neutral is not half an emotion):
+        # say which one is missing, and where
+        if emotion in _names(PROMPT_SUFFIX) and load_prompt_set(emotion).kind == "emotion":
+            missing = ("keyword list", KEYWORD_SUFFIX)
+        elif emotion in _names(KEYWORD_SUFFIX):
+            missing = ("prompt file", PROMPT_SUFFIX)
+        else:
+            missing = None
+        if missing:
+            raise UnknownNameError(f"emotion {emotion!r} has no {missing[0]}: an emotion needs both "
                                    f"{emotion}{PROMPT_SUFFIX} and {emotion}{KEYWORD_SUFFIX}; "
-                                   f"{os.path.join(prompts_dir(), emotion + suffix)} does not exist")
+                                   f"{os.path.join(prompts_dir(), emotion + missing[1])} does not exist")
         raise UnknownNameError(did_you_mean("emotion", emotion, emotions()))
     ps = load_prompt_set(emotion)
     if ps.kind != "emotion":
