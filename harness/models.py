@@ -111,8 +111,8 @@ class ModelHandle:
 # ---------------------------------------------------------------- shape and hashing
 
 # HF class -> hook adapter (harness.hooks.ADAPTERS). "llama" is the layout model.layers[l].self_attn
-# with separate v_proj/o_proj and transformers' attention interface; each class listed here is
-# checked by tests/test_architectures.py against untouched HF generate and the patching invariants.
+# with separate v_proj/o_proj and transformers' attention interface; each class listed here has a
+# tiny model in conftest.TINY_MODELS, checked against untouched HF generate and the patching invariants.
 _ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "llama",
                   "Qwen3ForCausalLM": "llama", "GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox",
                   "Phi3ForCausalLM": "phi3"}

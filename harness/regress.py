@@ -23,8 +23,7 @@ SCHEMA, VERSION = "causal-heads/findings", 1
 
 
 # what the renderers and the regression read from each claim record; a value may be null (NaN)
-_CLAIM_FIELDS = {"id": str, "model": str, "heads": str, "patch_mode": str, "source": str, "target": str,
-                 "metric": str, "direction": str}
+_CLAIM_FIELDS = ("id", "model", "heads", "patch_mode", "source", "target", "metric", "direction")  # strings
 _SECTION_FIELDS = {
     "effect": ("mean", "ci_low", "ci_high", "n"),
     "equivalence": ("ci_low", "ci_high"),
@@ -52,11 +51,11 @@ def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
             raise UserError(f"{where}: must be an object with a 'claim' object")
         cid = rec["claim"].get("id")
         where += f" ({cid!r})" if isinstance(cid, str) else ""
-        for key, kind in _CLAIM_FIELDS.items():
+        for key in _CLAIM_FIELDS:
             value = rec["claim"].get(key, ...)
             if value is ... and key != "id" and not complete:
                 continue
-            if not isinstance(value, kind) or (key == "id" and not value):
+            if not isinstance(value, str) or (key == "id" and not value):
                 shown = "is missing" if value is ... else f"= {value!r}"
                 raise UserError(f"{where}: field 'claim.{key}' {shown}: must be a "
                                 + ("non-empty string" if key == "id" else "string"))

@@ -316,12 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                    (args.top >= 0, "--top", args.top, "an integer >= 0")])
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
-    if args.sweep:
-        from harness import sweep
+    from harness.sweep import load_sweep
 
-        sweep_doc = sweep.load_sweep(args.sweep)
-    else:
-        sweep_doc = None
+    sweep_doc = load_sweep(args.sweep) if args.sweep else None
     handle = load_model(args.model)
     start = time.perf_counter()
     try:
