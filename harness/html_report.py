@@ -10,6 +10,11 @@ against the random-head effects, side-by-side baseline vs patched generations of
 picked by :func:`harness.examples.pick_examples` (with why), and every prompt's generations.
 Everything shown is built from the claim result attached to the report (``user_properties``),
 and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
+
+pytest-html writes its report with a plain ``open(path, "w")`` at session end;
+:func:`atomic_report_writes` routes that write through :func:`harness.results.atomic_write_text`
+so an interrupted run never leaves half an evidence file (it uses pytest-html's private
+``_report_path``/``_write_report``, which is why pytest-html is pinned exactly).
 """
 
 from __future__ import annotations
@@ -34,6 +39,26 @@ STYLE = """<style>
 td.verdict-supported { color: #1a7f37; font-weight: bold; }
 td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
 </style>"""
+
+
+def atomic_report_writes(config) -> int:
+    """Make every pytest-html report object of this run write atomically; returns how many."""
+    from pytest_html.basereport import BaseReport
+
+    from harness.results import atomic_write_text
+
+    n = 0
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, BaseReport):
+            path = str(plugin._report_path)
+            plugin._write_report = lambda rendered, path=path: atomic_write_text(path, rendered)
+            n += 1
+    return n
+
+
+def pytest_sessionstart(session) -> None:
+    """After every plugin's ``pytest_configure``: pytest-html's report object exists by now."""
+    atomic_report_writes(session.config)
 
 
 def pytest_html_results_summary(prefix, summary, postfix, session) -> None:

@@ -7,6 +7,10 @@ import os
 import shutil
 from html.parser import HTMLParser
 
+import pytest
+
+from harness.results import atomic_write as _real_atomic_write
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTILE = '<script>alert("x")</script> Describe your day & night.'
 CLAIMS = """
@@ -93,12 +97,17 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     (prompts / "neutral_prompts.json").write_text(json.dumps(neutral))
     (tmp_path / "claims.toml").write_text(CLAIMS)
     report = tmp_path / "evidence.html"
+    report.write_text("the last run's report")
+    old_inode = report.stat().st_ino
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
     result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests", "test_claims.py"), "--claims",
                                            str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
                                            "--html", str(report), "--self-contained-html", "-q",
                                            "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
+    # replaced by rename (a new inode), not rewritten in place; no temporary file left behind
+    assert report.stat().st_ino != old_inode
+    assert sorted(p.name for p in tmp_path.glob(".evidence.html*")) == []
     parser = _Blob()
     parser.feed(report.read_text())
     tests = {k.split("[")[1].rstrip("]"): v[0] for k, v in parser.blob["tests"].items()}
@@ -129,6 +138,39 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     assert "all 4 prompts' generations" in texts
     for g in findings["no_effect"]["generations"]:
         assert g["patched"][0] in texts or not g["patched"][0].strip()
+
+
+def test_interrupted_report_write_keeps_the_last_report(tmp_path, monkeypatch):
+    from pytest_html.selfcontained_report import SelfContainedReport
+
+    from harness import html_report, results
+
+    report = tmp_path / "evidence.html"
+    report.write_text("the last complete report")
+    plugin = object.__new__(SelfContainedReport)  # only the two names the wrapper uses
+    plugin._report_path = report
+
+    class Manager:
+        def get_plugins(self):
+            return {object(), plugin}
+
+    class Config:
+        pluginmanager = Manager()
+
+    assert html_report.atomic_report_writes(Config()) == 1
+
+    def interrupted(fh):
+        fh.write(b"<html>half of a ")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "atomic_write", lambda path, write: _real_atomic_write(path, interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        plugin._write_report("<html>the whole new report</html>")
+    assert report.read_text() == "the last complete report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
+    monkeypatch.undo()
+    plugin._write_report("<html>the whole new report</html>")
+    assert report.read_text() == "<html>the whole new report</html>"
 
 
 def cells_of(fragment) -> list[str]:
