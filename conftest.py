@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # every architecture the hook adapters support, as a tiny random model (harness/tiny_models.py)
 TINY_MODELS = ("tiny-gpt2", "tiny-gpt-neox", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa",
-               "tiny-phi3")
+               "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3")
 TINY_GQA_MODELS = TINY_MODELS[2:]
 _TINY: dict = {}
 
@@ -61,7 +61,7 @@ def smollm2():
 
 @pytest.fixture(scope="session", params=TINY_MODELS)
 def tiny_model(request):
-    """Each tiny model in turn: GPT-2, and Llama, Qwen2, Qwen3 and Mistral (sliding window) with GQA."""
+    """Each tiny model in turn: one per supported architecture (see TINY_MODELS)."""
     return load_tiny(request.param)
 
 

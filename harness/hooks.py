@@ -36,6 +36,7 @@ Attention itself runs through a registered attention function (``harness_hooked`
 calls PyTorch SDPA exactly as transformers' ``sdpa`` implementation does, so the hooked
 model is bit-for-bit the plain model, unless a hook is attached to ``hook_pattern``: then
 that layer computes the pattern explicitly (eager softmax) so the hook can read or replace it.
+Soft-capped attention (Gemma 2) always takes the explicit path, as transformers' eager does.
 """
 
 from __future__ import annotations
@@ -73,14 +74,19 @@ class BlockHooks(nn.Module):
 
 # ---------------------------------------------------------------- attention function
 
-def _explicit_attention(hooks: AttentionHooks, module, query, key, value, attention_mask, scaling):
-    """Softmax attention with the pattern materialised and passed through ``hook_pattern``."""
+def _explicit_attention(hooks: AttentionHooks | None, module, query, key, value, attention_mask, scaling, softcap=None):
+    """Softmax attention with the pattern materialised and passed through ``hook_pattern``.
+
+    ``softcap`` (Gemma 2's attention-logit soft-capping): scores become ``softcap ·
+    tanh(scores / softcap)`` before masking, as in transformers' eager Gemma 2 attention."""
     from transformers.integrations.sdpa_attention import repeat_kv
 
     n_rep = query.shape[1] // key.shape[1]
     key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     q_len, k_len = query.shape[-2], key.shape[-2]
     if attention_mask is None:
         allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
@@ -93,18 +99,21 @@ def _explicit_attention(hooks: AttentionHooks, module, query, key, value, attent
         # finfo.min, not -inf: a fully masked (padding) query row gets a uniform pattern, not NaN
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    pattern = hooks.hook_pattern(pattern)
+    if hooks is not None:
+        pattern = hooks.hook_pattern(pattern)
     out = torch.matmul(pattern, value)
     return out.transpose(1, 2).contiguous(), pattern
 
 
-def hooked_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """transformers attention interface: SDPA unless this layer's ``hook_pattern`` is hooked."""
+def hooked_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, softcap=None,
+                     **kwargs):
+    """transformers attention interface: SDPA unless this layer's ``hook_pattern`` is hooked or
+    its logits are soft-capped (Gemma 2: SDPA cannot cap, and would ignore the argument)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     hooks = _ATTN_HOOKS.get(module)
-    if hooks is not None and hooks.hook_pattern.has_hooks(dir="fwd"):
-        return _explicit_attention(hooks, module, query, key, value, attention_mask, scaling)
+    if softcap is not None or (hooks is not None and hooks.hook_pattern.has_hooks(dir="fwd")):
+        return _explicit_attention(hooks, module, query, key, value, attention_mask, scaling, softcap)
     return sdpa_attention_forward(module, query, key, value, attention_mask,
                                   dropout=dropout, scaling=scaling, **kwargs)
 
@@ -181,6 +190,7 @@ class HookedModel(HookedRootModule):
         if self._handles:
             return
         _register_attention()
+        self._plain_attention = self.hf_model.config._attn_implementation
         adapter = ADAPTERS[self.shape.architecture]
         for layer, block in enumerate(self.blocks):
             attn, v_module, out_proj, v_offset = adapter(self.hf_model, layer)
@@ -199,7 +209,7 @@ class HookedModel(HookedRootModule):
         self._handles = []
         for layer in range(self.shape.n_layers):
             _ATTN_HOOKS.pop(ADAPTERS[self.shape.architecture](self.hf_model, layer)[0], None)
-        self.hf_model.set_attn_implementation("sdpa")
+        self.hf_model.set_attn_implementation(self._plain_attention)
 
     def _v_hook(self, hp: HookPoint, offset: int | str | None):
         kv, d_head = self.shape.n_kv_heads, self.shape.d_head

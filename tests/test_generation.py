@@ -118,21 +118,28 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
 
     def factory(info):
         def record(t, hook):
-            seen.append((info.step, hook.name.rsplit(".", 1)[-1], tuple(t.shape)))
+            _, layer, _, point = hook.name.split(".")
+            seen.append((info.step, int(layer), point, tuple(t.shape)))
             return t
-        return [(lambda name: name.startswith("blocks.1."), record)]
+        return [(lambda name: name.startswith("blocks."), record)]
 
     res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_new_tokens=4, stop_at_eos=False),
                    hooks=factory)
     length = max(len(g.prompt_token_ids) for g in res.generations)
     b, h, kv, d = 2, s.n_heads, s.n_kv_heads, s.d_head
-    window = getattr(tiny_model.model.config, "sliding_window", None) or 10 ** 9  # Mistral's cache keeps a window
+    cfg = tiny_model.model.config
+    types = getattr(cfg, "layer_types", None) or ["sliding_attention"] * s.n_layers
     expected = []
     for step in range(4):
-        pos, keys = (length, length) if step == 0 else (1, min(length + step, window))
-        expected += [(step, "hook_v", (b, pos, kv, d)), (step, "hook_pattern", (b, h, pos, keys)),
-                     (step, "hook_z", (b, pos, h, d)), (step, "hook_attn_out", (b, pos, s.d_model))]
+        for layer in range(s.n_layers):
+            # a sliding-window layer's cache keeps only the window (Mistral: every layer; Gemma 2/3: every other)
+            window = (getattr(cfg, "sliding_window", None) if types[layer] == "sliding_attention" else None) or 10 ** 9
+            pos, keys = (length, length) if step == 0 else (1, min(length + step, window))
+            expected += [(step, layer, "hook_v", (b, pos, kv, d)), (step, layer, "hook_pattern", (b, h, pos, keys)),
+                         (step, layer, "hook_z", (b, pos, h, d)), (step, layer, "hook_attn_out", (b, pos, s.d_model))]
     assert seen == expected
+    if getattr(cfg, "sliding_window", None):
+        assert length > cfg.sliding_window  # the window binds on these prompts
     assert tiny_model.hooked.blocks[1].attn.hook_z.has_hooks() is False  # removed afterwards
 
 

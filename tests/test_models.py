@@ -131,7 +131,8 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
                              ffn_dim=64, word_embed_proj_dim=32)).save_pretrained(tmp_path)
     tiny_gpt2.tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ModelUnavailableError, match="model class OPTForCausalLM is not supported yet; supported: "
-                                                    "GPT2LMHeadModel, GPTNeoXForCausalLM, LlamaForCausalLM, "
+                                                    "GPT2LMHeadModel, GPTNeoXForCausalLM, Gemma2ForCausalLM, "
+                                                    "Gemma3ForCausalLM, GemmaForCausalLM, LlamaForCausalLM, "
                                                     "MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"):
         load_model(str(tmp_path))
 
@@ -141,8 +142,8 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     ("org/some-model", "--model /path/to/dir"),
     ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
     ("/no/such/dir", "neither a registered model nor an existing directory"),
-    ("", ("Available: gpt2, smollm2-135m, tiny-gpt-neox, tiny-gpt2, tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, "
-         "tiny-qwen2, tiny-qwen3")),
+    ("", ("Available: gpt2, smollm2-135m, tiny-gemma, tiny-gemma2, tiny-gemma3, tiny-gpt-neox, tiny-gpt2, "
+         "tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, tiny-qwen2, tiny-qwen3")),
 ])
 def test_unavailable_models_raise_a_user_error(name, fragment):
     if name == "gpt2" and _gpt2_in_hf_cache():
