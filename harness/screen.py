@@ -285,13 +285,28 @@ def compare_with_sweep(screen_means: np.ndarray, sweep_doc: dict, top: int = 10)
             "top_overlap": len(by_screen & by_sweep)}
 
 
+def check_sweep_matches(sweep_doc: dict, handle, emotion: str) -> None:
+    """A sweep compared with this screen must be of the same emotion, weights and head grid
+    (a sweep of other weights with the same grid would give a meaningless correlation)."""
+    if sweep_doc["emotion"] != emotion:
+        raise ValueError(f"it sweeps emotion {sweep_doc['emotion']!r}, this screen {emotion!r}")
+    theirs = (sweep_doc.get("model") or {}).get("weights_sha256")
+    if theirs is not None and theirs != handle.weights_sha256:
+        raise ValueError(f"it comes from other weights ({theirs[:12]}…) than {handle.name}'s "
+                         f"({handle.weights_sha256[:12]}…)")
+    grid = np.asarray(sweep_doc["deltas"]).shape[:2]
+    if grid != (handle.shape.n_layers, handle.shape.n_heads):
+        raise ValueError(f"sweep grid {grid} does not match {handle.name}'s "
+                         f"{(handle.shape.n_layers, handle.shape.n_heads)} (layers, heads)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.screen --model M --emotion E``: ranked Δattention table, heatmap PNG and JSON."""
     import argparse
     import os
     import time
 
-    from harness.errors import UserError, check_options, reading_error
+    from harness.errors import UserError, check_options
     from harness.models import load_model
     from harness.prompts import load_emotion_prompts, load_prompt_set
     from harness.results import environment, file_stem, write_result
@@ -320,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep_doc = load_sweep(args.sweep) if args.sweep else None
     handle = load_model(args.model)
+    if sweep_doc is not None:
+        try:
+            check_sweep_matches(sweep_doc, handle, args.emotion)
+        except ValueError as exc:
+            raise UserError(f"--sweep {args.sweep}: {exc}") from None
     start = time.perf_counter()
     try:
         result = screen(handle, sources, targets, args.emotion, target=args.target, reference=args.reference)
@@ -336,10 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                      "neutral_mass": float(result.neutral_mass[layer, head].mean())})
     comparison = None
     if sweep_doc is not None:
-        try:
-            comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)
-        except (KeyError, ValueError) as exc:
-            raise UserError(f"--sweep {args.sweep}: {reading_error(exc)}") from None
+        comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)  # checked above
     name = file_stem(handle.name)
     out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
     pooled = result.reference == "pooled"

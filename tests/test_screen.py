@@ -218,5 +218,27 @@ def test_screen_cli(cli, main_in_process, tmp_path):
                                                      "deltas": np.zeros((3, 3, 2)).tolist()}))
     mismatch = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                                "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
-    assert mismatch.returncode == 2 and "does not match" in mismatch.stderr
+    assert mismatch.returncode == 2 and "sweep grid (3, 3) does not match tiny-gpt2's (2, 12)" in mismatch.stderr
+    # a sweep of another emotion, or of other weights with the same grid, is refused before screening
+    sweep = {"schema": "causal-heads/sweep", "schema_version": 1, "emotion": "anger", "target": "neutral",
+             "patch_mode": "z", "n_prompts": 2, "deltas": np.zeros((2, 12, 2)).tolist(),
+             "model": {"weights_sha256": "0" * 64}}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    other = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
+    assert other.returncode == 2 and "it sweeps emotion 'anger', this screen 'gratitude'" in other.stderr
+    (tmp_path / "sweep.json").write_text(json.dumps({**sweep, "emotion": "gratitude"}))
+    other = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
+    assert other.returncode == 2 and "it comes from other weights (000000000000…) than tiny-gpt2's" in other.stderr
     assert not (tmp_path / "y.json").exists()
+    # the model's own sweep is compared: ρ and the top-k overlap land in the screen's document
+    swept = main_in_process("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--output", str(tmp_path / "own.json"))
+    assert swept.returncode == 0, swept.stderr
+    ok = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                         "--sweep", str(tmp_path / "own.json"), "--output", str(tmp_path / "y.json"))
+    assert ok.returncode == 0, ok.stderr
+    versus = json.loads((tmp_path / "y.json").read_text())["versus_sweep"]
+    assert -1 <= versus["spearman_rho"] <= 1 and 0 <= versus["top_overlap"] <= versus["top"] == 10
+    assert f"versus the causal sweep {tmp_path / 'own.json'}: Spearman ρ = {versus['spearman_rho']:+.3f}" in ok.stdout
