@@ -169,6 +169,119 @@ def test_patch_generated_writes_decode_steps(tiny_gpt2):
     assert seen == [0.0] * 4  # prefill's last position and every decode step are zeroed
 
 
+# ---------------------------------------------------------------- each mode's value, from the model's own attention
+
+def _z_at(handle, prompts, layer, hooks=()):
+    """``blocks.{layer}.attn.hook_z`` of one forward (after ``hooks``) and the attention mask."""
+    seen = {}
+    record = (f"blocks.{layer}.attn.hook_z", lambda t, hook: seen.__setitem__("z", t.clone()))
+    hooks = hooks if callable(hooks) else (lambda info, hooks=list(hooks): hooks)
+    _, mask = forward(handle, prompts, lambda info: list(hooks(info)) + [record])
+    return seen["z"], mask
+
+
+def _rows(mask, n_sources):
+    """(batch row, left padding, target length, paired source index) of a target batch."""
+    length = mask.shape[1]
+    return [(r, length - int(m.sum()), int(m.sum()), r % n_sources) for r, m in enumerate(mask)]
+
+
+@FAST
+@given(data=st.data(), alignment=st.sampled_from(["end", "last", "mean_source"]))
+def test_v_only_is_the_target_pattern_over_the_source_values_at_aligned_keys(model, data, alignment):
+    """Reference: the target run with head h's KV group's values replaced in ``hook_v`` (aligned
+    keys, or the source mean), read from the model's own attention; differing lengths included."""
+    source, target = data.draw(_prompts(2)), data.draw(_prompts(3))
+    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
+    head = data.draw(st.integers(0, model.shape.n_heads - 1))
+    g = head // model.shape.group_size
+    cfg = PatchConfig(((layer, head),), "v_only", alignment)
+    src = capture_source(model, source, [layer], {"v"})
+    base, mask = _z_at(model, target, layer, baseline_hooks(cfg))
+    rows = _rows(mask, len(source))
+
+    def replace_values(v, hook):
+        v = v.clone()
+        for r, pad, lt, i in rows:
+            v_s = src.v[layer][i][:, g]
+            if alignment == "mean_source":
+                v[r, pad:, g] = v_s.mean(0)
+            else:
+                n = min(lt, len(v_s))
+                v[r, pad + lt - n:, g] = v_s[len(v_s) - n:]
+        return v
+    ref, _ = _z_at(model, target, layer, baseline_hooks(cfg) + [(f"blocks.{layer}.attn.hook_v", replace_values)])
+    got, _ = _z_at(model, target, layer, patch_hooks(model, cfg, src))
+    for r, pad, lt, _ in rows:
+        patched = [lt - 1] if alignment == "last" else range(lt)  # 'end': earlier queries see no replaced key
+        for q in range(lt):
+            want = ref if q in patched else base
+            assert torch.allclose(got[r, pad + q, head], want[r, pad + q, head], atol=1e-5), (r, q)
+
+
+@FAST
+@given(data=st.data(), alignment=st.sampled_from(["end", "last"]))
+def test_pattern_only_is_the_renormalised_source_pattern_over_the_target_values(model, data, alignment):
+    """Reference: the target run with head h's pattern rows replaced in ``hook_pattern`` by the
+    paired source rows over the keys that have a target counterpart, renormalised to sum 1."""
+    source, target = data.draw(_prompts(2)), data.draw(_prompts(3))
+    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
+    head = data.draw(st.integers(0, model.shape.n_heads - 1))
+    cfg = PatchConfig(((layer, head),), "pattern_only", alignment)
+    src = capture_source(model, source, [layer], {"pattern"})
+    base, mask = _z_at(model, target, layer, baseline_hooks(cfg))
+    rows = _rows(mask, len(source))
+
+    def replace_rows(pattern, hook):
+        pattern = pattern.clone()
+        for r, pad, lt, i in rows:
+            a_s = src.pattern[layer][i][head]
+            ls = a_s.shape[-1]
+            n = min(lt, ls)
+            qs_t, qs_s = aligned_positions(alignment, lt, ls)
+            for qt, qs in zip(qs_t.tolist(), qs_s.tolist(), strict=True):
+                row = a_s[qs, ls - n:]
+                pattern[r, head, pad + qt] = 0
+                pattern[r, head, pad + qt, pad + lt - n:] = row / row.sum()
+        return pattern
+    ref, _ = _z_at(model, target, layer, [(f"blocks.{layer}.attn.hook_pattern", replace_rows)])
+    got, _ = _z_at(model, target, layer, patch_hooks(model, cfg, src))
+    for r, pad, lt, _ in rows:
+        assert torch.allclose(got[r, pad:, head], ref[r, pad:, head], atol=1e-5), r
+        if alignment == "last":
+            assert torch.equal(got[r, pad:pad + lt - 1, head], base[r, pad:pad + lt - 1, head])
+
+
+def test_mean_writes_the_mean_over_every_source_prompt_and_position(model):
+    source, target, (layer, head) = POOL[:3], POOL[3:6], (1, 2)
+    z_s, s_mask = _z_at(model, source, layer)
+    expected = z_s[:, :, head][s_mask.bool()].mean(0)  # every real position of every source prompt
+    cfg = PatchConfig(((layer, head),), "mean", "end")
+    got, mask = _z_at(model, target, layer, patch_hooks(model, cfg, capture_source(model, source, [layer], {"z"})))
+    for r, pad, lt, i in _rows(mask, len(source)):
+        n = min(lt, int(s_mask[i].sum()))
+        assert torch.allclose(got[r, pad + lt - n:, head], expected.expand(n, -1), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["z", "pattern_v", "mean"])
+def test_patch_generated_writes_the_sources_final_position_at_decode_steps(model, mode):
+    """``patch_generated``: every decode step's z of the head is the paired source's final-position
+    z (``pattern_v``: A_S·V_S of the head's own KV group; ``mean``: the source mean)."""
+    source, target, (layer, head) = POOL[3:5], POOL[:2], (1, 4)  # GQA 6 over 2: KV head 1 (not 4 % 2)
+    z_s, s_mask = _z_at(model, source, layer)
+    final = z_s[:, -1, head]  # left padding: the last column is every source prompt's final token
+    mean = z_s[:, :, head][s_mask.bool()].mean(0)
+    cfg = PatchConfig(((layer, head),), mode, "end", patch_generated=True)
+    factory = patch_hooks(model, cfg, capture_source(model, source, [layer], MODES[mode].needs))
+    seen = []
+    record = (f"blocks.{layer}.attn.hook_z", lambda t, hook: seen.append(t[:, -1, head].clone()))
+    generate(model, target, GenerationConfig(max_new_tokens=3, stop_at_eos=False),
+             hooks=lambda info: factory(info) + [record])
+    assert len(seen) == 3  # prefill, then two decode steps that write (the third token needs no forward)
+    for step in seen:
+        assert torch.allclose(step, mean.expand(2, -1) if mode == "mean" else final, atol=1e-5)
+
+
 # ---------------------------------------------------------------- alignment and settings
 
 def test_aligned_positions():
