@@ -299,3 +299,48 @@ def test_holm_and_bh():
 
 def test_minimum_detectable_effect_shrinks_with_n():
     assert minimum_detectable_effect(1.0, 100, 0.05, "greater") < minimum_detectable_effect(1.0, 20, 0.05, "greater")
+
+
+# ---------------------------------------------------------------- small exact cases
+
+def test_monte_carlo_sign_flip_p_never_reaches_zero():
+    # n > 16: Monte Carlo; all-positive differences are beaten by no draw (all-plus has p 2**-30)
+    p, draws = sign_flip_p(np.ones(30), alternative="greater", n_permutations=999, seed=0)
+    assert (p, draws) == (1 / 1000, 999)
+    p, _ = sign_flip_p(np.ones(30), alternative="less", n_permutations=999, seed=0)
+    assert p == 1.0
+
+
+def test_tost_interval_is_the_one_minus_two_alpha_t_interval():
+    from scipy import stats
+
+    x = np.array([0.1, -0.3, 0.25, 0.05, 0.4, -0.1, 0.2])
+    eq = tost(x, margin=0.5, alpha=0.05)
+    low, high = stats.t.interval(0.90, x.size - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (eq.ci_low, eq.ci_high, eq.confidence) == (pytest.approx(low), pytest.approx(high), pytest.approx(0.90))
+    # TOST rejects exactly when that interval lies inside (−margin, margin)
+    for margin in (0.2, 0.25, 0.3, 0.4):
+        assert (tost(x, margin=margin).p_value < 0.05) == (-margin < low and high < margin), margin
+
+
+def test_zero_variance_tost_is_decided_strictly_inside_the_margin():
+    assert tost([0.1] * 5, margin=0.2).p_value == 0.0
+    assert tost([0.2] * 5, margin=0.2).p_value == 1.0  # on the margin is not inside it
+    assert tost([-0.3] * 5, margin=0.2).p_value == 1.0
+
+
+def test_random_head_control_ties_and_directions():
+    tied = random_head_control(1.0, [0.0, 1.0, 2.0])
+    assert tied.percentile == pytest.approx(100 / 3)  # strictly below: the tie does not count
+    assert tied.empirical_p == pytest.approx(3 / 4) and not tied.beats_all  # ties count as extreme
+    less = random_head_control(-2.0, [-1.0, 0.5, -3.0], alternative="less")
+    assert less.percentile == pytest.approx(200 / 3) and less.empirical_p == pytest.approx(2 / 4)
+    both = random_head_control(-3.0, [1.0, 2.0, -1.0], alternative="two-sided")
+    assert both.beats_all and both.percentile == 100.0 and both.empirical_p == pytest.approx(1 / 4)
+
+
+def test_share_in_the_claimed_direction():
+    x = [-1.0, -2.0, 1.0, -3.0, 0.0]
+    assert paired_effect(x, alternative="less", seed=0).frac_in_direction == pytest.approx(3 / 5)
+    assert paired_effect(x, alternative="greater", seed=0).frac_in_direction == pytest.approx(1 / 5)
+    assert paired_effect(x, alternative="two-sided", seed=0).frac_in_direction == pytest.approx(4 / 5)
