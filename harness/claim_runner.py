@@ -9,11 +9,17 @@ option) and assigns verdicts:
 
 - directional claims (``increase``/``decrease``): *supported* when the adjusted one-sided
   sign-flip p < alpha and, with a random-head control, the claimed effect beats every random
-  head; *refuted* when the effect is significant the other way (opposite one-sided p < alpha
-  and the 95% CI excludes 0 on the wrong side); otherwise *not supported*, reported with the
+  head; *refuted* when the effect is significant the other way (the opposite one-sided p,
+  adjusted across the run's claims like the primary p, < alpha, and the 95% CI of the deciding
+  statistic excludes 0 on the wrong side); otherwise *not supported*, reported with the
   minimum detectable effect at this n so that it is not read as "no effect".
 - ``equivalent`` claims: *supported* when the adjusted TOST p < alpha (the 90% CI lies inside
-  ±margin); *refuted* when that CI lies entirely outside ±margin; else *not supported*.
+  ±margin); *refuted* when the adjusted non-equivalence p (:func:`harness.stats.nonequivalence_p`:
+  raw p < alpha exactly when that CI lies entirely outside ±margin) < alpha; else *not supported*.
+
+"Refuted" says the claim is wrong, so it is held to the same family-wise standard as
+"supported": the refuting p-values (``p_refute_raw``) are adjusted across the run's claims
+with the same correction, as their own family (``p_refute_adjusted``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class ClaimResult:
     verdict: str = "error"
     p_raw: float = float("nan")
     p_adjusted: float = float("nan")
+    p_refute_raw: float = float("nan")  # the test the other way (directional: opposite one-sided; equivalence:
+    p_refute_adjusted: float = float("nan")  # non-equivalence), adjusted across the run's claims as its own family
     correction: str = "holm"
     effect: dict | None = None
     equivalence: dict | None = None
@@ -84,6 +92,9 @@ class ClaimResult:
                          f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}")
         lines.append(f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
                      f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {mde_text(eff)}")
+        other_way = "non-equivalence (|Δ| beyond the margin)" if c.direction == "equivalent" else "the other direction"
+        lines.append(f"  {other_way}: p = {self.p_refute_raw:.4g} raw, {self.p_refute_adjusted:.4g} "
+                     f"{self.correction}-adjusted (refutes below alpha)")
         if self.random_control:
             rc = self.random_control
             lines.append(f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
@@ -100,6 +111,7 @@ class ClaimResult:
     def to_dict(self) -> dict:
         return {"claim": self.claim.to_dict(), "test_id": self.claim.test_id, "verdict": self.verdict,
                 "p_raw": self.p_raw, "p_adjusted": self.p_adjusted, "correction": self.correction,
+                "p_refute_raw": self.p_refute_raw, "p_refute_adjusted": self.p_refute_adjusted,
                 "effect": self.effect, "equivalence": self.equivalence, "random_control": self.random_control,
                 "sign": self.sign,
                 "model": self.model, "per_prompt": self.per_prompt, "examples": self.examples,
@@ -297,6 +309,7 @@ class ClaimSession:
         from harness.examples import all_generations, pick_examples, text_changes
         from harness.metrics import get_metric
         from harness.stats import (
+            nonequivalence_p,
             paired_effect,
             random_head_control,
             sign_flip_p,
@@ -331,6 +344,7 @@ class ClaimSession:
                 eq = tost(delta, margin=c.margin, alpha=c.alpha)
                 res.equivalence = eq.to_dict()
                 res.p_raw = eq.p_value
+                res.p_refute_raw = nonequivalence_p(delta, margin=c.margin)
             else:
                 opposite = "less" if alternative == "greater" else "greater"
                 res.sign = sign_test(delta, alternative=alternative).to_dict()
@@ -341,6 +355,7 @@ class ClaimSession:
                     res.p_raw = eff.p_value
                     res.effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000,
                                                            seed=c.seed + 2)[0]
+                res.p_refute_raw = res.effect["p_opposite"]
             center = np.median if c.statistic == "sign" else np.mean  # random heads compared on the same statistic
             if c.random_heads:
                 avoid = self._heads(c, c.versus) if c.versus else ()
@@ -373,8 +388,11 @@ class ClaimSession:
                 if self.progress:
                     self.progress(f"claim {k}/{len(self.claims)} {c.id}: {_progress_line(r)} ({r.seconds:.0f} s)")
             ok = [r for r in evaluated if r.error is None]
-            for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], self.correction)):
+            for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], self.correction), strict=True):
                 r.p_adjusted = p
+            for r, p in zip(ok, adjust_pvalues([r.p_refute_raw for r in ok], self.correction), strict=True):
+                r.p_refute_adjusted = p
+            for r in ok:
                 r.verdict = _verdict(r)
             self._results = {r.claim.id: r for r in evaluated}
         return self._results
@@ -454,17 +472,15 @@ def data_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray, d
 
 
 def _verdict(r: ClaimResult) -> str:
+    """The verdict from adjusted p-values (see the module docstring)."""
     c, e = r.claim, r.effect
     if c.direction == "equivalent":
-        eq = r.equivalence
         if r.p_adjusted < c.alpha:
             return "supported"
-        if eq["ci_low"] >= c.margin or eq["ci_high"] <= -c.margin:
-            return "refuted"
-        return "not supported"
+        return "refuted" if r.p_refute_adjusted < c.alpha else "not supported"
     est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
     wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
-    if e["p_opposite"] < c.alpha and wrong_side:
+    if r.p_refute_adjusted < c.alpha and wrong_side:
         return "refuted"
     beats = r.random_control is None or r.random_control["beats_all"]
     return "supported" if r.p_adjusted < c.alpha and beats else "not supported"

@@ -290,6 +290,25 @@ def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
     return Equivalence(mean, margin, float(p), float(low), float(high), 1 - 2 * alpha, int(x.size))
 
 
+def nonequivalence_p(values, *, margin: float) -> float:
+    """One-sided t-test p that the mean difference lies beyond the margin on its own side
+    (H0: |mean| < margin): what refutes an equivalence claim. Below alpha exactly when the
+    (1 − 2·alpha) t interval of :func:`tost` lies entirely outside ±margin. Zero variance is
+    decided exactly: 0 when |mean| >= margin (on the margin is not inside it), else 1."""
+    from scipy import stats
+
+    if not margin > 0:
+        raise ValueError(f"equivalence margin must be > 0, got {margin!r}")
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        raise ValueError(f"a non-equivalence test needs at least 2 per-prompt values, got {x.size}")
+    mean = float(x.mean())
+    if np.all(x == x[0]):
+        return 0.0 if abs(mean) >= margin else 1.0
+    se = float(x.std(ddof=1)) / math.sqrt(x.size)
+    return float(stats.t.sf((abs(mean) - margin) / se, x.size - 1))
+
+
 # ---------------------------------------------------------------- controls and corrections
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 # torch (imported by harness.models) must be in sys.modules before a pytester test starts: the
@@ -394,3 +395,76 @@ def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt
     assert json.loads(json.dumps(doc))["claims"][0]["warnings"] == r.warnings
     md = render_markdown(doc, doc["claims"])
     assert "**uninformative data** (1;" in md and "c1: floor:" in md and "MDE undefined" in md
+
+
+# ---------------------------------------------------------------- verdict rules
+
+def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats=None, statistic="mean",
+                 margin=None):
+    from harness.claim_runner import ClaimResult
+    from harness.claims import Claim
+
+    claim = Claim(id=cid, model="tiny-gpt2", heads="1:10", patch_mode="z", source="gratitude", metric="sentiment",
+                  direction=direction, margin=margin, statistic=statistic)
+    effect = {"mean": sum(ci) / 2, "ci_low": ci[0], "ci_high": ci[1], "p_opposite": p_refute}
+    r = ClaimResult(claim=claim, p_raw=p, p_refute_raw=p_refute, effect=effect,
+                    sign={"ci_low": ci[0], "ci_high": ci[1]},
+                    random_control=None if beats is None else {"beats_all": beats})
+    if direction == "equivalent":
+        r.equivalence = {"ci_low": ci[0], "ci_high": ci[1]}
+    return r
+
+
+def _verdicts(results, correction="holm"):
+    from harness.claim_runner import ClaimSession
+
+    session = ClaimSession([r.claim for r in results], correction=correction)
+    by_id = {r.claim.id: r for r in results}
+    session.evaluate = lambda c: by_id[c.id]
+    return {cid: (r.verdict, r.p_adjusted, r.p_refute_adjusted) for cid, r in session.results().items()}
+
+
+def test_verdicts_follow_the_adjusted_p_values_both_ways():
+    v = _verdicts([
+        _stub_result("up", p=0.001, p_refute=0.999),
+        _stub_result("up_but_random_heads_do_as_much", p=0.001, p_refute=0.999, beats=False),
+        _stub_result("up_beats_random_heads", p=0.001, p_refute=0.999, beats=True),
+        _stub_result("weak", p=0.03, p_refute=0.9),  # raw p < alpha, Holm-adjusted not
+        _stub_result("down_strongly", p=0.999, p_refute=0.0005, ci=(-0.6, -0.2)),
+        _stub_result("down_weakly", p=0.98, p_refute=0.02, ci=(-0.5, -0.01)),  # raw p < alpha, adjusted not
+        _stub_result("down_p_but_ci_across_0", p=0.999, p_refute=0.0001, ci=(-0.4, 0.01)),
+    ])
+    assert v["up"][0] == "supported" and v["up_beats_random_heads"][0] == "supported"
+    assert v["up_but_random_heads_do_as_much"][0] == "not supported"
+    assert v["weak"][0] == "not supported" and v["weak"][1] == pytest.approx(min(1.0, 0.03 * 4))
+    assert v["down_strongly"][0] == "refuted" and v["down_strongly"][2] == pytest.approx(0.0005 * 6)
+    assert v["down_weakly"][0] == "not supported"  # refuted at raw p 0.02 before the correction
+    assert v["down_p_but_ci_across_0"][0] == "not supported"
+
+
+def test_equivalence_verdicts_and_their_refutation():
+    from harness.stats import nonequivalence_p, tost
+
+    inside = [0.01, -0.02, 0.015, 0.0, -0.01, 0.02, 0.005, -0.005]
+    outside = [0.5, 0.6, 0.55, 0.45, 0.52, 0.58, 0.61, 0.49]
+    v = _verdicts([
+        _stub_result("same", "equivalent", margin=0.1, p=tost(inside, margin=0.1).p_value,
+                     p_refute=nonequivalence_p(inside, margin=0.1)),
+        _stub_result("different", "equivalent", margin=0.1, p=tost(outside, margin=0.1).p_value,
+                     p_refute=nonequivalence_p(outside, margin=0.1)),
+        _stub_result("unclear", "equivalent", margin=0.1, p=0.3, p_refute=0.4),
+    ])
+    assert [v[k][0] for k in ("same", "different", "unclear")] == ["supported", "refuted", "not supported"]
+
+
+def test_nonequivalence_p_rejects_exactly_when_the_tost_interval_is_outside_the_margin():
+    from harness.stats import nonequivalence_p, tost
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        x = rng.normal(rng.uniform(-1, 1), rng.uniform(0.05, 1), size=int(rng.integers(3, 30)))
+        margin = float(rng.uniform(0.05, 0.8))
+        eq = tost(x, margin=margin)
+        outside = eq.ci_low >= margin or eq.ci_high <= -margin
+        assert (nonequivalence_p(x, margin=margin) < 0.05) == outside
+    assert nonequivalence_p([0.2] * 4, margin=0.2) == 0.0 and nonequivalence_p([0.1] * 4, margin=0.2) == 1.0
