@@ -292,7 +292,7 @@ def check_sweep_matches(sweep_doc: dict, handle, emotion: str) -> None:
         raise ValueError(f"it sweeps emotion {sweep_doc['emotion']!r}, this screen {emotion!r}")
     theirs = (sweep_doc.get("model") or {}).get("weights_sha256")
     if theirs is not None and theirs != handle.weights_sha256:
-        raise ValueError(f"it comes from other weights ({theirs[:12]}…) than {handle.name}'s "
+        raise ValueError(f"it comes from other weights ({str(theirs)[:12]}…) than {handle.name}'s "
                          f"({handle.weights_sha256[:12]}…)")
     grid = np.asarray(sweep_doc["deltas"]).shape[:2]
     if grid != (handle.shape.n_layers, handle.shape.n_heads):
