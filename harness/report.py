@@ -211,10 +211,13 @@ def _examples_md(r: dict) -> list[str]:
 
 def _fact(r: dict) -> str:
     c, e, st = r["claim"], r["effect"], r.get("sign")
+    # a refuted claim is decided by the test the other way (documents from before it was recorded lack it)
+    refute = (f", the other way p adj {r['p_refute_adjusted']:.3g}"
+              if r.get("verdict") == "refuted" and r.get("p_refute_adjusted") is not None else "")
     if c.get("statistic") == "sign" and st:
         return (f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
-                f"{_ci(st)}, p adj {r['p_adjusted']:.3g}; mean Δ {e['mean']:+.4f} {_ci(e)})")
-    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}, MDE {mde_text(e)})"
+                f"{_ci(st)}, p adj {r['p_adjusted']:.3g}{refute}; mean Δ {e['mean']:+.4f} {_ci(e)})")
+    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}{refute}, MDE {mde_text(e)})"
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:

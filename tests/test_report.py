@@ -126,3 +126,15 @@ def test_decisive_text_reads_nan_in_memory_and_null_in_json_as_missing():
     for missing in (None, float("nan")):
         assert decisive_text({"claim": {}, "effect": {"mean": missing, "ci_low": missing, "ci_high": missing}}) == ("—", "—")
     assert decisive_text({"claim": {}, "effect": None}) == ("—", "—")
+
+
+def test_a_refuted_claims_fact_gives_the_p_value_that_refuted_it():
+    from harness.report import _fact
+
+    effect = {"mean": -0.3, "ci_low": -0.5, "ci_high": -0.1, "ci_method": "BCa", "mde": 0.2, "n": 30}
+    r = {"claim": {"id": "up", "statistic": "mean"}, "effect": effect, "verdict": "refuted", "p_adjusted": 1.0,
+         "p_refute_adjusted": 0.0042}
+    assert "p adj 1, the other way p adj 0.0042" in _fact(r)
+    assert "the other way" not in _fact({**r, "verdict": "not supported"})
+    old = {k: v for k, v in r.items() if k != "p_refute_adjusted"}  # a document from before it was recorded
+    assert "the other way" not in _fact(old)
