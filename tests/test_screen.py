@@ -171,12 +171,25 @@ def test_pooled_ci_covers_the_mean_and_widens_with_target_noise(tiny_gpt2):
     lo_fixed, hi_fixed = mean_ci(fixed, seed=0, n_resamples=500)
     assert np.allclose(fixed.deltas, res.deltas)
     assert (high - low).mean() > (hi_fixed - lo_fixed).mean()
+    # with no reference noise left, the emotion prompts are still resampled: wherever their Δ vary
+    # the interval has width
+    varies = res.deltas.std(-1) > 1e-6
+    assert varies.any() and ((hi_fixed - lo_fixed)[varies] > 0).all()
 
 
 def test_pooled_reference_drops_distances_too_few_targets_reach(tiny_gpt2):
     emo = "I am so grateful for this, thank you"
     res = screen(tiny_gpt2, [emo], ["Describe your town.", "Hello there"], "gratitude", prompt_format="plain")
     assert res.keyword_tokens == [2] and res.clipped_tokens == [1]  # with 2 targets both must reach a distance
+    # with more targets, a distance counts once MIN_TARGETS_PER_DISTANCE (10) of them reach it: 9 long
+    # targets reach "grateful" (distance 5), the 2 short ones do not, so it is clipped
+    from harness.prompts import load_prompt_set
+
+    long = [p for p in load_prompt_set("neutral").prompts if len(tiny_gpt2.tokenizer(p).input_ids) > 6]
+    res = screen(tiny_gpt2, [emo], long[:9] + ["Hello there"] * 2, "gratitude", prompt_format="plain")
+    assert res.keyword_tokens == [2] and res.clipped_tokens == [1]
+    res = screen(tiny_gpt2, [emo], long[:10] + ["Hello there"], "gratitude", prompt_format="plain")
+    assert res.keyword_tokens == [3] and res.clipped_tokens == [0]  # 10 reach it now
 
 
 def test_compare_with_sweep_ranks():
