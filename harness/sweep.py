@@ -316,7 +316,8 @@ def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> d
 
     Difference: two-sided paired t test of mean(Δ_b − Δ_a) = 0. Equivalence: TOST with
     ``margin`` (nats). Both Holm-adjusted over all heads. A head is ``differ``, ``equivalent``
-    or ``inconclusive`` (neither at ``alpha``).
+    or ``inconclusive`` (neither at ``alpha``). A difference shown at ``alpha`` is ``differ``
+    even when it is also inside the margin (both adjusted p-values are in the row).
     """
     from scipy.stats import spearmanr, ttest_1samp
 

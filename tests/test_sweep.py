@@ -169,6 +169,14 @@ def test_sweep_benchmarks_run_and_report(cli, main_in_process):
     assert bad.returncode == 2 and "exceed" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_ranked_orders_heads_by_mean_and_counts_strictly_positive_prompts():
+    from harness.sweep import Sweep
+
+    deltas = np.array([[[0.0, 0.0, 0.3, 0.3], [1.0, -1.0, 0.0, 0.4]]])  # 1 layer, 2 heads, 4 prompts
+    ranked = Sweep("gratitude", deltas, np.zeros(4)).ranked()
+    assert ranked == [(0, 0, pytest.approx(0.15), 0.5), (0, 1, pytest.approx(0.1), 0.5)]
+
+
 def _sweep_doc(deltas, mode="z", **kw):
     return {"schema": "causal-heads/sweep", "schema_version": 1, "emotion": "gratitude", "target": "neutral", "n_prompts": deltas.shape[-1], "patch_mode": mode,
             "model": {"weights_sha256": "ab" * 32}, "deltas": deltas.tolist(), **kw}
@@ -186,6 +194,18 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     assert verdicts.pop("1:2") == "differ" and set(verdicts.values()) == {"equivalent"}
     assert res["heads"][0]["head"] == "1:2" and res["heads"][0]["difference"] == pytest.approx(1.0, abs=0.05)
     assert res["counts"] == {"differ": 1, "equivalent": 5, "inconclusive": 0}
+    # the p-values are Holm-adjusted over every head: recomputed here from the per-head paired t tests
+    from scipy.stats import ttest_1samp
+    from statsmodels.stats.multitest import multipletests
+
+    raw = [ttest_1samp((b - a)[layer, head], 0.0).pvalue for layer in range(2) for head in range(3)]
+    holm = dict(zip([f"{k // 3}:{k % 3}" for k in range(6)], multipletests(raw, method="holm")[1], strict=True))
+    assert {r["head"]: r["p_difference_holm"] for r in res["heads"]} == pytest.approx(holm)
+    # a small difference measured precisely is shown (differ) although it lies inside the margin
+    c = a.copy()
+    c[0, 0] += 0.05 + rng.normal(0.0, 0.005, size=60)
+    tight = {r["head"]: r for r in compare_sweeps(_sweep_doc(a), _sweep_doc(c, "v_only"), margin=0.1)["heads"]}
+    assert tight["0:0"]["verdict"] == "differ" and tight["0:0"]["p_equivalence_holm"] < 0.05
     small = compare_sweeps(_sweep_doc(a[..., :4]), _sweep_doc(b[..., :4], "v_only"), margin=0.1)
     assert small["counts"]["inconclusive"] >= 1  # 4 prompts cannot show equivalence within 0.1
     with pytest.raises(ValueError, match="differ in emotion"):
