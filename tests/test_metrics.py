@@ -25,6 +25,10 @@ GRATITUDE = [
     ("", 0),
     ("Many thanks and much appreciation.", 2),
     ("I never appreciated his jokes.", 0),
+    ("I do not feel very grateful.", 0),  # a negator three words back still negates
+    ("Not now, thanks.", 1),  # a comma ends the negation's clause
+    ("I don't appreciate it.", 0),  # a word ending in n't negates
+    ("An ungrateful guest.", 0),  # whole words: not inside "ungrateful"
 ]
 ANGER = [
     ("I'm furious!", 1),
@@ -52,6 +56,14 @@ APOLOGY = [
     ("", 0),
     ("Without an apology he left.", 0),  # "without" negates
 ]
+
+
+def test_a_word_with_an_inner_apostrophe_is_one_word():
+    from harness.metrics.text import PhraseMatcher
+
+    assert PhraseMatcher(["don"]).count("I don't know") == 0 and PhraseMatcher(["don"]).count("Don knows") == 1
+    # the longest phrase wins at a position (the screen's keyword tokens are its span)
+    assert [m.phrase for m in PhraseMatcher(["thank", "thank you"]).matches("Thank you, thank")] == ["thank you", "thank"]
 
 
 @pytest.mark.parametrize("text, expected", GRATITUDE)
@@ -113,6 +125,8 @@ POLITENESS = [
     ("Whatever. Leave me alone!", -3),  # impoliteness x2 ("whatever", "leave me alone") + imperative "leave"
     ("Dear Ms Lee, thank you for your note.", 2),
     ("THANK YOU\u2026 really!", 1),
+    ("Your answer is wrong.", -1),  # second-person start ("your" too)
+    ("I am not sorry.", 1),  # markers are surface strategies: counted without negation
 ]
 
 
