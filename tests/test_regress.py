@@ -153,6 +153,24 @@ def test_changed_claim_settings_are_a_row_and_annotate_verdict_changes():
     assert rows["gratitude_up"]["change"] == "verdict" and rows["gratitude_up"]["lost"]
     assert rows["gratitude_up"]["detail"].endswith("; settings: seed 0->1")
     assert "equiv" not in rows  # a reworded description is not a change of the claim
+    # other model weights under the same claim are a settings change too (a document without them is not)
+    weighed = copy.deepcopy(old)
+    for c in weighed.values():
+        c["model"] = {"weights_sha256": "ab" * 32}
+    reweighed = copy.deepcopy(weighed)
+    reweighed["equiv"]["model"] = {"weights_sha256": "cd" * 32}
+    rows = {r["claim"]: r for r in compare(weighed, reweighed)}
+    assert list(rows) == ["equiv"] and rows["equiv"]["detail"].endswith("settings: weights abababababab->cdcdcdcdcdcd")
+    assert compare(old, weighed) == []
+
+
+def test_an_effect_on_its_old_ci_bound_has_not_moved_outside_it():
+    # the identity claim's CI is [0, 0]: an unchanged 0 must not be reported every night
+    old = {"identity": _claim("identity", "supported", 0.0, 0.0, 0.0), "up": _claim("up", "supported", 0.2, 0.1, 0.3)}
+    new = {"identity": _claim("identity", "supported", 0.0, 0.0, 0.0), "up": _claim("up", "supported", 0.3, 0.2, 0.4)}
+    assert compare(old, new) == []
+    new["up"]["effect"]["mean"] = 0.30001
+    assert [r["change"] for r in compare(old, new)] == ["effect moved outside old CI"]
 
 
 def test_changed_data_warnings_are_a_row_and_old_documents_without_them_are_not():
