@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
               (args.datasets >= 1, "--datasets", args.datasets, ">= 1"),
               (0 < args.alpha < 1, "--alpha", args.alpha, "in (0, 1)"),
               (args.resamples >= 100, "--resamples", args.resamples, ">= 100"),
-              (args.margin is None or args.margin > 0, "--margin", args.margin, "> 0"),
+              (args.margin is None or 0 < args.margin < math.inf, "--margin", args.margin, "finite and > 0"),
+              (math.isfinite(args.shift), "--shift", args.shift, "a finite number"),
               (args.seed is None or args.seed >= 0, "--seed", args.seed, "an integer >= 0")]
     if not args.pools:
         args.pool = 10 if args.pool is None else args.pool

@@ -32,6 +32,7 @@ Invalid rows fail when the file is loaded, naming the claim, the field and the v
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -147,8 +148,8 @@ def _validate_values(c: Claim, path: str) -> None:
     except UserError as exc:
         _fail(c.id, "metric/target", f"{c.metric}/{c.target}", str(exc), path)
     check(c.direction in DIRECTIONS, "direction", c.direction, f"must be one of {', '.join(DIRECTIONS)}")
-    check(c.direction != "equivalent" or (c.margin is not None and c.margin > 0), "margin", c.margin,
-          "an 'equivalent' claim needs a margin > 0 in metric units")
+    check(c.direction != "equivalent" or (c.margin is not None and 0 < c.margin < math.inf), "margin", c.margin,
+          "an 'equivalent' claim needs a finite margin > 0 in metric units (an infinite one cannot fail)")
     check(0 < c.alpha < 0.5, "alpha", c.alpha, "must be in (0, 0.5)")
     check(2 <= c.n_prompts <= n_target, "n_prompts", c.n_prompts, f"must be in [2, {n_target}]")
     for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
@@ -159,7 +160,7 @@ def _validate_values(c: Claim, path: str) -> None:
           "must be >= 1, and 1 with greedy decoding")
     check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
     check(c.seed >= 0, "seed", c.seed, "must be >= 0")
-    check(c.temperature > 0, "temperature", c.temperature, "must be > 0")
+    check(0 < c.temperature < math.inf, "temperature", c.temperature, "must be finite and > 0")
     check(0 < c.top_p <= 1, "top_p", c.top_p, "must be in (0, 1]")
     check(c.top_k >= 0, "top_k", c.top_k, "must be >= 0 (0 = no top-k filter)")
     check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
@@ -237,6 +238,8 @@ def _toml_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")  # TOML's spelling, not JSON's Infinity
     if isinstance(v, (int, float, str)):
         return json.dumps(v, ensure_ascii=False)  # a JSON string or number is a valid TOML one
     raise TypeError(f"claim value {v!r} has no TOML form here")

@@ -30,6 +30,7 @@ one value per generated token. Model-side metrics over 30 tokens read it (see
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -59,7 +60,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "an integer >= 1"),
-            (self.temperature > 0, "temperature", self.temperature, "> 0 (use greedy decoding for 0)"),
+            (0 < self.temperature < math.inf, "temperature", self.temperature,
+             "finite and > 0 (use greedy decoding for 0)"),
             (self.top_k >= 0, "top_k", self.top_k, ">= 0 (0 disables top-k)"),
             (0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),
             (self.n_samples >= 1, "n_samples", self.n_samples, "an integer >= 1"),

@@ -275,8 +275,8 @@ def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
     """Two one-sided t tests (statsmodels) that the mean difference lies in (−margin, margin)."""
     from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
-    if not margin > 0:
-        raise ValueError(f"equivalence margin must be > 0, got {margin!r}")
+    if not 0 < margin < math.inf:
+        raise ValueError(f"equivalence margin must be finite and > 0, got {margin!r}")
     x = np.asarray(values, dtype=float)
     if x.size < 2:
         raise ValueError(f"TOST needs at least 2 per-prompt values, got {x.size}")
@@ -297,8 +297,8 @@ def nonequivalence_p(values, *, margin: float) -> float:
     decided exactly: 0 when |mean| >= margin (on the margin is not inside it), else 1."""
     from scipy import stats
 
-    if not margin > 0:
-        raise ValueError(f"equivalence margin must be > 0, got {margin!r}")
+    if not 0 < margin < math.inf:
+        raise ValueError(f"equivalence margin must be finite and > 0, got {margin!r}")
     x = np.asarray(values, dtype=float)
     if x.size < 2:
         raise ValueError(f"a non-equivalence test needs at least 2 per-prompt values, got {x.size}")

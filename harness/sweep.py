@@ -355,8 +355,8 @@ def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
     from harness.errors import UserError, reading_error
 
     docs = [load_sweep(path) for path in (path_a, path_b)]
-    if margin <= 0:
-        raise UserError(f"--margin {margin}: must be > 0 (nats)")
+    if not 0 < margin < float("inf"):
+        raise UserError(f"--margin {margin}: must be finite and > 0 (nats)")
     try:
         res = compare_sweeps(*docs, margin=margin)
     except (KeyError, ValueError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -224,7 +226,8 @@ def test_top_k_1_sampling_is_greedy(tiny_gpt2):
 
 # ---------------------------------------------------------------- settings and bad input
 
-@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("temperature", 0.0), ("top_p", 1.5),
+@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("temperature", 0.0), ("temperature", math.inf),
+                                          ("temperature", math.nan), ("top_p", 1.5),
                                           ("top_p", 0.0), ("top_k", -1), ("n_samples", 0),
                                           ("batch_size", 0)])
 def test_invalid_settings_name_the_field(field, value):

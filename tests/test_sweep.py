@@ -216,6 +216,10 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     (tmp_path / "b.json").write_text(json.dumps(_sweep_doc(b, "v_only")))
     proc = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert proc.returncode == 0 and "1 differ, 5 equivalent, 0 inconclusive" in proc.stdout, proc.stderr
+    for margin in ("nan", "inf", "0"):  # a non-finite margin would make every head "equivalent" or undefined
+        bad = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                              "--margin", margin)
+        assert bad.returncode == 2 and f"--margin {float(margin)}: must be finite and > 0" in bad.stderr
     bad = main_in_process("harness.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "missing.json" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "f.json").write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
