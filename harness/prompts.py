@@ -87,7 +87,7 @@ def _read(path: str, expected_format: str) -> tuple[dict, str]:
         raise DataFileError(f"{path}: the top level must be a JSON object, got {type(doc).__name__}")
     if doc.get("format") != expected_format:
         raise DataFileError(f"{path}: field 'format' must be {expected_format!r}, got {doc.get('format')!r}")
-    if doc.get("version") != 1:
+    if type(doc.get("version")) is not int or doc["version"] != 1:  # JSON true and 1.0 equal 1 in Python
         raise DataFileError(f"{path}: field 'version' must be 1 (the only version this code reads), "
                             f"got {doc.get('version')!r}")
     if not isinstance(doc.get("description"), str) or not doc["description"].strip():

@@ -146,7 +146,7 @@ def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
         raise UserError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise UserError(f"{path}: not a {what} document (schema must be {schema!r})")
-    if doc.get("schema_version") != version:
+    if type(doc.get("schema_version")) is not int or doc["schema_version"] != version:  # not true, not 1.0
         raise UserError(f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported "
                         f"(this code reads {version})")
     return doc

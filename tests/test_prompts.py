@@ -77,6 +77,7 @@ def _doc(prompts, **over):
     (_doc(["Fine.", "   "]), r"joy_prompts.json: prompts\[1\] is empty or whitespace"),
     (_doc(["I am happy.", "Other.", "i am  HAPPY."]), r"prompts\[2\] 'i am  HAPPY.' duplicates prompts\[0\]"),
     (_doc(["Fine."], version=2), r"field 'version' must be 1 .*got 2"),
+    (_doc(["Fine."], version=True), r"field 'version' must be 1 .*got True"),
     (_doc(["Fine."], format="csv"), r"field 'format' must be 'causal-heads/prompts', got 'csv'"),
     (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
     (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),

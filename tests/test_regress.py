@@ -66,6 +66,7 @@ def test_moved_effect_gained_new_and_missing_claims():
     ("{", "not valid JSON"),
     (json.dumps({"schema": "other"}), "not a findings document"),
     (json.dumps({"schema": "causal-heads/findings", "schema_version": 9}), "schema_version 9 is not supported"),
+    (json.dumps({"schema": "causal-heads/findings", "schema_version": True}), "schema_version True is not supported"),
     (b'{"schema": "\xff"}', "not UTF-8 text"),
 ])
 def test_bad_documents_are_named(tmp_path, content, message):
