@@ -271,16 +271,21 @@ class Equivalence:
         return asdict(self)
 
 
-def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
-    """Two one-sided t tests (statsmodels) that the mean difference lies in (−margin, margin)."""
-    from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
-
+def _margin_test_input(values, margin: float, test: str) -> tuple[np.ndarray, float]:
+    """The per-prompt values of an equivalence-margin test and their mean, checked."""
     if not 0 < margin < math.inf:
         raise ValueError(f"equivalence margin must be finite and > 0, got {margin!r}")
     x = np.asarray(values, dtype=float)
     if x.size < 2:
-        raise ValueError(f"TOST needs at least 2 per-prompt values, got {x.size}")
-    mean = float(x.mean())
+        raise ValueError(f"{test} needs at least 2 per-prompt values, got {x.size}")
+    return x, float(x.mean())
+
+
+def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
+    """Two one-sided t tests (statsmodels) that the mean difference lies in (−margin, margin)."""
+    from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
+
+    x, mean = _margin_test_input(values, margin, "TOST")
     if np.all(x == x[0]):  # zero variance: the t statistics are undefined; decide exactly
         p = 0.0 if abs(mean) < margin else 1.0
         return Equivalence(mean, margin, p, mean, mean, 1 - 2 * alpha, int(x.size))
@@ -297,12 +302,7 @@ def nonequivalence_p(values, *, margin: float) -> float:
     decided exactly: 0 when |mean| >= margin (on the margin is not inside it), else 1."""
     from scipy import stats
 
-    if not 0 < margin < math.inf:
-        raise ValueError(f"equivalence margin must be finite and > 0, got {margin!r}")
-    x = np.asarray(values, dtype=float)
-    if x.size < 2:
-        raise ValueError(f"a non-equivalence test needs at least 2 per-prompt values, got {x.size}")
-    mean = float(x.mean())
+    x, mean = _margin_test_input(values, margin, "a non-equivalence test")
     if np.all(x == x[0]):
         return 0.0 if abs(mean) >= margin else 1.0
     se = float(x.std(ddof=1)) / math.sqrt(x.size)

@@ -186,19 +186,25 @@ def _rows(mask, n_sources):
     return [(r, length - int(m.sum()), int(m.sum()), r % n_sources) for r, m in enumerate(mask)]
 
 
+def _one_head_case(model, data, mode, alignment):
+    """A drawn one-head patch of 2 source prompts into 3 targets: (targets, layer, head, config,
+    source activations, the targets' baseline z at that layer, their rows)."""
+    source, target = data.draw(_prompts(2)), data.draw(_prompts(3))
+    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
+    head = data.draw(st.integers(0, model.shape.n_heads - 1))
+    cfg = PatchConfig(((layer, head),), mode, alignment)
+    src = capture_source(model, source, [layer], MODES[mode].needs)
+    base, mask = _z_at(model, target, layer, baseline_hooks(cfg))
+    return target, layer, head, cfg, src, base, _rows(mask, len(source))
+
+
 @FAST
 @given(data=st.data(), alignment=st.sampled_from(["end", "last", "mean_source"]))
 def test_v_only_is_the_target_pattern_over_the_source_values_at_aligned_keys(model, data, alignment):
     """Reference: the target run with head h's KV group's values replaced in ``hook_v`` (aligned
     keys, or the source mean), read from the model's own attention; differing lengths included."""
-    source, target = data.draw(_prompts(2)), data.draw(_prompts(3))
-    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
-    head = data.draw(st.integers(0, model.shape.n_heads - 1))
+    target, layer, head, cfg, src, base, rows = _one_head_case(model, data, "v_only", alignment)
     g = head // model.shape.group_size
-    cfg = PatchConfig(((layer, head),), "v_only", alignment)
-    src = capture_source(model, source, [layer], {"v"})
-    base, mask = _z_at(model, target, layer, baseline_hooks(cfg))
-    rows = _rows(mask, len(source))
 
     def replace_values(v, hook):
         v = v.clone()
@@ -224,13 +230,7 @@ def test_v_only_is_the_target_pattern_over_the_source_values_at_aligned_keys(mod
 def test_pattern_only_is_the_renormalised_source_pattern_over_the_target_values(model, data, alignment):
     """Reference: the target run with head h's pattern rows replaced in ``hook_pattern`` by the
     paired source rows over the keys that have a target counterpart, renormalised to sum 1."""
-    source, target = data.draw(_prompts(2)), data.draw(_prompts(3))
-    layer = data.draw(st.integers(0, model.shape.n_layers - 1))
-    head = data.draw(st.integers(0, model.shape.n_heads - 1))
-    cfg = PatchConfig(((layer, head),), "pattern_only", alignment)
-    src = capture_source(model, source, [layer], {"pattern"})
-    base, mask = _z_at(model, target, layer, baseline_hooks(cfg))
-    rows = _rows(mask, len(source))
+    target, layer, head, cfg, src, base, rows = _one_head_case(model, data, "pattern_only", alignment)
 
     def replace_rows(pattern, hook):
         pattern = pattern.clone()
