@@ -72,23 +72,18 @@ def build_tiny_gpt2(seed: int = SEED):
     return _seeded(lambda: GPT2LMHeadModel(config), seed), gpt2_tokenizer()
 
 
+# tiny-llama-gqa's shape, shared by every tiny model of a Llama-like layout
+_GQA = {"vocab_size": 50257, "hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2,
+        "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 256,
+        "initializer_range": 0.2, "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256,
+        "tie_word_embeddings": True, "attn_implementation": "sdpa"}
+
+
 def build_tiny_llama_gqa(seed: int = SEED):
     """Llama architecture with GQA (6 query heads over 2 KV heads), 2 layers, d_head 16."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=50257, hidden_size=96, intermediate_size=192, num_hidden_layers=2,
-        num_attention_heads=6, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
-        initializer_range=0.2, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
-        tie_word_embeddings=True, attn_implementation="sdpa",
-    )
-    return _seeded(lambda: LlamaForCausalLM(config), seed), gpt2_tokenizer()
-
-
-_GQA = {"vocab_size": 50257, "hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2,
-            "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 256,
-            "initializer_range": 0.2, "bos_token_id": 50256, "eos_token_id": 50256, "pad_token_id": 50256,
-            "tie_word_embeddings": True, "attn_implementation": "sdpa"}
+    return _seeded(lambda: LlamaForCausalLM(LlamaConfig(**_GQA)), seed), gpt2_tokenizer()
 
 
 def build_tiny_qwen2(seed: int = SEED):
