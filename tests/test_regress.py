@@ -86,7 +86,10 @@ def _with(edit):
     ({"schema": "causal-heads/findings", "schema_version": 1}, "has no 'claims' list (it is missing)"),
     (_with(lambda d: d.update(claims="oops")), "has no 'claims' list (got str)"),
     (_with(lambda d: d["claims"].append({"id": "x"})), "claims[3]: must be an object with a 'claim' object"),
-    (_with(lambda d: d["claims"][1]["claim"].update(id="")), "claims[1] (''): field 'claim.id' = ''"),
+    (_with(lambda d: d["claims"][1]["claim"].update(id="")),
+     "claims[1] (''): field 'claim.id' = '': must be a non-empty string"),
+    (_with(lambda d: d["claims"][1]["claim"].update(model=3)),
+     "claims[1] ('sentiment_up'): field 'claim.model' = 3: must be a string"),
     (_with(lambda d: d["claims"][1]["claim"].update(id="gratitude_up")),
      "claims[1] ('gratitude_up'): claim id 'gratitude_up' appears more than once"),
     (_with(lambda d: d["claims"][0].update(verdict="maybe")),
@@ -97,12 +100,24 @@ def _with(edit):
     (_with(lambda d: d["claims"][0].update(random_control={"null": [0.1, "x"]})),
      "field 'random_control.null' is [0.1, 'x']: must be a list of numbers"),
     (_with(lambda d: d["claims"][0].update(warnings=["floor"])), "field 'warnings' = ['floor']"),
+    (_with(lambda d: d["claims"][0].update(warnings=[{"code": "floor"}, {"message": "no code"}])),
+     "field 'warnings' = [{'code': 'floor'}, {'message': 'no code'}]: must be a list of objects with a 'code'"),
 ])
 def test_malformed_claim_records_are_named(tmp_path, cli, doc, message):
     path = _write(tmp_path, "f.json", doc)
     with pytest.raises(UserError) as info:
         load_findings(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_well_formed_warnings_and_errors_load_and_an_error_is_the_detail(tmp_path):
+    doc = _with(lambda d: d["claims"][0].update(warnings=[{"code": "floor", "message": "..."}]))
+    assert load_findings(_write(tmp_path, "f.json", doc))["gratitude_up"]["warnings"][0]["code"] == "floor"
+    old = {c["claim"]["id"]: c for c in copy.deepcopy(DOC)["claims"]}
+    new = copy.deepcopy(old)
+    new["equiv"].update(verdict="error", effect=None, error="RuntimeError: out of memory")
+    (row,) = compare(old, new)
+    assert row["change"] == "verdict" and row["lost"] and row["detail"] == "RuntimeError: out of memory"
 
 
 def test_regress_and_report_refuse_a_malformed_document_with_exit_2(tmp_path, main_in_process):
@@ -117,7 +132,8 @@ def test_regress_and_report_refuse_a_malformed_document_with_exit_2(tmp_path, ma
 
 def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     old = copy.deepcopy(DOC)
-    old.update(git={"commit": "a" * 40, "dirty": False}, packages={"torch": "2.13.0", "scipy": "1.17.1"},
+    old.update(git={"commit": "0123456789abcdef" * 2 + "a" * 8, "dirty": False},
+               packages={"torch": "2.13.0", "scipy": "1.17.1", "long-name": "x" * 45},
                correction="holm", profile=None,
                models={"m": {"weights_sha256": "1" * 64}},
                data_files={"prompts:neutral": {"path": "p/n.json", "sha256": "2" * 64},
@@ -126,15 +142,19 @@ def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     new["git"]["commit"] = "b" * 40
     new["packages"]["scipy"] = "1.18.0"
     new.update(correction="bh", profile="greedy")
+    new["packages"]["statsmodels"] = "0.14.6"  # added since: shown from None
     new["models"]["m"]["weights_sha256"] = "4" * 64
     new["data_files"]["prompts:neutral"]["sha256"] = "5" * 64
     del new["data_files"]["keywords:anger"]  # unused tonight: not a change of input
+    new["packages"]["long-name"] = "y" * 45  # not a digest: shown in full
     proc = cli("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.split("\n\n")[0].splitlines()
-    assert head == ["changed between the runs:", f"  git commit {'a' * 12} -> {'b' * 12}",
+    assert head == ["changed between the runs:", f"  git commit 0123456789ab -> {'b' * 12}",
                     "  correction holm -> bh", "  profile None -> greedy",
-                    "  packages scipy: 1.17.1 -> 1.18.0", f"  models m: {'1' * 12} -> {'4' * 12}",
+                    f"  packages long-name: {'x' * 45} -> {'y' * 45}",
+                    "  packages scipy: 1.17.1 -> 1.18.0", "  packages statsmodels: None -> 0.14.6",
+                    f"  models m: {'1' * 12} -> {'4' * 12}",
                     f"  data_files prompts:neutral: {'2' * 12} -> {'5' * 12}"]
     assert "no changes: every verdict and effect is as before" in proc.stdout
 
