@@ -26,6 +26,7 @@ GRATITUDE = [
     ("Many thanks and much appreciation.", 2),
     ("I never appreciated his jokes.", 0),
     ("I do not feel very grateful.", 0),  # a negator three words back still negates
+    ("Not in any way grateful.", 1),  # four words back it does not (NEGATION_WINDOW = 3)
     ("Not now, thanks.", 1),  # a comma ends the negation's clause
     ("I don't appreciate it.", 0),  # a word ending in n't negates
     ("An ungrateful guest.", 0),  # whole words: not inside "ungrateful"

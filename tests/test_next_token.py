@@ -29,6 +29,23 @@ def test_keyword_token_ids_are_keyword_pieces(tiny_gpt2):
     assert not pieces & {"many", "much", "could", "than"}  # generic first words are excluded
 
 
+def test_first_token_rule_single_tokens_or_prefixes_of_five_letters(tiny_gpt2, monkeypatch):
+    """A keyword counts through its first token when that token is the whole word, or a
+    prefix of at least 5 letters; phrases are skipped. GPT-2 pieces: 'thank'+'fulness' (5,
+    kept in all four spellings), ' contr'+'ite' (5, kept) but 'cont'+'rite' (4, not), ' glad'
+    (one token, kept although 4 letters) but 'gl'+'ad' (not), 'k'+'udos' (never)."""
+    from types import SimpleNamespace
+
+    import harness.metrics.next_token as nt
+
+    tok = tiny_gpt2.tokenizer
+    monkeypatch.setattr(nt, "load_keywords", lambda emotion: SimpleNamespace(
+        keywords=("thankfulness", "contrite", "glad", "kudos", "glad tidings")))
+    first = {s: tok(s, add_special_tokens=False).input_ids[0]
+             for s in ("thank", " thank", "Thank", " Thank", " contr", " glad", " Glad")}
+    assert [tok.decode([i]) for i in keyword_token_ids(tok, "any")] == [tok.decode([i]) for i in sorted(first.values())]
+
+
 def test_logprob_matches_a_manual_single_prompt_computation(tiny_model):
     got = keyword_logprob(tiny_model, PROMPTS, "gratitude", batch_size=2)
     ids = keyword_token_ids(tiny_model.tokenizer, "gratitude")

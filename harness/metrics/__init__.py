@@ -38,7 +38,6 @@ class Metric:
     upper: float
     higher_means: str  # what a higher score means, for reports
     description: str
-    higher_is_better: bool = True  # direction a "raises X" claim tests by default
     on: str = "text"  # "text": fn(str); "generation": fn(Generation), a model-side metric
 
     def __call__(self, item) -> float:
