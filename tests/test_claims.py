@@ -470,3 +470,105 @@ def test_nonequivalence_p_rejects_exactly_when_the_tost_interval_is_outside_the_
         outside = eq.ci_low >= margin or eq.ci_high <= -margin
         assert (nonequivalence_p(x, margin=margin) < 0.05) == outside
     assert nonequivalence_p([0.2] * 4, margin=0.2) == 0.0 and nonequivalence_p([0.1] * 4, margin=0.2) == 1.0
+
+
+def test_data_warnings_at_their_exact_boundaries():
+    """Each warning's threshold is inclusive: 90% of prompts at the bound (63/70) warns; an
+    equivalence interval exactly twice the margin wide is untestable; a smallest attainable p
+    equal to alpha (4 changed prompts, alpha = 2**-4) is untestable."""
+    from harness.claim_runner import data_warnings
+    from harness.claims import Claim
+    from harness.metrics import get_metric
+    from harness.stats import tost
+
+    kw, senti = get_metric("gratitude_keywords"), get_metric("sentiment")
+    base, patched = np.zeros(70), np.zeros(70)
+    patched[:7] = 1.0  # 63/70 = 0.9 still at the floor
+    claim = Claim(**BASE)
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["floor"]
+    assert [w["code"] for w in data_warnings(claim, kw, patched, base, base - patched, "greater")] \
+        == ["floor"]  # the same with the roles swapped
+    patched[:8] = 1.0  # 62/70
+    assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
+    assert data_warnings(claim, kw, patched, base, base - patched, "greater") == []
+    four = np.zeros(70)
+    four[:4] = 1.0
+    at_alpha = Claim(**{**BASE, "alpha": 2 ** -4})
+    assert [w["code"] for w in data_warnings(at_alpha, senti, four + 0.5, four + 0.5, four, "greater")] \
+        == ["untestable"]
+    noisy = np.random.default_rng(1).normal(0.0, 0.25, 70)
+    eq = tost(noisy, margin=1.0)
+    half_width = (eq.ci_high - eq.ci_low) / 2  # exact: the interval is then exactly 2 * margin wide
+    at_margin = Claim(**{**BASE, "direction": "equivalent", "margin": half_width})
+    assert [w["code"] for w in data_warnings(at_margin, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided")] \
+        == ["untestable"]
+    wider_margin = Claim(**{**BASE, "direction": "equivalent", "margin": half_width * 1.0001})
+    assert data_warnings(wider_margin, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided") == []
+
+
+@pytest.mark.parametrize("direction, versus, changed, inert", [
+    ("increase", None, {"patched_vs_baseline": 0}, "the patch changed none"),
+    ("increase", None, {"patched_vs_baseline": 1}, None),
+    ("decrease", None, {"patched_vs_baseline": 0}, "the patch changed none"),
+    ("equivalent", None, {"patched_vs_baseline": 0}, None),  # the identity claim: no change is expected
+    ("equivalent", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
+    ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
+    ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 3}, None),
+    ("equivalent", "versus", {"patched_vs_baseline": 2, "versus_vs_baseline": 0}, None),
+    ("increase", None, None, None),  # not recorded: no claim about it
+])
+def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, changed, inert):
+    from harness.claim_runner import data_warnings
+    from harness.claims import Claim, Condition
+    from harness.metrics import get_metric
+
+    row = {**BASE, "direction": direction, "margin": 0.5 if direction == "equivalent" else None}
+    if versus:
+        row["versus"] = Condition("1:10", "z", "anger")
+    claim = Claim(**row)
+    x = np.random.default_rng(2).normal(0.5, 0.1, 70)
+    warnings = data_warnings(claim, get_metric("sentiment"), x, x + 0.01, np.full(70, 0.01),
+                             "two-sided" if direction == "equivalent" else "greater", changed)
+    got = [w["message"] for w in warnings if w["code"] == "inert"]
+    if inert is None:
+        assert got == []
+    else:
+        assert len(got) == 1 and got[0].startswith(f"{inert} of the 70 generations (token for token)")
+
+
+def test_verdict_thresholds_are_strict_and_use_the_deciding_statistics_ci():
+    """p = alpha is not significant; a CI that touches 0 does not exclude it; a decrease claim is
+    refuted by a CI above 0; a sign-statistic claim is refuted on the sign test's CI, not the mean's."""
+    def verdict(**kw):
+        (v,) = _verdicts([_stub_result("c", **kw)]).values()
+        return v[0]
+
+    assert verdict(p=0.05, p_refute=0.99) == "not supported"
+    assert verdict(p=0.0499, p_refute=0.99) == "supported"
+    assert verdict(p=0.99, p_refute=0.05, ci=(-0.5, -0.1)) == "not supported"
+    assert verdict(p=0.99, p_refute=0.001, ci=(-0.5, 0.0)) == "not supported"
+    assert verdict(p=0.99, p_refute=0.001, ci=(-0.5, -1e-9)) == "refuted"
+    assert verdict(direction="decrease", p=0.99, p_refute=0.001, ci=(1e-9, 0.5)) == "refuted"
+    assert verdict(direction="decrease", p=0.99, p_refute=0.001, ci=(0.0, 0.5)) == "not supported"
+    assert verdict(direction="decrease", p=0.001, p_refute=0.99, ci=(-0.5, -0.1)) == "supported"
+    assert verdict(direction="equivalent", margin=0.1, p=0.05, p_refute=0.9) == "not supported"
+    assert verdict(direction="equivalent", margin=0.1, p=0.9, p_refute=0.05) == "not supported"
+    assert verdict(direction="equivalent", margin=0.1, p=0.9, p_refute=0.0499) == "refuted"
+    sign = _stub_result("s", statistic="sign", p=0.99, p_refute=0.001, ci=(-0.5, -0.1))
+    sign.sign = {"ci_low": -0.3, "ci_high": 0.0}  # the median's CI touches 0: not refuted
+    assert _verdicts([sign])["s"][0] == "not supported"
+    mean = _stub_result("m", p=0.99, p_refute=0.001, ci=(-0.5, -0.1))
+    mean.sign = {"ci_low": -0.3, "ci_high": 0.0}  # statistic = mean: the sign CI does not decide
+    assert _verdicts([mean])["m"][0] == "refuted"
+
+
+def test_the_live_progress_line_shows_effect_raw_p_changes_and_warnings():
+    from harness.claim_runner import _progress_line
+
+    r = _stub_result("c", p=0.00123, p_refute=0.99, ci=(0.1, 0.5))
+    r.text_changed = {"patched_vs_baseline": 12, "n": 70}
+    r.warnings = [{"code": "floor", "message": "..."}, {"code": "untestable", "message": "..."}]
+    assert _progress_line(r) == ("effect +0.3000 [+0.1000, +0.5000], raw p 0.00123, text changed 12/70; "
+                                 "warning: floor; warning: untestable")
+    r.error = "RuntimeError: boom\nsecond line"
+    assert _progress_line(r) == "error: RuntimeError: boom"
