@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -73,11 +74,45 @@ def test_invalid_rows_name_claim_field_and_value(tmp_path, change, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("field, good, bad", [
+    ("alpha", [1e-9, 0.4999], [0.0, 0.5]),
+    ("n_prompts", [2, 70], [1, 71]),
+    ("max_tokens", [1], [0]),
+    ("seed", [0], [-1]),
+    ("temperature", [1e-6], [0.0, -1.0]),
+    ("top_p", [1e-6, 1.0], [0.0, 1.01]),
+    ("top_k", [0], [-1]),
+    ("random_heads", [0], [-1]),
+    ("samples", [1], [0]),
+    ("margin", [1e-9], [0.0, -0.1]),
+])
+def test_numeric_fields_accept_their_edges_and_refuse_just_beyond(tmp_path, field, good, bad):
+    row = {**BASE, "direction": "equivalent", "margin": 0.1} if field == "margin" else BASE
+    for value in good:
+        (c,) = _load(tmp_path, [{**row, field: value}])
+        assert getattr(c, field) == value
+    for value in bad:
+        with pytest.raises(UserError, match=f"claim 'c1': field '{field}' = {value!r}: "):
+            _load(tmp_path, [{**row, field: value}])
+
+
+def test_overrides_are_validated_and_the_message_names_them():
+    c = load_claims()[0]
+    assert with_overrides(c, n_prompts=None) is c
+    with pytest.raises(UserError) as info:
+        with_overrides(c, n_prompts=500, seed=1)
+    assert str(info.value).startswith(f"{c.file} with n_prompts=500, seed=1: claim '{c.id}': field 'n_prompts' = 500")
+    with pytest.raises(UserError, match=r"with --n-prompts 500: claim"):
+        with_overrides(c, "--n-prompts 500", n_prompts=500)
+
+
 def test_missing_fields_and_duplicate_ids(tmp_path):
     with pytest.raises(UserError, match="claim 'c1': missing field\\(s\\) metric, direction"):
         _load(tmp_path, [{k: v for k, v in BASE.items() if k not in ("metric", "direction")}])
     with pytest.raises(UserError, match="field 'id' = 'c1': is used by another claim"):
         _load(tmp_path, [BASE, BASE])
+    with pytest.raises(UserError, match="claim '#2': missing field\\(s\\) id$"):  # named by its 1-based row
+        _load(tmp_path, [BASE, {k: v for k, v in BASE.items() if k != "id"}])
 
 
 @pytest.mark.parametrize("text, message", [
@@ -99,11 +134,14 @@ def test_claims_toml_round_trips_and_ids_are_unique_across_files(tmp_path):
     rows = [{**BASE, "description": 'quotes " and \\ and ünïcode', "margin": 0.25, "direction": "equivalent",
              "versus": {"patch_mode": "v_only"}, "random_heads": 3, "do_sample": False}]
     (tmp_path / "a.toml").write_text(claims_toml(rows, header="generated\nby a test"))
+    assert 'ünïcode' in (tmp_path / "a.toml").read_text()  # written as UTF-8, not \\u escapes
+    assert "margin = -inf\n" in claims_toml([{**BASE, "margin": -math.inf}])
     assert (tmp_path / "a.toml").read_text().startswith("# generated\n# by a test\n")
     [c] = load_claims(str(tmp_path / "a.toml"))
     assert (c.description, c.margin, c.versus.patch_mode, c.versus.heads, c.do_sample) == \
         (rows[0]["description"], 0.25, "v_only", "1:10", False)
     (tmp_path / "b.toml").write_text(claims_toml([BASE]))
+    assert [c.id for c in load_claim_files([str(tmp_path / "b.toml")])] == ["c1"]
     with pytest.raises(UserError, match="is also used in .*a.toml"):
         load_claim_files([str(tmp_path / "a.toml"), str(tmp_path / "b.toml")])
     with pytest.raises(TypeError):
