@@ -120,6 +120,13 @@ def test_claim_rows_take_top_heads_with_ci_above_zero_and_load(tmp_path):
     one = claim_rows("m", "gratitude", "neutral", 70, ranked[:2], [], n_heads=3, random_heads=0,
                      source_file="s.json", weights="")
     assert [r["heads"] for r in one] == ["21:1"]  # one head: no joint claims
+    assert "90% of prompts up; from s.json (weights abababababab). Does" in rows[0]["description"]
+    two = claim_rows("m", "gratitude", "neutral", 70, ranked, [], n_heads=2, random_heads=0,
+                     source_file="s.json", weights="")
+    assert [r["heads"] for r in two] == ["21:1", "17:7", "21:1,17:7", "21:1,17:7"]  # two heads: joint claims
+    at_zero = _ranked([("21:1", 1.0, 0.0), ("17:7", 0.7, 1e-9)])
+    assert [r["heads"] for r in claim_rows("m", "gratitude", "neutral", 70, at_zero, [], n_heads=3, random_heads=0,
+                                           source_file="s.json", weights="")] == ["17:7"]  # CI must exclude 0
     assert claim_rows("m", "gratitude", "neutral", 70, ranked[1:2], [], n_heads=3, random_heads=0,
                       source_file="s.json", weights="") == []
     words = claim_rows("smollm2-135m", "gratitude", "neutral", 70, ranked, [combo], n_heads=3, random_heads=6,
@@ -210,7 +217,13 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     assert small["counts"]["inconclusive"] >= 1  # 4 prompts cannot show equivalence within 0.1
     with pytest.raises(ValueError, match="differ in emotion"):
         compare_sweeps(_sweep_doc(a), _sweep_doc(b, emotion="anger"), margin=0.1)
-    with pytest.raises(ValueError, match="different weights"):
+    # zero-variance differences: identical sweeps do not differ (p 1), a constant shift does (p 0)
+    same = compare_sweeps(_sweep_doc(a), _sweep_doc(a.copy(), "v_only"), margin=0.1)
+    assert {r["p_difference_holm"] for r in same["heads"]} == {1.0} and same["counts"]["equivalent"] == 6
+    q = np.round(a * 8) / 8  # eighths: q + 0.5 - q is exactly 0.5, a difference without variance
+    shifted = compare_sweeps(_sweep_doc(q), _sweep_doc(q + 0.5, "v_only"), margin=0.1)
+    assert {r["p_difference_holm"] for r in shifted["heads"]} == {0.0} and shifted["counts"]["differ"] == 6
+    with pytest.raises(ValueError, match=r"different weights \(abababababab vs cdcdcdcdcdcd\)"):
         compare_sweeps(_sweep_doc(a), _sweep_doc(b, model={"weights_sha256": "cd" * 32}), margin=0.1)
     (tmp_path / "a.json").write_text(json.dumps(_sweep_doc(a)))
     (tmp_path / "b.json").write_text(json.dumps(_sweep_doc(b, "v_only")))
@@ -234,6 +247,8 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     (lambda d: d.update(deltas=[[[1.0, None]]]), "grid of finite numbers"),
     (lambda d: d.update(deltas={"a": 1}), "field 'deltas' is not a"),
     (lambda d: d.update(n_prompts=3), "field 'n_prompts' = 3: must be the deltas' prompt count 2"),
+    (lambda d: d.update(n_prompts=1, deltas=[[[0.5]] * 12] * 2),
+     "field 'n_prompts' = 1: must be the deltas' prompt count 1 (at least 2)"),
     (lambda d: d.pop("emotion"), "field 'emotion' is missing: must be a string"),
     (lambda d: d.update(patch_mode=1), "field 'patch_mode' = 1: must be a string"),
     (lambda d: d.update(model="x"), "field 'model' = 'x': must be an object"),
@@ -243,6 +258,8 @@ def test_malformed_sweep_documents_are_named_by_compare_and_screen(main_in_proce
     from harness.sweep import load_sweep
 
     doc = _sweep_doc(np.zeros((2, 12, 2)))
+    (tmp_path / "ok.json").write_text(json.dumps(doc))
+    assert load_sweep(str(tmp_path / "ok.json"))["n_prompts"] == 2  # two prompts are enough
     edit(doc)
     path = tmp_path / "s.json"
     path.write_text(json.dumps(doc))
