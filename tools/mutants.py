@@ -7,7 +7,7 @@ Each mutant changes one site of the module (a comparison, an arithmetic or boole
 ``not``, a number, ``True``/``False``, a ``return`` value), writes it in place, runs the given
 tests with ``-x``, and restores the file (also on Ctrl-C; after a ``kill -9`` run
 ``git checkout <module>``). A mutant the tests pass is "survived": either a missing test or an
-equivalent mutant (the printed diff line says which). Run it alone on the machine: each mutant
+equivalent mutant (read the printed source line to tell which). Run it alone on the machine: each mutant
 is a pytest process. No dependency beyond the standard library; ``mutmut`` would add one and
 rewrites the whole tree.
 """
