@@ -29,20 +29,9 @@ SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.
             ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult}
 
 
-def _docstrings(tree) -> set[int]:
-    ids = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                ids.add(id(first.value))
-    return ids
-
-
 def sites(tree) -> list[tuple[int, str, int]]:
     """``(node index in ast.walk order, kind, line)`` of every mutable site."""
-    skip = _docstrings(tree)
-    out = []
+    out = []  # strings (docstrings, messages) are never sites
     for i, node in enumerate(ast.walk(tree)):
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Compare) and type(node.ops[0]) in SWAP_CMP:
@@ -53,8 +42,7 @@ def sites(tree) -> list[tuple[int, str, int]]:
             out.append((i, "bool", line))
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
             out.append((i, "unary", line))
-        elif (isinstance(node, ast.Constant) and id(node) not in skip and not isinstance(node.value, str)
-              and isinstance(node.value, (bool, int, float)) and node.value is not None):
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float)):
             out.append((i, "const", line))
         elif isinstance(node, ast.Return) and node.value is not None:
             out.append((i, "return", line))
