@@ -18,20 +18,28 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup evidence demo test test-all bench nightly calibrate
+.PHONY: setup browser evidence demo test test-all bench nightly calibrate
 setup: $(STAMP)
 
+# Debian's chromium, for the headless-browser check of the HTML report (harness/browser.py):
+# installed when absent and this is root with apt (as on CI); otherwise that check skips, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "note: chromium is not installed (as root: apt-get install -y chromium); the browser check will skip"
+
 # the main job: every claim about the embedded default model -> reports/ (see harness/evidence.py)
-evidence: $(STAMP)
+evidence: $(STAMP) browser
 	$(VENV)/bin/python -m harness.evidence --model smollm2-135m --out reports
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m harness.demo --model smollm2-135m
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
@@ -39,7 +47,7 @@ bench: $(STAMP)
 
 # every claim, evidence + report + plots under reports/, regression against $(LAST) (see harness/nightly.py)
 LAST ?= last/findings.json
-nightly: $(STAMP)
+nightly: $(STAMP) browser
 	$(VENV)/bin/python -m harness.nightly --last $(LAST) --out reports
 
 # A/A calibration of the claims' statistics on the default model's own sampled continuations

@@ -10,6 +10,8 @@
    document stops with exit 3.
 2. Renders the seed-style markdown report and plots from the findings (``harness.report``):
    OUT/phase7_head_patching_report.md, OUT/plots/.
+   Opens OUT/evidence.html in headless Chromium when it is installed: OUT/evidence.png and a
+   line saying whether every claim's summary row is visible (``harness.browser``).
 3. Prints the verdict table and writes it to OUT/summary.md.
 
 ``harness.nightly`` is this job plus the regression against the last night's findings.
@@ -64,7 +66,33 @@ def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
         return None
     report.main([findings, "--markdown", os.path.join(out, "phase7_head_patching_report.md"),
                  "--plots-dir", os.path.join(out, "plots")])
+    screenshot(out, job)
     return regress.load_document(findings)
+
+
+def screenshot(out: str, job: str) -> bool | None:
+    """Open OUT/evidence.html in headless Chromium (:mod:`harness.browser`), write OUT/evidence.png
+    and say whether every claim's summary row is visible. Auxiliary: without Chromium, or when
+    the browser fails, it says so and the job goes on (None); a summary not seen is printed
+    (False) and the job goes on too: the findings are what the run produced."""
+    from harness import browser
+    from harness.errors import UserError
+    from harness.results import atomic_write
+
+    html, png = os.path.join(out, "evidence.html"), os.path.join(out, "evidence.png")
+    try:
+        view = browser.check_report(html)
+    except UserError as exc:
+        print(f"{job}: no screenshot: {exc}", flush=True)
+        return None
+    except (RuntimeError, OSError) as exc:
+        print(f"{job}: no screenshot: the browser failed: {exc}", file=sys.stderr, flush=True)
+        return None
+    atomic_write(png, lambda fh: fh.write(view.screenshot))
+    seen = sum(r.visible for r in view.rows)
+    line = f"{view.browser}: {seen} of {len(view.rows)} claims' summary rows visible; screenshot {png}"
+    print(line if view.all_visible else f"{job}: NOT all visible: {line}", flush=True)
+    return view.all_visible
 
 
 def verdict_table(doc: dict) -> list[str]:

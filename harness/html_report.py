@@ -5,7 +5,8 @@ for claims decided by the sign test), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
 the sign test's p, the data warnings (``floor``, ``ceiling``, ``untestable``, ``inert``: see
 :func:`harness.claim_runner.data_warnings`) and how many prompts' generations the patch changed
-token for token. Each claim's row expands to its settings, a forest plot of its effect and CI
+token for token. The same values head the page as a static table, one row per claim
+(:func:`summary_table`; pytest-html draws its own results table with JavaScript). Each claim's row expands to its settings, a forest plot of its effect and CI
 against the random-head effects, side-by-side baseline vs patched generations of the prompts
 picked by :func:`harness.examples.pick_examples` (with why), and every prompt's generations.
 Everything shown is built from the claim result attached to the report (``user_properties``),
@@ -36,6 +37,8 @@ STYLE = """<style>
 .claim-evidence p.warning { color: #9a6700; font-weight: bold; }
 .claim-evidence details { margin: 6px 0; }
 .logwrapper { max-height: 640px; }
+.claims-summary-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 12px; }
+.claims-summary-table th, .claims-summary-table td { border: 1px solid #bbb; padding: 2px 6px; text-align: left; color: #222; }
 td.verdict-supported { color: #1a7f37; font-weight: bold; }
 td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
 </style>"""
@@ -62,8 +65,9 @@ def pytest_sessionstart(session) -> None:
 
 
 def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
-    """The style above, and one line counting the run's verdicts (claims that do not hold fail
-    their test, so pytest's passed/failed counts are verdict counts only for directional claims)."""
+    """The style above, one line counting the run's verdicts (claims that do not hold fail their
+    test, so pytest's passed/failed counts are verdict counts only for directional claims) and
+    :func:`summary_table`."""
     from harness.plugin import RESULTS_KEY
     from harness.report import verdict_tally
 
@@ -73,6 +77,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
         tally = verdict_tally(results)
         prefix.append(f'<p class="claims-summary">{len(results)} claims evaluated: {escape(tally)}; p-values '
                       f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>")
+        prefix.append(summary_table(results))
 
 
 def _result(report) -> dict | None:
@@ -88,24 +93,42 @@ def pytest_html_results_table_header(cells) -> None:
         cells.insert(2 + i, f"<th>{escape(name)}</th>")
 
 
-def pytest_html_results_table_row(report, cells) -> None:
-    r = _result(report)
+def summary_values(r: dict | None) -> list[str]:
+    """One claim's values for :data:`COLUMNS` (plain text; callers escape), from its result."""
     if r is None:
-        values = [""] * len(COLUMNS)
-    else:
-        from harness.examples import changes_text
-        from harness.report import decisive_text, updown, warning_codes
+        return [""] * len(COLUMNS)
+    from harness.examples import changes_text
+    from harness.report import decisive_text, updown, warning_codes
 
-        e = r.get("effect") or {}
-        rc = r.get("random_control")
-        values = [r["verdict"], *decisive_text(r),
-                  f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
-                  _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
-                  _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r),
-                  changes_text(r.get("text_changed"))]
-    for i, v in enumerate(values):
-        cls = f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else ""
-        cells.insert(2 + i, f"<td{cls}>{escape(v)}</td>")
+    e = r.get("effect") or {}
+    rc = r.get("random_control")
+    return [r["verdict"], *decisive_text(r),
+            f"{_fmt(r.get('p_raw'), '.4g')} / {_fmt(r.get('p_adjusted'), '.4g')}",
+            _fmt(e.get("cohens_dz"), ".3f"), str(e.get("n", "—")),
+            _fmt(rc["percentile"], ".0f") if rc else "—", updown(r.get("sign")), warning_codes(r),
+            changes_text(r.get("text_changed"))]
+
+
+def _cells(values: list[str]) -> list[str]:
+    """``<td>`` cells for :func:`summary_values`; the verdict cell carries a ``verdict-…`` class."""
+    cls = [f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else "" for i, v in enumerate(values)]
+    return [f"<td{c}>{escape(v)}</td>" for c, v in zip(cls, values)]
+
+
+def summary_table(results: list[dict]) -> str:
+    """The static summary table at the top of the report: one row per claim, in run order.
+
+    It is plain HTML (the results table below is drawn by pytest-html's JavaScript), so the
+    verdicts are on the page, and in a screenshot of it, however the rows below are folded."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *COLUMNS))
+    body = "".join(f'<tr><td>{escape(r["claim"]["id"])}</td><td>{escape(str(r["claim"].get("heads", "")))}</td>'
+                   + "".join(_cells(summary_values(r))) + "</tr>" for r in results)
+    return f'<table class="claims-summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def pytest_html_results_table_row(report, cells) -> None:
+    for i, cell in enumerate(_cells(summary_values(_result(report)))):
+        cells.insert(2 + i, cell)
 
 
 def pytest_html_results_table_html(report, data) -> None:

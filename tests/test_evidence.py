@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from harness.claims import claims_toml
 
@@ -33,6 +34,11 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
     up = by_id["gratitude_up"]
     assert "claim 1/2 identity: effect +0.0000" in proc.stdout
     assert f"claim 2/2 gratitude_up: effect {up['effect']['mean']:+.4f}" in proc.stdout
+    if shutil.which("chromium"):  # harness.browser opened the report: every summary row visible
+        assert "2 of 2 claims' summary rows visible; screenshot " in proc.stdout
+        assert (out / "evidence.png").read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert "evidence: no screenshot: no Chromium found" in proc.stdout
     summary = (out / "summary.md").read_text()
     assert summary in proc.stdout and "2 claims: " in summary
     row = next(line for line in summary.splitlines() if line.startswith("| gratitude_up |"))

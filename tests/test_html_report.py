@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -82,14 +84,51 @@ class _Text(HTMLParser):
         return p.texts
 
 
+class _SummaryTable(HTMLParser):
+    """Header and rows of the static ``claims-summary-table``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.head, self.rows, self.cell = False, [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and ("class", "claims-summary-table") in attrs:
+            self.inside = True
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if self.inside and tag in ("td", "th"):
+            self.rows[-1].append(self.cell)
+            self.cell = None
+        elif tag == "table":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+    @classmethod
+    def of(cls, page: str) -> _SummaryTable:
+        p = cls()
+        p.feed(page)
+        p.head, p.rows = (p.rows[0], p.rows[1:]) if p.rows else ([], [])
+        return p
+
+
 def _parse(fragment: str) -> _Cells:
     p = _Cells()
     p.feed(fragment)
     return p
 
 
-def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
-    tmp_path = pytester.path
+@pytest.fixture(scope="module")
+def evidence_run(tmp_path_factory):
+    """One real claims run on the tiny GPT-2 (a hostile first prompt) with the HTML report; the
+    report file existed before, so the run must replace it."""
+    tmp_path = tmp_path_factory.mktemp("evidence")
     prompts = tmp_path / "prompts"
     shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
     neutral = json.loads((prompts / "neutral_prompts.json").read_text())
@@ -99,12 +138,17 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     report = tmp_path / "evidence.html"
     report.write_text("the last run's report")
     old_inode = report.stat().st_ino
-    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
-    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests", "test_claims.py"), "--claims",
-                                           str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
-                                           "--html", str(report), "--self-contained-html", "-q",
-                                           "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, failed=1)
+    env = {**os.environ, "CAUSAL_HEADS_PROMPTS": str(prompts)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.join(ROOT, "causal_tests", "test_claims.py"),
+                           "--claims", str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
+                           "--html", str(report), "--self-contained-html", "-q", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert "1 failed, 1 passed" in proc.stdout, proc.stdout + proc.stderr
+    return tmp_path, report, old_inode
+
+
+def test_html_report_summary_evidence_and_escaping(evidence_run):
+    tmp_path, report, old_inode = evidence_run
     # replaced by rename (a new inode), not rewritten in place; no temporary file left behind
     assert report.stat().st_ino != old_inode
     assert sorted(p.name for p in tmp_path.glob(".evidence.html*")) == []
@@ -133,6 +177,14 @@ def test_html_report_summary_evidence_and_escaping(pytester, monkeypatch):
     page = _Text.of(report.read_text())
     assert "2 claims evaluated: 1 supported, 1 not supported; p-values holm-adjusted across them." in page
     assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
+    # the static summary table at the top: one row per claim, the same values as the results table
+    summary = _SummaryTable.of(report.read_text())
+    assert summary.head == ["Claim", "Heads", "Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n",
+                            "Random-head pct", "Up / down", "Warnings", "Text changed"]
+    assert [r[0] for r in summary.rows] == ["identity", "no_effect"]
+    for row in summary.rows:
+        assert row[1] == "1:10"
+        assert row[2:] == cells_of(tests[f"{row[0]}-head_1_10"]["resultsTableRow"])[2:12]
     # every prompt's generations are in the evidence, not only the picked examples
     texts = _Text.of(tests["no_effect-head_1_10"]["log"])
     assert "all 4 prompts' generations" in texts
@@ -175,3 +227,86 @@ def test_interrupted_report_write_keeps_the_last_report(tmp_path, monkeypatch):
 
 def cells_of(fragment) -> list[str]:
     return _parse("".join(fragment)).cells
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium; ``make test`` installs it and sets CAUSAL_HEADS_BROWSER=required, so
+    there a missing browser fails instead of skipping."""
+    from harness.browser import find_chromium
+    from harness.errors import UserError
+
+    try:
+        return find_chromium()
+    except UserError as exc:
+        if os.environ.get("CAUSAL_HEADS_BROWSER") == "required":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, tmp_path, capsys):
+    from harness import browser
+
+    _, report, _ = evidence_run
+    findings = {c["claim"]["id"]: c for c in json.loads((report.parent / "f.json").read_text())["claims"]}
+    view = browser.check_report(str(report))
+    assert view.all_visible
+    assert [r.cells["Claim"] for r in view.rows] == ["identity", "no_effect"]
+    for r in view.rows:
+        f = findings[r.cells["Claim"]]
+        assert r.visible, r
+        assert r.cells["Verdict"] == f["verdict"]
+        assert r.cells["Effect"] == format(f["effect"]["mean"], "+.4f")
+        assert r.cells["95% CI"] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
+        assert 0 <= r.box[1] and r.box[1] + r.box[3] <= view.viewport[1]
+    assert view.rows[0].green_pixels > 0  # "supported" is painted in the report's green
+    assert view.rows[1].green_pixels == 0
+    # pytest-html's script drew its results table too: a row per claim, with our verdict column
+    assert sorted(r["Verdict"] for r in view.results_rows) == ["not supported", "supported"]
+    assert view.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    shot = tmp_path / "shot.png"
+    assert browser.main([str(report), "--screenshot", str(shot)]) == 0
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    assert "identity: supported, effect +0.0000" in out and "results table drawn by pytest-html's script: 2 rows" in out
+
+
+@pytest.mark.parametrize("extra, broken", [
+    ("", None),
+    (".claims-summary-table { visibility: hidden; }", "shown"),
+    ("body::after { content: ''; position: fixed; inset: 0; background: #fff; }", "on_top"),
+    (".claims-summary-table td { color: #fff !important; }", "ink_pixels"),
+    ("td.verdict-supported { color: #000; }", "green_pixels"),
+    (".claims-summary-table { margin-top: 7000px; }", "in_viewport"),
+])
+def test_browser_check_fails_when_the_summary_is_not_seen(evidence_run, chromium, tmp_path, extra, broken):
+    """The check can fail: hidden, covered, unpainted, uncoloured or off-screen summaries are caught
+    (the first case, the same page untouched, is the control)."""
+    from harness import browser, html_report
+
+    _, report, _ = evidence_run
+    results = json.loads((report.parent / "f.json").read_text())["claims"]
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra}</style></head><body>"
+                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
+    view = browser.check_report(str(page))
+    assert [r.cells["Claim"] for r in view.rows] == ["identity", "no_effect"]
+    if broken is None:
+        assert view.all_visible
+        return
+    assert not view.all_visible
+    supported = view.rows[0]
+    assert not supported.visible
+    assert not getattr(supported, broken) if broken != "ink_pixels" else supported.ink_pixels == 0
+
+
+def test_browser_check_without_a_summary_or_a_file(chromium, tmp_path, capsys):
+    from harness import browser
+    from harness.errors import UserError
+
+    page = tmp_path / "empty.html"
+    page.write_text("<html><body><p>no claims here</p></body></html>")
+    assert browser.main([str(page)]) == 1
+    assert "no summary table rows on the page" in capsys.readouterr().out
+    with pytest.raises(UserError, match="does not exist"):
+        browser.check_report(str(tmp_path / "missing.html"))
