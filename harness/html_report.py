@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+import pytest
+
 COLUMNS = ("Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n", "Random-head pct", "Up / down", "Warnings",
            "Text changed")
 
@@ -59,9 +61,23 @@ def atomic_report_writes(config) -> int:
     return n
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session) -> None:
-    """After every plugin's ``pytest_configure``: pytest-html's report object exists by now."""
+    """After every plugin's ``pytest_configure``: pytest-html's report object exists by now.
+    Before pytest-html's own ``pytest_sessionstart`` reads the metadata for its Environment
+    table: the packages the findings record and the git commit go there too."""
     atomic_report_writes(session.config)
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:  # pytest-html depends on pytest-metadata; nothing to add without it
+        return
+    from harness.results import git_info, package_versions
+
+    meta = session.config.stash.get(metadata_key, None)
+    if meta is not None:
+        meta["Packages"] = {k: v for k, v in package_versions().items() if v}
+        git = git_info()
+        meta["Commit"] = f"{git['commit']}{' (dirty)' if git['dirty'] else ''}" if git["commit"] else "unknown"
 
 
 def pytest_html_results_summary(prefix, summary, postfix, session) -> None:

@@ -155,6 +155,12 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     parser = _Blob()
     parser.feed(report.read_text())
     tests = {k.split("[")[1].rstrip("]"): v[0] for k, v in parser.blob["tests"].items()}
+    # provenance in pytest-html's Environment table: the packages the findings record, the commit
+    findings_doc = json.loads((tmp_path / "f.json").read_text())
+    env = parser.blob["environment"]
+    assert env["Packages"] == {k: v for k, v in findings_doc["packages"].items() if v}
+    assert env["Packages"]["transformer-lens"] == "4.3.0"
+    assert env["Commit"].split()[0] == findings_doc["git"]["commit"]
     findings = {c["claim"]["id"]: c for c in json.loads((tmp_path / "f.json").read_text())["claims"]}
     for test_id, cid in (("identity-head_1_10", "identity"), ("no_effect-head_1_10", "no_effect")):
         cells = _parse("".join(tests[test_id]["resultsTableRow"])).cells
