@@ -39,7 +39,7 @@ STYLE = """<style>
 .claim-evidence p.warning { color: #9a6700; font-weight: bold; }
 .claim-evidence details { margin: 6px 0; }
 .logwrapper { max-height: 640px; }
-.claims-summary-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 12px; }
+.claims-summary-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 12px; max-width: 100%; }
 .claims-summary-table th, .claims-summary-table td { border: 1px solid #bbb; padding: 2px 6px; text-align: left; color: #222; }
 td.verdict-supported { color: #1a7f37; font-weight: bold; }
 td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
@@ -131,13 +131,19 @@ def _cells(values: list[str]) -> list[str]:
     return [f"<td{c}>{escape(v)}</td>" for c, v in zip(cls, values)]
 
 
+def _breakable(text: str) -> str:
+    """Escaped ``text`` that may wrap after ``_`` and ``,`` (claim ids and head lists have no
+    spaces; unbroken, the zero control's 15 layers widen the table past the window)."""
+    return escape(text).replace("_", "_<wbr>").replace(",", ",<wbr>")
+
+
 def summary_table(results: list[dict]) -> str:
     """The static summary table at the top of the report: one row per claim, in run order.
 
     It is plain HTML (the results table below is drawn by pytest-html's JavaScript), so the
     verdicts are on the page, and in a screenshot of it, however the rows below are folded."""
     head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *COLUMNS))
-    body = "".join(f'<tr><td>{escape(r["claim"]["id"])}</td><td>{escape(str(r["claim"].get("heads", "")))}</td>'
+    body = "".join(f'<tr><td>{_breakable(r["claim"]["id"])}</td><td>{_breakable(str(r["claim"].get("heads", "")))}</td>'
                    + "".join(_cells(summary_values(r))) + "</tr>" for r in results)
     return f'<table class="claims-summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

@@ -316,3 +316,31 @@ def test_browser_check_without_a_summary_or_a_file(chromium, tmp_path, capsys):
     assert "no summary table rows on the page" in capsys.readouterr().out
     with pytest.raises(UserError, match="does not exist"):
         browser.check_report(str(tmp_path / "missing.html"))
+
+
+def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chromium, tmp_path, monkeypatch):
+    """The shipped zero control patches 15 whole layers ("0:*,2:*,...,28:*") and sweep claim ids run
+    to 66 characters, none with a space: unbroken they pushed the last columns out of the window
+    (seen on the default model's 14-claim report)."""
+    from harness import browser, html_report
+
+    _, report, _ = evidence_run
+    base = json.loads((report.parent / "f.json").read_text())["claims"]
+    results = []
+    for i in range(14):
+        r = json.loads(json.dumps(base[i % 2]))
+        r["claim"]["id"] = f"sweep_smollm2_135m_gratitude_top3_together_raise_gratitude_logprob_{i}"
+        r["claim"]["heads"] = ",".join(f"{layer}:*" for layer in range(0, 30, 2))
+        results.append(r)
+    page, real = tmp_path / "page.html", report.read_text()
+    start = real.index('<table class="claims-summary-table">')
+    end = real.index("</table>", start) + len("</table>")
+
+    def render():  # the real report (its fonts and styles) with 14 such rows in its summary table
+        page.write_text(real[:start] + html_report.summary_table(results) + real[end:])
+        return browser.check_report(str(page))
+
+    view = render()
+    assert len(view.rows) == 14 and view.all_visible
+    monkeypatch.setattr(html_report, "_breakable", html_report.escape)  # without the break points
+    assert not any(r.in_viewport for r in render().rows)
