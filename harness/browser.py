@@ -40,7 +40,6 @@ from harness.errors import UserError, run_cli
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
 MAX_HEIGHT = 6000
-SUPPORTED_GREEN = (0x1A, 0x7F, 0x37)  # td.verdict-supported in harness.html_report.STYLE
 
 # Measured in the page after load: every summary row's box, its verdict cell's box and what the
 # browser hits at the cell's centre; pytest-html's own results rows (drawn by its script).
@@ -229,7 +228,8 @@ def _parse_rgb(css: str) -> tuple[int, int, int] | None:
 
 def _ink(image, box, background, tol: int = 40) -> tuple[int, int]:
     """Pixels inside ``box`` (1 px in from its border) that differ from ``background`` by more
-    than ``tol`` in some channel, and how many of them are green like :data:`SUPPORTED_GREEN`."""
+    than ``tol`` in some channel, and how many of them are green (``td.verdict-supported`` is
+    #1a7f37 in :data:`harness.html_report.STYLE`; a chromatic test, so grey anti-aliasing never counts)."""
     import numpy as np
 
     x, y, w, h = (round(v) for v in box)
@@ -239,7 +239,7 @@ def _ink(image, box, background, tol: int = 40) -> tuple[int, int]:
     bg = np.array(background if background is not None else _dominant(crop))
     ink = (np.abs(crop - bg) > tol).any(axis=2)
     r, g, b = crop[..., 0], crop[..., 1], crop[..., 2]
-    green = (g > r + 40) & (g > b + 30)  # chromatic green: grey anti-aliasing never passes
+    green = (g > r + 40) & (g > b + 30)
     return int(ink.sum()), int((ink & green).sum())
 
 

@@ -270,6 +270,9 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
     # pytest-html's script drew its results table too: a row per claim, with our verdict column
     assert sorted(r["Verdict"] for r in view.results_rows) == ["not supported", "supported"]
     assert view.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
+    # one screenshot pixel per CSS pixel: the boxes measured in the page index the image directly
+    assert (int.from_bytes(view.screenshot[16:20], "big"), int.from_bytes(view.screenshot[20:24], "big")) \
+        == view.viewport
     shot = tmp_path / "shot.png"
     assert browser.main([str(report), "--screenshot", str(shot)]) == 0
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -344,3 +347,55 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     assert len(view.rows) == 14 and view.all_visible
     monkeypatch.setattr(html_report, "_breakable", html_report.escape)  # without the break points
     assert not any(r.in_viewport for r in render().rows)
+
+
+@pytest.mark.parametrize("extra", [
+    ".claims-summary-table { position: relative; left: -3000px; }",  # off the left edge
+    ".claims-summary-table { margin-left: 1100px; }",  # past the right edge
+    "h2 { height: 9000px; }",  # below the largest window the check opens
+])
+def test_rows_outside_the_window_are_not_visible(evidence_run, chromium, tmp_path, extra):
+    from harness import browser, html_report
+
+    _, report, _ = evidence_run
+    results = json.loads((report.parent / "f.json").read_text())["claims"]
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra}</style></head><body>"
+                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
+    view = browser.check_report(str(page))
+    assert len(view.rows) == 2 and not any(r.in_viewport or r.visible for r in view.rows)
+
+
+def test_a_browser_that_dies_is_an_error_with_its_last_words(tmp_path, monkeypatch):
+    from harness import browser
+
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\necho 'starting'\necho 'fatal: no display for you' >&2\nexit 7\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CAUSAL_HEADS_CHROMIUM", str(fake))
+    page = tmp_path / "page.html"
+    page.write_text("<html><body></body></html>")
+    with pytest.raises(RuntimeError, match=r"Chromium exited \(code (7|None)\) (before|while waiting for) "
+                                           r"Browser.getVersion: starting \| fatal: no display for you$"):
+        browser.check_report(str(page), timeout=20)
+    monkeypatch.setenv("CAUSAL_HEADS_CHROMIUM", str(tmp_path / "nowhere"))
+    with pytest.raises(browser.UserError, match="no Chromium found .*apt-get install -y chromium"):
+        browser.check_report(str(page))
+
+
+def test_dominant_colour_and_ink():
+    import numpy as np
+
+    from harness import browser
+
+    cell = np.full((12, 40, 3), 255)
+    cell[4:8, 5:15] = (0x1A, 0x7F, 0x37)  # green text
+    cell[4:8, 20:30] = (75, 75, 75)  # grey anti-aliasing
+    assert browser._dominant(cell) == (255, 255, 255)
+    # the box is read 1 px inside its border; background from CSS or, if transparent, the dominant colour
+    assert browser._ink(cell, (0, 0, 40, 12), None) == (80, 40)
+    assert browser._ink(cell, (0, 0, 40, 12), (255, 255, 255)) == (80, 40)
+    # against a green background: the 10 x 38 inner pixels but the 40 green ones, none of them green
+    assert browser._ink(cell, (0, 0, 40, 12), (0x1A, 0x7F, 0x37)) == (10 * 38 - 40, 0)
+    assert browser._parse_rgb("rgba(0, 0, 0, 0)") is None and browser._parse_rgb("rgb(1, 2, 3)") == (1, 2, 3)
+    assert browser._parse_rgb("rgba(1, 2, 3, 0.5)") == (1, 2, 3) and browser._parse_rgb("transparent") is None
