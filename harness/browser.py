@@ -204,7 +204,7 @@ class _DevTools:
         except (RuntimeError, OSError):
             pass
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=min(10.0, self.timeout))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -353,6 +353,8 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     ".claims-summary-table { position: relative; left: -3000px; }",  # off the left edge
     ".claims-summary-table { margin-left: 1100px; }",  # past the right edge
     "h2 { height: 9000px; }",  # below the largest window the check opens
+    # straddling the bottom of the largest window: tops inside, bottoms outside
+    "h2 { height: 5900px; margin: 0; } .claims-summary-table td { height: 300px; vertical-align: top; }",
 ])
 def test_rows_outside_the_window_are_not_visible(evidence_run, chromium, tmp_path, extra):
     from harness import browser, html_report
@@ -378,6 +380,9 @@ def test_a_browser_that_dies_is_an_error_with_its_last_words(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match=r"Chromium exited \(code (7|None)\) (before|while waiting for) "
                                            r"Browser.getVersion: starting \| fatal: no display for you$"):
         browser.check_report(str(page), timeout=20)
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")  # alive, never answering
+    with pytest.raises(RuntimeError, match=r"Chromium did not answer Browser.getVersion within 1 s"):
+        browser.check_report(str(page), timeout=1)
     monkeypatch.setenv("CAUSAL_HEADS_CHROMIUM", str(tmp_path / "nowhere"))
     with pytest.raises(browser.UserError, match="no Chromium found .*apt-get install -y chromium"):
         browser.check_report(str(page))
