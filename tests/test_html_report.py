@@ -191,6 +191,14 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     for row in summary.rows:
         assert row[1] == "1:10"
         assert row[2:] == cells_of(tests[f"{row[0]}-head_1_10"]["resultsTableRow"])[2:12]
+        f = findings[row[0]]
+        assert row[5] == f"{f['p_raw']:.4g} / {f['p_adjusted']:.4g}"
+        dz = f["effect"]["cohens_dz"]
+        assert row[6] == ("—" if dz is None or dz != dz else format(dz, ".3f"))
+    # only the verdict cell of each row carries a verdict class (it colours the verdict)
+    table = report.read_text().split('<table class="claims-summary-table">', 1)[1].split("</table>", 1)[0]
+    assert table.count('class="verdict-') == 2
+    assert '<td class="verdict-supported">supported</td>' in table
     # every prompt's generations are in the evidence, not only the picked examples
     texts = _Text.of(tests["no_effect-head_1_10"]["log"])
     assert "all 4 prompts' generations" in texts
