@@ -194,7 +194,7 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
         f = findings[row[0]]
         assert row[5] == f"{f['p_raw']:.4g} / {f['p_adjusted']:.4g}"
         dz = f["effect"]["cohens_dz"]
-        assert row[6] == ("—" if dz is None or dz != dz else format(dz, ".3f"))
+        assert row[6] == ("—" if dz is None else format(dz, ".3f"))  # NaN is stored as null
     # only the verdict cell of each row carries a verdict class (it colours the verdict)
     table = report.read_text().split('<table class="claims-summary-table">', 1)[1].split("</table>", 1)[0]
     assert table.count('class="verdict-') == 2
