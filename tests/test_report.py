@@ -138,3 +138,62 @@ def test_a_refuted_claims_fact_gives_the_p_value_that_refuted_it():
     assert "the other way" not in _fact({**r, "verdict": "not supported"})
     old = {k: v for k, v in r.items() if k != "p_refute_adjusted"}  # a document from before it was recorded
     assert "the other way" not in _fact(old)
+
+
+def test_updown_and_warning_codes_cells():
+    from harness.report import updown, warning_codes
+
+    assert updown(None) == "—" and updown({}) == "—"
+    assert updown({"n_up": 6, "n_down": 1, "median": 0.5, "p_value": 0.0625}) == "6 / 1, median +0.5000 (p 0.0625)"
+    assert warning_codes({}) == "—" and warning_codes({"warnings": []}) == "—" and warning_codes({"warnings": None}) == "—"
+    assert warning_codes({"warnings": [{"code": "floor"}, {"code": "untestable"}]}) == "floor, untestable"
+
+
+def test_settings_and_patch_mode_tables_carry_provenance_and_the_tost_interval(findings):
+    _, doc = findings
+    md = render_markdown(doc, doc["claims"])
+    m = doc["models"]["tiny-gpt2"]
+    assert f"| tiny-gpt2 | {m['source']} | {m['weights_sha256'][:16]}… | {m['prompt_format']} |" in md
+    eq = next(c for c in doc["claims"] if c["claim"]["id"] == "modes_equal")
+    q = eq["equivalence"]
+    row = next(line for line in md.splitlines() if line.startswith("| modes_equal | 1:10 | v_only vs pattern_v |"))
+    assert f"| [{q['ci_low']:+.4f}, {q['ci_high']:+.4f}] | 0.0500 | {eq['p_adjusted']:.4g} | **{eq['verdict']}** |" in row
+
+
+def test_disagreement_is_decided_strictly_below_alpha_and_errors_are_listed(findings):
+    import copy
+
+    _, doc = findings
+    doc = copy.deepcopy(doc)
+    grat = next(c for c in doc["claims"] if c["claim"]["id"] == "grat_up")
+    alpha = grat["claim"]["alpha"]
+    grat["effect"]["p_value"] = 0.5
+    grat["sign"]["p_value"] = alpha  # at alpha is not significant: both tests agree (neither rejects)
+    assert "- **mean and typical prompt disagree** (0, raw p at the claim's alpha): none" in render_markdown(
+        doc, doc["claims"])
+    grat["effect"]["p_value"], grat["sign"]["p_value"] = alpha, 0.5
+    assert "- **mean and typical prompt disagree** (0, " in render_markdown(doc, doc["claims"])
+    grat["effect"]["p_value"] = alpha / 2
+    assert "- **mean and typical prompt disagree** (1, " in render_markdown(doc, doc["claims"])
+    assert "- **errors** (0): none" in render_markdown(doc, doc["claims"])
+    broken = {"claim": {**grat["claim"], "id": "broke"}, "verdict": "error", "error": "model exploded | badly"}
+    md = render_markdown(doc, [*doc["claims"], broken])
+    assert "- **errors** (1): broke: model exploded \\| badly" in md
+
+
+def test_cli_counts_the_plots_it_wrote(findings, tmp_path, capsys):
+    path, _ = findings
+    assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
+    assert f"wrote {tmp_path / 'r.md'} and 4 plots in {tmp_path / 'p'}" in capsys.readouterr().out
+
+
+def test_heatmaps_get_the_models_layers_and_heads(findings, tmp_path, monkeypatch):
+    from harness import plots
+
+    calls = []
+    monkeypatch.setattr(plots, "head_heatmap", lambda group, n_layers, n_heads, title, path: calls.append(
+        (n_layers, n_heads, title, path.rsplit("/", 1)[-1])))
+    path, _ = findings
+    assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
+    assert sorted(calls) == [(2, 12, "tiny-gpt2: Δ gratitude_keywords per head", "heatmap_tiny-gpt2_gratitude_keywords.png"),
+                             (2, 12, "tiny-gpt2: Δ sentiment per head", "heatmap_tiny-gpt2_sentiment.png")]
