@@ -162,9 +162,26 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     for args, message in bad:
         proc = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "5", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    # the smallest valid settings are accepted: one dataset, seed 0
+    edge = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "1", "--seed", "0",
+                           "--metrics", "sentiment", "--resamples", "100", "--margin", "0.5", "--alpha", "0.999")
+    assert edge.returncode in (0, 1) and "invalid" not in edge.stderr, edge.stderr
+    two = tmp_path / "two_prompts.json"  # the fewest prompts a pool may have
+    two.write_text(json.dumps({**doc, "pools": {"sentiment": doc["pools"]["sentiment"][:2]}}))
+    edge = main_in_process("harness.calibrate", "--pools", str(two), "--datasets", "1", "--metrics", "sentiment")
+    assert edge.returncode in (0, 1) and "must be finite scores" not in edge.stderr, edge.stderr
     findings = tmp_path / "findings.json"
     findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
     stored = json.loads(first.read_text())
+    pools_bad = []
+    for name, pools in [("empty", {}), ("flat", {"sentiment": [0.1, 0.2, 0.3]}),
+                        ("one_prompt", {"sentiment": [[0.1, 0.2, 0.3, 0.4]]}),
+                        ("not_finite", {"sentiment": [[0.1, None], [0.2, 0.3]]}),
+                        ("words", {"sentiment": [["a", "b"], ["c", "d"]]})]:
+        path = tmp_path / f"pools_{name}.json"
+        path.write_text(json.dumps({**stored, "pools": pools}))
+        pools_bad.append((path, "has no pools of scores" if not pools else
+                          "pool 'sentiment' must be finite scores, [prompts >= 2][continuations]"))
     no_settings = tmp_path / "no_settings.json"
     no_settings.write_text(json.dumps({**stored, "settings": None}))
     no_seed = tmp_path / "no_seed.json"
@@ -173,7 +190,7 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
                           (no_settings, "field 'settings' = None: must be an object"),
                           (no_seed, "field 'settings.dataset_seed (or settings.run.seed)' = None"),
                           (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
-                          (tmp_path / "x.pkl", "must be a .json calibration document")]:
+                          (tmp_path / "x.pkl", "must be a .json calibration document"), *pools_bad]:
         proc = main_in_process("harness.calibrate", "--pools", str(path), "--datasets", "5")
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -183,10 +200,14 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     (["--pool", "3", "--samples", "2"], "--pool/--samples 3/2 is invalid: must be a pool of at least 2 × samples"),
     (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
     (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
+    (["--alpha", "0"], "--alpha 0.0 is invalid: must be in (0, 1)"),
     (["--margin", "0"], "--margin 0.0 is invalid: must be finite and > 0"),
     (["--margin", "inf"], "--margin inf is invalid: must be finite and > 0"),
     (["--shift", "nan"], "--shift nan is invalid: must be a finite number"),
     (["--seed", "-1"], "--seed -1 is invalid: must be an integer >= 0"),
+    (["--datasets", "0"], "--datasets 0 is invalid: must be >= 1"),
+    (["--samples", "0"], "--samples 0 is invalid: must be >= 1"),
+    (["--resamples", "99"], "--resamples 99 is invalid: must be >= 100"),
     (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
     (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
 ])
