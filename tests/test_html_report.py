@@ -288,6 +288,19 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
     assert "identity: supported, effect +0.0000" in out and "results table drawn by pytest-html's script: 2 rows" in out
 
 
+def _summary_page(evidence_run, tmp_path, extra_css: str):
+    """The run's summary table alone on a page with the report's style plus ``extra_css``, as
+    headless Chromium sees it."""
+    from harness import browser, html_report
+
+    _, report, _ = evidence_run
+    results = json.loads((report.parent / "f.json").read_text())["claims"]
+    page = tmp_path / "page.html"
+    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra_css}</style></head><body>"
+                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
+    return browser.check_report(str(page))
+
+
 @pytest.mark.parametrize("extra, broken", [
     ("", None),
     (".claims-summary-table { visibility: hidden; }", "shown"),
@@ -299,14 +312,7 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
 def test_browser_check_fails_when_the_summary_is_not_seen(evidence_run, chromium, tmp_path, extra, broken):
     """The check can fail: hidden, covered, unpainted, uncoloured or off-screen summaries are caught
     (the first case, the same page untouched, is the control)."""
-    from harness import browser, html_report
-
-    _, report, _ = evidence_run
-    results = json.loads((report.parent / "f.json").read_text())["claims"]
-    page = tmp_path / "page.html"
-    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra}</style></head><body>"
-                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
-    view = browser.check_report(str(page))
+    view = _summary_page(evidence_run, tmp_path, extra)
     assert [r.cells["Claim"] for r in view.rows] == ["identity", "no_effect"]
     if broken is None:
         assert view.all_visible
@@ -365,14 +371,7 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     "h2 { height: 5900px; margin: 0; } .claims-summary-table td { height: 300px; vertical-align: top; }",
 ])
 def test_rows_outside_the_window_are_not_visible(evidence_run, chromium, tmp_path, extra):
-    from harness import browser, html_report
-
-    _, report, _ = evidence_run
-    results = json.loads((report.parent / "f.json").read_text())["claims"]
-    page = tmp_path / "page.html"
-    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra}</style></head><body>"
-                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
-    view = browser.check_report(str(page))
+    view = _summary_page(evidence_run, tmp_path, extra)
     assert len(view.rows) == 2 and not any(r.in_viewport or r.visible for r in view.rows)
 
 
