@@ -60,14 +60,12 @@ _MEASURE = r"""
             shown: shown(tr) && shown(cell), hit: !!hit && cell.contains(hit), background: bg};
   }) : [];
   const rheads = [...document.querySelectorAll('#results-table thead th')].map(c => c.textContent.trim());
-  const vcol = rheads.indexOf('Verdict');
   const results = [...document.querySelectorAll('#results-table tbody.results-table-row')].map(tb => {
     const tr = tb.querySelector('tr');
     return {cells: tr ? [...tr.cells].map(c => c.textContent.trim()) : []};
   });
-  return {heads, rows, result_heads: rheads, verdict_col: vcol, results,
-          bottom: table ? table.getBoundingClientRect().bottom + window.scrollY : 0,
-          title: document.title};
+  return {heads, rows, result_heads: rheads, results,
+          bottom: table ? table.getBoundingClientRect().bottom + window.scrollY : 0};
 })()
 """
 
@@ -108,9 +106,10 @@ class BrowserView:
 
 def find_chromium() -> str:
     """The Chromium binary: ``$CAUSAL_HEADS_CHROMIUM`` or the first of :data:`CANDIDATES` on PATH."""
-    path = os.environ.get("CAUSAL_HEADS_CHROMIUM") or next(filter(None, map(shutil.which, CANDIDATES)), None)
-    if path and shutil.which(path):
-        return shutil.which(path)
+    named = os.environ.get("CAUSAL_HEADS_CHROMIUM")
+    found = shutil.which(named) if named else next(filter(None, map(shutil.which, CANDIDATES)), None)
+    if found:
+        return found
     raise UserError("no Chromium found (looked for $CAUSAL_HEADS_CHROMIUM and " + ", ".join(CANDIDATES)
                     + "); install Debian's package: apt-get install -y chromium")
 
