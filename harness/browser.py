@@ -103,6 +103,12 @@ class BrowserView:
     def all_visible(self) -> bool:
         return bool(self.rows) and all(r.visible for r in self.rows)
 
+    def save_screenshot(self, path: str) -> None:
+        """Write the PNG atomically (an interrupted write leaves no half file)."""
+        from harness.results import atomic_write
+
+        atomic_write(path, lambda fh: fh.write(self.screenshot))
+
 
 def find_chromium() -> str:
     """The Chromium binary: ``$CAUSAL_HEADS_CHROMIUM`` or the first of :data:`CANDIDATES` on PATH."""
@@ -266,14 +272,17 @@ def check_report(path: str, timeout: float = 60.0, width: int = WIDTH) -> Browse
             target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
             session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             tools.send("Page.enable", session=session)
-            tools.send("Emulation.setDeviceMetricsOverride",
-                       {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session)
+
+            def window(height: int) -> None:  # one screenshot pixel per CSS pixel
+                tools.send("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+
+            window(900)
             tools.send("Page.navigate", {"url": url}, session)
             tools.wait_event("Page.loadEventFired", session)
             page = _evaluate(tools, session)
             height = int(min(max(page["bottom"] + 20, 200), MAX_HEIGHT))
-            tools.send("Emulation.setDeviceMetricsOverride",
-                       {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+            window(height)
             page = _evaluate(tools, session)  # boxes and hit tests in the final viewport
             png = base64.b64decode(tools.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
         finally:
@@ -311,9 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     view = check_report(args.report, timeout=args.timeout)
     if args.screenshot:
-        from harness.results import atomic_write
-
-        atomic_write(args.screenshot, lambda fh: fh.write(view.screenshot))
+        view.save_screenshot(args.screenshot)
     print(f"{view.browser}: {args.report} at {view.viewport[0]}x{view.viewport[1]}")
     for r in view.rows:
         state = "visible" if r.visible else (f"NOT visible (in viewport {r.in_viewport}, shown {r.shown}, "

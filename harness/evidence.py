@@ -77,7 +77,6 @@ def screenshot(out: str, job: str) -> bool | None:
     (False) and the job goes on too: the findings are what the run produced."""
     from harness import browser
     from harness.errors import UserError
-    from harness.results import atomic_write
 
     html, png = os.path.join(out, "evidence.html"), os.path.join(out, "evidence.png")
     try:
@@ -88,7 +87,7 @@ def screenshot(out: str, job: str) -> bool | None:
     except (RuntimeError, OSError) as exc:
         print(f"{job}: no screenshot: the browser failed: {exc}", file=sys.stderr, flush=True)
         return None
-    atomic_write(png, lambda fh: fh.write(view.screenshot))
+    view.save_screenshot(png)
     seen = sum(r.visible for r in view.rows)
     line = f"{view.browser}: {seen} of {len(view.rows)} claims' summary rows visible; screenshot {png}"
     print(line if view.all_visible else f"{job}: NOT all visible: {line}", flush=True)

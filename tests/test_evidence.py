@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from harness.claims import claims_toml
 
@@ -15,6 +14,18 @@ ROWS = [
     {**TINY, "id": "other_model", "model": "smollm2-135m", "source": "gratitude", "heads": "21:1",
      "metric": "sentiment", "direction": "increase"},
 ]
+
+
+def _has_chromium() -> bool:
+    """The lookup the job itself uses (``$CAUSAL_HEADS_CHROMIUM``, then the usual names)."""
+    from harness.browser import find_chromium
+    from harness.errors import UserError
+
+    try:
+        find_chromium()
+    except UserError:
+        return False
+    return True
 
 
 def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli):
@@ -34,7 +45,7 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
     up = by_id["gratitude_up"]
     assert "claim 1/2 identity: effect +0.0000" in proc.stdout
     assert f"claim 2/2 gratitude_up: effect {up['effect']['mean']:+.4f}" in proc.stdout
-    if shutil.which("chromium"):  # harness.browser opened the report: every summary row visible
+    if _has_chromium():  # harness.browser opened the report: every summary row visible
         assert "2 of 2 claims' summary rows visible; screenshot " in proc.stdout
         assert (out / "evidence.png").read_bytes()[:4] == b"\x89PNG"
     else:
