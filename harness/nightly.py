@@ -1,78 +1,9 @@
-"""The nightly regression of findings as one command (the workflow runs it; so can you).
+"""``python -m harness.nightly``: the same as ``causal-heads nightly`` (:mod:`harness.cli.nightly`)."""
 
-    python -m harness.nightly [--last LAST.json] [--out reports] [-- PYTEST ARGS...]
-
-1-2. As ``harness.evidence`` (the main job), for every model's claims: ``pytest causal_tests -m
-   claim --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus
-   PYTEST ARGS, then the markdown report and plots. Claims that do not hold are findings, not
-   a broken night; a usage or internal error, no claim collected or no new findings document
-   stops with exit 3.
-3. Compares with LAST when that file exists (``harness.regress``); a missing LAST is the
-   first night and says so.
-4. Writes OUT/nightly.md (verdicts, what changed, the regression table); when
-   ``$GITHUB_STEP_SUMMARY`` is set, appends it there too.
-
-Exit status: 0, 1 when a finding was lost, 2 on unusable input, 3 when the claims run broke.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
-
+from harness.cli.nightly import main
 from harness.errors import run_cli
-from harness.evidence import BROKEN
 
-
-def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, last: str | None) -> str:
-    from harness.evidence import verdict_table
-    from harness.report import cell
-
-    out = ["# Nightly findings", "", *verdict_table(doc)]
-    out += ["", "## Against the last night", ""]
-    if rows is None:
-        out.append(f"no earlier findings at {cell(last)}: nothing to compare" if last else "no earlier findings given")
-        return "\n".join(out) + "\n"
-    out += [f"- {cell(line).replace(' -&gt; ', ' → ')}" for line in context] or ["- inputs unchanged (commit, packages, weights, data files)"]
-    out.append("")
-    if not rows:
-        out.append("no changes: every verdict and effect is as before")
-    else:
-        out += ["| claim | change | old → new | detail |", "|---|---|---|---|"]
-        out += [f"| {cell(r['claim'])} | {'**LOST** ' if r['lost'] else ''}{cell(r['change'])} | "
-                f"{cell(r['old'])} → {cell(r['new'])} | {cell(r['detail'])} |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.nightly", description=__doc__.splitlines()[0])
-    ap.add_argument("--last", help="last night's findings.json (absent file: first night)")
-    ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
-    ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")
-    args = ap.parse_args(argv)
-    from harness import regress
-    from harness.evidence import run_claims
-    from harness.results import atomic_write_text
-
-    # read last night's document first: a bad one should not cost a whole claims run
-    last = regress.load_document(args.last) if args.last and os.path.isfile(args.last) else None
-    out = os.path.abspath(args.out)
-    doc = run_claims(out, args.pytest_args, "nightly")
-    if doc is None:
-        return BROKEN
-    rows, context = None, []
-    if last is not None:
-        context, rows = regress.regression(last, doc)
-        print(regress.format_report(context, rows))
-    else:
-        print(f"no earlier findings at {args.last}: nothing to compare" if args.last else "no --last: nothing to compare")
-    text = summary_markdown(doc, context, rows, args.last)
-    atomic_write_text(os.path.join(out, "nightly.md"), text)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(text)
-    return 1 if regress.lost_claims(rows or []) else 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     run_cli(main)

@@ -21,8 +21,17 @@ from importlib import metadata
 
 from harness.errors import UserError
 
-PACKAGES = ("torch", "transformers", "transformer-lens", "numpy", "scipy", "statsmodels", "vaderSentiment",
-            "gguf", "causal-heads")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "transformer-lens",
+    "numpy",
+    "scipy",
+    "statsmodels",
+    "vaderSentiment",
+    "gguf",
+    "causal-heads",
+)
 EXTENSIONS = (".json", ".pkl")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,11 +47,20 @@ def repo_path(path: str) -> str:
     return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
 
 
+def shown_path(path: str) -> str:
+    """``path`` relative to the working directory when inside it, else absolute: how a rerun
+    command, typed where the run was started, names a file."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def git_info() -> dict:
     root = REPO_ROOT
 
     def git(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
+
     try:
         head = git("rev-parse", "HEAD")
         status = git("status", "--porcelain")
@@ -64,8 +82,12 @@ def package_versions() -> dict:
 
 
 def environment() -> dict:
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "packages": package_versions(), "git": git_info()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_info(),
+    }
 
 
 def json_safe(obj):
@@ -97,8 +119,10 @@ def write_result(doc: dict, path: str) -> None:
     """Write ``doc`` as JSON or pickle (by extension), atomically."""
     check_output_path(path)
     if path.endswith(".json"):
-        atomic_write(path, lambda fh: fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False,
-                                                          allow_nan=False).encode()))
+        atomic_write(
+            path,
+            lambda fh: fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode()),
+        )
     else:
         atomic_write(path, lambda fh: pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -134,7 +158,6 @@ def read_json(path: str) -> dict:
 
 def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
     """A JSON document of ours, validated for ``schema`` and ``version``; ``UserError`` naming the file."""
-    from harness.errors import UserError
 
     try:
         doc = read_json(path)
@@ -147,8 +170,9 @@ def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise UserError(f"{path}: not a {what} document (schema must be {schema!r})")
     if type(doc.get("schema_version")) is not int or doc["schema_version"] != version:  # not true, not 1.0
-        raise UserError(f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported "
-                        f"(this code reads {version})")
+        raise UserError(
+            f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported (this code reads {version})"
+        )
     return doc
 
 

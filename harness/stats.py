@@ -77,8 +77,14 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=n_resamples,
-                                  method=method, rng=np.random.default_rng(seed))
+            res = stats.bootstrap(
+                (x,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=n_resamples,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             if smallest_p(x, "two-sided") >= 1 - confidence and not low <= 0 <= high:
@@ -87,8 +93,9 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
     raise ValueError("bootstrap failed to produce a finite interval")
 
 
-def bootstrap_mean_ci_grid(values, *, seed: int, confidence: float = 0.95,
-                           n_resamples: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_mean_ci_grid(
+    values, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bootstrap_mean_ci` for every cell of a ``[..., n_prompts]`` array: ``(low, high)``."""
     x = np.asarray(values, dtype=float)
     low, high = np.empty(x.shape[:-1]), np.empty(x.shape[:-1])
@@ -136,7 +143,7 @@ def sign_flip_p(values, *, alternative: str, n_permutations: int, seed: int) -> 
         raise ValueError(f"alternative {alternative!r} is not one of {ALTERNATIVES}")
     observed = x.mean()
     if x.size <= 16:
-        patterns = ((np.arange(2 ** x.size)[:, None] >> np.arange(x.size)) & 1) * 2 - 1
+        patterns = ((np.arange(2**x.size)[:, None] >> np.arange(x.size)) & 1) * 2 - 1
         null = (patterns * x).mean(axis=1)
         hits = _tail(null, observed, alternative)
         return float(hits.mean()), 0
@@ -165,8 +172,15 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float, alternative: str,
     return abs(float(dz)) * sd
 
 
-def paired_effect(values, *, alternative: str = "greater", alpha: float = 0.05, seed: int,
-                  n_resamples: int = 10_000, n_permutations: int = 10_000) -> Effect:
+def paired_effect(
+    values,
+    *,
+    alternative: str = "greater",
+    alpha: float = 0.05,
+    seed: int,
+    n_resamples: int = 10_000,
+    n_permutations: int = 10_000,
+) -> Effect:
     """Mean difference with bootstrap CI, sign-flip p, Cohen's dz, direction share and MDE."""
     x = np.asarray(values, dtype=float)
     ci = bootstrap_mean_ci(x, seed=seed, n_resamples=n_resamples)
@@ -176,9 +190,20 @@ def paired_effect(values, *, alternative: str = "greater", alpha: float = 0.05, 
     moved = x > 0 if alternative != "less" else x < 0
     if alternative == "two-sided":
         moved = x != 0
-    return Effect(mean=ci.mean, ci_low=ci.ci_low, ci_high=ci.ci_high, ci_method=ci.method, p_value=p,
-                  alternative=alternative, cohens_dz=dz, frac_in_direction=float(moved.mean()), n=int(x.size),
-                  n_permutations=draws, seed=seed, mde=minimum_detectable_effect(sd, int(x.size), alpha, alternative))
+    return Effect(
+        mean=ci.mean,
+        ci_low=ci.ci_low,
+        ci_high=ci.ci_high,
+        ci_method=ci.method,
+        p_value=p,
+        alternative=alternative,
+        cohens_dz=dz,
+        frac_in_direction=float(moved.mean()),
+        n=int(x.size),
+        n_permutations=draws,
+        seed=seed,
+        mde=minimum_detectable_effect(sd, int(x.size), alpha, alternative),
+    )
 
 
 def smallest_p(values, alternative: str = "greater") -> float:
@@ -193,7 +218,7 @@ def smallest_p(values, alternative: str = "greater") -> float:
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative {alternative!r} is not one of {ALTERNATIVES}")
     m = int(np.count_nonzero(np.asarray(values, dtype=float)))
-    return min(1.0, 0.5 ** m * (2 if alternative == "two-sided" else 1))
+    return min(1.0, 0.5**m * (2 if alternative == "two-sided" else 1))
 
 
 def share_at_bound(values, bound: float) -> float:
@@ -205,6 +230,7 @@ def share_at_bound(values, bound: float) -> float:
 
 
 # ---------------------------------------------------------------- the typical prompt: sign test
+
 
 @dataclass(frozen=True)
 class SignTest:
@@ -249,11 +275,21 @@ def sign_test(values, *, alternative: str = "greater", confidence: float = 0.95)
         coverage = float(1 - 2 * binom.cdf(k - 1, n, 0.5))
     else:  # too few prompts for this confidence: the interval is unbounded
         low, high, coverage = -math.inf, math.inf, 1.0
-    return SignTest(median=float(np.median(x)), ci_low=low, ci_high=high, confidence=coverage, n_up=up,
-                    n_down=down, n_zero=n - up - down, p_value=p, alternative=alternative)
+    return SignTest(
+        median=float(np.median(x)),
+        ci_low=low,
+        ci_high=high,
+        confidence=coverage,
+        n_up=up,
+        n_down=down,
+        n_zero=n - up - down,
+        p_value=p,
+        alternative=alternative,
+    )
 
 
 # ---------------------------------------------------------------- equivalence
+
 
 @dataclass(frozen=True)
 class Equivalence:
@@ -310,6 +346,7 @@ def nonequivalence_p(values, *, margin: float) -> float:
 
 
 # ---------------------------------------------------------------- controls and corrections
+
 
 @dataclass(frozen=True)
 class RandomHeadControl:

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from harness.calibrate import TESTS, calibrate, null_deltas, score_pool
-from harness.generation import GenerationConfig, generate
+from harness.analysis.calibrate import TESTS, calibrate, null_deltas, score_pool
 from harness.metrics.next_token import keyword_tracks
-from harness.prompts import load_prompt_set
+from harness.run.generation import GenerationConfig, generate
+from harness.run.prompts import load_prompt_set
 
 
 def test_null_deltas_split_distinct_continuations_of_each_prompt():
@@ -99,10 +99,12 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
     assert doc["settings"]["generation"]["n_samples"] == 4 and doc["provenance"]["model"]["weights_sha256"]
 
     # a test that rejects too often on null data fails the command (exit 1) and is named
+    import harness.analysis.calibrate as calibration
     import harness.stats
 
-    monkeypatch.setattr(harness.stats, "sign_flip_p", lambda x, **kw: (0.01, kw["n_permutations"]))
-    liberal = main_in_process("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "6", "--max-tokens", "2",
+    for module in (harness.stats, calibration):  # paired_effect calls it from stats; calibrate by its own name
+        monkeypatch.setattr(module, "sign_flip_p", lambda x, **kw: (0.01, kw["n_permutations"]))
+    liberal = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--n-prompts", "6", "--max-tokens", "2",
                               "--pool", "2", "--datasets", "20", "--metrics", "gratitude_logprob")
     assert liberal.returncode == 1
     assert "rejects more often than alpha 0.05 on null data: gratitude_logprob mean_increase, " \
@@ -112,18 +114,17 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
     # so does a CI that misses the true mean: here one that never covers it (re-analysed from the stored pools)
     monkeypatch.setattr(harness.stats, "bootstrap_mean_ci",
                         lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0, 0.95))
-    narrow = main_in_process("harness.calibrate", "--pools", str(out), "--datasets", "20", "--metrics", "sentiment")
+    narrow = main_in_process("harness.cli.calibrate", "--pools", str(out), "--datasets", "20", "--metrics", "sentiment")
     assert narrow.returncode == 1 and "rejects more often" not in narrow.stderr
     assert "the 95% bootstrap CI of the mean covers the true mean less often than that: sentiment (0.000)" \
         in narrow.stderr
 
 
 def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_process, tmp_path, monkeypatch):
-    import harness.generation
-    import harness.models
+    import harness.cli.calibrate as calibrate_cli
 
     first = tmp_path / "first.json"
-    proc = main_in_process("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "8", "--max-tokens", "3",
+    proc = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--n-prompts", "8", "--max-tokens", "3",
                            "--pool", "6", "--datasets", "30", "--metrics", "gratitude_logprob,sentiment",
                            "--output", str(first))
     assert proc.returncode == 0, proc.stderr
@@ -132,10 +133,10 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     def no_generation(*a, **kw):
         raise AssertionError("--pools must not load a model or generate")
 
-    monkeypatch.setattr(harness.models, "load_model", no_generation)
-    monkeypatch.setattr(harness.generation, "generate", no_generation)
+    monkeypatch.setattr(calibrate_cli, "load_model", no_generation)
+    monkeypatch.setattr(calibrate_cli, "generate", no_generation)
     again = tmp_path / "again.json"
-    proc = main_in_process("harness.calibrate", "--pools", str(first), "--samples", "3", "--datasets", "40",
+    proc = main_in_process("harness.cli.calibrate", "--pools", str(first), "--samples", "3", "--datasets", "40",
                            "--metrics", "sentiment", "--alpha", "0.1", "--output", str(again))
     assert proc.returncode == 0, proc.stderr
     redo = json.loads(again.read_text())
@@ -148,7 +149,7 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     assert redo["provenance"]["pools_from"]["path"] == str(first)
     assert len(redo["provenance"]["pools_from"]["sha256"]) == 64
     # the same datasets from the same pools: the stored analysis is reproduced exactly
-    same = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "30", "--metrics",
+    same = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "30", "--metrics",
                            "gratitude_logprob,sentiment")
     assert same.returncode == 0
     lines = {line.split()[0]: line for line in same.stdout.splitlines()[2:4]}
@@ -160,15 +161,15 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
            (["--samples", "4"], "--samples 4 is invalid: " + f"{first} holds 6 continuations per prompt"),
            (["--metrics", "nrc_joy"], f"metric 'nrc_joy' is not in {first}; it has: gratitude_logprob, sentiment")]
     for args, message in bad:
-        proc = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "5", *args)
+        proc = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "5", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     # the smallest valid settings are accepted: one dataset, seed 0
-    edge = main_in_process("harness.calibrate", "--pools", str(first), "--datasets", "1", "--seed", "0",
+    edge = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "1", "--seed", "0",
                            "--metrics", "sentiment", "--resamples", "100", "--margin", "0.5", "--alpha", "0.999")
     assert edge.returncode in (0, 1) and "invalid" not in edge.stderr, edge.stderr
     two = tmp_path / "two_prompts.json"  # the fewest prompts a pool may have
     two.write_text(json.dumps({**doc, "pools": {"sentiment": doc["pools"]["sentiment"][:2]}}))
-    edge = main_in_process("harness.calibrate", "--pools", str(two), "--datasets", "1", "--metrics", "sentiment")
+    edge = main_in_process("harness.cli.calibrate", "--pools", str(two), "--datasets", "1", "--metrics", "sentiment")
     assert edge.returncode in (0, 1) and "must be finite scores" not in edge.stderr, edge.stderr
     findings = tmp_path / "findings.json"
     findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
@@ -191,7 +192,7 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
                           (no_seed, "field 'settings.dataset_seed (or settings.run.seed)' = None"),
                           (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
                           (tmp_path / "x.pkl", "must be a .json calibration document"), *pools_bad]:
-        proc = main_in_process("harness.calibrate", "--pools", str(path), "--datasets", "5")
+        proc = main_in_process("harness.cli.calibrate", "--pools", str(path), "--datasets", "5")
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -212,5 +213,5 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
 ])
 def test_calibrate_cli_bad_input_exits_2(main_in_process, args, message):
-    proc = main_in_process("harness.calibrate", "--n-prompts", "4", "--pool", "2", "--datasets", "5", *args)
+    proc = main_in_process("harness.cli.calibrate", "--n-prompts", "4", "--pool", "2", "--datasets", "5", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

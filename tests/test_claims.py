@@ -12,12 +12,14 @@ import pytest
 # torch (imported by harness.models) must be in sys.modules before a pytester test starts: the
 # pytester fixture restores sys.modules afterwards, and importing torch again in the same
 # process then crashes (seen: a segmentation fault when these tests ran alone)
-import harness.models  # noqa: F401
-from harness.claims import claims_toml, load_claim_files, load_claims, with_overrides
+import harness.model.loading  # noqa: F401
+from harness.claims.spec import claims_toml, load_claim_files, load_claims, with_overrides
 from harness.errors import UserError
-from harness.plugin import claim_params
+from harness.pytest_plugin.plugin import claim_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "causal_tests", "claims.toml")
+SHIPPED_FILES = [SHIPPED, os.path.join(ROOT, "causal_tests", "sweep_claims.toml")]
 BASE = {"id": "c1", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
         "metric": "gratitude_keywords", "direction": "increase"}
 
@@ -29,7 +31,7 @@ def _load(tmp_path, rows):
 
 
 def test_shipped_claims_load_and_cover_the_seed():
-    claims = load_claims()
+    claims = load_claims(SHIPPED)
     ids = {c.id for c in claims}
     assert len(ids) == len(claims) >= 10
     seed = [c for c in claims if c.model == "gpt2"]
@@ -97,7 +99,7 @@ def test_numeric_fields_accept_their_edges_and_refuse_just_beyond(tmp_path, fiel
 
 
 def test_overrides_are_validated_and_the_message_names_them():
-    c = load_claims()[0]
+    c = load_claims(SHIPPED)[0]
     assert with_overrides(c, n_prompts=None) is c
     with pytest.raises(UserError) as info:
         with_overrides(c, n_prompts=500, seed=1)
@@ -149,7 +151,7 @@ def test_claims_toml_round_trips_and_ids_are_unique_across_files(tmp_path):
 
 
 def test_overrides_apply_only_given_values():
-    c = load_claims()[0]
+    c = load_claims(SHIPPED)[0]
     o = with_overrides(c, n_prompts=10, samples=None, seed=3)
     assert (o.n_prompts, o.samples, o.seed) == (10, c.samples, 3)
 
@@ -158,8 +160,8 @@ def test_k_selects_exactly_the_head_1_10_claims(pytester):
     result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests"), "--co", "-q", "-k", "head_1_10",
                                            "-p", "no:cacheprovider")
     ids = [line for line in result.outlines if "::" in line]
-    expected = [c.test_id for c in load_claim_files() if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
-    assert sorted(i.split("[")[1].rstrip("]") for i in ids) == sorted(expected) and len(expected) == 4
+    expected = [c.test_id for c in load_claim_files(SHIPPED_FILES) if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
+    assert sorted(i.split("::")[1] for i in ids) == sorted(expected) and len(expected) == 4
 
 
 def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
@@ -175,12 +177,11 @@ def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
-    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests", "test_claims.py"), "-m", "not slow",
-                                           "--claims", str(claims), "--findings", str(findings),
+    result = pytester.runpytest_subprocess("-m", "not slow", "--claims", str(claims), "--findings", str(findings),
                                            "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=1, failed=2, deselected=1)
     out = result.stdout.str()
-    assert "random_model_no_effect: not supported" in out and f"rerun: pytest causal_tests --claims {claims} -k" in out
+    assert "random_model_no_effect: not supported" in out and "rerun: pytest claims.toml -k" in out
     assert "broken: error: UserError: head 1:99 is out of range for tiny-gpt2" in out
     doc = json.loads(findings.read_text())
     assert doc["schema"] == "causal-heads/findings" and doc["schema_version"] == 1
@@ -194,8 +195,8 @@ def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
 
 
 def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
-    from harness.claim_runner import ClaimSession
-    from harness.claims import Claim
+    from harness.claims.session import ClaimSession
+    from harness.claims.spec import Claim
 
     claim = Claim(id="x", model="tiny-gpt2", heads="1:10,0:3", patch_mode="z", source="gratitude",
                   metric="sentiment", direction="increase", random_heads=20)
@@ -210,19 +211,20 @@ def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
     assert len(versus_1_3) == 10 and all((1, 3) not in s for s in versus_1_3)
 
 
-def test_rerun_commands_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
-    """``pytest causal_tests`` runs from the repo root, so a claims path is root-relative (or absolute)."""
+def test_rerun_commands_name_the_claim_file_as_typed_where_the_run_started(tmp_path, monkeypatch):
+    """A rerun command is typed where the run was started: the claim file relative to that
+    directory when inside it, else absolute."""
     import dataclasses
 
-    from harness.claim_runner import ClaimResult
+    from harness.claims.result import ClaimResult
 
-    claim = load_claims()[0]
+    claim = load_claims(SHIPPED)[0]
     monkeypatch.chdir(tmp_path)
-    inside, outside = os.path.join(ROOT, "causal_tests", "extra.toml"), str(tmp_path / "mine.toml")
+    inside, outside = str(tmp_path / "causal_tests" / "extra.toml"), os.path.join(ROOT, "mine.toml")
     for file, shown in ((inside, os.path.join("causal_tests", "extra.toml")), (outside, outside)):
         cmd = ClaimResult(claim=dataclasses.replace(claim, file=file)).rerun_command()
-        assert cmd.startswith(f"pytest causal_tests --claims {shown} -k '{claim.test_id}' --seed {claim.seed}")
-    assert ClaimResult(claim=claim).rerun_command().startswith(f"pytest causal_tests -k '{claim.test_id}'")
+        assert cmd.startswith(f"pytest {shown} -k '{claim.test_id}' --seed {claim.seed}")
+    assert ClaimResult(claim=dataclasses.replace(claim, file="")).rerun_command().startswith(f"pytest -k '{claim.test_id}'")
 
 
 def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_gpt2):
@@ -230,8 +232,8 @@ def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_g
     the sign claim's is the exact sign test's, and its random heads are compared on medians."""
     import numpy as np
 
-    from harness.claim_runner import ClaimSession
-    from harness.claims import Claim
+    from harness.claims.session import ClaimSession
+    from harness.claims.spec import Claim
 
     base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
             "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 8, "max_tokens": 4, "random_heads": 2}
@@ -260,8 +262,8 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
     """
     import numpy as np
 
-    from harness.claim_runner import ClaimSession
-    from harness.claims import Claim, Condition
+    from harness.claims.session import ClaimSession
+    from harness.claims.spec import Claim, Condition
 
     base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
             "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 6, "max_tokens": 3, "random_heads": 2}
@@ -302,9 +304,8 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
-    test_file = os.path.join(ROOT, "causal_tests", "test_claims.py")
-    common = ("--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
-    result = pytester.runpytest_subprocess(test_file, "--profile", "greedy", "--n-prompts", "5", *common)
+    common = ("--findings", str(findings), "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest_subprocess(str(claims), "--profile", "greedy", "--n-prompts", "5", *common)
     result.assert_outcomes(passed=1)
     doc = json.loads(findings.read_text())
     (res,) = doc["claims"]
@@ -313,7 +314,7 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
     assert len(res["per_prompt"]["delta"]) == 5 and res["rerun"].endswith("--n-prompts 5 --samples 1 --profile greedy")
 
     # through pytest in a real process: one message, exit 2, no traceback
-    result = pytester.runpytest_subprocess(test_file, "--profile", "greedy", "--samples", "3", *common)
+    result = pytester.runpytest_subprocess(str(claims), "--profile", "greedy", "--samples", "3", *common)
     out = result.stdout.str()
     assert result.ret == 2 and "with --profile greedy --samples 3: claim 'identity': field" in out, out
     assert "Traceback" not in out and "During handling" not in out and "harness/" not in out
@@ -322,7 +323,7 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
            (("--profile", "gredy"), "unknown profile 'gredy'. Did you mean 'greedy'?")]
     for args, message in bad:
         with pytest.raises(UserError) as info:
-            claim_params(pytester.parseconfig("-p", "harness.plugin", "--claims", str(claims), *args))
+            claim_params(pytester.parseconfig("--claims", str(claims), *args))
         assert message in str(info.value)
 
 
@@ -335,19 +336,18 @@ def test_random_heads_option_sizes_every_existing_control_and_reruns_say_so(pyte
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
-    test_file = os.path.join(ROOT, "causal_tests", "test_claims.py")
     common = ("--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
-    pytester.runpytest_subprocess(test_file, "--random-heads", "3", *common)
+    pytester.runpytest_subprocess("--random-heads", "3", *common)
     by_id = {c["claim"]["id"]: c for c in json.loads(findings.read_text())["claims"]}
     assert by_id["with_control"]["claim"]["random_heads"] == 3 and len(by_id["with_control"]["random_control"]["null"]) == 3
     assert by_id["without_control"]["claim"]["random_heads"] == 0 and by_id["without_control"]["random_control"] is None
     assert by_id["with_control"]["rerun"].endswith("--random-heads 3")
     with pytest.raises(UserError, match="with --random-heads -1: claim 'with_control': field 'random_heads' = -1"):
-        claim_params(pytester.parseconfig("-p", "harness.plugin", "--claims", str(claims), "--random-heads", "-1"))
+        claim_params(pytester.parseconfig("--claims", str(claims), "--random-heads", "-1"))
 
 
 def test_a_profile_for_claims_keeps_generation_settings_and_refuses_what_claims_cannot_take(tmp_path):
-    from harness.config import profile_claim_settings
+    from harness.run.profiles import profile_claim_settings
 
     path = tmp_path / "profiles.toml"
     path.write_text('[fast]\ndescription = "x"\ndo_sample = false\nmax_tokens = 8\nbatch_size = 16\n'
@@ -383,8 +383,8 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
     untestable when so few prompts changed that no test can reach alpha (2**-m >= alpha)."""
     import numpy as np
 
-    from harness.claim_runner import data_warnings
-    from harness.claims import Claim
+    from harness.claims.spec import Claim
+    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
 
     kw, senti = get_metric("gratitude_keywords"), get_metric("sentiment")
@@ -417,9 +417,9 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
 def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt2):
     """The tiny random model never writes a gratitude word: the claim is evaluated, stays
     "not supported", and carries floor + untestable warnings into its message and findings."""
-    from harness.claim_runner import ClaimSession
-    from harness.claims import Claim
-    from harness.report import render_markdown
+    from harness.claims.session import ClaimSession
+    from harness.claims.spec import Claim
+    from harness.report.markdown import render_markdown
 
     claim = Claim(**{**BASE, "n_prompts": 6, "max_tokens": 4})
     session = ClaimSession([claim], n_resamples=500)
@@ -441,8 +441,8 @@ def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt
 
 def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats=None, statistic="mean",
                  margin=None):
-    from harness.claim_runner import ClaimResult
-    from harness.claims import Claim
+    from harness.claims.result import ClaimResult
+    from harness.claims.spec import Claim
 
     claim = Claim(id=cid, model="tiny-gpt2", heads="1:10", patch_mode="z", source="gratitude", metric="sentiment",
                   direction=direction, margin=margin, statistic=statistic)
@@ -456,7 +456,7 @@ def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats
 
 
 def _verdicts(results, correction="holm"):
-    from harness.claim_runner import ClaimSession
+    from harness.claims.session import ClaimSession
 
     session = ClaimSession([r.claim for r in results], correction=correction)
     by_id = {r.claim.id: r for r in results}
@@ -514,8 +514,8 @@ def test_data_warnings_at_their_exact_boundaries():
     """Each warning's threshold is inclusive: 90% of prompts at the bound (63/70) warns; an
     equivalence interval exactly twice the margin wide is untestable; a smallest attainable p
     equal to alpha (4 changed prompts, alpha = 2**-4) is untestable."""
-    from harness.claim_runner import data_warnings
-    from harness.claims import Claim
+    from harness.claims.spec import Claim
+    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
     from harness.stats import tost
 
@@ -556,8 +556,8 @@ def test_data_warnings_at_their_exact_boundaries():
     ("increase", None, None, None),  # not recorded: no claim about it
 ])
 def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, changed, inert):
-    from harness.claim_runner import data_warnings
-    from harness.claims import Claim, Condition
+    from harness.claims.spec import Claim, Condition
+    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
 
     row = {**BASE, "direction": direction, "margin": 0.5 if direction == "equivalent" else None}
@@ -601,7 +601,7 @@ def test_verdict_thresholds_are_strict_and_use_the_deciding_statistics_ci():
 
 
 def test_the_live_progress_line_shows_effect_raw_p_changes_and_warnings():
-    from harness.claim_runner import _progress_line
+    from harness.claims.result import _progress_line
 
     r = _stub_result("c", p=0.00123, p_refute=0.99, ci=(0.1, 0.5))
     r.text_changed = {"patched_vs_baseline": 12, "n": 70}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.demo import parse_heads
+from harness.cli.demo import parse_heads
 from harness.errors import UserError
 
 
@@ -35,6 +35,6 @@ def test_parse_heads_expands_wildcards():
 
 
 def test_demo_bad_spec_exits_2_without_traceback(main_in_process):
-    proc = main_in_process("harness.demo", "--model", "tiny-gpt2", "--ablate", "1:99", "--max-tokens", "2")
+    proc = main_in_process("harness.cli.demo", "--model", "tiny-gpt2", "--ablate", "1:99", "--max-tokens", "2")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: head 1:99 is out of range for tiny-gpt2 (2 layers × 12 heads)"

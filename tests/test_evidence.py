@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.claims import claims_toml
+from harness.claims.spec import claims_toml
 
 TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
 ROWS = [
@@ -18,8 +18,8 @@ ROWS = [
 
 def _has_chromium() -> bool:
     """The lookup the job itself uses (``$CAUSAL_HEADS_CHROMIUM``, then the usual names)."""
-    from harness.browser import find_chromium
     from harness.errors import UserError
+    from harness.report.browser import find_chromium
 
     try:
         find_chromium()

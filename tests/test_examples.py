@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.claims import Claim, Condition
-from harness.examples import (
-    all_generations,
-    changed_per_prompt,
-    changes_text,
-    pick_examples,
-    text_changes,
-)
-from harness.generation import Generation, GenerationConfig, GenerationResult
+from harness.claims.examples import all_generations, changed_per_prompt, changes_text, pick_examples, text_changes
+from harness.claims.spec import Claim, Condition
+from harness.run.generation import Generation, GenerationConfig, GenerationResult
 
 BASE = {"id": "c1", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
         "metric": "gratitude_keywords", "direction": "increase"}
@@ -91,7 +85,7 @@ def test_examples_are_picked_by_evidence_not_position():
 
 
 def test_inert_warning_when_the_patch_changed_no_generation():
-    from harness.claim_runner import data_warnings
+    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
 
     senti = get_metric("sentiment")
@@ -117,7 +111,7 @@ def test_inert_warning_when_the_patch_changed_no_generation():
 
 def test_a_tiny_model_claim_records_changes_generations_and_examples(tiny_gpt2):
     """End to end: the identity patch changes no text, the zero control does; every prompt is kept."""
-    from harness.claim_runner import ClaimSession
+    from harness.claims.session import ClaimSession
 
     small = {"n_prompts": 6, "max_tokens": 5}
     identity = Claim(**{**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",

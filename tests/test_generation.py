@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import UserError
-from harness.generation import GenerationConfig, _filter_logits, generate, row_seed
+from harness.run.generation import GenerationConfig, _filter_logits, generate, row_seed
 
 PLAIN_PROMPTS = [
     "Hello",
@@ -254,9 +254,9 @@ def test_progress_counts_every_step(tiny_gpt2):
 def test_prompts_past_the_models_context_are_refused_by_name(tiny_gpt2, tiny_llama):
     """GPT-2 would fail in its position embedding (IndexError), a rotary model would run silently
     past its trained context; both are refused before any forward, naming the prompt."""
-    from harness.generation import forward
-    from harness.patching import capture_source
-    from harness.sweep import sweep
+    from harness.analysis.sweep import sweep
+    from harness.patch.source import capture_source
+    from harness.run.generation import forward
 
     assert (tiny_gpt2.context_length, tiny_llama.context_length) == (256, 256)
     long = "word " * 250  # 251 tokens with the GPT-2 tokenizer
@@ -284,7 +284,7 @@ def test_hook_v_sees_exactly_the_values_the_cache_stores(tiny_model):
     GPT-NeoX's per-head [q|k|v]); whatever the layout, hook_v must be what attention uses."""
     from transformers import DynamicCache
 
-    from harness.templating import format_prompts
+    from harness.run.templating import format_prompts
 
     enc = format_prompts(tiny_model.tokenizer, PLAIN_PROMPTS[:2], "plain").encode(tiny_model.tokenizer)
     seen = {}

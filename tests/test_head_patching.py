@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from harness.config import RunConfig, resolve_run_config
+from harness.cli.patch import main
 from harness.errors import UserError, run_cli
-from harness.head_patching import main
 from harness.results import json_safe, write_result
+from harness.run.profiles import RunConfig, resolve_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,10 +81,10 @@ def test_seed_command_on_the_default_model(cli, tmp_path):
 
 def test_patching_with_the_same_source_as_target_changes_nothing(tmp_path, tiny_gpt2):
     """In sampled mode, a z patch from the target prompts themselves gives Δ = 0 everywhere."""
-    from harness.generation import GenerationConfig
-    from harness.head_patching import run_patching
-    from harness.patching import PatchConfig
-    from harness.prompts import load_prompt_set
+    from harness.analysis.head_patching import run_patching
+    from harness.patch.hooks import PatchConfig
+    from harness.run.generation import GenerationConfig
+    from harness.run.prompts import load_prompt_set
 
     targets = load_prompt_set("neutral").head(6)
     doc = run_patching(tiny_gpt2, PatchConfig(((0, 3), (1, 10)), "z"), GenerationConfig(
@@ -145,7 +145,7 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness.head_patching", "--model", "tiny-gpt2", "--head-spec",
                              "1:10", "--emotion", "gratitude", "--max-tokens", "200", "--samples", "8",
                              "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stderr.readline()
         while line and "generating" not in line:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UserError
-from harness.heads import parse_head_spec
+from harness.patch.heads import parse_head_spec
 
 
 def test_resolve_expands_sorts_and_keeps_the_last_valid_head():

@@ -139,8 +139,7 @@ def evidence_run(tmp_path_factory):
     report.write_text("the last run's report")
     old_inode = report.stat().st_ino
     env = {**os.environ, "CAUSAL_HEADS_PROMPTS": str(prompts)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.join(ROOT, "causal_tests", "test_claims.py"),
-                           "--claims", str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--claims", str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
                            "--html", str(report), "--self-contained-html", "-q", "-p", "no:cacheprovider"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout + proc.stderr
@@ -154,7 +153,7 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     assert sorted(p.name for p in tmp_path.glob(".evidence.html*")) == []
     parser = _Blob()
     parser.feed(report.read_text())
-    tests = {k.split("[")[1].rstrip("]"): v[0] for k, v in parser.blob["tests"].items()}
+    tests = {k.split("::")[1]: v[0] for k, v in parser.blob["tests"].items()}
     # provenance in pytest-html's Environment table: the packages the findings record, the commit
     findings_doc = json.loads((tmp_path / "f.json").read_text())
     env = parser.blob["environment"]
@@ -209,7 +208,8 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
 def test_interrupted_report_write_keeps_the_last_report(tmp_path, monkeypatch):
     from pytest_html.selfcontained_report import SelfContainedReport
 
-    from harness import html_report, results
+    from harness import results
+    from harness.pytest_plugin import html as html_report
 
     report = tmp_path / "evidence.html"
     report.write_text("the last complete report")
@@ -247,8 +247,8 @@ def cells_of(fragment) -> list[str]:
 def chromium():
     """Debian's chromium; ``make test`` installs it and sets CAUSAL_HEADS_BROWSER=required, so
     there a missing browser fails instead of skipping."""
-    from harness.browser import find_chromium
     from harness.errors import UserError
+    from harness.report.browser import find_chromium
 
     try:
         return find_chromium()
@@ -259,7 +259,8 @@ def chromium():
 
 
 def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, tmp_path, capsys):
-    from harness import browser
+    from harness.cli import browser as browser_cli
+    from harness.report import browser
 
     _, report, _ = evidence_run
     findings = {c["claim"]["id"]: c for c in json.loads((report.parent / "f.json").read_text())["claims"]}
@@ -282,7 +283,7 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
     assert (int.from_bytes(view.screenshot[16:20], "big"), int.from_bytes(view.screenshot[20:24], "big")) \
         == view.viewport
     shot = tmp_path / "shot.png"
-    assert browser.main([str(report), "--screenshot", str(shot)]) == 0
+    assert browser_cli.main([str(report), "--screenshot", str(shot)]) == 0
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
     assert "identity: supported, effect +0.0000" in out and "results table drawn by pytest-html's script: 2 rows" in out
@@ -291,7 +292,8 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
 def _summary_page(evidence_run, tmp_path, extra_css: str):
     """The run's summary table alone on a page with the report's style plus ``extra_css``, as
     headless Chromium sees it."""
-    from harness import browser, html_report
+    from harness.report import browser
+    from harness.report import html as html_report
 
     _, report, _ = evidence_run
     results = json.loads((report.parent / "f.json").read_text())["claims"]
@@ -324,12 +326,13 @@ def test_browser_check_fails_when_the_summary_is_not_seen(evidence_run, chromium
 
 
 def test_browser_check_without_a_summary_or_a_file(chromium, tmp_path, capsys):
-    from harness import browser
+    from harness.cli import browser as browser_cli
     from harness.errors import UserError
+    from harness.report import browser
 
     page = tmp_path / "empty.html"
     page.write_text("<html><body><p>no claims here</p></body></html>")
-    assert browser.main([str(page)]) == 1
+    assert browser_cli.main([str(page)]) == 1
     assert "no summary table rows on the page" in capsys.readouterr().out
     with pytest.raises(UserError, match="does not exist"):
         browser.check_report(str(tmp_path / "missing.html"))
@@ -339,7 +342,8 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     """The shipped zero control patches 15 whole layers ("0:*,2:*,...,28:*") and sweep claim ids run
     to 66 characters, none with a space: unbroken they pushed the last columns out of the window
     (seen on the default model's 14-claim report)."""
-    from harness import browser, html_report
+    from harness.report import browser
+    from harness.report import html as html_report
 
     _, report, _ = evidence_run
     base = json.loads((report.parent / "f.json").read_text())["claims"]
@@ -376,7 +380,7 @@ def test_rows_outside_the_window_are_not_visible(evidence_run, chromium, tmp_pat
 
 
 def test_a_browser_that_dies_is_an_error_with_its_last_words(tmp_path, monkeypatch):
-    from harness import browser
+    from harness.report import browser
 
     fake = tmp_path / "chromium"
     fake.write_text("#!/bin/sh\necho 'starting'\necho 'fatal: no display for you' >&2\nexit 7\n")
@@ -398,7 +402,7 @@ def test_a_browser_that_dies_is_an_error_with_its_last_words(tmp_path, monkeypat
 def test_dominant_colour_and_ink():
     import numpy as np
 
-    from harness import browser
+    from harness.report import browser
 
     cell = np.full((12, 40, 3), 255)
     cell[4:8, 5:15] = (0x1A, 0x7F, 0x37)  # green text

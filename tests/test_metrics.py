@@ -199,11 +199,11 @@ def test_metric_refuses_non_text():
 def test_cli_scores_and_rejects_unknown_metric(cli, main_in_process):
     ok = cli("harness.metrics", "score", "--metric", "gratitude_keywords", "Thank you so much!")
     assert ok.returncode == 0 and ok.stdout.strip() == "1"
-    bad = main_in_process("harness.metrics.__main__", "score", "--metric", "gratitud", "x")
+    bad = main_in_process("harness.cli.metrics", "score", "--metric", "gratitud", "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: unknown metric 'gratitud'. Did you mean 'gratitude_logprob', "
                                  "'gratitude_keywords'?")
-    model_side = main_in_process("harness.metrics.__main__", "score", "--metric", "anger_logprob", "x")
+    model_side = main_in_process("harness.cli.metrics", "score", "--metric", "anger_logprob", "x")
     assert model_side.returncode == 2 and "Traceback" not in model_side.stderr
     assert model_side.stderr.startswith("error: metric 'anger_logprob' is model-side: it scores generations")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.errors import ModelUnavailableError
-from harness.models import load_model, weights_sha256
+from harness.model.loading import load_model, weights_sha256
 
 
 def test_tiny_gpt2_shape_has_the_seed_head(tiny_gpt2):
@@ -75,7 +75,7 @@ def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
 
 
 def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path, capsys, tiny_llama):
-    from harness import models
+    from harness.model import loading as models
 
     target = tmp_path / "cache" / "tiny"
     models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer, tiny_llama.weights_sha256)
@@ -180,7 +180,7 @@ def test_weights_absent_is_a_cheap_offline_check(tmp_path, monkeypatch):
     skipped with this reason; the main job refuses such a --model before running)."""
     import huggingface_hub.constants
 
-    from harness.models import weights_absent
+    from harness.model.loading import weights_absent
 
     repo = tmp_path / "hub" / "models--org--present"
     (repo / "snapshots" / "abc").mkdir(parents=True)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from harness.errors import UserError
-from harness.generation import GenerationConfig, generate
 from harness.metrics import get_metric
 from harness.metrics.next_token import (
     keyword_logprob,
@@ -14,7 +13,8 @@ from harness.metrics.next_token import (
     keyword_tracks,
     track_key,
 )
-from harness.prompts import load_keywords
+from harness.run.generation import GenerationConfig, generate
+from harness.run.prompts import load_keywords
 
 PROMPTS = ["Thank you so much for the", "The train leaves at", "Hello"]
 
@@ -111,7 +111,7 @@ def test_logprob_metric_scores_tracked_generations_and_sees_the_patch(tiny_gpt2)
     patched = generate(tiny_gpt2, PROMPTS, cfg, track=track, hooks=zero)
     m = get_metric("gratitude_logprob")
     assert m.on == "generation" and m.upper == 0.0
-    for b, p in zip(base.generations, patched.generations):
+    for b in base.generations:
         values = b.tracked[track_key("gratitude")]
         assert m.score(b) == pytest.approx(sum(values) / len(values))
         assert m.score(b) < 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from harness.claims import claims_toml
-from harness.nightly import summary_markdown
-from harness.regress import context_changes
+from harness.claims.spec import claims_toml
+from harness.cli.nightly import summary_markdown
+from harness.findings.regress import context_changes
 
 TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
 CLAIMS = claims_toml([
@@ -60,7 +60,8 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
 def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
                "--", "--claims", str(tmp_path / "missing.toml"))
-    assert proc.returncode == 3 and "the claims run broke (pytest exit 2)" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 3 and "the claims run broke (pytest exit 4)" in proc.stderr, proc.stderr[-2000:]
+    assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout
     assert not (tmp_path / "o" / "findings.json").exists()
     (tmp_path / "o").mkdir(exist_ok=True)
     (tmp_path / "o" / "findings.json").write_text("{}")  # an earlier run's: kept, and not taken for tonight's
@@ -78,7 +79,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
                       {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace",
                        "effect": None}]}
     text = summary_markdown(doc, [], None, "last/findings.json")
-    assert "2 claims: 1 supported, 1 errored" in text
+    assert "2 claims: 1 supported, 1 error" in text
     assert "| a | supported | +0.5000 | [+0.1000, +0.9000] | 0.01 | — |" in text
     assert "| b | errored: ValueError: boom | — | — | — | — |" in text
     assert "no earlier findings at last/findings.json: nothing to compare" in text

@@ -8,15 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import UnknownNameError, UserError
-from harness.generation import GenerationConfig, forward, generate
-from harness.patching import (
-    MODES,
-    PatchConfig,
-    aligned_positions,
-    baseline_hooks,
-    capture_source,
-    patch_hooks,
-)
+from harness.patch.hooks import PatchConfig, baseline_hooks, patch_hooks
+from harness.patch.modes import MODES
+from harness.patch.source import aligned_positions, capture_source
+from harness.run.generation import GenerationConfig, forward, generate
 
 POOL = ["The quick brown fox jumps over", "Hello there", "Thank you so much for the help",
         "I am so grateful for everything you did for me", "Thanks!", "We appreciate it",

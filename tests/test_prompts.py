@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import UnknownNameError
 from harness.metrics import get_metric, registry
-from harness.prompts import (
+from harness.run.prompts import (
     DataFileError,
     emotions,
     load_emotion_prompts,

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from harness.errors import UserError
-from harness.regress import compare, load_findings
+from harness.findings.regress import compare
+from harness.findings.schema import load_findings
 
 
 def _claim(cid, verdict, mean, low, high):
@@ -122,10 +123,10 @@ def test_well_formed_warnings_and_errors_load_and_an_error_is_the_detail(tmp_pat
 
 def test_regress_and_report_refuse_a_malformed_document_with_exit_2(tmp_path, main_in_process):
     bad = _write(tmp_path, "bad.json", _with(lambda d: d["claims"][0].update(verdict="maybe")))
-    proc = main_in_process("harness.regress", bad, bad)
+    proc = main_in_process("harness.cli.regress", bad, bad)
     assert proc.returncode == 2 and "field 'verdict' = 'maybe'" in proc.stderr and "Traceback" not in proc.stderr
     # the regression's minimal records are not enough for the report, which names what is missing
-    proc = main_in_process("harness.report", _write(tmp_path, "min.json", DOC), "--markdown", str(tmp_path / "r.md"))
+    proc = main_in_process("harness.cli.report", _write(tmp_path, "min.json", DOC), "--markdown", str(tmp_path / "r.md"))
     assert proc.returncode == 2 and "claims[0] ('gratitude_up'): field 'claim.model' is missing" in proc.stderr
     assert not (tmp_path / "r.md").exists()
 

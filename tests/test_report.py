@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from harness.claim_runner import ClaimSession
-from harness.claims import Claim
-from harness.report import cell, decisive_text, main, render_markdown, verdict_tally
+from harness.claims.session import ClaimSession
+from harness.claims.spec import Claim
+from harness.cli.report import main
+from harness.report.markdown import render_markdown
+from harness.report.text import cell, decisive_text, verdict_tally
 from harness.results import json_safe, write_result
 
 
@@ -19,7 +21,7 @@ def findings(tmp_path_factory):
                     random_heads=2, **base),
               Claim(id="modes_equal", patch_mode="v_only", metric="sentiment", direction="equivalent", margin=0.05,
                     versus=None, **base)]
-    from harness.claims import Condition
+    from harness.claims.spec import Condition
 
     claims[1] = Claim(**{**claims[1].__dict__, "versus": Condition("1:10", "pattern_v", "gratitude")})
     session = ClaimSession(claims, n_resamples=2000)
@@ -66,7 +68,7 @@ def test_markdown_has_the_seed_sections_and_the_numbers(findings):
 def test_data_files_the_claims_read_are_recorded_with_their_hashes(findings):
     import hashlib
 
-    from harness.prompts import load_keywords, load_prompt_set
+    from harness.run.prompts import load_keywords, load_prompt_set
 
     _, doc = findings
     files = doc["data_files"]
@@ -129,7 +131,7 @@ def test_decisive_text_reads_nan_in_memory_and_null_in_json_as_missing():
 
 
 def test_a_refuted_claims_fact_gives_the_p_value_that_refuted_it():
-    from harness.report import _fact
+    from harness.report.markdown import _fact
 
     effect = {"mean": -0.3, "ci_low": -0.5, "ci_high": -0.1, "ci_method": "BCa", "mde": 0.2, "n": 30}
     r = {"claim": {"id": "up", "statistic": "mean"}, "effect": effect, "verdict": "refuted", "p_adjusted": 1.0,
@@ -141,7 +143,7 @@ def test_a_refuted_claims_fact_gives_the_p_value_that_refuted_it():
 
 
 def test_updown_and_warning_codes_cells():
-    from harness.report import updown, warning_codes
+    from harness.report.text import updown, warning_codes
 
     assert updown(None) == "—" and updown({}) == "—"
     assert updown({"n_up": 6, "n_down": 1, "median": 0.5, "p_value": 0.0625}) == "6 / 1, median +0.5000 (p 0.0625)"
@@ -188,7 +190,7 @@ def test_cli_counts_the_plots_it_wrote(findings, tmp_path, capsys):
 
 
 def test_heatmaps_get_the_models_layers_and_heads(findings, tmp_path, monkeypatch):
-    from harness import plots
+    from harness.report import markdown as plots  # write_report draws through the name it imported
 
     calls = []
     monkeypatch.setattr(plots, "head_heatmap", lambda group, n_layers, n_heads, title, path: calls.append(

@@ -11,17 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.analysis.screen import compare_with_sweep, last_position_attention, prompt_tokens, screen, template_suffix
 from harness.metrics.text import PhraseMatcher
-from harness.patching import capture_source
-from harness.prompts import load_keywords
-from harness.screen import (
-    compare_with_sweep,
-    last_position_attention,
-    prompt_tokens,
-    screen,
-    template_suffix,
-)
-from harness.templating import format_prompts
+from harness.patch.source import capture_source
+from harness.run.prompts import load_keywords
+from harness.run.templating import format_prompts
 
 EMOTION = ["Thank you so much for the help, I am grateful.", "We appreciate it.", "Thanks!",
            "I’M SO GRATEFUL for the lovely gift"]
@@ -140,7 +134,7 @@ def test_pooled_reference_with_one_target_equals_pairing_with_it(tiny_model):
 def test_pooled_reference_follows_the_definition(tiny_gpt2):
     """By hand: the reference at distance d is the mean over the targets whose text reaches d."""
     emo = "I am so grateful for this, thank you"  # keywords at distances 5 ("grateful") and 1, 0 ("thank you")
-    from harness.prompts import load_prompt_set
+    from harness.run.prompts import load_prompt_set
 
     targets = [p for p in load_prompt_set("neutral").prompts if len(tiny_gpt2.tokenizer(p).input_ids) > 6][:10]
     targets.append("Hello there")  # 2 tokens: reaches distances 0 and 1 only
@@ -160,7 +154,7 @@ def test_pooled_reference_follows_the_definition(tiny_gpt2):
 
 
 def test_pooled_ci_covers_the_mean_and_widens_with_target_noise(tiny_gpt2):
-    from harness.screen import mean_ci
+    from harness.analysis.screen import mean_ci
 
     res = screen(tiny_gpt2, EMOTION, NEUTRAL, "gratitude", prompt_format="plain")
     low, high = mean_ci(res, seed=0, n_resamples=500)
@@ -183,7 +177,7 @@ def test_pooled_reference_drops_distances_too_few_targets_reach(tiny_gpt2):
     assert res.keyword_tokens == [2] and res.clipped_tokens == [1]  # with 2 targets both must reach a distance
     # with more targets, a distance counts once MIN_TARGETS_PER_DISTANCE (10) of them reach it: 9 long
     # targets reach "grateful" (distance 5), the 2 short ones do not, so it is clipped
-    from harness.prompts import load_prompt_set
+    from harness.run.prompts import load_prompt_set
 
     long = [p for p in load_prompt_set("neutral").prompts if len(tiny_gpt2.tokenizer(p).input_ids) > 6]
     res = screen(tiny_gpt2, [emo], long[:9] + ["Hello there"] * 2, "gratitude", prompt_format="plain")
@@ -215,21 +209,21 @@ def test_screen_cli(cli, main_in_process, tmp_path):
     assert doc["n_used"] + len(doc["excluded_prompts"]) == 6 and doc["reference"] == "pooled"
     assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
     assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
-    bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee",
+    bad = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee",
                           "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
     for flag in ("--seed", "--top"):
-        bad = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", flag, "-1",
+        bad = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", flag, "-1",
                               "--output", str(tmp_path / "x.json"))
         assert bad.returncode == 2 and f"{flag} -1 is invalid: must be an integer >= 0" in bad.stderr
-    missing = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    missing = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                               "--sweep", str(tmp_path / "none.json"), "--output", str(tmp_path / "y.json"))
     assert missing.returncode == 2 and "none.json: cannot read" in missing.stderr and "Traceback" not in missing.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({"schema": "causal-heads/sweep", "schema_version": 1,
                                                      "emotion": "gratitude", "target": "neutral",
                                                      "patch_mode": "z", "n_prompts": 2,
                                                      "deltas": np.zeros((3, 3, 2)).tolist()}))
-    mismatch = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    mismatch = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                                "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert mismatch.returncode == 2 and "sweep grid (3, 3) does not match tiny-gpt2's (2, 12)" in mismatch.stderr
     # a sweep of another emotion, or of other weights with the same grid, is refused before screening
@@ -237,19 +231,19 @@ def test_screen_cli(cli, main_in_process, tmp_path):
              "patch_mode": "z", "n_prompts": 2, "deltas": np.zeros((2, 12, 2)).tolist(),
              "model": {"weights_sha256": "0" * 64}}
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
-    other = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    other = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                             "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert other.returncode == 2 and "it sweeps emotion 'anger', this screen 'gratitude'" in other.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({**sweep, "emotion": "gratitude"}))
-    other = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    other = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                             "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert other.returncode == 2 and "it comes from other weights (000000000000…) than tiny-gpt2's" in other.stderr
     assert not (tmp_path / "y.json").exists()
     # the model's own sweep is compared: ρ and the top-k overlap land in the screen's document
-    swept = main_in_process("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    swept = main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                             "--output", str(tmp_path / "own.json"))
     assert swept.returncode == 0, swept.stderr
-    ok = main_in_process("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+    ok = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
                          "--sweep", str(tmp_path / "own.json"), "--output", str(tmp_path / "y.json"))
     assert ok.returncode == 0, ok.stderr
     versus = json.loads((tmp_path / "y.json").read_text())["versus_sweep"]

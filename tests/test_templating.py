@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import UnknownNameError, UserError
-from harness.generation import GenerationConfig, generate
-from harness.templating import format_prompts
+from harness.run.generation import GenerationConfig, generate
+from harness.run.templating import format_prompts
 
 
 def test_plain_passes_prompts_through(tiny_gpt2):

@@ -28,6 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.metrics.next_token import track_key
+from harness.metrics.nrc import CATEGORIES, nrc_count
+from harness.metrics.politeness import politeness
+from harness.metrics.sentiment import sentiment
+from harness.metrics.text import PhraseMatcher
+from harness.run.prompts import keyword_emotions, load_keywords, prompts_dir
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,10 @@ class Metric:
     def __call__(self, item) -> float:
         if self.on == "generation":
             if not hasattr(item, "tracked"):
-                raise UserError(f"metric {self.name!r} is model-side: it scores generations made with "
-                                f"tracking (harness.generation.generate(track=...)), not text")
+                raise UserError(
+                    f"metric {self.name!r} is model-side: it scores generations made with "
+                    f"tracking (harness.generation.generate(track=...)), not text"
+                )
             return float(self.fn(item))
         if not isinstance(item, str):
             raise TypeError(f"metric {self.name!r} scores str, got {type(item).__name__}")
@@ -59,58 +67,75 @@ def _mean_tracked(name: str, key: str):
     def fn(generation) -> float:
         values = generation.tracked.get(key)
         if values is None:
-            raise UserError(f"metric {name!r} needs generations tracked for {key!r}; this run tracked "
-                            f"{sorted(generation.tracked) or 'nothing'}")
+            raise UserError(
+                f"metric {name!r} needs generations tracked for {key!r}; this run tracked "
+                f"{sorted(generation.tracked) or 'nothing'}"
+            )
         return sum(values) / len(values) if values else float("nan")
+
     return fn
 
 
 def _logprob_metric(emotion: str) -> Metric:
-    from harness.metrics.next_token import track_key
 
     name = f"{emotion}_logprob"
-    return Metric(name, _mean_tracked(name, track_key(emotion)), -math.inf, 0.0,
-                  f"more probability on {emotion} keywords",
-                  f"mean over generated tokens of the log probability mass on the first tokens of the "
-                  f"{emotion} keywords, from the run's own logits (model-side)", on="generation")
+    return Metric(
+        name,
+        _mean_tracked(name, track_key(emotion)),
+        -math.inf,
+        0.0,
+        f"more probability on {emotion} keywords",
+        f"mean over generated tokens of the log probability mass on the first tokens of the "
+        f"{emotion} keywords, from the run's own logits (model-side)",
+        on="generation",
+    )
 
 
 def _keyword_metric(emotion: str) -> Metric:
-    from harness.metrics.text import PhraseMatcher
-    from harness.prompts import load_keywords
 
     kw = load_keywords(emotion)
     matcher = PhraseMatcher(kw.keywords)
-    return Metric(f"{emotion}_keywords", matcher.count, 0, math.inf, f"more {emotion} keywords",
-                  f"count of non-negated {emotion} keywords from {kw.path} (sha256 {kw.sha256[:12]})")
+    return Metric(
+        f"{emotion}_keywords",
+        matcher.count,
+        0,
+        math.inf,
+        f"more {emotion} keywords",
+        f"count of non-negated {emotion} keywords from {kw.path} (sha256 {kw.sha256[:12]})",
+    )
 
 
 def _nrc_metric(category: str) -> Metric:
-    from harness.metrics.nrc import nrc_count
 
-    return Metric(f"nrc_{category}", lambda t: nrc_count(t, category), 0, math.inf,
-                  f"more NRC '{category}' words",
-                  f"count of words tagged '{category}' in the NRC Emotion Lexicon (research-only licence)")
+    return Metric(
+        f"nrc_{category}",
+        lambda t: nrc_count(t, category),
+        0,
+        math.inf,
+        f"more NRC '{category}' words",
+        f"count of words tagged '{category}' in the NRC Emotion Lexicon (research-only licence)",
+    )
 
 
 def registry() -> dict[str, Metric]:
     """All metrics; keyword metrics come from the current prompts folder's keyword files."""
-    from harness.prompts import prompts_dir
 
     return _registry(prompts_dir())
 
 
 @functools.lru_cache(maxsize=8)
 def _registry(folder: str) -> dict[str, Metric]:
-    from harness.metrics.nrc import CATEGORIES
-    from harness.metrics.politeness import politeness
-    from harness.metrics.sentiment import sentiment
-    from harness.prompts import keyword_emotions
 
     metrics = [
         Metric("sentiment", sentiment, 0.0, 1.0, "more positive", "VADER compound mapped to [0, 1]"),
-        Metric("politeness", politeness, -math.inf, math.inf, "more polite",
-               "polite minus impolite markers (Danescu-Niculescu-Mizil et al. 2013 strategies)"),
+        Metric(
+            "politeness",
+            politeness,
+            -math.inf,
+            math.inf,
+            "more polite",
+            "polite minus impolite markers (Danescu-Niculescu-Mizil et al. 2013 strategies)",
+        ),
         *(_keyword_metric(e) for e in keyword_emotions()),
         *(_nrc_metric(c) for c in CATEGORIES),
         *(_logprob_metric(e) for e in keyword_emotions()),
@@ -123,7 +148,6 @@ KEYWORD_METRIC_SUFFIXES = ("_keywords", "_logprob")
 
 def keyword_emotion(metric: str) -> str | None:
     """The emotion whose keyword list ``metric`` uses (``<e>_keywords``, ``<e>_logprob``), else None."""
-    from harness.prompts import keyword_emotions
 
     for suffix in KEYWORD_METRIC_SUFFIXES:
         if metric.endswith(suffix) and metric.removesuffix(suffix) in keyword_emotions():

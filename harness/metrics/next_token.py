@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.generation import forward
-from harness.prompts import load_keywords
+from harness.run.generation import forward
+from harness.run.prompts import keyword_emotions, load_keywords
 
 MIN_PREFIX_LETTERS = 5
 
@@ -48,19 +48,25 @@ def track_key(emotion: str) -> str:
 
 def keyword_tracks(tokenizer) -> dict[str, list[int]]:
     """``generate(track=...)`` argument recording every keyword emotion's first-token mass."""
-    from harness.prompts import keyword_emotions
 
     return {track_key(e): keyword_token_ids(tokenizer, e) for e in keyword_emotions()}
 
 
-def keyword_logprob(handle, prompts, emotion: str, *, hooks=None, prompt_format: str | None = None,
-                    batch_size: int = 64) -> torch.Tensor:
+def keyword_logprob(
+    handle, prompts, emotion: str, *, hooks=None, prompt_format: str | None = None, batch_size: int = 64
+) -> torch.Tensor:
     """Per prompt: log-probability mass on the emotion's keyword first-tokens at the next position."""
     ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     prompts = list(prompts)
     out = []
     for start in range(0, len(prompts), batch_size):
-        logits, _ = forward(handle, prompts[start:start + batch_size], hooks, prompt_format=prompt_format,
-                            last_only=True, first_index=start)
+        logits, _ = forward(
+            handle,
+            prompts[start : start + batch_size],
+            hooks,
+            prompt_format=prompt_format,
+            last_only=True,
+            first_index=start,
+        )
         out.append(torch.logsumexp(logits[:, -1, :].float().log_softmax(-1)[:, ids], dim=-1))
     return torch.cat(out)

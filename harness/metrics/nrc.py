@@ -24,8 +24,7 @@ import os
 
 from harness.metrics.text import words
 
-CATEGORIES = ("anger", "anticipation", "disgust", "fear", "joy", "negative", "positive", "sadness",
-              "surprise", "trust")
+CATEGORIES = ("anger", "anticipation", "disgust", "fear", "joy", "negative", "positive", "sadness", "surprise", "trust")
 
 
 @functools.lru_cache(maxsize=1)

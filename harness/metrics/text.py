@@ -23,8 +23,26 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NEGATORS = frozenset({"not", "no", "never", "without", "hardly", "barely", "nor", "neither",
-                      "nobody", "nothing", "none", "cannot", "cant", "dont", "wont", "isnt"})
+NEGATORS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "without",
+        "hardly",
+        "barely",
+        "nor",
+        "neither",
+        "nobody",
+        "nothing",
+        "none",
+        "cannot",
+        "cant",
+        "dont",
+        "wont",
+        "isnt",
+    }
+)
 NEGATION_WINDOW = 3
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
 WORD_RE = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")

@@ -1,0 +1,130 @@
+"""The main job: run every claim about one model and turn the results into evidence.
+
+    python -m harness.evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
+
+1. Runs the claims about MODEL, slow ones included: ``pytest causal_tests -m claim --model MODEL
+   --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus PYTEST
+   ARGS (e.g. ``-k head_21_1``, ``--profile greedy``), printing one line per claim as it is
+   evaluated. Claims that do not hold are results, not a failed job: pytest's exit 0 or 1 go
+   on; any other exit (usage error, internal error, no claim collected) or no new findings
+   document stops with exit 3.
+2. Renders the seed-style markdown report and plots from the findings (``harness.report``):
+   OUT/phase7_head_patching_report.md, OUT/plots/.
+   Opens OUT/evidence.html in headless Chromium when it is installed: OUT/evidence.png and a
+   line saying whether every claim's summary row is visible (``harness.browser``).
+3. Prints the verdict table and writes it to OUT/summary.md.
+
+``harness.nightly`` is this job plus the regression against the last night's findings.
+Exit status: 0 when the run completed, 2 on unusable input (e.g. ``--model gpt2`` without its
+weights on this machine), 3 when the claims run broke.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from harness.claims.examples import changes_text
+from harness.errors import UserError
+from harness.findings.schema import load_document
+from harness.report.browser import check_report
+from harness.report.markdown import write_report
+from harness.report.text import cell, decisive_text, verdict_tally, warning_codes
+
+BROKEN = 3
+CLAIMS_FOLDER = "causal_tests"  # the project's claim files, found from the working directory
+
+
+def _identity(path: str) -> tuple | None:
+    """(inode, mtime) of a file, or None: findings are replaced atomically, so a new run changes it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def pytest_command(out: str, extra: list[str]) -> list[str]:
+    """The claims run: the project's ``causal_tests/`` folder, unless PYTEST ARGS name ``--claims`` files."""
+    named = any(a == "--claims" or a.startswith("--claims=") for a in extra)
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        *([] if named else [os.path.abspath(CLAIMS_FOLDER)]),
+        "-m",
+        "claim",
+        "-p",
+        "no:cacheprovider",
+        "--html",
+        os.path.join(out, "evidence.html"),
+        "--self-contained-html",
+        "--findings",
+        os.path.join(out, "findings.json"),
+        *extra,
+    ]
+
+
+def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
+    """Steps 1-2: the claims run, then the report and plots. The findings document, or None
+    when the run broke (the reason printed to stderr, prefixed by ``job``)."""
+    findings = os.path.join(out, "findings.json")
+    before = _identity(findings)  # a stale document must not pass for this run's (nor be deleted)
+    cmd = pytest_command(out, pytest_args)
+    print("$ " + " ".join(cmd), flush=True)
+    code = subprocess.run(cmd, check=False).returncode  # in the caller's folder: relative PYTEST ARGS work
+    if code not in (0, 1):
+        print(f"{job}: the claims run broke (pytest exit {code}); nothing rendered", file=sys.stderr)
+        return None
+    if _identity(findings) in (None, before):
+        print(f"{job}: pytest wrote no new {findings} (were any claims collected?)", file=sys.stderr)
+        return None
+    write_report(findings, os.path.join(out, "phase7_head_patching_report.md"), os.path.join(out, "plots"))
+    screenshot(out, job)
+    return load_document(findings)
+
+
+def screenshot(out: str, job: str) -> bool | None:
+    """Open OUT/evidence.html in headless Chromium (:mod:`harness.browser`), write OUT/evidence.png
+    and say whether every claim's summary row is visible. Auxiliary: without Chromium, or when
+    the browser fails, it says so and the job goes on (None); a summary not seen is printed
+    (False) and the job goes on too: the findings are what the run produced."""
+    html, png = os.path.join(out, "evidence.html"), os.path.join(out, "evidence.png")
+    try:
+        view = check_report(html)
+    except UserError as exc:
+        print(f"{job}: no screenshot: {exc}", flush=True)
+        return None
+    except (RuntimeError, OSError) as exc:
+        print(f"{job}: no screenshot: the browser failed: {exc}", file=sys.stderr, flush=True)
+        return None
+    view.save_screenshot(png)
+    seen = sum(r.visible for r in view.rows)
+    line = f"{view.browser}: {seen} of {len(view.rows)} claims' summary rows visible; screenshot {png}"
+    print(line if view.all_visible else f"{job}: NOT all visible: {line}", flush=True)
+    return view.all_visible
+
+
+def verdict_table(doc: dict) -> list[str]:
+    """Markdown lines: claim counts by verdict, then claim, verdict, effect, CI, p adj, up/down,
+    warnings and how many prompts' generations the patch changed."""
+
+    claims = doc.get("claims", [])
+    out = [
+        f"{len(claims)} claims: {verdict_tally(claims)}",
+        "",
+        "| claim | verdict | effect | 95% CI | p adj | up / down | warnings | text changed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        estimate, ci = decisive_text(c)
+        p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
+        verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
+        st = c.get("sign")
+        updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
+        out.append(
+            f"| {cell(c['claim']['id'])} | {cell(verdict)} | {estimate} | {ci} | {p} | {updown} | "
+            f"{cell(warning_codes(c))} | {cell(changes_text(c.get('text_changed')))} |"
+        )
+    return out

@@ -1,0 +1,138 @@
+"""The typed result of one evaluated claim: verdict, p-values, effects, controls and its failure message."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.claims.examples import changes_text
+from harness.claims.spec import Claim
+from harness.results import shown_path
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    verdict: str = "error"
+    p_raw: float = float("nan")
+    p_adjusted: float = float("nan")
+    p_refute_raw: float = float("nan")  # the test the other way (directional: opposite one-sided; equivalence:
+    p_refute_adjusted: float = float("nan")  # non-equivalence), adjusted across the run's claims as its own family
+    correction: str = "holm"
+    effect: dict | None = None
+    equivalence: dict | None = None
+    random_control: dict | None = None
+    sign: dict | None = None  # sign test and median Δ (directional claims; decides when statistic = sign)
+    per_prompt: dict = field(default_factory=dict)
+    examples: list = field(default_factory=list)
+    one_token: dict | None = None  # next-token keyword log-prob Δ for the same patch (1-token view)
+    model: dict | None = None  # provenance of the model the claim ran on (weights hash, source)
+    error: str | None = None
+    seconds: float = 0.0
+    options: str = ""  # run options a rerun needs (--model NAME=PATH, --profile NAME)
+    warnings: list = field(default_factory=list)  # {"code", "message"}: why the data may be uninformative
+    text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.examples)
+    generations: list = field(default_factory=list)  # every prompt's texts, Δ and whether its text changed
+
+    def rerun_command(self) -> str:
+        c = self.claim
+
+        where = f" {shown_path(c.file)}" if c.file else ""
+        return f"pytest{where} -k '{c.test_id}' --seed {c.seed} --n-prompts {c.n_prompts} --samples {c.samples}" + (
+            f" {self.options}" if self.options else ""
+        )
+
+    def message(self) -> str:
+
+        c = self.claim
+        if self.error:
+            return f"{c.id}: error: {self.error}\nrerun: {self.rerun_command()}"
+        e = self.equivalence if c.direction == "equivalent" else self.effect
+        head = (
+            f"{c.id}: {self.verdict} — {c.metric} {c.direction} for heads {c.heads} {c.patch_mode} "
+            f"({c.source} -> {c.target})" + (f" vs {self.claim.versus}" if c.versus else "")
+        )
+        eff = self.effect
+        moved = c.direction if c.direction != "equivalent" else "at all"
+        lines = [
+            head,
+            (
+                f"  effect {eff['mean']:+.4f} [95% CI {eff['ci_low']:+.4f}, {eff['ci_high']:+.4f}] "
+                f"({eff['ci_method']}), Cohen's dz {eff['cohens_dz']:.3f}, "
+                f"{100 * eff['frac_in_direction']:.0f}% of prompts moved {moved}"
+            ),
+        ]
+        if c.direction == "equivalent":
+            lines.append(f"  TOST margin ±{c.margin}: 90% CI [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]")
+        if self.sign:
+            st = self.sign
+            lines.append(
+                f"  sign test{' (decides: statistic = sign)' if c.statistic == 'sign' else ''}: median "
+                f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
+                f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}"
+            )
+        lines.append(
+            f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
+            f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {mde_text(eff)}"
+        )
+        other_way = "non-equivalence (|Δ| beyond the margin)" if c.direction == "equivalent" else "the other direction"
+        lines.append(
+            f"  {other_way}: p = {self.p_refute_raw:.4g} raw, {self.p_refute_adjusted:.4g} "
+            f"{self.correction}-adjusted (refutes below alpha)"
+        )
+        if self.random_control:
+            rc = self.random_control
+            lines.append(
+                f"  random heads: claimed effect at percentile {rc['percentile']:.0f} of "
+                f"{len(rc['null'])} random heads (empirical p {rc['empirical_p']:.3f}, "
+                f"beats all: {rc['beats_all']})"
+            )
+        if self.text_changed:
+            lines.append(f"  generations changed (token for token): {changes_text(self.text_changed)} prompts")
+        lines += [f"  warning ({w['code']}): {w['message']}" for w in self.warnings]
+        lines.append(f"  rerun: {self.rerun_command()}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "claim": self.claim.to_dict(),
+            "test_id": self.claim.test_id,
+            "verdict": self.verdict,
+            "p_raw": self.p_raw,
+            "p_adjusted": self.p_adjusted,
+            "correction": self.correction,
+            "p_refute_raw": self.p_refute_raw,
+            "p_refute_adjusted": self.p_refute_adjusted,
+            "effect": self.effect,
+            "equivalence": self.equivalence,
+            "random_control": self.random_control,
+            "sign": self.sign,
+            "model": self.model,
+            "per_prompt": self.per_prompt,
+            "examples": self.examples,
+            "text_changed": self.text_changed,
+            "generations": self.generations,
+            "one_token": self.one_token,
+            "error": self.error,
+            "warnings": self.warnings,
+            "seconds": self.seconds,
+            "rerun": self.rerun_command(),
+        }
+
+
+def _progress_line(r: ClaimResult) -> str:
+    """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
+    if r.error:
+        return f"error: {r.error.splitlines()[0]}"
+
+    return (
+        f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
+        + f", text changed {changes_text(r.text_changed)}"
+        + "".join(f"; warning: {w['code']}" for w in r.warnings)
+    )
+
+
+def mde_text(effect: dict) -> str:
+    """The minimum detectable effect, or why there is none (NaN in memory, null in JSON)."""
+    m = effect.get("mde")
+    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"

@@ -1,0 +1,119 @@
+"""Verdict rules and data warnings for an evaluated claim."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.claims.result import ClaimResult
+from harness.claims.spec import Claim
+from harness.stats import share_at_bound, smallest_p, tost
+
+AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
+
+
+def data_warnings(
+    c: Claim,
+    metric,
+    compared: np.ndarray,
+    patched: np.ndarray,
+    delta: np.ndarray,
+    alternative: str,
+    text_changed: dict | None = None,
+) -> list[dict]:
+    """Why this claim's data may not be able to support it, whatever the true effect.
+
+    - ``floor`` / ``ceiling``: the metric sits at its bound for at least 90% of prompts in both
+      compared conditions (e.g. no gratitude word in most 30-token replies), so it can barely
+      register a change in either direction;
+    - ``untestable``: so few prompts changed at all that even if every one moved the claimed
+      way, the smallest attainable p (``harness.stats.smallest_p``) is not below alpha — the
+      claim cannot be supported at this n, before any correction for many claims; for an
+      equivalence claim: its TOST interval (the (1 − 2·alpha) t interval of the mean Δ) is at
+      least twice the margin wide, so no mean Δ, not even exactly 0, could be declared
+      equivalent (A/A on SmolLM2: sentiment within ±0.05 at 70 prompts × 1 sample was
+      declared in 2.8% of null datasets);
+    - ``inert``: the patch left every generation token-for-token unchanged (for a ``versus``
+      claim: neither condition changed any), so the claim is about a patch that did nothing at
+      these settings (the seed's identical deltas). Not raised for an equivalence claim without
+      ``versus`` (e.g. the identity sanity claim), where no change is the expected outcome.
+
+    Verdicts are not changed: a warning says how to read "not supported" (uninformative data,
+    not evidence of no effect) and that an equivalence found here may only show that both
+    conditions leave the metric at its bound.
+    """
+
+    out = []
+    n = len(delta)
+    for code, bound in (("floor", metric.lower), ("ceiling", metric.upper)):
+        a, b = share_at_bound(compared, bound), share_at_bound(patched, bound)
+        if a >= AT_BOUND and b >= AT_BOUND:
+            what = "the versus condition" if c.versus else "baseline"
+            out.append(
+                {
+                    "code": code,
+                    "message": (
+                        f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
+                        f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
+                        f"max_tokens or samples, or a continuous metric"
+                    ),
+                }
+            )
+    ch = text_changed or {}
+    if (
+        ch.get("patched_vs_baseline") == 0
+        and (c.versus or c.direction != "equivalent")
+        and (not c.versus or ch.get("versus_vs_baseline") == 0)
+    ):
+        who = "neither condition changed any" if c.versus else "the patch changed none"
+        out.append(
+            {
+                "code": "inert",
+                "message": (
+                    f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
+                    f"shows; check heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
+                ),
+            }
+        )
+    if c.direction == "equivalent":
+        eq = tost(delta, margin=c.margin, alpha=c.alpha)
+        width = eq.ci_high - eq.ci_low
+        if width >= 2 * c.margin:
+            out.append(
+                {
+                    "code": "untestable",
+                    "message": (
+                        f"the {eq.confidence:.0%} interval of the mean Δ is {width:.3g} wide, at least twice the margin "
+                        f"{c.margin:g}: no mean Δ, not even 0, could be declared equivalent at this n; widen the margin "
+                        f"or add prompts or samples"
+                    ),
+                }
+            )
+    else:
+        p_min = smallest_p(delta, alternative)
+        if p_min >= c.alpha:
+            moved = int(np.count_nonzero(delta))
+            out.append(
+                {
+                    "code": "untestable",
+                    "message": (
+                        f"only {moved}/{n} prompts changed at all: even if all moved the claimed way, the smallest "
+                        f"attainable p is {p_min:.3g} >= alpha {c.alpha}, so this claim cannot be supported by these data"
+                    ),
+                }
+            )
+    return out
+
+
+def _verdict(r: ClaimResult) -> str:
+    """The verdict from adjusted p-values (see the module docstring)."""
+    c, e = r.claim, r.effect
+    if c.direction == "equivalent":
+        if r.p_adjusted < c.alpha:
+            return "supported"
+        return "refuted" if r.p_refute_adjusted < c.alpha else "not supported"
+    est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
+    wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
+    if r.p_refute_adjusted < c.alpha and wrong_side:
+        return "refuted"
+    beats = r.random_control is None or r.random_control["beats_all"]
+    return "supported" if r.p_adjusted < c.alpha and beats else "not supported"

@@ -1,0 +1,89 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.analysis.bench import bench_generation, bench_sweep, bench_sweep_scaling
+from harness.errors import UserError, run_cli
+
+
+def _ints(text: str, flag: str, minimum: int = 1) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected comma-separated integers") from None
+    if not values or min(values) < minimum:
+        raise UserError(f"{flag} {text!r}: values must be >= {minimum}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("generation", help="harness generate vs HF generate, same process")
+    g.add_argument("--model", default="smollm2-135m")
+    g.add_argument("--batch", type=int, default=70)
+    g.add_argument("--max-tokens", type=int, default=30)
+    g.add_argument("--repeats", type=int, default=3)
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    w = sub.add_parser("sweep", help="all-heads sweep vs one forward per head, same process")
+    w.add_argument("--model", default="smollm2-135m")
+    w.add_argument("--n-prompts", type=int, default=20)
+    w.add_argument(
+        "--layers",
+        default=None,
+        help="comma-separated layers (all their heads); default every third layer, whose heads "
+        "amortise the sweep's fixed cost (source capture, prefix) as a full sweep does",
+    )
+    w.add_argument("--emotion", default="gratitude")
+    w.add_argument("--json", action="store_true")
+    sc = sub.add_parser("sweep-scaling", help="sweep time over prompt counts × layer counts")
+    sc.add_argument("--model", default="smollm2-135m")
+    sc.add_argument("--prompts", default="10,20,40,70", help="comma-separated prompt counts")
+    sc.add_argument("--layer-counts", default="10,20,30", help="comma-separated counts of layers (from 0)")
+    sc.add_argument("--emotion", default="gratitude")
+    sc.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.what == "sweep-scaling":
+        res = bench_sweep_scaling(
+            args.model, _ints(args.prompts, "--prompts"), _ints(args.layer_counts, "--layer-counts"), args.emotion
+        )
+        if args.json:
+            print(json.dumps(res, indent=1))
+        else:
+            print("prompts  layers  heads  seconds  ms per head·prompt")
+            for r in res["rows"]:
+                print(
+                    f"{r['n_prompts']:>7}  {r['layers']:>6}  {r['heads']:>5}  {r['seconds']:>7.1f}  "
+                    f"{r['ms_per_head_prompt']:>8.2f}"
+                )
+        return 0
+    if args.what == "sweep":
+        layers = None if args.layers is None else _ints(args.layers, "--layers", minimum=0)
+        res = bench_sweep(args.model, args.n_prompts, layers, args.emotion)
+        print(
+            json.dumps(res, indent=1)
+            if args.json
+            else f"sweep {res['harness_s']:.1f} s, reference {res['reference_s']:.1f} s, speedup {res['speedup']:.1f}x"
+        )
+        return 0
+    if args.batch < 1 or args.max_tokens < 1 or args.repeats < 1:
+        raise UserError("--batch, --max-tokens and --repeats must be >= 1")
+    res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats)
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+    else:
+        print(
+            f"harness {res['harness_tokens_per_s']:.1f} tok/s, HF generate "
+            f"{res['hf_generate_tokens_per_s']:.1f} tok/s, ratio {res['ratio']:.3f}, "
+            f"tokens match: {res['tokens_match']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

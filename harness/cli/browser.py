@@ -1,0 +1,41 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import run_cli
+from harness.report.browser import check_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.browser", description=__doc__.split("\n\n")[0])
+    ap.add_argument("report", help="an evidence report (reports/evidence.html)")
+    ap.add_argument("--screenshot", help="write the screenshot (PNG) here")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each browser answer")
+    args = ap.parse_args(argv)
+    view = check_report(args.report, timeout=args.timeout)
+    if args.screenshot:
+        view.save_screenshot(args.screenshot)
+    print(f"{view.browser}: {args.report} at {view.viewport[0]}x{view.viewport[1]}")
+    for r in view.rows:
+        state = (
+            "visible"
+            if r.visible
+            else (
+                f"NOT visible (in viewport {r.in_viewport}, shown {r.shown}, "
+                f"on top {r.on_top}, ink {r.ink_pixels}, green {r.green_pixels})"
+            )
+        )
+        print(
+            f"  {r.cells.get('Claim', '?')}: {r.cells.get('Verdict', '?')}, effect {r.cells.get('Effect', '?')} "
+            f"{r.cells.get('95% CI', '')}: {state}"
+        )
+    print(f"  results table drawn by pytest-html's script: {len(view.results_rows)} rows")
+    if not view.rows:
+        print("no summary table rows on the page")
+    return 0 if view.all_visible else 1
+
+
+if __name__ == "__main__":
+    run_cli(main)

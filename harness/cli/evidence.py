@@ -1,0 +1,51 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from harness.analysis.evidence import BROKEN, run_claims, verdict_table
+from harness.errors import UserError, run_cli
+from harness.model.loading import DEFAULT_MODEL, weights_absent
+from harness.results import atomic_write_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.evidence", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"run the claims about this model [{DEFAULT_MODEL}]; NAME=PATH for weights in a directory",
+    )
+    ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. -k head_21_1)")
+    args = ap.parse_args(argv)
+
+    name, sep, _ = args.model.partition("=")
+    absent = None if sep else weights_absent(name)
+    if absent:  # every claim would be skipped: say so before running anything
+        raise UserError(absent)
+
+    out = os.path.abspath(args.out)
+    doc = run_claims(out, ["--model", args.model, *args.pytest_args], "evidence")
+    if doc is None:
+        return BROKEN
+    text = "\n".join(
+        [
+            "# Evidence",
+            "",
+            *verdict_table(doc),
+            "",
+            f"HTML evidence: {os.path.join(out, 'evidence.html')}",
+            f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}",
+            "",
+        ]
+    )
+    atomic_write_text(os.path.join(out, "summary.md"), text)
+    print("\n" + text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

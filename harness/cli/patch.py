@@ -1,0 +1,161 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+
+from harness.analysis.head_patching import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    format_summary,
+    generation_config,
+    run_patching,
+)
+from harness.errors import run_cli
+from harness.model.loading import load_model
+from harness.patch.heads import parse_head_spec
+from harness.patch.hooks import PatchConfig
+from harness.patch.modes import get_mode
+from harness.report.plots import head_effect_plot
+from harness.results import (
+    check_output_path,
+    command_line,
+    environment,
+    file_stem,
+    write_result,
+)
+from harness.run.profiles import resolve_run_config
+from harness.run.prompts import load_emotion_prompts, load_prompt_set
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m harness.head_patching", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m", help="registered name, HF id or local directory")
+    ap.add_argument("--profile", default="baseline", help="settings bundle from harness/profiles.toml")
+    ap.add_argument("--head-spec", required=True, help="e.g. 1:10, 1:10,0:0 or 1:*")
+    ap.add_argument("--emotion", required=True, help="source emotion (prompts/<emotion>_prompts.json)")
+    ap.add_argument("--patch-mode", default="pattern_v", help="z, pattern_v, v_only, pattern_only, zero, mean")
+    ap.add_argument("--output", required=True, help="result file, .json or .pkl")
+    ap.add_argument("--max-tokens", type=int)
+    ap.add_argument("--n-prompts", type=int)
+    ap.add_argument("--samples", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--alignment", help="end (default), last or mean_source")
+    ap.add_argument(
+        "--patch-generated",
+        action="store_true",
+        default=None,
+        help="also patch generated positions (z-valued modes only)",
+    )
+    ap.add_argument("--target", help="target prompt set (default: neutral)")
+    ap.add_argument("--prompt-format", choices=("model", "plain", "chat"))
+    dec = ap.add_mutually_exclusive_group()
+    dec.add_argument("--greedy", dest="do_sample", action="store_false", default=None)
+    dec.add_argument("--sample", dest="do_sample", action="store_true", default=None)
+    ap.add_argument("--temperature", type=float)
+    ap.add_argument("--top-p", type=float)
+    ap.add_argument("--top-k", type=int)
+    ap.add_argument("--plots-dir", help="default: results/<profile>/plots/heads")
+    ap.add_argument("--no-plots", action="store_true")
+    return ap
+
+
+def _progress(total: int, label: str):
+    """A tqdm bar on a terminal; silent otherwise. Returns (callback, close)."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
+    return bar.update, bar.close
+
+
+def _status(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    # validate everything that needs no model before loading one
+    spec = parse_head_spec(args.head_spec)
+    mode = get_mode(args.patch_mode)
+    check_output_path(args.output)
+    run = resolve_run_config(
+        args.profile,
+        {
+            "do_sample": args.do_sample,
+            "temperature": args.temperature,
+            "top_k": args.top_k,
+            "top_p": args.top_p,
+            "samples": args.samples,
+            "n_prompts": args.n_prompts,
+            "max_tokens": args.max_tokens,
+            "alignment": args.alignment,
+            "seed": args.seed,
+            "patch_generated": args.patch_generated,
+            "target": args.target,
+            "prompt_format": args.prompt_format,
+        },
+    )
+    source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
+    targets = target_set.head(run.n_prompts)
+    sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
+    gen_cfg = generation_config(run)
+    PatchConfig(((0, 0),), mode.name, run.alignment, run.patch_generated)  # settings check, no model yet
+
+    t0 = time.perf_counter()
+    handle = load_model(args.model)
+    heads = spec.resolve(handle.shape.n_layers, handle.shape.n_heads, handle.name)
+    patch = PatchConfig(heads, mode.name, run.alignment, run.patch_generated)
+    fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
+    doc = run_patching(handle, patch, gen_cfg, sources, targets, fmt, _status, _progress)
+    doc.update(_settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set))
+    doc["wall_seconds"] = time.perf_counter() - t0
+
+    write_result(doc, args.output)
+    _status(f"wrote {args.output}")
+    if not args.no_plots:
+        folder = args.plots_dir or os.path.join("results", run.profile, "plots", "heads")
+        name = f"{file_stem(handle.name)}_{args.emotion}_{spec.slug}_{mode.name}.png"
+        _status(f"wrote {head_effect_plot(doc, os.path.join(folder, name))}")
+    print(format_summary(doc))
+    return 0
+
+
+def _settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set) -> dict:
+
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "settings": {
+            "model": handle.name,
+            "head_spec": spec.text,
+            "heads": [f"{l}:{h}" for l, h in patch.heads],
+            "patch_mode": patch.mode,
+            "emotion": args.emotion,
+            "n_prompts": len(target_set.head(run.n_prompts)),
+            "patch": patch.to_dict(),
+            "generation": gen_cfg.to_dict(),
+            "run": run.to_dict(),
+            "prompt_format": fmt,
+            "pairing": "target prompt i <- source prompt i mod n_sources",
+        },
+        "provenance": {
+            "model": handle.provenance(),
+            **environment(),
+            "prompt_files": {
+                s.name: {"path": os.path.relpath(s.path), "sha256": s.sha256} for s in (source_set, target_set)
+            },
+        },
+    }
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,23 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import run_cli
+from harness.findings.regress import format_report, lost_claims, regression
+from harness.findings.schema import load_document
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.regress", description=__doc__.splitlines()[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    args = ap.parse_args(argv)
+    context, rows = regression(load_document(args.old), load_document(args.new))
+    print(format_report(context, rows))
+    return 1 if lost_claims(rows) else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

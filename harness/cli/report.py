@@ -1,0 +1,24 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from harness.errors import run_cli
+from harness.report.markdown import write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.splitlines()[0])
+    ap.add_argument("findings")
+    ap.add_argument("--markdown", required=True)
+    ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
+    args = ap.parse_args(argv)
+    written = write_report(args.findings, args.markdown, args.plots_dir)
+    print(f"wrote {args.markdown} and {written} plots in {args.plots_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

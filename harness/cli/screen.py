@@ -1,0 +1,161 @@
+"""TODO docstring"""
+
+from __future__ import annotations
+
+from harness.analysis.screen import (
+    MIN_TARGETS_PER_DISTANCE,
+    REFERENCES,
+    check_sweep_matches,
+    compare_with_sweep,
+    mean_ci,
+    screen,
+)
+from harness.analysis.sweep import load_sweep
+from harness.errors import UserError, check_options
+from harness.model.loading import load_model
+from harness.report.plots import delta_heatmap
+from harness.results import environment, file_stem, write_result
+from harness.run.prompts import load_emotion_prompts, load_prompt_set
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.screen --model M --emotion E``: ranked Δattention table, heatmap PNG and JSON."""
+    import argparse
+    import os
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--emotion", required=True)
+    ap.add_argument("--target", default="neutral", help="prompt set of the comparable tokens [neutral]")
+    ap.add_argument("--n-prompts", type=int, default=70)
+    ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
+    ap.add_argument("--output", default=None, help="JSON result (default results/screens/<model>_<emotion>.json)")
+    ap.add_argument(
+        "--sweep",
+        default=None,
+        help="a harness.sweep JSON of the same model and emotion: "
+        "report the rank correlation of screen and causal effect",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument(
+        "--reference",
+        default="pooled",
+        choices=REFERENCES,
+        help="comparable tokens: the mean over every target prompt at each distance (pooled, "
+        "default) or the paired target prompt only (paired)",
+    )
+    args = ap.parse_args(argv)
+    if args.n_prompts < 2:
+        raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
+    check_options(
+        [
+            (args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
+            (args.top >= 0, "--top", args.top, "an integer >= 0"),
+        ]
+    )
+    sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
+    targets = load_prompt_set(args.target).head(args.n_prompts)
+
+    sweep_doc = load_sweep(args.sweep) if args.sweep else None
+    handle = load_model(args.model)
+    if sweep_doc is not None:
+        try:
+            check_sweep_matches(sweep_doc, handle, args.emotion)
+        except ValueError as exc:
+            raise UserError(f"--sweep {args.sweep}: {exc}") from None
+    start = time.perf_counter()
+    try:
+        result = screen(handle, sources, targets, args.emotion, target=args.target, reference=args.reference)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    seconds = time.perf_counter() - start
+    if len(result.used) < 2:
+        raise UserError(f"only {len(result.used)} {args.emotion} prompt(s) contain a keyword token; need 2")
+    rows = []
+    low, high = mean_ci(result, seed=args.seed)
+    for rank, (layer, head, mean) in enumerate(result.ranked(), 1):
+        rows.append(
+            {
+                "rank": rank,
+                "head": f"{layer}:{head}",
+                "mean": mean,
+                "ci_low": float(low[layer, head]),
+                "ci_high": float(high[layer, head]),
+                "emotion_mass": float(result.emotion_mass[layer, head].mean()),
+                "neutral_mass": float(result.neutral_mass[layer, head].mean()),
+            }
+        )
+    comparison = None
+    if sweep_doc is not None:
+        comparison = compare_with_sweep(result.deltas.mean(-1), sweep_doc)  # checked above
+    name = file_stem(handle.name)
+    out = args.output or os.path.join("results", "screens", f"{name}_{args.emotion}.json")
+    pooled = result.reference == "pooled"
+    unit = "emotion prompts" if pooled else "prompt pairs"
+    beyond = (
+        f"the distances {MIN_TARGETS_PER_DISTANCE}+ {args.target} prompts reach"
+        if pooled
+        else f"the paired {args.target} prompt's length"
+    )
+    doc = {
+        "schema": "causal-heads/screen",
+        "schema_version": 2,
+        "model": handle.provenance(),
+        "emotion": args.emotion,
+        "target": args.target,
+        "reference": result.reference,
+        "n_used": len(result.used),
+        "excluded_prompts": result.excluded,
+        "excluded_no_keyword": result.no_keyword,
+        "query_position": "last prompt position",
+        "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on tokens at the "
+        "same distances from the end of the text in "
+        + ("the target prompts (mean over those that reach each distance)" if pooled else "the paired target prompt")
+        + "; see harness/screen.py",
+        "ci": (
+            "percentile bootstrap resampling emotion and target prompts independently"
+            if pooled
+            else "BCa bootstrap over prompt pairs"
+        ),
+        "keyword_tokens": result.keyword_tokens,
+        "clipped_tokens": result.clipped_tokens,
+        "seconds": seconds,
+        **environment(),
+        "ranked": rows,
+        "versus_sweep": comparison,
+        "deltas": result.deltas.tolist(),
+    }
+    write_result(doc, out)
+
+    png = delta_heatmap(
+        result.deltas.mean(-1),
+        f"{handle.name}: Δattention to {args.emotion} keywords ({result.reference} reference)",
+        out.rsplit(".", 1)[0] + ".png",
+        label=f"mean Δattention over {unit}",
+    )
+    print(f"{'rank':>4} {'head':>6} {'Δattn':>8}  95% CI              emotion  {args.target}")
+    for r in rows[: args.top]:
+        print(
+            f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
+            f"{r['emotion_mass']:.3f}    {r['neutral_mass']:.3f}"
+        )
+    print(
+        f"{len(rows)} heads × {len(result.used)} {unit} ({result.reference} reference) in {seconds:.1f} s "
+        f"({len(result.excluded)} left out: {len(result.no_keyword)} emotion prompts without a keyword token, "
+        f"{len(result.excluded) - len(result.no_keyword)} whose keywords all lie beyond {beyond}; "
+        f"{sum(result.clipped_tokens)} more keyword tokens clipped in those used); wrote {out} and {png}"
+    )
+    if comparison:
+        print(
+            f"versus the causal sweep {args.sweep}: Spearman ρ = {comparison['spearman_rho']:+.3f} "
+            f"(p = {comparison['spearman_p']:.2g}); top-{comparison['top']} overlap "
+            f"{comparison['top_overlap']}/{comparison['top']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    from harness.errors import run_cli
+
+    run_cli(main)

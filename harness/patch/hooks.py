@@ -1,0 +1,192 @@
+"""Head patching: put chosen heads' activations from source runs into target runs.
+
+Notation, for query head ``h`` of layer ``l``, a source run ``S`` (an emotion prompt) and a
+target run ``T`` (a neutral prompt): ``A`` = attention pattern ``[head, q, k]``, ``V`` = value
+vectors ``[pos, kv_head, d_head]``, ``g(h) = h // (n_heads / n_kv_heads)`` the KV head that
+``h`` reads, and ``z = A · V`` the per-head output before the output projection. Every mode
+writes only ``z`` of the patched query heads (at ``blocks.{l}.attn.hook_z``), so on GQA
+models the query heads that share ``h``'s KV head are never touched. Modes:
+
+=================  ===============================================================
+``z``              ``z_T,h <- z_S,h``
+``pattern_v``      ``z_h = A_S,h · V_S,g(h)`` (computed from the captured pattern and
+                   values; equal to ``z`` by construction, which a test asserts)
+``v_only``         ``z_h = A_T,h · V'``, ``V'`` = target values with the aligned
+                   positions replaced by ``V_S,g(h)``
+``pattern_only``   ``z_h = A_S,h · V_T,g(h)`` over aligned keys, the source pattern
+                   renormalised over the keys that have a target counterpart
+``zero``           ``z_h <- 0`` (control)
+``mean``           ``z_h <- mean of z_S,h over every source prompt and position`` (control)
+=================  ===============================================================
+
+Pairing: target prompt ``i`` takes source prompt ``i mod n_sources``.
+
+Alignment (prompts differ in length; ``Lt``, ``Ls`` = unpadded token counts):
+
+- ``end`` (default): align from the end of the prompt; the last ``n = min(Lt, Ls)``
+  positions are paired (target ``Lt-n+j`` <-> source ``Ls-n+j``) and patched. Key
+  positions for ``v_only``/``pattern_only`` are paired the same way.
+- ``last``: patch only the final prompt position (target ``Lt-1`` <- source ``Ls-1``);
+  keys for ``v_only``/``pattern_only`` are still paired from the end.
+- ``mean_source``: every target prompt position gets the mean over source ``i``'s positions
+  (``z``: mean ``z_S,h``; ``v_only``: every target key gets the mean ``V_S,g(h)``).
+  Undefined for ``pattern_only`` (a pattern row cannot be averaged across query positions
+  onto another prompt's keys) and refused.
+
+Generated positions: by default the patch applies at prompt positions during prefill only;
+decode steps then see the patched run through the KV cache (later layers' keys/values at
+prompt positions were computed from the patched residual stream). With
+``patch_generated=True`` the ``z``-valued modes (``z``, ``pattern_v``, ``zero``, ``mean``)
+also write each newly generated position, with the source's final-position value (the mean
+for ``mean_source``, zero, or the source mean). ``v_only``/``pattern_only`` refuse it.
+
+Numerics: modes that read the target pattern (``v_only``, ``pattern_only``) hook
+``hook_pattern``, which switches those layers from SDPA to an explicit softmax;
+:func:`baseline_hooks` installs identity pattern hooks on the same layers so that the
+baseline run takes the same path and the patch stays the only difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.model.loading import ModelHandle
+from harness.patch.modes import ALIGNMENTS, _Row, _value, get_mode
+from harness.patch.source import SourceActivations, _source_length, aligned_positions
+from harness.run.generation import BatchInfo
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    heads: tuple[tuple[int, int], ...]
+    mode: str
+    alignment: str = "end"
+    patch_generated: bool = False
+
+    def __post_init__(self) -> None:
+        mode = get_mode(self.mode)
+        if self.alignment not in ALIGNMENTS:
+            raise UnknownNameError(did_you_mean("alignment", self.alignment, ALIGNMENTS))
+        if not self.heads:
+            raise UserError("a patch needs at least one head")
+        if self.mode == "pattern_only" and self.alignment == "mean_source":
+            raise UserError(
+                "alignment 'mean_source' is not defined for patch mode 'pattern_only': a "
+                "pattern row cannot be averaged onto another prompt's keys; use 'end' or 'last'"
+            )
+        if self.patch_generated and not mode.z_valued:
+            raise UserError(
+                f"patch mode {self.mode!r} cannot be extended to generated positions (its value "
+                f"depends on target keys the source does not have); drop --patch-generated"
+            )
+
+    def by_layer(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for layer, head in self.heads:
+            out.setdefault(layer, []).append(head)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "heads": [f"{layer}:{head}" for layer, head in self.heads],
+            "mode": self.mode,
+            "alignment": self.alignment,
+            "patch_generated": self.patch_generated,
+        }
+
+
+def _generated_value(
+    cfg: PatchConfig, src: SourceActivations, layer: int, head: int, i: int, group: int, d_head: int
+) -> torch.Tensor:
+    """Value written at a newly generated position (``patch_generated``; z-valued modes only)."""
+    if cfg.mode == "zero":
+        return torch.zeros(d_head)
+    if cfg.mode == "mean":
+        return src.mean_z(layer)[head]
+    if cfg.mode == "z":
+        z = src.z[layer][i][:, head]
+    else:  # pattern_v
+        z = src.pattern[layer][i][head] @ src.v[layer][i][:, head // group]
+    return z.mean(0) if cfg.alignment == "mean_source" else z[-1]
+
+
+def patch_hooks(
+    handle: ModelHandle, cfg: PatchConfig, source: SourceActivations, pair: Callable[[int], int] | None = None
+) -> Callable[[BatchInfo], list]:
+    """A hook factory for :func:`harness.generation.generate` applying ``cfg`` with ``source``."""
+    mode = get_mode(cfg.mode)
+    group, d_head = handle.shape.group_size, handle.shape.d_head
+    n_src = len(source.prompts)
+    pair = pair or (lambda p: p % n_src)
+
+    def factory(info: BatchInfo) -> list:
+        state: dict[tuple[str, int], torch.Tensor] = {}
+        hooks: list = []
+        for layer, heads in cfg.by_layer().items():
+            if mode.target_pattern:
+                hooks.append((f"blocks.{layer}.attn.hook_pattern", _keep(state, "pattern", layer, info)))
+            if mode.target_v:
+                hooks.append((f"blocks.{layer}.attn.hook_v", _keep(state, "v", layer, info)))
+            hooks.append(
+                (f"blocks.{layer}.attn.hook_z", _z_hook(cfg, source, state, info, layer, heads, (group, d_head), pair))
+            )
+        return hooks
+
+    return factory
+
+
+def _keep(state, kind, layer, info):
+    def hook(t, hook):
+        if info.step == 0:
+            state[(kind, layer)] = t
+        return t
+
+    return hook
+
+
+def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
+    group, d_head = dims
+
+    def hook(z, hook):
+        if info.step > 0 and not cfg.patch_generated:
+            return z
+        z = z.clone()
+        for r, (p, _sample) in enumerate(info.rows):
+            i = pair(p)
+            if info.step > 0:
+                for h in heads:
+                    z[r, 0, h] = _generated_value(cfg, source, layer, h, i, group, d_head)
+                continue
+            pad, lt = int(info.pad_lengths[r]), int(info.prompt_lengths[r])
+            ls = _source_length(source, layer, i, lt)
+            qs_t, qs_s = aligned_positions(cfg.alignment, lt, ls)
+            pat = state.get(("pattern", layer))
+            v = state.get(("v", layer))
+            for h in heads:
+                row = _Row(
+                    layer,
+                    h,
+                    h // group,
+                    d_head,
+                    qs_t,
+                    qs_s,
+                    source,
+                    i,
+                    None if pat is None else pat[r, :, pad:, pad:],
+                    None if v is None else v[r, pad:],
+                )
+                z[r, pad + qs_t, h] = _value(cfg.mode, row)
+        return z
+
+    return hook
+
+
+def baseline_hooks(cfg: PatchConfig) -> list:
+    """Identity hooks giving the baseline run the same attention path as the patched run."""
+    if not get_mode(cfg.mode).target_pattern:
+        return []
+    return [(f"blocks.{layer}.attn.hook_pattern", lambda t, hook: t) for layer in cfg.by_layer()]

@@ -1,0 +1,83 @@
+"""Source activations: capture the heads' z, pattern and v on source prompts, and align positions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.model.loading import ModelHandle
+from harness.run.generation import position_ids
+from harness.run.templating import format_prompts
+
+
+@dataclass
+class SourceActivations:
+    """Unpadded source activations per layer and prompt, plus per-head means."""
+
+    prompts: tuple[str, ...]
+    z: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # [Ls, head, d_head]
+    pattern: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # [head, Ls, Ls]
+    v: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # [Ls, kv_head, d_head]
+
+    def mean_z(self, layer: int) -> torch.Tensor:
+        """Mean of z over every source prompt and position: [head, d_head]."""
+        return torch.cat(self.z[layer], dim=0).mean(dim=0)
+
+
+def capture_source(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    needs: frozenset[str] | set[str],
+    *,
+    prompt_format: str | None = None,
+    batch_size: int = 64,
+) -> SourceActivations:
+    """Run the source prompts once and keep what the patch needs at ``layers``, unpadded."""
+    fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
+    fmt.check_fits(handle, prompts=list(prompts))
+    acts = SourceActivations(prompts=tuple(prompts))
+    wanted = {"z": "hook_z", "pattern": "hook_pattern", "v": "hook_v"}
+    for kind in needs:
+        for layer in layers:
+            getattr(acts, kind)[layer] = []
+    for start in range(0, len(fmt.texts) if needs else 0, batch_size):
+        enc = fmt.encode(handle.tokenizer, fmt.texts[start : start + batch_size])
+        mask = enc["attention_mask"]
+        pads = (mask.shape[1] - mask.sum(-1)).tolist()
+        store: dict[tuple[str, int], torch.Tensor] = {}
+        hooks = [
+            (
+                f"blocks.{layer}.attn.{wanted[kind]}",
+                lambda t, hook, key=(kind, layer), store=store: store.__setitem__(key, t.detach().clone()),
+            )
+            for kind in needs
+            for layer in layers
+        ]
+        position = position_ids(mask)
+        with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):
+            handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position, logits_to_keep=1)
+        for (kind, layer), t in store.items():
+            for r, pad in enumerate(pads):
+                getattr(acts, kind)[layer].append(t[r, :, pad:, pad:] if kind == "pattern" else t[r, pad:])
+    return acts
+
+
+def aligned_positions(alignment: str, lt: int, ls: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Patched target query positions and their source positions (None: source mean)."""
+    if alignment == "last":
+        return torch.tensor([lt - 1]), torch.tensor([ls - 1])
+    if alignment == "mean_source":
+        return torch.arange(lt), None
+    n = min(lt, ls)
+    return torch.arange(lt - n, lt), torch.arange(ls - n, ls)
+
+
+def _source_length(source: SourceActivations, layer: int, i: int, default: int) -> int:
+    for kind in ("z", "v", "pattern"):
+        acts = getattr(source, kind).get(layer)
+        if acts:
+            return acts[i].shape[-2 if kind == "pattern" else 0]
+    return default  # zero mode needs no source: treat as same length

@@ -1,0 +1,164 @@
+"""pytest-html columns and per-claim evidence for the claims suite (active with ``--html``).
+
+Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; median Δ, marked,
+for claims decided by the sign test), 95% CI, p raw /
+adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
+the sign test's p, the data warnings (``floor``, ``ceiling``, ``untestable``, ``inert``: see
+:func:`harness.claim_runner.data_warnings`) and how many prompts' generations the patch changed
+token for token. The same values head the page as a static table, one row per claim
+(:func:`summary_table`; pytest-html draws its own results table with JavaScript). Each
+claim's row expands to its settings, a forest plot of its effect and CI against the
+random-head effects, side-by-side baseline vs patched generations of the prompts
+picked by :func:`harness.examples.pick_examples` (with why), and every prompt's generations.
+Everything shown is built from the claim result attached to the report (``user_properties``),
+and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
+
+pytest-html writes its report with a plain ``open(path, "w")`` at session end;
+:func:`atomic_report_writes` routes that write through :func:`harness.results.atomic_write_text`
+so an interrupted run never leaves half an evidence file (it uses pytest-html's private
+``_report_path``/``_write_report``, which is why pytest-html is pinned exactly).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pytest
+
+from harness.claims.examples import changes_text
+from harness.pytest_plugin.keys import RESULTS_KEY
+from harness.report.html import (
+    COLUMNS,
+    STYLE,
+    _cells,
+    _generations_table,
+    summary_table,
+    summary_values,
+)
+from harness.report.plots import forest_png
+from harness.report.text import verdict_tally
+from harness.results import atomic_write_text, git_info, package_versions
+
+
+def atomic_report_writes(config) -> int:
+    """Make every pytest-html report object of this run write atomically; returns how many."""
+    from pytest_html.basereport import BaseReport
+
+    n = 0
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, BaseReport):
+            path = str(plugin._report_path)
+            plugin._write_report = lambda rendered, path=path: atomic_write_text(path, rendered)
+            n += 1
+    return n
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session) -> None:
+    """After every plugin's ``pytest_configure``: pytest-html's report object exists by now.
+    Before pytest-html's own ``pytest_sessionstart`` reads the metadata for its Environment
+    table: the packages the findings record and the git commit go there too."""
+    atomic_report_writes(session.config)
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:  # pytest-html depends on pytest-metadata; nothing to add without it
+        return
+
+    meta = session.config.stash.get(metadata_key, None)
+    if meta is not None:
+        meta["Packages"] = {k: v for k, v in package_versions().items() if v}
+        git = git_info()
+        meta["Commit"] = f"{git['commit']}{' (dirty)' if git['dirty'] else ''}" if git["commit"] else "unknown"
+
+
+def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
+    """The style above, one line counting the run's verdicts (claims that do not hold fail their
+    test, so pytest's passed/failed counts are verdict counts only for directional claims) and
+    :func:`summary_table`."""
+
+    prefix.append(STYLE)
+    results = list(session.config.stash.get(RESULTS_KEY, {}).values())
+    if results:
+        tally = verdict_tally(results)
+        prefix.append(
+            f'<p class="claims-summary">{len(results)} claims evaluated: {escape(tally)}; p-values '
+            f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>"
+        )
+        prefix.append(summary_table(results))
+
+
+def _result(report) -> dict | None:
+    return dict(getattr(report, "user_properties", ()) or ()).get("claim_result")
+
+
+def pytest_html_results_table_header(cells) -> None:
+    for i, name in enumerate(COLUMNS):
+        cells.insert(2 + i, f"<th>{escape(name)}</th>")
+
+
+def pytest_html_results_table_row(report, cells) -> None:
+    for i, cell in enumerate(_cells(summary_values(_result(report)))):
+        cells.insert(2 + i, cell)
+
+
+def pytest_html_results_table_html(report, data) -> None:
+    r = _result(report)
+    if r is None:
+        return
+
+    c = r["claim"]
+    settings = ", ".join(
+        f"{k}={c[k]}"
+        for k in (
+            "model",
+            "heads",
+            "patch_mode",
+            "source",
+            "target",
+            "metric",
+            "direction",
+            "statistic",
+            "margin",
+            "n_prompts",
+            "samples",
+            "max_tokens",
+            "alignment",
+            "seed",
+        )
+        if c.get(k) is not None
+    )
+    examples = _generations_table(r.get("examples", []), bool(c.get("versus")))
+    everything = ""
+    if r.get("generations"):
+        everything = (
+            f"<details><summary>all {len(r['generations'])} prompts' generations</summary>"
+            f"{_generations_table(r['generations'], bool(c.get('versus')))}</details>"
+        )
+    plot = ""
+    if r.get("effect"):
+        import base64
+
+        png = base64.b64encode(forest_png(r)).decode()
+        plot = f'<img class="forest" alt="forest plot" src="data:image/png;base64,{png}"/>'
+    data.append(
+        f'<div class="claim-evidence">{plot}<p><b>{escape(c["id"])}</b>: {escape(c.get("description", ""))}</p>'
+        f"<p>settings: {escape(settings)}</p>"
+        + (
+            f"<p>model: {escape(str(r['model'].get('source')))}, weights sha256 "
+            f"{escape(str(r['model'].get('weights_sha256')))}</p>"
+            if r.get("model")
+            else ""
+        )
+        + (f"<p>error: {escape(r['error'])}</p>" if r.get("error") else "")
+        + "".join(
+            f'<p class="warning">warning ({escape(w["code"])}): {escape(w["message"])}</p>'
+            for w in r.get("warnings") or []
+        )
+        + f"<p>rerun: <code>{escape(r['rerun'])}</code></p>"
+        + (
+            f"<p>generations changed (token for token): {escape(changes_text(r['text_changed']))} prompts</p>"
+            if r.get("text_changed")
+            else ""
+        )
+        + f"{examples}{everything}</div>"
+    )

@@ -1,0 +1,8 @@
+"""Where the plugin keeps its state: ``config.stash`` keys (never private attributes)."""
+
+from __future__ import annotations
+
+import pytest
+
+SESSION_KEY = pytest.StashKey["object"]()  # the run's one ClaimSession
+RESULTS_KEY = pytest.StashKey[dict]()  # claim id -> result dict, in evaluation order

@@ -1,0 +1,303 @@
+"""Our pytest plugin: claim files collected as tests, one shared ClaimSession, findings written once.
+
+Installed with the package (entry point ``pytest11``: ``causal_heads``), so it works in any
+repository. Claim files are collected directly: ``pytest my_claims.toml`` or a folder holding
+files named ``claims*.toml`` / ``*_claims.toml``; each claim is one test item named by its
+``test_id`` (``pytest -k head_1_10`` selects the claims about head 1:10). ``--claims FILE``
+(repeatable) runs exactly those files instead of the ones found. Paths on the command line are
+the user's (resolved from the invocation directory), never the package's install location.
+
+Laid out like pytest-html: options in a named group, state in ``config.stash`` (never
+private attributes), results attached to each test's report as ``user_properties``
+(``("claim_result", dict)``), and the findings document written once per run (by the
+controller, not xdist workers) to ``--findings`` (default ``reports/findings.json``).
+
+Options: ``--model NAME`` (only claims for that model) or ``--model NAME=PATH`` (run NAME's
+claims on the weights at PATH, e.g. a local GPT-2 directory), ``--claims FILE``,
+``--profile NAME`` (a profile of ``harness/run/profiles.toml`` sets every claim's generation
+settings), ``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value, and the
+profile's), ``--random-heads K`` (every claim that has a random-head control uses K),
+``--correction holm|bh``, ``--device cpu`` (the only device this version supports),
+``--findings PATH``.
+
+Torch and the models are imported only when a claim file is collected (through the lazy
+public names of :mod:`harness`), so the plugin costs other test suites nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness.errors import UserError
+from harness.findings.schema import FINDINGS_SCHEMA, FINDINGS_VERSION
+from harness.pytest_plugin.keys import RESULTS_KEY, SESSION_KEY
+from harness.results import environment, write_result
+from harness.run.profiles import profile_claim_settings
+
+CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
+MODELS_SEEN = pytest.StashKey[set]()  # models the collected claim files are about (before --model filtering)
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("causal-heads", "causal hypothesis tests for attention heads")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME[=PATH]",
+        help="run only NAME's claims; NAME=PATH runs them on the weights at PATH (repeatable)",
+    )
+    group.addoption(
+        "--claims",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="claims TOML file to run instead of the claim files found (repeatable)",
+    )
+    group.addoption(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="apply a settings profile of harness/profiles.toml (sampling, samples, n_prompts, "
+        "max_tokens, alignment, seed, target) to every claim",
+    )
+    group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")
+    group.addoption("--samples", type=int, default=None, help="override every claim's samples")
+    group.addoption("--seed", type=int, default=None, help="override every claim's seed")
+    group.addoption(
+        "--random-heads",
+        type=int,
+        default=None,
+        metavar="K",
+        help="K random heads for every claim that has a random-head control (claims without one "
+        "keep none); with K >= 19 the control's empirical p can reach 0.05",
+    )
+    group.addoption("--correction", default="holm", choices=("holm", "bh"), help="multiple-comparison correction")
+    group.addoption("--device", default="cpu", help="torch device; this version runs on cpu only")
+    group.addoption(
+        "--findings",
+        default=os.path.join("reports", "findings.json"),
+        help="versioned JSON of every claim result (written once per run)",
+    )
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "claim: a causal claim test generated from the claims file")
+    if config.getoption("--device") != "cpu":
+        raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")
+    config.stash[RESULTS_KEY] = {}
+    config.stash[MODELS_SEEN] = set()
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.import_plugin("harness.pytest_plugin.html")
+
+
+def model_filter(config) -> tuple[set[str], dict[str, str]]:
+    names, paths = set(), {}
+    for item in config.getoption("--model") or []:
+        name, sep, path = item.partition("=")
+        names.add(name)
+        if sep:
+            if not os.path.isdir(path):
+                raise pytest.UsageError(f"--model {item!r}: {path!r} is not a directory")
+            paths[name] = path
+    return names, paths
+
+
+def claim_overrides(config) -> tuple[dict, str]:
+    """Settings every claim takes from ``--profile`` then ``--n-prompts/--samples/--seed`` (flags
+    win), and the options that set them, for error messages."""
+
+    values, origin = {}, []
+    profile = config.getoption("--profile")
+    if profile is not None:
+        values.update(profile_claim_settings(profile))
+        origin.append(f"--profile {profile}")
+    for key in ("n_prompts", "samples", "seed"):
+        option = "--" + key.replace("_", "-")
+        if config.getoption(option) is not None:
+            values[key] = config.getoption(option)
+            origin.append(f"{option} {values[key]}")
+    return values, " ".join(origin)
+
+
+def rerun_options(config, paths: dict[str, str]) -> str:
+    """The run's options a rerun of one claim needs besides the claim's own values."""
+    opts = [f"--model {name}={path}" for name, path in sorted(paths.items())]
+    if config.getoption("--profile") is not None:
+        opts.append(f"--profile {config.getoption('--profile')}")
+    if config.getoption("--random-heads") is not None:
+        opts.append(f"--random-heads {config.getoption('--random-heads')}")
+    return " ".join(opts)
+
+
+def claim_files(config) -> list[str]:
+    """``--claims`` files, resolved from the directory pytest was invoked in."""
+    base = config.invocation_params.dir
+    given = config.known_args_namespace.claims  # parsed early, so pytest_load_initial_conftests sees them
+    return [str((base / p).resolve()) for p in given or []]
+
+
+def claim_params(config, paths: list[str] | None = None) -> list:
+    """One ``pytest.param`` per claim of ``paths`` (default: the ``--claims`` files) that this run
+    selects (``--model``), with the run's overrides applied, marked ``claim`` (and ``slow`` unless
+    ``tier = "fast"``), skipped with the reason when the model's weights are absent. Raises
+    :class:`UserError` or ``pytest.UsageError`` naming the option, claim, field and value."""
+    claims = harness.load_claim_files(paths if paths is not None else claim_files(config))
+    names, paths_by_model = model_filter(config)
+    overrides, origin = claim_overrides(config)
+    if MODELS_SEEN in config.stash:
+        config.stash[MODELS_SEEN].update(c.model for c in claims)
+    k = config.getoption("--random-heads")
+    params = []
+    for c in claims:
+        if names and c.model not in names:
+            continue
+        c = harness.with_overrides(c, origin, **overrides)
+        if k is not None and c.random_heads:  # only claims that have a control: it sets its size
+            c = harness.with_overrides(c, f"--random-heads {k}", random_heads=k)
+        marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
+        reason = None if c.model in paths_by_model else harness.weights_absent(c.model)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(c, marks=marks, id=c.test_id))
+    return params
+
+
+class ClaimItem(pytest.Item):
+    """One claim as a test: it passes only when the statistics support the claim."""
+
+    def __init__(self, *, claim, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.claim = claim
+
+    def runtest(self) -> None:
+        family = [
+            i.claim
+            for i in self.session.items
+            if isinstance(i, ClaimItem) and not any(m.name == "skip" for m in i.iter_markers())
+        ]
+        result = claim_session(self.config, family).results()[self.claim.id]
+        record(self.config, self, result)
+        if result.error or result.verdict != "supported":
+            pytest.fail(result.message(), pytrace=False)  # effect, CI, p raw/adjusted, n, seed, rerun command
+
+    def reportinfo(self):
+        return self.path, None, f"claim {self.claim.id}"
+
+
+class ClaimFile(pytest.File):
+    """A claims TOML file: one :class:`ClaimItem` per claim this run selects."""
+
+    def collect(self):
+        try:  # bad claims files or options: one message naming the file, claim, field and value
+            params, problem = claim_params(self.config, [str(self.path)]), None
+        except (UserError, pytest.UsageError) as exc:
+            problem = str(exc)
+        if problem:  # outside the except block, so no chained traceback is shown
+            raise self.CollectError(problem)
+        for p in params:
+            item = ClaimItem.from_parent(self, name=p.id, claim=p.values[0])
+            for mark in p.marks:
+                item.add_marker(mark)
+            yield item
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args) -> None:
+    """``--claims FILE`` files are collected as if named on the command line (so a bad one is an
+    ordinary collection error, and a missing one pytest's "file or directory not found")."""
+    args.extend(claim_files(early_config))
+
+
+def pytest_collect_file(file_path: Path, parent):
+    chosen = claim_files(parent.config)
+    if (str(file_path) in chosen) if chosen else CLAIM_FILE.match(file_path.name):
+        return ClaimFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Check the run's claims as one family: ids unique across files, and every ``--model NAME``
+    about some claim."""
+    claims = [i for i in items if isinstance(i, ClaimItem)]
+    where: dict[str, str] = {}
+    for item in claims:
+        other = where.setdefault(item.claim.id, str(item.path))
+        if other != str(item.path):
+            raise pytest.UsageError(
+                f"{item.path}: claim {item.claim.id!r}: field 'id' = {item.claim.id!r} is also used in {other}"
+            )
+    names, _ = model_filter(config)
+    seen = config.stash.get(MODELS_SEEN, set())
+    unknown = sorted(names - seen)
+    if unknown and seen:
+        raise pytest.UsageError(
+            f"--model {unknown[0]!r}: no collected claim is about it; models with claims: " + ", ".join(sorted(seen))
+        )
+
+
+def claim_session(config, claims):
+    """The run's one ClaimSession over the collected claims (created on first use)."""
+
+    if SESSION_KEY not in config.stash:
+        _, paths = model_filter(config)
+        config.stash[SESSION_KEY] = harness.ClaimSession(
+            claims,
+            model_paths=paths,
+            correction=config.getoption("--correction"),
+            rerun_options=rerun_options(config, paths),
+            progress=lambda line: live_line(config, line),
+        )
+    return config.stash[SESSION_KEY]
+
+
+def live_line(config, line: str) -> None:
+    """Write a line to the terminal while a test runs (the first claim test evaluates them all,
+    minutes per claim on a CPU), bypassing output capture as pytest's live logging does."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):
+        return
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is None:
+        reporter.write_line(line)
+        return
+    with capman.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+def record(config, item, result) -> None:
+    data = result.to_dict()
+    config.stash[RESULTS_KEY][result.claim.id] = data
+    item.user_properties.append(("claim_result", data))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    config = session.config
+    results = config.stash.get(RESULTS_KEY, {})
+    if not results or hasattr(config, "workerinput"):
+        return
+
+    doc = {
+        "schema": FINDINGS_SCHEMA,
+        "schema_version": FINDINGS_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "correction": config.getoption("--correction"),
+        "profile": config.getoption("--profile"),
+        **environment(),
+        "claims": list(results.values()),
+    }
+    sess = config.stash.get(SESSION_KEY, None)
+    if sess is not None:
+        doc["models"] = {name: h.provenance() for name, h in sess._models.items()}
+        doc["data_files"] = dict(sorted(sess.data_files.items()))
+    try:
+        write_result(doc, config.getoption("--findings"))
+    except (UserError, OSError) as exc:
+        config.get_terminal_writer().line(f"could not write findings: {exc}", red=True)

@@ -1,0 +1,134 @@
+"""PNG plots rendered from result documents (never from live objects), with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+from harness.results import atomic_write
+
+
+def _save(fig, path: str, dpi: int) -> None:
+    """PNG to ``path`` atomically (an interrupted run leaves no half-drawn plot), then close."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+def head_effect_plot(doc: dict, path: str) -> str:
+    """Bar chart of Δ (patched − baseline) per metric with its 95% bootstrap CI over prompts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = doc["summary"]
+    names = [r["metric"] for r in rows]
+    deltas = [r["delta"] for r in rows]
+    low = [r["delta"] - r["ci_low"] for r in rows]
+    high = [r["ci_high"] - r["delta"] for r in rows]
+    s = doc["settings"]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.6))
+    ax.barh(names, deltas, xerr=[low, high], color="#4C72B0", ecolor="black", capsize=3)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_xlabel("Δ patched − baseline (mean over prompts, 95% bootstrap CI)")
+    ax.set_title(
+        f"{s['model']} heads {s['head_spec']} · {s['patch_mode']} · {s['emotion']} → "
+        f"{s['run']['target']} (n={s['n_prompts']})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    _save(fig, path, dpi=110)
+    return path
+
+
+def forest_png(result: dict) -> bytes:
+    """One claim's effect with its 95% CI against the random-head effects (if any), as PNG bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    e, c = result["effect"], result["claim"]
+    fig, ax = plt.subplots(figsize=(5.5, 1.6))
+    ax.errorbar(
+        [e["mean"]],
+        [0],
+        xerr=[[e["mean"] - e["ci_low"]], [e["ci_high"] - e["mean"]]],
+        fmt="o",
+        color="#C44E52",
+        capsize=4,
+        label=f"heads {c['heads']}",
+    )
+    rc = result.get("random_control")
+    if rc:
+        ax.scatter(
+            rc["null"],
+            [0.4] * len(rc["null"]),
+            marker="|",
+            s=200,
+            color="#4C72B0",
+            label=f"{len(rc['null'])} random heads",
+        )
+    if c.get("margin"):
+        ax.axvspan(-c["margin"], c["margin"], color="#55A868", alpha=0.15, label="equivalence margin")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, 0.9)
+    ax.set_xlabel(f"Δ {c['metric']} (95% CI over prompts)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, path: str) -> str:
+    """Layer × head grid of single-head claim effects (blank where no claim tested a head).
+
+    Only directional claims from an emotion source count (identity and equivalence claims
+    would paint a 0 that is not a head effect); the first claim per head wins.
+    """
+    import numpy as np
+
+    grid = np.full((n_layers, n_heads), np.nan)
+    for r in results:
+        heads = r["claim"]["heads"]
+        c = r["claim"]
+        if (
+            r.get("effect")
+            and "," not in heads
+            and "*" not in heads
+            and not c.get("versus")
+            and c["direction"] != "equivalent"
+            and c["source"] != c["target"]
+        ):
+            layer, head = map(int, heads.split(":"))
+            if np.isnan(grid[layer, head]):
+                grid[layer, head] = r["effect"]["mean"]
+    return delta_heatmap(grid, title, path)
+
+
+def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompts") -> str:
+    """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.asarray(grid, dtype=float)
+    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+    lim = lim or 1.0  # an empty or all-zero grid still gets a readable scale
+    fig, ax = plt.subplots(figsize=(0.45 * grid.shape[1] + 2, 0.25 * grid.shape[0] + 1.5))
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label=label)
+    fig.tight_layout()
+    _save(fig, path, dpi=100)
+    return path

@@ -1,0 +1,76 @@
+"""Text formatting every renderer shares: cells, numbers, CIs, verdict tallies, up/down and warnings."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from harness.claims.verdict import Verdict
+
+
+def cell(text) -> str:
+    """A value safe inside a markdown table cell (no markup, no pipes, one line)."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
+
+
+def _missing(x) -> bool:
+    """None (JSON null) or NaN (a result still in memory)."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _ci(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
+    if not d or _missing(d.get(key_low)):
+        return "—"
+    return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
+
+
+def _num(x, spec="+.4f") -> str:
+    return "—" if _missing(x) else format(x, spec)
+
+
+def _mean(xs) -> float | None:
+    xs = [x for x in xs or [] if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def decisive_effect(r: dict) -> dict:
+    """The estimate and 95% CI of the statistic that decides the claim: the mean Δ, or for
+    ``statistic = "sign"`` claims the median Δ (``label`` says which; ``{}`` when none)."""
+    c, e, st = r.get("claim") or {}, r.get("effect") or {}, r.get("sign")
+    if c.get("statistic") == "sign" and st:
+        return {"label": "median", "estimate": st["median"], "ci_low": st["ci_low"], "ci_high": st["ci_high"]}
+    if not e:
+        return {}
+    return {"label": "mean", "estimate": e.get("mean"), "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high")}
+
+
+def decisive_text(r: dict) -> tuple[str, str]:
+    """The decisive estimate (``+0.0989 (median)`` for sign claims) and its 95% CI, as text."""
+    d = decisive_effect(r)
+    return _num(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), _ci(d)
+
+
+VERDICT_ORDER = tuple(v.value for v in Verdict)
+
+
+def verdict_tally(results) -> str:
+    """``7 supported, 7 not supported``: claim results (dicts) counted by verdict, errored ones
+    (those with an ``error``) as ``error``, in the order supported, not supported, refuted, error."""
+    counts: dict[str, int] = {}
+    for r in results:
+        key = Verdict.ERROR.value if r.get("error") else r["verdict"]
+        counts[key] = counts.get(key, 0) + 1
+    unknown = sorted(set(counts) - set(VERDICT_ORDER))
+    return ", ".join(f"{counts[v]} {v}" for v in (*VERDICT_ORDER, *unknown) if v in counts)
+
+
+def updown(sign: dict | None) -> str:
+    """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
+    if not sign:
+        return "—"
+    return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g})"
+
+
+def warning_codes(r: dict) -> str:
+    """A claim result's data warning codes (floor, ceiling, untestable), comma-separated, or "—"."""
+    return ", ".join(w["code"] for w in r.get("warnings") or []) or "—"

@@ -1,0 +1,1 @@
+"""Running a model: prompt sets and templating, batched KV-cached generation, settings profiles."""

@@ -1,0 +1,315 @@
+"""Batched generation with the KV cache and TransformerLens hooks active at every step.
+
+The decode loop is ours (see :mod:`harness.hooks` for why not TransformerBridge.generate);
+the model forward and the ``DynamicCache`` are Hugging Face's, driven the way
+``transformers.GenerationMixin.generate`` drives them (left padding, position ids from the
+attention mask's cumulative sum, ``logits_to_keep=1``, finished rows fed the pad token), so
+greedy output equals HF ``generate`` token for token (tested against a subprocess that never
+imports TransformerLens).
+
+Rows and randomness. Each prompt is expanded into ``n_samples`` rows. A row samples from its
+own ``torch.Generator`` seeded from ``(seed, sample index, prompt text)`` (:func:`row_seed`),
+so a prompt's sample does not depend on its batch neighbours or its position in the list, and
+a baseline run and a patched run of the same prompt draw the same random numbers: the patch
+is the only difference between them.
+
+Hooks. ``hooks`` is a list of ``(hook_name, fn)`` pairs, or a callable that receives the
+chunk's :class:`BatchInfo` and returns such a list (a patch that needs to know which prompt
+sits in which row, or how much left padding it has, uses this). The hooks are active at
+prefill and at every decode step; ``BatchInfo.step`` is 0 during prefill and ``k`` during the
+k-th decode step. What each hook point sees at each step is documented in
+:mod:`harness.hooks`.
+
+Tracked log-probabilities. ``track={name: token ids}`` records, for every generated token,
+``log sum_{t in ids} p(t | prefix)`` from the step's logits before temperature and filtering
+(the model's own distribution, patched when the run is): ``Generation.tracked[name]`` holds
+one value per generated token. Model-side metrics over 30 tokens read it (see
+:mod:`harness.metrics.next_token`); it costs one log-softmax per step and changes no token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from harness.errors import UserError
+from harness.model.loading import ModelHandle
+from harness.run.templating import format_prompts
+
+HookList = list[tuple[str | Callable, Callable]]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings. Defaults mirror HF's sampling defaults (temperature 1, top-k 50, top-p 1)."""
+
+    max_new_tokens: int = 30
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50  # 0 disables
+    top_p: float = 1.0
+    n_samples: int = 1
+    seed: int = 0
+    batch_size: int = 128  # rows per forward pass
+    stop_at_eos: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "an integer >= 1"),
+            (
+                0 < self.temperature < math.inf,
+                "temperature",
+                self.temperature,
+                "finite and > 0 (use greedy decoding for 0)",
+            ),
+            (self.top_k >= 0, "top_k", self.top_k, ">= 0 (0 disables top-k)"),
+            (0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),
+            (self.n_samples >= 1, "n_samples", self.n_samples, "an integer >= 1"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1"),
+            (self.seed >= 0, "seed", self.seed, "an integer >= 0"),
+        ]
+        for ok, name, value, allowed in checks:
+            if not ok:
+                raise UserError(f"{name}={value!r} is invalid: must be {allowed}")
+        if not self.do_sample and self.n_samples > 1:
+            raise UserError(
+                f"n_samples={self.n_samples} with greedy decoding gives identical samples; "
+                f"enable sampling or use n_samples=1"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BatchInfo:
+    """What a hook factory knows about the chunk being generated."""
+
+    rows: tuple[tuple[int, int], ...]  # (prompt_index, sample_index) of each batch row
+    prompt_lengths: torch.Tensor  # [batch] unpadded prompt lengths in tokens
+    attention_mask: torch.Tensor  # [batch, padded_prompt_len], 0 on left padding
+    step: int = 0  # 0 = prefill; k = k-th decode step
+
+    @property
+    def padded_length(self) -> int:
+        return self.attention_mask.shape[1]
+
+    @property
+    def pad_lengths(self) -> torch.Tensor:
+        return self.padded_length - self.prompt_lengths
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt_index: int
+    sample_index: int
+    seed: int
+    prompt: str  # as given, before templating
+    prompt_token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # generated tokens, up to and including EOS if it came
+    text: str  # generated text, special tokens removed
+    stopped_at_eos: bool
+    tracked: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per generated token (see above)
+
+
+@dataclass
+class GenerationResult:
+    config: GenerationConfig
+    prompt_format: str
+    generations: list[Generation] = field(default_factory=list)
+
+    def by_prompt(self) -> dict[int, list[Generation]]:
+        out: dict[int, list[Generation]] = {}
+        for g in self.generations:
+            out.setdefault(g.prompt_index, []).append(g)
+        return out
+
+
+def row_seed(seed: int, sample_index: int, prompt: str) -> int:
+    """The 63-bit seed of one (prompt, sample) row; independent of batch and order."""
+    digest = hashlib.sha256(f"{seed}\x1f{sample_index}\x1f{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids as HF ``generate`` makes them for left padding: cumsum(mask) − 1, 0 on padding."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+def _filter_logits(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
+    """Temperature, then top-k, then top-p, in HF's order and with HF's tie rules."""
+    x = logits / cfg.temperature
+    if cfg.top_k and cfg.top_k < x.shape[-1]:
+        kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
+        x = x.masked_fill(x < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_x, order = torch.sort(x, dim=-1, descending=False)
+        cum = sorted_x.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = cum <= (1 - cfg.top_p)
+        drop_sorted[..., -1] = False  # always keep the most likely token
+        x = x.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    return x
+
+
+def _next_tokens(logits: torch.Tensor, cfg: GenerationConfig, gens: list[torch.Generator]) -> torch.Tensor:
+    if not cfg.do_sample:
+        return logits.argmax(dim=-1)
+    probs = _filter_logits(logits.float(), cfg).softmax(dim=-1)
+    return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
+
+
+def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
+    if hooks is None:
+        return []
+    return list(hooks(info)) if callable(hooks) else list(hooks)
+
+
+def _generate_chunk(
+    handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig, hooks, progress, track: Mapping[str, torch.Tensor]
+):
+    model, tok = handle.model, handle.tokenizer
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    info = BatchInfo(rows=tuple(rows), prompt_lengths=mask.sum(-1), attention_mask=mask)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    eos = set(_eos_ids(handle))
+    pad = tok.pad_token_id
+    position = position_ids(mask)
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
+    done = torch.zeros(len(rows), dtype=torch.bool)
+    out_tokens, tracked = [], {name: [] for name in track}
+    with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
+        inputs = ids
+        for step in range(cfg.max_new_tokens):
+            info.step = step
+            logits = model(
+                input_ids=inputs, attention_mask=mask, position_ids=position, cache=cache, use_cache=True, **extra
+            ).logits[:, -1, :]
+            if track:
+                logp = logits.float().log_softmax(dim=-1)
+                for name, ids in track.items():
+                    tracked[name].append(torch.logsumexp(logp[:, ids], dim=-1))
+            nxt = _next_tokens(logits, cfg, gens)
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            out_tokens.append(nxt)
+            if cfg.stop_at_eos:
+                done |= torch.isin(nxt, torch.tensor(sorted(eos)))
+            if progress:
+                progress(1)
+            if bool(done.all()):
+                if progress:
+                    progress(cfg.max_new_tokens - step - 1)
+                break
+            inputs = nxt[:, None]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+            position = position[:, -1:] + 1
+    return torch.stack(out_tokens, dim=1), {name: torch.stack(v, dim=1) for name, v in tracked.items()}
+
+
+def _eos_ids(handle: ModelHandle) -> list[int]:
+    eos = handle.model.generation_config.eos_token_id
+    if eos is None:
+        eos = handle.tokenizer.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+def _trim(tokens: list[int], eos: set[int]) -> tuple[tuple[int, ...], bool]:
+    for i, t in enumerate(tokens):
+        if t in eos:
+            return tuple(tokens[: i + 1]), True
+    return tuple(tokens), False
+
+
+def generate(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    config: GenerationConfig = GenerationConfig(),
+    *,
+    prompt_format: str | None = None,
+    hooks: HookList | Callable[[BatchInfo], HookList] | None = None,
+    progress: Callable[[int], None] | None = None,
+    track: Mapping[str, Sequence[int]] | None = None,
+) -> GenerationResult:
+    """Generate ``config.n_samples`` continuations per prompt with ``hooks`` active.
+
+    ``track`` (optional) names token-id sets whose log-probability mass is recorded per
+    generated token in ``Generation.tracked`` (see the module docstring).
+    ``progress`` (optional) is called with the number of decode steps completed per chunk,
+    adding up to ``n_chunks * max_new_tokens``.
+    """
+    prompts = list(prompts)
+    if not prompts:
+        raise UserError("no prompts to generate from (the prompt list is empty)")
+    fmt = format_prompts(handle.tokenizer, prompts, prompt_format or handle.prompt_format)
+    fmt.check_fits(handle, config.max_new_tokens, prompts=prompts)
+    rows = [(p, s) for p in range(len(prompts)) for s in range(config.n_samples)]
+    result = GenerationResult(config=config, prompt_format=fmt.format)
+    eos = set(_eos_ids(handle))
+    track_ids = {name: _token_ids(handle, name, ids) for name, ids in (track or {}).items()}
+    with torch.no_grad():
+        for start in range(0, len(rows), config.batch_size):
+            chunk = rows[start : start + config.batch_size]
+            texts = [fmt.texts[p] for p, _ in chunk]
+            enc = fmt.encode(handle.tokenizer, texts)
+            seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
+            tokens, tracked = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress, track_ids)
+            for r, (p, s) in enumerate(chunk):
+                prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
+                gen, hit = _trim(tokens[r].tolist(), eos if config.stop_at_eos else set())
+                result.generations.append(
+                    Generation(
+                        prompt_index=p,
+                        sample_index=s,
+                        seed=seeds[r],
+                        prompt=prompts[p],
+                        prompt_token_ids=tuple(prompt_ids),
+                        token_ids=gen,
+                        text=handle.tokenizer.decode(gen, skip_special_tokens=True),
+                        stopped_at_eos=hit,
+                        tracked={name: tuple(v[r, : len(gen)].tolist()) for name, v in tracked.items()},
+                    )
+                )
+    return result
+
+
+def _token_ids(handle: ModelHandle, name: str, ids: Sequence[int]) -> torch.Tensor:
+    out = torch.tensor(sorted({int(i) for i in ids}), dtype=torch.long)
+    vocab = handle.model.get_output_embeddings().weight.shape[0]
+    if out.numel() == 0 or int(out.min()) < 0 or int(out.max()) >= vocab:
+        raise UserError(f"track {name!r}: token ids must be a non-empty set in [0, {vocab}), got {list(ids)[:8]}")
+    return out
+
+
+def forward(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    hooks=None,
+    *,
+    prompt_format: str | None = None,
+    last_only: bool = False,
+    first_index: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass over the templated, left-padded prompts with ``hooks`` (list or factory).
+
+    Returns ``(logits, attention_mask)``; logits are ``[batch, pos, vocab]`` (``pos`` = 1 with
+    ``last_only``). Hook factories get a :class:`BatchInfo` with ``step == 0`` whose rows are
+    prompt indices ``first_index, first_index + 1, ...`` (for callers that chunk a prompt list).
+    """
+    fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
+    fmt.check_fits(handle, prompts=list(prompts))
+    enc = fmt.encode(handle.tokenizer)
+    mask = enc["attention_mask"]
+    info = BatchInfo(
+        rows=tuple((first_index + i, 0) for i in range(len(prompts))), prompt_lengths=mask.sum(-1), attention_mask=mask
+    )
+    position = position_ids(mask)
+    extra = {"logits_to_keep": 1} if last_only else {}
+    with torch.no_grad(), handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
+        logits = handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position, **extra).logits
+    return logits, mask

@@ -1,0 +1,101 @@
+"""One configuration path: command-line flags > profile (``harness/profiles.toml``) > defaults.
+
+:func:`resolve_run_config` merges the three into one frozen :class:`RunConfig`, which the
+runner uses and every result records. A key in a profile that this code does not know, or
+a value of the wrong type, is an error naming the profile, the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, fields
+
+from harness.errors import UnknownNameError, UserError, did_you_mean
+
+PROFILES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles.toml")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a patching run depends on besides the model, heads, mode and emotion."""
+
+    profile: str = "baseline"
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    samples: int = 1
+    n_prompts: int = 70
+    max_tokens: int = 30
+    alignment: str = "end"
+    patch_generated: bool = False
+    seed: int = 0
+    target: str = "neutral"
+    prompt_format: str = "model"
+    batch_size: int = 128
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_TYPES = {f.name: f.type for f in fields(RunConfig)}
+_PY = {"bool": bool, "float": (int, float), "int": int, "str": str}
+
+
+def read_toml(path: str, what: str) -> dict:
+    """Parse a TOML file; unreadable or malformed files are a :class:`UserError` naming ``what``."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{what} {path}: not valid TOML: {exc}") from None
+
+
+def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
+    return read_toml(path, "profiles file")
+
+
+def _check(profile: str, key: str, value) -> None:
+    if key not in _TYPES or key == "profile":
+        raise UserError(f"profile {profile!r}: " + did_you_mean("key", key, [k for k in _TYPES if k != "profile"]))
+    expected = _PY[_TYPES[key]]
+    if isinstance(value, bool) and _TYPES[key] != "bool" or not isinstance(value, expected):
+        raise UserError(f"profile {profile!r}: {key} = {value!r} must be of type {_TYPES[key]}")
+
+
+def profile_values(profile: str, path: str = PROFILES_FILE) -> dict:
+    """The settings a profile sets (type-checked), without its description."""
+    profiles = load_profiles(path)
+    if profile not in profiles:
+        raise UnknownNameError(did_you_mean("profile", profile, profiles))
+    values = {k: v for k, v in profiles[profile].items() if k != "description"}
+    for key, value in values.items():
+        _check(profile, key, value)
+    return values
+
+
+def resolve_run_config(profile: str, overrides: dict, path: str = PROFILES_FILE) -> RunConfig:
+    """Defaults, then the profile's values, then the non-None ``overrides`` (CLI flags)."""
+    values = profile_values(profile, path)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(profile=profile, **values)
+
+
+def profile_claim_settings(profile: str, path: str = PROFILES_FILE) -> dict:
+    """What ``pytest causal_tests --profile NAME`` sets on every claim: the profile's generation
+    settings (sampling, samples, n_prompts, max_tokens, alignment, seed, target). ``batch_size``
+    does not change results and is dropped; a profile that changes the prompt format or patches
+    generated positions describes runs that claims cannot express, and is refused."""
+    values = profile_values(profile, path)
+    values.pop("batch_size", None)
+    default = RunConfig()
+    for key in ("prompt_format", "patch_generated"):
+        if key in values and values.pop(key) != getattr(default, key):
+            raise UserError(
+                f"profile {profile!r} sets {key}, which claims cannot take (claims use the model's own "
+                f"prompt format and patch prompt positions only); use a profile without it"
+            )
+    return values
