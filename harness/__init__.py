@@ -49,6 +49,7 @@ _PUBLIC = {
     "ClaimResult": "harness.claims.result",
     "get_metric": "harness.metrics",
     "load_findings": "harness.findings.schema",
+    "FindingsDocument": "harness.findings.schema",
     "load_document": "harness.findings.schema",
     "UserError": "harness.errors",
 }
@@ -58,6 +59,7 @@ __all__ = [
     "Claim",
     "ClaimResult",
     "ClaimSession",
+    "FindingsDocument",
     "Condition",
     "GenerationConfig",
     "ModelHandle",
@@ -87,7 +89,7 @@ if TYPE_CHECKING:
         with_overrides,
     )
     from harness.errors import UserError
-    from harness.findings.schema import load_document, load_findings
+    from harness.findings.schema import FindingsDocument, load_document, load_findings
     from harness.metrics import get_metric
     from harness.model.loading import ModelHandle, load_model, weights_absent
     from harness.model.shape import ModelShape

@@ -156,8 +156,9 @@ def read_json(path: str) -> dict:
         return json.load(fh)
 
 
-def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
-    """A JSON document of ours, validated for ``schema`` and ``version``; ``UserError`` naming the file."""
+def load_versioned(path: str, schema: str, version: int | tuple[int, ...], what: str) -> dict:
+    """A JSON document of ours, validated for ``schema`` and ``version`` (one, or the versions this
+    code reads); ``UserError`` naming the file."""
 
     try:
         doc = read_json(path)
@@ -169,9 +170,11 @@ def load_versioned(path: str, schema: str, version: int, what: str) -> dict:
         raise UserError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise UserError(f"{path}: not a {what} document (schema must be {schema!r})")
-    if type(doc.get("schema_version")) is not int or doc["schema_version"] != version:  # not true, not 1.0
+    readable = (version,) if isinstance(version, int) else version
+    if type(doc.get("schema_version")) is not int or doc["schema_version"] not in readable:  # not true, not 1.0
+        shown = " or ".join(map(str, readable))
         raise UserError(
-            f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported (this code reads {version})"
+            f"{path}: {what} schema_version {doc.get('schema_version')!r} is not supported (this code reads {shown})"
         )
     return doc
 

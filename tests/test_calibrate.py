@@ -35,7 +35,7 @@ def test_null_deltas_split_distinct_continuations_of_each_prompt():
 def tiny_pool(tiny_gpt2):
     """12 neutral prompts × 8 sampled continuations of 4 tokens, scored by the continuous log-prob metric."""
     prompts = load_prompt_set("neutral").head(12)
-    cfg = GenerationConfig(max_new_tokens=4, do_sample=True, n_samples=8, seed=0)
+    cfg = GenerationConfig(max_tokens=4, do_sample=True, samples=8, seed=0)
     result = generate(tiny_gpt2, prompts, cfg, track=keyword_tracks(tiny_gpt2.tokenizer))
     return score_pool(result, ["gratitude_logprob"])["gratitude_logprob"]
 
@@ -93,10 +93,10 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
     assert proc.returncode == 0, proc.stderr
     assert "50 null datasets of 30 prompts" in proc.stdout and "Traceback" not in proc.stderr
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "causal-heads/calibration" and doc["schema_version"] == 1
+    assert doc["schema"] == "causal-heads/calibration" and doc["schema_version"] == 2
     assert [r["metric"] for r in doc["results"]] == ["gratitude_logprob", "sentiment"]
     assert np.array(doc["pools"]["sentiment"]).shape == (30, 4)
-    assert doc["settings"]["generation"]["n_samples"] == 4 and doc["provenance"]["model"]["weights_sha256"]
+    assert doc["settings"]["generation"]["samples"] == 4 and doc["provenance"]["model"]["weights_sha256"]
 
     # a test that rejects too often on null data fails the command (exit 1) and is named
     import harness.analysis.calibrate as calibration
@@ -156,6 +156,12 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     for r in doc["results"]:
         cells = [f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for v in [*r["rates"].values(), r["coverage"]]]
         assert re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", lines[r["metric"]]) == cells
+    # a version-1 document (settings.generation said n_samples / max_new_tokens) is still re-analysed
+    v1 = tmp_path / "v1.json"
+    v1.write_text(json.dumps({**doc, "schema_version": 1}))
+    old = main_in_process("harness.cli.calibrate", "--pools", str(v1), "--datasets", "30", "--metrics",
+                          "gratitude_logprob,sentiment")
+    assert old.returncode == 0 and old.stdout == same.stdout
 
     bad = [(["--model", "tiny-gpt2"], "--model cannot be combined with --pools"),
            (["--samples", "4"], "--samples 4 is invalid: " + f"{first} holds 6 continuations per prompt"),

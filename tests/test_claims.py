@@ -214,17 +214,20 @@ def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
 def test_rerun_commands_name_the_claim_file_as_typed_where_the_run_started(tmp_path, monkeypatch):
     """A rerun command is typed where the run was started: the claim file relative to that
     directory when inside it, else absolute."""
-    import dataclasses
-
     from harness.claims.result import ClaimResult
+    from harness.claims.spec import Claim
 
     claim = load_claims(SHIPPED)[0]
     monkeypatch.chdir(tmp_path)
     inside, outside = str(tmp_path / "causal_tests" / "extra.toml"), os.path.join(ROOT, "mine.toml")
     for file, shown in ((inside, os.path.join("causal_tests", "extra.toml")), (outside, outside)):
-        cmd = ClaimResult(claim=dataclasses.replace(claim, file=file)).rerun_command()
+        moved = claim.replace()
+        moved._file = file
+        cmd = ClaimResult(claim=moved).rerun_command()
         assert cmd.startswith(f"pytest {shown} -k '{claim.test_id}' --seed {claim.seed}")
-    assert ClaimResult(claim=dataclasses.replace(claim, file="")).rerun_command().startswith(f"pytest -k '{claim.test_id}'")
+    built_in_python = Claim(**claim.row())
+    assert built_in_python.file == "" and built_in_python == claim
+    assert ClaimResult(claim=built_in_python).rerun_command().startswith(f"pytest -k '{claim.test_id}'")
 
 
 def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_gpt2):
@@ -601,12 +604,12 @@ def test_verdict_thresholds_are_strict_and_use_the_deciding_statistics_ci():
 
 
 def test_the_live_progress_line_shows_effect_raw_p_changes_and_warnings():
-    from harness.claims.result import _progress_line
+    from harness.claims.result import progress_line
 
     r = _stub_result("c", p=0.00123, p_refute=0.99, ci=(0.1, 0.5))
     r.text_changed = {"patched_vs_baseline": 12, "n": 70}
     r.warnings = [{"code": "floor", "message": "..."}, {"code": "untestable", "message": "..."}]
-    assert _progress_line(r) == ("effect +0.3000 [+0.1000, +0.5000], raw p 0.00123, text changed 12/70; "
+    assert progress_line(r) == ("effect +0.3000 [+0.1000, +0.5000], raw p 0.00123, text changed 12/70; "
                                  "warning: floor; warning: untestable")
     r.error = "RuntimeError: boom\nsecond line"
-    assert _progress_line(r) == "error: RuntimeError: boom"
+    assert progress_line(r) == "error: RuntimeError: boom"

@@ -18,7 +18,7 @@ def _run(tokens: list[list[tuple[int, ...]]]) -> GenerationResult:
     gens = [Generation(prompt_index=i, sample_index=s, seed=0, prompt=f"prompt {i}", prompt_token_ids=(1,),
                        token_ids=ids, text=" ".join(map(str, ids)), stopped_at_eos=False)
             for i, samples in enumerate(tokens) for s, ids in enumerate(samples)]
-    return GenerationResult(config=GenerationConfig(do_sample=True, n_samples=len(tokens[0])), prompt_format="plain", generations=gens)
+    return GenerationResult(config=GenerationConfig(do_sample=True, samples=len(tokens[0])), prompt_format="plain", generations=gens)
 
 
 def test_a_prompt_changed_when_any_sample_differs_token_for_token():

@@ -47,11 +47,11 @@ def _zero_head(layer, head):
 def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
     ref = hf_reference(tiny_model.name, PLAIN_PROMPTS, 12)
     assert ref["weights_sha256"] == tiny_model.weights_sha256
-    ours = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=12))
+    ours = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_tokens=12))
     assert _tokens(ours) == ref["rows"]
     assert len({len(p) for p in (g.prompt_token_ids for g in ours.generations)}) == len(PLAIN_PROMPTS)
     # no-op hooks on the hook points that keep SDPA change nothing, bit for bit
-    hooked = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=12),
+    hooked = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_tokens=12),
                       hooks=_identity_hooks("hook_v", "hook_z", "hook_attn_out"))
     assert _tokens(hooked) == ref["rows"]
 
@@ -60,7 +60,7 @@ def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
 def test_greedy_equals_untouched_hf_generate_default_model(smollm2, hf_reference):
     ref = hf_reference("smollm2-135m", CHAT_PROMPTS, 30)
     assert ref["prompt_format"] == "chat"
-    ours = generate(smollm2, CHAT_PROMPTS, GenerationConfig(max_new_tokens=30),
+    ours = generate(smollm2, CHAT_PROMPTS, GenerationConfig(max_tokens=30),
                     hooks=_identity_hooks("hook_z"))
     assert _tokens(ours) == ref["rows"]
     paris = ours.generations[0]
@@ -84,7 +84,7 @@ def test_identity_hooks_give_exactly_the_unhooked_output(tiny_model):
     # a hook on the pattern switches that layer to an explicit softmax: equal up to float error
     eager, _ = _logits(tiny_model, PLAIN_PROMPTS, _identity_hooks("hook_pattern"))
     assert (eager - plain)[mask].abs().max() < 1e-4
-    greedy = GenerationConfig(max_new_tokens=10)
+    greedy = GenerationConfig(max_tokens=10)
     assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_identity_hooks("hook_pattern"))) == \
         _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
 
@@ -93,7 +93,7 @@ def test_zeroing_one_head_changes_the_output(tiny_model):
     plain, mask = _logits(tiny_model, PLAIN_PROMPTS)
     zeroed, _ = _logits(tiny_model, PLAIN_PROMPTS, _zero_head(1, 1))
     assert (zeroed - plain)[mask].abs().max() > 1e-2
-    greedy = GenerationConfig(max_new_tokens=10)
+    greedy = GenerationConfig(max_tokens=10)
     assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_zero_head(1, 1))) != \
         _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
 
@@ -125,7 +125,7 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
             return t
         return [(lambda name: name.startswith("blocks."), record)]
 
-    res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_new_tokens=4, stop_at_eos=False),
+    res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_tokens=4, stop_at_eos=False),
                    hooks=factory)
     length = max(len(g.prompt_token_ids) for g in res.generations)
     b, h, kv, d = 2, s.n_heads, s.n_kv_heads, s.d_head
@@ -147,7 +147,7 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
 
 def test_hook_factory_sees_rows_and_padding(tiny_gpt2):
     infos = []
-    cfg = GenerationConfig(max_new_tokens=2, do_sample=True, n_samples=2, batch_size=3)
+    cfg = GenerationConfig(max_tokens=2, do_sample=True, samples=2, batch_size=3)
     generate(tiny_gpt2, PLAIN_PROMPTS[:2], cfg, hooks=lambda info: infos.append(info) or [])
     assert [i.rows for i in infos] == [((0, 0), (0, 1), (1, 0)), ((1, 1),)]
     lens = [len(tiny_gpt2.tokenizer(p).input_ids) for p in PLAIN_PROMPTS[:2]]
@@ -157,7 +157,7 @@ def test_hook_factory_sees_rows_and_padding(tiny_gpt2):
 
 # ---------------------------------------------------------------- randomness
 
-SAMPLED = GenerationConfig(max_new_tokens=12, do_sample=True, n_samples=3, seed=11, top_k=0, top_p=0.95)
+SAMPLED = GenerationConfig(max_tokens=12, do_sample=True, samples=3, seed=11, top_k=0, top_p=0.95)
 
 
 def test_same_seed_same_samples_and_a_new_seed_new_samples(tiny_model):
@@ -183,7 +183,7 @@ def test_a_prompts_sample_is_the_same_alone_and_in_a_batch(tiny_model):
 
 @pytest.mark.model
 def test_default_model_sample_is_the_same_alone_and_in_a_batch(smollm2):
-    cfg = GenerationConfig(max_new_tokens=20, do_sample=True, n_samples=2, seed=3)
+    cfg = GenerationConfig(max_tokens=20, do_sample=True, samples=2, seed=3)
     batch = generate(smollm2, CHAT_PROMPTS, cfg)
     alone = generate(smollm2, [CHAT_PROMPTS[3]], cfg)
     assert [g.token_ids for g in alone.generations] == \
@@ -219,16 +219,16 @@ def test_filtering_matches_hf_warpers(seed, top_k, top_p, temperature):
 
 
 def test_top_k_1_sampling_is_greedy(tiny_gpt2):
-    greedy = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=8))
-    k1 = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=8, do_sample=True, top_k=1))
+    greedy = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_tokens=8))
+    k1 = generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_tokens=8, do_sample=True, top_k=1))
     assert _tokens(greedy) == _tokens(k1)
 
 
 # ---------------------------------------------------------------- settings and bad input
 
-@pytest.mark.parametrize("field, value", [("max_new_tokens", 0), ("temperature", 0.0), ("temperature", math.inf),
+@pytest.mark.parametrize("field, value", [("max_tokens", 0), ("temperature", 0.0), ("temperature", math.inf),
                                           ("temperature", math.nan), ("top_p", 1.5),
-                                          ("top_p", 0.0), ("top_k", -1), ("n_samples", 0),
+                                          ("top_p", 0.0), ("top_k", -1), ("samples", 0),
                                           ("batch_size", 0)])
 def test_invalid_settings_name_the_field(field, value):
     with pytest.raises(UserError, match=f"{field}={value!r} is invalid"):
@@ -236,8 +236,8 @@ def test_invalid_settings_name_the_field(field, value):
 
 
 def test_greedy_with_several_samples_is_refused():
-    with pytest.raises(UserError, match="n_samples=3 with greedy"):
-        GenerationConfig(n_samples=3)
+    with pytest.raises(UserError, match="samples=3 with greedy"):
+        GenerationConfig(samples=3)
 
 
 def test_empty_prompt_list_is_refused(tiny_gpt2):
@@ -247,7 +247,7 @@ def test_empty_prompt_list_is_refused(tiny_gpt2):
 
 def test_progress_counts_every_step(tiny_gpt2):
     ticks = []
-    generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_new_tokens=5, batch_size=3), progress=ticks.append)
+    generate(tiny_gpt2, PLAIN_PROMPTS, GenerationConfig(max_tokens=5, batch_size=3), progress=ticks.append)
     assert sum(ticks) == 2 * 5
 
 
@@ -265,9 +265,9 @@ def test_prompts_past_the_models_context_are_refused_by_name(tiny_gpt2, tiny_lla
         with pytest.raises(UserError, match=r"prompt 1 \('word word .*\.\.\.'\) is 251 tokens in plain format "
                                             r"\+ 6 new tokens: more than tiny-\S+'s context of 256 positions; "
                                             r"shorten the prompt or lower --max-tokens"):
-            generate(handle, prompts, GenerationConfig(max_new_tokens=6), prompt_format="plain")
+            generate(handle, prompts, GenerationConfig(max_tokens=6), prompt_format="plain")
         # the same prompt fits with fewer new tokens, and the boundary is prompt + new tokens <= context
-        out = generate(handle, prompts, GenerationConfig(max_new_tokens=5, stop_at_eos=False), prompt_format="plain")
+        out = generate(handle, prompts, GenerationConfig(max_tokens=5, stop_at_eos=False), prompt_format="plain")
         assert len(out.generations[1].token_ids) == 5
     too_long = ["word " * 300]
     for call in (lambda: forward(tiny_gpt2, too_long, prompt_format="plain"),

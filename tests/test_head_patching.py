@@ -40,10 +40,10 @@ def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_
                 "--output", str(out), "--plots-dir", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "causal-heads/head-patching" and doc["schema_version"] == 1
+    assert doc["schema"] == "causal-heads/head-patching" and doc["schema_version"] == 2
     s = doc["settings"]
     assert (s["heads"], s["patch_mode"], s["emotion"], s["n_prompts"]) == (["1:10"], "pattern_v", "gratitude", 12)
-    assert s["generation"]["n_samples"] == 2 and s["generation"]["do_sample"] is True
+    assert s["generation"]["samples"] == 2 and s["generation"]["do_sample"] is True
     assert s["patch"]["alignment"] == "end" and s["prompt_format"] == "plain"
     prov = doc["provenance"]
     assert prov["model"]["weights_sha256"] == tiny_gpt2.weights_sha256
@@ -88,7 +88,7 @@ def test_patching_with_the_same_source_as_target_changes_nothing(tmp_path, tiny_
 
     targets = load_prompt_set("neutral").head(6)
     doc = run_patching(tiny_gpt2, PatchConfig(((0, 3), (1, 10)), "z"), GenerationConfig(
-        max_new_tokens=8, do_sample=True, batch_size=6), targets, targets, "plain")
+        max_tokens=8, do_sample=True, batch_size=6), targets, targets, "plain")
     assert doc["generations_identical"] == {"prompts": 6, "of": 6}
     assert all(r["delta"] == 0 and r["ci_method"] == "degenerate" for r in doc["summary"])
 

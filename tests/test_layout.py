@@ -171,3 +171,36 @@ def test_the_wheel_installs_and_its_plugin_runs_a_claim_file_in_an_empty_folder(
     assert claim["claim"]["id"] == "tiny_identity" and claim["verdict"] == "supported"
     assert claim["rerun"].startswith("pytest claims_tiny.toml -k 'tiny_identity-head_1_10'")
     assert sorted(os.listdir(project)) == ["claims_tiny.toml", "reports"]
+
+
+def test_the_ini_option_names_a_projects_own_prompt_folder(pytester):
+    """``causal_heads_prompts`` in the project's ini file: a claim may use an emotion the shipped
+    folder lacks; it is resolved from the rootdir, and collection validates against it."""
+    import json
+
+    from harness.run import prompts
+
+    folder = pytester.path / "my_prompts"
+    shutil.copytree(prompts.PROMPTS_DIR, folder)
+    (folder / "joy_prompts.json").write_text(json.dumps({
+        "format": "causal-heads/prompts", "version": 1, "name": "joy", "kind": "emotion", "description": "joy",
+        "prompts": [f"I am so happy about day {i}!" for i in range(8)]}))
+    (folder / "joy_keywords.json").write_text(json.dumps({
+        "format": "causal-heads/keywords", "version": 1, "emotion": "joy", "description": "joy",
+        "keywords": ["happy", "joy"]}))
+    pytester.makeini("[pytest]\ncausal_heads_prompts = my_prompts\n")
+    (pytester.path / "claims_joy.toml").write_text(CLAIMS_TINY.replace('source = "neutral"', 'source = "joy"'))
+    result = pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider")
+    assert result.ret == 0 and "claims_joy.toml::tiny_identity-head_1_10" in result.stdout.str()
+    (pytester.path / "tox.ini").unlink()
+    result = pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider")
+    assert result.ret == 2 and "field 'source' = 'joy'" in result.stdout.str()
+
+
+def test_the_plugin_and_the_light_commands_start_without_torch():
+    """The plugin loads in every pytest run of an environment that has the package, so it must not
+    import torch before a claim file is collected; regress and report read JSON only."""
+    code = ("import sys, harness.pytest_plugin.plugin, harness.cli.main, harness.cli.regress, harness.cli.report; "
+            "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -90,7 +90,7 @@ def _teacher_forced(handle, g, ids):
 
 @pytest.mark.parametrize("do_sample", [False, True])
 def test_tracked_mass_equals_a_teacher_forced_forward_and_changes_no_token(tiny_model, do_sample):
-    cfg = GenerationConfig(max_new_tokens=6, do_sample=do_sample, n_samples=2 if do_sample else 1, seed=3)
+    cfg = GenerationConfig(max_tokens=6, do_sample=do_sample, samples=2 if do_sample else 1, seed=3)
     track = keyword_tracks(tiny_model.tokenizer)
     tracked = generate(tiny_model, PROMPTS, cfg, track=track)
     plain = generate(tiny_model, PROMPTS, cfg)
@@ -105,7 +105,7 @@ def test_tracked_mass_equals_a_teacher_forced_forward_and_changes_no_token(tiny_
 
 def test_logprob_metric_scores_tracked_generations_and_sees_the_patch(tiny_gpt2):
     track = keyword_tracks(tiny_gpt2.tokenizer)
-    cfg = GenerationConfig(max_new_tokens=5)
+    cfg = GenerationConfig(max_tokens=5)
     base = generate(tiny_gpt2, PROMPTS, cfg, track=track)
     zero = [("blocks.1.attn.hook_z", lambda z, hook: torch.zeros_like(z))]
     patched = generate(tiny_gpt2, PROMPTS, cfg, track=track, hooks=zero)

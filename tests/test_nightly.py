@@ -81,7 +81,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     text = summary_markdown(doc, [], None, "last/findings.json")
     assert "2 claims: 1 supported, 1 error" in text
     assert "| a | supported | +0.5000 | [+0.1000, +0.9000] | 0.01 | — |" in text
-    assert "| b | errored: ValueError: boom | — | — | — | — |" in text
+    assert "| b | error: ValueError: boom | — | — | — | — |" in text
     assert "no earlier findings at last/findings.json: nothing to compare" in text
     assert context_changes(doc, doc) == []
 

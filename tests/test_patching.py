@@ -140,7 +140,7 @@ def test_modes_differ_from_each_other_on_different_prompts(model):
 
 
 def test_identity_patch_gives_zero_delta_in_sampled_generation(model):
-    cfg = GenerationConfig(max_new_tokens=10, do_sample=True, n_samples=2, seed=5, batch_size=64)
+    cfg = GenerationConfig(max_tokens=10, do_sample=True, samples=2, seed=5, batch_size=64)
     prompts = POOL[:4]
     patch = PatchConfig(((0, 1), (1, 3)), "z", "end")
     rows = [p for p in prompts for _ in range(2)]  # the source run sees the generation batch's rows
@@ -159,7 +159,7 @@ def test_patch_generated_writes_decode_steps(tiny_gpt2):
     cfg = PatchConfig(((1, 4),), "zero", "end", patch_generated=True)
     factory = patch_hooks(tiny_gpt2, cfg, capture_source(tiny_gpt2, POOL[:2], [1], MODES["zero"].needs))
     record = [("blocks.1.attn.hook_z", lambda t, hook: seen.append(t[:, -1, 4].abs().max().item()))]
-    generate(tiny_gpt2, POOL[:2], GenerationConfig(max_new_tokens=4, stop_at_eos=False),
+    generate(tiny_gpt2, POOL[:2], GenerationConfig(max_tokens=4, stop_at_eos=False),
              hooks=lambda info: factory(info) + record)
     assert seen == [0.0] * 4  # prefill's last position and every decode step are zeroed
 
@@ -270,7 +270,7 @@ def test_patch_generated_writes_the_sources_final_position_at_decode_steps(model
     factory = patch_hooks(model, cfg, capture_source(model, source, [layer], MODES[mode].needs))
     seen = []
     record = (f"blocks.{layer}.attn.hook_z", lambda t, hook: seen.append(t[:, -1, head].clone()))
-    generate(model, target, GenerationConfig(max_new_tokens=3, stop_at_eos=False),
+    generate(model, target, GenerationConfig(max_tokens=3, stop_at_eos=False),
              hooks=lambda info: factory(info) + [record])
     assert len(seen) == 3  # prefill, then two decode steps that write (the third token needs no forward)
     for step in seen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 
@@ -210,3 +211,12 @@ def test_changed_data_warnings_are_a_row_and_old_documents_without_them_are_not(
     for c in legacy.values():
         del c["warnings"]
     assert compare(legacy, new) == []  # recorded in one run only: nothing to compare
+
+
+def test_the_published_json_schema_is_the_loaders_own():
+    """docs/findings.schema.json is FindingsDocument's JSON Schema (regenerate it when the model changes)."""
+    from harness.findings.schema import FindingsDocument
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "findings.schema.json")
+    with open(path) as fh:
+        assert json.load(fh) == FindingsDocument.model_json_schema()

@@ -116,7 +116,7 @@ def test_discussion_names_claims_where_mean_and_typical_prompt_disagree(findings
 def test_verdict_tally_counts_in_a_fixed_order_and_names_errored_claims():
     rs = [{"verdict": "not supported"}, {"verdict": "error", "error": "boom"}, {"verdict": "supported"},
           {"verdict": "not supported"}, {"verdict": "refuted"}]
-    assert verdict_tally(rs) == "1 supported, 2 not supported, 1 refuted, 1 errored"
+    assert verdict_tally(rs) == "1 supported, 2 not supported, 1 refuted, 1 error"
     assert verdict_tally([]) == ""
 
 

@@ -36,7 +36,7 @@ def test_default_model_uses_its_chat_template(smollm2):
 
 @pytest.mark.model
 def test_format_is_recorded_and_can_be_overridden(smollm2):
-    chat = generate(smollm2, ["The weather today is"], GenerationConfig(max_new_tokens=3))
-    plain = generate(smollm2, ["The weather today is"], GenerationConfig(max_new_tokens=3), prompt_format="plain")
+    chat = generate(smollm2, ["The weather today is"], GenerationConfig(max_tokens=3))
+    plain = generate(smollm2, ["The weather today is"], GenerationConfig(max_tokens=3), prompt_format="plain")
     assert (chat.prompt_format, plain.prompt_format) == ("chat", "plain")
     assert len(chat.generations[0].prompt_token_ids) > len(plain.generations[0].prompt_token_ids) + 10

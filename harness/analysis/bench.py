@@ -55,7 +55,7 @@ def bench_generation(model: str, batch: int, max_tokens: int, repeats: int) -> d
 
     handle = load_model(model)
     prompts = _prompts(batch)
-    cfg = GenerationConfig(max_new_tokens=max_tokens, batch_size=batch)
+    cfg = GenerationConfig(max_tokens=max_tokens, batch_size=batch)
     noop = [("blocks.0.attn.hook_z", lambda z, hook: z)]
     hooked = handle.hooked
     times: dict[str, list[float]] = {"hf": [], "harness": []}

@@ -42,7 +42,8 @@ from harness.metrics import get_metric
 from harness.stats import paired_effect, sign_flip_p, sign_test, smallest_p, tost
 
 SCHEMA = "causal-heads/calibration"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: settings.generation says samples / max_tokens; the pools are as in 1
+READABLE_VERSIONS = (1, 2)
 TESTS = ("mean_increase", "mean_decrease", "sign_increase", "sign_decrease")
 CI_CONFIDENCE = 0.95  # the claims' bootstrap CI of the mean Δ
 
@@ -190,7 +191,7 @@ def calibrate(
 
 
 def score_pool(result, metrics: list[str]) -> dict[str, np.ndarray]:
-    """``{metric: [n_prompts, n_samples] scores}`` of a :class:`~harness.generation.GenerationResult`."""
+    """``{metric: [n_prompts, samples] scores}`` of a :class:`~harness.generation.GenerationResult`."""
 
     by_prompt = sorted(result.by_prompt().items())
     return {name: np.array([[get_metric(name).score(g) for g in gens] for _, gens in by_prompt]) for name in metrics}

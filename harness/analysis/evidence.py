@@ -120,7 +120,7 @@ def verdict_table(doc: dict) -> list[str]:
     for c in claims:
         estimate, ci = decisive_text(c)
         p = f"{c['p_adjusted']:.4g}" if c.get("p_adjusted") is not None else "—"
-        verdict = f"errored: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
+        verdict = f"error: {c['error'].splitlines()[0]}" if c.get("error") else c["verdict"]
         st = c.get("sign")
         updown = f"{st['n_up']} / {st['n_down']}" if st else "—"
         out.append(

@@ -25,22 +25,13 @@ from harness.run.prompts import keyword_emotions
 from harness.stats import bootstrap_mean_ci, sign_test
 
 SCHEMA = "causal-heads/head-patching"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: settings.generation says samples / max_tokens (was n_samples / max_new_tokens)
 
 
 def generation_config(run):
     """The :class:`~harness.generation.GenerationConfig` of a resolved :class:`~harness.config.RunConfig`."""
 
-    return GenerationConfig(
-        max_new_tokens=run.max_tokens,
-        do_sample=run.do_sample,
-        temperature=run.temperature,
-        top_k=run.top_k,
-        top_p=run.top_p,
-        n_samples=run.samples,
-        seed=run.seed,
-        batch_size=run.batch_size,
-    )
+    return GenerationConfig.from_settings(run, batch_size=run.batch_size)
 
 
 def _no_progress(total: int, label: str):
@@ -57,14 +48,11 @@ def run_patching(
     src = capture_source(
         handle, sources, sorted(patch.by_layer()), MODES[patch.mode].needs, prompt_format=prompt_format
     )
-    chunks = -(-len(targets) * gen_cfg.n_samples // gen_cfg.batch_size)
+    chunks = -(-len(targets) * gen_cfg.samples // gen_cfg.batch_size)
     results = {}
     for label, hooks in (("baseline", baseline_hooks(patch)), ("patched", patch_hooks(handle, patch, src))):
-        status(
-            f"generating {label}: {len(targets)} prompts × {gen_cfg.n_samples} samples × "
-            f"{gen_cfg.max_new_tokens} tokens"
-        )
-        tick, close = progress(chunks * gen_cfg.max_new_tokens, label)
+        status(f"generating {label}: {len(targets)} prompts × {gen_cfg.samples} samples × {gen_cfg.max_tokens} tokens")
+        tick, close = progress(chunks * gen_cfg.max_tokens, label)
         try:
             results[label] = generate(
                 handle,
@@ -158,7 +146,7 @@ def format_summary(doc: dict) -> str:
     lines = [
         (
             f"{s['model']} heads {s['head_spec']} {s['patch_mode']}: {s['emotion']} -> {s['run']['target']}, "
-            f"n={s['n_prompts']} prompts × {s['generation']['n_samples']} samples; "
+            f"n={s['n_prompts']} prompts × {s['generation']['samples']} samples; "
             f"{same['prompts']}/{same['of']} prompts generated identical text"
         ),
         (

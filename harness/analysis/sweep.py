@@ -43,8 +43,8 @@ from harness.metrics import get_metric
 from harness.metrics.next_token import keyword_logprob, keyword_token_ids
 from harness.model.loading import ModelHandle
 from harness.patch.hooks import PatchConfig, patch_hooks
-from harness.patch.modes import MODES, _Row, _value, get_mode
-from harness.patch.source import _source_length, aligned_positions, capture_source
+from harness.patch.modes import MODES, Row, get_mode, mode_value
+from harness.patch.source import aligned_positions, capture_source, source_length
 from harness.results import load_versioned
 from harness.run.generation import position_ids
 from harness.run.templating import format_prompts
@@ -84,12 +84,12 @@ def last_position_values(
     patterns, values = tgt.pattern.get(layer), tgt.v.get(layer)
     for i, j in enumerate(pair):
         lt = target_lengths[i]
-        qs_t, qs_s = aligned_positions("last", lt, _source_length(src, layer, j, lt))
+        qs_t, qs_s = aligned_positions("last", lt, source_length(src, layer, j, lt))
         pattern = None if patterns is None else patterns[i]
         v = None if values is None else values[i]
         for h in range(shape.n_heads):
-            row = _Row(layer, h, h // shape.group_size, shape.d_head, qs_t, qs_s, src, j, pattern, v)
-            out[i, h] = _value(mode, row)[0]
+            row = Row(layer, h, h // shape.group_size, shape.d_head, qs_t, qs_s, src, j, pattern, v)
+            out[i, h] = mode_value(mode, row)[0]
     return out
 
 

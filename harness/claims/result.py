@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from harness.claims.examples import changes_text
 from harness.claims.spec import Claim
+from harness.claims.verdict import Verdict, mde_text
 from harness.results import shown_path
 
 
 @dataclass
 class ClaimResult:
     claim: Claim
-    verdict: str = "error"
+    verdict: Verdict = Verdict.ERROR
     p_raw: float = float("nan")
     p_adjusted: float = float("nan")
     p_refute_raw: float = float("nan")  # the test the other way (directional: opposite one-sided; equivalence:
@@ -97,7 +97,7 @@ class ClaimResult:
         return {
             "claim": self.claim.to_dict(),
             "test_id": self.claim.test_id,
-            "verdict": self.verdict,
+            "verdict": Verdict(self.verdict).value,
             "p_raw": self.p_raw,
             "p_adjusted": self.p_adjusted,
             "correction": self.correction,
@@ -120,7 +120,7 @@ class ClaimResult:
         }
 
 
-def _progress_line(r: ClaimResult) -> str:
+def progress_line(r: ClaimResult) -> str:
     """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
     if r.error:
         return f"error: {r.error.splitlines()[0]}"
@@ -130,9 +130,3 @@ def _progress_line(r: ClaimResult) -> str:
         + f", text changed {changes_text(r.text_changed)}"
         + "".join(f"; warning: {w['code']}" for w in r.warnings)
     )
-
-
-def mde_text(effect: dict) -> str:
-    """The minimum detectable effect, or why there is none (NaN in memory, null in JSON)."""
-    m = effect.get("mde")
-    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"

@@ -31,9 +31,9 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.claims.examples import all_generations, pick_examples, text_changes
-from harness.claims.result import ClaimResult, _progress_line
+from harness.claims.result import ClaimResult, progress_line
 from harness.claims.spec import Claim, Condition
-from harness.claims.verdicts import _verdict, data_warnings
+from harness.claims.verdicts import data_warnings, decide_verdict
 from harness.metrics import get_metric, keyword_emotion
 from harness.metrics.next_token import keyword_logprob, keyword_tracks
 from harness.model.loading import load_model
@@ -99,15 +99,7 @@ class ClaimSession:
 
     def _gen_config(self, c: Claim):
 
-        return GenerationConfig(
-            max_new_tokens=c.max_tokens,
-            do_sample=c.do_sample,
-            temperature=c.temperature,
-            top_k=c.top_k,
-            top_p=c.top_p,
-            n_samples=c.samples,
-            seed=c.seed,
-        )
+        return GenerationConfig.from_settings(c)
 
     def _prompts(self, name: str, n: int, *, source: bool) -> tuple[str, ...]:
 
@@ -334,13 +326,13 @@ class ClaimSession:
                 r = self.evaluate(c)
                 evaluated.append(r)
                 if self.progress:
-                    self.progress(f"claim {k}/{len(self.claims)} {c.id}: {_progress_line(r)} ({r.seconds:.0f} s)")
+                    self.progress(f"claim {k}/{len(self.claims)} {c.id}: {progress_line(r)} ({r.seconds:.0f} s)")
             ok = [r for r in evaluated if r.error is None]
             for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], self.correction), strict=True):
                 r.p_adjusted = p
             for r, p in zip(ok, adjust_pvalues([r.p_refute_raw for r in ok], self.correction), strict=True):
                 r.p_refute_adjusted = p
             for r in ok:
-                r.verdict = _verdict(r)
+                r.verdict = decide_verdict(r)
             self._results = {r.claim.id: r for r in evaluated}
         return self._results

@@ -34,7 +34,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
 from harness.errors import UserError, did_you_mean
 from harness.metrics import get_metric
@@ -42,15 +46,22 @@ from harness.patch.heads import parse_head_spec
 from harness.patch.modes import ALIGNMENTS, MODES
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
+from harness.run.settings import SamplingSettings
 
 DIRECTIONS = ("increase", "decrease", "equivalent")
 TIERS = ("fast", "slow")
 STATISTICS = ("mean", "sign")
+REQUIRED = ("id", "model", "heads", "patch_mode", "source", "metric", "direction")
+CONDITION_FIELDS = ("heads", "patch_mode", "source")
 _ID = re.compile(r"^[a-z0-9_]+$")
+# what error messages name as the claim's origin: the file being loaded, or "FILE with --seed 3"
+_WHERE: ContextVar[str] = ContextVar("claim_origin", default="")
 
 
 @dataclass(frozen=True)
 class Condition:
+    """What a patch is: heads, mode and source prompts (the claim's own, or its ``versus``)."""
+
     heads: str
     patch_mode: str
     source: str
@@ -60,8 +71,19 @@ class Condition:
         return parse_head_spec(self.heads).slug
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(SamplingSettings):
+    """One claim: exactly the fields of a ``[[claim]]`` row, validated however it is built.
+
+    ``Claim(**row)`` in Python and a row of a claims file are the same object: types are strict
+    (an int field refuses ``True`` and ``"3"``), unknown fields are refused with "did you mean",
+    and every value is checked against what the harness supports (modes, emotions, metrics,
+    prompt counts), each failure one :class:`UserError` naming the claim, field and value.
+    ``versus`` takes a :class:`Condition` or a table with some of heads, patch_mode, source (the
+    others are the claim's own). ``file`` (not a field) is the claims file it came from, if any.
+    """
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", arbitrary_types_allowed=True)
+
     id: str
     model: str
     heads: str
@@ -73,20 +95,74 @@ class Claim:
     margin: float | None = None
     alpha: float = 0.05
     n_prompts: int = 70
-    samples: int = 1
-    max_tokens: int = 30
     alignment: str = "end"
-    seed: int = 0
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 1.0
+    # do_sample, temperature, top_k, top_p, samples, max_tokens, seed: from SamplingSettings
     random_heads: int = 0
     statistic: str = "mean"
     versus: Condition | None = None
     tier: str = "slow"
     description: str = ""
-    file: str = field(default="", compare=False)
+    _file: str = PrivateAttr(default="")
+
+    def __init__(self, **data: Any) -> None:
+        where = f"{_WHERE.get()}: " if _WHERE.get() else ""
+        cid = data.get("id", "?")
+        missing = [f for f in REQUIRED if f not in data]
+        if missing:
+            raise UserError(f"{where}claim {cid!r}: missing field(s) {', '.join(missing)}")
+        unknown = [k for k in data if k not in type(self).model_fields]
+        if unknown:
+            raise UserError(f"{where}claim {cid!r}: " + did_you_mean("field", unknown[0], type(self).model_fields))
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            expected = type(self).model_fields[name].annotation if name in type(self).model_fields else "?"
+            typename = getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+            _fail(cid, name, data.get(name), f"must be of type {typename}", _WHERE.get())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _versus_table(cls, data: Any) -> Any:
+        versus = data.get("versus") if isinstance(data, dict) else None
+        if versus is None or isinstance(versus, Condition):
+            return data
+        if not isinstance(versus, dict) or not versus or set(versus) - set(CONDITION_FIELDS):
+            _fail(
+                data.get("id", "?"),
+                "versus",
+                versus,
+                "must be a table with some of heads, patch_mode, source",
+                _WHERE.get() or "claim",
+            )
+        own = {k: data.get(k) for k in CONDITION_FIELDS}
+        return {**data, "versus": Condition(**{**own, **versus})}
+
+    @model_validator(mode="after")
+    def _supported_values(self) -> Claim:
+        _validate_values(self, _WHERE.get())
+        return self
+
+    @property
+    def file(self) -> str:
+        return self._file
+
+    def __eq__(self, other: object) -> bool:  # fields only: the same claim read from two files is equal
+        return type(other) is type(self) and self.row() == other.row()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.row().values()))
+
+    def replace(self, **changes: Any) -> Claim:
+        """A copy with ``changes``, validated again (its ``file`` kept)."""
+        new = type(self)(**{**self.row(), **changes})
+        new._file = self._file
+        return new
+
+    def row(self) -> dict:
+        """The claim's fields as keyword arguments (``versus`` as a :class:`Condition`), in row order."""
+        return {name: getattr(self, name) for name in ROW_ORDER}
 
     @property
     def condition(self) -> Condition:
@@ -99,28 +175,45 @@ class Claim:
         return f"{self.id}-" + "-".join(f"head_{s}" for s in dict.fromkeys(slugs))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("file")
+        d = self.row()
+        if self.versus is not None:
+            d["versus"] = {k: getattr(self.versus, k) for k in CONDITION_FIELDS}
         return d
 
 
-_FIELD_TYPES = {f.name: f.type for f in fields(Claim) if f.name not in ("file",)}
-_SIMPLE = {"str": str, "int": int, "float": (int, float), "bool": bool, "float | None": (int, float)}
+# a row's fields in the order a claims file lists them (and findings record them)
+ROW_ORDER = (
+    "id",
+    "model",
+    "heads",
+    "patch_mode",
+    "source",
+    "metric",
+    "direction",
+    "target",
+    "margin",
+    "alpha",
+    "n_prompts",
+    "samples",
+    "max_tokens",
+    "alignment",
+    "seed",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "random_heads",
+    "statistic",
+    "versus",
+    "tier",
+    "description",
+)
+assert set(ROW_ORDER) == set(Claim.model_fields), "ROW_ORDER must list every Claim field"
 
 
 def _fail(claim_id: str, field_name: str, value, problem: str, path: str):
-    raise UserError(f"{path}: claim {claim_id!r}: field {field_name!r} = {value!r}: {problem}")
-
-
-def _validate_types(row: dict, cid: str, path: str) -> None:
-    for key, value in row.items():
-        if key not in _FIELD_TYPES:
-            raise UserError(f"{path}: claim {cid!r}: " + did_you_mean("field", key, _FIELD_TYPES))
-        if key == "versus":
-            continue
-        expected = _SIMPLE[_FIELD_TYPES[key]]
-        if isinstance(value, bool) and _FIELD_TYPES[key] != "bool" or not isinstance(value, expected):
-            _fail(cid, key, value, f"must be of type {_FIELD_TYPES[key]}", path)
+    where = f"{path}: " if path else ""  # a claim built in Python has no file
+    raise UserError(f"{where}claim {claim_id!r}: field {field_name!r} = {value!r}: {problem}")
 
 
 def _validate_values(c: Claim, path: str) -> None:
@@ -206,25 +299,20 @@ def load_claims(path: str) -> list[Claim]:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise UserError(f"claims file {path}: no [[claim]] tables")
     claims, seen = [], set()
-    for k, row in enumerate(rows):
-        cid = row.get("id", f"#{k + 1}")
-        missing = [f for f in ("id", "model", "heads", "patch_mode", "source", "metric", "direction") if f not in row]
-        if missing:
-            raise UserError(f"{path}: claim {cid!r}: missing field(s) {', '.join(missing)}")
-        _validate_types(row, cid, path)
-        versus = row.get("versus")
-        if versus is not None:
-            if not isinstance(versus, dict) or set(versus) - {"heads", "patch_mode", "source"} or not versus:
-                _fail(cid, "versus", versus, "must be a table with some of heads, patch_mode, source", path)
-            versus = Condition(
-                **{"heads": row["heads"], "patch_mode": row["patch_mode"], "source": row["source"], **versus}
-            )
-        claim = Claim(**{**row, "versus": versus}, file=path)
-        if claim.id in seen:
-            _fail(cid, "id", claim.id, "is used by another claim", path)
-        seen.add(claim.id)
-        _validate_values(claim, path)
-        claims.append(claim)
+    token = _WHERE.set(path)
+    try:
+        for k, row in enumerate(rows):
+            if "id" not in row:  # named by its 1-based row
+                missing = ", ".join(f for f in REQUIRED if f not in row)
+                raise UserError(f"{path}: claim '#{k + 1}': missing field(s) {missing}")
+            claim = Claim(**row)
+            claim._file = path
+            if claim.id in seen:
+                _fail(claim.id, "id", claim.id, "is used by another claim", path)
+            seen.add(claim.id)
+            claims.append(claim)
+    finally:
+        _WHERE.reset(token)
     return claims
 
 
@@ -234,8 +322,12 @@ def with_overrides(claim: Claim, origin: str = "", **overrides) -> Claim:
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return claim
-    new = replace(claim, **given)
-    _validate_values(new, f"{claim.file or 'claim'} with {origin or ', '.join(f'{k}={v!r}' for k, v in given.items())}")
+    label = origin or ", ".join(f"{k}={v!r}" for k, v in given.items())
+    token = _WHERE.set(f"{claim.file or 'claim'} with {label}")
+    try:
+        new = claim.replace(**given)
+    finally:
+        _WHERE.reset(token)
     return new
 
 

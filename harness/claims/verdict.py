@@ -1,7 +1,9 @@
-"""The verdict of a claim, one spelling each (the findings document stores the value)."""
+"""Verdicts and data warnings, one spelling each (the findings document stores the values), and
+the minimum detectable effect as text: what every reader of results shares, without torch."""
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 
 
@@ -13,3 +15,18 @@ class Verdict(StrEnum):
 
 
 VERDICTS = tuple(v.value for v in Verdict)
+
+
+class DataWarning(StrEnum):
+    """Why a claim's data may not be able to support it (see :func:`harness.claims.verdicts.data_warnings`)."""
+
+    FLOOR = "floor"  # the metric sits at its lower bound in both compared conditions
+    CEILING = "ceiling"  # ... at its upper bound
+    INERT = "inert"  # the patch left every generation token for token unchanged
+    UNTESTABLE = "untestable"  # no outcome of these data could support the claim at this n
+
+
+def mde_text(effect: dict) -> str:
+    """The minimum detectable effect, or why there is none (NaN in memory, null in JSON)."""
+    m = effect.get("mde")
+    return "undefined (the differences have no variance)" if m is None or math.isnan(m) else f"{m:.4f}"

@@ -6,6 +6,7 @@ import numpy as np
 
 from harness.claims.result import ClaimResult
 from harness.claims.spec import Claim
+from harness.claims.verdict import DataWarning, Verdict
 from harness.stats import share_at_bound, smallest_p, tost
 
 AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
@@ -44,13 +45,13 @@ def data_warnings(
 
     out = []
     n = len(delta)
-    for code, bound in (("floor", metric.lower), ("ceiling", metric.upper)):
+    for code, bound in ((DataWarning.FLOOR, metric.lower), (DataWarning.CEILING, metric.upper)):
         a, b = share_at_bound(compared, bound), share_at_bound(patched, bound)
         if a >= AT_BOUND and b >= AT_BOUND:
             what = "the versus condition" if c.versus else "baseline"
             out.append(
                 {
-                    "code": code,
+                    "code": code.value,
                     "message": (
                         f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
                         f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
@@ -67,7 +68,7 @@ def data_warnings(
         who = "neither condition changed any" if c.versus else "the patch changed none"
         out.append(
             {
-                "code": "inert",
+                "code": DataWarning.INERT.value,
                 "message": (
                     f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
                     f"shows; check heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
@@ -80,7 +81,7 @@ def data_warnings(
         if width >= 2 * c.margin:
             out.append(
                 {
-                    "code": "untestable",
+                    "code": DataWarning.UNTESTABLE.value,
                     "message": (
                         f"the {eq.confidence:.0%} interval of the mean Δ is {width:.3g} wide, at least twice the margin "
                         f"{c.margin:g}: no mean Δ, not even 0, could be declared equivalent at this n; widen the margin "
@@ -94,7 +95,7 @@ def data_warnings(
             moved = int(np.count_nonzero(delta))
             out.append(
                 {
-                    "code": "untestable",
+                    "code": DataWarning.UNTESTABLE.value,
                     "message": (
                         f"only {moved}/{n} prompts changed at all: even if all moved the claimed way, the smallest "
                         f"attainable p is {p_min:.3g} >= alpha {c.alpha}, so this claim cannot be supported by these data"
@@ -104,16 +105,16 @@ def data_warnings(
     return out
 
 
-def _verdict(r: ClaimResult) -> str:
-    """The verdict from adjusted p-values (see the module docstring)."""
+def decide_verdict(r: ClaimResult) -> Verdict:
+    """The verdict from adjusted p-values (see :mod:`harness.claims.session`)."""
     c, e = r.claim, r.effect
     if c.direction == "equivalent":
         if r.p_adjusted < c.alpha:
-            return "supported"
-        return "refuted" if r.p_refute_adjusted < c.alpha else "not supported"
+            return Verdict.SUPPORTED
+        return Verdict.REFUTED if r.p_refute_adjusted < c.alpha else Verdict.NOT_SUPPORTED
     est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
     wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
     if r.p_refute_adjusted < c.alpha and wrong_side:
-        return "refuted"
+        return Verdict.REFUTED
     beats = r.random_control is None or r.random_control["beats_all"]
-    return "supported" if r.p_adjusted < c.alpha and beats else "not supported"
+    return Verdict.SUPPORTED if r.p_adjusted < c.alpha and beats else Verdict.NOT_SUPPORTED

@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""Benchmarks that report ratios against a reference run in the same process.
+
+    causal-heads bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
+
+What each benchmark times is in :mod:`harness.analysis.bench`.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def _ints(text: str, flag: str, minimum: int = 1) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.bench")
+    ap = argparse.ArgumentParser(prog="causal-heads bench")
     sub = ap.add_subparsers(dest="what", required=True)
     g = sub.add_parser("generation", help="harness generate vs HF generate, same process")
     g.add_argument("--model", default="smollm2-135m")

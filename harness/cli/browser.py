@@ -1,4 +1,10 @@
-"""TODO docstring"""
+"""Open an evidence report in headless Chromium and check that its summary is really on screen.
+
+    causal-heads browser reports/evidence.html --screenshot reports/evidence.png
+
+Exit 0 when every claim's summary row is visible, 1 when one is not, 2 without Chromium or report;
+see :mod:`harness.report.browser`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from harness.report.browser import check_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.browser", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="causal-heads browser", description=__doc__.split("\n\n")[0])
     ap.add_argument("report", help="an evidence report (reports/evidence.html)")
     ap.add_argument("--screenshot", help="write the screenshot (PNG) here")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each browser answer")

@@ -1,4 +1,10 @@
-"""TODO docstring"""
+"""Calibration on the model's own null data: an A/A test of the claims' statistics.
+
+    causal-heads calibrate --model smollm2-135m --pool 10 --datasets 1000 --output reports/calibration.json
+
+The method is in :mod:`harness.analysis.calibrate`; exit 1 when a test rejects more often than
+alpha on null data or the bootstrap CI undercovers.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import numpy as np
 
 from harness.analysis.calibrate import (
     CI_CONFIDENCE,
+    READABLE_VERSIONS,
     SCHEMA,
     SCHEMA_VERSION,
     calibrate,
@@ -36,7 +43,7 @@ from harness.run.prompts import load_prompt_set
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.calibrate", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="registered name, HF id or local directory [smollm2-135m]")
     ap.add_argument("--profile", help="sampling settings from harness/profiles.toml [baseline]")
     ap.add_argument(
@@ -222,7 +229,7 @@ def _stored_pools(args, metrics: list[str] | None):
         )
     if not args.pools.endswith(".json"):
         raise UserError(f"--pools {args.pools!r}: must be a .json calibration document (pickles are never read)")
-    doc = load_versioned(args.pools, SCHEMA, SCHEMA_VERSION, "calibration")
+    doc = load_versioned(args.pools, SCHEMA, READABLE_VERSIONS, "calibration")
     stored = doc.get("pools")
     if not isinstance(stored, dict) or not stored:
         raise UserError(f"{args.pools}: has no pools of scores")

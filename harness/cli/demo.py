@@ -47,7 +47,7 @@ def zero_heads_hooks(heads):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads demo", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--ablate", default="5:*", help="heads to zero-ablate, e.g. 1:10,0:0 or 5:* (default)")
     ap.add_argument("--max-tokens", type=int, default=30)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     handle = load_model(args.model)
     s = handle.shape
     heads = parse_heads(args.ablate, s.n_layers, s.n_heads, handle.name)
-    cfg = GenerationConfig(max_new_tokens=args.max_tokens)
+    cfg = GenerationConfig(max_tokens=args.max_tokens)
     print(
         f"model {handle.name} ({s.describe()}, d_head {s.d_head}), weights sha256 "
         f"{handle.weights_sha256[:16]}…, prompt format {handle.prompt_format}, loaded in "

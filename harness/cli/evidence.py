@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""The main job: run every claim about one model and turn the results into evidence.
+
+    causal-heads evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
+
+The steps and exit codes are in :mod:`harness.analysis.evidence`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from harness.results import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.evidence", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads evidence", description=__doc__.splitlines()[0])
     ap.add_argument(
         "--model",
         default=DEFAULT_MODEL,

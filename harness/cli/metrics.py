@@ -1,4 +1,4 @@
-"""``python -m harness.metrics score --metric NAME TEXT...`` and ``python -m harness.metrics list``."""
+"""List the metrics, or score texts with one: ``causal-heads metrics list``, ``causal-heads metrics score --metric NAME TEXT...``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from harness.metrics import get_metric, registry
 
 def main(argv: list[str] | None = None) -> int:
 
-    ap = argparse.ArgumentParser(prog="python -m harness.metrics")
+    ap = argparse.ArgumentParser(prog="causal-heads metrics")
     sub = ap.add_subparsers(dest="command", required=True)
     sc = sub.add_parser("score", help="score texts with one or more metrics")
     sc.add_argument("--metric", action="append", required=True, help="metric name (repeatable)")

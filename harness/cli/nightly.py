@@ -52,7 +52,7 @@ def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, las
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.nightly", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads nightly", description=__doc__.splitlines()[0])
     ap.add_argument("--last", help="last night's findings.json (absent file: first night)")
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")

@@ -1,4 +1,11 @@
-"""TODO docstring"""
+"""The seed's command: patch heads from emotion prompts into neutral prompts and measure.
+
+    causal-heads patch --model gpt2 --profile baseline --head-spec 1:10 --emotion gratitude \\
+        --max-tokens 30 --patch-mode pattern_v --output results/gpt2_gratitude_1_10.pkl
+
+``python -m harness.head_patching`` (the research log's spelling) is the same command. What it
+measures is in :mod:`harness.analysis.head_patching`.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness.head_patching", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads patch", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m", help="registered name, HF id or local directory")
     ap.add_argument("--profile", default="baseline", help="settings bundle from harness/profiles.toml")
     ap.add_argument("--head-spec", required=True, help="e.g. 1:10, 1:10,0:0 or 1:*")

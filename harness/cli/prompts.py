@@ -5,7 +5,7 @@ from __future__ import annotations
 from harness.model.loading import load_model
 from harness.run.prompts import (
     PROMPT_SUFFIX,
-    _names,
+    data_names,
     load_prompt_set,
     token_length_stats,
 )
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m harness.prompts stats --model M``: validate every set and print token lengths."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m harness.prompts")
+    ap = argparse.ArgumentParser(prog="causal-heads prompts")
     sub = ap.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stats", help="validate all prompt sets and print their token-length distribution")
     st.add_argument("--model", default="smollm2-135m")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'set':10} {'n':>3} {'format':6} {'min':>4} {'q1':>6} {'median':>6} {'q3':>6} {'mean':>6} {'max':>4}"
         f"   ({handle.name} tokenizer)"
     )
-    for name in _names(PROMPT_SUFFIX):
+    for name in data_names(PROMPT_SUFFIX):
         s = token_length_stats(handle.tokenizer, load_prompt_set(name), fmt)
         print(
             f"{s['set']:10} {s['n']:>3} {s['format']:6} {s['min']:>4} {s['q1']:>6.1f} {s['median']:>6.1f} "

@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""Regression of findings: what changed between two findings documents.
+
+    causal-heads regress OLD.json NEW.json
+
+Exit 1 when a claim supported in OLD is lost in NEW; see :mod:`harness.findings.regress`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from harness.findings.schema import load_document
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.regress", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads regress", description=__doc__.splitlines()[0])
     ap.add_argument("old")
     ap.add_argument("new")
     args = ap.parse_args(argv)

@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""Render the seed-style markdown report and plots from a findings document (never from HTML).
+
+    causal-heads report reports/findings.json --markdown reports/phase7_head_patching_report.md
+
+The sections are described in :mod:`harness.report.markdown`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from harness.report.markdown import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads report", description=__doc__.splitlines()[0])
     ap.add_argument("findings")
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))

@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""Head screening by attention: which heads look at an emotion's words (Δattention).
+
+    causal-heads screen --model smollm2-135m --emotion gratitude [--sweep SWEEP.json] --output OUT.json
+
+The method (definition, references, statistics) is in :mod:`harness.analysis.screen`.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m harness.screen", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads screen", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", required=True)
     ap.add_argument("--target", default="neutral", help="prompt set of the comparable tokens [neutral]")

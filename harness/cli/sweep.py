@@ -1,4 +1,9 @@
-"""TODO docstring"""
+"""All-heads causal sweep on the next-token keyword log-probability.
+
+    causal-heads sweep --model smollm2-135m --emotion gratitude --output OUT.json [--write-claims]
+
+The method is in :mod:`harness.analysis.sweep`.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m harness.sweep", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="causal-heads sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", help="emotion whose prompts are the patch source (required unless --compare)")
     ap.add_argument(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from harness.claims.verdict import VERDICTS
 from harness.errors import UserError
 from harness.results import load_versioned
@@ -9,78 +14,153 @@ from harness.results import load_versioned
 FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1  # the one definition
 
 
-# what the renderers and the regression read from each claim record; a value may be null (NaN)
-_CLAIM_FIELDS = ("id", "model", "heads", "patch_mode", "source", "target", "metric", "direction")  # strings
-_SECTION_FIELDS = {
-    "effect": ("mean", "ci_low", "ci_high", "n"),
-    "equivalence": ("ci_low", "ci_high"),
-    "random_control": ("null", "percentile", "empirical_p", "beats_all"),
-    "sign": ("median", "ci_low", "ci_high", "n_up", "n_down", "n_zero", "p_value"),
+# The structure the renderers and the regression read, as pydantic models (strict types; other
+# fields are kept as they are). Statistics may be null: NaN is stored as null (harness.results).
+Number = Annotated[float | None, Field(strict=True)]
+_OPEN = ConfigDict(extra="allow", strict=True)
+
+
+class _Section(BaseModel):
+    model_config = _OPEN
+
+
+class EffectRecord(_Section):
+    mean: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+    n: Number = None
+
+
+class EquivalenceRecord(_Section):
+    ci_low: Number = None
+    ci_high: Number = None
+
+
+class RandomControlRecord(_Section):
+    null: list[Number] = []
+    percentile: Number = None
+    empirical_p: Number = None
+    beats_all: bool | None = None
+
+
+class SignRecord(_Section):
+    median: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+    n_up: Number = None
+    n_down: Number = None
+    n_zero: Number = None
+    p_value: Number = None
+
+
+class WarningRecord(_Section):
+    code: str
+
+
+class ClaimFields(_Section):
+    """The claim as run: the fields every reader needs (all of a claim's fields are kept)."""
+
+    id: Annotated[str, Field(min_length=1)]
+    model: str = ""
+    heads: str = ""
+    patch_mode: str = ""
+    source: str = ""
+    target: str = ""
+    metric: str = ""
+    direction: str = ""
+
+
+class ClaimRecord(_Section):
+    claim: ClaimFields
+    verdict: Literal[VERDICTS]  # type: ignore[valid-type]
+    effect: EffectRecord | None = None
+    equivalence: EquivalenceRecord | None = None
+    random_control: RandomControlRecord | None = None
+    sign: SignRecord | None = None
+    warnings: list[WarningRecord] = []
+
+
+class FindingsDocument(_Section):
+    """A findings document (``causal-heads/findings`` version 1); its JSON Schema is
+    ``FindingsDocument.model_json_schema()`` (``docs/findings.schema.json``)."""
+
+    claims: list[ClaimRecord]
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "effect": EffectRecord,
+    "equivalence": EquivalenceRecord,
+    "random_control": RandomControlRecord,
+    "sign": SignRecord,
 }
-_NUMBER = (int, float, type(None))
+_KINDS = {
+    "null": "a list of numbers",
+    "beats_all": "true, false or null",
+    "warnings": "a list of objects with a 'code'",
+}
+
+
+def _problem(doc: dict, err: Mapping[str, Any], where_of) -> str:
+    """One line for pydantic's first error, in the words of the old hand-written checker."""
+    loc = err["loc"]
+    if not loc or loc[0] != "claims" or len(loc) == 1:
+        claims = doc.get("claims")
+        got = "it is missing" if claims is None else f"got {type(claims).__name__}"
+        return f"findings document has no 'claims' list ({got})"
+    i, rest = loc[1], loc[2:]
+    rec = doc["claims"][i]
+    where = where_of(i, rec)
+    if (
+        not isinstance(rec, dict)
+        or not rest
+        or rest[0] == "claim"
+        and (len(rest) == 1 or not isinstance(rec.get("claim"), dict))
+    ):
+        return f"{where}: must be an object with a 'claim' object"
+    if rest[0] == "claim":
+        name, value = rest[1], rec["claim"].get(rest[1])
+        kind = "non-empty string" if name == "id" else "string"
+        return f"{where}: field 'claim.{name}' = {value!r}: must be a {kind}"
+    if rest[0] == "verdict":
+        return f"{where}: field 'verdict' = {rec.get('verdict')!r}: must be one of {', '.join(VERDICTS)}"
+    if rest[0] == "warnings":
+        return f"{where}: field 'warnings' = {rec.get('warnings')!r}: must be {_KINDS['warnings']}"
+    section = rest[0]
+    value = rec.get(section)
+    if len(rest) == 1 or not isinstance(value, dict):
+        return f"{where}: field {section!r} = {value!r}: must be an object or null"
+    key = rest[1]
+    return f"{where}: field '{section}.{key}' is {value.get(key)!r}: must be {_KINDS.get(key, 'a number or null')}"
 
 
 def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
-    """Check the structure the regression reads (claim ids, verdicts, the types of the statistics
-    present) and, when ``complete``, every field the reports and plots read; a :class:`UserError`
-    names the file, the claim (index and id) and the field. Returns ``doc``."""
+    """Validate ``doc`` against :class:`FindingsDocument` (the structure the regression reads: claim
+    ids, verdicts, the types of the statistics present) and, when ``complete``, require every field
+    the reports and plots read; a :class:`UserError` names the file, the claim (index and id) and
+    the field. Returns ``doc``."""
 
-    claims = doc.get("claims")
-    if not isinstance(claims, list):
-        got = "it is missing" if claims is None else f"got {type(claims).__name__}"
-        raise UserError(f"{path}: findings document has no 'claims' list ({got})")
-    seen = set()
-    for i, rec in enumerate(claims):
-        where = f"{path}: claims[{i}]"
-        if not isinstance(rec, dict) or not isinstance(rec.get("claim"), dict):
-            raise UserError(f"{where}: must be an object with a 'claim' object")
-        cid = rec["claim"].get("id")
-        where += f" ({cid!r})" if isinstance(cid, str) else ""
-        for key in _CLAIM_FIELDS:
-            value = rec["claim"].get(key, ...)
-            if value is ... and key != "id" and not complete:
-                continue
-            if not isinstance(value, str) or (key == "id" and not value):
-                shown = "is missing" if value is ... else f"= {value!r}"
-                raise UserError(
-                    f"{where}: field 'claim.{key}' {shown}: must be a "
-                    + ("non-empty string" if key == "id" else "string")
-                )
-        if cid in seen:
-            raise UserError(f"{where}: claim id {cid!r} appears more than once")
-        seen.add(cid)
-        if rec.get("verdict") not in VERDICTS:
-            raise UserError(f"{where}: field 'verdict' = {rec.get('verdict')!r}: must be one of {', '.join(VERDICTS)}")
-        for section, keys in _SECTION_FIELDS.items():
-            value = rec.get(section)
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise UserError(f"{where}: field {section!r} = {value!r}: must be an object or null")
-            for key in keys:
-                v = value.get(key, ...)
-                if v is ... and not complete:
-                    continue
-                ok = (
-                    isinstance(v, list) and all(isinstance(x, _NUMBER) for x in v)
-                    if key == "null"
-                    else isinstance(v, (bool, type(None)))
-                    if key == "beats_all"
-                    else isinstance(v, _NUMBER) and not isinstance(v, bool)
-                )
-                if not ok:
-                    shown = "missing" if v is ... else repr(v)
-                    kind = (
-                        "a list of numbers"
-                        if key == "null"
-                        else "true, false or null"
-                        if key == "beats_all"
-                        else "a number or null"
-                    )
-                    raise UserError(f"{where}: field '{section}.{key}' is {shown}: must be {kind}")
-        warnings = rec.get("warnings", [])
-        if not isinstance(warnings, list) or not all(isinstance(w, dict) and "code" in w for w in warnings):
-            raise UserError(f"{where}: field 'warnings' = {warnings!r}: must be a list of objects with a 'code'")
+    def where_of(i: int, rec) -> str:
+        cid = rec.get("claim", {}).get("id") if isinstance(rec, dict) and isinstance(rec.get("claim"), dict) else None
+        return f"{path}: claims[{i}]" + (f" ({cid!r})" if isinstance(cid, str) else "")
+
+    try:
+        parsed = FindingsDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise UserError(f"{path}: " + _problem(doc, exc.errors()[0], where_of).removeprefix(f"{path}: ")) from None
+    seen: set[str] = set()
+    for i, rec in enumerate(parsed.claims):
+        where = where_of(i, doc["claims"][i])
+        if rec.claim.id in seen:
+            raise UserError(f"{where}: claim id {rec.claim.id!r} appears more than once")
+        seen.add(rec.claim.id)
+        if complete:
+            missing = [f"claim.{k}" for k in ClaimFields.model_fields if k not in rec.claim.model_fields_set]
+            for section, model in _SECTIONS.items():
+                present = getattr(rec, section)
+                if present is not None:
+                    missing += [f"{section}.{k}" for k in model.model_fields if k not in present.model_fields_set]
+            if missing:
+                raise UserError(f"{where}: field {missing[0]!r} is missing")
     return doc
 
 

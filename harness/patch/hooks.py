@@ -55,8 +55,8 @@ import torch
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
 from harness.model.loading import ModelHandle
-from harness.patch.modes import ALIGNMENTS, _Row, _value, get_mode
-from harness.patch.source import SourceActivations, _source_length, aligned_positions
+from harness.patch.modes import ALIGNMENTS, Row, get_mode, mode_value
+from harness.patch.source import SourceActivations, aligned_positions, source_length
 from harness.run.generation import BatchInfo
 
 
@@ -162,12 +162,12 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
                     z[r, 0, h] = _generated_value(cfg, source, layer, h, i, group, d_head)
                 continue
             pad, lt = int(info.pad_lengths[r]), int(info.prompt_lengths[r])
-            ls = _source_length(source, layer, i, lt)
+            ls = source_length(source, layer, i, lt)
             qs_t, qs_s = aligned_positions(cfg.alignment, lt, ls)
             pat = state.get(("pattern", layer))
             v = state.get(("v", layer))
             for h in heads:
-                row = _Row(
+                row = Row(
                     layer,
                     h,
                     h // group,
@@ -179,7 +179,7 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
                     None if pat is None else pat[r, :, pad:, pad:],
                     None if v is None else v[r, pad:],
                 )
-                z[r, pad + qs_t, h] = _value(cfg.mode, row)
+                z[r, pad + qs_t, h] = mode_value(cfg.mode, row)
         return z
 
     return hook

@@ -55,7 +55,7 @@ def get_mode(name: str) -> PatchMode:
 
 
 @dataclass
-class _Row:
+class Row:
     """Everything one (target row, source prompt, head) replacement needs."""
 
     layer: int
@@ -70,7 +70,7 @@ class _Row:
     tgt_v: torch.Tensor | None  # [Lt, kv_head, d_head]
 
 
-def _value(mode: str, r: _Row) -> torch.Tensor:
+def mode_value(mode: str, r: Row) -> torch.Tensor:
     """Replacement z for head ``r.head`` at target positions ``r.qs_t``: [len(qs_t), d_head]."""
     src, i, h, g, n_q = r.source, r.index, r.head, r.kv, len(r.qs_t)
     if mode == "zero":

@@ -75,7 +75,7 @@ def aligned_positions(alignment: str, lt: int, ls: int) -> tuple[torch.Tensor, t
     return torch.arange(lt - n, lt), torch.arange(ls - n, ls)
 
 
-def _source_length(source: SourceActivations, layer: int, i: int, default: int) -> int:
+def source_length(source: SourceActivations, layer: int, i: int, default: int) -> int:
     for kind in ("z", "v", "pattern"):
         acts = getattr(source, kind).get(layer)
         if acts:

@@ -30,8 +30,8 @@ from harness.pytest_plugin.keys import RESULTS_KEY
 from harness.report.html import (
     COLUMNS,
     STYLE,
-    _cells,
-    _generations_table,
+    cells_html,
+    generations_table,
     summary_table,
     summary_values,
 )
@@ -97,7 +97,7 @@ def pytest_html_results_table_header(cells) -> None:
 
 
 def pytest_html_results_table_row(report, cells) -> None:
-    for i, cell in enumerate(_cells(summary_values(_result(report)))):
+    for i, cell in enumerate(cells_html(summary_values(_result(report)))):
         cells.insert(2 + i, cell)
 
 
@@ -127,12 +127,12 @@ def pytest_html_results_table_html(report, data) -> None:
         )
         if c.get(k) is not None
     )
-    examples = _generations_table(r.get("examples", []), bool(c.get("versus")))
+    examples = generations_table(r.get("examples", []), bool(c.get("versus")))
     everything = ""
     if r.get("generations"):
         everything = (
             f"<details><summary>all {len(r['generations'])} prompts' generations</summary>"
-            f"{_generations_table(r['generations'], bool(c.get('versus')))}</details>"
+            f"{generations_table(r['generations'], bool(c.get('versus')))}</details>"
         )
     plot = ""
     if r.get("effect"):

@@ -85,9 +85,26 @@ def pytest_addoption(parser) -> None:
         default=os.path.join("reports", "findings.json"),
         help="versioned JSON of every claim result (written once per run)",
     )
+    parser.addini(
+        "causal_heads_prompts",
+        "folder of the project's prompt sets and keyword lists, relative to the rootdir "
+        "(default: the shipped ones; $CAUSAL_HEADS_PROMPTS wins)",
+        default="",
+    )
+
+
+def _use_prompt_folder(config) -> None:
+    """The ini option ``causal_heads_prompts`` (relative to the rootdir) names the project's own prompt
+    folder, unless ``$CAUSAL_HEADS_PROMPTS`` already does; undone when the run ends."""
+    folder = config.getini("causal_heads_prompts")
+    if not folder or os.environ.get("CAUSAL_HEADS_PROMPTS"):
+        return
+    os.environ["CAUSAL_HEADS_PROMPTS"] = str(config.rootpath / folder)
+    config.add_cleanup(lambda: os.environ.pop("CAUSAL_HEADS_PROMPTS", None))
 
 
 def pytest_configure(config) -> None:
+    _use_prompt_folder(config)
     config.addinivalue_line("markers", "claim: a causal claim test generated from the claims file")
     if config.getoption("--device") != "cpu":
         raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")

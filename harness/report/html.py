@@ -63,7 +63,7 @@ def summary_values(r: dict | None) -> list[str]:
     ]
 
 
-def _cells(values: list[str]) -> list[str]:
+def cells_html(values: list[str]) -> list[str]:
     """``<td>`` cells for :func:`summary_values`; the verdict cell carries a ``verdict-…`` class."""
     cls = [f' class="verdict-{escape(v.replace(" ", "-"))}"' if i == 0 and v else "" for i, v in enumerate(values)]
     return [f"<td{c}>{escape(v)}</td>" for c, v in zip(cls, values)]
@@ -83,7 +83,7 @@ def summary_table(results: list[dict]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *COLUMNS))
     body = "".join(
         f"<tr><td>{_breakable(r['claim']['id'])}</td><td>{_breakable(str(r['claim'].get('heads', '')))}</td>"
-        + "".join(_cells(summary_values(r)))
+        + "".join(cells_html(summary_values(r)))
         + "</tr>"
         for r in results
     )
@@ -95,7 +95,7 @@ def _texts(x) -> str:
     return "<br/>".join(escape(t) for t in x) if isinstance(x, list) else escape(x)
 
 
-def _generations_table(rows: list[dict], versus: bool) -> str:
+def generations_table(rows: list[dict], versus: bool) -> str:
     """Prompts with their baseline, (versus) and patched texts; examples also say why they were picked.
     Every cell is escaped: generated text and prompts are untrusted."""
     picked = any("why" in x for x in rows)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 
 from harness.claims.examples import changes_text
-from harness.claims.result import mde_text
+from harness.claims.verdict import mde_text
 from harness.findings.schema import claims_by_id, load_document
 from harness.report.plots import forest_png, head_heatmap
-from harness.report.text import _ci, _mean, _num, cell, updown
+from harness.report.text import cell, ci_text, mean_or_none, num_text, updown
 from harness.results import atomic_write, atomic_write_text, file_stem
 
 
@@ -75,11 +75,15 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     ]
     for r in ok:
         c, e, pp = r["claim"], r["effect"], r["per_prompt"]
-        versus = f"{_num(_mean(pp.get('versus')), '.4f')} ({_condition(c['versus'], c)})" if c.get("versus") else "—"
+        versus = (
+            f"{num_text(mean_or_none(pp.get('versus')), '.4f')} ({_condition(c['versus'], c)})"
+            if c.get("versus")
+            else "—"
+        )
         out.append(
             f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
-            f"{_num(_mean(pp.get('baseline')), '.4f')} | {_num(_mean(pp.get('patched')), '.4f')} | {versus} | "
-            f"{_num(e['mean'])} | {_ci(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
+            f"{num_text(mean_or_none(pp.get('baseline')), '.4f')} | {num_text(mean_or_none(pp.get('patched')), '.4f')} | {versus} | "
+            f"{num_text(e['mean'])} | {ci_text(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
             f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} | "
             f"{cell(changes_text(r.get('text_changed')))} |"
         )
@@ -96,8 +100,8 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             c, q = r["claim"], r.get("equivalence") or {}
             out.append(
                 f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} vs "
-                f"{cell(c['versus']['patch_mode'])} | {cell(c['metric'])} | {_num(r['effect']['mean'])} | "
-                f"{_ci(q)} | {_num(c.get('margin'), '.4f')} | {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |"
+                f"{cell(c['versus']['patch_mode'])} | {cell(c['metric'])} | {num_text(r['effect']['mean'])} | "
+                f"{ci_text(q)} | {num_text(c.get('margin'), '.4f')} | {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |"
             )
     else:
         out.append("No patch-mode comparison claims in this run.")
@@ -111,7 +115,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         for r in heads:
             c, rc = r["claim"], r["random_control"]
             out.append(
-                f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['metric'])} | {_num(r['effect']['mean'])} | "
+                f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['metric'])} | {num_text(r['effect']['mean'])} | "
                 f"{len(rc['null'])} | {rc['percentile']:.0f} | {rc['empirical_p']:.3f} | {rc['beats_all']} |"
             )
     else:
@@ -137,10 +141,10 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     ]
     for r in ok:
         t, c = r.get("one_token"), r["claim"]
-        one = f"{_num(t['mean'])} ({cell(t['emotion'])})" if t else "—"
+        one = f"{num_text(t['mean'])} ({cell(t['emotion'])})" if t else "—"
         out.append(
-            f"| {cell(c['id'])} | {one} | {_ci(t)} | {_num(r['effect']['mean'])} ({cell(c['metric'])}, "
-            f"{c['max_tokens']} tokens) | {_ci(r['effect'])} | {cell(r['verdict'])} |"
+            f"| {cell(c['id'])} | {one} | {ci_text(t)} | {num_text(r['effect']['mean'])} ({cell(c['metric'])}, "
+            f"{c['max_tokens']} tokens) | {ci_text(r['effect'])} | {cell(r['verdict'])} |"
         )
     out += ["", "## 7. Discussion (facts from this run)", ""]
     for verdict in ("supported", "not supported", "refuted"):
@@ -205,7 +209,7 @@ def _examples_md(r: dict) -> list[str]:
     ]
     for x in r.get("examples", []):
         out.append(
-            f"| {x.get('index', '—')} | {cell(x.get('why', '—'))} | {_num(x.get('delta'))} | {cell(x['target'])} | "
+            f"| {x.get('index', '—')} | {cell(x.get('why', '—'))} | {num_text(x.get('delta'))} | {cell(x['target'])} | "
             f"{cell(x['baseline'])} | "
             + (f"{cell(x.get('versus', '—'))} | " if versus else "")
             + f"{cell(x['patched'])} |"
@@ -224,9 +228,9 @@ def _fact(r: dict) -> str:
     if c.get("statistic") == "sign" and st:
         return (
             f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
-            f"{_ci(st)}, p adj {r['p_adjusted']:.3g}{refute}; mean Δ {e['mean']:+.4f} {_ci(e)})"
+            f"{ci_text(st)}, p adj {r['p_adjusted']:.3g}{refute}; mean Δ {e['mean']:+.4f} {ci_text(e)})"
         )
-    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {_ci(e)}, p adj {r['p_adjusted']:.3g}{refute}, MDE {mde_text(e)})"
+    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {ci_text(e)}, p adj {r['p_adjusted']:.3g}{refute}, MDE {mde_text(e)})"
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:

@@ -18,17 +18,17 @@ def _missing(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _ci(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
+def ci_text(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
     if not d or _missing(d.get(key_low)):
         return "—"
     return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
 
 
-def _num(x, spec="+.4f") -> str:
+def num_text(x, spec="+.4f") -> str:
     return "—" if _missing(x) else format(x, spec)
 
 
-def _mean(xs) -> float | None:
+def mean_or_none(xs) -> float | None:
     xs = [x for x in xs or [] if x is not None]
     return sum(xs) / len(xs) if xs else None
 
@@ -47,7 +47,7 @@ def decisive_effect(r: dict) -> dict:
 def decisive_text(r: dict) -> tuple[str, str]:
     """The decisive estimate (``+0.0989 (median)`` for sign claims) and its 95% CI, as text."""
     d = decisive_effect(r)
-    return _num(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), _ci(d)
+    return num_text(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), ci_text(d)
 
 
 VERDICT_ORDER = tuple(v.value for v in Verdict)
@@ -68,7 +68,7 @@ def updown(sign: dict | None) -> str:
     """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
     if not sign:
         return "—"
-    return f"{sign['n_up']} / {sign['n_down']}, median {_num(sign['median'])} (p {sign['p_value']:.3g})"
+    return f"{sign['n_up']} / {sign['n_down']}, median {num_text(sign['median'])} (p {sign['p_value']:.3g})"
 
 
 def warning_codes(r: dict) -> str:

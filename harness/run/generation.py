@@ -7,7 +7,7 @@ attention mask's cumulative sum, ``logits_to_keep=1``, finished rows fed the pad
 greedy output equals HF ``generate`` token for token (tested against a subprocess that never
 imports TransformerLens).
 
-Rows and randomness. Each prompt is expanded into ``n_samples`` rows. A row samples from its
+Rows and randomness. Each prompt is expanded into ``samples`` rows. A row samples from its
 own ``torch.Generator`` seeded from ``(seed, sample index, prompt text)`` (:func:`row_seed`),
 so a prompt's sample does not depend on its batch neighbours or its position in the list, and
 a baseline run and a patched run of the same prompt draw the same random numbers: the patch
@@ -32,34 +32,38 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
+from pydantic import ConfigDict, model_validator
 
 from harness.errors import UserError
 from harness.model.loading import ModelHandle
+from harness.run.settings import SamplingSettings
 from harness.run.templating import format_prompts
 
 HookList = list[tuple[str | Callable, Callable]]
 
 
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Decoding settings. Defaults mirror HF's sampling defaults (temperature 1, top-k 50, top-p 1)."""
+class GenerationConfig(SamplingSettings):
+    """Decoding settings of one ``generate`` call: the shared :class:`SamplingSettings` (greedy
+    by default here) plus how rows are batched and whether a row stops at EOS."""
 
-    max_new_tokens: int = 30
+    model_config = ConfigDict(frozen=True, strict=False, extra="forbid")  # numpy ints from callers are fine
+
     do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 50  # 0 disables
-    top_p: float = 1.0
-    n_samples: int = 1
-    seed: int = 0
     batch_size: int = 128  # rows per forward pass
     stop_at_eos: bool = True
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def from_settings(cls, settings: SamplingSettings, **extra) -> GenerationConfig:
+        """The decoder's settings for a claim or a run configuration (``extra``: batch_size, ...)."""
+        return cls(**settings.sampling(), **extra)
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationConfig:
         checks = [
-            (self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens, "an integer >= 1"),
+            (self.max_tokens >= 1, "max_tokens", self.max_tokens, "an integer >= 1"),
             (
                 0 < self.temperature < math.inf,
                 "temperature",
@@ -68,21 +72,21 @@ class GenerationConfig:
             ),
             (self.top_k >= 0, "top_k", self.top_k, ">= 0 (0 disables top-k)"),
             (0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),
-            (self.n_samples >= 1, "n_samples", self.n_samples, "an integer >= 1"),
+            (self.samples >= 1, "samples", self.samples, "an integer >= 1"),
             (self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1"),
             (self.seed >= 0, "seed", self.seed, "an integer >= 0"),
         ]
         for ok, name, value, allowed in checks:
             if not ok:
                 raise UserError(f"{name}={value!r} is invalid: must be {allowed}")
-        if not self.do_sample and self.n_samples > 1:
+        if not self.do_sample and self.samples > 1:
             raise UserError(
-                f"n_samples={self.n_samples} with greedy decoding gives identical samples; "
-                f"enable sampling or use n_samples=1"
+                f"samples={self.samples} with greedy decoding gives identical samples; enable sampling or use samples=1"
             )
+        return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass
@@ -186,7 +190,7 @@ def _generate_chunk(
     out_tokens, tracked = [], {name: [] for name in track}
     with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         inputs = ids
-        for step in range(cfg.max_new_tokens):
+        for step in range(cfg.max_tokens):
             info.step = step
             logits = model(
                 input_ids=inputs, attention_mask=mask, position_ids=position, cache=cache, use_cache=True, **extra
@@ -204,7 +208,7 @@ def _generate_chunk(
                 progress(1)
             if bool(done.all()):
                 if progress:
-                    progress(cfg.max_new_tokens - step - 1)
+                    progress(cfg.max_tokens - step - 1)
                 break
             inputs = nxt[:, None]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
@@ -236,19 +240,19 @@ def generate(
     progress: Callable[[int], None] | None = None,
     track: Mapping[str, Sequence[int]] | None = None,
 ) -> GenerationResult:
-    """Generate ``config.n_samples`` continuations per prompt with ``hooks`` active.
+    """Generate ``config.samples`` continuations per prompt with ``hooks`` active.
 
     ``track`` (optional) names token-id sets whose log-probability mass is recorded per
     generated token in ``Generation.tracked`` (see the module docstring).
     ``progress`` (optional) is called with the number of decode steps completed per chunk,
-    adding up to ``n_chunks * max_new_tokens``.
+    adding up to ``n_chunks * max_tokens``.
     """
     prompts = list(prompts)
     if not prompts:
         raise UserError("no prompts to generate from (the prompt list is empty)")
     fmt = format_prompts(handle.tokenizer, prompts, prompt_format or handle.prompt_format)
-    fmt.check_fits(handle, config.max_new_tokens, prompts=prompts)
-    rows = [(p, s) for p in range(len(prompts)) for s in range(config.n_samples)]
+    fmt.check_fits(handle, config.max_tokens, prompts=prompts)
+    rows = [(p, s) for p in range(len(prompts)) for s in range(config.samples)]
     result = GenerationResult(config=config, prompt_format=fmt.format)
     eos = set(_eos_ids(handle))
     track_ids = {name: _token_ids(handle, name, ids) for name, ids in (track or {}).items()}

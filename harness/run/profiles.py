@@ -9,38 +9,29 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, fields
+
+from pydantic import ValidationError
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.run.settings import SamplingSettings
 
 PROFILES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles.toml")
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a patching run depends on besides the model, heads, mode and emotion."""
+class RunConfig(SamplingSettings):
+    """Everything a patching run depends on besides the model, heads, mode and emotion: the shared
+    sampling settings (:class:`SamplingSettings`) plus the run's prompts, alignment and batching."""
 
     profile: str = "baseline"
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 1.0
-    samples: int = 1
     n_prompts: int = 70
-    max_tokens: int = 30
     alignment: str = "end"
     patch_generated: bool = False
-    seed: int = 0
     target: str = "neutral"
     prompt_format: str = "model"
     batch_size: int = 128
 
     def to_dict(self) -> dict:
-        return asdict(self)
-
-
-_TYPES = {f.name: f.type for f in fields(RunConfig)}
-_PY = {"bool": bool, "float": (int, float), "int": int, "str": str}
+        return self.model_dump()
 
 
 def read_toml(path: str, what: str) -> dict:
@@ -59,11 +50,17 @@ def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
 
 
 def _check(profile: str, key: str, value) -> None:
-    if key not in _TYPES or key == "profile":
-        raise UserError(f"profile {profile!r}: " + did_you_mean("key", key, [k for k in _TYPES if k != "profile"]))
-    expected = _PY[_TYPES[key]]
-    if isinstance(value, bool) and _TYPES[key] != "bool" or not isinstance(value, expected):
-        raise UserError(f"profile {profile!r}: {key} = {value!r} must be of type {_TYPES[key]}")
+    """One profile value, type-checked by :class:`RunConfig` itself (strict: 1 is not a bool)."""
+    keys = [k for k in RunConfig.model_fields if k != "profile"]
+    if key not in keys:
+        raise UserError(f"profile {profile!r}: " + did_you_mean("key", key, keys))
+    try:
+        RunConfig(**{key: value})
+    except ValidationError:
+        annotation = RunConfig.model_fields[key].annotation
+        raise UserError(
+            f"profile {profile!r}: {key} = {value!r} must be of type {getattr(annotation, '__name__', annotation)}"
+        ) from None
 
 
 def profile_values(profile: str, path: str = PROFILES_FILE) -> dict:

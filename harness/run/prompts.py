@@ -73,7 +73,7 @@ def prompts_dir() -> str:
     return os.path.abspath(os.environ.get("CAUSAL_HEADS_PROMPTS") or PROMPTS_DIR)
 
 
-def _names(suffix: str) -> list[str]:
+def data_names(suffix: str) -> list[str]:
     d = prompts_dir()
     return sorted(f[: -len(suffix)] for f in os.listdir(d) if f.endswith(suffix)) if os.path.isdir(d) else []
 
@@ -126,7 +126,7 @@ def load_prompt_set(name: str) -> PromptSet:
     """Load and validate ``prompts/<name>_prompts.json``."""
     path = os.path.join(prompts_dir(), name + PROMPT_SUFFIX)
     if not os.path.isfile(path):
-        raise UnknownNameError(f"no prompt file {path}; " + did_you_mean("prompt set", name, _names(PROMPT_SUFFIX)))
+        raise UnknownNameError(f"no prompt file {path}; " + did_you_mean("prompt set", name, data_names(PROMPT_SUFFIX)))
     doc, digest = _read(path, "causal-heads/prompts")
     if doc.get("name") != name:
         raise DataFileError(f"{path}: field 'name' must be {name!r} (the file name), got {doc.get('name')!r}")
@@ -165,12 +165,12 @@ def load_keywords(emotion: str) -> KeywordList:
 
 def emotions() -> list[str]:
     """Names that have both a keyword list and a prompt file (kind not checked here)."""
-    return sorted(set(_names(KEYWORD_SUFFIX)) & set(_names(PROMPT_SUFFIX)))
+    return sorted(set(data_names(KEYWORD_SUFFIX)) & set(data_names(PROMPT_SUFFIX)))
 
 
 def keyword_emotions() -> list[str]:
     """Names that have a keyword list (each gets an ``<emotion>_keywords`` metric)."""
-    return _names(KEYWORD_SUFFIX)
+    return data_names(KEYWORD_SUFFIX)
 
 
 def load_emotion_prompts(emotion: str) -> PromptSet:
@@ -178,9 +178,9 @@ def load_emotion_prompts(emotion: str) -> PromptSet:
     if emotion not in emotions():
         # one of the two data files exists (a target set like neutral is not half an emotion):
         # say which one is missing, and where
-        if emotion in _names(PROMPT_SUFFIX) and load_prompt_set(emotion).kind == "emotion":
+        if emotion in data_names(PROMPT_SUFFIX) and load_prompt_set(emotion).kind == "emotion":
             missing = ("keyword list", KEYWORD_SUFFIX)
-        elif emotion in _names(KEYWORD_SUFFIX):
+        elif emotion in data_names(KEYWORD_SUFFIX):
             missing = ("prompt file", PROMPT_SUFFIX)
         else:
             missing = None
