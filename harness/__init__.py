@@ -48,10 +48,13 @@ _PUBLIC = {
     "ClaimSession": "harness.claims.session",
     "ClaimResult": "harness.claims.result",
     "get_metric": "harness.metrics",
+    "register_metric": "harness.metrics",
     "load_findings": "harness.findings.schema",
     "FindingsDocument": "harness.findings.schema",
     "load_document": "harness.findings.schema",
     "UserError": "harness.errors",
+    "evaluate": "harness.analysis.evaluate",
+    "Findings": "harness.analysis.evaluate",
 }
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "Claim",
     "ClaimResult",
     "ClaimSession",
+    "Findings",
     "FindingsDocument",
     "Condition",
     "GenerationConfig",
@@ -73,12 +77,15 @@ __all__ = [
     "load_document",
     "load_findings",
     "load_model",
+    "evaluate",
     "parse_head_spec",
+    "register_metric",
     "weights_absent",
     "with_overrides",
 ]
 
 if TYPE_CHECKING:
+    from harness.analysis.evaluate import Findings, evaluate
     from harness.claims.result import ClaimResult
     from harness.claims.session import ClaimSession
     from harness.claims.spec import (
@@ -90,7 +97,7 @@ if TYPE_CHECKING:
     )
     from harness.errors import UserError
     from harness.findings.schema import FindingsDocument, load_document, load_findings
-    from harness.metrics import get_metric
+    from harness.metrics import get_metric, register_metric
     from harness.model.loading import ModelHandle, load_model, weights_absent
     from harness.model.shape import ModelShape
     from harness.patch.heads import parse_head_spec

@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from harness import metrics
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(glob.glob(os.path.join(ROOT, "docs", "how-to", "*.md")))
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```$", re.M | re.S)
@@ -39,6 +41,7 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     namespace: dict = {"__name__": "__howto__"}
+    registered = dict(metrics._REGISTERED)  # a page may register a metric: not for the tests after it
     try:
         for info, body in blocks(page):
             kind, _, rest = info.partition(" ")
@@ -54,3 +57,5 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
                         assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     finally:
         os.environ.pop("CAUSAL_HEADS_PROMPTS", None)  # a page may point the prompt folder at its own
+        metrics._REGISTERED.clear()
+        metrics._REGISTERED.update(registered)

@@ -204,3 +204,8 @@ def test_the_plugin_and_the_light_commands_start_without_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_the_dev_extra_holds_the_test_extra():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert set(extras["test"]) <= set(extras["dev"])

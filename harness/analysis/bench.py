@@ -1,7 +1,7 @@
 """Benchmarks that report ratios against a reference run in the same process.
 
 ``python -m harness.bench sweep --model smollm2-135m --json`` times the all-heads sweep
-(:mod:`harness.sweep`) against one full forward per head on the same prompts and heads,
+(:mod:`harness.analysis.sweep`) against one full forward per head on the same prompts and heads,
 and reports ``harness_s``, ``reference_s``, ``speedup`` and the largest difference.
 
 ``python -m harness.bench sweep-scaling --model smollm2-135m`` times the sweep alone over a grid
@@ -13,7 +13,7 @@ Times greedy generation of one batch two ways, alternating, after one warm-up ea
 
 - ``hf``: plain Hugging Face ``generate`` on the model exactly as loaded (hook points
   uninstalled, transformers' own ``sdpa`` attention);
-- ``harness``: :func:`harness.generation.generate` with hook points installed and a no-op
+- ``harness``: :func:`harness.run.generation.generate` with hook points installed and a no-op
   patch hook on ``blocks.0.attn.hook_z`` (so the hook path really runs at every step).
 
 Prints medians, tokens per second (generated rows × decode steps / seconds, the same count
@@ -133,7 +133,7 @@ def bench_sweep(model: str, n_prompts: int, layers: list[int] | None, emotion: s
         "reference_s": reference_s,
         "speedup": reference_s / harness_s,
         "max_abs_diff": float(np.abs(got - ref).max()),
-        "reference": "one full forward per head through harness.patching (z, last alignment)",
+        "reference": "one full forward per head through harness.patch.hooks (z, last alignment)",
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -191,7 +191,7 @@ def calibrate(
 
 
 def score_pool(result, metrics: list[str]) -> dict[str, np.ndarray]:
-    """``{metric: [n_prompts, samples] scores}`` of a :class:`~harness.generation.GenerationResult`."""
+    """``{metric: [n_prompts, samples] scores}`` of a :class:`~harness.run.generation.GenerationResult`."""
 
     by_prompt = sorted(result.by_prompt().items())
     return {name: np.array([[get_metric(name).score(g) for g in gens] for _, gens in by_prompt]) for name in metrics}

@@ -11,7 +11,7 @@
 2. Renders the seed-style markdown report and plots from the findings (``harness.report``):
    OUT/phase7_head_patching_report.md, OUT/plots/.
    Opens OUT/evidence.html in headless Chromium when it is installed: OUT/evidence.png and a
-   line saying whether every claim's summary row is visible (``harness.browser``).
+   line saying whether every claim's summary row is visible (``harness.report.browser``).
 3. Prints the verdict table and writes it to OUT/summary.md.
 
 ``harness.nightly`` is this job plus the regression against the last night's findings.
@@ -86,7 +86,7 @@ def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
 
 
 def screenshot(out: str, job: str) -> bool | None:
-    """Open OUT/evidence.html in headless Chromium (:mod:`harness.browser`), write OUT/evidence.png
+    """Open OUT/evidence.html in headless Chromium (:mod:`harness.report.browser`), write OUT/evidence.png
     and say whether every claim's summary row is visible. Auxiliary: without Chromium, or when
     the browser fails, it says so and the job goes on (None); a summary not seen is printed
     (False) and the job goes on too: the findings are what the run produced."""

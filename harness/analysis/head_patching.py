@@ -6,7 +6,7 @@
 
 Runs target prompts (``neutral`` by default) twice with the same per-(prompt, sample) random
 numbers: once plain (baseline) and once with the heads patched from the emotion's prompts
-(see :mod:`harness.patching`). Scores every generation with ``sentiment``, ``politeness``
+(see :mod:`harness.patch.hooks`). Scores every generation with ``sentiment``, ``politeness``
 and every emotion's ``<emotion>_keywords``, averages samples per prompt, and reports per
 metric the baseline mean, patched mean and Δ with a 95% bootstrap CI over prompts (the
 seed's table, with error bars). Writes one result document (``.json`` or ``.pkl``,
@@ -29,7 +29,7 @@ SCHEMA_VERSION = 2  # 2: settings.generation says samples / max_tokens (was n_sa
 
 
 def generation_config(run):
-    """The :class:`~harness.generation.GenerationConfig` of a resolved :class:`~harness.config.RunConfig`."""
+    """The :class:`~harness.run.generation.GenerationConfig` of a resolved :class:`~harness.run.profiles.RunConfig`."""
 
     return GenerationConfig.from_settings(run, batch_size=run.batch_size)
 

@@ -128,7 +128,7 @@ def prompt_tokens(
 
 
 def last_position_attention(handle: ModelHandle, fmt, texts=None, *, batch_size: int = 32) -> list[torch.Tensor]:
-    """Per templated text of ``fmt`` (a :class:`~harness.templating.FormattedPrompts`; ``texts``
+    """Per templated text of ``fmt`` (a :class:`~harness.run.templating.FormattedPrompts`; ``texts``
     picks some of them): attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
 
     Read at ``blocks.{l}.attn.hook_pattern`` (hooking it makes the layer compute the pattern

@@ -3,7 +3,7 @@
 For every head (l, h) and target prompt i: Δ_lhi = log p(keywords | target i, z_l,h patched
 from source i) − log p(keywords | target i), where the metric is
 :func:`harness.metrics.next_token.keyword_logprob`'s log-probability mass on the emotion's
-keyword tokens at the next position, and the patch is any mode of :mod:`harness.patching`
+keyword tokens at the next position, and the patch is any mode of :mod:`harness.patch.modes`
 with ``last`` alignment (only the head's output at the final prompt position is replaced;
 ``z`` by default: the source's final-position output).
 
@@ -132,7 +132,7 @@ def sweep(
     prompt_format: str | None = None,
 ) -> Sweep:
     """Δ keyword log-prob for every head of ``layers`` (default all), source i -> target i mod n,
-    patch ``mode`` (any of :data:`harness.patching.MODES`) with ``last`` alignment."""
+    patch ``mode`` (any of :data:`harness.patch.modes.MODES`) with ``last`` alignment."""
     from transformers import DynamicCache
 
     patch_mode = get_mode(mode)

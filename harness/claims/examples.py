@@ -17,7 +17,7 @@ import numpy as np
 
 def changed_per_prompt(a, b) -> list[bool]:
     """Per prompt (in prompt order): does any sample's generated token sequence differ between the
-    :class:`~harness.generation.GenerationResult` runs ``a`` and ``b`` of the same prompts?"""
+    :class:`~harness.run.generation.GenerationResult` runs ``a`` and ``b`` of the same prompts?"""
     pa, pb = a.by_prompt(), b.by_prompt()
     if sorted(pa) != sorted(pb):
         raise ValueError(f"runs cover different prompts: {sorted(pa)[:5]}... vs {sorted(pb)[:5]}...")

@@ -31,8 +31,22 @@ class ClaimResult:
     seconds: float = 0.0
     options: str = ""  # run options a rerun needs (--model NAME=PATH, --profile NAME)
     warnings: list = field(default_factory=list)  # {"code", "message"}: why the data may be uninformative
-    text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.examples)
+    text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.claims.examples)
     generations: list = field(default_factory=list)  # every prompt's texts, Δ and whether its text changed
+
+    @property
+    def supported(self) -> bool:
+        """True when the statistics support the claim (its verdict is ``supported``)."""
+        return self.verdict == Verdict.SUPPORTED
+
+    @property
+    def delta(self) -> list[float]:
+        """The per-prompt Δ the claim was tested on (patched − baseline, or claim − versus)."""
+        return list(self.per_prompt.get("delta", []))
+
+    def explain(self) -> str:
+        """Why the verdict is what it is: effect, CIs, p raw/adjusted, controls, warnings, rerun command."""
+        return self.message()
 
     def rerun_command(self) -> str:
         c = self.claim

@@ -317,6 +317,10 @@ class ClaimSession:
         res.seconds = time.perf_counter() - start
         return res
 
+    def provenance(self) -> dict:
+        """Each model the run loaded: its name, source, shape and weights hash."""
+        return {name: h.provenance() for name, h in self._models.items()}
+
     def results(self) -> dict[str, ClaimResult]:
         """Evaluate every claim once, then correct p-values across them and decide verdicts."""
 

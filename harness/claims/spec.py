@@ -3,7 +3,7 @@
 A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 
 ``id``                 unique, lowercase letters, digits and ``_``
-``model``              registered model name or HF id (see :mod:`harness.models`)
+``model``              registered model name or HF id (see :mod:`harness.model.loading`)
 ``heads``              head spec, e.g. ``"1:10"``, ``"1:10,0:0"``, ``"1:*"``
 ``patch_mode``         z, pattern_v, v_only, pattern_only, zero, mean
 ``source``             emotion whose prompts are the patch source

@@ -266,7 +266,7 @@ def _stored_pools(args, metrics: list[str] | None):
         if not ok:
             raise UserError(
                 f"{args.pools}: field {field_name!r} = {value!r}: must be {kind} (write calibration "
-                f"documents with harness.calibrate --output)"
+                f"documents with causal-heads calibrate --output)"
             )
     settings = dict(settings)
     seed = args.seed if args.seed is not None else seed

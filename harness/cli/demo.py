@@ -26,7 +26,7 @@ PROMPTS = (
 
 
 def parse_heads(spec: str, n_layers: int, n_heads: int, model: str) -> list[tuple[int, int]]:
-    """Parse a head spec (see :mod:`harness.heads`) and check it against the model's shape."""
+    """Parse a head spec (see :mod:`harness.patch.heads`) and check it against the model's shape."""
     return list(parse_head_spec(spec).resolve(n_layers, n_heads, model))
 
 

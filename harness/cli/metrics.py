@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if model_side:
         raise UserError(
             f"metric {model_side[0]!r} is model-side: it scores generations (claims, "
-            f"harness.head_patching), not text; text metrics: "
+            f"causal-heads patch), not text; text metrics: "
             f"{', '.join(m.name for m in registry().values() if m.on == 'text')}"
         )
     rows = [{"text": t, **{m.name: m(t) for m in metrics}} for t in args.texts]

@@ -2,7 +2,7 @@
 
     python -m harness.nightly [--last LAST.json] [--out reports] [-- PYTEST ARGS...]
 
-1-2. As ``harness.evidence`` (the main job), for every model's claims: ``pytest causal_tests -m
+1-2. As ``harness.analysis.evidence`` (the main job), for every model's claims: ``pytest causal_tests -m
    claim --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus
    PYTEST ARGS, then the markdown report and plots. Claims that do not hold are findings, not
    a broken night; a usage or internal error, no claim collected or no new findings document

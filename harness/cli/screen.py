@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sweep",
         default=None,
-        help="a harness.sweep JSON of the same model and emotion: "
+        help="a `causal-heads sweep` JSON of the same model and emotion: "
         "report the rank correlation of screen and causal effect",
     )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")

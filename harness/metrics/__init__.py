@@ -23,6 +23,7 @@ Unknown names fail with "Did you mean ...? Available: ...".
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ class Metric:
             if not hasattr(item, "tracked"):
                 raise UserError(
                     f"metric {self.name!r} is model-side: it scores generations made with "
-                    f"tracking (harness.generation.generate(track=...)), not text"
+                    f"tracking (harness.run.generation.generate(track=...)), not text"
                 )
             return float(self.fn(item))
         if not isinstance(item, str):
@@ -59,7 +60,7 @@ class Metric:
         return float(self.fn(item))
 
     def score(self, generation) -> float:
-        """Score one :class:`~harness.generation.Generation` (its text, or its tracked values)."""
+        """Score one :class:`~harness.run.generation.Generation` (its text, or its tracked values)."""
         return self(generation if self.on == "generation" else generation.text)
 
 
@@ -117,10 +118,74 @@ def _nrc_metric(category: str) -> Metric:
     )
 
 
-def registry() -> dict[str, Metric]:
-    """All metrics; keyword metrics come from the current prompts folder's keyword files."""
+# metrics registered by users (a conftest.py, a notebook, an installed package's entry point)
+_REGISTERED: dict[str, Metric] = {}
+ENTRY_POINT_GROUP = "causal_heads.metrics"
+SIDES = ("text", "generation")
 
-    return _registry(prompts_dir())
+
+def register_metric(
+    name: str,
+    *,
+    lower: float = -math.inf,
+    upper: float = math.inf,
+    higher_means: str = "higher",
+    description: str = "",
+    on: str = "text",
+) -> Callable[[Callable], Callable]:
+    """Register ``fn(text: str) -> float`` as the metric ``name`` (a decorator)::
+
+        @register_metric("exclamations", lower=0, higher_means="more exclamation marks")
+        def exclamations(text: str) -> float:
+            return float(text.count("!"))
+
+    ``lower``/``upper`` bound its values (reports and the floor/ceiling warnings use them). A
+    model-side metric takes the :class:`~harness.run.generation.Generation` instead and says
+    ``on="generation"``. A name that is taken (built in, or registered before) is an error."""
+    if on not in SIDES:
+        raise UserError(f"metric {name!r}: on={on!r} must be one of {', '.join(SIDES)}")
+    if not name or not name.replace("_", "").isalnum():
+        raise UserError(f"metric name {name!r}: use letters, digits and underscores")
+    if not lower <= upper:
+        raise UserError(f"metric {name!r}: lower {lower!r} is above upper {upper!r}")
+
+    def decorate(fn: Callable) -> Callable:
+        taken = _REGISTERED.get(name)
+        if taken is not None and _origin(taken.fn) == _origin(fn):
+            taken = None  # the same definition imported again (a conftest re-imported): replaced
+        elif taken is not None or name in _registry(prompts_dir()):
+            where = f"registered before by {_origin(taken.fn)}" if taken else "a built-in metric"
+            raise UserError(f"metric {name!r} is registered twice: {where}; {_origin(fn)} must use another name")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTERED[name] = Metric(name, fn, lower, upper, higher_means, description or (doc[0] if doc else name), on)
+        return fn
+
+    return decorate
+
+
+def _origin(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+
+@functools.cache
+def _load_entry_points() -> None:
+    """Import each installed package's metrics (entry point group ``causal_heads.metrics``): the
+    modules register theirs with :func:`register_metric` when imported."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def registry() -> dict[str, Metric]:
+    """All metrics: the built-in ones (keyword metrics come from the current prompts folder's
+    keyword files), then those registered by users and installed packages."""
+    _load_entry_points()
+    builtin = _registry(prompts_dir())
+    clash = sorted(set(builtin) & set(_REGISTERED))
+    if clash:  # a registered name that a keyword file of the current prompt folder now also makes
+        raise UserError(
+            f"metric {clash[0]!r} is registered twice: a built-in metric and {_origin(_REGISTERED[clash[0]].fn)}"
+        )
+    return {**builtin, **_REGISTERED}
 
 
 @functools.lru_cache(maxsize=8)

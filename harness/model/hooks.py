@@ -4,7 +4,7 @@ Why not TransformerBridge: with transformer-lens 4.3.0 the bridge's cached ``gen
 departs from Hugging Face ``generate`` after the first token (seen on SmolLM2 and on a
 GPT-2-architecture model), uncached generation costs ~25x more compute at 30 tokens, and
 booting the bridge patches transformers' attention for the whole process. So the harness
-owns the decode loop (:mod:`harness.generation`) on the untouched HF model and its
+owns the decode loop (:mod:`harness.run.generation`) on the untouched HF model and its
 ``DynamicCache``, and exposes TransformerLens' hook vocabulary with TransformerLens' own
 :class:`~transformer_lens.hook_points.HookPoint` and
 :class:`~transformer_lens.HookedRootModule.HookedRootModule` (the class TL keeps as "the

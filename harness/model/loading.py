@@ -16,7 +16,7 @@ Registered names:
 - ``tiny-gpt2``, ``tiny-llama-gqa`` and one tiny model per other supported architecture
   (``tiny-gpt-neox``, ``tiny-phi3``, ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``,
   ``tiny-gemma``, ``tiny-gemma2``, ``tiny-gemma3``): random deterministic test models
-  (:mod:`harness.tiny_models`).
+  (:mod:`harness.model.tiny`).
 
 Any other value is tried as a local directory, then as a Hugging Face id in the local cache
 (``local_files_only=True``). Missing weights raise :class:`ModelUnavailableError` saying how
@@ -63,7 +63,7 @@ class ModelHandle:
     def hooked(self):
         """The model with TransformerLens hook points (``blocks.{l}.attn.hook_z`` ...).
 
-        Built on first use; see :mod:`harness.hooks` for why this is a
+        Built on first use; see :mod:`harness.model.hooks` for why this is a
         ``HookedRootModule`` over the Hugging Face model rather than a TransformerBridge.
         """
         if self._hooked is None:

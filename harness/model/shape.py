@@ -31,7 +31,7 @@ class ModelShape:
 
 # ---------------------------------------------------------------- shape and hashing
 
-# HF class -> hook adapter (harness.hooks.ADAPTERS). "llama" is the layout model.layers[l].self_attn
+# HF class -> hook adapter (harness.model.hooks.ADAPTERS). "llama" is the layout model.layers[l].self_attn
 # with separate v_proj/o_proj and transformers' attention interface; each class listed here has a
 # tiny model in conftest.TINY_MODELS, checked against untouched HF generate and the patching invariants.
 _ARCHITECTURES = {

@@ -117,7 +117,7 @@ def _generated_value(
 def patch_hooks(
     handle: ModelHandle, cfg: PatchConfig, source: SourceActivations, pair: Callable[[int], int] | None = None
 ) -> Callable[[BatchInfo], list]:
-    """A hook factory for :func:`harness.generation.generate` applying ``cfg`` with ``source``."""
+    """A hook factory for :func:`harness.run.generation.generate` applying ``cfg`` with ``source``."""
     mode = get_mode(cfg.mode)
     group, d_head = handle.shape.group_size, handle.shape.d_head
     n_src = len(source.prompts)

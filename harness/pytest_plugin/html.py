@@ -4,12 +4,12 @@ Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; medi
 for claims decided by the sign test), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
 the sign test's p, the data warnings (``floor``, ``ceiling``, ``untestable``, ``inert``: see
-:func:`harness.claim_runner.data_warnings`) and how many prompts' generations the patch changed
+:func:`harness.claims.session.data_warnings`) and how many prompts' generations the patch changed
 token for token. The same values head the page as a static table, one row per claim
 (:func:`summary_table`; pytest-html draws its own results table with JavaScript). Each
 claim's row expands to its settings, a forest plot of its effect and CI against the
 random-head effects, side-by-side baseline vs patched generations of the prompts
-picked by :func:`harness.examples.pick_examples` (with why), and every prompt's generations.
+picked by :func:`harness.claims.examples.pick_examples` (with why), and every prompt's generations.
 Everything shown is built from the claim result attached to the report (``user_properties``),
 and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
 

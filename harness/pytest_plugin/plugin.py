@@ -26,7 +26,7 @@ public names of :mod:`harness`), so the plugin costs other test suites nothing.
 
 from __future__ import annotations
 
-import datetime as dt
+import inspect
 import os
 import re
 from pathlib import Path
@@ -35,13 +35,16 @@ import pytest
 
 import harness
 from harness.errors import UserError
-from harness.findings.schema import FINDINGS_SCHEMA, FINDINGS_VERSION
+from harness.findings.document import findings_document
 from harness.pytest_plugin.keys import RESULTS_KEY, SESSION_KEY
-from harness.results import environment, write_result
+from harness.results import write_result
 from harness.run.profiles import profile_claim_settings
 
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
-MODELS_SEEN = pytest.StashKey[set]()  # models the collected claim files are about (before --model filtering)
+MODELS_SEEN = pytest.StashKey[set]()
+MARKED_CLAIM = pytest.StashKey[
+    object
+]()  # a test function's prepared claim (from its claim mark)  # models the collected claim files are about (before --model filtering)
 
 
 def pytest_addoption(parser) -> None:
@@ -105,7 +108,11 @@ def _use_prompt_folder(config) -> None:
 
 def pytest_configure(config) -> None:
     _use_prompt_folder(config)
-    config.addinivalue_line("markers", "claim: a causal claim test generated from the claims file")
+    config.addinivalue_line(
+        "markers",
+        "claim(Claim(...)): a causal claim: a claim file's test, or a test function that takes claim_result",
+    )
+    config.addinivalue_line("markers", "slow: a claim that needs minutes of CPU (tier = slow)")
     if config.getoption("--device") != "cpu":
         raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")
     config.stash[RESULTS_KEY] = {}
@@ -160,30 +167,61 @@ def claim_files(config) -> list[str]:
     return [str((base / p).resolve()) for p in given or []]
 
 
+def prepare_claim(config, c):
+    """``(claim, marks)`` for a claim this run selects (``--model``): the run's overrides applied
+    and validated again, marked ``claim`` (and ``slow`` unless ``tier = "fast"``), skipped with the
+    reason when the model's weights are absent; ``None`` for a claim about another model."""
+    names, paths_by_model = model_filter(config)
+    if names and c.model not in names:
+        return None
+    overrides, origin = claim_overrides(config)
+    c = harness.with_overrides(c, origin, **overrides)
+    k = config.getoption("--random-heads")
+    if k is not None and c.random_heads:  # only claims that have a control: it sets its size
+        c = harness.with_overrides(c, f"--random-heads {k}", random_heads=k)
+    marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
+    reason = None if c.model in paths_by_model else harness.weights_absent(c.model)
+    if reason:
+        marks.append(pytest.mark.skip(reason=reason))
+    return c, marks
+
+
 def claim_params(config, paths: list[str] | None = None) -> list:
     """One ``pytest.param`` per claim of ``paths`` (default: the ``--claims`` files) that this run
-    selects (``--model``), with the run's overrides applied, marked ``claim`` (and ``slow`` unless
-    ``tier = "fast"``), skipped with the reason when the model's weights are absent. Raises
-    :class:`UserError` or ``pytest.UsageError`` naming the option, claim, field and value."""
+    selects (see :func:`prepare_claim`). Raises :class:`UserError` or ``pytest.UsageError``
+    naming the option, claim, field and value."""
     claims = harness.load_claim_files(paths if paths is not None else claim_files(config))
-    names, paths_by_model = model_filter(config)
-    overrides, origin = claim_overrides(config)
     if MODELS_SEEN in config.stash:
         config.stash[MODELS_SEEN].update(c.model for c in claims)
-    k = config.getoption("--random-heads")
     params = []
     for c in claims:
-        if names and c.model not in names:
-            continue
-        c = harness.with_overrides(c, origin, **overrides)
-        if k is not None and c.random_heads:  # only claims that have a control: it sets its size
-            c = harness.with_overrides(c, f"--random-heads {k}", random_heads=k)
-        marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
-        reason = None if c.model in paths_by_model else harness.weights_absent(c.model)
-        if reason:
-            marks.append(pytest.mark.skip(reason=reason))
-        params.append(pytest.param(c, marks=marks, id=c.test_id))
+        prepared = prepare_claim(config, c)
+        if prepared is not None:
+            claim, marks = prepared
+            params.append(pytest.param(claim, marks=marks, id=claim.test_id))
     return params
+
+
+def item_claim(item):
+    """The claim an item tests: a claim file's item, or a test marked ``@pytest.mark.claim(...)``."""
+    return item.claim if isinstance(item, ClaimItem) else item.stash.get(MARKED_CLAIM, None)
+
+
+def run_family(session) -> list:
+    """The claims of this run's selected, runnable items: one family for the correction."""
+    return [
+        c
+        for i in session.items
+        if (c := item_claim(i)) is not None and not any(m.name == "skip" for m in i.iter_markers())
+    ]
+
+
+def evaluated(item):
+    """The claim's result, evaluated with the whole family on first use, recorded for the findings."""
+    claim = item_claim(item)
+    result = claim_session(item.config, run_family(item.session)).results()[claim.id]
+    record(item.config, item, result)
+    return result
 
 
 class ClaimItem(pytest.Item):
@@ -194,13 +232,7 @@ class ClaimItem(pytest.Item):
         self.claim = claim
 
     def runtest(self) -> None:
-        family = [
-            i.claim
-            for i in self.session.items
-            if isinstance(i, ClaimItem) and not any(m.name == "skip" for m in i.iter_markers())
-        ]
-        result = claim_session(self.config, family).results()[self.claim.id]
-        record(self.config, self, result)
+        result = evaluated(self)
         if result.error or result.verdict != "supported":
             pytest.fail(result.message(), pytrace=False)  # effect, CI, p raw/adjusted, n, seed, rerun command
 
@@ -241,16 +273,21 @@ def pytest_collect_file(file_path: Path, parent):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Check the run's claims as one family: ids unique across files, and every ``--model NAME``
-    about some claim."""
-    claims = [i for i in items if isinstance(i, ClaimItem)]
+    """Give tests marked ``@pytest.mark.claim(Claim(...))`` their claims, then check the run's claims
+    as one family: ids unique across files and tests, and every ``--model NAME`` about some claim."""
+    other_models = [item for item in items if not mark_claim(config, item)]
+    if other_models:  # as a claim file's claims about other models are not collected
+        items[:] = [item for item in items if item not in other_models]
+        config.hook.pytest_deselected(items=other_models)
     where: dict[str, str] = {}
-    for item in claims:
-        other = where.setdefault(item.claim.id, str(item.path))
-        if other != str(item.path):
-            raise pytest.UsageError(
-                f"{item.path}: claim {item.claim.id!r}: field 'id' = {item.claim.id!r} is also used in {other}"
-            )
+    for item in items:
+        claim = item_claim(item)
+        if claim is None:
+            continue
+        here = str(item.path) if isinstance(item, ClaimItem) else item.nodeid
+        other = where.setdefault(claim.id, here)
+        if other != here:
+            raise pytest.UsageError(f"{here}: claim {claim.id!r}: field 'id' = {claim.id!r} is also used in {other}")
     names, _ = model_filter(config)
     seen = config.stash.get(MODELS_SEEN, set())
     unknown = sorted(names - seen)
@@ -258,6 +295,59 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         raise pytest.UsageError(
             f"--model {unknown[0]!r}: no collected claim is about it; models with claims: " + ", ".join(sorted(seen))
         )
+
+
+def mark_claim(config, item) -> bool:
+    """For a test function: its ``claim`` mark's Claim (or a callable of the test's parameters that
+    returns one), prepared like a file's claims; a mark without the ``claim_result`` fixture, or
+    the fixture without a mark, is a usage error naming the test. False for a claim about a model
+    this run does not select (``--model``): the item is dropped."""
+    if isinstance(item, ClaimItem) or not isinstance(item, pytest.Function):
+        return True
+    mark = item.get_closest_marker("claim")
+    wants = "claim_result" in getattr(item, "fixturenames", ())
+    if mark is None or not mark.args:
+        if wants:
+            raise pytest.UsageError(
+                f"{item.nodeid}: the claim_result fixture needs a @pytest.mark.claim(Claim(...)) on the test"
+            )
+        return True
+    if not wants:
+        raise pytest.UsageError(
+            f"{item.nodeid}: marked with a claim but takes no claim_result fixture: add it to the test's arguments"
+        )
+    spec = mark.args[0]
+    try:
+        if not isinstance(spec, harness.Claim) and callable(spec):
+            params = item.callspec.params if hasattr(item, "callspec") else {}
+            wanted = inspect.signature(spec).parameters
+            spec = spec(**{k: params[k] for k in wanted if k in params})
+        if not isinstance(spec, harness.Claim):
+            raise UserError(
+                f"@pytest.mark.claim takes a Claim or a function of the test's parameters returning one; "
+                f"got {type(spec).__name__}"
+            )
+        config.stash[MODELS_SEEN].add(spec.model)
+        prepared = prepare_claim(config, spec)
+    except UserError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+    if prepared is None:
+        return False
+    claim, marks = prepared
+    for m in marks:
+        if m.name != "claim":
+            item.add_marker(m)
+    item.stash[MARKED_CLAIM] = claim
+    item.extra_keyword_matches.add(claim.test_id)  # -k head_1_10 selects it as it does a file's claim
+    return True
+
+
+@pytest.fixture
+def claim_result(request):
+    """The typed result of the claim on this test's ``@pytest.mark.claim``: ``.supported``,
+    ``.verdict``, ``.effect``, ``.p_raw``/``.p_adjusted``, ``.delta``, ``.generations``, ``.explain()``.
+    Evaluated together with every other claim of the run (one correction, one findings document)."""
+    return evaluated(request.node)
 
 
 def claim_session(config, claims):
@@ -300,20 +390,14 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     results = config.stash.get(RESULTS_KEY, {})
     if not results or hasattr(config, "workerinput"):
         return
-
-    doc = {
-        "schema": FINDINGS_SCHEMA,
-        "schema_version": FINDINGS_VERSION,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "correction": config.getoption("--correction"),
-        "profile": config.getoption("--profile"),
-        **environment(),
-        "claims": list(results.values()),
-    }
     sess = config.stash.get(SESSION_KEY, None)
-    if sess is not None:
-        doc["models"] = {name: h.provenance() for name, h in sess._models.items()}
-        doc["data_files"] = dict(sorted(sess.data_files.items()))
+    doc = findings_document(
+        list(results.values()),
+        correction=config.getoption("--correction"),
+        profile=config.getoption("--profile"),
+        models=None if sess is None else sess.provenance(),
+        data_files=None if sess is None else sess.data_files,
+    )
     try:
         write_result(doc, config.getoption("--findings"))
     except (UserError, OSError) as exc:

@@ -6,7 +6,7 @@ Parsing the HTML proves what the file holds; this proves what a reader sees. It 
 ``chromium`` headless, drives it over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
 JSON messages ended by NUL on file descriptors 3 and 4, so no extra package and no network port),
 opens the file, sizes the viewport to the top of the page through the summary table, and checks,
-for every claim row of the static summary table (:func:`harness.html_report.summary_table`):
+for every claim row of the static summary table (:func:`harness.report.html.summary_table`):
 
 - the row has a non-empty box inside the viewport and is not hidden by CSS;
 - the element the browser would hit at the centre of its verdict cell is that cell (nothing
@@ -252,7 +252,7 @@ def _parse_rgb(css: str) -> tuple[int, int, int] | None:
 def _ink(image, box, background, tol: int = 40) -> tuple[int, int]:
     """Pixels inside ``box`` (1 px in from its border) that differ from ``background`` by more
     than ``tol`` in some channel, and how many of them are green (``td.verdict-supported`` is
-    #1a7f37 in :data:`harness.html_report.STYLE`; a chromatic test, so grey anti-aliasing never counts)."""
+    #1a7f37 in :data:`harness.report.html.STYLE`; a chromatic test, so grey anti-aliasing never counts)."""
     import numpy as np
 
     x, y, w, h = (round(v) for v in box)

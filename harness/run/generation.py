@@ -1,6 +1,6 @@
 """Batched generation with the KV cache and TransformerLens hooks active at every step.
 
-The decode loop is ours (see :mod:`harness.hooks` for why not TransformerBridge.generate);
+The decode loop is ours (see :mod:`harness.model.hooks` for why not TransformerBridge.generate);
 the model forward and the ``DynamicCache`` are Hugging Face's, driven the way
 ``transformers.GenerationMixin.generate`` drives them (left padding, position ids from the
 attention mask's cumulative sum, ``logits_to_keep=1``, finished rows fed the pad token), so
@@ -18,7 +18,7 @@ chunk's :class:`BatchInfo` and returns such a list (a patch that needs to know w
 sits in which row, or how much left padding it has, uses this). The hooks are active at
 prefill and at every decode step; ``BatchInfo.step`` is 0 during prefill and ``k`` during the
 k-th decode step. What each hook point sees at each step is documented in
-:mod:`harness.hooks`.
+:mod:`harness.model.hooks`.
 
 Tracked log-probabilities. ``track={name: token ids}`` records, for every generated token,
 ``log sum_{t in ids} p(t | prefix)`` from the step's logits before temperature and filtering

@@ -3,7 +3,7 @@
 Run it in a separate process (``python -m harness.hf_reference``): the harness process has
 hook points and a custom attention function installed, and TransformerLens' bridge, if ever
 booted, patches transformers process-wide. This module imports neither TransformerLens nor
-:mod:`harness.hooks` and says so in its output (``transformer_lens_imported``).
+:mod:`harness.model.hooks` and says so in its output (``transformer_lens_imported``).
 
 Input (JSON on stdin): ``{"model", "prompts", "prompt_format", "max_new_tokens",
 "repeats"}``. Output (JSON on stdout): per row the generated token ids (trimmed after EOS)

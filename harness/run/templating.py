@@ -37,7 +37,7 @@ class FormattedPrompts:
 
     def check_fits(self, handle, new_tokens: int = 0, prompts=None) -> None:
         """Raise a :class:`UserError` naming the first prompt whose tokens plus ``new_tokens``
-        exceed ``handle``'s context (:attr:`~harness.models.ModelHandle.context_length`, the
+        exceed ``handle``'s context (:attr:`~harness.model.loading.ModelHandle.context_length`, the
         positions it was trained with; ``None``: unknown, no check).
 
         Without it a GPT-2 prompt past 1024 positions fails deep in the embedding with

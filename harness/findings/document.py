@@ -1,0 +1,34 @@
+"""Build a findings document from evaluated claims: the one place its top-level fields are set."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from harness.findings.schema import FINDINGS_SCHEMA, FINDINGS_VERSION
+from harness.results import environment
+
+
+def findings_document(
+    claims: list[dict],
+    *,
+    correction: str,
+    profile: str | None = None,
+    models: dict | None = None,
+    data_files: dict | None = None,
+) -> dict:
+    """The versioned findings document of one run: provenance (git, packages, models, data files),
+    the run's correction and profile, and one record per claim (:meth:`ClaimResult.to_dict`)."""
+    doc = {
+        "schema": FINDINGS_SCHEMA,
+        "schema_version": FINDINGS_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "correction": correction,
+        "profile": profile,
+        **environment(),
+        "claims": list(claims),
+    }
+    if models is not None:
+        doc["models"] = models
+    if data_files is not None:
+        doc["data_files"] = dict(sorted(data_files.items()))
+    return doc

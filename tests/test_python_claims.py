@@ -1,0 +1,162 @@
+"""Claims written in Python and metrics registered by a project: one family with the TOML rows."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+
+# torch must be in sys.modules before a pytester test starts (see tests/test_claims.py)
+import harness.model.loading
+from harness import Claim, evaluate, register_metric
+from harness.errors import UserError
+from harness.metrics import get_metric
+from harness.stats import adjust_pvalues
+
+CONFTEST = '''
+from harness import register_metric
+
+
+@register_metric("exclamations", lower=0.0, higher_means="more exclamation marks")
+def exclamations(text: str) -> float:
+    """count of '!' in the text"""
+    return float(text.count("!"))
+'''
+
+CLAIMS_USER = """
+[[claim]]
+id = "user_metric_row"
+model = "tiny-gpt2"
+heads = "0:3"
+patch_mode = "zero"
+source = "neutral"
+metric = "exclamations"
+direction = "increase"
+n_prompts = 8
+max_tokens = 4
+tier = "fast"
+"""
+
+TEST_FILE = '''
+import pytest
+
+from harness import Claim
+
+TINY = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
+
+
+@pytest.mark.claim(Claim(id="python_identity", heads="1:10", patch_mode="z", source="neutral", metric="sentiment",
+                         direction="equivalent", margin=0.01, **TINY))
+def test_identity(claim_result):
+    assert claim_result.supported, claim_result.explain()
+    assert claim_result.delta == [0.0] * 8  # a follow-up a row cannot express
+
+
+@pytest.mark.parametrize("heads", ["1:10", "1:2"])
+@pytest.mark.claim(lambda heads: Claim(id="zero_" + heads.replace(":", "_"), heads=heads, patch_mode="zero",
+                                       source="neutral", metric="sentiment", direction="increase", **TINY))
+def test_zeroing(claim_result, heads):
+    assert claim_result.claim.heads == heads and claim_result.error is None
+'''
+
+
+def _project(pytester):
+    pytester.makeconftest(CONFTEST)
+    (pytester.path / "claims_user.toml").write_text(CLAIMS_USER)
+    pytester.makepyfile(test_user_claims=TEST_FILE)
+
+
+def test_toml_rows_python_claims_and_a_user_metric_are_one_family(pytester):
+    _project(pytester)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=1)  # the TOML row's claim is not supported on a random model
+    doc = json.loads((pytester.path / "reports" / "findings.json").read_text())
+    by_id = {c["claim"]["id"]: c for c in doc["claims"]}
+    assert sorted(by_id) == ["python_identity", "user_metric_row", "zero_1_10", "zero_1_2"]
+    assert by_id["user_metric_row"]["claim"]["metric"] == "exclamations"
+    raw = [c["p_raw"] for c in doc["claims"]]
+    assert [c["p_adjusted"] for c in doc["claims"]] == pytest.approx(adjust_pvalues(raw, "holm"), abs=0)
+    assert doc["correction"] == "holm"
+
+    # -k head_1_10 selects a file's claims and Python claims alike
+    result = pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider", "-k", "head_1_10")
+    selected = sorted(line for line in result.outlines if "::" in line)
+    assert selected == ["test_user_claims.py::test_identity", "test_user_claims.py::test_zeroing[1:10]"], selected
+
+
+def test_evaluate_gives_the_pytest_runs_numbers(pytester):
+    _project(pytester)
+    pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    doc = json.loads((pytester.path / "reports" / "findings.json").read_text())
+
+    @register_metric("exclamations", lower=0.0, higher_means="more exclamation marks")
+    def exclamations(text: str) -> float:  # the conftest's metric, registered in this process
+        return float(text.count("!"))
+
+    try:
+        tiny = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
+        claims = [
+            *harness.load_claims(str(pytester.path / "claims_user.toml")),
+            Claim(id="python_identity", heads="1:10", patch_mode="z", source="neutral", metric="sentiment",
+                  direction="equivalent", margin=0.01, **tiny),
+            *(Claim(id="zero_" + h.replace(":", "_"), heads=h, patch_mode="zero", source="neutral",
+                    metric="sentiment", direction="increase", **tiny) for h in ("1:10", "1:2")),
+        ]
+        order = {c["claim"]["id"]: k for k, c in enumerate(doc["claims"])}
+        findings = evaluate(sorted(claims, key=lambda c: order[c.id]), correction="holm")
+    finally:
+        from harness import metrics
+
+        metrics._REGISTERED.pop("exclamations", None)
+    for rec, res in zip(doc["claims"], findings, strict=True):
+        assert res.claim.id == rec["claim"]["id"]
+        assert (res.verdict, res.p_raw, res.p_adjusted) == (rec["verdict"], rec["p_raw"], rec["p_adjusted"])
+        assert np.array_equal(res.delta, rec["per_prompt"]["delta"])
+    out = pytester.path / "again.json"
+    findings.to_json(str(out))
+    assert json.loads(out.read_text())["claims"][0]["p_adjusted"] == doc["claims"][0]["p_adjusted"]
+    page = findings.html().replace("<wbr>", "")
+    assert page.count("<tr><td>") == 4 and "<td>zero_1_10</td>" in page and "1 supported" in page
+    assert "zero_1_10" in findings.markdown()
+
+
+def test_a_mark_without_the_fixture_and_the_fixture_without_a_mark_are_usage_errors(pytester):
+    pytester.makepyfile(test_bad=textwrap.dedent('''
+        import pytest
+        from harness import Claim
+
+        @pytest.mark.claim(Claim(id="c", model="tiny-gpt2", heads="1:10", patch_mode="z", source="neutral",
+                                 metric="sentiment", direction="increase", tier="fast"))
+        def test_marked(): pass
+    '''))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    assert result.ret == 4 and "test_bad.py::test_marked: marked with a claim but takes no claim_result" in \
+        result.stderr.str() + result.stdout.str()
+    pytester.makepyfile(test_bad="def test_unmarked(claim_result): pass\n")
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    assert result.ret == 4 and "the claim_result fixture needs a @pytest.mark.claim(Claim(...))" in \
+        result.stderr.str() + result.stdout.str()
+
+
+def test_registering_a_metric_name_twice_is_refused_and_a_near_miss_is_suggested():
+    @register_metric("question_marks_test", lower=0.0)
+    def first(text: str) -> float:
+        return float(text.count("?"))
+
+    try:
+        with pytest.raises(UserError, match="metric 'question_marks_test' is registered twice"):
+            register_metric("question_marks_test")(lambda text: 0.0)
+        with pytest.raises(UserError, match="metric 'sentiment' is registered twice: a built-in metric"):
+            register_metric("sentiment")(lambda text: 0.0)
+        with pytest.raises(UserError, match="Did you mean 'question_marks_test'"):
+            get_metric("question_mark_test")
+        with pytest.raises(UserError, match="field 'metric.*Did you mean 'question_marks_test'"):
+            Claim(id="c", model="tiny-gpt2", heads="1:10", patch_mode="z", source="neutral",
+                  metric="question_mark_test", direction="increase")
+        assert get_metric("question_marks_test")("why? how?") == 2.0
+    finally:
+        from harness import metrics
+
+        metrics._REGISTERED.pop("question_marks_test", None)
