@@ -18,6 +18,16 @@ import sys
 
 import pytest
 
+# The pytester fixture restores sys.modules after each test, dropping what a test imported first;
+# torch, pyarrow (via TransformerLens -> datasets) and scipy's extensions then refuse a second
+# import in the same process. So the suite imports them before any test starts.
+import statsmodels.stats.multitest
+import statsmodels.stats.power
+import statsmodels.stats.weightstats  # noqa: F401
+
+import harness.model.hooks
+import harness.model.loading  # noqa: F401  (torch, transformers)
+
 # claims options and shared state (causal_tests/); pytester runs the plugin's own tests
 pytest_plugins = ["pytester"]  # the claims plugin itself comes in through its pytest11 entry point
 

@@ -40,6 +40,7 @@ _PUBLIC = {
     "generate": "harness.run.generation",
     "parse_head_spec": "harness.patch.heads",
     "PatchConfig": "harness.patch.hooks",
+    "register_mode": "harness.patch.modes",
     "Claim": "harness.claims.spec",
     "Condition": "harness.claims.spec",
     "load_claims": "harness.claims.spec",
@@ -80,6 +81,7 @@ __all__ = [
     "evaluate",
     "parse_head_spec",
     "register_metric",
+    "register_mode",
     "weights_absent",
     "with_overrides",
 ]
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
     from harness.model.shape import ModelShape
     from harness.patch.heads import parse_head_spec
     from harness.patch.hooks import PatchConfig
+    from harness.patch.modes import register_mode
     from harness.run.generation import GenerationConfig, generate
 
 

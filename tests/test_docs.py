@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from harness import metrics
+from harness.patch.modes import MODES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = sorted(glob.glob(os.path.join(ROOT, "docs", "how-to", "*.md")))
@@ -41,7 +42,8 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     namespace: dict = {"__name__": "__howto__"}
-    registered = dict(metrics._REGISTERED)  # a page may register a metric: not for the tests after it
+    registered = dict(metrics._REGISTERED)  # a page may register a metric or mode: not for the tests after it
+    modes = dict(MODES)
     try:
         for info, body in blocks(page):
             kind, _, rest = info.partition(" ")
@@ -59,3 +61,5 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
         os.environ.pop("CAUSAL_HEADS_PROMPTS", None)  # a page may point the prompt folder at its own
         metrics._REGISTERED.clear()
         metrics._REGISTERED.update(registered)
+        MODES.clear()
+        MODES.update(modes)

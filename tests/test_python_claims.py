@@ -8,7 +8,14 @@ import textwrap
 import numpy as np
 import pytest
 
-# torch must be in sys.modules before a pytester test starts (see tests/test_claims.py)
+# Modules a test here imports for the first time would be dropped again by the pytester fixture
+# (it restores sys.modules), and torch's and scipy's extensions refuse a second import in one
+# process: import them before any pytester test starts (see tests/test_claims.py).
+import statsmodels.stats.multitest
+import statsmodels.stats.power
+import statsmodels.stats.weightstats  # noqa: F401
+import torch
+
 import harness.model.loading
 from harness import Claim, evaluate, register_metric
 from harness.errors import UserError
@@ -86,7 +93,7 @@ def test_toml_rows_python_claims_and_a_user_metric_are_one_family(pytester):
     assert selected == ["test_user_claims.py::test_identity", "test_user_claims.py::test_zeroing[1:10]"], selected
 
 
-def test_evaluate_gives_the_pytest_runs_numbers(pytester):
+def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gpt2: its modules imported before pytester snapshots sys.modules
     _project(pytester)
     pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     doc = json.loads((pytester.path / "reports" / "findings.json").read_text())
@@ -160,3 +167,45 @@ def test_registering_a_metric_name_twice_is_refused_and_a_near_miss_is_suggested
         from harness import metrics
 
         metrics._REGISTERED.pop("question_marks_test", None)
+
+
+def test_a_registered_patch_mode_runs_through_the_engine_and_must_declare_what_it_reads(tiny_gpt2):
+    from harness import register_mode
+    from harness.patch.hooks import PatchConfig, patch_hooks
+    from harness.patch.modes import MODES, get_mode
+    from harness.patch.source import capture_source
+    from harness.run.generation import forward
+
+    # every built-in mode is one registered function
+    assert {"z", "pattern_v", "v_only", "pattern_only", "zero", "mean"} <= set(MODES)
+    assert all(callable(m.value) and m.value.__module__ == "harness.patch.modes" for m in MODES.values())
+
+    @register_mode("twice_z_test", needs=("z",), description="twice the source z")
+    def twice_z(row):
+        z = row.source.z[row.layer][row.index][:, row.head]
+        return 2 * (z.mean(0).expand(len(row.qs_t), -1) if row.qs_s is None else z[row.qs_s])
+
+    @register_mode("sneaky_test", needs=("z",))
+    def sneaky(row):
+        return row.source.v[row.layer][row.index][:, row.kv][row.qs_s]
+
+    try:
+        prompts = ["The weather today is", "My favourite food is"]
+        zero = forward(tiny_gpt2, prompts)[0]
+        outs = {}
+        for name in ("z", "twice_z_test"):
+            cfg = PatchConfig(((1, 10),), name, "last")
+            src = capture_source(tiny_gpt2, prompts[::-1], [1], get_mode(name).needs)
+            outs[name] = forward(tiny_gpt2, prompts, hooks=patch_hooks(tiny_gpt2, cfg, src))[0]
+        assert not torch.equal(outs["twice_z_test"], outs["z"]) and not torch.equal(outs["z"], zero)
+        cfg = PatchConfig(((1, 10),), "sneaky_test", "last")
+        src = capture_source(tiny_gpt2, prompts[::-1], [1], get_mode("sneaky_test").needs)
+        with pytest.raises(UserError, match=r"patch mode 'sneaky_test' reads source 'v' but declared needs=\(z\)"):
+            forward(tiny_gpt2, prompts, hooks=patch_hooks(tiny_gpt2, cfg, src))
+        with pytest.raises(UserError, match="patch mode 'twice_z_test' is registered twice"):
+            register_mode("twice_z_test")(lambda row: row.qs_t)
+        with pytest.raises(UserError, match="needs 'q' is not one of z, pattern, v"):
+            register_mode("bad_test", needs=("q",))
+    finally:
+        MODES.pop("twice_z_test", None)
+        MODES.pop("sneaky_test", None)

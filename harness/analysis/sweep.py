@@ -43,7 +43,7 @@ from harness.metrics import get_metric
 from harness.metrics.next_token import keyword_logprob, keyword_token_ids
 from harness.model.loading import ModelHandle
 from harness.patch.hooks import PatchConfig, patch_hooks
-from harness.patch.modes import MODES, Row, get_mode, mode_value
+from harness.patch.modes import MODES, Row, get_mode
 from harness.patch.source import aligned_positions, capture_source, source_length
 from harness.results import load_versioned
 from harness.run.generation import position_ids
@@ -80,6 +80,7 @@ def last_position_values(
     """
 
     shape = handle.shape
+    patch_mode = get_mode(mode)
     out = torch.empty(len(pair), shape.n_heads, shape.d_head)
     patterns, values = tgt.pattern.get(layer), tgt.v.get(layer)
     for i, j in enumerate(pair):
@@ -89,7 +90,7 @@ def last_position_values(
         v = None if values is None else values[i]
         for h in range(shape.n_heads):
             row = Row(layer, h, h // shape.group_size, shape.d_head, qs_t, qs_s, src, j, pattern, v)
-            out[i, h] = mode_value(mode, row)[0]
+            out[i, h] = patch_mode(row)[0]
     return out
 
 

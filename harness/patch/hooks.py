@@ -49,13 +49,13 @@ baseline run takes the same path and the patch stays the only difference.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
 from harness.model.loading import ModelHandle
-from harness.patch.modes import ALIGNMENTS, Row, get_mode, mode_value
+from harness.patch.modes import ALIGNMENTS, PatchMode, Row, get_mode
 from harness.patch.source import SourceActivations, aligned_positions, source_length
 from harness.run.generation import BatchInfo
 
@@ -73,10 +73,12 @@ class PatchConfig:
             raise UnknownNameError(did_you_mean("alignment", self.alignment, ALIGNMENTS))
         if not self.heads:
             raise UserError("a patch needs at least one head")
-        if self.mode == "pattern_only" and self.alignment == "mean_source":
+        if self.alignment not in mode.alignments:
+            why = (mode.value.__doc__ or "").strip().split("\n\n")[0].replace("\n    ", " ").replace("\n", " ")
             raise UserError(
-                "alignment 'mean_source' is not defined for patch mode 'pattern_only': a "
-                "pattern row cannot be averaged onto another prompt's keys; use 'end' or 'last'"
+                f"alignment {self.alignment!r} is not defined for patch mode {self.mode!r}"
+                + (f" ({why})" if why else "")
+                + f"; use {' or '.join(repr(a) for a in mode.alignments)}"
             )
         if self.patch_generated and not mode.z_valued:
             raise UserError(
@@ -99,19 +101,15 @@ class PatchConfig:
         }
 
 
-def _generated_value(
-    cfg: PatchConfig, src: SourceActivations, layer: int, head: int, i: int, group: int, d_head: int
-) -> torch.Tensor:
-    """Value written at a newly generated position (``patch_generated``; z-valued modes only)."""
-    if cfg.mode == "zero":
-        return torch.zeros(d_head)
-    if cfg.mode == "mean":
-        return src.mean_z(layer)[head]
-    if cfg.mode == "z":
-        z = src.z[layer][i][:, head]
-    else:  # pattern_v
-        z = src.pattern[layer][i][head] @ src.v[layer][i][:, head // group]
-    return z.mean(0) if cfg.alignment == "mean_source" else z[-1]
+def _generated_value(cfg: PatchConfig, mode: PatchMode, row: Row) -> torch.Tensor:
+    """Value written at a newly generated position (``patch_generated``; z-valued modes only): the
+    mode's value at the source's last position (``mean_source``: its mean over positions)."""
+    ls = source_length(row.source, row.layer, row.index, 1)
+    at = replace(row, qs_t=_ONE, qs_s=None if cfg.alignment == "mean_source" else torch.tensor([ls - 1]))
+    return mode(at)[0]
+
+
+_ONE = torch.tensor([0])
 
 
 def patch_hooks(
@@ -150,6 +148,7 @@ def _keep(state, kind, layer, info):
 
 def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
     group, d_head = dims
+    mode = get_mode(cfg.mode)
 
     def hook(z, hook):
         if info.step > 0 and not cfg.patch_generated:
@@ -159,7 +158,8 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
             i = pair(p)
             if info.step > 0:
                 for h in heads:
-                    z[r, 0, h] = _generated_value(cfg, source, layer, h, i, group, d_head)
+                    row = Row(layer, h, h // group, d_head, _ONE, None, source, i, None, None)
+                    z[r, 0, h] = _generated_value(cfg, mode, row)
                 continue
             pad, lt = int(info.pad_lengths[r]), int(info.prompt_lengths[r])
             ls = source_length(source, layer, i, lt)
@@ -179,7 +179,7 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
                     None if pat is None else pat[r, :, pad:, pad:],
                     None if v is None else v[r, pad:],
                 )
-                z[r, pad + qs_t, h] = mode_value(cfg.mode, row)
+                z[r, pad + qs_t, h] = mode(row)
         return z
 
     return hook

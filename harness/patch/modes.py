@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
-from harness.errors import UnknownNameError, did_you_mean
+from harness.errors import UnknownNameError, UserError, did_you_mean
 from harness.patch.source import SourceActivations
 
 ALIGNMENTS = ("end", "last", "mean_source")
 
 
-@dataclass(frozen=True)
-class PatchMode:
-    name: str
-    needs: frozenset[str]  # source activations: "z", "pattern", "v"
-    target_pattern: bool = False
-    target_v: bool = False
-    z_valued: bool = True  # its value does not depend on the target run
-    description: str = ""
-
-
-MODES: dict[str, PatchMode] = {
-    m.name: m
-    for m in [
-        PatchMode("z", frozenset({"z"}), description="head output z from the source"),
-        PatchMode("pattern_v", frozenset({"pattern", "v"}), description="source pattern times source values"),
-        PatchMode(
-            "v_only",
-            frozenset({"v"}),
-            target_pattern=True,
-            target_v=True,
-            z_valued=False,
-            description="target pattern times source values",
-        ),
-        PatchMode(
-            "pattern_only",
-            frozenset({"pattern"}),
-            target_v=True,
-            z_valued=False,
-            description="source pattern times target values",
-        ),
-        PatchMode("zero", frozenset(), description="control: z set to 0"),
-        PatchMode("mean", frozenset({"z"}), description="control: mean source z over prompts and positions"),
-    ]
-}
-
-
-def get_mode(name: str) -> PatchMode:
-    if name not in MODES:
-        raise UnknownNameError(did_you_mean("patch mode", name, MODES))
-    return MODES[name]
-
-
 @dataclass
 class Row:
-    """Everything one (target row, source prompt, head) replacement needs."""
+    """Everything one (target row, source prompt, head) replacement needs.
+
+    ``source`` exposes only the activations the mode declared (``needs``); ``tgt_pattern`` and
+    ``tgt_v`` are the target run's own, present when the mode declared ``target_pattern`` /
+    ``target_v``. ``qs_t`` are the target positions written, ``qs_s`` the aligned source
+    positions (``None``: alignment ``mean_source``, the mean over source positions)."""
 
     layer: int
     head: int
@@ -70,31 +34,170 @@ class Row:
     tgt_v: torch.Tensor | None  # [Lt, kv_head, d_head]
 
 
+ModeValue = Callable[[Row], torch.Tensor]  # -> [len(qs_t), d_head], the new z of head r.head
+
+
+@dataclass(frozen=True)
+class PatchMode:
+    """A registered patch mode: its value function and what it reads (see :func:`register_mode`)."""
+
+    name: str
+    value: ModeValue
+    needs: frozenset[str]  # source activations: "z", "pattern", "v"
+    target_pattern: bool = False
+    target_v: bool = False
+    z_valued: bool = True  # its value does not depend on the target run (so it extends to generated positions)
+    alignments: tuple[str, ...] = ALIGNMENTS
+    description: str = ""
+
+    def __call__(self, row: Row) -> torch.Tensor:
+        guarded = DeclaredSource(row.source, self)
+        return self.value(replace(row, source=guarded))
+
+
+MODES: dict[str, PatchMode] = {}
+SOURCE_KINDS = ("z", "pattern", "v")
+
+
+def register_mode(
+    name: str,
+    *,
+    needs: tuple[str, ...] | frozenset[str] = (),
+    target_pattern: bool = False,
+    target_v: bool = False,
+    alignments: tuple[str, ...] = ALIGNMENTS,
+    description: str = "",
+) -> Callable[[ModeValue], ModeValue]:
+    """Register ``fn(row: Row) -> Tensor[len(row.qs_t), d_head]`` as the patch mode ``name``.
+
+    ``needs``: the source activations it reads (``z``, ``pattern``, ``v``; only these are captured,
+    and reading another is an error naming it). ``target_pattern``/``target_v``: it also reads the
+    target run's own pattern or values (then its value depends on the target run, so it cannot
+    extend to generated positions). ``alignments``: the alignments it is defined for. A name that
+    is taken is an error."""
+    unknown = sorted(set(needs) - set(SOURCE_KINDS))
+    if unknown:
+        raise UserError(f"patch mode {name!r}: needs {unknown[0]!r} is not one of {', '.join(SOURCE_KINDS)}")
+    bad = sorted(set(alignments) - set(ALIGNMENTS))
+    if bad or not alignments:
+        raise UserError(f"patch mode {name!r}: alignments must be some of {', '.join(ALIGNMENTS)}")
+
+    def decorate(fn: ModeValue) -> ModeValue:
+        taken = MODES.get(name)
+        if taken is not None and _origin(taken.value) != _origin(fn):
+            raise UserError(
+                f"patch mode {name!r} is registered twice: by {_origin(taken.value)} and {_origin(fn)}; use another name"
+            )
+        MODES[name] = PatchMode(
+            name,
+            fn,
+            frozenset(needs),
+            target_pattern,
+            target_v,
+            not (target_pattern or target_v),
+            tuple(alignments),
+            description or (fn.__doc__ or name).strip().splitlines()[0],
+        )
+        return fn
+
+    return decorate
+
+
+def _origin(fn) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+
+
+class DeclaredSource:
+    """The source activations as a mode sees them: only the kinds it declared in ``needs``."""
+
+    def __init__(self, source: SourceActivations, mode: PatchMode) -> None:
+        self._source, self._mode = source, mode
+
+    def _check(self, kind: str) -> None:
+        if kind not in self._mode.needs:
+            declared = ", ".join(sorted(self._mode.needs)) or "nothing"
+            raise UserError(
+                f"patch mode {self._mode.name!r} reads source {kind!r} but declared needs=({declared}): "
+                f"add {kind!r} to its register_mode(needs=...)"
+            )
+
+    def __getattr__(self, name: str):
+        if name in SOURCE_KINDS:
+            self._check(name)
+        return getattr(self._source, name)
+
+    def mean_z(self, layer: int) -> torch.Tensor:
+        self._check("z")
+        return self._source.mean_z(layer)
+
+
+def get_mode(name: str) -> PatchMode:
+    if name not in MODES:
+        raise UnknownNameError(did_you_mean("patch mode", name, MODES))
+    return MODES[name]
+
+
 def mode_value(mode: str, r: Row) -> torch.Tensor:
     """Replacement z for head ``r.head`` at target positions ``r.qs_t``: [len(qs_t), d_head]."""
-    src, i, h, g, n_q = r.source, r.index, r.head, r.kv, len(r.qs_t)
-    if mode == "zero":
-        return torch.zeros(n_q, r.d_head)
-    if mode == "mean":
-        return src.mean_z(r.layer)[h].expand(n_q, -1)
-    if mode == "z":
-        z = src.z[r.layer][i][:, h]
-        return z.mean(0).expand(n_q, -1) if r.qs_s is None else z[r.qs_s]
-    if mode == "pattern_v":
-        z = src.pattern[r.layer][i][h] @ src.v[r.layer][i][:, g]
-        return z.mean(0).expand(n_q, -1) if r.qs_s is None else z[r.qs_s]
-    v_s = src.v[r.layer][i][:, g] if "v" in mode else None
-    lt, ls = r.tgt_v.shape[0], (v_s.shape[0] if v_s is not None else src.pattern[r.layer][i].shape[-1])
+    return get_mode(mode)(r)
+
+
+# -- the built-in modes (each one registered function; the sweep and claims use them by name) --
+
+
+def _at_source_positions(z: torch.Tensor, r: Row) -> torch.Tensor:
+    return z.mean(0).expand(len(r.qs_t), -1) if r.qs_s is None else z[r.qs_s]
+
+
+@register_mode("z", needs=("z",), description="head output z from the source")
+def _z(r: Row) -> torch.Tensor:
+    return _at_source_positions(r.source.z[r.layer][r.index][:, r.head], r)
+
+
+@register_mode("pattern_v", needs=("pattern", "v"), description="source pattern times source values")
+def _pattern_v(r: Row) -> torch.Tensor:
+    src, i = r.source, r.index
+    return _at_source_positions(src.pattern[r.layer][i][r.head] @ src.v[r.layer][i][:, r.kv], r)
+
+
+@register_mode(
+    "v_only", needs=("v",), target_pattern=True, target_v=True, description="target pattern times source values"
+)
+def _v_only(r: Row) -> torch.Tensor:
+    v_s = r.source.v[r.layer][r.index][:, r.kv]
+    lt, ls = r.tgt_v.shape[0], v_s.shape[0]
     n = min(lt, ls)
-    if mode == "v_only":
-        values = r.tgt_v[:, g].clone()
-        if r.qs_s is None:
-            values[:] = v_s.mean(0)
-        else:
-            values[lt - n :] = v_s[ls - n :]
-        return r.tgt_pattern[h][r.qs_t] @ values
-    if mode == "pattern_only":
-        rows = src.pattern[r.layer][i][h][r.qs_s][:, ls - n :]
-        rows = rows / rows.sum(-1, keepdim=True)
-        return rows @ r.tgt_v[lt - n :, g]
-    raise AssertionError(f"unhandled mode {mode}")
+    values = r.tgt_v[:, r.kv].clone()
+    if r.qs_s is None:
+        values[:] = v_s.mean(0)
+    else:
+        values[lt - n :] = v_s[ls - n :]
+    return r.tgt_pattern[r.head][r.qs_t] @ values
+
+
+@register_mode(
+    "pattern_only",
+    needs=("pattern",),
+    target_v=True,
+    alignments=("end", "last"),
+    description="source pattern times target values",
+)
+def _pattern_only(r: Row) -> torch.Tensor:
+    """A pattern row is renormalised over the keys both runs have; it cannot be averaged onto
+    another prompt's keys, so ``mean_source`` is not defined for it."""
+    pattern = r.source.pattern[r.layer][r.index]
+    lt, ls = r.tgt_v.shape[0], pattern.shape[-1]
+    n = min(lt, ls)
+    rows = pattern[r.head][r.qs_s][:, ls - n :]
+    rows = rows / rows.sum(-1, keepdim=True)
+    return rows @ r.tgt_v[lt - n :, r.kv]
+
+
+@register_mode("zero", description="control: z set to 0")
+def _zero(r: Row) -> torch.Tensor:
+    return torch.zeros(len(r.qs_t), r.d_head)
+
+
+@register_mode("mean", needs=("z",), description="control: mean source z over prompts and positions")
+def _mean(r: Row) -> torch.Tensor:
+    return r.source.mean_z(r.layer)[r.head].expand(len(r.qs_t), -1)
