@@ -157,11 +157,15 @@ def test_overrides_apply_only_given_values():
 
 
 def test_k_selects_exactly_the_head_1_10_claims(pytester):
+    """A claim file's rows and the Python claims alike (causal_tests/test_python_claims.py)."""
     result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests"), "--co", "-q", "-k", "head_1_10",
                                            "-p", "no:cacheprovider")
     ids = [line for line in result.outlines if "::" in line]
+    rows = [i.split("::")[1] for i in ids if i.split("::")[0].endswith(".toml")]
     expected = [c.test_id for c in load_claim_files(SHIPPED_FILES) if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
-    assert sorted(i.split("::")[1] for i in ids) == sorted(expected) and len(expected) == 4
+    assert sorted(rows) == sorted(expected) and len(expected) == 4
+    python = sorted(i.split("::")[1] for i in ids if i.split("::")[0].endswith(".py"))
+    assert python == ["test_identity_patch_changes_nothing", "test_zeroing_one_head_changes_generations[1:10]"]
 
 
 def test_claims_suite_end_to_end_on_a_tiny_model(pytester):

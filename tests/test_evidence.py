@@ -62,9 +62,9 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason(tmp_pa
     proc = cli("harness.evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
                cwd=str(tmp_path))
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "--model 'tiny-llama-gqa': no claim in " in proc.stdout
-    assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout
-    assert "evidence: the claims run broke (pytest exit 2); nothing rendered" in proc.stderr
+    assert "--model 'tiny-llama-gqa': no collected claim is about it" in proc.stdout + proc.stderr
+    assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout + proc.stderr
+    assert "evidence: the claims run broke (pytest exit 4); nothing rendered" in proc.stderr
     assert not (tmp_path / "out" / "summary.md").exists()
 
 

@@ -61,7 +61,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
                "--", "--claims", str(tmp_path / "missing.toml"))
     assert proc.returncode == 3 and "the claims run broke (pytest exit 4)" in proc.stderr, proc.stderr[-2000:]
-    assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout
+    assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout + proc.stderr
     assert not (tmp_path / "o" / "findings.json").exists()
     (tmp_path / "o").mkdir(exist_ok=True)
     (tmp_path / "o" / "findings.json").write_text("{}")  # an earlier run's: kept, and not taken for tonight's
