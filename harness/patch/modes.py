@@ -137,11 +137,6 @@ def get_mode(name: str) -> PatchMode:
     return MODES[name]
 
 
-def mode_value(mode: str, r: Row) -> torch.Tensor:
-    """Replacement z for head ``r.head`` at target positions ``r.qs_t``: [len(qs_t), d_head]."""
-    return get_mode(mode)(r)
-
-
 # -- the built-in modes (each one registered function; the sweep and claims use them by name) --
 
 
