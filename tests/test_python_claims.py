@@ -209,3 +209,42 @@ def test_a_registered_patch_mode_runs_through_the_engine_and_must_declare_what_i
     finally:
         MODES.pop("twice_z_test", None)
         MODES.pop("sneaky_test", None)
+
+
+def test_an_installed_package_contributes_metrics_and_modes_through_entry_points(tmp_path, monkeypatch):
+    """A separate package's entry points (groups causal_heads.metrics and causal_heads.modes) are
+    imported on first use, and what they register is named in claims like the built-in ones."""
+    from harness import metrics
+    from harness.patch import modes
+
+    (tmp_path / "extra_pkg_test.py").write_text(textwrap.dedent('''
+        from harness import register_metric, register_mode
+
+        @register_metric("ep_metric_test", lower=0.0)
+        def ep_metric(text):
+            return float(len(text))
+
+        @register_mode("ep_mode_test", description="control: z set to 0, from a package")
+        def ep_mode(row):
+            import torch
+            return torch.zeros(len(row.qs_t), row.d_head)
+    '''))
+    dist = tmp_path / "extra_pkg_test-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-pkg-test\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[causal_heads.metrics]\nextra = extra_pkg_test\n\n"
+                                           "[causal_heads.modes]\nextra = extra_pkg_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    metrics._load_entry_points.cache_clear()
+    modes._load_entry_points.cache_clear()
+    try:
+        assert get_metric("ep_metric_test")("abc") == 3.0
+        assert modes.get_mode("ep_mode_test").needs == frozenset()
+        claim = Claim(id="ep", model="tiny-gpt2", heads="1:10", patch_mode="ep_mode_test", source="neutral",
+                      metric="ep_metric_test", direction="increase")
+        assert (claim.patch_mode, claim.metric) == ("ep_mode_test", "ep_metric_test")
+    finally:
+        metrics._REGISTERED.pop("ep_metric_test", None)
+        modes.MODES.pop("ep_mode_test", None)
+        metrics._load_entry_points.cache_clear()
+        modes._load_entry_points.cache_clear()

@@ -43,7 +43,7 @@ from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 from harness.errors import UserError, did_you_mean
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
-from harness.patch.modes import ALIGNMENTS, MODES
+from harness.patch.modes import ALIGNMENTS, available_modes
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
 from harness.run.settings import SamplingSettings
@@ -229,10 +229,10 @@ def _validate_values(c: Claim, path: str) -> None:
         except UserError as exc:
             _fail(c.id, prefix + "heads", cond.heads, str(exc), path)
         check(
-            cond.patch_mode in MODES,
+            cond.patch_mode in available_modes(),
             prefix + "patch_mode",
             cond.patch_mode,
-            did_you_mean("patch mode", cond.patch_mode, MODES),
+            did_you_mean("patch mode", cond.patch_mode, available_modes()),
         )
         check(
             cond.source in emotions() or cond.source == c.target,

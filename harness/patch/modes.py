@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -131,10 +133,28 @@ class DeclaredSource:
         return self._source.mean_z(layer)
 
 
+ENTRY_POINT_GROUP = "causal_heads.modes"
+
+
+@functools.cache
+def _load_entry_points() -> None:
+    """Import each installed package's modes (entry point group ``causal_heads.modes``): the
+    modules register theirs with :func:`register_mode` when imported."""
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def available_modes() -> dict[str, PatchMode]:
+    """Every patch mode: the built-in ones, then those of installed packages and users."""
+    _load_entry_points()
+    return MODES
+
+
 def get_mode(name: str) -> PatchMode:
-    if name not in MODES:
-        raise UnknownNameError(did_you_mean("patch mode", name, MODES))
-    return MODES[name]
+    modes = available_modes()
+    if name not in modes:
+        raise UnknownNameError(did_you_mean("patch mode", name, modes))
+    return modes[name]
 
 
 # -- the built-in modes (each one registered function; the sweep and claims use them by name) --
