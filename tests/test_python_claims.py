@@ -215,6 +215,7 @@ def test_an_installed_package_contributes_metrics_and_modes_through_entry_points
     """A separate package's entry points (groups causal_heads.metrics and causal_heads.modes) are
     imported on first use, and what they register is named in claims like the built-in ones."""
     from harness import metrics
+    from harness.extensions import load_entry_points
     from harness.patch import modes
 
     (tmp_path / "extra_pkg_test.py").write_text(textwrap.dedent('''
@@ -235,8 +236,7 @@ def test_an_installed_package_contributes_metrics_and_modes_through_entry_points
     (dist / "entry_points.txt").write_text("[causal_heads.metrics]\nextra = extra_pkg_test\n\n"
                                            "[causal_heads.modes]\nextra = extra_pkg_test\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    metrics._load_entry_points.cache_clear()
-    modes._load_entry_points.cache_clear()
+    load_entry_points.cache_clear()
     try:
         assert get_metric("ep_metric_test")("abc") == 3.0
         assert modes.get_mode("ep_mode_test").needs == frozenset()
@@ -246,5 +246,4 @@ def test_an_installed_package_contributes_metrics_and_modes_through_entry_points
     finally:
         metrics._REGISTERED.pop("ep_metric_test", None)
         modes.MODES.pop("ep_mode_test", None)
-        metrics._load_entry_points.cache_clear()
-        modes._load_entry_points.cache_clear()
+        load_entry_points.cache_clear()

@@ -23,12 +23,12 @@ Unknown names fail with "Did you mean ...? Available: ...".
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.extensions import load_entry_points, origin
 from harness.metrics.next_token import track_key
 from harness.metrics.nrc import CATEGORIES, nrc_count
 from harness.metrics.politeness import politeness
@@ -151,11 +151,11 @@ def register_metric(
 
     def decorate(fn: Callable) -> Callable:
         taken = _REGISTERED.get(name)
-        if taken is not None and _origin(taken.fn) == _origin(fn):
+        if taken is not None and origin(taken.fn) == origin(fn):
             taken = None  # the same definition imported again (a conftest re-imported): replaced
         elif taken is not None or name in _registry(prompts_dir()):
-            where = f"registered before by {_origin(taken.fn)}" if taken else "a built-in metric"
-            raise UserError(f"metric {name!r} is registered twice: {where}; {_origin(fn)} must use another name")
+            where = f"registered before by {origin(taken.fn)}" if taken else "a built-in metric"
+            raise UserError(f"metric {name!r} is registered twice: {where}; {origin(fn)} must use another name")
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTERED[name] = Metric(name, fn, lower, upper, higher_means, description or (doc[0] if doc else name), on)
         return fn
@@ -163,27 +163,15 @@ def register_metric(
     return decorate
 
 
-def _origin(fn: Callable) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
-
-
-@functools.cache
-def _load_entry_points() -> None:
-    """Import each installed package's metrics (entry point group ``causal_heads.metrics``): the
-    modules register theirs with :func:`register_metric` when imported."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
-
-
 def registry() -> dict[str, Metric]:
     """All metrics: the built-in ones (keyword metrics come from the current prompts folder's
     keyword files), then those registered by users and installed packages."""
-    _load_entry_points()
+    load_entry_points(ENTRY_POINT_GROUP)
     builtin = _registry(prompts_dir())
     clash = sorted(set(builtin) & set(_REGISTERED))
     if clash:  # a registered name that a keyword file of the current prompt folder now also makes
         raise UserError(
-            f"metric {clash[0]!r} is registered twice: a built-in metric and {_origin(_REGISTERED[clash[0]].fn)}"
+            f"metric {clash[0]!r} is registered twice: a built-in metric and {origin(_REGISTERED[clash[0]].fn)}"
         )
     return {**builtin, **_REGISTERED}
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.extensions import load_entry_points, origin
 from harness.patch.source import SourceActivations
 
 ALIGNMENTS = ("end", "last", "mean_source")
@@ -86,9 +85,9 @@ def register_mode(
 
     def decorate(fn: ModeValue) -> ModeValue:
         taken = MODES.get(name)
-        if taken is not None and _origin(taken.value) != _origin(fn):
+        if taken is not None and origin(taken.value) != origin(fn):
             raise UserError(
-                f"patch mode {name!r} is registered twice: by {_origin(taken.value)} and {_origin(fn)}; use another name"
+                f"patch mode {name!r} is registered twice: by {origin(taken.value)} and {origin(fn)}; use another name"
             )
         MODES[name] = PatchMode(
             name,
@@ -103,10 +102,6 @@ def register_mode(
         return fn
 
     return decorate
-
-
-def _origin(fn) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
 
 
 class DeclaredSource:
@@ -136,17 +131,9 @@ class DeclaredSource:
 ENTRY_POINT_GROUP = "causal_heads.modes"
 
 
-@functools.cache
-def _load_entry_points() -> None:
-    """Import each installed package's modes (entry point group ``causal_heads.modes``): the
-    modules register theirs with :func:`register_mode` when imported."""
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
-
-
 def available_modes() -> dict[str, PatchMode]:
     """Every patch mode: the built-in ones, then those of installed packages and users."""
-    _load_entry_points()
+    load_entry_points(ENTRY_POINT_GROUP)
     return MODES
 
 
