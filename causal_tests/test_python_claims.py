@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import Claim
+from harness import Claim, register_intervention
 
 TINY = {"model": "tiny-gpt2", "metric": "sentiment", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
 
@@ -32,4 +32,20 @@ def test_zeroing_one_head_changes_generations(claim_result, heads):
     otherwise the patch did nothing (the research log's identical Δ)."""
     assert claim_result.error is None, claim_result.explain()
     assert claim_result.claim.heads == heads
+    assert claim_result.text_changed["patched_vs_baseline"] > 0, claim_result.explain()
+
+
+@register_intervention("scale_head_x3", per_head=True)
+def scale_head_x3(z, hook):
+    """scale the head's output z three times (an intervention: a hook function, no source prompts)"""
+    return 3.0 * z
+
+
+@pytest.mark.claim(Claim(id="py_tripling_1_10_changes_text", intervention="scale_head_x3", heads="1:10",
+                         random_heads=2, direction="increase", **TINY))
+def test_tripling_a_head_changes_generations(claim_result):
+    """An intervention claim gets the same statistics and controls: the random heads of layer 1
+    are tripled the same way."""
+    assert claim_result.error is None, claim_result.explain()
+    assert len(claim_result.random_control["null"]) == 2
     assert claim_result.text_changed["patched_vs_baseline"] > 0, claim_result.explain()

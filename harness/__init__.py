@@ -9,7 +9,7 @@ contracts are in pyproject.toml and checked by import-linter):
 ``harness.stats``       pure, explicitly seeded statistics returning typed records
 ``harness.model``       model shape, offline loading and registry, hook points, tiny models
 ``harness.run``         prompt sets, templating, KV-cached generation, settings profiles
-``harness.patch``       head specs, source capture, patch modes, patch hooks
+``harness.patch``       head specs, source capture, patch modes, interventions, patch hooks
 ``harness.metrics``     per-text and model-side metrics
 ``harness.claims``      the claim spec, the run session, verdicts and results
 ``harness.findings``    the findings document: schema, validating loader, regression
@@ -41,6 +41,7 @@ _PUBLIC = {
     "parse_head_spec": "harness.patch.heads",
     "PatchConfig": "harness.patch.hooks",
     "register_mode": "harness.patch.modes",
+    "register_intervention": "harness.patch.interventions",
     "Claim": "harness.claims.spec",
     "Condition": "harness.claims.spec",
     "load_claims": "harness.claims.spec",
@@ -80,6 +81,7 @@ __all__ = [
     "load_model",
     "evaluate",
     "parse_head_spec",
+    "register_intervention",
     "register_metric",
     "register_mode",
     "weights_absent",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     from harness.model.shape import ModelShape
     from harness.patch.heads import parse_head_spec
     from harness.patch.hooks import PatchConfig
+    from harness.patch.interventions import register_intervention
     from harness.patch.modes import register_mode
     from harness.run.generation import GenerationConfig, generate
 

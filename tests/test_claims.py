@@ -165,7 +165,8 @@ def test_k_selects_exactly_the_head_1_10_claims(pytester):
     expected = [c.test_id for c in load_claim_files(SHIPPED_FILES) if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
     assert sorted(rows) == sorted(expected) and len(expected) == 4
     python = sorted(i.split("::")[1] for i in ids if i.split("::")[0].endswith(".py"))
-    assert python == ["test_identity_patch_changes_nothing", "test_zeroing_one_head_changes_generations[1:10]"]
+    assert python == ["test_identity_patch_changes_nothing", "test_tripling_a_head_changes_generations",
+                      "test_zeroing_one_head_changes_generations[1:10]"]
 
 
 def test_claims_suite_end_to_end_on_a_tiny_model(pytester):

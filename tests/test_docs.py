@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from harness import metrics
+from harness.patch.interventions import INTERVENTIONS
 from harness.patch.modes import MODES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +31,7 @@ def blocks(page: str) -> list[tuple[str, str]]:
 def test_every_how_to_the_issue_names_exists_and_has_a_runnable_example():
     names = {os.path.basename(p) for p in PAGES}
     assert {"add-a-claim.md", "add-an-emotion.md", "add-a-metric.md", "add-a-patch-mode.md",
-            "add-a-model-architecture.md"} <= names
+            "add-a-model-architecture.md", "add-an-intervention.md"} <= names
     for page in PAGES:
         assert any(info.split()[0] in ("python", "console") for info, _ in blocks(page) if info), page
 
@@ -43,7 +44,7 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     namespace: dict = {"__name__": "__howto__"}
     registered = dict(metrics._REGISTERED)  # a page may register a metric or mode: not for the tests after it
-    modes = dict(MODES)
+    modes, interventions = dict(MODES), dict(INTERVENTIONS)
     try:
         for info, body in blocks(page):
             kind, _, rest = info.partition(" ")
@@ -63,3 +64,5 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
         metrics._REGISTERED.update(registered)
         MODES.clear()
         MODES.update(modes)
+        INTERVENTIONS.clear()
+        INTERVENTIONS.update(interventions)

@@ -120,7 +120,7 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
 
     def factory(info):
         def record(t, hook):
-            _, layer, _, point = hook.name.split(".")
+            _, layer, *_, point = hook.name.split(".")
             seen.append((info.step, int(layer), point, tuple(t.shape)))
             return t
         return [(lambda name: name.startswith("blocks."), record)]
@@ -137,8 +137,10 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
             # a sliding-window layer's cache keeps only the window (Mistral: every layer; Gemma 2/3: every other)
             window = (getattr(cfg, "sliding_window", None) if types[layer] == "sliding_attention" else None) or 10 ** 9
             pos, keys = (length, length) if step == 0 else (1, min(length + step, window))
-            expected += [(step, layer, "hook_v", (b, pos, kv, d)), (step, layer, "hook_pattern", (b, h, pos, keys)),
-                         (step, layer, "hook_z", (b, pos, h, d)), (step, layer, "hook_attn_out", (b, pos, s.d_model))]
+            expected += [(step, layer, "hook_resid_pre", (b, pos, s.d_model)),
+                         (step, layer, "hook_v", (b, pos, kv, d)), (step, layer, "hook_pattern", (b, h, pos, keys)),
+                         (step, layer, "hook_z", (b, pos, h, d)), (step, layer, "hook_attn_out", (b, pos, s.d_model)),
+                         (step, layer, "hook_resid_post", (b, pos, s.d_model))]
     assert seen == expected
     if getattr(cfg, "sliding_window", None):
         assert length > cfg.sliding_window  # the window binds on these prompts

@@ -17,9 +17,10 @@ import statsmodels.stats.weightstats  # noqa: F401
 import torch
 
 import harness.model.loading
-from harness import Claim, evaluate, register_metric
+from harness import Claim, evaluate, register_intervention, register_metric
 from harness.errors import UserError
 from harness.metrics import get_metric
+from harness.patch.interventions import INTERVENTIONS
 from harness.stats import adjust_pvalues
 
 CONFTEST = '''
@@ -48,8 +49,9 @@ tier = "fast"
 
 TEST_FILE = '''
 import pytest
+import torch
 
-from harness import Claim
+from harness import Claim, register_intervention
 
 TINY = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
 
@@ -66,6 +68,22 @@ def test_identity(claim_result):
                                        source="neutral", metric="sentiment", direction="increase", **TINY))
 def test_zeroing(claim_result, heads):
     assert claim_result.claim.heads == heads and claim_result.error is None
+
+
+STEER = torch.randn(96, generator=torch.Generator().manual_seed(0))  # tiny-gpt2's d_model
+
+
+@register_intervention("steer_resid")
+def steer_resid(resid, hook):
+    """add a fixed random direction to the residual stream"""
+    return resid + 4.0 * STEER
+
+
+@pytest.mark.claim(Claim(id="steering", intervention="steer_resid", hook_points=["blocks.0.hook_resid_post"],
+                         metric="sentiment", direction="increase", **TINY))
+def test_steering(claim_result):
+    assert claim_result.error is None, claim_result.explain()
+    assert claim_result.text_changed["patched_vs_baseline"] > 0  # the vector moved the text
 '''
 
 
@@ -78,11 +96,14 @@ def _project(pytester):
 def test_toml_rows_python_claims_and_a_user_metric_are_one_family(pytester):
     _project(pytester)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3, failed=1)  # the TOML row's claim is not supported on a random model
+    result.assert_outcomes(passed=4, failed=1)  # the TOML row's claim is not supported on a random model
     doc = json.loads((pytester.path / "reports" / "findings.json").read_text())
     by_id = {c["claim"]["id"]: c for c in doc["claims"]}
-    assert sorted(by_id) == ["python_identity", "user_metric_row", "zero_1_10", "zero_1_2"]
+    assert sorted(by_id) == ["python_identity", "steering", "user_metric_row", "zero_1_10", "zero_1_2"]
     assert by_id["user_metric_row"]["claim"]["metric"] == "exclamations"
+    assert by_id["steering"]["claim"]["intervention"] == "steer_resid"
+    assert by_id["steering"]["claim"]["hook_points"] == ["blocks.0.hook_resid_post"]
+    assert "intervention" not in by_id["zero_1_2"]["claim"]  # head patching records are as before
     raw = [c["p_raw"] for c in doc["claims"]]
     assert [c["p_adjusted"] for c in doc["claims"]] == pytest.approx(adjust_pvalues(raw, "holm"), abs=0)
     assert doc["correction"] == "holm"
@@ -102,6 +123,12 @@ def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gp
     def exclamations(text: str) -> float:  # the conftest's metric, registered in this process
         return float(text.count("!"))
 
+    steer = torch.randn(96, generator=torch.Generator().manual_seed(0))
+
+    @register_intervention("steer_resid")
+    def steer_resid(resid, hook):  # the test file's intervention, registered in this process
+        return resid + 4.0 * steer
+
     try:
         tiny = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
         claims = [
@@ -110,6 +137,8 @@ def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gp
                   direction="equivalent", margin=0.01, **tiny),
             *(Claim(id="zero_" + h.replace(":", "_"), heads=h, patch_mode="zero", source="neutral",
                     metric="sentiment", direction="increase", **tiny) for h in ("1:10", "1:2")),
+            Claim(id="steering", intervention="steer_resid", hook_points=["blocks.0.hook_resid_post"],
+                  metric="sentiment", direction="increase", **tiny),
         ]
         order = {c["claim"]["id"]: k for k, c in enumerate(doc["claims"])}
         findings = evaluate(sorted(claims, key=lambda c: order[c.id]), correction="holm")
@@ -117,6 +146,7 @@ def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gp
         from harness import metrics
 
         metrics._REGISTERED.pop("exclamations", None)
+        INTERVENTIONS.pop("steer_resid", None)
     for rec, res in zip(doc["claims"], findings, strict=True):
         assert res.claim.id == rec["claim"]["id"]
         assert (res.verdict, res.p_raw, res.p_adjusted) == (rec["verdict"], rec["p_raw"], rec["p_adjusted"])
@@ -125,8 +155,9 @@ def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gp
     findings.to_json(str(out))
     assert json.loads(out.read_text())["claims"][0]["p_adjusted"] == doc["claims"][0]["p_adjusted"]
     page = findings.html().replace("<wbr>", "")
-    assert page.count("<tr><td>") == 4 and "<td>zero_1_10</td>" in page and "1 supported" in page
+    assert page.count("<tr><td>") == 5 and "<td>zero_1_10</td>" in page and "1 supported" in page
     assert "zero_1_10" in findings.markdown()
+    assert "| steering |  | intervention steer_resid at blocks.0.hook_resid_post |" in findings.markdown()
 
 
 def test_a_mark_without_the_fixture_and_the_fixture_without_a_mark_are_usage_errors(pytester):
@@ -211,9 +242,10 @@ def test_a_registered_patch_mode_runs_through_the_engine_and_must_declare_what_i
         MODES.pop("sneaky_test", None)
 
 
-def test_an_installed_package_contributes_metrics_and_modes_through_entry_points(tmp_path, monkeypatch):
-    """A separate package's entry points (groups causal_heads.metrics and causal_heads.modes) are
-    imported on first use, and what they register is named in claims like the built-in ones."""
+def test_an_installed_package_contributes_metrics_modes_and_interventions_through_entry_points(tmp_path, monkeypatch):
+    """A separate package's entry points (groups causal_heads.metrics, causal_heads.modes and
+    causal_heads.interventions) are imported on first use, and what they register is named in
+    claims like the built-in ones."""
     from harness import metrics
     from harness.extensions import load_entry_points
     from harness.patch import modes
@@ -230,11 +262,19 @@ def test_an_installed_package_contributes_metrics_and_modes_through_entry_points
             import torch
             return torch.zeros(len(row.qs_t), row.d_head)
     '''))
+    (tmp_path / "extra_iv_test.py").write_text(textwrap.dedent('''
+        from harness import register_intervention
+
+        @register_intervention("ep_intervention_test")
+        def ep_intervention(resid, hook):
+            return -resid
+    '''))
     dist = tmp_path / "extra_pkg_test-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-pkg-test\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[causal_heads.metrics]\nextra = extra_pkg_test\n\n"
-                                           "[causal_heads.modes]\nextra = extra_pkg_test\n")
+                                           "[causal_heads.modes]\nextra = extra_pkg_test\n\n"
+                                           "[causal_heads.interventions]\nextra = extra_iv_test\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     load_entry_points.cache_clear()
     try:
@@ -243,7 +283,12 @@ def test_an_installed_package_contributes_metrics_and_modes_through_entry_points
         claim = Claim(id="ep", model="tiny-gpt2", heads="1:10", patch_mode="ep_mode_test", source="neutral",
                       metric="ep_metric_test", direction="increase")
         assert (claim.patch_mode, claim.metric) == ("ep_mode_test", "ep_metric_test")
+        assert "ep_intervention_test" not in INTERVENTIONS  # its module is imported on the first lookup
+        claim = Claim(id="ep", model="tiny-gpt2", intervention="ep_intervention_test", metric="ep_metric_test",
+                      hook_points=["blocks.0.hook_resid_post"], direction="increase")
+        assert INTERVENTIONS["ep_intervention_test"].origin == "extra_iv_test.ep_intervention"
     finally:
+        INTERVENTIONS.pop("ep_intervention_test", None)
         metrics._REGISTERED.pop("ep_metric_test", None)
         modes.MODES.pop("ep_mode_test", None)
         load_entry_points.cache_clear()

@@ -63,8 +63,10 @@ class ClaimResult:
             return f"{c.id}: error: {self.error}\nrerun: {self.rerun_command()}"
         e = self.equivalence if c.direction == "equivalent" else self.effect
         head = (
-            f"{c.id}: {self.verdict} — {c.metric} {c.direction} for heads {c.heads} {c.patch_mode} "
-            f"({c.source} -> {c.target})" + (f" vs {self.claim.versus}" if c.versus else "")
+            f"{c.id}: {self.verdict} — {c.metric} {c.direction} for "
+            + (f"heads {c.heads} " if c.heads else "")
+            + f"{c.patch_label} ({c.source or 'no source'} -> {c.target})"
+            + (f" vs {self.claim.versus}" if c.versus else "")
         )
         eff = self.effect
         moved = c.direction if c.direction != "equivalent" else "at all"

@@ -37,8 +37,9 @@ from harness.claims.verdicts import data_warnings, decide_verdict
 from harness.metrics import get_metric, keyword_emotion
 from harness.metrics.next_token import keyword_logprob, keyword_tracks
 from harness.model.loading import load_model
+from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
-from harness.patch.hooks import PatchConfig, baseline_hooks, patch_hooks
+from harness.patch.hooks import PatchConfig, baseline_hooks, identity_pattern_hooks, patch_hooks
 from harness.patch.modes import MODES
 from harness.patch.source import capture_source
 from harness.results import repo_path
@@ -120,6 +121,8 @@ class ClaimSession:
     def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
         """Baseline (cond None) or patched generations, cached."""
 
+        if c.intervention is not None:
+            return self._intervene(c, heads, cond is None)
         handle = self.model(c.model)
         targets = self._prompts(c.target, c.n_prompts, source=False)
         gen = self._gen_config(c)
@@ -150,9 +153,35 @@ class ClaimSession:
             ),
         )
 
+    def _intervention_hooks(self, c: Claim, heads: tuple, *, baseline: bool) -> list:
+        """The claim's intervention at ``heads`` or its hook points; for the baseline, identity
+        hooks on the attention patterns it hooks (so both runs take the same softmax path)."""
+        points = c.hook_points or ()
+        if baseline:
+            return identity_pattern_hooks(interventions.eager_layers(points))
+        available = tuple(self.model(c.model).hooked.hook_dict)
+        return interventions.intervention_hooks(c.intervention, heads=heads, hook_points=points, available=available)
+
+    def _intervene(self, c: Claim, heads: tuple, baseline: bool):
+        """Generations of an intervention claim: the baseline (shared with every claim on the same
+        targets and settings) or with the intervention applied, cached."""
+        handle = self.model(c.model)
+        targets = self._prompts(c.target, c.n_prompts, source=False)
+        gen = self._gen_config(c)
+        hooks = self._intervention_hooks(c, heads, baseline=baseline)
+        if baseline:
+            key = ("baseline", c.model, c.target, targets, gen, interventions.eager_layers(c.hook_points or ()))
+        else:
+            key = ("intervention", c.model, c.target, targets, gen, c.intervention, heads, c.hook_points)
+        return self._memo(
+            key, lambda: generate(handle, targets, gen, hooks=hooks, track=keyword_tracks(handle.tokenizer))
+        )
+
     # -- evaluation --------------------------------------------------------------------
     def _heads(self, c: Claim, cond: Condition) -> tuple:
 
+        if not cond.heads:  # an intervention at hook points
+            return ()
         s = self.model(c.model).shape
         return parse_head_spec(cond.heads).resolve(s.n_layers, s.n_heads, c.model)
 
@@ -210,6 +239,7 @@ class ClaimSession:
         """
         spec = ",".join(f"{l}:{h}" for l, h in rs)
         patched = self._per_prompt(self._generate(c, rs, Condition(spec, c.patch_mode, c.source)), c.metric)
+        # (an intervention claim has no versus: its random heads take the same function)
         if c.versus is None:
             return patched - base
         if self._heads(c, c.versus) != self._heads(c, c.condition):
@@ -229,6 +259,17 @@ class ClaimSession:
             return None
         self._record_keywords(emotion)
         handle = self.model(c.model)
+        if c.intervention is not None:
+            targets = self._prompts(c.target, c.n_prompts, source=False)
+            eager = interventions.eager_layers(c.hook_points or ())
+            base = self._memo(
+                ("one_token_base", c.model, targets, emotion, eager),
+                lambda: keyword_logprob(
+                    handle, targets, emotion, hooks=self._intervention_hooks(c, heads, baseline=True)
+                ),
+            )
+            hooks = self._intervention_hooks(c, heads, baseline=False)
+            return self._one_token_summary(c, emotion, keyword_logprob(handle, targets, emotion, hooks=hooks) - base)
         patch = PatchConfig(heads, c.patch_mode, c.alignment)
         targets = self._prompts(c.target, c.n_prompts, source=False)
         sources = self._prompts(c.source, c.n_prompts, source=True)
@@ -242,7 +283,12 @@ class ClaimSession:
             ("one_token_base", c.model, targets, emotion, eager),
             lambda: keyword_logprob(handle, targets, emotion, hooks=baseline_hooks(patch)),
         )
-        delta = (keyword_logprob(handle, targets, emotion, hooks=patch_hooks(handle, patch, src)) - base).numpy()
+        return self._one_token_summary(
+            c, emotion, keyword_logprob(handle, targets, emotion, hooks=patch_hooks(handle, patch, src)) - base
+        )
+
+    def _one_token_summary(self, c: Claim, emotion: str, delta_t) -> dict:
+        delta = delta_t.numpy()
         ci = bootstrap_mean_ci(delta, seed=c.seed, n_resamples=self.n_resamples)
         return {
             "emotion": emotion,

@@ -5,8 +5,11 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``id``                 unique, lowercase letters, digits and ``_``
 ``model``              registered model name or HF id (see :mod:`harness.model.loading`)
 ``heads``              head spec, e.g. ``"1:10"``, ``"1:10,0:0"``, ``"1:*"``
-``patch_mode``         z, pattern_v, v_only, pattern_only, zero, mean
+``patch_mode``         z, pattern_v, v_only, pattern_only, zero, mean, or a registered mode
 ``source``             emotion whose prompts are the patch source
+``intervention``       instead of ``patch_mode``/``source``: a registered intervention (a hook
+                       function, :mod:`harness.patch.interventions`), applied to ``heads``
+                       (``per_head``) or at ``hook_points``, e.g. ``["blocks.3.hook_resid_post"]``
 ``target``             target prompt set [neutral]
 ``metric``             a registered text metric, e.g. ``gratitude_keywords``
 ``direction``          ``increase`` | ``decrease`` | ``equivalent``
@@ -40,9 +43,11 @@ from typing import Any
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
+from harness.claims.label import patch_label
 from harness.errors import UserError, did_you_mean
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
+from harness.patch.interventions import HOOK_POINT, get_intervention
 from harness.patch.modes import ALIGNMENTS, available_modes
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
@@ -51,7 +56,8 @@ from harness.run.settings import SamplingSettings
 DIRECTIONS = ("increase", "decrease", "equivalent")
 TIERS = ("fast", "slow")
 STATISTICS = ("mean", "sign")
-REQUIRED = ("id", "model", "heads", "patch_mode", "source", "metric", "direction")
+REQUIRED = ("id", "model", "metric", "direction")
+PATCH_REQUIRED = ("heads", "patch_mode", "source")  # a claim with no intervention patches heads
 CONDITION_FIELDS = ("heads", "patch_mode", "source")
 _ID = re.compile(r"^[a-z0-9_]+$")
 # what error messages name as the claim's origin: the file being loaded, or "FILE with --seed 3"
@@ -86,9 +92,9 @@ class Claim(SamplingSettings):
 
     id: str
     model: str
-    heads: str
-    patch_mode: str
-    source: str
+    heads: str = ""
+    patch_mode: str = ""
+    source: str = ""
     metric: str
     direction: str
     target: str = "neutral"
@@ -100,6 +106,8 @@ class Claim(SamplingSettings):
     random_heads: int = 0
     statistic: str = "mean"
     versus: Condition | None = None
+    intervention: str | None = None
+    hook_points: tuple[str, ...] | None = None
     tier: str = "slow"
     description: str = ""
     _file: str = PrivateAttr(default="")
@@ -107,7 +115,10 @@ class Claim(SamplingSettings):
     def __init__(self, **data: Any) -> None:
         where = f"{_WHERE.get()}: " if _WHERE.get() else ""
         cid = data.get("id", "?")
-        missing = [f for f in REQUIRED if f not in data]
+        if isinstance(data.get("hook_points"), list):  # a TOML array
+            data = {**data, "hook_points": tuple(data["hook_points"])}
+        required = REQUIRED + (() if data.get("intervention") is not None else PATCH_REQUIRED)
+        missing = [f for f in required if f not in data]
         if missing:
             raise UserError(f"{where}claim {cid!r}: missing field(s) {', '.join(missing)}")
         unknown = [k for k in data if k not in type(self).model_fields]
@@ -170,14 +181,29 @@ class Claim(SamplingSettings):
 
     @property
     def test_id(self) -> str:
-        """``<id>-head_<slug>``: ``pytest -k head_1_10`` selects the claims about head 1:10."""
+        """``<id>-head_<slug>``: ``pytest -k head_1_10`` selects the claims about head 1:10; a claim
+        whose intervention acts at hook points is ``<id>-intervention_<name>``."""
+        if not self.heads:
+            return f"{self.id}-intervention_{re.sub(r'[^A-Za-z0-9_]', '_', self.intervention or '')}"
         slugs = [self.condition.slug] + ([self.versus.slug] if self.versus else [])
         return f"{self.id}-" + "-".join(f"head_{s}" for s in dict.fromkeys(slugs))
 
+    @property
+    def patch_label(self) -> str:
+        """What the claim patches, for reports: the mode, or ``intervention NAME``."""
+        return patch_label(self.to_dict())
+
     def to_dict(self) -> dict:
+        """The fields as JSON values; ``intervention``/``hook_points`` only when set (so a head
+        patching claim's record is as before they existed)."""
         d = self.row()
         if self.versus is not None:
             d["versus"] = {k: getattr(self.versus, k) for k in CONDITION_FIELDS}
+        for name in ("intervention", "hook_points"):
+            if d[name] is None:
+                del d[name]
+        if self.hook_points is not None:
+            d["hook_points"] = list(self.hook_points)
         return d
 
 
@@ -205,6 +231,8 @@ ROW_ORDER = (
     "random_heads",
     "statistic",
     "versus",
+    "intervention",
+    "hook_points",
     "tier",
     "description",
 )
@@ -223,7 +251,11 @@ def _validate_values(c: Claim, path: str) -> None:
             _fail(c.id, name, value, problem, path)
 
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
+    if c.intervention is not None or c.hook_points is not None:
+        _validate_intervention(c, path)
     for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
+        if c.intervention is not None:
+            break
         try:
             parse_head_spec(cond.heads)
         except UserError as exc:
@@ -255,6 +287,8 @@ def _validate_values(c: Claim, path: str) -> None:
     check(0 < c.alpha < 0.5, "alpha", c.alpha, "must be in (0, 0.5)")
     check(2 <= c.n_prompts <= n_target, "n_prompts", c.n_prompts, f"must be in [2, {n_target}]")
     for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
+        if not cond.source:  # an intervention without source prompts
+            continue
         n_source = len(load_prompt_set(cond.source).prompts)  # the pair i is (source i, target i)
         check(
             c.n_prompts <= n_source,
@@ -283,6 +317,62 @@ def _validate_values(c: Claim, path: str) -> None:
         "an 'equivalent' claim is a TOST on the mean; 'sign' is for increase/decrease claims",
     )
     check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
+
+
+def _validate_intervention(c: Claim, path: str) -> None:
+    """An intervention claim: a registered intervention, applied where it can apply, no patch mode."""
+
+    def fail(name, value, problem):
+        _fail(c.id, name, value, problem, path)
+
+    if c.intervention is None:
+        fail("hook_points", c.hook_points, "is for an intervention claim: set 'intervention' too")
+    try:
+        iv = get_intervention(c.intervention)
+    except UserError as exc:
+        fail("intervention", c.intervention, str(exc))
+    if c.patch_mode:
+        fail("patch_mode", c.patch_mode, "an intervention claim has no patch mode: the intervention is its patch")
+    if c.versus is not None:
+        fail("versus", c.versus, "an intervention claim cannot have a versus condition (compare two claims instead)")
+    if iv.per_head:
+        if not c.heads or c.hook_points is not None:
+            fail("heads", c.heads, f"intervention {iv.name!r} is per_head: name the heads it acts on, no hook_points")
+        try:
+            parse_head_spec(c.heads)
+        except UserError as exc:
+            fail("heads", c.heads, str(exc))
+    else:
+        if c.heads:
+            fail(
+                "heads",
+                c.heads,
+                f"intervention {iv.name!r} acts at hook points, not on heads: give hook_points "
+                "(or register it with per_head=True)",
+            )
+        if not c.hook_points:
+            fail(
+                "hook_points",
+                c.hook_points,
+                f"intervention {iv.name!r} needs hook_points, e.g. blocks.0.hook_resid_post",
+            )
+        for point in c.hook_points or ():
+            if not isinstance(point, str) or not HOOK_POINT.match(point):
+                fail("hook_points", point, "is not a hook point name such as blocks.3.hook_resid_post")
+        if c.random_heads:
+            fail(
+                "random_heads",
+                c.random_heads,
+                f"a random-head control needs a head-shaped intervention; {iv.name!r} acts at hook points "
+                f"{', '.join(c.hook_points or ())}, which are not heads (set random_heads = 0, or register "
+                "a per_head intervention and name heads)",
+            )
+    if c.source and c.source not in emotions() and c.source != c.target:
+        fail(
+            "source",
+            c.source,
+            did_you_mean("emotion", c.source, emotions()) + " (an intervention's source only names keywords)",
+        )
 
 
 def load_claims(path: str) -> list[Claim]:

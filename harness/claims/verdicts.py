@@ -66,12 +66,17 @@ def data_warnings(
         and (not c.versus or ch.get("versus_vs_baseline") == 0)
     ):
         who = "neither condition changed any" if c.versus else "the patch changed none"
+        check = (
+            f"heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
+            if c.intervention is None
+            else f"{c.patch_label} and what it returns"
+        )
         out.append(
             {
                 "code": DataWarning.INERT.value,
                 "message": (
                     f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
-                    f"shows; check heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
+                    f"shows; check {check}"
                 ),
             }
         )

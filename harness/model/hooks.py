@@ -24,6 +24,8 @@ Hook points, per layer ``l`` (axis order as in TransformerLens):
   (pattern · V) before the output projection.
 - ``blocks.{l}.attn.hook_attn_out``: ``[batch, pos, d_model]``, the attention output
   after the output projection (and its bias), before the residual add.
+- ``blocks.{l}.hook_resid_pre`` / ``blocks.{l}.hook_resid_post``: ``[batch, pos, d_model]``,
+  the residual stream entering and leaving decoder block ``l`` (where steering vectors go).
 
 What a hook sees during generation: at prefill ``pos`` spans the left-padded prompt; at each
 decode step ``pos`` is 1 (the newest token only) for ``hook_v``/``hook_z``/``hook_attn_out``,
@@ -69,7 +71,9 @@ class AttentionHooks(nn.Module):
 class BlockHooks(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        self.hook_resid_pre = HookPoint()
         self.attn = AttentionHooks()
+        self.hook_resid_post = HookPoint()
 
 
 # ---------------------------------------------------------------- attention function
@@ -208,6 +212,11 @@ class HookedModel(HookedRootModule):
                 out_proj.register_forward_pre_hook(self._z_hook(block.attn.hook_z)),
                 out_proj.register_forward_hook(lambda _m, _i, out, hp=block.attn.hook_attn_out: hp(out)),
             ]
+        for decoder_layer, block in zip(self.decoder_layers(), self.blocks, strict=True):
+            self._handles += [
+                decoder_layer.register_forward_pre_hook(self._resid_pre_hook(block.hook_resid_pre), with_kwargs=True),
+                decoder_layer.register_forward_hook(self._resid_post_hook(block.hook_resid_post)),
+            ]
         self.hf_model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
     def uninstall(self) -> None:
@@ -234,6 +243,28 @@ class HookedModel(HookedRootModule):
             qk, v = out[..., :offset], out[..., offset:]  # offset: where the values start
             v = hp(v.reshape(*v.shape[:-1], kv, d_head)).reshape(v.shape)
             return torch.cat([qk, v], dim=-1)
+
+        return hook
+
+    @staticmethod
+    def _resid_pre_hook(hp: HookPoint):
+        def hook(_module, args, kwargs):
+            if not hp.has_hooks(dir="fwd"):
+                return None
+            if args:  # the hidden states are the block's first argument, positional or by name
+                return (hp(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": hp(kwargs["hidden_states"])}
+
+        return hook
+
+    @staticmethod
+    def _resid_post_hook(hp: HookPoint):
+        def hook(_module, _inputs, out):
+            if not hp.has_hooks(dir="fwd"):
+                return None
+            if isinstance(out, tuple):  # some blocks return (hidden_states, *extras)
+                return (hp(out[0]), *out[1:])
+            return hp(out)
 
         return hook
 

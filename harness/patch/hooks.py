@@ -187,6 +187,10 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
 
 def baseline_hooks(cfg: PatchConfig) -> list:
     """Identity hooks giving the baseline run the same attention path as the patched run."""
-    if not get_mode(cfg.mode).target_pattern:
-        return []
-    return [(f"blocks.{layer}.attn.hook_pattern", lambda t, hook: t) for layer in cfg.by_layer()]
+    return identity_pattern_hooks(sorted(cfg.by_layer()) if get_mode(cfg.mode).target_pattern else ())
+
+
+def identity_pattern_hooks(layers) -> list:
+    """Identity hooks on ``layers``' attention patterns: those layers take the explicit softmax,
+    as they do in a run that reads or edits the pattern there."""
+    return [(f"blocks.{layer}.attn.hook_pattern", lambda t, hook: t) for layer in layers]

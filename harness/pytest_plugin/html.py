@@ -124,6 +124,8 @@ def pytest_html_results_table_html(report, data) -> None:
             "max_tokens",
             "alignment",
             "seed",
+            "intervention",
+            "hook_points",
         )
         if c.get(k) is not None
     )

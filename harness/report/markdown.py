@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from harness.claims.examples import changes_text
+from harness.claims.label import patch_label
 from harness.claims.verdict import mde_text
 from harness.findings.schema import claims_by_id, load_document
 from harness.report.plots import forest_png, head_heatmap
@@ -54,7 +55,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         c = r["claim"]
         samp = f"T={c['temperature']}, top-k {c['top_k']}, top-p {c['top_p']}" if c["do_sample"] else "greedy"
         out.append(
-            f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['source'])} → "
+            f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(patch_label(c))} | {cell(c['source'])} → "
             f"{cell(c['target'])} | {c['n_prompts']} × {c['samples']} | {c['max_tokens']} | {cell(c['alignment'])} "
             f"| {cell(samp)} | {c['seed']} |"
         )
@@ -81,7 +82,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             else "—"
         )
         out.append(
-            f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} | {cell(c['metric'])} | "
+            f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(patch_label(c))} | {cell(c['metric'])} | "
             f"{num_text(mean_or_none(pp.get('baseline')), '.4f')} | {num_text(mean_or_none(pp.get('patched')), '.4f')} | {versus} | "
             f"{num_text(e['mean'])} | {ci_text(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
             f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} | "

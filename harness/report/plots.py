@@ -100,6 +100,8 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
         c = r["claim"]
         if (
             r.get("effect")
+            and heads
+            and c.get("intervention") is None
             and "," not in heads
             and "*" not in heads
             and not c.get("versus")
