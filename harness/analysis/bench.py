@@ -7,6 +7,15 @@ and reports ``harness_s``, ``reference_s``, ``speedup`` and the largest differen
 ``python -m harness.bench sweep-scaling --model smollm2-135m`` times the sweep alone over a grid
 of prompt counts × layer counts (all heads of the first k layers), to show how its cost grows.
 
+``python -m harness.bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json``
+generates every run the shipped claims about the model need (``causal_tests/claims.toml``, each
+claim at ``--n-prompts``, claims with a random-head control at ``--random-heads``) twice in one
+process: planned (:meth:`ClaimSession.run_plan`: the layers below each patch computed once per
+group, :mod:`harness.run.shared`) and arm by arm (each run alone, as before the planner). It
+reports ``planned_s``, ``arm_by_arm_s``, ``speedup``, ``identical`` (every run's tokens equal)
+and the split: per shared layer, the arms, their seconds both ways and the share of rows that
+diverged from the baseline.
+
 ``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
 
 Times greedy generation of one batch two ways, alternating, after one warm-up each:
@@ -33,6 +42,8 @@ import numpy as np
 import torch
 
 from harness.analysis.sweep import reference_sweep, sweep
+from harness.claims.session import ClaimSession
+from harness.claims.spec import load_claims
 from harness.errors import UserError
 from harness.model.loading import load_model
 from harness.results import REPO_ROOT
@@ -41,6 +52,76 @@ from harness.run.hf_reference import reference_generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 BENCH_PROMPTS = os.path.join(REPO_ROOT, "fixtures", "bench_prompts.json")
+
+
+def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str | None = None) -> dict:
+    """Planned vs arm-by-arm generation of the runs the shipped claims about ``model`` need."""
+    path = claims_file or os.path.join(REPO_ROOT, "causal_tests", "claims.toml")
+    claims = []
+    for c in load_claims(path):
+        if c.model != model:
+            continue
+        changes = {"n_prompts": min(n_prompts, c.n_prompts)}
+        if c.random_heads:
+            changes["random_heads"] = random_heads
+        claims.append(c.replace(**changes))
+    if not claims:
+        raise UserError(f"{path} has no claims about model {model!r}")
+    planned = ClaimSession(claims)
+    plan = planned.plan()  # loads the model (not timed)
+    start = time.perf_counter()
+    planned.run_plan(plan)
+    planned_s = time.perf_counter() - start
+
+    alone = ClaimSession(claims)
+    alone._models = planned._models  # the same loaded model
+    per_run: dict = {}
+    start = time.perf_counter()
+    for group in plan.groups:
+        for run in (group.baseline, *group.arms):
+            t0 = time.perf_counter()
+            c = alone._claims_by_id[run.claim]
+            alone._generate(c, run.heads, run.condition)
+            per_run[run.key] = time.perf_counter() - t0
+    arm_by_arm_s = time.perf_counter() - start
+
+    keys = [run.key for g in plan.groups for run in (g.baseline, *g.arms)]
+    mismatched = [
+        k
+        for k in keys
+        if [g.token_ids for g in planned._cache[k].generations] != [g.token_ids for g in alone._cache[k].generations]
+    ]
+    split: dict[int, dict] = {}
+    for g, shares in zip(plan.groups, planned.sharing_by_group, strict=True):
+        for arm, share in zip(g.arms, shares, strict=True):
+            row = split.setdefault(share["layer"], {"arms": 0, "planned_s": 0.0, "arm_by_arm_s": 0.0, "diverged": []})
+            row["arms"] += 1
+            row["planned_s"] += share["seconds"]
+            row["arm_by_arm_s"] += per_run[arm.key]
+            row["diverged"].append(share["diverged"])
+    baselines_s = sum(per_run[g.baseline.key] for g in plan.groups)
+    return {
+        "model": model,
+        "claims": len(claims),
+        "n_prompts": n_prompts,
+        "random_heads": random_heads,
+        "groups": len(plan.groups),
+        "runs": len(keys),
+        "planned_s": planned_s,
+        "arm_by_arm_s": arm_by_arm_s,
+        "speedup": arm_by_arm_s / planned_s,
+        "identical": not mismatched,
+        "mismatched_runs": len(mismatched),
+        "baselines_arm_by_arm_s": baselines_s,
+        "split_by_shared_layers": {
+            str(layer): {**row, "diverged": float(np.mean(row["diverged"]))} for layer, row in sorted(split.items())
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
+    }
 
 
 def _prompts(n: int) -> list[str]:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.claims.examples import all_generations, pick_examples, text_changes
+from harness.claims.plan import Group, Plan, RunSpec
 from harness.claims.result import ClaimResult, progress_line
 from harness.claims.spec import Claim, Condition
 from harness.claims.verdicts import data_warnings, decide_verdict
@@ -39,7 +40,7 @@ from harness.metrics.next_token import keyword_logprob, keyword_tracks
 from harness.model.loading import load_model
 from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
-from harness.patch.hooks import PatchConfig, baseline_hooks, identity_pattern_hooks, patch_hooks
+from harness.patch.hooks import PatchConfig, identity_pattern_hooks, patch_hooks
 from harness.patch.modes import MODES
 from harness.patch.source import capture_source
 from harness.results import repo_path
@@ -50,6 +51,7 @@ from harness.run.prompts import (
     load_keywords,
     load_prompt_set,
 )
+from harness.run.shared import Arm, generate_arms, hook_layer
 from harness.stats import (
     adjust_pvalues,
     bootstrap_mean_ci,
@@ -74,6 +76,7 @@ class ClaimSession:
         n_resamples: int = 10_000,
         rerun_options: str = "",
         progress: Callable[[str], None] | None = None,
+        planned: bool = True,
     ) -> None:
         self.claims = list(claims)
         self.progress = progress  # called with one line per evaluated claim (all are evaluated at once)
@@ -85,6 +88,9 @@ class ClaimSession:
         self._cache: dict = {}
         self.data_files: dict[str, dict] = {}  # "prompts:<set>" / "keywords:<emotion>" -> path, sha256
         self._results: dict[str, ClaimResult] | None = None
+        self._claims_by_id = {c.id: c for c in self.claims}
+        self.planned = planned  # generate the plan's runs with shared lower layers before evaluating
+        self.sharing_by_group: list[list[dict]] = []  # per group run: what each arm shared with the baseline
 
     # -- caches ------------------------------------------------------------------------
     def model(self, name: str):
@@ -118,64 +124,138 @@ class ClaimSession:
         kw = load_keywords(emotion)
         self._record(f"keywords:{emotion}", kw.path, kw.sha256)
 
-    def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
-        """Baseline (cond None) or patched generations, cached."""
-
-        if c.intervention is not None:
-            return self._intervene(c, heads, cond is None)
-        handle = self.model(c.model)
+    def _run(self, c: Claim, heads: tuple, cond: Condition | None) -> RunSpec:
+        """What the baseline (``cond`` None) or a patched run of claim ``c`` with ``heads`` is: its
+        cache key, the layers its hooks touch, and the key of the claim's baseline."""
         targets = self._prompts(c.target, c.n_prompts, source=False)
         gen = self._gen_config(c)
-        mode = cond.patch_mode if cond else c.patch_mode
-        patch = PatchConfig(heads, mode, c.alignment)
-        eager_layers = tuple(sorted(patch.by_layer())) if MODES[mode].target_pattern else ()
-        # every run records the model-side keyword metrics (computed only when a run is generated)
+        if c.intervention is not None:
+            points = c.hook_points or ()
+            eager = interventions.eager_layers(points)
+            base_key = ("baseline", c.model, c.target, targets, gen, eager)
+            if cond is None:
+                return RunSpec(c.id, heads, None, base_key, eager, base_key)
+            touched = tuple(sorted({layer for layer, _ in heads} | {hook_layer(p) for p in points}))
+            key = ("intervention", c.model, c.target, targets, gen, c.intervention, heads, c.hook_points)
+            return RunSpec(c.id, heads, cond, key, touched, base_key)
+        own = PatchConfig(heads, c.patch_mode, c.alignment)
+        eager = tuple(sorted(own.by_layer())) if MODES[c.patch_mode].target_pattern else ()
+        base_key = ("baseline", c.model, c.target, targets, gen, eager)
         if cond is None:
-            key = ("baseline", c.model, c.target, targets, gen, eager_layers)
-            return self._memo(
-                key,
-                lambda: generate(
-                    handle, targets, gen, hooks=baseline_hooks(patch), track=keyword_tracks(handle.tokenizer)
-                ),
+            return RunSpec(c.id, heads, None, base_key, eager, base_key)
+        patch = PatchConfig(heads, cond.patch_mode, c.alignment)
+        key = ("patched", c.model, c.target, targets, gen, heads, cond.patch_mode, cond.source, c.alignment)
+        return RunSpec(c.id, heads, cond, key, tuple(sorted(patch.by_layer())), base_key)
+
+    def _hooks(self, run: RunSpec):
+        """The hooks of ``run`` (capturing the source activations a patch needs, once per run)."""
+        c = self._claims_by_id[run.claim]
+        handle = self.model(c.model)
+        if run.condition is None:  # identity hooks: the baseline takes the patched run's softmax path
+            return identity_pattern_hooks(run.layers)
+        if c.intervention is not None:
+            available = tuple(handle.hooked.hook_dict)
+            points = c.hook_points or ()
+            return interventions.intervention_hooks(
+                c.intervention, heads=run.heads, hook_points=points, available=available
             )
+        cond = run.condition
+        patch = PatchConfig(run.heads, cond.patch_mode, c.alignment)
         sources = self._prompts(cond.source, c.n_prompts, source=True)
-        needs = MODES[mode].needs
+        needs = MODES[cond.patch_mode].needs
         layers = tuple(sorted(patch.by_layer()))
         src = self._memo(
             ("source", c.model, cond.source, sources, layers, needs),
             lambda: capture_source(handle, sources, layers, needs),
         )
-        key = ("patched", c.model, c.target, targets, gen, heads, mode, cond.source, c.alignment)
+        return patch_hooks(handle, patch, src)
+
+    def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
+        """Baseline (cond None) or patched generations, cached (generated here unless the run's
+        plan generated them already)."""
+        run = self._run(c, heads, cond)
+        handle = self.model(c.model)
+        targets = self._prompts(c.target, c.n_prompts, source=False)
+        # every run records the model-side keyword metrics (computed only when a run is generated)
         return self._memo(
-            key,
+            run.key,
             lambda: generate(
-                handle, targets, gen, hooks=patch_hooks(handle, patch, src), track=keyword_tracks(handle.tokenizer)
+                handle, targets, self._gen_config(c), hooks=self._hooks(run), track=keyword_tracks(handle.tokenizer)
             ),
         )
 
-    def _intervention_hooks(self, c: Claim, heads: tuple, *, baseline: bool) -> list:
-        """The claim's intervention at ``heads`` or its hook points; for the baseline, identity
-        hooks on the attention patterns it hooks (so both runs take the same softmax path)."""
-        points = c.hook_points or ()
-        if baseline:
-            return identity_pattern_hooks(interventions.eager_layers(points))
-        available = tuple(self.model(c.model).hooked.hook_dict)
-        return interventions.intervention_hooks(c.intervention, heads=heads, hook_points=points, available=available)
+    # -- the plan: every run the claims need, grouped by the baseline they share -----------
+    def plan(self) -> Plan:
+        """Every generation run the claims need (baselines, patched runs, versus conditions,
+        random heads), each once, grouped with the baseline whose prompts and settings they share."""
+        groups: dict[tuple, tuple[RunSpec, list[RunSpec]]] = {}
+        seen: set[tuple] = set()
+        for c in self.claims:
+            try:
+                runs = self._claim_runs(c)
+            except Exception:
+                continue
+            base = runs[0]
+            group = groups.setdefault(base.key, (base, []))
+            for run in runs[1:]:
+                if run.key not in seen:
+                    seen.add(run.key)
+                    group[1].append(run)
+        return Plan(tuple(Group(base, tuple(arms)) for base, arms in groups.values()))
 
-    def _intervene(self, c: Claim, heads: tuple, baseline: bool):
-        """Generations of an intervention claim: the baseline (shared with every claim on the same
-        targets and settings) or with the intervention applied, cached."""
-        handle = self.model(c.model)
-        targets = self._prompts(c.target, c.n_prompts, source=False)
-        gen = self._gen_config(c)
-        hooks = self._intervention_hooks(c, heads, baseline=baseline)
-        if baseline:
-            key = ("baseline", c.model, c.target, targets, gen, interventions.eager_layers(c.hook_points or ()))
-        else:
-            key = ("intervention", c.model, c.target, targets, gen, c.intervention, heads, c.hook_points)
-        return self._memo(
-            key, lambda: generate(handle, targets, gen, hooks=hooks, track=keyword_tracks(handle.tokenizer))
-        )
+    def _claim_runs(self, c: Claim) -> list[RunSpec]:
+        """The claim's baseline, then each run its evaluation generates."""
+        heads = self._heads(c, c.condition)
+        runs = [self._run(c, heads, None), self._run(c, heads, c.condition)]
+        if c.versus:
+            runs.append(self._run(c, self._heads(c, c.versus), c.versus))
+        if c.random_heads:
+            avoid = self._heads(c, c.versus) if c.versus else ()
+            same_heads = c.versus is not None and self._heads(c, c.versus) == heads
+            for rs in self._random_sets(c, heads, avoid):
+                spec = ",".join(f"{layer}:{h}" for layer, h in rs)
+                runs.append(self._run(c, rs, Condition(spec, c.patch_mode, c.source)))
+                if same_heads:
+                    runs.append(self._run(c, rs, Condition(spec, c.versus.patch_mode, c.versus.source)))
+        return runs
+
+    def run_plan(self, plan: Plan) -> None:
+        """Generate the plan's runs: each group's baseline once, its arms with the layers below
+        their patches shared (:func:`harness.run.shared.generate_arms`)."""
+        for k, group in enumerate(plan.groups, 1):
+            arms = [a for a in group.arms if a.key not in self._cache]
+            c = self._claims_by_id[group.baseline.claim]
+            if not arms:  # nothing to share: the baseline alone, as evaluation would generate it
+                self._generate(c, group.baseline.heads, None)
+                self.sharing_by_group.append([])
+                continue
+            start = time.perf_counter()
+            handle = self.model(c.model)
+            targets = self._prompts(c.target, c.n_prompts, source=False)
+            lowest = [group.shared_layers(a) for a in arms]
+            try:
+                base, results, shares = generate_arms(
+                    handle,
+                    targets,
+                    self._gen_config(c),
+                    [Arm(self._hooks(a), layer) for a, layer in zip(arms, lowest, strict=True)],
+                    baseline_hooks=self._hooks(group.baseline),
+                    track=keyword_tracks(handle.tokenizer),
+                )
+            except Exception:  # e.g. a user's intervention failing: each claim then
+                self.sharing_by_group.append([])  # generates its runs alone and reports its own error
+                continue
+            self._cache.setdefault(group.baseline.key, base)
+            for a, r in zip(arms, results, strict=True):
+                self._cache[a.key] = r
+            self.sharing_by_group.append([s.to_dict() for s in shares])
+            if self.progress:
+                diverged = np.mean([s.share_diverged for s in shares if s.layer > 0] or [0.0])
+                self.progress(
+                    f"runs {k}/{len(plan.groups)}: {c.model} {c.target}, baseline + {len(arms)} arms, "
+                    f"{np.mean([s.layer for s in shares]):.1f} layers shared on average, "
+                    f"{diverged:.0%} of shared rows diverged ({time.perf_counter() - start:.0f} s)"
+                )
 
     # -- evaluation --------------------------------------------------------------------
     def _heads(self, c: Claim, cond: Condition) -> tuple:
@@ -239,7 +319,6 @@ class ClaimSession:
         """
         spec = ",".join(f"{l}:{h}" for l, h in rs)
         patched = self._per_prompt(self._generate(c, rs, Condition(spec, c.patch_mode, c.source)), c.metric)
-        # (an intervention claim has no versus: its random heads take the same function)
         if c.versus is None:
             return patched - base
         if self._heads(c, c.versus) != self._heads(c, c.condition):
@@ -259,33 +338,14 @@ class ClaimSession:
             return None
         self._record_keywords(emotion)
         handle = self.model(c.model)
-        if c.intervention is not None:
-            targets = self._prompts(c.target, c.n_prompts, source=False)
-            eager = interventions.eager_layers(c.hook_points or ())
-            base = self._memo(
-                ("one_token_base", c.model, targets, emotion, eager),
-                lambda: keyword_logprob(
-                    handle, targets, emotion, hooks=self._intervention_hooks(c, heads, baseline=True)
-                ),
-            )
-            hooks = self._intervention_hooks(c, heads, baseline=False)
-            return self._one_token_summary(c, emotion, keyword_logprob(handle, targets, emotion, hooks=hooks) - base)
-        patch = PatchConfig(heads, c.patch_mode, c.alignment)
         targets = self._prompts(c.target, c.n_prompts, source=False)
-        sources = self._prompts(c.source, c.n_prompts, source=True)
-        layers = tuple(sorted(patch.by_layer()))
-        src = self._memo(
-            ("source", c.model, c.source, sources, layers, MODES[c.patch_mode].needs),
-            lambda: capture_source(handle, sources, layers, MODES[c.patch_mode].needs),
-        )
-        eager = tuple(sorted(patch.by_layer())) if MODES[c.patch_mode].target_pattern else ()
+        base_run, run = self._run(c, heads, None), self._run(c, heads, c.condition)
         base = self._memo(
-            ("one_token_base", c.model, targets, emotion, eager),
-            lambda: keyword_logprob(handle, targets, emotion, hooks=baseline_hooks(patch)),
+            ("one_token_base", c.model, targets, emotion, base_run.layers),
+            lambda: keyword_logprob(handle, targets, emotion, hooks=self._hooks(base_run)),
         )
-        return self._one_token_summary(
-            c, emotion, keyword_logprob(handle, targets, emotion, hooks=patch_hooks(handle, patch, src)) - base
-        )
+        delta = keyword_logprob(handle, targets, emotion, hooks=self._hooks(run)) - base
+        return self._one_token_summary(c, emotion, delta)
 
     def _one_token_summary(self, c: Claim, emotion: str, delta_t) -> dict:
         delta = delta_t.numpy()
@@ -371,6 +431,8 @@ class ClaimSession:
         """Evaluate every claim once, then correct p-values across them and decide verdicts."""
 
         if self._results is None:
+            if self.planned:
+                self.run_plan(self.plan())
             evaluated = []
             for k, c in enumerate(self.claims, 1):
                 r = self.evaluate(c)

@@ -1,6 +1,7 @@
 """Benchmarks that report ratios against a reference run in the same process.
 
     causal-heads bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
+    causal-heads bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json
 
 What each benchmark times is in :mod:`harness.analysis.bench`.
 """
@@ -11,7 +12,7 @@ import argparse
 import json
 import sys
 
-from harness.analysis.bench import bench_generation, bench_sweep, bench_sweep_scaling
+from harness.analysis.bench import bench_claims, bench_generation, bench_sweep, bench_sweep_scaling
 from harness.errors import UserError, run_cli
 
 
@@ -51,7 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--layer-counts", default="10,20,30", help="comma-separated counts of layers (from 0)")
     sc.add_argument("--emotion", default="gratitude")
     sc.add_argument("--json", action="store_true")
+    cl = sub.add_parser("claims", help="the shipped claims' runs planned (shared lower layers) vs arm by arm")
+    cl.add_argument("--model", default="smollm2-135m")
+    cl.add_argument("--n-prompts", type=int, default=20)
+    cl.add_argument("--random-heads", type=int, default=2)
+    cl.add_argument("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
+    cl.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.what == "claims":
+        if args.n_prompts < 2 or args.random_heads < 0:
+            raise UserError("--n-prompts must be >= 2 and --random-heads >= 0")
+        res = bench_claims(args.model, args.n_prompts, args.random_heads, args.claims)
+        print(
+            json.dumps(res, indent=1)
+            if args.json
+            else f"planned {res['planned_s']:.1f} s, arm by arm {res['arm_by_arm_s']:.1f} s, "
+            f"speedup {res['speedup']:.2f}x, identical: {str(res['identical']).lower()}"
+        )
+        return 0
     if args.what == "sweep-scaling":
         res = bench_sweep_scaling(
             args.model, _ints(args.prompts, "--prompts"), _ints(args.layer_counts, "--layer-counts"), args.emotion

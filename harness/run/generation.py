@@ -29,6 +29,7 @@ one value per generated token. Model-side metrics over 30 tokens read it (see
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -159,11 +160,39 @@ def _filter_logits(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
     return x
 
 
-def _next_tokens(logits: torch.Tensor, cfg: GenerationConfig, gens: list[torch.Generator]) -> torch.Tensor:
+def _next_tokens(
+    logits: torch.Tensor, cfg: GenerationConfig, gens: list[torch.Generator], noise: Callable | None = None
+) -> torch.Tensor:
     if not cfg.do_sample:
         return logits.argmax(dim=-1)
     probs = _filter_logits(logits.float(), cfg).softmax(dim=-1)
-    return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
+    if noise is None:
+        return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
+    # torch.multinomial's own draw for one sample (see exponential_draws), with the exponentials
+    # from ``noise``: a planned arm takes the baseline's, which its rows' generators would repeat
+    return (probs / noise(gens, probs)).argmax(dim=-1)
+
+
+def exponential_draws(gens: list[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
+    """The exponentials ``torch.multinomial(probs[r], 1, generator=gens[r])`` draws, one row per
+    generator: it returns ``argmax(probs[r] / q)`` with ``q ~ Exp(1)`` drawn by ``exponential_``
+    (PyTorch's one-sample path; :func:`multinomial_is_exponential_argmax` checks it)."""
+    return torch.stack([torch.empty_like(probs[r]).exponential_(1, generator=g) for r, g in enumerate(gens)])
+
+
+@functools.cache
+def multinomial_is_exponential_argmax() -> bool:
+    """Whether this torch's one-sample ``multinomial`` is ``argmax(p / Exp(1) draws)`` on the same
+    generator (so that its random draws can be computed once and shared by several runs)."""
+    probs = torch.rand(4096, generator=torch.Generator().manual_seed(1))
+    probs[probs < 0.9] = 0
+    probs = probs / probs.sum()
+    a, b = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    for _ in range(4):
+        mine = (probs / exponential_draws([b], probs[None])[0]).argmax()
+        if int(torch.multinomial(probs, 1, generator=a)) != int(mine):
+            return False
+    return True
 
 
 def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
@@ -172,34 +201,58 @@ def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
     return list(hooks(info)) if callable(hooks) else list(hooks)
 
 
+StepLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+def plain_steps(handle: ModelHandle) -> StepLogits:
+    """One model forward per step on a fresh ``DynamicCache``: ``(inputs, mask, position, step)``
+    -> the last position's logits. :mod:`harness.run.shared` supplies others; a step function
+    with a ``noise(gens, probs)`` attribute supplies the exponentials sampling uses (see
+    :func:`exponential_draws`) instead of ``torch.multinomial`` drawing them."""
+    from transformers import DynamicCache
+
+    model = handle.model
+    cache = DynamicCache(config=model.config)
+    extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
+
+    def step_logits(inputs, mask, position, step):
+        out = model(input_ids=inputs, attention_mask=mask, position_ids=position, cache=cache, use_cache=True, **extra)
+        return out.logits[:, -1, :]
+
+    step_logits.cache = cache  # type: ignore[attr-defined]
+    return step_logits
+
+
 def _generate_chunk(
-    handle: ModelHandle, enc, rows, seeds, cfg: GenerationConfig, hooks, progress, track: Mapping[str, torch.Tensor]
+    handle: ModelHandle,
+    enc,
+    rows,
+    seeds,
+    cfg: GenerationConfig,
+    hooks,
+    progress,
+    track: Mapping[str, torch.Tensor],
+    steps: StepLogits,
 ):
-    model, tok = handle.model, handle.tokenizer
+    tok = handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
     info = BatchInfo(rows=tuple(rows), prompt_lengths=mask.sum(-1), attention_mask=mask)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
     position = position_ids(mask)
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
-    extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
     done = torch.zeros(len(rows), dtype=torch.bool)
     out_tokens, tracked = [], {name: [] for name in track}
     with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         inputs = ids
         for step in range(cfg.max_tokens):
             info.step = step
-            logits = model(
-                input_ids=inputs, attention_mask=mask, position_ids=position, cache=cache, use_cache=True, **extra
-            ).logits[:, -1, :]
+            logits = steps(inputs, mask, position, step)
             if track:
                 logp = logits.float().log_softmax(dim=-1)
                 for name, ids in track.items():
                     tracked[name].append(torch.logsumexp(logp[:, ids], dim=-1))
-            nxt = _next_tokens(logits, cfg, gens)
+            nxt = _next_tokens(logits, cfg, gens, getattr(steps, "noise", None))
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out_tokens.append(nxt)
             if cfg.stop_at_eos:
@@ -239,6 +292,7 @@ def generate(
     hooks: HookList | Callable[[BatchInfo], HookList] | None = None,
     progress: Callable[[int], None] | None = None,
     track: Mapping[str, Sequence[int]] | None = None,
+    steps: Callable[[int, dict], StepLogits] | None = None,
 ) -> GenerationResult:
     """Generate ``config.samples`` continuations per prompt with ``hooks`` active.
 
@@ -246,6 +300,9 @@ def generate(
     generated token in ``Generation.tracked`` (see the module docstring).
     ``progress`` (optional) is called with the number of decode steps completed per chunk,
     adding up to ``n_chunks * max_tokens``.
+    ``steps`` (optional) makes each chunk's step function from the chunk's first row index and
+    its encoding (default :func:`plain_steps`); :mod:`harness.run.shared` uses it to compute the
+    layers below a patch once for several runs.
     """
     prompts = list(prompts)
     if not prompts:
@@ -262,7 +319,8 @@ def generate(
             texts = [fmt.texts[p] for p, _ in chunk]
             enc = fmt.encode(handle.tokenizer, texts)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
-            tokens, tracked = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress, track_ids)
+            runner = steps(start, enc) if steps is not None else plain_steps(handle)
+            tokens, tracked = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress, track_ids, runner)
             for r, (p, s) in enumerate(chunk):
                 prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
                 gen, hit = _trim(tokens[r].tolist(), eos if config.stop_at_eos else set())

@@ -1,0 +1,409 @@
+"""Several runs over the same prompts, with the layers below their patches computed once.
+
+A claim's arms (baseline, patched, random heads, the versus condition) generate from the same
+target prompts with the same settings; they differ only at and above the lowest layer any of
+their hooks touches. Below that layer ``L`` an arm's row computes exactly what the baseline's
+row computed, at the prompt and at every generated position, for as long as the row's tokens
+equal the baseline's. :func:`generate_arms` therefore runs the baseline once, recording for each
+row the residual stream entering layer ``L`` and the lower layers' keys and values, and then
+runs each arm with its lower layers *replayed*: they are skipped, and layer ``L`` receives the
+baseline's residual stream. A row whose token differs from the baseline's leaves the shared
+path: from then on its lower layers are computed for it (in a small batch of such rows, whose
+cache starts from the baseline's keys and values of the positions before the divergence,
+identical by construction), and only its residual stream entering ``L`` comes from there.
+
+Exactness. Every arm runs its layers ``>= L`` on the same batch of rows as a run of its own
+(same chunking), and every row keeps its own random stream (common random numbers with the
+baseline). The one difference in float arithmetic is the batch size of the diverged rows'
+lower layers: a matrix product over ``m`` rows gives each row bit-identical results for most
+``m``, but BLAS libraries take other code paths for a few small ``m`` (on this machine's MKL:
+1-3, 5-7 and 9-11). :func:`exact_batch_sizes` measures which sizes agree with a large batch,
+once per process, and the diverged rows are padded (with copies of one of them) to such a size,
+so the arms' tokens equal arm-by-arm generation token for token; the tests check this on every
+architecture, with rows that diverge at the first token, later, and never.
+
+Not shared (each arm then runs as a run of its own, exactly): an arm whose lowest hooked layer
+is 0, and any row of an arm at a step the baseline did not reach (the baseline stopped early
+because all its rows ended).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.model.loading import ModelHandle
+from harness.run.generation import (
+    BatchInfo,
+    GenerationConfig,
+    GenerationResult,
+    HookList,
+    StepLogits,
+    exponential_draws,
+    generate,
+    multinomial_is_exponential_argmax,
+    plain_steps,
+)
+
+Hooks = HookList | Callable[[BatchInfo], HookList] | None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One run that shares the baseline's prompts and settings: its hooks, and the lowest layer
+    any hook of it or of the baseline touches (nothing below it differs from the baseline)."""
+
+    hooks: Hooks
+    lowest_layer: int
+
+
+@dataclass
+class Sharing:
+    """What one arm shared with the baseline: per row, the step whose fed token first differed
+    from the baseline's (None: never), and the layer below which rows were shared."""
+
+    layer: int
+    diverged_at: list[int | None] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def share_diverged(self) -> float:
+        return sum(d is not None for d in self.diverged_at) / max(len(self.diverged_at), 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "layer": self.layer,
+            "rows": len(self.diverged_at),
+            "diverged": self.share_diverged,
+            "seconds": self.seconds,
+        }
+
+
+def hook_layer(name: str) -> int:
+    """The layer a hook point belongs to: ``blocks.{l}.…`` -> l (``hook_resid_post`` of layer l is
+    computed by layer l)."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ValueError(f"hook point {name!r} is not in a block")
+    return int(parts[1])
+
+
+def lowest_hooked_layer(hooks: Hooks, info: BatchInfo) -> int | None:
+    """The lowest layer ``hooks`` touch for this chunk (None: no hooks; 0 for a hook named by a
+    predicate, which could be anywhere)."""
+    pairs = list(hooks(info)) if callable(hooks) else list(hooks or [])
+    if not pairs:
+        return None
+    return min(hook_layer(name) if isinstance(name, str) else 0 for name, _fn in pairs)
+
+
+@functools.cache
+def exact_batch_sizes(d_model: int, limit: int = 32) -> frozenset[int]:
+    """Row counts ``m`` for which a linear layer gives each row exactly what it gives that row in a
+    batch of ``limit`` rows (measured once per process on random weights of the model's width)."""
+    gen = torch.Generator().manual_seed(0)
+    weights = [torch.randn(4 * d_model, d_model, generator=gen), torch.randn(d_model, 4 * d_model, generator=gen)]
+    exact = set()
+    for m in range(1, limit + 1):
+        ok = True
+        for w in weights:
+            x = torch.randn(limit, 1, w.shape[1], generator=gen)
+            ok &= torch.equal(torch.nn.functional.linear(x[:m], w), torch.nn.functional.linear(x, w)[:m])
+        if ok:
+            exact.add(m)
+    return frozenset(exact)
+
+
+def _padded_size(n: int, exact: frozenset[int], limit: int, total: int) -> int:
+    if n >= limit:
+        return n
+    return min((m for m in exact if m >= n), default=max(n, total))
+
+
+class _Stop(Exception):
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+
+class _Record:
+    """The baseline's chunk, as the arms need it: fed tokens, residual stream entering each layer
+    of ``layers``, and the keys/values of the layers below the highest of them."""
+
+    def __init__(self, handle: ModelHandle, layers: Sequence[int]) -> None:
+        self.handle = handle
+        self.layers = sorted(set(layers))
+        self.kv_layers = max(self.layers, default=0)
+        self.fed: list[torch.Tensor] = []  # step t >= 1: the token each row was fed
+        self.resid: dict[int, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        self.keys: list[list[torch.Tensor]] = [[] for _ in range(self.kv_layers)]
+        self.values: list[list[torch.Tensor]] = [[] for _ in range(self.kv_layers)]
+        self.first_position: list[int] = [0] * self.kv_layers  # sliding-window layers keep only the window
+        self.noise: list[torch.Tensor] = []  # per step: the exponentials each row's sampling drew
+        self._resid_cat: dict[int, torch.Tensor] = {}
+        self._kv_cat: dict[int, tuple] = {}
+
+    def hooks(self, base: Hooks) -> Callable[[BatchInfo], HookList]:
+        def factory(info: BatchInfo) -> HookList:
+            own = list(base(info)) if callable(base) else list(base or [])
+            return own + [(f"blocks.{layer}.hook_resid_pre", self._keep(layer)) for layer in self.layers]
+
+        return factory
+
+    def _keep(self, layer: int):
+        def hook(t, hook):
+            self.resid[layer].append(t)
+            return t
+
+        return hook
+
+    def steps(self) -> StepLogits:
+        plain = plain_steps(self.handle)
+        cache = plain.cache  # type: ignore[attr-defined]
+
+        def step_logits(inputs, mask, position, step):
+            if step > 0:
+                self.fed.append(inputs[:, 0])
+            logits = plain(inputs, mask, position, step)
+            n_new = inputs.shape[1]
+            for layer in range(self.kv_layers):
+                kv = cache.layers[layer]
+                stored = min(n_new, kv.keys.shape[-2])
+                if step == 0:
+                    self.first_position[layer] = n_new - stored
+                # copies: a view would keep each step's whole (replaced) cache tensor alive
+                self.keys[layer].append(kv.keys[:, :, -stored:].clone())
+                self.values[layer].append(kv.values[:, :, -stored:].clone())
+            return logits
+
+        if multinomial_is_exponential_argmax():
+
+            def noise(gens, probs):
+                self.noise.append(exponential_draws(gens, probs))
+                return self.noise[-1]
+
+            step_logits.noise = noise  # type: ignore[attr-defined]
+        return step_logits
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.fed) + 1
+
+    def resid_at(self, layer: int, start: int, stop: int) -> torch.Tensor:
+        if layer not in self._resid_cat or self._resid_cat[layer].shape[1] < stop:
+            self._resid_cat[layer] = torch.cat(self.resid[layer], dim=1)
+        return self._resid_cat[layer][:, start:stop]
+
+    def history(self, layer: int, n: int, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's keys and values of ``layer`` at the last ``keep`` of positions ``[0, n)``."""
+        parts = len(self.keys[layer])
+        if self._kv_cat.get(layer, (0,))[0] != parts:
+            self._kv_cat[layer] = (parts, torch.cat(self.keys[layer], dim=2), torch.cat(self.values[layer], dim=2))
+        _, k, v = self._kv_cat[layer]
+        stop = n - self.first_position[layer]
+        return k[:, :, stop - keep : stop], v[:, :, stop - keep : stop]
+
+
+class _ArmSteps:
+    """The step function of one arm's chunk: lower layers replayed from the baseline's record for
+    shared rows, computed in a padded side batch for diverged rows."""
+
+    def __init__(self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int) -> None:
+        from transformers import DynamicCache
+
+        self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
+        self.model = handle.model
+        self.blocks = handle.hooked.decoder_layers()
+        self.cache = DynamicCache(config=self.model.config)
+        self.extra = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
+        self.shared = torch.ones(n_rows, dtype=torch.bool)
+        self.members: list[int] = []  # diverged rows, in the side batch's order
+        self.side_cache: Any = None
+        self.n_rows = n_rows
+        sharing.diverged_at = [None] * n_rows
+        self.exact = exact_batch_sizes(handle.shape.d_model)
+        self.step = 0
+        self.drawn = 0  # steps for which this arm's own generators have drawn
+        if record.noise:  # sampled, and torch samples as exponential_draws says
+            self.noise = self._noise
+
+    def _noise(self, gens, probs) -> torch.Tensor:
+        """The baseline's exponentials for this step (each row's generator would draw exactly
+        these); past the baseline's last step, the arm's own generators, first advanced past the
+        steps whose draws were borrowed."""
+        if self.step < len(self.record.noise):
+            return self.record.noise[self.step]
+        while self.drawn < self.step:
+            exponential_draws(gens, probs)
+            self.drawn += 1
+        self.drawn += 1
+        return exponential_draws(gens, probs)
+
+    # -- the side batch of diverged rows ------------------------------------------------
+    def _side_rows(self) -> list[int]:
+        size = _padded_size(len(self.members), self.exact, 32, self.n_rows)
+        return self.members + [self.members[0]] * (size - len(self.members))
+
+    def _join(self, rows: list[int], n: int) -> None:
+        """Rows leave the shared path before position ``n``: the side cache takes their keys and
+        values of positions ``[0, n)`` from the baseline (identical up to there)."""
+        from transformers import DynamicCache
+
+        old, old_rows = self.side_cache, (self._side_rows() if self.members else [])
+        self.members = sorted(self.members + rows)
+        new_rows = self._side_rows()
+        # each new side row: from the old side batch (its own keys so far) or from the baseline
+        from_old = [old_rows.index(r) if r in old_rows else -1 for r in new_rows]
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(self.layer):
+            kv: Any = cache.layers[layer]  # a DynamicLayer or DynamicSlidingWindowLayer
+            window = getattr(kv, "sliding_window", None)
+            keep = n if window is None else min(n, window - 1)
+            base_k, base_v = self.record.history(layer, n, keep)
+            k = base_k[torch.tensor(new_rows)]
+            v = base_v[torch.tensor(new_rows)]
+            if old is not None:
+                mine = [j for j, o in enumerate(from_old) if o >= 0]
+                if mine:
+                    take = torch.tensor([from_old[j] for j in mine])
+                    k[torch.tensor(mine)] = old.layers[layer].keys[take][:, :, -keep:]
+                    v[torch.tensor(mine)] = old.layers[layer].values[take][:, :, -keep:]
+            kv.update(k, v)
+            if window is not None:
+                kv.cumulative_length = n
+        self.side_cache = cache
+
+    def _lower(self, inputs, mask, position) -> torch.Tensor:
+        """Residual stream entering ``self.layer`` for the side batch's rows (the model stops there)."""
+        idx = torch.tensor(self._side_rows())
+        stop = self.blocks[self.layer - 1].register_forward_hook(lambda _m, _i, out: _raise(out))
+        try:
+            self.model(
+                input_ids=inputs[idx], attention_mask=mask[idx], position_ids=position[idx], cache=self.side_cache
+            )
+        except _Stop as s:
+            return s.output[: len(self.members)]
+        finally:
+            stop.remove()
+        raise RuntimeError("the forward pass did not reach the shared layer")
+
+    # -- one step -----------------------------------------------------------------------
+    def __call__(self, inputs, mask, position, step):
+        n_new = inputs.shape[1]
+        n = mask.shape[1] - n_new  # positions already cached
+        have = step < self.record.steps_run
+        if step > 0:
+            leaving = self.shared & ((inputs[:, 0] != self.record.fed[step - 1]) if have else True)
+            if bool(leaving.any()):
+                rows = leaving.nonzero().flatten().tolist()
+                for r in rows:
+                    self.sharing.diverged_at[r] = step
+                self.shared &= ~leaving
+                self._join(rows, n)
+        if have:
+            feed = self.record.resid_at(self.layer, n, n + n_new).clone()
+        else:
+            feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model)
+        if self.members:
+            feed[torch.tensor(self.members)] = self._lower(inputs, mask, position).to(feed.dtype)
+        self.sharing.steps = step + 1
+        self.step = step
+        with _replayed(self.blocks, self.layer, self.cache, feed):
+            out = self.model(
+                input_ids=inputs,
+                attention_mask=mask,
+                position_ids=position,
+                cache=self.cache,
+                use_cache=True,
+                **self.extra,
+            )
+        return out.logits[:, -1, :]
+
+
+def _raise(output):
+    raise _Stop(output)
+
+
+class _replayed:
+    """Lower blocks skipped: each only advances its cache layer's length (for the attention
+    masks), and block ``layer - 1`` returns ``feed``, the residual stream entering ``layer``."""
+
+    def __init__(self, blocks, layer: int, cache, feed: torch.Tensor) -> None:
+        self.blocks, self.layer, self.cache, self.feed = blocks, layer, cache, feed
+
+    def __enter__(self):
+        for index in range(self.layer):
+            self.blocks[index].forward = self._skip(index)
+
+    def _skip(self, index: int):
+        def forward(hidden_states, *args, **kwargs):
+            n = hidden_states.shape[1]
+            placeholder = torch.zeros(1, 1, n, 1, dtype=hidden_states.dtype)
+            self.cache.layers[index].update(placeholder, placeholder)
+            return self.feed if index == self.layer - 1 else hidden_states
+
+        return forward
+
+    def __exit__(self, *exc):
+        for index in range(self.layer):
+            del self.blocks[index].forward
+
+
+def generate_arms(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    arms: Sequence[Arm],
+    *,
+    baseline_hooks: Hooks = None,
+    prompt_format: str | None = None,
+    track=None,
+) -> tuple[GenerationResult, list[GenerationResult], list[Sharing]]:
+    """The baseline run (with ``baseline_hooks``) and each arm's run, as :func:`generate` would
+    give them one by one, with each arm's layers below ``arm.lowest_layer`` computed once (see the
+    module docstring). Returns (baseline, the arms' results in order, what each arm shared)."""
+    layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
+    chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
+
+    def base_steps(start: int, enc) -> StepLogits:
+        chunk_of[start] = _Record(handle, layers)
+        return chunk_of[start].steps()
+
+    def base_hooks(info: BatchInfo) -> HookList:
+        first = info.rows[0][0] * config.samples + info.rows[0][1]
+        return chunk_of[first].hooks(baseline_hooks)(info)
+
+    base = generate(
+        handle, prompts, config, prompt_format=prompt_format, hooks=base_hooks, track=track, steps=base_steps
+    )
+    results, shares = [], []
+    for arm in arms:
+        start = time.perf_counter()
+        if arm.lowest_layer <= 0:
+            results.append(generate(handle, prompts, config, prompt_format=prompt_format, hooks=arm.hooks, track=track))
+            shares.append(Sharing(0, seconds=time.perf_counter() - start))
+            continue
+        sharing = Sharing(arm.lowest_layer)
+        per_chunk: list[Sharing] = []
+
+        def arm_steps(start: int, enc, arm=arm, per_chunk=per_chunk) -> StepLogits:
+            part = Sharing(arm.lowest_layer)
+            per_chunk.append(part)
+            return _ArmSteps(handle, chunk_of[start], arm.lowest_layer, part, enc["input_ids"].shape[0])
+
+        results.append(
+            generate(
+                handle, prompts, config, prompt_format=prompt_format, hooks=arm.hooks, track=track, steps=arm_steps
+            )
+        )
+        sharing.diverged_at = [d for part in per_chunk for d in part.diverged_at]
+        sharing.steps = max((p.steps for p in per_chunk), default=0)
+        sharing.seconds = time.perf_counter() - start
+        shares.append(sharing)
+    return base, results, shares
