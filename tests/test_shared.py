@@ -108,11 +108,12 @@ def test_hook_layers_and_the_plan_of_a_claims_run(tiny_gpt2):
         Claim(id="d", heads="0:1", patch_mode="z", source="anger", **tiny),
     ]
     plan = ClaimSession(claims).plan()
-    assert len(plan.groups) == 2  # the z claims' baseline, and v_only's (explicit softmax at layer 1)
-    plain, eager = plan.groups
-    # a's patched run and two random heads, b's patched run (the same as a's: once), d's patch
-    assert len(plain.arms) == 4 and [plain.shared_layers(a) for a in plain.arms] == [1, 1, 1, 0]
-    assert eager.baseline.layers == (1,) and len(eager.arms) == 2
+    (group,) = plan.groups  # one target prompt set and settings: one group
+    # a's patched run and two random heads (b's patched run is a's: once), c's baseline (explicit
+    # softmax at layer 1), its v_only run and its pattern_v versus, d's patch at layer 0
+    assert group.baseline.layers == () and group.baseline.condition is None
+    assert [a.condition is None for a in group.arms] == [False, False, False, True, False, False, False]
+    assert [group.shared_layers(a) for a in group.arms] == [1, 1, 1, 1, 1, 1, 0]
     assert plan.n_runs == 8 and plan.to_dict()["groups"][0]["arms"][0]["heads"] == ["1:3"]
 
 

@@ -187,21 +187,26 @@ class ClaimSession:
     # -- the plan: every run the claims need, grouped by the baseline they share -----------
     def plan(self) -> Plan:
         """Every generation run the claims need (baselines, patched runs, versus conditions,
-        random heads), each once, grouped with the baseline whose prompts and settings they share."""
-        groups: dict[tuple, tuple[RunSpec, list[RunSpec]]] = {}
+        random heads), each once, in groups that share target prompts and settings. A group's
+        root is its plain baseline (no hooks) where a claim needs one; a baseline that takes the
+        explicit softmax on some layers is then one more arm, sharing the layers below them."""
+        groups: dict[tuple, list[RunSpec]] = {}
         seen: set[tuple] = set()
         for c in self.claims:
             try:
                 runs = self._claim_runs(c)
-            except Exception:
+            except Exception:  # the claim's own evaluation reports it
                 continue
-            base = runs[0]
-            group = groups.setdefault(base.key, (base, []))
-            for run in runs[1:]:
+            entries = groups.setdefault(runs[0].key[:5], [])  # ("baseline", model, target, prompts, settings)
+            for run in runs:
                 if run.key not in seen:
                     seen.add(run.key)
-                    group[1].append(run)
-        return Plan(tuple(Group(base, tuple(arms)) for base, arms in groups.values()))
+                    entries.append(run)
+        out = []
+        for entries in groups.values():
+            root = min((r for r in entries if r.condition is None), key=lambda r: len(r.layers))
+            out.append(Group(root, tuple(r for r in entries if r is not root)))
+        return Plan(tuple(out))
 
     def _claim_runs(self, c: Claim) -> list[RunSpec]:
         """The claim's baseline, then each run its evaluation generates."""
@@ -222,6 +227,7 @@ class ClaimSession:
     def run_plan(self, plan: Plan) -> None:
         """Generate the plan's runs: each group's baseline once, its arms with the layers below
         their patches shared (:func:`harness.run.shared.generate_arms`)."""
+        self._capture_together(plan)
         for k, group in enumerate(plan.groups, 1):
             arms = [a for a in group.arms if a.key not in self._cache]
             c = self._claims_by_id[group.baseline.claim]
@@ -256,6 +262,34 @@ class ClaimSession:
                     f"{np.mean([s.layer for s in shares]):.1f} layers shared on average, "
                     f"{diverged:.0%} of shared rows diverged ({time.perf_counter() - start:.0f} s)"
                 )
+
+    def _capture_together(self, plan: Plan) -> None:
+        """One forward per source prompt set for every patch of the plan that reads z or v there
+        (those hooks leave the computation as it is), instead of one per patch. A patch that
+        reads attention patterns is captured alone: hooking a pattern changes how its layer
+        computes, and so every activation above it."""
+        wanted: dict[tuple, list[tuple]] = {}
+        for group in plan.groups:
+            for run in group.arms:
+                c = self._claims_by_id[run.claim]
+                if run.condition is None or c.intervention is not None:
+                    continue
+                needs = MODES[run.condition.patch_mode].needs
+                if not needs or "pattern" in needs:
+                    continue
+                sources = self._prompts(run.condition.source, c.n_prompts, source=True)
+                layers = tuple(sorted({layer for layer, _ in run.heads}))
+                key = ("source", c.model, run.condition.source, sources, layers, needs)
+                if key not in self._cache:
+                    wanted.setdefault(key[:4], []).append(key)
+        for (_, model, _source, sources), keys in wanted.items():
+            if len(set(keys)) < 2:
+                continue
+            layers = tuple(sorted({layer for key in keys for layer in key[4]}))
+            needs = frozenset().union(*(key[5] for key in keys))
+            every = capture_source(self.model(model), sources, layers, needs)
+            for key in keys:
+                self._cache[key] = every.subset(key[4], key[5])
 
     # -- evaluation --------------------------------------------------------------------
     def _heads(self, c: Claim, cond: Condition) -> tuple:

@@ -21,6 +21,11 @@ class SourceActivations:
     pattern: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # [head, Ls, Ls]
     v: dict[int, list[torch.Tensor]] = field(default_factory=dict)  # [Ls, kv_head, d_head]
 
+    def subset(self, layers: Sequence[int], needs: frozenset[str] | set[str]) -> SourceActivations:
+        """What a capture of only ``needs`` at ``layers`` would hold (the same tensors)."""
+        kinds = {kind: {layer: getattr(self, kind)[layer] for layer in layers} for kind in needs}
+        return SourceActivations(prompts=self.prompts, **kinds)
+
     def mean_z(self, layer: int) -> torch.Tensor:
         """Mean of z over every source prompt and position: [head, d_head]."""
         return torch.cat(self.z[layer], dim=0).mean(dim=0)

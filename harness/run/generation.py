@@ -226,7 +226,7 @@ def plain_steps(handle: ModelHandle) -> StepLogits:
 def _generate_chunk(
     handle: ModelHandle,
     enc,
-    rows,
+    info: BatchInfo,
     seeds,
     cfg: GenerationConfig,
     hooks,
@@ -236,12 +236,11 @@ def _generate_chunk(
 ):
     tok = handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
-    info = BatchInfo(rows=tuple(rows), prompt_lengths=mask.sum(-1), attention_mask=mask)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
     position = position_ids(mask)
-    done = torch.zeros(len(rows), dtype=torch.bool)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool)
     out_tokens, tracked = [], {name: [] for name in track}
     with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         inputs = ids
@@ -304,13 +303,35 @@ def generate(
     its encoding (default :func:`plain_steps`); :mod:`harness.run.shared` uses it to compute the
     layers below a patch once for several runs.
     """
+    return generate_together(
+        handle, prompts, config, [hooks], prompt_format=prompt_format, progress=progress, track=track, steps=steps
+    )[0]
+
+
+def generate_together(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    hook_sets: Sequence[HookList | Callable[[BatchInfo], HookList] | None],
+    *,
+    prompt_format: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    track: Mapping[str, Sequence[int]] | None = None,
+    steps: Callable[[int, dict], StepLogits] | None = None,
+) -> list[GenerationResult]:
+    """One run per hook set over the same prompts and settings, in one batch: each chunk's rows
+    once per run (run ``a`` in block ``a``), each hook applied to its own run's block only. A run
+    equals its own :func:`generate` call wherever the batch size does not change the rounding of
+    a row's matrix products (see :func:`harness.run.shared.exact_batch_sizes`); hooks on
+    ``hook_pattern`` must be on the same layers in every run (they change how a layer computes)."""
     prompts = list(prompts)
     if not prompts:
         raise UserError("no prompts to generate from (the prompt list is empty)")
     fmt = format_prompts(handle.tokenizer, prompts, prompt_format or handle.prompt_format)
     fmt.check_fits(handle, config.max_tokens, prompts=prompts)
     rows = [(p, s) for p in range(len(prompts)) for s in range(config.samples)]
-    result = GenerationResult(config=config, prompt_format=fmt.format)
+    k = len(hook_sets)
+    results = [GenerationResult(config=config, prompt_format=fmt.format) for _ in range(k)]
     eos = set(_eos_ids(handle))
     track_ids = {name: _token_ids(handle, name, ids) for name, ids in (track or {}).items()}
     with torch.no_grad():
@@ -318,26 +339,76 @@ def generate(
             chunk = rows[start : start + config.batch_size]
             texts = [fmt.texts[p] for p, _ in chunk]
             enc = fmt.encode(handle.tokenizer, texts)
+            mask = enc["attention_mask"]
+            info = BatchInfo(rows=tuple(chunk), prompt_lengths=mask.sum(-1), attention_mask=mask)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
             runner = steps(start, enc) if steps is not None else plain_steps(handle)
-            tokens, tracked = _generate_chunk(handle, enc, chunk, seeds, config, hooks, progress, track_ids, runner)
-            for r, (p, s) in enumerate(chunk):
-                prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
-                gen, hit = _trim(tokens[r].tolist(), eos if config.stop_at_eos else set())
-                result.generations.append(
-                    Generation(
-                        prompt_index=p,
-                        sample_index=s,
-                        seed=seeds[r],
-                        prompt=prompts[p],
-                        prompt_token_ids=tuple(prompt_ids),
-                        token_ids=gen,
-                        text=handle.tokenizer.decode(gen, skip_special_tokens=True),
-                        stopped_at_eos=hit,
-                        tracked={name: tuple(v[r, : len(gen)].tolist()) for name, v in tracked.items()},
-                    )
+            if k == 1:
+                batch, hooks = enc, hook_sets[0]
+            else:
+                batch = {"input_ids": enc["input_ids"].repeat(k, 1), "attention_mask": mask.repeat(k, 1)}
+                hooks = _blockwise([_resolve_hooks(h, info) for h in hook_sets], len(chunk))
+            tokens, tracked = _generate_chunk(
+                handle, batch, info, seeds * k, config, hooks, progress, track_ids, runner
+            )
+            for a, result in enumerate(results):
+                block = slice(a * len(chunk), (a + 1) * len(chunk))
+                _collect(
+                    handle,
+                    result,
+                    chunk,
+                    enc,
+                    seeds,
+                    prompts,
+                    tokens[block],
+                    {name: v[block] for name, v in tracked.items()},
+                    eos,
+                    config,
                 )
-    return result
+    return results
+
+
+def _blockwise(per_run: list[HookList], n: int) -> HookList:
+    """One hook per hook point for a batch of runs: run ``a``'s hooks see rows ``a*n..(a+1)*n``."""
+    by_name: dict[str, list[tuple[int, Callable]]] = {}
+    for a, hooks in enumerate(per_run):
+        for name, fn in hooks:
+            if not isinstance(name, str):
+                raise ValueError("hooks named by a predicate cannot run in a batch of runs")
+            by_name.setdefault(name, []).append((a, fn))
+
+    def combined(entries):
+        def hook(t, hook):
+            parts = list(t.split(n))
+            for a, fn in entries:
+                out = fn(parts[a], hook)
+                if out is not None:
+                    parts[a] = out
+            return torch.cat(parts)
+
+        return hook
+
+    return [(name, combined(entries)) for name, entries in by_name.items()]
+
+
+def _collect(handle, result, chunk, enc, seeds, prompts, tokens, tracked, eos, config) -> None:
+    """Append one chunk's generations (trimmed at EOS, with their tracked values) to ``result``."""
+    for r, (p, s) in enumerate(chunk):
+        prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
+        gen, hit = _trim(tokens[r].tolist(), eos if config.stop_at_eos else set())
+        result.generations.append(
+            Generation(
+                prompt_index=p,
+                sample_index=s,
+                seed=seeds[r],
+                prompt=prompts[p],
+                prompt_token_ids=tuple(prompt_ids),
+                token_ids=gen,
+                text=handle.tokenizer.decode(gen, skip_special_tokens=True),
+                stopped_at_eos=hit,
+                tracked={name: tuple(v[r, : len(gen)].tolist()) for name, v in tracked.items()},
+            )
+        )
 
 
 def _token_ids(handle: ModelHandle, name: str, ids: Sequence[int]) -> torch.Tensor:

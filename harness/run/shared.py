@@ -46,6 +46,7 @@ from harness.run.generation import (
     StepLogits,
     exponential_draws,
     generate,
+    generate_together,
     multinomial_is_exponential_argmax,
     plain_steps,
 )
@@ -124,6 +125,33 @@ def _padded_size(n: int, exact: frozenset[int], limit: int, total: int) -> int:
     if n >= limit:
         return n
     return min((m for m in exact if m >= n), default=max(n, total))
+
+
+def _packs(
+    handle: ModelHandle, prompts, config: GenerationConfig, arms: Sequence[Arm], max_rows: int
+) -> list[list[int]]:
+    """Arm indices in packs that can run as one batch: the same shared layers, hooks named by
+    strings, explicit softmax on the same layers, and batch sizes whose rounding is exact."""
+    rows = min(len(prompts) * config.samples, config.batch_size)
+    exact = exact_batch_sizes(handle.shape.d_model)
+
+    def ok(n: int) -> bool:
+        return _padded_size(n, exact, 32, n) == n
+
+    probe = BatchInfo(rows=((0, 0),), prompt_lengths=torch.ones(1, dtype=torch.long), attention_mask=torch.ones(1, 1))
+    packs: dict[tuple, list[list[int]]] = {}
+    for i, arm in enumerate(arms):
+        pairs = list(arm.hooks(probe)) if callable(arm.hooks) else list(arm.hooks or [])
+        names = [name for name, _fn in pairs]
+        if arm.lowest_layer <= 0 or not all(isinstance(n, str) for n in names):
+            packs.setdefault(("alone", i), []).append([i])
+            continue
+        key = (arm.lowest_layer, frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern")))
+        groups = packs.setdefault(key, [[]])
+        if (len(groups[-1]) + 1) * rows > max_rows or not ok((len(groups[-1]) + 1) * rows) or not ok(rows):
+            groups.append([])
+        groups[-1].append(i)
+    return [p for groups in packs.values() for p in groups if p]
 
 
 class _Stop(Exception):
@@ -214,7 +242,10 @@ class _ArmSteps:
     """The step function of one arm's chunk: lower layers replayed from the baseline's record for
     shared rows, computed in a padded side batch for diverged rows."""
 
-    def __init__(self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int) -> None:
+    def __init__(
+        self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int, copies: int = 1
+    ) -> None:
+        """``n_rows`` rows: ``copies`` runs of the chunk's rows (row j is baseline row j % (n_rows / copies))."""
         from transformers import DynamicCache
 
         self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
@@ -225,7 +256,8 @@ class _ArmSteps:
         self.shared = torch.ones(n_rows, dtype=torch.bool)
         self.members: list[int] = []  # diverged rows, in the side batch's order
         self.side_cache: Any = None
-        self.n_rows = n_rows
+        self.n_rows, self.copies = n_rows, copies
+        self.per_run = n_rows // copies
         sharing.diverged_at = [None] * n_rows
         self.exact = exact_batch_sizes(handle.shape.d_model)
         self.step = 0
@@ -238,7 +270,7 @@ class _ArmSteps:
         these); past the baseline's last step, the arm's own generators, first advanced past the
         steps whose draws were borrowed."""
         if self.step < len(self.record.noise):
-            return self.record.noise[self.step]
+            return self.record.noise[self.step].repeat(self.copies, 1)
         while self.drawn < self.step:
             exponential_draws(gens, probs)
             self.drawn += 1
@@ -266,8 +298,9 @@ class _ArmSteps:
             window = getattr(kv, "sliding_window", None)
             keep = n if window is None else min(n, window - 1)
             base_k, base_v = self.record.history(layer, n, keep)
-            k = base_k[torch.tensor(new_rows)]
-            v = base_v[torch.tensor(new_rows)]
+            own = torch.tensor([r % self.per_run for r in new_rows])  # each row's baseline row
+            k = base_k[own]
+            v = base_v[own]
             if old is not None:
                 mine = [j for j, o in enumerate(from_old) if o >= 0]
                 if mine:
@@ -299,7 +332,8 @@ class _ArmSteps:
         n = mask.shape[1] - n_new  # positions already cached
         have = step < self.record.steps_run
         if step > 0:
-            leaving = self.shared & ((inputs[:, 0] != self.record.fed[step - 1]) if have else True)
+            fed = self.record.fed[step - 1].repeat(self.copies) if have else None
+            leaving = self.shared & ((inputs[:, 0] != fed) if fed is not None else True)
             if bool(leaving.any()):
                 rows = leaving.nonzero().flatten().tolist()
                 for r in rows:
@@ -307,7 +341,7 @@ class _ArmSteps:
                 self.shared &= ~leaving
                 self._join(rows, n)
         if have:
-            feed = self.record.resid_at(self.layer, n, n + n_new).clone()
+            feed = self.record.resid_at(self.layer, n, n + n_new).repeat(self.copies, 1, 1)
         else:
             feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model)
         if self.members:
@@ -364,10 +398,14 @@ def generate_arms(
     baseline_hooks: Hooks = None,
     prompt_format: str | None = None,
     track=None,
+    max_rows: int = 512,
 ) -> tuple[GenerationResult, list[GenerationResult], list[Sharing]]:
     """The baseline run (with ``baseline_hooks``) and each arm's run, as :func:`generate` would
     give them one by one, with each arm's layers below ``arm.lowest_layer`` computed once (see the
-    module docstring). Returns (baseline, the arms' results in order, what each arm shared)."""
+    module docstring). Arms that share the same layers and take the explicit softmax on the same
+    layers run together in batches of up to ``max_rows`` rows (:func:`generate_together`), where
+    the batch size keeps every row's rounding (:func:`exact_batch_sizes`). Returns (baseline, the
+    arms' results in order, what each arm shared)."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
@@ -382,28 +420,41 @@ def generate_arms(
     base = generate(
         handle, prompts, config, prompt_format=prompt_format, hooks=base_hooks, track=track, steps=base_steps
     )
-    results, shares = [], []
-    for arm in arms:
+    results: list[GenerationResult | None] = [None] * len(arms)
+    shares: list[Sharing | None] = [None] * len(arms)
+    for pack in _packs(handle, prompts, config, arms, max_rows):
         start = time.perf_counter()
-        if arm.lowest_layer <= 0:
-            results.append(generate(handle, prompts, config, prompt_format=prompt_format, hooks=arm.hooks, track=track))
-            shares.append(Sharing(0, seconds=time.perf_counter() - start))
-            continue
-        sharing = Sharing(arm.lowest_layer)
-        per_chunk: list[Sharing] = []
-
-        def arm_steps(start: int, enc, arm=arm, per_chunk=per_chunk) -> StepLogits:
-            part = Sharing(arm.lowest_layer)
-            per_chunk.append(part)
-            return _ArmSteps(handle, chunk_of[start], arm.lowest_layer, part, enc["input_ids"].shape[0])
-
-        results.append(
-            generate(
-                handle, prompts, config, prompt_format=prompt_format, hooks=arm.hooks, track=track, steps=arm_steps
+        layer = arms[pack[0]].lowest_layer
+        if layer <= 0:  # nothing below its patch: a run of its own
+            (i,) = pack
+            results[i] = generate(
+                handle, prompts, config, prompt_format=prompt_format, hooks=arms[i].hooks, track=track
             )
+            shares[i] = Sharing(0, seconds=time.perf_counter() - start)
+            continue
+        per_chunk: list[Sharing] = []
+        k = len(pack)
+
+        def pack_steps(first: int, enc, layer=layer, per_chunk=per_chunk, k=k) -> StepLogits:
+            part = Sharing(layer)
+            per_chunk.append(part)
+            return _ArmSteps(handle, chunk_of[first], layer, part, k * enc["input_ids"].shape[0], copies=k)
+
+        outs = generate_together(
+            handle,
+            prompts,
+            config,
+            [arms[i].hooks for i in pack],
+            prompt_format=prompt_format,
+            track=track,
+            steps=pack_steps,
         )
-        sharing.diverged_at = [d for part in per_chunk for d in part.diverged_at]
-        sharing.steps = max((p.steps for p in per_chunk), default=0)
-        sharing.seconds = time.perf_counter() - start
-        shares.append(sharing)
-    return base, results, shares
+        seconds = (time.perf_counter() - start) / len(pack)
+        for a, (i, out) in enumerate(zip(pack, outs, strict=True)):
+            results[i] = out
+            diverged: list[int | None] = []
+            for part in per_chunk:  # each chunk's rows are the pack's runs in blocks
+                n = len(part.diverged_at) // len(pack)
+                diverged += part.diverged_at[a * n : (a + 1) * n]
+            shares[i] = Sharing(layer, diverged, max((p.steps for p in per_chunk), default=0), seconds)
+    return base, [r for r in results if r is not None], [s for s in shares if s is not None]
