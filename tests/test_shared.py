@@ -154,3 +154,21 @@ def test_an_arm_goes_on_alone_after_the_baseline_stopped_early(tiny_gpt2, do_sam
     assert [g.token_ids for g in res.generations] == [g.token_ids for g in alone.generations]
     assert max(len(g.token_ids) for g in alone.generations) > 1
     assert all(d == 1 for d, g in zip(share.diverged_at, alone.generations, strict=True) if len(g.token_ids) > 1)
+
+
+def test_the_one_token_measure_is_the_runs_first_position(tiny_gpt2):
+    """Read from the baseline and patched runs' first generated position, it equals a forward
+    pass of its own over the prompts (a different batch: equal to float rounding)."""
+    from harness.metrics.next_token import keyword_logprob
+
+    c = Claim(id="a", model="tiny-gpt2", heads="1:3", patch_mode="z", source="gratitude", n_prompts=12, max_tokens=3,
+              metric="gratitude_keywords", direction="increase", samples=2)
+    session = ClaimSession([c])
+    res = session.results()["a"]
+    heads = ((1, 3),)
+    targets = PROMPTS[:12]
+    base = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, None)))
+    patched = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, c.condition)))
+    assert res.one_token["n"] == 12
+    assert res.one_token["mean"] == pytest.approx(float((patched - base).mean()), abs=1e-5)
+    assert res.one_token["mean"] != 0

@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from harness.claims.examples import all_generations, pick_examples, text_changes
 from harness.claims.plan import Group, Plan, RunSpec
@@ -36,7 +37,7 @@ from harness.claims.result import ClaimResult, progress_line
 from harness.claims.spec import Claim, Condition
 from harness.claims.verdicts import data_warnings, decide_verdict
 from harness.metrics import get_metric, keyword_emotion
-from harness.metrics.next_token import keyword_logprob, keyword_tracks
+from harness.metrics.next_token import keyword_tracks, track_key
 from harness.model.loading import load_model
 from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
@@ -364,21 +365,22 @@ class ClaimSession:
         """The same patch measured at the next token only: Δ log-prob mass on keyword tokens.
 
         Uses the keywords of the claim's metric emotion (``<e>_keywords``, ``<e>_logprob``) or
-        else of its source emotion; None when neither has a keyword list.
+        else of its source emotion; None when neither has a keyword list. Read from the baseline
+        and patched runs' first generated position (every run tracks each keyword emotion's
+        mass; before the first token is drawn the samples of a prompt are one computation), so
+        it costs no forward pass of its own.
         """
 
         emotion = keyword_emotion(c.metric) or c.source
         if emotion not in keyword_emotions():
             return None
         self._record_keywords(emotion)
-        handle = self.model(c.model)
-        targets = self._prompts(c.target, c.n_prompts, source=False)
-        base_run, run = self._run(c, heads, None), self._run(c, heads, c.condition)
-        base = self._memo(
-            ("one_token_base", c.model, targets, emotion, base_run.layers),
-            lambda: keyword_logprob(handle, targets, emotion, hooks=self._hooks(base_run)),
-        )
-        delta = keyword_logprob(handle, targets, emotion, hooks=self._hooks(run)) - base
+        key = track_key(emotion)
+
+        def first(run) -> torch.Tensor:
+            return torch.tensor([gens[0].tracked[key][0] for _, gens in sorted(run.by_prompt().items())])
+
+        delta = first(self._generate(c, heads, c.condition)) - first(self._generate(c, heads, None))
         return self._one_token_summary(c, emotion, delta)
 
     def _one_token_summary(self, c: Claim, emotion: str, delta_t) -> dict:
