@@ -60,8 +60,19 @@ def _same(a, b) -> tuple[bool, float]:
     return tokens, gap
 
 
-@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
-@pytest.mark.parametrize("name", ARCHITECTURES)
+# sampled runs on every architecture are the slow tier; the fast tier samples on GPT-2 (learned
+# positions, LayerNorm), GQA Llama and Gemma 2 (sliding windows on every other layer)
+SAMPLED_FAST = ("tiny-gpt2", "tiny-llama-gqa", "tiny-gemma2")
+
+
+@pytest.mark.parametrize(
+    ("name", "do_sample"),
+    [pytest.param(n, False, id=f"{n}-greedy") for n in ARCHITECTURES]
+    + [
+        pytest.param(n, True, id=f"{n}-sampled", marks=() if n in SAMPLED_FAST else pytest.mark.slow)
+        for n in ARCHITECTURES
+    ],
+)
 def test_planned_arms_equal_arm_by_arm_generation(name, do_sample):
     handle = load_model(name)
     top = handle.shape.n_layers - 1
