@@ -17,18 +17,6 @@ from harness.run.generation import GenerationConfig, forward, generate
 TINY = {"model": "tiny-gpt2", "metric": "sentiment", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
 PROMPTS = ("The weather today is", "I went to the shop and", "My neighbour said")
 GREEDY = GenerationConfig(max_tokens=6, do_sample=False)
-ARCHITECTURES = [
-    "tiny-gpt2",
-    "tiny-llama-gqa",
-    "tiny-qwen2",
-    "tiny-qwen3",
-    "tiny-mistral-swa",
-    "tiny-gpt-neox",
-    "tiny-phi3",
-    "tiny-gemma",
-    "tiny-gemma2",
-    "tiny-gemma3",
-]
 
 
 @pytest.fixture
@@ -50,13 +38,10 @@ def _tokens(run):
     return [g.token_ids for g in run.generations]
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
-def test_residual_stream_hook_points_on_every_architecture(name):
+def test_residual_stream_hook_points_on_every_architecture(tiny_model):
     """hook_resid_pre/post exist, an identity hook is exact, block l's output is block l+1's input,
     and adding a vector after block l equals adding it before block l+1."""
-    from harness import load_model
-
-    handle = load_model(name)
+    handle = tiny_model
     base, _ = forward(handle, PROMPTS)
     seen: dict[str, torch.Tensor] = {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import TINY_MODELS as ARCHITECTURES  # every architecture the hook adapters support
 from harness import Claim
 from harness.claims.session import ClaimSession
 from harness.metrics.next_token import keyword_tracks
@@ -16,18 +17,6 @@ from harness.run.generation import GenerationConfig, generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 from harness.run.shared import Arm, exact_batch_sizes, generate_arms, hook_layer
 
-ARCHITECTURES = [
-    "tiny-gpt2",
-    "tiny-llama-gqa",
-    "tiny-qwen2",
-    "tiny-qwen3",
-    "tiny-mistral-swa",
-    "tiny-gpt-neox",
-    "tiny-phi3",
-    "tiny-gemma",
-    "tiny-gemma2",
-    "tiny-gemma3",
-]
 STEPS = 8
 PROMPTS = load_prompt_set("neutral").head(20)
 
