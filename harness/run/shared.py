@@ -95,15 +95,6 @@ def hook_layer(name: str) -> int:
     return int(parts[1])
 
 
-def lowest_hooked_layer(hooks: Hooks, info: BatchInfo) -> int | None:
-    """The lowest layer ``hooks`` touch for this chunk (None: no hooks; 0 for a hook named by a
-    predicate, which could be anywhere)."""
-    pairs = list(hooks(info)) if callable(hooks) else list(hooks or [])
-    if not pairs:
-        return None
-    return min(hook_layer(name) if isinstance(name, str) else 0 for name, _fn in pairs)
-
-
 @functools.cache
 def exact_batch_sizes(d_model: int, limit: int = 32) -> frozenset[int]:
     """Row counts ``m`` for which a linear layer gives each row exactly what it gives that row in a
