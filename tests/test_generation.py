@@ -299,3 +299,22 @@ def test_hook_v_sees_exactly_the_values_the_cache_stores(tiny_model):
         v = seen[f"blocks.{layer}.attn.hook_v"]  # [batch, pos, kv_head, d_head]
         assert v.shape[2:] == (tiny_model.shape.n_kv_heads, tiny_model.shape.d_head)
         assert torch.equal(v.transpose(1, 2), cache.layers[layer].values)  # cache: [batch, kv_head, pos, d_head]
+
+
+def test_the_growing_cache_layer_holds_what_hf_dynamic_layer_holds():
+    """Appended in place (capacity doubled when full), keys/values equal DynamicLayer's in shape
+    and value after every update, and a reset starts empty."""
+    from transformers.cache_utils import DynamicLayer
+
+    from harness.run.kvcache import GrowingLayer
+
+    gen = torch.Generator().manual_seed(0)
+    ours, theirs = GrowingLayer(), DynamicLayer()
+    for n in (45, 1, 1, 60, 1, 100):  # the prefill, steps, and appends past the capacity
+        k, v = torch.randn(3, 2, n, 4, generator=gen), torch.randn(3, 2, n, 4, generator=gen)
+        a, b = ours.update(k, v), theirs.update(k, v)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and ours.get_seq_length() == theirs.get_seq_length()
+    with pytest.raises(ValueError, match="rows x heads"):
+        ours._grow(torch.zeros(5, 2, 1, 4), torch.zeros(5, 2, 1, 4), 500)
+    ours.reset()
+    assert ours.update(torch.ones(1, 1, 2, 4), torch.ones(1, 1, 2, 4))[0].shape == (1, 1, 2, 4)

@@ -86,11 +86,8 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
     arm_by_arm_s = time.perf_counter() - start
 
     keys = [run.key for g in plan.groups for run in (g.baseline, *g.arms)]
-    mismatched = [
-        k
-        for k in keys
-        if [g.token_ids for g in planned._cache[k].generations] != [g.token_ids for g in alone._cache[k].generations]
-    ]
+    compared = [_compare_runs(planned._cache[k], alone._cache[k]) for k in keys]
+    mismatched = [k for k, c in zip(keys, compared, strict=True) if c["rows"]]
     split: dict[int, dict] = {}
     for g, shares in zip(plan.groups, planned.sharing_by_group, strict=True):
         for arm, share in zip(g.arms, shares, strict=True):
@@ -112,6 +109,10 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
         "speedup": arm_by_arm_s / planned_s,
         "identical": not mismatched,
         "mismatched_runs": len(mismatched),
+        # every row whose tokens differ, with the step of its first differing token (none expected:
+        # the planned path keeps each row's arithmetic; a flip would show here, never pass silently)
+        "mismatched_rows": [{"run": i, **row} for i, c in enumerate(compared) for row in c["rows"]],
+        "max_tracked_logprob_diff": max((c["max_tracked_diff"] for c in compared), default=0.0),
         "baselines_arm_by_arm_s": baselines_s,
         "split_by_shared_layers": {
             str(layer): {**row, "diverged": float(np.mean(row["diverged"]))} for layer, row in sorted(split.items())
@@ -122,6 +123,22 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
             "python": platform.python_version(),
         },
     }
+
+
+def _compare_runs(a, b) -> dict:
+    """Rows of two runs of the same prompts whose tokens differ (prompt, sample, first differing
+    step), and the largest difference of their tracked log-probs over the tokens both generated."""
+    rows, gap = [], 0.0
+    for g, h in zip(a.generations, b.generations, strict=True):
+        if g.token_ids != h.token_ids:
+            step = next((i for i, (x, y) in enumerate(zip(g.token_ids, h.token_ids)) if x != y), None)
+            if step is None:
+                step = min(len(g.token_ids), len(h.token_ids))
+            rows.append({"prompt": g.prompt_index, "sample": g.sample_index, "step": step})
+            continue
+        for name, values in g.tracked.items():
+            gap = max(gap, max((abs(x - y) for x, y in zip(values, h.tracked[name], strict=True)), default=0.0))
+    return {"rows": rows, "max_tracked_diff": gap}
 
 
 def _prompts(n: int) -> list[str]:

@@ -147,7 +147,7 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
 
 def _filter_logits(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
     """Temperature, then top-k, then top-p, in HF's order and with HF's tie rules."""
-    x = logits / cfg.temperature
+    x = logits if cfg.temperature == 1.0 else logits / cfg.temperature  # x / 1.0 == x, bit for bit
     if cfg.top_k and cfg.top_k < x.shape[-1]:
         kth = torch.topk(x, cfg.top_k, dim=-1).values[..., -1:]
         x = x.masked_fill(x < kth, float("-inf"))
@@ -169,8 +169,13 @@ def _next_tokens(
     if noise is None:
         return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
     # torch.multinomial's own draw for one sample (see exponential_draws), with the exponentials
-    # from ``noise``: a planned arm takes the baseline's, which its rows' generators would repeat
-    return (probs / noise(gens, probs)).argmax(dim=-1)
+    # from ``noise``: a planned arm takes the baseline's, which its rows' generators would repeat.
+    # ``noise`` may give one row per run of a batch of k runs (the same draws for every run)
+    q = noise(gens, probs)
+    if q.shape[0] == probs.shape[0]:
+        return (probs / q).argmax(dim=-1)
+    k = probs.shape[0] // q.shape[0]
+    return (probs.view(k, q.shape[0], -1) / q).argmax(dim=-1).flatten()
 
 
 def exponential_draws(gens: list[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
@@ -205,14 +210,14 @@ StepLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Ten
 
 
 def plain_steps(handle: ModelHandle) -> StepLogits:
-    """One model forward per step on a fresh ``DynamicCache``: ``(inputs, mask, position, step)``
+    """One model forward per step on a fresh KV cache (:func:`harness.run.kvcache.growing_cache`): ``(inputs, mask, position, step)``
     -> the last position's logits. :mod:`harness.run.shared` supplies others; a step function
     with a ``noise(gens, probs)`` attribute supplies the exponentials sampling uses (see
     :func:`exponential_draws`) instead of ``torch.multinomial`` drawing them."""
-    from transformers import DynamicCache
+    from harness.run.kvcache import growing_cache
 
     model = handle.model
-    cache = DynamicCache(config=model.config)
+    cache = growing_cache(model.config)
     extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
 
     def step_logits(inputs, mask, position, step):

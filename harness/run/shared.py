@@ -237,12 +237,12 @@ class _ArmSteps:
         self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int, copies: int = 1
     ) -> None:
         """``n_rows`` rows: ``copies`` runs of the chunk's rows (row j is baseline row j % (n_rows / copies))."""
-        from transformers import DynamicCache
-
         self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
         self.model = handle.model
         self.blocks = handle.hooked.decoder_layers()
-        self.cache = DynamicCache(config=self.model.config)
+        from harness.run.kvcache import growing_cache
+
+        self.cache = growing_cache(self.model.config)
         self.extra = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
         self.shared = torch.ones(n_rows, dtype=torch.bool)
         self.members: list[int] = []  # diverged rows, in the side batch's order
@@ -261,7 +261,7 @@ class _ArmSteps:
         these); past the baseline's last step, the arm's own generators, first advanced past the
         steps whose draws were borrowed."""
         if self.step < len(self.record.noise):
-            return self.record.noise[self.step].repeat(self.copies, 1)
+            return self.record.noise[self.step]  # every copy's rows draw these (broadcast)
         while self.drawn < self.step:
             exponential_draws(gens, probs)
             self.drawn += 1
@@ -274,31 +274,30 @@ class _ArmSteps:
         return self.members + [self.members[0]] * (size - len(self.members))
 
     def _join(self, rows: list[int], n: int) -> None:
-        """Rows leave the shared path before position ``n``: the side cache takes their keys and
-        values of positions ``[0, n)`` from the baseline (identical up to there)."""
-        from transformers import DynamicCache
+        """Rows leave the shared path before position ``n``: the side cache keeps its members' own
+        keys and values and takes the new rows' of positions ``[0, n)`` from the baseline
+        (identical up to there). Members stay in the order they joined (a row's results do not
+        depend on its place in a batch of an exact size)."""
+        old, before = self.side_cache, len(self.members)
+        self.members = self.members + rows
+        pad = len(self._side_rows()) - len(self.members)
+        own = torch.tensor([r % self.per_run for r in rows])  # each new row's baseline row
+        from harness.run.kvcache import growing_cache
 
-        old, old_rows = self.side_cache, (self._side_rows() if self.members else [])
-        self.members = sorted(self.members + rows)
-        new_rows = self._side_rows()
-        # each new side row: from the old side batch (its own keys so far) or from the baseline
-        from_old = [old_rows.index(r) if r in old_rows else -1 for r in new_rows]
-        cache = DynamicCache(config=self.model.config)
+        cache = growing_cache(self.model.config)
         for layer in range(self.layer):
             kv: Any = cache.layers[layer]  # a DynamicLayer or DynamicSlidingWindowLayer
             window = getattr(kv, "sliding_window", None)
             keep = n if window is None else min(n, window - 1)
             base_k, base_v = self.record.history(layer, n, keep)
-            own = torch.tensor([r % self.per_run for r in new_rows])  # each row's baseline row
-            k = base_k[own]
-            v = base_v[own]
-            if old is not None:
-                mine = [j for j, o in enumerate(from_old) if o >= 0]
-                if mine:
-                    take = torch.tensor([from_old[j] for j in mine])
-                    k[torch.tensor(mine)] = old.layers[layer].keys[take][:, :, -keep:]
-                    v[torch.tensor(mine)] = old.layers[layer].values[take][:, :, -keep:]
-            kv.update(k, v)
+            ks, vs = [base_k[own]], [base_v[own]]
+            if before:
+                ks.insert(0, old.layers[layer].keys[:before, :, -keep:])
+                vs.insert(0, old.layers[layer].values[:before, :, -keep:])
+            if pad:  # copies of the first member, to an exact batch size
+                ks.append(ks[0][:1].expand(pad, -1, -1, -1))
+                vs.append(vs[0][:1].expand(pad, -1, -1, -1))
+            kv.update(torch.cat(ks), torch.cat(vs))
             if window is not None:
                 kv.cumulative_length = n
         self.side_cache = cache
