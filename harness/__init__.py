@@ -57,6 +57,7 @@ _PUBLIC = {
     "UserError": "harness.errors",
     "evaluate": "harness.analysis.evaluate",
     "Findings": "harness.analysis.evaluate",
+    "RayBackend": "harness.distributed.ray_backend",
 }
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ModelHandle",
     "ModelShape",
     "PatchConfig",
+    "RayBackend",
     "UserError",
     "generate",
     "get_metric",
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
     from harness.analysis.evaluate import Findings, evaluate
     from harness.claims.result import ClaimResult
     from harness.claims.session import ClaimSession
+    from harness.distributed.ray_backend import RayBackend
     from harness.claims.spec import (
         Claim,
         Condition,

@@ -306,8 +306,9 @@ def test_the_growing_cache_layer_holds_what_hf_dynamic_layer_holds():
     and value after every update, and a reset starts empty."""
     from transformers.cache_utils import DynamicLayer
 
-    from harness.run.kvcache import GrowingLayer
+    from harness.run.kvcache import growing_layer_class
 
+    GrowingLayer = growing_layer_class()
     gen = torch.Generator().manual_seed(0)
     ours, theirs = GrowingLayer(), DynamicLayer()
     for n in (45, 1, 1, 60, 1, 100):  # the prefill, steps, and appends past the capacity

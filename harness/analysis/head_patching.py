@@ -31,7 +31,8 @@ SCHEMA_VERSION = 2  # 2: settings.generation says samples / max_tokens (was n_sa
 def generation_config(run):
     """The :class:`~harness.run.generation.GenerationConfig` of a resolved :class:`~harness.run.profiles.RunConfig`."""
 
-    return GenerationConfig.from_settings(run, batch_size=run.batch_size)
+    # "auto" is sized once the model is loaded (harness.cli.patch); until then, the default
+    return GenerationConfig.from_settings(run, batch_size=run.batch_size if isinstance(run.batch_size, int) else 128)
 
 
 def _no_progress(total: int, label: str):

@@ -63,3 +63,14 @@ class Plan:
         return {
             "groups": [{"baseline": g.baseline.to_dict(), "arms": [a.to_dict() for a in g.arms]} for g in self.groups]
         }
+
+
+def split_jobs(plan: Plan, parts: int) -> tuple[Group, ...]:
+    """The plan as jobs for ``parts`` workers: each group's arms dealt round-robin into up to
+    ``parts`` jobs, every job with the group's baseline (recomputed by each: deterministic, and
+    cheaper than shipping its recorded layers). A group without arms is one job."""
+    jobs: list[Group] = []
+    for group in plan.groups:
+        k = max(1, min(parts, len(group.arms)))
+        jobs += [Group(group.baseline, group.arms[i::k]) for i in range(k)]
+    return tuple(jobs)

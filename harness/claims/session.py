@@ -39,6 +39,7 @@ from harness.claims.verdicts import data_warnings, decide_verdict
 from harness.metrics import get_metric, keyword_emotion
 from harness.metrics.next_token import keyword_tracks, track_key
 from harness.model.loading import load_model
+from harness.model.device import auto_batch_size, parse_batch_size, placement
 from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig, identity_pattern_hooks, patch_hooks
@@ -78,7 +79,18 @@ class ClaimSession:
         rerun_options: str = "",
         progress: Callable[[str], None] | None = None,
         planned: bool = True,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int | str | None = None,
+        backend=None,
     ) -> None:
+        """``device``/``dtype``: where and in what precision every model runs (checked here, before
+        any work); ``batch_size``: rows per forward pass for every run (an integer or ``"auto"``;
+        None: 128); ``backend``: what generates the plan's groups (None: this process; see
+        :mod:`harness.distributed`)."""
+        self.placement = placement(device, dtype)
+        self.batch_size = parse_batch_size(batch_size)
+        self.backend = backend
         self.claims = list(claims)
         self.progress = progress  # called with one line per evaluated claim (all are evaluated at once)
         self.rerun_options = rerun_options  # e.g. "--model gpt2=/dir --profile greedy", for rerun commands
@@ -97,7 +109,9 @@ class ClaimSession:
     def model(self, name: str):
 
         if name not in self._models:
-            self._models[name] = load_model(self.model_paths.get(name, name))
+            self._models[name] = load_model(
+                self.model_paths.get(name, name), device=self.placement.device, dtype=self.placement.dtype
+            )
         return self._models[name]
 
     def _memo(self, key, compute):
@@ -106,8 +120,28 @@ class ClaimSession:
         return self._cache[key]
 
     def _gen_config(self, c: Claim):
+        cfg = GenerationConfig.from_settings(c)
+        if self.batch_size is None:
+            return cfg
+        rows = self.batch_size
+        if rows == "auto":
+            rows = self._auto_rows(c)
+        return cfg.model_copy(update={"batch_size": rows})
 
-        return GenerationConfig.from_settings(c)
+    def _auto_rows(self, c: Claim) -> int:
+        """``--batch-size auto``: rows that fit half the device's free memory at this claim's longest
+        prompt plus its new tokens (once per model and length)."""
+        handle = self.model(c.model)
+        prompts = self._prompts(c.target, c.n_prompts, source=False)
+        longest = max(len(handle.tokenizer(p).input_ids) for p in prompts) + 64  # + a chat template
+        vocab = handle.model.get_output_embeddings().weight.shape[0]
+        key = ("auto_rows", c.model, longest + c.max_tokens)
+        return self._memo(
+            key,
+            lambda: auto_batch_size(
+                handle.shape, vocab, longest + c.max_tokens, self.placement.dtype, self.placement.device
+            ),
+        )
 
     def _prompts(self, name: str, n: int, *, source: bool) -> tuple[str, ...]:
 
@@ -227,7 +261,13 @@ class ClaimSession:
 
     def run_plan(self, plan: Plan) -> None:
         """Generate the plan's runs: each group's baseline once, its arms with the layers below
-        their patches shared (:func:`harness.run.shared.generate_arms`)."""
+        their patches shared (:func:`harness.run.shared.generate_arms`), here or on the session's
+        backend (whose workers run this same method on their part of the plan)."""
+        if self.backend is not None:
+            runs, sharing = self.backend.generate(self, plan)
+            self._cache.update(runs)
+            self.sharing_by_group.extend(sharing)
+            return
         self._capture_together(plan)
         for k, group in enumerate(plan.groups, 1):
             arms = [a for a in group.arms if a.key not in self._cache]
@@ -263,6 +303,11 @@ class ClaimSession:
                     f"{np.mean([s.layer for s in shares]):.1f} layers shared on average, "
                     f"{diverged:.0%} of shared rows diverged ({time.perf_counter() - start:.0f} s)"
                 )
+
+    def generated(self, plan: Plan) -> dict:
+        """The runs of ``plan`` this session has generated: cache key -> GenerationResult."""
+        keys = [run.key for group in plan.groups for run in (group.baseline, *group.arms)]
+        return {key: self._cache[key] for key in keys if key in self._cache}
 
     def _capture_together(self, plan: Plan) -> None:
         """One forward per source prompt set for every patch of the plan that reads z or v there

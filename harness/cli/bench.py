@@ -1,6 +1,7 @@
 """Benchmarks that report ratios against a reference run in the same process.
 
     causal-heads bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
+    causal-heads bench distributed --model tiny-gpt2 --workers 2 --json
     causal-heads bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json
 
 What each benchmark times is in :mod:`harness.analysis.bench`.
@@ -12,7 +13,9 @@ import argparse
 import json
 import sys
 
-from harness.analysis.bench import bench_claims, bench_generation, bench_sweep, bench_sweep_scaling
+from harness.analysis.bench import bench_claims, bench_distributed, bench_generation, bench_sweep, bench_sweep_scaling
+from harness.cli.placement import add_placement_options, placement_kwargs
+from harness.distributed.ray_backend import RayBackend
 from harness.errors import UserError, run_cli
 
 
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-tokens", type=int, default=30)
     g.add_argument("--repeats", type=int, default=3)
     g.add_argument("--json", action="store_true", help="print one JSON object")
+    add_placement_options(g, batch=False)
     w = sub.add_parser("sweep", help="all-heads sweep vs one forward per head, same process")
     w.add_argument("--model", default="smollm2-135m")
     w.add_argument("--n-prompts", type=int, default=20)
@@ -58,7 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("--random-heads", type=int, default=2)
     cl.add_argument("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
     cl.add_argument("--json", action="store_true")
+    d = sub.add_parser("distributed", help="the same claims in this process and on Ray actors")
+    d.add_argument("--model", default="tiny-gpt2")
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--n-prompts", type=int, default=12)
+    d.add_argument("--ray-address", default=None, help="auto or HOST:PORT (default: a local cluster of --workers CPUs)")
+    d.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.what == "distributed":
+        if args.workers < 1 or args.n_prompts < 2:
+            raise UserError("--workers must be >= 1 and --n-prompts >= 2")
+        RayBackend.from_options(args.ray_address, args.workers)  # Ray installed, the address answers
+        res = bench_distributed(args.model, args.workers, args.n_prompts, args.ray_address)
+        print(
+            json.dumps(res, indent=1)
+            if args.json
+            else f"local {res['local_s']:.1f} s, ray {res['ray_s']:.1f} s, identical: {str(res['identical']).lower()}"
+        )
+        return 0
     if args.what == "claims":
         if args.n_prompts < 2 or args.random_heads < 0:
             raise UserError("--n-prompts must be >= 2 and --random-heads >= 0")
@@ -95,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch < 1 or args.max_tokens < 1 or args.repeats < 1:
         raise UserError("--batch, --max-tokens and --repeats must be >= 1")
-    res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats)
+    res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats, **placement_kwargs(args))
     if args.json:
         json.dump(res, sys.stdout, indent=1)
         print()

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.calibrate import (
     CI_CONFIDENCE,
     READABLE_VERSIONS,
@@ -73,11 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="generation seed (default: the profile's, or --pools' seed); datasets use it too"
     )
     ap.add_argument("--output", help="write the versioned result document here (.json or .pkl)")
+    add_placement_options(ap, batch=False)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
 
     checks = [
         (args.samples >= 1, "--samples", args.samples, ">= 1"),
@@ -184,7 +187,7 @@ def _generated_pools(args, metrics: list[str] | None):
     targets = target_set.head(run.n_prompts)
     gen_cfg = generation_config(run)
     t0 = time.perf_counter()
-    handle = load_model(args.model or "smollm2-135m")
+    handle = load_model(args.model or "smollm2-135m", **place)
     fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
     print(
         f"{handle.name}: {len(targets)} {run.target} prompts × {args.pool} samples × {run.max_tokens} tokens, no patch",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import run_cli
 from harness.model.loading import load_model
 from harness.patch.heads import parse_head_spec
@@ -51,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--ablate", default="5:*", help="heads to zero-ablate, e.g. 1:10,0:0 or 5:* (default)")
     ap.add_argument("--max-tokens", type=int, default=30)
+    add_placement_options(ap, batch=False)
     args = ap.parse_args(argv)
+    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
 
     t0 = time.perf_counter()
-    handle = load_model(args.model)
+    handle = load_model(args.model, **place)
     s = handle.shape
     heads = parse_heads(args.ablate, s.n_layers, s.n_heads, handle.name)
     cfg = GenerationConfig(max_tokens=args.max_tokens)

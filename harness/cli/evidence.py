@@ -1,6 +1,7 @@
 """The main job: run every claim about one model and turn the results into evidence.
 
-    causal-heads evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
+    causal-heads evidence [--model smollm2-135m] [--out reports] [--device D --dtype T]
+                          [--backend ray --ray-address A --workers N] [-- PYTEST ARGS...]
 
 The steps and exit codes are in :mod:`harness.analysis.evidence`.
 """
@@ -11,6 +12,7 @@ import argparse
 import os
 
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
+from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.errors import UserError, run_cli
 from harness.model.loading import DEFAULT_MODEL, weights_absent
 from harness.results import atomic_write_text
@@ -24,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run the claims about this model [{DEFAULT_MODEL}]; NAME=PATH for weights in a directory",
     )
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    add_placement_options(ap, backend=True)
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. -k head_21_1)")
     args = ap.parse_args(argv)
+    check_placement(args)  # a missing GPU or an unreachable Ray cluster: exit 2 before anything runs
 
     name, sep, _ = args.model.partition("=")
     absent = None if sep else weights_absent(name)
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(absent)
 
     out = os.path.abspath(args.out)
-    doc = run_claims(out, ["--model", args.model, *args.pytest_args], "evidence")
+    doc = run_claims(out, ["--model", args.model, *forwarded_pytest_options(args), *args.pytest_args], "evidence")
     if doc is None:
         return BROKEN
     text = "\n".join(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
 from harness.errors import run_cli
 from harness.findings.regress import format_report, lost_claims, regression
@@ -55,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="causal-heads nightly", description=__doc__.splitlines()[0])
     ap.add_argument("--last", help="last night's findings.json (absent file: first night)")
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    add_placement_options(ap, backend=True)
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")
     args = ap.parse_args(argv)
+    check_placement(args)
     # read last night's document first: a bad one should not cost a whole claims run
     last = load_document(args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
-    doc = run_claims(out, args.pytest_args, "nightly")
+    doc = run_claims(out, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
     if doc is None:
         return BROKEN
     rows, context = None, []

@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from harness.cli.placement import add_placement_options
+from harness.model.device import auto_batch_size, parse_batch_size, placement
 from harness.analysis.head_patching import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--top-k", type=int)
     ap.add_argument("--plots-dir", help="default: results/<profile>/plots/heads")
     ap.add_argument("--no-plots", action="store_true")
+    add_placement_options(ap)
     return ap
 
 
@@ -107,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             "patch_generated": args.patch_generated,
             "target": args.target,
             "prompt_format": args.prompt_format,
+            "device": args.device,
+            "dtype": args.dtype,
+            "batch_size": parse_batch_size(args.batch_size),
         },
     )
+    place = placement(run.device, run.dtype)  # a missing GPU: exit 2 before any work
     source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
     targets = target_set.head(run.n_prompts)
     sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
@@ -116,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     PatchConfig(((0, 0),), mode.name, run.alignment, run.patch_generated)  # settings check, no model yet
 
     t0 = time.perf_counter()
-    handle = load_model(args.model)
+    handle = load_model(args.model, device=place.device, dtype=place.dtype)
+    if run.batch_size == "auto":
+        run, gen_cfg = _auto_batch(run, gen_cfg, handle, targets)
     heads = spec.resolve(handle.shape.n_layers, handle.shape.n_heads, handle.name)
     patch = PatchConfig(heads, mode.name, run.alignment, run.patch_generated)
     fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
@@ -132,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
         _status(f"wrote {head_effect_plot(doc, os.path.join(folder, name))}")
     print(format_summary(doc))
     return 0
+
+
+def _auto_batch(run, gen_cfg, handle, targets):
+    """``--batch-size auto``: rows that fit half the device's free memory (recorded as a number)."""
+    longest = max(len(handle.tokenizer(p).input_ids) for p in targets) + 64  # + a chat template
+    vocab = handle.model.get_output_embeddings().weight.shape[0]
+    rows = auto_batch_size(handle.shape, vocab, longest + run.max_tokens, handle.dtype, handle.device)
+    return run.model_copy(update={"batch_size": rows}), gen_cfg.model_copy(update={"batch_size": rows})
 
 
 def _settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.model.loading import load_model
 from harness.run.prompts import (
     PROMPT_SUFFIX,
@@ -25,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
         default="model",
         help="'model' = the model's default format (chat for smollm2-135m)",
     )
+    add_placement_options(st, batch=False)
     args = ap.parse_args(argv)
 
-    handle = load_model(args.model)
+    handle = load_model(args.model, **placement_kwargs(args))
     fmt = handle.prompt_format if args.prompt_format == "model" else args.prompt_format
     print(
         f"{'set':10} {'n':>3} {'format':6} {'min':>4} {'q1':>6} {'median':>6} {'q3':>6} {'mean':>6} {'max':>4}"

@@ -7,6 +7,7 @@ The method (definition, references, statistics) is in :mod:`harness.analysis.scr
 
 from __future__ import annotations
 
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.screen import (
     MIN_TARGETS_PER_DISTANCE,
     REFERENCES,
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comparable tokens: the mean over every target prompt at each distance (pooled, "
         "default) or the paired target prompt only (paired)",
     )
+    add_placement_options(ap, batch=False)
     args = ap.parse_args(argv)
+    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
     if args.n_prompts < 2:
         raise UserError(f"--n-prompts {args.n_prompts}: need at least 2 prompt pairs for a CI")
     check_options(
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = load_prompt_set(args.target).head(args.n_prompts)
 
     sweep_doc = load_sweep(args.sweep) if args.sweep else None
-    handle = load_model(args.model)
+    handle = load_model(args.model, **place)
     if sweep_doc is not None:
         try:
             check_sweep_matches(sweep_doc, handle, args.emotion)

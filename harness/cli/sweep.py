@@ -7,6 +7,7 @@ The method is in :mod:`harness.analysis.sweep`.
 
 from __future__ import annotations
 
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.sweep import (
     CLAIM_METRICS,
     SCHEMA,
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         "keyword log-mass, continuous) or <emotion>_keywords (counts in the text; on SmolLM2 at "
         "their floor in ~95%% of replies, so such claims come out 'untestable') [logprob]",
     )
+    add_placement_options(ap, batch=False)
     args = ap.parse_args(argv)
+    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
     if args.compare:
         return _compare_main(*args.compare, args.margin, args.top)
     if not args.emotion:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     get_mode(args.patch_mode)
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
-    handle = load_model(args.model)
+    handle = load_model(args.model, **place)
     start = time.perf_counter()
     result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start

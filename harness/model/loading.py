@@ -40,6 +40,7 @@ import torch
 
 from harness.errors import ModelUnavailableError, did_you_mean
 from harness.model import tiny
+from harness.model.device import placement, torch_dtype
 from harness.model.shape import ModelShape, model_shape
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -58,6 +59,8 @@ class ModelHandle:
     weights_sha256: str
     prompt_format: str  # default templating: "chat" or "plain"
     _hooked: Any = field(default=None, repr=False)
+    device: str = "cpu"  # where the weights are (harness.model.device)
+    dtype: str = "float32"  # their precision; weights_sha256 is of the fp32 weights as loaded
 
     @property
     def hooked(self):
@@ -92,7 +95,13 @@ class ModelHandle:
             "shape": self.shape.describe(),
             "shape_tuple": [self.shape.n_layers, self.shape.n_heads, self.shape.n_kv_heads, self.shape.d_head],
             "prompt_format": self.prompt_format,
+            "device": self.device,
+            "dtype": self.dtype,
         }
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
 
 
 def weights_sha256(model) -> str:
@@ -318,18 +327,35 @@ def weights_absent(name: str) -> str | None:
     )
 
 
-def load_model(name: str = DEFAULT_MODEL) -> ModelHandle:
-    """Load a registered model, a local directory or a cached Hugging Face id, offline."""
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: str = "float32") -> ModelHandle:
+    """Load a registered model, a local directory or a cached Hugging Face id, offline, onto
+    ``device`` in ``dtype`` (see :mod:`harness.model.device`; both checked before loading)."""
+    where = placement(device, dtype)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI or test log
     try:
-        return _load(name)
+        return _place(_load(name), where.device, where.dtype)
     finally:
         if shown:
             hf_logging.enable_progress_bar()
+
+
+def _place(handle: ModelHandle, device: str, dtype: str) -> ModelHandle:
+    """Move the loaded fp32 model to ``device`` and cast its parameters to ``dtype``. Buffers keep
+    their dtype (rotary frequencies stay float32, as Hugging Face keeps them when it loads a model
+    in reduced precision); the weights hash stays that of the weights as loaded."""
+    if device == "cpu" and dtype == "float32":
+        return handle
+    model = handle.model.to(device)
+    target = torch_dtype(dtype)
+    for param in model.parameters():
+        if param.is_floating_point():
+            param.data = param.data.to(target)
+    handle.model, handle.device, handle.dtype = model, device, dtype
+    return handle
 
 
 def _load(name: str) -> ModelHandle:

@@ -159,7 +159,7 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
             if info.step > 0:
                 for h in heads:
                     row = Row(layer, h, h // group, d_head, _ONE, None, source, i, None, None)
-                    z[r, 0, h] = _generated_value(cfg, mode, row)
+                    z[r, 0, h] = _generated_value(cfg, mode, row).to(z)
                 continue
             pad, lt = int(info.pad_lengths[r]), int(info.prompt_lengths[r])
             ls = source_length(source, layer, i, lt)
@@ -179,7 +179,8 @@ def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
                     None if pat is None else pat[r, :, pad:, pad:],
                     None if v is None else v[r, pad:],
                 )
-                z[r, pad + qs_t, h] = mode(row)
+                # on the model's device and in its dtype (no-ops for a CPU float32 model)
+                z[r, (pad + qs_t).to(z.device), h] = mode(row).to(z)
         return z
 
     return hook

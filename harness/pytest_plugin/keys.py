@@ -6,3 +6,4 @@ import pytest
 
 SESSION_KEY = pytest.StashKey["object"]()  # the run's one ClaimSession
 RESULTS_KEY = pytest.StashKey[dict]()  # claim id -> result dict, in evaluation order
+PLACEMENT_KEY = pytest.StashKey[dict]()  # device, dtype, batch size and backend of the run (checked at configure)

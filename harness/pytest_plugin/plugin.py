@@ -17,7 +17,8 @@ claims on the weights at PATH, e.g. a local GPT-2 directory), ``--claims FILE``,
 ``--profile NAME`` (a profile of ``harness/run/profiles.toml`` sets every claim's generation
 settings), ``--n-prompts``, ``--samples``, ``--seed`` (override every claim's value, and the
 profile's), ``--random-heads K`` (every claim that has a random-head control uses K),
-``--correction holm|bh``, ``--device cpu`` (the only device this version supports),
+``--correction holm|bh``, ``--device cpu|cuda|cuda:N|auto``, ``--dtype float32|bfloat16|float16``,
+``--batch-size N|auto``, ``--backend local|ray`` (with ``--ray-address``, ``--workers``),
 ``--findings PATH``.
 
 Torch and the models are imported only when a claim file is collected (through the lazy
@@ -36,9 +37,10 @@ import pytest
 import harness
 from harness.errors import UserError
 from harness.findings.document import findings_document
-from harness.pytest_plugin.keys import RESULTS_KEY, SESSION_KEY
+from harness.pytest_plugin.keys import PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
 from harness.results import write_result
-from harness.run.profiles import profile_claim_settings
+from harness.model.device import parse_batch_size, placement
+from harness.run.profiles import profile_claim_settings, profile_placement
 
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
 MODELS_SEEN = pytest.StashKey[set]()
@@ -82,7 +84,17 @@ def pytest_addoption(parser) -> None:
         "keep none); with K >= 19 the control's empirical p can reach 0.05",
     )
     group.addoption("--correction", default="holm", choices=("holm", "bh"), help="multiple-comparison correction")
-    group.addoption("--device", default="cpu", help="torch device; this version runs on cpu only")
+    group.addoption("--device", default=None, help="cpu (default), cuda, cuda:N or auto: where every model runs")
+    group.addoption("--dtype", default=None, help="float32 (default), bfloat16 or float16: the models' precision")
+    group.addoption("--batch-size", default=None, help="rows per forward pass: an integer or auto (default 128)")
+    group.addoption(
+        "--backend",
+        default="local",
+        choices=("local", "ray"),
+        help="where the runs are generated: this process (default) or Ray actors (pip install causal-heads[ray])",
+    )
+    group.addoption("--ray-address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local one)")
+    group.addoption("--workers", type=int, default=None, help="Ray actors, each holding the model (default 2)")
     group.addoption(
         "--findings",
         default=os.path.join("reports", "findings.json"),
@@ -113,12 +125,31 @@ def pytest_configure(config) -> None:
         "claim(Claim(...)): a causal claim: a claim file's test, or a test function that takes claim_result",
     )
     config.addinivalue_line("markers", "slow: a claim that needs minutes of CPU (tier = slow)")
-    if config.getoption("--device") != "cpu":
-        raise pytest.UsageError(f"--device {config.getoption('--device')!r}: this version runs on cpu only")
+    config.stash[PLACEMENT_KEY] = _placement(config)  # bad values stop the run here, before any work
     config.stash[RESULTS_KEY] = {}
     config.stash[MODELS_SEEN] = set()
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.import_plugin("harness.pytest_plugin.html")
+
+
+def _placement(config) -> dict:
+    """--device/--dtype/--batch-size (over the --profile's), and the backend: checked at once."""
+    try:
+        values = profile_placement(config.getoption("--profile"))
+        for key in ("device", "dtype", "batch_size"):
+            flag = config.getoption("--" + key.replace("_", "-"))
+            if flag is not None:
+                values[key] = flag
+        where = placement(values.get("device"), values.get("dtype"))
+        out = {"device": where.device, "dtype": where.dtype, "batch_size": parse_batch_size(values.get("batch_size"))}
+        backend = config.getoption("--backend")
+        if backend == "ray":  # (harness.RayBackend is imported on this first use: torch comes with it)
+            out["backend"] = harness.RayBackend.from_options(config.getoption("--ray-address"), config.getoption("--workers"))
+        elif config.getoption("--ray-address") or config.getoption("--workers"):
+            raise UserError("--ray-address and --workers need --backend ray")
+        return out
+    except UserError as exc:  # one line and exit 2, as every command answers bad input
+        pytest.exit(str(exc), returncode=2)
 
 
 def model_filter(config) -> tuple[set[str], dict[str, str]]:
@@ -361,6 +392,7 @@ def claim_session(config, claims):
             correction=config.getoption("--correction"),
             rerun_options=rerun_options(config, paths),
             progress=lambda line: live_line(config, line),
+            **config.stash[PLACEMENT_KEY],
         )
     return config.stash[SESSION_KEY]
 

@@ -40,6 +40,7 @@ from pydantic import ConfigDict, model_validator
 
 from harness.errors import UserError
 from harness.model.loading import ModelHandle
+from harness.run.kvcache import growing_cache
 from harness.run.settings import SamplingSettings
 from harness.run.templating import format_prompts
 
@@ -165,7 +166,9 @@ def _next_tokens(
 ) -> torch.Tensor:
     if not cfg.do_sample:
         return logits.argmax(dim=-1)
-    probs = _filter_logits(logits.float(), cfg).softmax(dim=-1)
+    # on the CPU in float32 whatever the model's device and dtype: each row's generator draws
+    # the same numbers everywhere (a no-op for a CPU float32 model)
+    probs = _filter_logits(logits.float().cpu(), cfg).softmax(dim=-1)
     if noise is None:
         return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
     # torch.multinomial's own draw for one sample (see exponential_draws), with the exponentials
@@ -214,8 +217,6 @@ def plain_steps(handle: ModelHandle) -> StepLogits:
     -> the last position's logits. :mod:`harness.run.shared` supplies others; a step function
     with a ``noise(gens, probs)`` attribute supplies the exponentials sampling uses (see
     :func:`exponential_draws`) instead of ``torch.multinomial`` drawing them."""
-    from harness.run.kvcache import growing_cache
-
     model = handle.model
     cache = growing_cache(model.config)
     extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
@@ -245,7 +246,9 @@ def _generate_chunk(
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
     position = position_ids(mask)
-    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    eos_ids = torch.tensor(sorted(eos), device=ids.device)
+    track = {name: t.to(ids.device) for name, t in track.items()}
     out_tokens, tracked = [], {name: [] for name in track}
     with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
         inputs = ids
@@ -256,11 +259,11 @@ def _generate_chunk(
                 logp = logits.float().log_softmax(dim=-1)
                 for name, ids in track.items():
                     tracked[name].append(torch.logsumexp(logp[:, ids], dim=-1))
-            nxt = _next_tokens(logits, cfg, gens, getattr(steps, "noise", None))
+            nxt = _next_tokens(logits, cfg, gens, getattr(steps, "noise", None)).to(ids.device)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out_tokens.append(nxt)
             if cfg.stop_at_eos:
-                done |= torch.isin(nxt, torch.tensor(sorted(eos)))
+                done |= torch.isin(nxt, eos_ids)
             if progress:
                 progress(1)
             if bool(done.all()):
@@ -343,9 +346,10 @@ def generate_together(
         for start in range(0, len(rows), config.batch_size):
             chunk = rows[start : start + config.batch_size]
             texts = [fmt.texts[p] for p, _ in chunk]
-            enc = fmt.encode(handle.tokenizer, texts)
+            enc_cpu = fmt.encode(handle.tokenizer, texts)
+            enc = _on_device(enc_cpu, handle)
             mask = enc["attention_mask"]
-            info = BatchInfo(rows=tuple(chunk), prompt_lengths=mask.sum(-1), attention_mask=mask)
+            info = BatchInfo(rows=tuple(chunk), prompt_lengths=enc_cpu["attention_mask"].sum(-1), attention_mask=mask)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
             runner = steps(start, enc) if steps is not None else plain_steps(handle)
             if k == 1:
@@ -356,13 +360,14 @@ def generate_together(
             tokens, tracked = _generate_chunk(
                 handle, batch, info, seeds * k, config, hooks, progress, track_ids, runner
             )
+            tokens, tracked = tokens.cpu(), {name: v.cpu() for name, v in tracked.items()}
             for a, result in enumerate(results):
                 block = slice(a * len(chunk), (a + 1) * len(chunk))
                 _collect(
                     handle,
                     result,
                     chunk,
-                    enc,
+                    enc_cpu,
                     seeds,
                     prompts,
                     tokens[block],
@@ -371,6 +376,14 @@ def generate_together(
                     config,
                 )
     return results
+
+
+def _on_device(enc, handle: ModelHandle):
+    """The tokenizer's tensors on the model's device (as they are on the CPU)."""
+    device = getattr(handle, "device", "cpu")
+    if device == "cpu":
+        return enc
+    return {key: value.to(device) for key, value in enc.items()}
 
 
 def _blockwise(per_run: list[HookList], n: int) -> HookList:
@@ -441,7 +454,7 @@ def forward(
     """
     fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
     fmt.check_fits(handle, prompts=list(prompts))
-    enc = fmt.encode(handle.tokenizer)
+    enc = _on_device(fmt.encode(handle.tokenizer), handle)
     mask = enc["attention_mask"]
     info = BatchInfo(
         rows=tuple((first_index + i, 0) for i in range(len(prompts))), prompt_lengths=mask.sum(-1), attention_mask=mask

@@ -26,12 +26,16 @@ def reference_generate(handle, prompts, prompt_format, max_new_tokens):
     """Greedy HF ``generate`` on one left-padded batch; returns (token lists, seconds)."""
 
     fmt = format_prompts(handle.tokenizer, prompts, prompt_format)
-    enc = fmt.encode(handle.tokenizer)
+    enc = {k: v.to(handle.model.device) for k, v in fmt.encode(handle.tokenizer).items()}
+    if handle.model.device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.no_grad():
         out = handle.model.generate(
             **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=handle.tokenizer.pad_token_id
         )
+    if handle.model.device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     eos = handle.model.generation_config.eos_token_id
     eos = {eos} if isinstance(eos, int) else set(eos or [])
@@ -45,7 +49,7 @@ def reference_generate(handle, prompts, prompt_format, max_new_tokens):
 def main() -> int:
 
     req = json.load(sys.stdin)
-    handle = load_model(req["model"])
+    handle = load_model(req["model"], device=req.get("device", "cpu"), dtype=req.get("dtype", "float32"))
     fmt = req.get("prompt_format") or handle.prompt_format
     times, rows = [], []
     for _ in range(int(req.get("repeats", 1))):

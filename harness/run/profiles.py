@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import tomllib
 
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.model.device import parse_batch_size, parse_dtype
 from harness.run.settings import SamplingSettings
 
 PROFILES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles.toml")
@@ -28,7 +29,18 @@ class RunConfig(SamplingSettings):
     patch_generated: bool = False
     target: str = "neutral"
     prompt_format: str = "model"
-    batch_size: int = 128
+    batch_size: int | str = 128  # rows per forward pass, or "auto" (sized from the device's free memory)
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto (harness.model.device)
+    dtype: str = "float32"  # float32, bfloat16 or float16
+
+    @model_validator(mode="after")
+    def _placement(self):
+        if isinstance(self.batch_size, str):
+            parse_batch_size(self.batch_size)
+        parse_dtype(self.dtype)
+        if self.device.strip().lower() not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device {self.device!r}: use cpu, cuda, cuda:N or auto")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -87,7 +99,8 @@ def profile_claim_settings(profile: str, path: str = PROFILES_FILE) -> dict:
     does not change results and is dropped; a profile that changes the prompt format or patches
     generated positions describes runs that claims cannot express, and is refused."""
     values = profile_values(profile, path)
-    values.pop("batch_size", None)
+    for key in ("batch_size", "device", "dtype"):  # the session's, not a claim's (profile_placement)
+        values.pop(key, None)
     default = RunConfig()
     for key in ("prompt_format", "patch_generated"):
         if key in values and values.pop(key) != getattr(default, key):
@@ -96,3 +109,12 @@ def profile_claim_settings(profile: str, path: str = PROFILES_FILE) -> dict:
                 f"prompt format and patch prompt positions only); use a profile without it"
             )
     return values
+
+
+def profile_placement(profile: str | None, path: str = PROFILES_FILE) -> dict:
+    """The device, dtype and batch size a profile sets (empty for none): they place a whole run
+    and change no claim's settings."""
+    if profile is None:
+        return {}
+    values = profile_values(profile, path)
+    return {k: values[k] for k in ("device", "dtype", "batch_size") if k in values}

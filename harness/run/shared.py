@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from harness.model.loading import ModelHandle
+from harness.run.kvcache import growing_cache
 from harness.run.generation import (
     BatchInfo,
     GenerationConfig,
@@ -96,20 +97,29 @@ def hook_layer(name: str) -> int:
 
 
 @functools.cache
-def exact_batch_sizes(d_model: int, limit: int = 32) -> frozenset[int]:
+def exact_batch_sizes(d_model: int, limit: int = 32, dtype: str = "float32", device: str = "cpu") -> frozenset[int]:
     """Row counts ``m`` for which a linear layer gives each row exactly what it gives that row in a
-    batch of ``limit`` rows (measured once per process on random weights of the model's width)."""
+    batch of ``limit`` rows (measured once per process, device and dtype on random weights of the
+    model's width)."""
     gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(4 * d_model, d_model, generator=gen), torch.randn(d_model, 4 * d_model, generator=gen)]
+    kind = getattr(torch, dtype)
+    weights = [
+        torch.randn(4 * d_model, d_model, generator=gen).to(device, kind),
+        torch.randn(d_model, 4 * d_model, generator=gen).to(device, kind),
+    ]
     exact = set()
     for m in range(1, limit + 1):
         ok = True
         for w in weights:
-            x = torch.randn(limit, 1, w.shape[1], generator=gen)
+            x = torch.randn(limit, 1, w.shape[1], generator=gen).to(device, kind)
             ok &= torch.equal(torch.nn.functional.linear(x[:m], w), torch.nn.functional.linear(x, w)[:m])
         if ok:
             exact.add(m)
     return frozenset(exact)
+
+
+def _probe_args(handle: ModelHandle) -> tuple:
+    return (handle.shape.d_model, 32, getattr(handle, "dtype", "float32"), getattr(handle, "device", "cpu"))
 
 
 def _padded_size(n: int, exact: frozenset[int], limit: int, total: int) -> int:
@@ -124,7 +134,7 @@ def _packs(
     """Arm indices in packs that can run as one batch: the same shared layers, hooks named by
     strings, explicit softmax on the same layers, and batch sizes whose rounding is exact."""
     rows = min(len(prompts) * config.samples, config.batch_size)
-    exact = exact_batch_sizes(handle.shape.d_model)
+    exact = exact_batch_sizes(*_probe_args(handle))
 
     def ok(n: int) -> bool:
         return _padded_size(n, exact, 32, n) == n
@@ -240,17 +250,17 @@ class _ArmSteps:
         self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
         self.model = handle.model
         self.blocks = handle.hooked.decoder_layers()
-        from harness.run.kvcache import growing_cache
-
         self.cache = growing_cache(self.model.config)
         self.extra = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
-        self.shared = torch.ones(n_rows, dtype=torch.bool)
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.shared = torch.ones(n_rows, dtype=torch.bool, device=self.device)
         self.members: list[int] = []  # diverged rows, in the side batch's order
         self.side_cache: Any = None
         self.n_rows, self.copies = n_rows, copies
         self.per_run = n_rows // copies
         sharing.diverged_at = [None] * n_rows
-        self.exact = exact_batch_sizes(handle.shape.d_model)
+        self.exact = exact_batch_sizes(*_probe_args(handle))
         self.step = 0
         self.drawn = 0  # steps for which this arm's own generators have drawn
         if record.noise:  # sampled, and torch samples as exponential_draws says
@@ -281,9 +291,7 @@ class _ArmSteps:
         old, before = self.side_cache, len(self.members)
         self.members = self.members + rows
         pad = len(self._side_rows()) - len(self.members)
-        own = torch.tensor([r % self.per_run for r in rows])  # each new row's baseline row
-        from harness.run.kvcache import growing_cache
-
+        own = torch.tensor([r % self.per_run for r in rows], device=self.device)  # each new row's baseline row
         cache = growing_cache(self.model.config)
         for layer in range(self.layer):
             kv: Any = cache.layers[layer]  # a DynamicLayer or DynamicSlidingWindowLayer
@@ -304,7 +312,7 @@ class _ArmSteps:
 
     def _lower(self, inputs, mask, position) -> torch.Tensor:
         """Residual stream entering ``self.layer`` for the side batch's rows (the model stops there)."""
-        idx = torch.tensor(self._side_rows())
+        idx = torch.tensor(self._side_rows(), device=self.device)
         stop = self.blocks[self.layer - 1].register_forward_hook(lambda _m, _i, out: _raise(out))
         try:
             self.model(
@@ -333,9 +341,9 @@ class _ArmSteps:
         if have:
             feed = self.record.resid_at(self.layer, n, n + n_new).repeat(self.copies, 1, 1)
         else:
-            feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model)
+            feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model, dtype=self.dtype, device=self.device)
         if self.members:
-            feed[torch.tensor(self.members)] = self._lower(inputs, mask, position).to(feed.dtype)
+            feed[torch.tensor(self.members, device=self.device)] = self._lower(inputs, mask, position).to(feed.dtype)
         self.sharing.steps = step + 1
         self.step = step
         with _replayed(self.blocks, self.layer, self.cache, feed):
@@ -368,7 +376,7 @@ class _replayed:
     def _skip(self, index: int):
         def forward(hidden_states, *args, **kwargs):
             n = hidden_states.shape[1]
-            placeholder = torch.zeros(1, 1, n, 1, dtype=hidden_states.dtype)
+            placeholder = torch.zeros(1, 1, n, 1, dtype=hidden_states.dtype, device=hidden_states.device)
             self.cache.layers[index].update(placeholder, placeholder)
             return self.feed if index == self.layer - 1 else hidden_states
 

@@ -1,0 +1,57 @@
+"""The options every command takes to place its model: ``--device``, ``--dtype``, ``--batch-size``
+(and, for the commands that run claims, ``--backend``, ``--ray-address``, ``--workers``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.distributed.ray_backend import RayBackend
+from harness.errors import UserError
+from harness.model.device import parse_batch_size, placement
+
+
+def add_placement_options(ap: argparse.ArgumentParser, *, batch: bool = True, backend: bool = False) -> None:
+    g = ap.add_argument_group("device and precision")
+    g.add_argument("--device", default=None, help="cpu (default), cuda, cuda:N or auto (a GPU where there is one)")
+    g.add_argument("--dtype", default=None, help="float32 (default), bfloat16 or float16")
+    if batch:
+        g.add_argument("--batch-size", default=None, help="rows per forward pass: an integer or auto (free memory)")
+    if backend:
+        g.add_argument("--backend", default=None, choices=("local", "ray"), help="where runs are generated")
+        g.add_argument("--ray-address", default=None, help="auto or HOST:PORT of a Ray cluster (--backend ray)")
+        g.add_argument("--workers", type=int, default=None, help="Ray actors, each holding the model (--backend ray)")
+
+
+def placement_kwargs(args: argparse.Namespace, defaults: dict | None = None) -> dict:
+    """``device``/``dtype`` (checked: a missing GPU or an unknown dtype is a UserError now) and
+    ``batch_size`` (None where not given), over ``defaults`` (e.g. a profile's)."""
+    defaults = defaults or {}
+    device = args.device if args.device is not None else defaults.get("device")
+    dtype = args.dtype if args.dtype is not None else defaults.get("dtype")
+    where = placement(device, dtype)
+    out = {"device": where.device, "dtype": where.dtype}
+    if hasattr(args, "batch_size"):
+        given = args.batch_size if args.batch_size is not None else defaults.get("batch_size")
+        out["batch_size"] = parse_batch_size(given)
+    return out
+
+
+def forwarded_pytest_options(args: argparse.Namespace) -> list[str]:
+    """The placement options as pytest options (for the commands that run claims through pytest)."""
+    out: list[str] = []
+    for name in ("device", "dtype", "batch_size", "backend", "ray_address", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def check_placement(args: argparse.Namespace) -> None:
+    """Everything the placement options say, checked before any work (the commands that hand
+    them on to pytest): the device and dtype, the batch size, and a Ray cluster's address."""
+    placement_kwargs(args)
+    backend = getattr(args, "backend", None)
+    if backend == "ray":
+        RayBackend.from_options(args.ray_address, args.workers)
+    elif getattr(args, "ray_address", None) or getattr(args, "workers", None):
+        raise UserError("--ray-address and --workers need --backend ray")

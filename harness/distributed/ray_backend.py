@@ -1,0 +1,199 @@
+"""The plan's jobs on Ray actors: ``--backend ray --ray-address auto|HOST:PORT --workers N``.
+
+Each actor holds the models on its device (``num_gpus=1`` per actor where the cluster has GPUs,
+one CPU otherwise) and generates whole jobs (:func:`harness.claims.plan.split_jobs`: a baseline
+and some of its arms) by running :meth:`ClaimSession.run_plan` on them, as a local run would.
+The generated runs come back to the driver, whose session then evaluates every claim, corrects,
+decides and writes exactly as in-process. A worker that dies mid-job (killed, out of memory, its
+node lost) has its job rerun on a fresh actor, up to :data:`RETRIES` times; findings are the
+same either way, since a job's result does not depend on where or how often it ran.
+
+Exactness: an actor uses the driver's torch thread count (Ray would give it one thread), so its
+matrix products round as the driver's would; tokens equal a local run's, and log-prob metrics
+agree to float rounding (a job packs fewer arms per batch than the whole group would).
+
+Ray is an optional extra (``pip install 'causal-heads[ray]'``); nothing imports it unless
+``--backend ray`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from harness.claims.plan import Plan, split_jobs
+from harness.claims.session import ClaimSession
+from harness.errors import UserError
+
+RETRIES = 3
+DEFAULT_WORKERS = 2
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError(
+            "--backend ray needs Ray: pip install 'causal-heads[ray]' (or pip install ray)"
+        ) from None
+    return ray
+
+
+def check_address(address: str | None) -> str | None:
+    """``auto``, ``HOST:PORT`` or None (a local cluster started for the run): a HOST:PORT that
+    nothing answers on is an error now, before any work."""
+    if address is None:
+        return None
+    if address == "auto":
+        if not (os.environ.get("RAY_ADDRESS") or os.path.exists("/tmp/ray/ray_current_cluster")):
+            raise UserError(
+                "--ray-address auto: no Ray cluster is running on this machine (start one with "
+                "`ray start --head`, or give HOST:PORT)"
+            )
+        return address
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray-address {address!r}: use auto or HOST:PORT (the head's GCS port, 6379 by default)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"--ray-address {address!r}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            f"`ray start --head --port {port}` or check the address"
+        ) from None
+    return address
+
+
+class RayBackend:
+    """Generates a plan's jobs on ``workers`` Ray actors (see the module docstring)."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int = DEFAULT_WORKERS,
+        *,
+        threads: int | None = None,
+        on_job_start: Callable[[int, int], None] | None = None,
+        init_kwargs: dict | None = None,
+    ) -> None:
+        """``on_job_start(job_index, worker_pid)`` is called as each job is handed to a worker."""
+        if workers < 1:
+            raise UserError(f"--workers {workers}: must be at least 1")
+        self.address, self.workers = address, workers
+        self.threads = threads
+        self.on_job_start = on_job_start
+        self.init_kwargs = init_kwargs or {}
+        self.reruns = 0  # jobs rerun after a worker died (reported by the bench and the tests)
+
+    @classmethod
+    def from_options(cls, address: str | None, workers: int | None) -> RayBackend:
+        _import_ray()
+        return cls(check_address(address), workers or DEFAULT_WORKERS)
+
+    # -- the driver ---------------------------------------------------------------------------
+    def _connect(self):
+        ray = _import_ray()
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            if self.address is None:
+                kwargs.setdefault("num_cpus", self.workers)
+            else:
+                kwargs["address"] = self.address
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError) as exc:
+                raise UserError(f"--ray-address {self.address!r}: cannot connect ({exc})") from None
+        return ray
+
+    def generate(self, session, plan: Plan) -> tuple[dict, list]:
+        """Every run of ``plan``, generated on the actors: (cache key -> GenerationResult, what each
+        job's arms shared)."""
+        import torch
+
+        ray = self._connect()
+        jobs = split_jobs(plan, self.workers)
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and session.placement.device.startswith("cuda")
+        threads = self.threads or torch.get_num_threads()
+        settings = {
+            "model_paths": dict(session.model_paths),
+            "device": "cuda:0" if gpus else session.placement.device,  # each actor sees its own GPU as 0
+            "dtype": session.placement.dtype,
+            "batch_size": session.batch_size,
+            "threads": threads,
+            "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
+        }
+        worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
+        claims = {c.id: c for c in session.claims}
+
+        def start():
+            actor = worker_cls.remote(settings)
+            return actor, ray.get(actor.pid.remote())
+
+        idle = [start() for _ in range(min(self.workers, len(jobs)))]
+        pending = deque(range(len(jobs)))
+        running: dict[Any, tuple[int, tuple]] = {}
+        attempts = [0] * len(jobs)
+        outputs: list[tuple[dict, list] | None] = [None] * len(jobs)
+        try:
+            while pending or running:
+                while pending and idle:
+                    j = pending.popleft()
+                    actor, pid = idle.pop()
+                    job = jobs[j]
+                    needed = {job.baseline.claim, *(a.claim for a in job.arms)}
+                    attempts[j] += 1
+                    running[actor.run.remote([claims[i] for i in sorted(needed)], job)] = (j, (actor, pid))
+                    if self.on_job_start:
+                        self.on_job_start(j, pid)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                j, worker = running.pop(ready[0])
+                try:
+                    outputs[j] = ray.get(ready[0])
+                    idle.append(worker)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    if attempts[j] > RETRIES:
+                        raise RuntimeError(f"job {j} failed on {attempts[j]} workers; the last: {exc}") from exc
+                    self.reruns += 1
+                    pending.appendleft(j)
+                    idle.append(start())  # a fresh actor in the dead one's place
+        finally:
+            for actor, _pid in idle + [w for _j, w in running.values()]:
+                ray.kill(actor)
+        runs: dict = {}
+        sharing: list = []
+        for out in outputs:
+            assert out is not None
+            for key, result in out[0].items():
+                runs.setdefault(key, result)  # a baseline computed by several jobs: all equal
+            sharing.extend(out[1])
+        return runs, sharing
+
+
+class _Worker:
+    """A Ray actor: the models on its device, generating jobs (one ClaimSession per job, the
+    loaded models kept across jobs)."""
+
+    def __init__(self, settings: dict) -> None:
+        import torch
+
+        os.environ.update(settings["env"])
+        torch.set_num_threads(settings["threads"])
+        self.settings = settings
+        self.models: dict = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, claims: list, job) -> tuple[dict, list]:
+        s = self.settings
+        session = ClaimSession(
+            claims, model_paths=s["model_paths"], device=s["device"], dtype=s["dtype"], batch_size=s["batch_size"]
+        )
+        session._models = self.models
+        plan = Plan((job,))
+        session.run_plan(plan)
+        return session.generated(plan), session.sharing_by_group

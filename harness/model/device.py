@@ -1,0 +1,133 @@
+"""Where a model runs and in what precision: ``--device``, ``--dtype`` and ``--batch-size auto``.
+
+A :class:`Placement` is parsed once from the command line, a pytest option or a profile, checked
+against the machine before any model is loaded (``--device cuda`` without a GPU is one clear
+error, exit 2), and handed to :func:`harness.model.loading.load_model`, which loads the weights
+as today (fp32, hashed as loaded) and then moves and casts them. Generation keeps the random
+streams on the CPU in float32 (each row's ``torch.Generator``), so a sampled run draws the same
+numbers on every device and in every precision; what changes with the device or the dtype is only
+the model's arithmetic.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from harness.errors import UserError
+
+# torch is imported by the functions that need it: the pytest plugin checks these options at
+# start-up, in every pytest run of an environment that has the package
+DEVICES = ("cpu", "cuda", "cuda:N", "auto")
+DTYPES = ("float32", "bfloat16", "float16")
+_WIDTH = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, name)
+MAX_AUTO_BATCH = 512
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A checked device (``cpu``, ``cuda:0`` ...) and dtype name (``float32`` ...)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @property
+    def is_default(self) -> bool:
+        return self.device == "cpu" and self.dtype == "float32"
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "dtype": self.dtype}
+
+
+def parse_device(spec: str | None) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` -> a device this machine has (``cuda`` -> ``cuda:0``;
+    ``auto`` -> ``cuda:0`` where a GPU is visible, else ``cpu``)."""
+    import torch
+
+    value = (spec or "cpu").strip().lower()
+    if value == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if value == "cpu":
+        return "cpu"
+    if value == "cuda" or value.startswith("cuda:"):
+        index = value.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise UserError(f"--device {spec!r}: the GPU index must be a number (cuda:0, cuda:1 ...)")
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec!r}: this machine has no CUDA GPU visible to torch; use --device cpu")
+        if int(index) >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {spec!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+        return f"cuda:{int(index)}"
+    raise UserError(f"--device {spec!r}: use one of {', '.join(DEVICES)}")
+
+
+def parse_dtype(name: str | None) -> str:
+    value = (name or "float32").strip().lower()
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    value = aliases.get(value, value)
+    if value not in DTYPES:
+        raise UserError(f"--dtype {name!r}: use one of {', '.join(DTYPES)}")
+    return value
+
+
+def placement(device: str | None = None, dtype: str | None = None) -> Placement:
+    return Placement(parse_device(device), parse_dtype(dtype))
+
+
+def free_memory_bytes(device: str) -> int:
+    """Memory a run may still use on ``device``: the GPU's free memory, or the host's available."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def bytes_per_row(shape, vocab: int, positions: int, dtype: str) -> int:
+    """Memory one generation row holds at its peak: every layer's keys and values over
+    ``positions`` (doubled: the cache grows into spare room), the prefill's activations (a few
+    ``d_model``/MLP-wide tensors per position) and the step's logits, log-probs, sampling
+    probabilities and random draws (float32, the vocabulary wide)."""
+    width = _WIDTH[dtype]
+    kv = 2 * 2 * shape.n_layers * shape.n_kv_heads * shape.d_head * positions * width
+    activations = 12 * max(shape.d_model, shape.n_heads * shape.d_head) * positions * width
+    attention = 2 * shape.n_heads * positions * positions * 4
+    return kv + activations + attention + 6 * vocab * 4
+
+
+def auto_batch_size(shape, vocab: int, positions: int, dtype: str, device: str, *, share: float = 0.5) -> int:
+    """Rows per batch that fit in ``share`` of the device's free memory (1 to :data:`MAX_AUTO_BATCH`)."""
+    per_row = bytes_per_row(shape, vocab, positions, dtype)
+    return max(1, min(MAX_AUTO_BATCH, int(free_memory_bytes(device) * share) // per_row))
+
+
+def parse_batch_size(value: str | int | None) -> int | str | None:
+    """``--batch-size``: a positive integer or ``auto``."""
+    if value is None or isinstance(value, int):
+        if isinstance(value, int) and value < 1:
+            raise UserError(f"--batch-size {value}: must be a positive integer or auto")
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"--batch-size {value!r}: must be a positive integer or auto")
+    return int(text)

@@ -1,0 +1,98 @@
+"""The Ray backend: a local cluster on 127.0.0.1 (2 CPU workers, tiny models), started here.
+
+Findings on Ray equal a local run's (same verdicts and p-values, per-prompt effects to 1e-6),
+also when a worker is killed mid-job; an unreachable cluster is one line and exit 2, before any
+work and with nothing written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'causal-heads[ray]')")
+
+from harness.analysis.bench import _distributed_claims, bench_distributed, findings_difference  # noqa: E402
+from harness.claims.plan import split_jobs  # noqa: E402
+from harness.claims.session import ClaimSession  # noqa: E402
+from harness.distributed.ray_backend import RayBackend, check_address  # noqa: E402
+from harness.errors import UserError  # noqa: E402
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """``ray start --head`` on 127.0.0.1 with 2 CPUs; stopped (and the driver disconnected) after."""
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp)]
+    proc = subprocess.run(start, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        ray.shutdown()
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, check=False)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_the_plan_splits_into_jobs_with_their_baseline():
+    claims = _distributed_claims("tiny-gpt2", 8)
+    plan = ClaimSession(claims).plan()
+    jobs = split_jobs(plan, 2)
+    arms = [a.key for g in plan.groups for a in g.arms]
+    assert sorted(a.key for j in jobs for a in j.arms) == sorted(arms)  # every arm once
+    assert all(j.baseline in {g.baseline for g in plan.groups} for j in jobs) and len(jobs) >= 2
+
+
+def test_findings_on_ray_equal_a_local_run(cluster):
+    res = bench_distributed("tiny-gpt2", 2, 10, cluster)
+    assert res["identical"], res["by_claim"]
+    assert res["max_per_prompt_diff"] <= 1e-6 and res["reruns"] == 0
+    assert {d["verdict"] for d in res["by_claim"].values()} - {None}
+
+
+def test_a_worker_killed_mid_job_has_its_job_rerun_and_the_findings_stay(cluster):
+    claims = _distributed_claims("tiny-llama-gqa", 8)
+    local = ClaimSession(claims).results()
+    killed: list[int] = []
+
+    def kill_first(job: int, pid: int) -> None:
+        if not killed:
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    backend = RayBackend(cluster, 2, on_job_start=kill_first)
+    remote = ClaimSession(claims, backend=backend).results()
+    assert killed and backend.reruns >= 1
+    for cid in local:
+        diff = findings_difference(local[cid], remote[cid])
+        assert diff["same"], (cid, diff)
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_2_with_nothing_written(tmp_path, monkeypatch):
+    from conftest import run_main
+
+    port = _free_port()  # nothing listens there
+    with pytest.raises(UserError, match="no Ray cluster answers there"):
+        check_address(f"127.0.0.1:{port}")
+    with pytest.raises(UserError, match="use auto or HOST:PORT"):
+        check_address("127.0.0.1")
+    monkeypatch.chdir(tmp_path)
+    proc = run_main("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--backend", "ray",
+                    "--ray-address", f"127.0.0.1:{port}")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no Ray cluster answers there" in proc.stderr and not (tmp_path / "out").exists()
