@@ -94,7 +94,6 @@ if TYPE_CHECKING:
     from harness.analysis.evaluate import Findings, evaluate
     from harness.claims.result import ClaimResult
     from harness.claims.session import ClaimSession
-    from harness.distributed.ray_backend import RayBackend
     from harness.claims.spec import (
         Claim,
         Condition,
@@ -102,6 +101,7 @@ if TYPE_CHECKING:
         load_claims,
         with_overrides,
     )
+    from harness.distributed.ray_backend import RayBackend
     from harness.errors import UserError
     from harness.findings.schema import FindingsDocument, load_document, load_findings
     from harness.metrics import get_metric, register_metric

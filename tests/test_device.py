@@ -131,5 +131,5 @@ def test_pytest_takes_the_device_options_and_records_them(pytester):
     res.assert_outcomes(passed=1)
     doc = json.loads((pytester.path / "f.json").read_text())
     assert '"dtype": "bfloat16"' in json.dumps(doc)
-    bad = pytester.runpytest("--claims", "claims.toml", "--device", "cuda:x")
+    bad = pytester.runpytest_subprocess("--claims", "claims.toml", "--device", "cuda:x")
     assert bad.ret == 2 and "must be a number" in str(bad.stderr) + str(bad.stdout)

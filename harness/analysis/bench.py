@@ -280,12 +280,33 @@ def _distributed_claims(model: str, n_prompts: int) -> list:
     explicit-softmax layer, a control with the sign statistic), on layers 0 and 1 of any model."""
     common = {"model": model, "n_prompts": n_prompts, "max_tokens": 6, "direction": "increase"}
     return [
-        Claim(id="dist_z", heads="1:0", patch_mode="z", source="gratitude", metric="gratitude_logprob",
-              random_heads=3, **common),
-        Claim(id="dist_v_only", heads="1:1", patch_mode="v_only", source="gratitude", metric="sentiment",
-              versus={"patch_mode": "pattern_v"}, **common),
-        Claim(id="dist_mean", heads="0:1", patch_mode="mean", source="anger", metric="sentiment",
-              statistic="sign", **common),
+        Claim(
+            id="dist_z",
+            heads="1:0",
+            patch_mode="z",
+            source="gratitude",
+            metric="gratitude_logprob",
+            random_heads=3,
+            **common,
+        ),
+        Claim(
+            id="dist_v_only",
+            heads="1:1",
+            patch_mode="v_only",
+            source="gratitude",
+            metric="sentiment",
+            versus={"patch_mode": "pattern_v"},
+            **common,
+        ),
+        Claim(
+            id="dist_mean",
+            heads="0:1",
+            patch_mode="mean",
+            source="anger",
+            metric="sentiment",
+            statistic="sign",
+            **common,
+        ),
     ]
 
 
@@ -319,7 +340,7 @@ def bench_distributed(model: str, workers: int, n_prompts: int = 12, address: st
 def findings_difference(a, b, tol: float = 1e-6) -> dict:
     """How two results of one claim differ: the same error, verdict and p-values (to 1e-9), and
     per-prompt effects within ``tol``."""
-    pa, pb = np.asarray(a.per_prompt, dtype=float), np.asarray(b.per_prompt, dtype=float)
+    pa, pb = np.asarray(a.delta, dtype=float), np.asarray(b.delta, dtype=float)
     if pa.shape != pb.shape:
         gap = float("inf")
     else:
@@ -338,3 +359,39 @@ def _close(x, y, rel: float = 1e-9) -> bool:
     if x is None or y is None:
         return x is y
     return abs(x - y) <= rel * max(1.0, abs(x))
+
+
+def bench_precision(model: str, dtype: str, n_prompts: int, max_tokens: int, device: str = "cpu") -> dict:
+    """The same generations in float32 and in ``dtype``: the share of rows whose tokens are equal
+    (greedy and sampled, same seeds), where the first differing token falls, and the times."""
+    prompts = load_prompt_set("neutral").head(n_prompts)
+    out: dict = {
+        "benchmark": "precision",
+        "model": model,
+        "dtype": dtype,
+        "device": device,
+        "n_prompts": len(prompts),
+        "max_tokens": max_tokens,
+    }
+    handles = {"float32": load_model(model, device=device), dtype: load_model(model, device=device, dtype=dtype)}
+    for label, cfg in (
+        ("greedy", GenerationConfig(max_tokens=max_tokens)),
+        ("sampled", GenerationConfig(max_tokens=max_tokens, do_sample=True, top_k=50, seed=0)),
+    ):
+        runs, seconds = {}, {}
+        for name, handle in handles.items():
+            start = time.perf_counter()
+            runs[name] = [g.token_ids for g in generate(handle, prompts, cfg).generations]
+            seconds[name] = time.perf_counter() - start
+        first = [
+            next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if a == b else min(len(a), len(b)))
+            for a, b in zip(runs["float32"], runs[dtype], strict=True)
+        ]
+        differing = [f for f in first if f is not None]
+        out[label] = {
+            "rows_equal": sum(f is None for f in first) / len(first),
+            "median_first_difference": float(np.median(differing)) if differing else None,
+            "float32_s": seconds["float32"],
+            f"{dtype}_s": seconds[dtype],
+        }
+    return out

@@ -38,8 +38,8 @@ from harness.claims.spec import Claim, Condition
 from harness.claims.verdicts import data_warnings, decide_verdict
 from harness.metrics import get_metric, keyword_emotion
 from harness.metrics.next_token import keyword_tracks, track_key
-from harness.model.loading import load_model
 from harness.model.device import auto_batch_size, parse_batch_size, placement
+from harness.model.loading import load_model
 from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig, identity_pattern_hooks, patch_hooks

@@ -13,7 +13,14 @@ import argparse
 import json
 import sys
 
-from harness.analysis.bench import bench_claims, bench_distributed, bench_generation, bench_sweep, bench_sweep_scaling
+from harness.analysis.bench import (
+    bench_claims,
+    bench_distributed,
+    bench_generation,
+    bench_precision,
+    bench_sweep,
+    bench_sweep_scaling,
+)
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.distributed.ray_backend import RayBackend
 from harness.errors import UserError, run_cli
@@ -68,7 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--n-prompts", type=int, default=12)
     d.add_argument("--ray-address", default=None, help="auto or HOST:PORT (default: a local cluster of --workers CPUs)")
     d.add_argument("--json", action="store_true")
+    pr = sub.add_parser("precision", help="tokens in float32 vs a reduced precision, same seeds")
+    pr.add_argument("--model", default="smollm2-135m")
+    pr.add_argument("--n-prompts", type=int, default=70)
+    pr.add_argument("--max-tokens", type=int, default=30)
+    pr.add_argument("--json", action="store_true")
+    add_placement_options(pr, batch=False)
     args = ap.parse_args(argv)
+    if args.what == "precision":
+        place = placement_kwargs(args)
+        if place["dtype"] == "float32":
+            raise UserError("--dtype: give the reduced precision to compare with float32 (bfloat16 or float16)")
+        res = bench_precision(args.model, place["dtype"], args.n_prompts, args.max_tokens, place["device"])
+        print(json.dumps(res, indent=1) if args.json else json.dumps({k: res[k] for k in ("greedy", "sampled")}))
+        return 0
     if args.what == "distributed":
         if args.workers < 1 or args.n_prompts < 2:
             raise UserError("--workers must be >= 1 and --n-prompts >= 2")

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 
-from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.calibrate import (
     CI_CONFIDENCE,
     READABLE_VERSIONS,
@@ -27,6 +26,7 @@ from harness.analysis.calibrate import (
     score_pool,
 )
 from harness.analysis.head_patching import generation_config, table_metrics
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options, run_cli
 from harness.metrics import get_metric
 from harness.metrics.next_token import keyword_tracks
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
+    placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
 
     checks = [
         (args.samples >= 1, "--samples", args.samples, ">= 1"),
@@ -187,7 +187,7 @@ def _generated_pools(args, metrics: list[str] | None):
     targets = target_set.head(run.n_prompts)
     gen_cfg = generation_config(run)
     t0 = time.perf_counter()
-    handle = load_model(args.model or "smollm2-135m", **place)
+    handle = load_model(args.model or "smollm2-135m", **placement_kwargs(args))
     fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
     print(
         f"{handle.name}: {len(targets)} {run.target} prompts × {args.pool} samples × {run.max_tokens} tokens, no patch",

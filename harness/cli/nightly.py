@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
+from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.errors import run_cli
 from harness.findings.regress import format_report, lost_claims, regression
 from harness.findings.schema import load_document

@@ -15,8 +15,6 @@ import os
 import sys
 import time
 
-from harness.cli.placement import add_placement_options
-from harness.model.device import auto_batch_size, parse_batch_size, placement
 from harness.analysis.head_patching import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -24,7 +22,9 @@ from harness.analysis.head_patching import (
     generation_config,
     run_patching,
 )
+from harness.cli.placement import add_placement_options
 from harness.errors import run_cli
+from harness.model.device import auto_batch_size, parse_batch_size, placement
 from harness.model.loading import load_model
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = parse_head_spec(args.head_spec)
     mode = get_mode(args.patch_mode)
     check_output_path(args.output)
+    placement(args.device or "cpu", args.dtype)  # flags checked here; a profile's by its own check
     run = resolve_run_config(
         args.profile,
         {

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from harness.distributed.ray_backend import RayBackend
 from harness.errors import UserError
@@ -29,7 +30,7 @@ def placement_kwargs(args: argparse.Namespace, defaults: dict | None = None) -> 
     device = args.device if args.device is not None else defaults.get("device")
     dtype = args.dtype if args.dtype is not None else defaults.get("dtype")
     where = placement(device, dtype)
-    out = {"device": where.device, "dtype": where.dtype}
+    out: dict[str, Any] = {"device": where.device, "dtype": where.dtype}
     if hasattr(args, "batch_size"):
         given = args.batch_size if args.batch_size is not None else defaults.get("batch_size")
         out["batch_size"] = parse_batch_size(given)

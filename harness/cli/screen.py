@@ -7,7 +7,6 @@ The method (definition, references, statistics) is in :mod:`harness.analysis.scr
 
 from __future__ import annotations
 
-from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.screen import (
     MIN_TARGETS_PER_DISTANCE,
     REFERENCES,
@@ -17,6 +16,7 @@ from harness.analysis.screen import (
     screen,
 )
 from harness.analysis.sweep import load_sweep
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options
 from harness.model.loading import load_model
 from harness.report.plots import delta_heatmap

@@ -7,7 +7,6 @@ The method is in :mod:`harness.analysis.sweep`.
 
 from __future__ import annotations
 
-from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.analysis.sweep import (
     CLAIM_METRICS,
     SCHEMA,
@@ -19,6 +18,7 @@ from harness.analysis.sweep import (
     sweep,
 )
 from harness.claims.spec import claims_toml, load_claims
+from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options, reading_error
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode

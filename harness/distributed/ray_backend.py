@@ -36,9 +36,7 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError(
-            "--backend ray needs Ray: pip install 'causal-heads[ray]' (or pip install ray)"
-        ) from None
+        raise UserError("--backend ray needs Ray: pip install 'causal-heads[ray]' (or pip install ray)") from None
     return ray
 
 

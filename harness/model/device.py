@@ -28,6 +28,8 @@ def torch_dtype(name: str) -> Any:
     import torch
 
     return getattr(torch, name)
+
+
 MAX_AUTO_BATCH = 512
 
 

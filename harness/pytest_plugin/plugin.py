@@ -31,15 +31,16 @@ import inspect
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import harness
 from harness.errors import UserError
 from harness.findings.document import findings_document
+from harness.model.device import parse_batch_size, placement
 from harness.pytest_plugin.keys import PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
 from harness.results import write_result
-from harness.model.device import parse_batch_size, placement
 from harness.run.profiles import profile_claim_settings, profile_placement
 
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
@@ -141,10 +142,16 @@ def _placement(config) -> dict:
             if flag is not None:
                 values[key] = flag
         where = placement(values.get("device"), values.get("dtype"))
-        out = {"device": where.device, "dtype": where.dtype, "batch_size": parse_batch_size(values.get("batch_size"))}
+        out: dict[str, Any] = {
+            "device": where.device,
+            "dtype": where.dtype,
+            "batch_size": parse_batch_size(values.get("batch_size")),
+        }
         backend = config.getoption("--backend")
         if backend == "ray":  # (harness.RayBackend is imported on this first use: torch comes with it)
-            out["backend"] = harness.RayBackend.from_options(config.getoption("--ray-address"), config.getoption("--workers"))
+            out["backend"] = harness.RayBackend.from_options(
+                config.getoption("--ray-address"), config.getoption("--workers")
+            )
         elif config.getoption("--ray-address") or config.getoption("--workers"):
             raise UserError("--ray-address and --workers need --backend ray")
         return out

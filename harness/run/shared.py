@@ -38,7 +38,6 @@ from typing import Any
 import torch
 
 from harness.model.loading import ModelHandle
-from harness.run.kvcache import growing_cache
 from harness.run.generation import (
     BatchInfo,
     GenerationConfig,
@@ -51,6 +50,7 @@ from harness.run.generation import (
     multinomial_is_exponential_argmax,
     plain_steps,
 )
+from harness.run.kvcache import growing_cache
 
 Hooks = HookList | Callable[[BatchInfo], HookList] | None
 
