@@ -466,7 +466,7 @@ def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats
 def _verdicts(results, correction="holm"):
     from harness.claims.session import ClaimSession
 
-    session = ClaimSession([r.claim for r in results], correction=correction)
+    session = ClaimSession([r.claim for r in results], correction=correction, planned=False)  # stubs: nothing to generate
     by_id = {r.claim.id: r for r in results}
     session.evaluate = lambda c: by_id[c.id]
     return {cid: (r.verdict, r.p_adjusted, r.p_refute_adjusted) for cid, r in session.results().items()}

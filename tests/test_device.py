@@ -133,3 +133,15 @@ def test_pytest_takes_the_device_options_and_records_them(pytester):
     assert '"dtype": "bfloat16"' in json.dumps(doc)
     bad = pytester.runpytest_subprocess("--claims", "claims.toml", "--device", "cuda:x")
     assert bad.ret == 2 and "must be a number" in str(bad.stderr) + str(bad.stdout)
+
+
+@pytest.mark.slow
+def test_the_shipped_sanity_claims_hold_in_bfloat16(cli, tmp_path):
+    """The issue's check, as a user types it: ``pytest causal_tests -k sanity --dtype bfloat16``."""
+    findings = tmp_path / "f.json"
+    proc = cli("pytest", "causal_tests", "-k", "sanity", "--dtype", "bfloat16", "-p", "no:cacheprovider",
+               "--findings", str(findings), "-q")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    by_id = {c["claim"]["id"]: c for c in json.loads(findings.read_text())["claims"]}
+    assert by_id["sanity_identity_patch_equivalent_to_no_patch"]["verdict"] == "supported"
+    assert by_id["sanity_identity_patch_equivalent_to_no_patch"]["model"]["dtype"] == "bfloat16"

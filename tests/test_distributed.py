@@ -17,9 +17,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'causal-heads[ray]')")
 
-from harness.analysis.bench import _distributed_claims, bench_distributed, findings_difference  # noqa: E402
 from harness.claims.plan import split_jobs  # noqa: E402
 from harness.claims.session import ClaimSession  # noqa: E402
+from harness.distributed.bench import _distributed_claims, bench_distributed, findings_difference  # noqa: E402
 from harness.distributed.ray_backend import RayBackend, check_address  # noqa: E402
 from harness.errors import UserError  # noqa: E402
 
@@ -34,7 +34,11 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """``ray start --head`` on 127.0.0.1 with 2 CPUs; stopped (and the driver disconnected) after."""
+    """``ray start --head`` on 127.0.0.1 with 2 CPUs; stopped (and the driver disconnected) after.
+    Ray's token authentication is off for this private cluster (the head and this driver would
+    otherwise race over ~/.ray/auth_token with any other Ray run on the machine)."""
+    previous = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
     start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
@@ -47,6 +51,10 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, check=False)
         shutil.rmtree(temp, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous
 
 
 def test_the_plan_splits_into_jobs_with_their_baseline():
@@ -96,3 +104,17 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_with_nothing_written(tmp_
                     "--ray-address", f"127.0.0.1:{port}")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "no Ray cluster answers there" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_sweep_sharded_by_layer_equals_a_local_sweep(cluster, tiny_llama):
+    from harness.analysis.sweep import sweep
+    from harness.run.prompts import load_emotion_prompts, load_prompt_set
+
+    targets, sources = load_prompt_set("neutral").head(6), load_emotion_prompts("gratitude").head(6)
+    local = sweep(tiny_llama, targets, sources, "gratitude")
+    backend = RayBackend(cluster, 2)
+    layers = list(range(tiny_llama.shape.n_layers))
+    remote = backend.sweep("tiny-llama-gqa", targets, sources, "gratitude", mode="z", layers=layers,
+                           device="cpu", dtype="float32")
+    assert remote.deltas.shape == local.deltas.shape and abs(remote.deltas - local.deltas).max() <= 1e-6
+    assert abs(remote.baseline - local.baseline).max() <= 1e-6 and abs(local.deltas).max() > 0

@@ -144,7 +144,8 @@ def sweep(
     fmt = format_prompts(handle.tokenizer, targets, prompt_format or handle.prompt_format)
     fmt.check_fits(handle, prompts=targets)
     enc = fmt.encode(handle.tokenizer)
-    ids, mask = enc["input_ids"], enc["attention_mask"]
+    device = model.device  # the tokenizer's tensors, the patch values and the masses move to and from it
+    ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
     position = position_ids(mask)
     src = capture_source(handle, sources, layers, patch_mode.needs, prompt_format=fmt.format)
     tgt = capture_source(
@@ -155,9 +156,9 @@ def sweep(
         prompt_format=fmt.format,
     )
     pair = [i % len(sources) for i in range(len(targets))]
-    lengths = mask.sum(-1).tolist()
+    lengths = enc["attention_mask"].sum(-1).tolist()
     n, heads, variants = len(targets), shape.n_heads, shape.n_heads + 1
-    keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
+    keyword_ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion), device=device)
     # full-length layers even on sliding-window models (Mistral): the step below crops the cache
     # after every layer, which a sliding layer refuses once its window is full; the attention mask
     # still applies the window, so the numbers equal a full forward (tested on tiny-mistral-swa)
@@ -172,6 +173,7 @@ def sweep(
         baseline = None
         for layer in sorted(layers):
             last = last_position_values(handle, mode, layer, src, tgt, pair, lengths)  # [n, head, d_head]
+            last = last.to(device=device, dtype=model.dtype)  # no-ops on a CPU float32 model
             # below `layer` every variant is the unpatched run: those layers see n rows, and the
             # rows become n·(H+1) variants on entering `layer` (their cached prefixes are equal)
             for j in range(shape.n_layers):
@@ -196,8 +198,8 @@ def sweep(
                     h.remove()
             cache.crop(-1)  # drop the final position again: the next layer re-evaluates it
             mass = torch.logsumexp(logits.float().log_softmax(-1)[:, keyword_ids], -1).view(n, variants)
-            deltas[layer] = (mass[:, 1:] - mass[:, :1]).T.numpy()
-            baseline = mass[:, 0].numpy()
+            deltas[layer] = (mass[:, 1:] - mass[:, :1]).T.cpu().numpy()
+            baseline = mass[:, 0].cpu().numpy()
     return Sweep(emotion=emotion, deltas=deltas, baseline=baseline, mode=mode)
 
 

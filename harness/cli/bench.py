@@ -15,13 +15,13 @@ import sys
 
 from harness.analysis.bench import (
     bench_claims,
-    bench_distributed,
     bench_generation,
     bench_precision,
     bench_sweep,
     bench_sweep_scaling,
 )
 from harness.cli.placement import add_placement_options, placement_kwargs
+from harness.distributed.bench import bench_distributed
 from harness.distributed.ray_backend import RayBackend
 from harness.errors import UserError, run_cli
 

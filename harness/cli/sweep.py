@@ -18,7 +18,8 @@ from harness.analysis.sweep import (
     sweep,
 )
 from harness.claims.spec import claims_toml, load_claims
-from harness.cli.placement import add_placement_options, placement_kwargs
+from harness.cli.placement import add_placement_options, check_placement, placement_kwargs
+from harness.distributed.ray_backend import DEFAULT_WORKERS, RayBackend
 from harness.errors import UserError, check_options, reading_error
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode
@@ -102,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "keyword log-mass, continuous) or <emotion>_keywords (counts in the text; on SmolLM2 at "
         "their floor in ~95%% of replies, so such claims come out 'untestable') [logprob]",
     )
-    add_placement_options(ap, batch=False)
+    add_placement_options(ap, batch=False, backend=True)
     args = ap.parse_args(argv)
     place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
+    check_placement(args)  # and an unreachable Ray cluster
     if args.compare:
         return _compare_main(*args.compare, args.margin, args.top)
     if not args.emotion:
@@ -130,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     targets = load_prompt_set(args.target).head(args.n_prompts)
     handle = load_model(args.model, **place)
     start = time.perf_counter()
-    result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
+    if args.backend == "ray":  # layers sharded across the actors; the same numbers as here
+        backend = RayBackend(args.ray_address, args.workers or DEFAULT_WORKERS)
+        layers = list(range(handle.shape.n_layers))
+        result = backend.sweep(args.model, targets, sources, args.emotion, mode=args.patch_mode, layers=layers, **place)
+    else:
+        result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start
     low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
     rows = [

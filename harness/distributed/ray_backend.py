@@ -24,9 +24,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from harness.analysis.sweep import sweep
 from harness.claims.plan import Plan, split_jobs
 from harness.claims.session import ClaimSession
 from harness.errors import UserError
+from harness.model.loading import load_model
 
 RETRIES = 3
 DEFAULT_WORKERS = 2
@@ -170,6 +172,58 @@ class RayBackend:
             sharing.extend(out[1])
         return runs, sharing
 
+    def sweep(self, model: str, targets, sources, emotion: str, *, mode: str, layers, device: str, dtype: str):
+        """:func:`harness.analysis.sweep.sweep` over ``layers`` sharded by layer across the actors
+        (round robin: deeper layers cost less). A layer's Δ does not depend on which other layers
+        a sweep holds, so the merged result equals a local sweep's; the baseline is the shard's
+        that holds the deepest layer, as in a local sweep."""
+        import numpy as np
+        import torch
+
+        ray = self._connect()
+        shards = [list(layers[i :: self.workers]) for i in range(self.workers) if layers[i :: self.workers]]
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and device.startswith("cuda")
+        settings = {
+            "model_paths": {},
+            "device": "cuda:0" if gpus else device,
+            "dtype": dtype,
+            "batch_size": None,
+            "threads": self.threads or torch.get_num_threads(),
+            "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
+        }
+        worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
+        results: list = [None] * len(shards)
+        pending = deque(range(len(shards)))
+        attempts = [0] * len(shards)
+        actors = [worker_cls.remote(settings) for _ in shards]
+        running: dict = {}
+        try:
+            while pending or running:
+                while pending and actors:
+                    i = pending.popleft()
+                    attempts[i] += 1
+                    actor = actors.pop()
+                    ref = actor.sweep.remote(model, list(targets), list(sources), emotion, mode, shards[i])
+                    running[ref] = (i, actor)
+                ready, _ = ray.wait(list(running), num_returns=1)
+                i, actor = running.pop(ready[0])
+                try:
+                    results[i] = ray.get(ready[0])
+                    actors.append(actor)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    if attempts[i] > RETRIES:
+                        raise RuntimeError(f"sweep shard {shards[i]} failed on {attempts[i]} workers: {exc}") from exc
+                    self.reruns += 1
+                    pending.appendleft(i)
+                    actors.append(worker_cls.remote(settings))
+        finally:
+            for actor in actors + [a for _i, a in running.values()]:
+                ray.kill(actor)
+        deepest = max(range(len(shards)), key=lambda i: max(shards[i]))
+        merged = results[deepest]
+        merged.deltas = np.sum([r.deltas for r in results], axis=0)
+        return merged
+
 
 class _Worker:
     """A Ray actor: the models on its device, generating jobs (one ClaimSession per job, the
@@ -185,6 +239,12 @@ class _Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def sweep(self, model: str, targets, sources, emotion: str, mode: str, layers):
+        s = self.settings
+        if model not in self.models:
+            self.models[model] = load_model(model, device=s["device"], dtype=s["dtype"])
+        return sweep(self.models[model], targets, sources, emotion, layers=layers, mode=mode)
 
     def run(self, claims: list, job) -> tuple[dict, list]:
         s = self.settings
