@@ -107,6 +107,18 @@ def file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def path_in(folder: str, *parts: str, suffix: str = "") -> str:
+    """A file in ``folder`` named from ``parts`` (text from documents, model names, claim ids:
+    untrusted), each made a plain file-name piece (:func:`file_stem`: no separators) and joined
+    with ``_``; the result is checked to resolve inside ``folder``, whatever the parts held."""
+    name = "_".join(file_stem(str(p)) for p in parts) + suffix
+    path = os.path.join(folder, name)
+    root = os.path.realpath(folder)
+    if os.path.commonpath([root, os.path.realpath(path)]) != root or name in (".", ".."):
+        raise UserError(f"refusing to write {name!r}: it would land outside {folder}")
+    return path
+
+
 def check_output_path(path: str) -> None:
     if not path.endswith(EXTENSIONS):
         raise UserError(f"--output {path!r}: the extension must be one of {', '.join(EXTENSIONS)}")

@@ -199,3 +199,21 @@ def test_heatmaps_get_the_models_layers_and_heads(findings, tmp_path, monkeypatc
     assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
     assert sorted(calls) == [(2, 12, "tiny-gpt2: Δ gratitude_keywords per head", "heatmap_tiny-gpt2_gratitude_keywords.png"),
                              (2, 12, "tiny-gpt2: Δ sentiment per head", "heatmap_tiny-gpt2_sentiment.png")]
+
+
+@pytest.mark.parametrize("metric", ["../../escaped", "/tmp/abs", "..", "a/../../b"])
+def test_file_names_from_a_crafted_document_stay_in_the_plots_folder(findings, tmp_path, metric):
+    """Class 1 of the reliability issue: a metric (or model, or claim id) naming a path outside
+    --plots-dir once wrote a PNG there; every document-derived name is now a plain file name."""
+    path, doc = findings
+    crafted = json.loads(json.dumps(doc))
+    for c in crafted["claims"]:
+        c["claim"]["metric"] = metric
+        c["claim"]["id"] = "../" + c["claim"]["id"]
+    bad = tmp_path / "in" / "findings.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps(crafted))
+    plots = tmp_path / "in" / "plots"
+    assert main([str(bad), "--markdown", str(tmp_path / "in" / "r.md"), "--plots-dir", str(plots)]) == 0
+    outside = [p for p in tmp_path.rglob("*.png") if plots not in p.parents]
+    assert outside == [] and len(list(plots.glob("*.png"))) >= 3

@@ -11,15 +11,13 @@ single-head claims' effects go to ``--plots-dir`` (default ``results/baseline/pl
 
 from __future__ import annotations
 
-import os
-
 from harness.claims.examples import changes_text
 from harness.claims.label import patch_label
 from harness.claims.verdict import mde_text
 from harness.findings.schema import claims_by_id, load_document
 from harness.report.plots import forest_png, head_heatmap
 from harness.report.text import cell, ci_text, mean_or_none, num_text, updown
-from harness.results import atomic_write, atomic_write_text, file_stem
+from harness.results import atomic_write, atomic_write_text, path_in
 
 
 def render_markdown(doc: dict, claims: list[dict]) -> str:
@@ -255,7 +253,7 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
         if r.get("effect"):
             png = forest_png(r)
             atomic_write(
-                os.path.join(plots_dir, f"forest_{file_stem(r['claim']['id'])}.png"), lambda fh, png=png: fh.write(png)
+                path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), lambda fh, png=png: fh.write(png)
             )
             written += 1
     for (model, metric), group in _by_model_metric(claims).items():
@@ -266,7 +264,7 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
                 shape[0],
                 shape[1],
                 f"{model}: Δ {metric} per head",
-                os.path.join(plots_dir, f"heatmap_{file_stem(model)}_{metric}.png"),
+                path_in(plots_dir, "heatmap", model, metric, suffix=".png"),  # names from the document
             )
             written += 1
     return written
