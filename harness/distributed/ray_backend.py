@@ -109,44 +109,44 @@ class RayBackend:
                 raise UserError(f"--ray-address {self.address!r}: cannot connect ({exc})") from None
         return ray
 
-    def generate(self, session, plan: Plan) -> tuple[dict, list]:
-        """Every run of ``plan``, generated on the actors: (cache key -> GenerationResult, what each
-        job's arms shared)."""
+    def _workers(self, ray, device: str, dtype: str, model_paths: dict, batch_size) -> tuple[Any, dict]:
+        """The actor class (a GPU each where the cluster has GPUs and the run asks for CUDA, one CPU
+        otherwise) and the settings every actor starts with."""
         import torch
 
-        ray = self._connect()
-        jobs = split_jobs(plan, self.workers)
-        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and session.placement.device.startswith("cuda")
-        threads = self.threads or torch.get_num_threads()
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and device.startswith("cuda")
         settings = {
-            "model_paths": dict(session.model_paths),
-            "device": "cuda:0" if gpus else session.placement.device,  # each actor sees its own GPU as 0
-            "dtype": session.placement.dtype,
-            "batch_size": session.batch_size,
-            "threads": threads,
+            "model_paths": dict(model_paths),
+            "device": "cuda:0" if gpus else device,  # each actor sees its own GPU as 0
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "threads": self.threads or torch.get_num_threads(),
             "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
         }
         worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
-        claims = {c.id: c for c in session.claims}
+        return worker_cls, settings
+
+    def _dispatch(self, ray, worker_cls, settings: dict, tasks: list[Callable[[Any], Any]]) -> list:
+        """Each task (actor -> object ref) on an idle actor, as many actors as workers; a task whose
+        actor dies is rerun on a fresh actor, up to :data:`RETRIES` times. Returns the results in
+        task order."""
 
         def start():
             actor = worker_cls.remote(settings)
             return actor, ray.get(actor.pid.remote())
 
-        idle = [start() for _ in range(min(self.workers, len(jobs)))]
-        pending = deque(range(len(jobs)))
+        idle = [start() for _ in range(min(self.workers, len(tasks)))]
+        pending = deque(range(len(tasks)))
         running: dict[Any, tuple[int, tuple]] = {}
-        attempts = [0] * len(jobs)
-        outputs: list[tuple[dict, list] | None] = [None] * len(jobs)
+        attempts = [0] * len(tasks)
+        outputs: list = [None] * len(tasks)
         try:
             while pending or running:
                 while pending and idle:
                     j = pending.popleft()
                     actor, pid = idle.pop()
-                    job = jobs[j]
-                    needed = {job.baseline.claim, *(a.claim for a in job.arms)}
                     attempts[j] += 1
-                    running[actor.run.remote([claims[i] for i in sorted(needed)], job)] = (j, (actor, pid))
+                    running[tasks[j](actor)] = (j, (actor, pid))
                     if self.on_job_start:
                         self.on_job_start(j, pid)
                 ready, _ = ray.wait(list(running), num_returns=1)
@@ -163,13 +163,27 @@ class RayBackend:
         finally:
             for actor, _pid in idle + [w for _j, w in running.values()]:
                 ray.kill(actor)
+        return outputs
+
+    def generate(self, session, plan: Plan) -> tuple[dict, list]:
+        """Every run of ``plan``, generated on the actors: (cache key -> GenerationResult, what each
+        job's arms shared)."""
+        ray = self._connect()
+        jobs = split_jobs(plan, self.workers)
+        where = session.placement
+        worker_cls, settings = self._workers(ray, where.device, where.dtype, session.model_paths, session.batch_size)
+        claims = {c.id: c for c in session.claims}
+
+        def task(job):
+            needed = sorted({job.baseline.claim, *(a.claim for a in job.arms)})
+            return lambda actor: actor.run.remote([claims[i] for i in needed], job)
+
         runs: dict = {}
         sharing: list = []
-        for out in outputs:
-            assert out is not None
-            for key, result in out[0].items():
+        for generated, shared in self._dispatch(ray, worker_cls, settings, [task(job) for job in jobs]):
+            for key, result in generated.items():
                 runs.setdefault(key, result)  # a baseline computed by several jobs: all equal
-            sharing.extend(out[1])
+            sharing.extend(shared)
         return runs, sharing
 
     def sweep(self, model: str, targets, sources, emotion: str, *, mode: str, layers, device: str, dtype: str):
@@ -178,49 +192,17 @@ class RayBackend:
         a sweep holds, so the merged result equals a local sweep's; the baseline is the shard's
         that holds the deepest layer, as in a local sweep."""
         import numpy as np
-        import torch
 
         ray = self._connect()
         shards = [list(layers[i :: self.workers]) for i in range(self.workers) if layers[i :: self.workers]]
-        gpus = ray.cluster_resources().get("GPU", 0) >= 1 and device.startswith("cuda")
-        settings = {
-            "model_paths": {},
-            "device": "cuda:0" if gpus else device,
-            "dtype": dtype,
-            "batch_size": None,
-            "threads": self.threads or torch.get_num_threads(),
-            "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
-        }
-        worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
-        results: list = [None] * len(shards)
-        pending = deque(range(len(shards)))
-        attempts = [0] * len(shards)
-        actors = [worker_cls.remote(settings) for _ in shards]
-        running: dict = {}
-        try:
-            while pending or running:
-                while pending and actors:
-                    i = pending.popleft()
-                    attempts[i] += 1
-                    actor = actors.pop()
-                    ref = actor.sweep.remote(model, list(targets), list(sources), emotion, mode, shards[i])
-                    running[ref] = (i, actor)
-                ready, _ = ray.wait(list(running), num_returns=1)
-                i, actor = running.pop(ready[0])
-                try:
-                    results[i] = ray.get(ready[0])
-                    actors.append(actor)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                    if attempts[i] > RETRIES:
-                        raise RuntimeError(f"sweep shard {shards[i]} failed on {attempts[i]} workers: {exc}") from exc
-                    self.reruns += 1
-                    pending.appendleft(i)
-                    actors.append(worker_cls.remote(settings))
-        finally:
-            for actor in actors + [a for _i, a in running.values()]:
-                ray.kill(actor)
-        deepest = max(range(len(shards)), key=lambda i: max(shards[i]))
-        merged = results[deepest]
+        worker_cls, settings = self._workers(ray, device, dtype, {}, None)
+        targets, sources = list(targets), list(sources)
+
+        def task(shard):
+            return lambda actor: actor.sweep.remote(model, targets, sources, emotion, mode, shard)
+
+        results = self._dispatch(ray, worker_cls, settings, [task(shard) for shard in shards])
+        merged = results[max(range(len(shards)), key=lambda i: max(shards[i]))]
         merged.deltas = np.sum([r.deltas for r in results], axis=0)
         return merged
 
