@@ -107,6 +107,17 @@ def file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+# C0 and C1 control characters except newline and tab: ANSI escape sequences, carriage returns,
+# bells and backspaces in a document's text would rewrite or hide what a terminal shows
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(c) not in "\n\t"}
+
+
+def terminal_safe(text: str) -> str:
+    """Text from untrusted documents as a terminal may show it: control characters written as
+    visible ``\\xNN`` escapes."""
+    return text.translate(_CONTROL)
+
+
 def path_in(folder: str, *parts: str, suffix: str = "") -> str:
     """A file in ``folder`` named from ``parts`` (text from documents, model names, claim ids:
     untrusted), each made a plain file-name piece (:func:`file_stem`: no separators) and joined

@@ -220,3 +220,18 @@ def test_the_published_json_schema_is_the_loaders_own():
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "findings.schema.json")
     with open(path) as fh:
         assert json.load(fh) == FindingsDocument.model_json_schema()
+
+
+@pytest.mark.parametrize("hostile", ["\x1b[2J\x1b[31mall good\x1b[0m", "ok\rLOST", "bell\x07", "csi\x9b31m"])
+def test_claim_ids_with_terminal_escapes_are_shown_not_obeyed(tmp_path, main_in_process, hostile):
+    """Class 10 of the reliability issue: ids and details come from the documents and reach the
+    terminal only as visible escapes (an ANSI sequence could clear the screen or recolour a row)."""
+    old, new = copy.deepcopy(DOC), copy.deepcopy(DOC)
+    for doc in (old, new):
+        doc["claims"][0]["claim"]["id"] = hostile
+    new["claims"][0].update(verdict="not supported", effect={"mean": 0.02, "ci_low": -0.05, "ci_high": 0.09})
+    proc = main_in_process("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
+    assert proc.returncode == 1 and "LOST verdict" in proc.stdout
+    shown = proc.stdout.replace("\n", "").replace("\t", "")
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in shown), repr(proc.stdout)
+    assert repr(hostile[0])[1:-1] in proc.stdout  # e.g. \x1b, shown

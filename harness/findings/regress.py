@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from harness.findings.schema import claims_by_id
+from harness.results import terminal_safe
 
 
 def _short(x) -> str:
@@ -173,7 +174,7 @@ def format_report(context: list[str], rows: list[dict]) -> str:
     lost = lost_claims(rows)
     if lost:
         text += f"\n\n{len(lost)} finding(s) lost: {', '.join(lost)}"
-    return text
+    return terminal_safe(text)  # claim ids and details come from the documents: untrusted
 
 
 def regression(old: dict, new: dict) -> tuple[list[str], list[dict]]:
