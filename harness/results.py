@@ -130,6 +130,15 @@ def path_in(folder: str, *parts: str, suffix: str = "") -> str:
     return path
 
 
+def refuse_inputs_as_outputs(outputs: dict[str, str | None], inputs: list[str]) -> None:
+    """An output that resolves to one of the run's inputs (a prompt set it read, the findings it
+    renders) would replace what the run was made from: refused, naming the flag, before any work."""
+    read = {os.path.realpath(p) for p in inputs if p}
+    for flag, path in outputs.items():
+        if path and os.path.realpath(path) in read:
+            raise UserError(f"{flag} {path!r} is a file this run reads; write the output somewhere else")
+
+
 def check_output_path(path: str) -> None:
     if not path.endswith(EXTENSIONS):
         raise UserError(f"--output {path!r}: the extension must be one of {', '.join(EXTENSIONS)}")

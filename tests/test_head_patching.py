@@ -237,3 +237,26 @@ def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(cli, g
     (claim,) = json.loads(findings.read_text())["claims"]
     assert claim["claim"]["id"] == "seed_gpt2_v_only_equivalent_to_pattern_v" and claim["error"] is None
     assert claim["model"]["weights_sha256"] == tiny_gpt2.weights_sha256 and claim["effect"]["n"] == 6
+
+
+def test_an_output_that_is_one_of_the_runs_inputs_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                              main_in_process):
+    """Class 2 of the reliability issue: --output naming the prompt set the run reads replaced it;
+    report --markdown naming the findings it renders replaced them. Both are one line, exit 2."""
+    import shutil
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
+    target = prompts / "neutral_prompts.json"
+    before = target.read_bytes()
+    proc = main_in_process("harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion",
+                           "gratitude", "--max-tokens", "2", "--n-prompts", "4", "--no-plots",
+                           "--output", str(target))
+    assert proc.returncode == 2 and "is a file this run reads" in proc.stderr, proc.stderr
+    assert target.read_bytes() == before
+    findings = tmp_path / "f.json"
+    findings.write_text('{"schema": "causal-heads/findings", "schema_version": 1, "claims": []}')
+    proc = main_in_process("harness.cli.report", str(findings), "--markdown", str(findings), "--plots-dir",
+                           str(tmp_path / "p"))
+    assert proc.returncode == 2 and "--markdown" in proc.stderr and findings.read_text().startswith("{")

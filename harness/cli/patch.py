@@ -35,6 +35,7 @@ from harness.results import (
     command_line,
     environment,
     file_stem,
+    refuse_inputs_as_outputs,
     write_result,
 )
 from harness.run.profiles import resolve_run_config
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     place = placement(run.device, run.dtype)  # a missing GPU: exit 2 before any work
     source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
+    refuse_inputs_as_outputs({"--output": args.output}, [source_set.path, target_set.path])
     targets = target_set.head(run.n_prompts)
     sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
     gen_cfg = generation_config(run)

@@ -12,6 +12,7 @@ import os
 
 from harness.errors import run_cli
 from harness.report.markdown import write_report
+from harness.results import refuse_inputs_as_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
     args = ap.parse_args(argv)
+    refuse_inputs_as_outputs({"--markdown": args.markdown}, [args.findings])
     written = write_report(args.findings, args.markdown, args.plots_dir)
     print(f"wrote {args.markdown} and {written} plots in {args.plots_dir}")
     return 0
