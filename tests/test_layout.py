@@ -201,6 +201,7 @@ def test_the_plugin_and_the_light_commands_start_without_torch():
     """The plugin loads in every pytest run of an environment that has the package, so it must not
     import torch before a claim file is collected; regress and report read JSON only."""
     code = ("import sys, harness.pytest_plugin.plugin, harness.cli.main, harness.cli.regress, harness.cli.report; "
+            "from harness.model.device import placement; placement(None, None); "  # the plugin's configure check
             "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -51,13 +51,13 @@ class Placement:
 def parse_device(spec: str | None) -> str:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` -> a device this machine has (``cuda`` -> ``cuda:0``;
     ``auto`` -> ``cuda:0`` where a GPU is visible, else ``cpu``)."""
+    value = (spec or "cpu").strip().lower()
+    if value == "cpu":  # the default: decided without importing torch (the plugin's start-up)
+        return "cpu"
     import torch
 
-    value = (spec or "cpu").strip().lower()
     if value == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if value == "cpu":
-        return "cpu"
     if value == "cuda" or value.startswith("cuda:"):
         index = value.partition(":")[2] or "0"
         if not index.isdigit():
