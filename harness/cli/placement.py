@@ -47,12 +47,13 @@ def forwarded_pytest_options(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def check_placement(args: argparse.Namespace) -> None:
-    """Everything the placement options say, checked before any work (the commands that hand
-    them on to pytest): the device and dtype, the batch size, and a Ray cluster's address."""
-    placement_kwargs(args)
+def check_placement(args: argparse.Namespace) -> dict:
+    """Everything the placement options say, checked before any work: the device and dtype, the
+    batch size, and a Ray cluster's address. Returns :func:`placement_kwargs`."""
+    place = placement_kwargs(args)
     backend = getattr(args, "backend", None)
     if backend == "ray":
         RayBackend.from_options(args.ray_address, args.workers)
     elif getattr(args, "ray_address", None) or getattr(args, "workers", None):
         raise UserError("--ray-address and --workers need --backend ray")
+    return place

@@ -18,7 +18,7 @@ from harness.analysis.sweep import (
     sweep,
 )
 from harness.claims.spec import claims_toml, load_claims
-from harness.cli.placement import add_placement_options, check_placement, placement_kwargs
+from harness.cli.placement import add_placement_options, check_placement
 from harness.distributed.ray_backend import DEFAULT_WORKERS, RayBackend
 from harness.errors import UserError, check_options, reading_error
 from harness.model.loading import load_model
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_placement_options(ap, batch=False, backend=True)
     args = ap.parse_args(argv)
-    place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
-    check_placement(args)  # and an unreachable Ray cluster
+    place = check_placement(args)  # a missing GPU, an unknown dtype or an unreachable Ray cluster: exit 2 now
     if args.compare:
         return _compare_main(*args.compare, args.margin, args.top)
     if not args.emotion:
