@@ -183,9 +183,8 @@ def atomic_write(path: str, write) -> None:
         raise
 
 
-def read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (this code stores a missing number as null)")
 
 
 def load_versioned(path: str, schema: str, version: int | tuple[int, ...], what: str) -> dict:
@@ -193,13 +192,21 @@ def load_versioned(path: str, schema: str, version: int | tuple[int, ...], what:
     code reads); ``UserError`` naming the file."""
 
     try:
-        doc = read_json(path)
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh, parse_constant=_no_constant)
+        json.dumps(doc, ensure_ascii=False).encode()  # a lone surrogate ("\ud800") is not text
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except UnicodeEncodeError as exc:
+        raise UserError(f"{path}: holds a lone surrogate {exc.object[exc.start]!r}, which is not text") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a {what} document") from None
+    except ValueError as exc:  # NaN or Infinity, which this code never writes (NaN is stored as null)
+        raise UserError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != schema:
         raise UserError(f"{path}: not a {what} document (schema must be {schema!r})")
     readable = (version,) if isinstance(version, int) else version

@@ -98,12 +98,19 @@ def _with(edit):
      "claims[0] ('gratitude_up'): field 'verdict' = 'maybe': must be one of supported, not supported"),
     (_with(lambda d: d["claims"][2].update(effect=[0.1])), "claims[2] ('equiv'): field 'effect' = [0.1]"),
     (_with(lambda d: d["claims"][2]["effect"].update(mean="0.1")),
-     "field 'effect.mean' is '0.1': must be a number or null"),
+     "field 'effect.mean' = '0.1': must be a number or null"),
     (_with(lambda d: d["claims"][0].update(random_control={"null": [0.1, "x"]})),
-     "field 'random_control.null' is [0.1, 'x']: must be a list of numbers"),
-    (_with(lambda d: d["claims"][0].update(warnings=["floor"])), "field 'warnings' = ['floor']"),
+     "field 'random_control.null[1]' = 'x': must be a number or null"),
+    (_with(lambda d: d["claims"][0].update(warnings=["floor"])), "field 'warnings[0]' = 'floor': must be an object"),
     (_with(lambda d: d["claims"][0].update(warnings=[{"code": "floor"}, {"message": "no code"}])),
-     "field 'warnings' = [{'code': 'floor'}, {'message': 'no code'}]: must be a list of objects with a 'code'"),
+     "claims[0] ('gratitude_up'): field 'warnings[1].code' is missing"),
+    (_with(lambda d: d["claims"][0]["effect"].update(mean=float("inf"))),
+     "not valid JSON: Infinity is not a JSON number (this code stores a missing number as null)"),
+    (_with(lambda d: d["claims"][0]["claim"].update(n_prompts=True)), "field 'claim.n_prompts' = True: must be an integer"),
+    (_with(lambda d: d["claims"][0]["claim"].update(n_prompts=-1)), "field 'claim.n_prompts' = -1: must be greater than or equal to 0"),
+    (_with(lambda d: d.update(models={"m": {"shape_tuple": [2, 10**9]}})),
+     "field 'models.m.shape_tuple[1]' = 1000000000: must be less than or equal to 4096"),
+    (_with(lambda d: d.update(git=[])), "f.json: field 'git' = []: must be an object or null"),
 ])
 def test_malformed_claim_records_are_named(tmp_path, cli, doc, message):
     path = _write(tmp_path, "f.json", doc)

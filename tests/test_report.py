@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 
 import pytest
 
@@ -217,3 +219,105 @@ def test_file_names_from_a_crafted_document_stay_in_the_plots_folder(findings, t
     assert main([str(bad), "--markdown", str(tmp_path / "in" / "r.md"), "--plots-dir", str(plots)]) == 0
     outside = [p for p in tmp_path.rglob("*.png") if plots not in p.parents]
     assert outside == [] and len(list(plots.glob("*.png"))) >= 3
+
+
+# ------------------------------------------------- hostile documents (reliability, class 7)
+def _paths(node, prefix=()):
+    """Every place in a JSON document: the paths a mutation may replace or delete."""
+    yield prefix
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        yield from _paths(child, (*prefix, key))
+
+
+def _hostile_values():
+    from hypothesis import strategies as st
+
+    leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+              | st.sampled_from(["../../escape", "/tmp/abs", "..", "", "a/b\\c", "\x1b[31mred", "$\\frac{", "1:1", "\ud800"]))
+    return st.recursive(leaves, lambda kids: st.lists(kids, max_size=3)
+                        | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=6)
+
+
+def _mutated(doc, draw):
+    from hypothesis import strategies as st
+
+    doc = copy.deepcopy(doc)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(doc) if p]
+        if not paths:
+            break
+        *parent_path, key = draw(st.sampled_from(paths))
+        parent = doc
+        for k in parent_path:
+            parent = parent[k]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[key]
+        else:
+            parent[key] = draw(_hostile_values())
+    return doc
+
+
+def _files(root):
+    return {p for p in root.rglob("*")}
+
+
+def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: bool) -> None:
+    """Mutated documents to regress (against the real document, either side) and to report:
+    never a traceback (an unexpected exception fails the test, see ``main_in_process``), exit 2
+    exactly when the validator refuses the document (one line on stderr), and no file outside the
+    output folder. ``malformed``: only documents the report's validator refuses (fast: nothing to
+    draw), else only those it accepts (hostile values in valid places, rendered and plotted)."""
+    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import strategies as st
+
+    from harness.errors import UserError
+    from harness.findings.schema import load_document
+
+    good_path, good = findings
+
+    def valid(path, complete):
+        try:
+            load_document(str(path), complete=complete)
+            return True
+        except UserError:
+            return False
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def run(data):
+        doc = _mutated(good, data.draw)
+        work = root / "work"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "out").mkdir(parents=True)
+        bad = work / "bad.json"
+        bad.write_text(json.dumps(doc))  # NaN and Infinity as JSON's non-standard literals, "\ud800" escaped
+        for_report = valid(bad, True)
+        assume(for_report != malformed)
+        before = _files(root)
+        old, new = (str(good_path), str(bad)) if data.draw(st.booleans()) else (str(bad), str(good_path))
+        proc = main_in_process("harness.cli.regress", old, new)
+        assert proc.returncode in ((0, 1) if valid(bad, False) else (2,)), proc.stderr
+        proc = main_in_process("harness.cli.report", str(bad), "--markdown", str(work / "out" / "r.md"),
+                               "--plots-dir", str(work / "out" / "plots"))
+        assert proc.returncode == (0 if for_report else 2), proc.stderr
+        if proc.returncode == 2:
+            assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+        written = _files(root) - before
+        assert all(work / "out" in p.parents for p in written), sorted(map(str, written))
+
+    run()
+
+
+def test_a_thousand_malformed_documents_give_exit_2_and_write_nothing(findings, tmp_path_factory, main_in_process):
+    """Random field types, missing fields, non-finite numbers, lone surrogates, traversal names:
+    the reliability issue's class 7 (readers crashed with tracebacks on such documents)."""
+    _hostile_runs(findings, tmp_path_factory.mktemp("malformed"), main_in_process, examples=1000, malformed=True)
+
+
+def test_hostile_values_in_valid_documents_are_rendered_and_plotted(findings, tmp_path_factory, main_in_process):
+    """Documents the validator accepts but that hold hostile values where any value of the type
+    is allowed (a ``$`` formula in a plot label, null statistics, a mean outside its CI, a head
+    that is not in the model): the report and its plots are written, inside the output folder."""
+    _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=30, malformed=False)

@@ -1,4 +1,11 @@
-"""The findings document: schema, version and the one validating loader every reader uses."""
+"""The findings document: schema, version and the one validating loader every reader uses.
+
+Every field a reader uses (the regression, the markdown report and its plots, the evidence
+page) is declared here with its type, so a document is checked whole before anything reads it:
+a wrong type, a missing field, a non-finite number or a value out of range is one
+:class:`~harness.errors.UserError` naming the file, the claim and the field, never a traceback
+in a renderer. Fields nobody reads are kept as they are (``extra="allow"``).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +21,12 @@ from harness.results import load_versioned
 FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1  # the one definition
 
 
-# The structure the renderers and the regression read, as pydantic models (strict types; other
-# fields are kept as they are). Statistics may be null: NaN is stored as null (harness.results).
-Number = Annotated[float | None, Field(strict=True)]
+# Strict types (no "0.1" for 0.1, no true for 1); statistics may be null, since NaN is stored as
+# null (harness.results), but never infinite or NaN; counts are bounded integers.
+Number = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 _OPEN = ConfigDict(extra="allow", strict=True)
+MAX_LAYERS_OR_HEADS = 4096  # a model shape a heatmap may draw (the largest models have ~128 layers)
 
 
 class _Section(BaseModel):
@@ -29,6 +38,8 @@ class EffectRecord(_Section):
     ci_low: Number = None
     ci_high: Number = None
     n: Number = None
+    p_value: Number = None
+    mde: Number = None
 
 
 class EquivalenceRecord(_Section):
@@ -53,12 +64,62 @@ class SignRecord(_Section):
     p_value: Number = None
 
 
+class OneTokenRecord(_Section):
+    emotion: str = ""
+    mean: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+
+
+class TextChangedRecord(_Section):
+    n: Count = 0
+    patched_vs_baseline: Count = 0
+    versus_vs_baseline: Count | None = None
+    patched_vs_versus: Count | None = None
+
+
 class WarningRecord(_Section):
     code: str
+    message: str = ""
+
+
+class ExampleRecord(_Section):
+    index: Count | None = None
+    why: str = ""
+    delta: Number = None
+    target: str = ""
+    baseline: str = ""
+    patched: str = ""
+    versus: str = ""
+
+
+class VersusRecord(_Section):
+    heads: str = ""
+    patch_mode: str = ""
+    source: str = ""
+
+
+class ModelRecord(_Section):
+    source: str | None = None
+    weights_sha256: str | None = None
+    prompt_format: str | None = None
+    shape_tuple: (
+        Annotated[list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYERS_OR_HEADS)]], Field(min_length=2)] | None
+    ) = None
+
+
+class DataFileRecord(_Section):
+    path: str | None = None
+    sha256: str | None = None
+
+
+class GitRecord(_Section):
+    commit: str | None = None
+    dirty: bool | None = None
 
 
 class ClaimFields(_Section):
-    """The claim as run: the fields every reader needs (all of a claim's fields are kept)."""
+    """The claim as run: the fields readers use (all of a claim's fields are kept)."""
 
     id: Annotated[str, Field(min_length=1)]
     model: str = ""
@@ -68,15 +129,39 @@ class ClaimFields(_Section):
     target: str = ""
     metric: str = ""
     direction: str = ""
+    alignment: str = ""
+    n_prompts: Count = 0
+    samples: Count = 0
+    max_tokens: Count = 0
+    seed: Count = 0
+    do_sample: bool = False
+    temperature: Number = None
+    top_k: Count | None = None
+    top_p: Number = None
+    alpha: Number = None
+    margin: Number = None
+    statistic: str = "mean"
+    versus: VersusRecord | None = None
+    intervention: str | None = None
+    hook_points: list[str] | None = None
 
 
 class ClaimRecord(_Section):
     claim: ClaimFields
     verdict: Literal[VERDICTS]  # type: ignore[valid-type]
+    p_raw: Number = None
+    p_adjusted: Number = None
+    p_refute_adjusted: Number = None
     effect: EffectRecord | None = None
     equivalence: EquivalenceRecord | None = None
     random_control: RandomControlRecord | None = None
     sign: SignRecord | None = None
+    one_token: OneTokenRecord | None = None
+    text_changed: TextChangedRecord | None = None
+    per_prompt: dict[str, list[Number]] = {}
+    examples: list[ExampleRecord] = []
+    model: ModelRecord | None = None
+    error: str | None = None
     warnings: list[WarningRecord] = []
 
 
@@ -85,80 +170,134 @@ class FindingsDocument(_Section):
     ``FindingsDocument.model_json_schema()`` (``docs/findings.schema.json``)."""
 
     claims: list[ClaimRecord]
+    created: str | None = None
+    correction: str | None = None
+    profile: str | None = None
+    git: GitRecord | None = None
+    packages: dict[str, str | None] | None = None
+    models: dict[str, ModelRecord] | None = None
+    data_files: dict[str, DataFileRecord] | None = None
 
 
-_SECTIONS: dict[str, type[_Section]] = {
-    "effect": EffectRecord,
-    "equivalence": EquivalenceRecord,
-    "random_control": RandomControlRecord,
-    "sign": SignRecord,
+# What the reports read beyond what the regression needs (``complete=True``): these fields of a
+# claim, every field of each statistics section present, and for a claim that ran (no error)
+# its effect, p-values and per-prompt values.
+_REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in ("intervention", "hook_points"))
+_REPORT_SECTIONS = ("effect", "equivalence", "random_control", "sign", "one_token", "text_changed")
+_REPORT_RAN = ("effect", "p_raw", "p_adjusted", "per_prompt")
+_EXPECTED = {
+    "float_type": "a number or null",
+    "finite_number": "a finite number or null",
+    "string_type": "a string",
+    "string_too_short": "a non-empty string",
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "list_type": "a list",
+    "too_short": "a list of at least 2 numbers",
 }
-_KINDS = {
-    "null": "a list of numbers",
-    "beats_all": "true, false or null",
-    "warnings": "a list of objects with a 'code'",
-}
+
+
+_NULLABLE_OBJECTS = (*_REPORT_SECTIONS, "versus", "model", "git")
+_UNION_TAGS = (
+    "list[...]",
+    "int",
+    "float",
+    "none",
+    "str",
+    "bool",
+    "dict[str,...]",
+)  # pydantic's names of a union's arms
+
+
+def _dotted(loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _value(doc, loc):
+    for part in loc:
+        try:
+            doc = doc[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _problem(doc: dict, err: Mapping[str, Any], where_of) -> str:
-    """One line for pydantic's first error, in the words of the old hand-written checker."""
-    loc = err["loc"]
-    if not loc or loc[0] != "claims" or len(loc) == 1:
+    """One line for pydantic's first error: the claim (index and id), the field, its value and
+    what it must be."""
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    if not loc or loc == ("claims",) and err["type"] != "missing" or loc[0] == "claims" and len(loc) == 1:
         claims = doc.get("claims")
         got = "it is missing" if claims is None else f"got {type(claims).__name__}"
         return f"findings document has no 'claims' list ({got})"
-    i, rest = loc[1], loc[2:]
-    rec = doc["claims"][i]
-    where = where_of(i, rec)
-    if (
-        not isinstance(rec, dict)
-        or not rest
-        or rest[0] == "claim"
-        and (len(rest) == 1 or not isinstance(rec.get("claim"), dict))
-    ):
-        return f"{where}: must be an object with a 'claim' object"
-    if rest[0] == "claim":
-        name, value = rest[1], rec["claim"].get(rest[1])
-        kind = "non-empty string" if name == "id" else "string"
-        return f"{where}: field 'claim.{name}' = {value!r}: must be a {kind}"
-    if rest[0] == "verdict":
-        return f"{where}: field 'verdict' = {rec.get('verdict')!r}: must be one of {', '.join(VERDICTS)}"
-    if rest[0] == "warnings":
-        return f"{where}: field 'warnings' = {rec.get('warnings')!r}: must be {_KINDS['warnings']}"
-    section = rest[0]
-    value = rec.get(section)
-    if len(rest) == 1 or not isinstance(value, dict):
-        return f"{where}: field {section!r} = {value!r}: must be an object or null"
-    key = rest[1]
-    return f"{where}: field '{section}.{key}' is {value.get(key)!r}: must be {_KINDS.get(key, 'a number or null')}"
+    if loc[0] != "claims":
+        where, rest, base = "", loc, doc
+    else:
+        i, rest = loc[1], loc[2:]
+        base = doc["claims"][i]
+        where = where_of(i, base) + ": "
+        if not isinstance(base, dict) or not rest or rest == ("claim",) and not isinstance(base.get("claim"), dict):
+            return f"{where}must be an object with a 'claim' object"
+    name = _dotted(rest)
+    if err["type"] == "missing":
+        return f"{where}field {name!r} is missing"
+    value = _value(base, rest)
+    if err["type"] == "literal_error" and rest == ("verdict",):
+        return f"{where}field 'verdict' = {_shown(value)}: must be one of {', '.join(VERDICTS)}"
+    expected = _EXPECTED.get(err["type"], err["msg"].lower().removeprefix("input should be "))
+    if rest[-1] in _NULLABLE_OBJECTS and err["type"] in ("model_type", "dict_type"):
+        expected = "an object or null"
+    return f"{where}field {name!r} = {_shown(value)}: must be {expected}"
 
 
 def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
-    """Validate ``doc`` against :class:`FindingsDocument` (the structure the regression reads: claim
-    ids, verdicts, the types of the statistics present) and, when ``complete``, require every field
-    the reports and plots read; a :class:`UserError` names the file, the claim (index and id) and
-    the field. Returns ``doc``."""
+    """Validate ``doc`` against :class:`FindingsDocument` (every field the regression and the
+    reports read, typed) and, when ``complete``, require the fields the reports and plots read;
+    a :class:`UserError` names the file, the claim (index and id) and the field. Returns ``doc``."""
 
     def where_of(i: int, rec) -> str:
         cid = rec.get("claim", {}).get("id") if isinstance(rec, dict) and isinstance(rec.get("claim"), dict) else None
-        return f"{path}: claims[{i}]" + (f" ({cid!r})" if isinstance(cid, str) else "")
+        return f"claims[{i}]" + (f" ({cid!r})" if isinstance(cid, str) else "")
 
     try:
         parsed = FindingsDocument.model_validate(doc)
     except ValidationError as exc:
-        raise UserError(f"{path}: " + _problem(doc, exc.errors()[0], where_of).removeprefix(f"{path}: ")) from None
+        raise UserError(f"{path}: " + _problem(doc, exc.errors()[0], where_of)) from None
     seen: set[str] = set()
     for i, rec in enumerate(parsed.claims):
-        where = where_of(i, doc["claims"][i])
+        where = f"{path}: " + where_of(i, doc["claims"][i])
         if rec.claim.id in seen:
             raise UserError(f"{where}: claim id {rec.claim.id!r} appears more than once")
         seen.add(rec.claim.id)
         if complete:
-            missing = [f"claim.{k}" for k in ClaimFields.model_fields if k not in rec.claim.model_fields_set]
-            for section, model in _SECTIONS.items():
+            missing = [f"claim.{k}" for k in _REPORT_CLAIM_FIELDS if k not in rec.claim.model_fields_set]
+            for section in _REPORT_SECTIONS:
                 present = getattr(rec, section)
                 if present is not None:
-                    missing += [f"{section}.{k}" for k in model.model_fields if k not in present.model_fields_set]
+                    missing += [
+                        f"{section}.{k}" for k in type(present).model_fields if k not in present.model_fields_set
+                    ]
+            if rec.claim.versus is not None:
+                versus = rec.claim.versus
+                missing += [f"claim.versus.{k}" for k in type(versus).model_fields if k not in versus.model_fields_set]
+            if rec.error is None:
+                missing += [k for k in _REPORT_RAN if k not in rec.model_fields_set or getattr(rec, k) is None]
+            for j, w in enumerate(rec.warnings):
+                missing += [f"warnings[{j}].message"] if "message" not in w.model_fields_set else []
+            for j, x in enumerate(rec.examples):
+                missing += [
+                    f"examples[{j}].{k}" for k in ("target", "baseline", "patched") if k not in x.model_fields_set
+                ]
             if missing:
                 raise UserError(f"{where}: field {missing[0]!r} is missing")
     return doc

@@ -26,8 +26,8 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         "# Head patching report",
         "",
         (
-            f"Rendered from findings of {doc.get('created', '?')}, git {str(doc.get('git', {}).get('commit'))[:12]}"
-            f"{' (dirty)' if doc.get('git', {}).get('dirty') else ''}; correction: {doc.get('correction')}"
+            f"Rendered from findings of {doc.get('created', '?')}, git {str((doc.get('git') or {}).get('commit'))[:12]}"
+            f"{' (dirty)' if (doc.get('git') or {}).get('dirty') else ''}; correction: {doc.get('correction')}"
             f"{'; profile: ' + cell(doc['profile']) if doc.get('profile') else ''}."
         ),
         "",
@@ -82,7 +82,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         out.append(
             f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(patch_label(c))} | {cell(c['metric'])} | "
             f"{num_text(mean_or_none(pp.get('baseline')), '.4f')} | {num_text(mean_or_none(pp.get('patched')), '.4f')} | {versus} | "
-            f"{num_text(e['mean'])} | {ci_text(e)} | {r['p_raw']:.4g} / {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** | "
+            f"{num_text(e['mean'])} | {ci_text(e)} | {num_text(r['p_raw'], '.4g')} / {num_text(r['p_adjusted'], '.4g')} | **{cell(r['verdict'])}** | "
             f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} | "
             f"{cell(changes_text(r.get('text_changed')))} |"
         )
@@ -100,7 +100,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             out.append(
                 f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['patch_mode'])} vs "
                 f"{cell(c['versus']['patch_mode'])} | {cell(c['metric'])} | {num_text(r['effect']['mean'])} | "
-                f"{ci_text(q)} | {num_text(c.get('margin'), '.4f')} | {r['p_adjusted']:.4g} | **{cell(r['verdict'])}** |"
+                f"{ci_text(q)} | {num_text(c.get('margin'), '.4f')} | {num_text(r['p_adjusted'], '.4g')} | **{cell(r['verdict'])}** |"
             )
     else:
         out.append("No patch-mode comparison claims in this run.")
@@ -115,7 +115,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             c, rc = r["claim"], r["random_control"]
             out.append(
                 f"| {cell(c['id'])} | {cell(c['heads'])} | {cell(c['metric'])} | {num_text(r['effect']['mean'])} | "
-                f"{len(rc['null'])} | {rc['percentile']:.0f} | {rc['empirical_p']:.3f} | {rc['beats_all']} |"
+                f"{len(rc['null'])} | {num_text(rc['percentile'], '.0f')} | {num_text(rc['empirical_p'], '.3f')} | {rc['beats_all']} |"
             )
     else:
         out.append("No claims with a random-head control in this run.")
@@ -153,7 +153,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         r
         for r in ok
         if r.get("sign")
-        and r["effect"].get("p_value") is not None
+        and None not in (r["effect"].get("p_value"), r["sign"]["p_value"], r["claim"]["alpha"])
         and (r["sign"]["p_value"] < r["claim"]["alpha"]) != (r["effect"]["p_value"] < r["claim"]["alpha"])
     ]
     out.append(
@@ -161,7 +161,8 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         + (
             "; ".join(
                 f"{cell(r['claim']['id'])}: mean test p {r['effect']['p_value']:.3g}, sign test p {r['sign']['p_value']:.3g} "
-                f"({r['sign']['n_up']} up / {r['sign']['n_down']} down, median {r['sign']['median']:+.4f}; "
+                f"({num_text(r['sign']['n_up'], '.0f')} up / {num_text(r['sign']['n_down'], '.0f')} down, "
+                f"median {num_text(r['sign']['median'])}; "
                 f"decided by {r['claim'].get('statistic', 'mean')})"
                 for r in split
             )
@@ -220,16 +221,20 @@ def _fact(r: dict) -> str:
     c, e, st = r["claim"], r["effect"], r.get("sign")
     # a refuted claim is decided by the test the other way (documents from before it was recorded lack it)
     refute = (
-        f", the other way p adj {r['p_refute_adjusted']:.3g}"
+        f", the other way p adj {num_text(r['p_refute_adjusted'], '.3g')}"
         if r.get("verdict") == "refuted" and r.get("p_refute_adjusted") is not None
         else ""
     )
     if c.get("statistic") == "sign" and st:
         return (
-            f"{cell(c['id'])} (sign test: {st['n_up']} up / {st['n_down']} down, median {st['median']:+.4f} "
-            f"{ci_text(st)}, p adj {r['p_adjusted']:.3g}{refute}; mean Δ {e['mean']:+.4f} {ci_text(e)})"
+            f"{cell(c['id'])} (sign test: {num_text(st['n_up'], '.0f')} up / {num_text(st['n_down'], '.0f')} down, "
+            f"median {num_text(st['median'])} {ci_text(st)}, p adj {num_text(r['p_adjusted'], '.3g')}{refute}; "
+            f"mean Δ {num_text(e['mean'])} {ci_text(e)})"
         )
-    return f"{cell(c['id'])} (Δ {e['mean']:+.4f} {ci_text(e)}, p adj {r['p_adjusted']:.3g}{refute}, MDE {mde_text(e)})"
+    return (
+        f"{cell(c['id'])} (Δ {num_text(e['mean'])} {ci_text(e)}, p adj {num_text(r['p_adjusted'], '.3g')}{refute}, "
+        f"MDE {mde_text(e)})"
+    )
 
 
 def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -250,7 +255,7 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
 
     written = 0
     for r in claims:
-        if r.get("effect"):
+        if r.get("effect") and None not in (r["effect"].get(k) for k in ("mean", "ci_low", "ci_high")):
             png = forest_png(r)
             atomic_write(
                 path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), lambda fh, png=png: fh.write(png)

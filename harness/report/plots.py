@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+
 from harness.results import atomic_write
+
+
+def _plain_text(draw):
+    """Run a plotting function with mathtext off: labels hold document text (claim heads, metric
+    and model names), and a ``$`` in it must be drawn, not parsed (a bad formula would raise)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def _save(fig, path: str, dpi: int) -> None:
@@ -15,6 +31,7 @@ def _save(fig, path: str, dpi: int) -> None:
         plt.close(fig)
 
 
+@_plain_text
 def head_effect_plot(doc: dict, path: str) -> str:
     """Bar chart of Δ (patched − baseline) per metric with its 95% bootstrap CI over prompts."""
     import matplotlib
@@ -42,6 +59,7 @@ def head_effect_plot(doc: dict, path: str) -> str:
     return path
 
 
+@_plain_text
 def forest_png(result: dict) -> bytes:
     """One claim's effect with its 95% CI against the random-head effects (if any), as PNG bytes."""
     import io
@@ -53,15 +71,9 @@ def forest_png(result: dict) -> bytes:
 
     e, c = result["effect"], result["claim"]
     fig, ax = plt.subplots(figsize=(5.5, 1.6))
-    ax.errorbar(
-        [e["mean"]],
-        [0],
-        xerr=[[e["mean"] - e["ci_low"]], [e["ci_high"] - e["mean"]]],
-        fmt="o",
-        color="#C44E52",
-        capsize=4,
-        label=f"heads {c['heads']}",
-    )
+    # the interval drawn from its ends, not as errors around the mean: a BCa interval need not hold the mean
+    ax.plot([e["ci_low"], e["ci_high"]], [0, 0], color="#C44E52", marker="|", markersize=10)
+    ax.plot([e["mean"]], [0], "o", color="#C44E52", label=f"heads {c['heads']}")
     rc = result.get("random_control")
     if rc:
         ax.scatter(
@@ -100,20 +112,28 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
         c = r["claim"]
         if (
             r.get("effect")
-            and heads
             and c.get("intervention") is None
-            and "," not in heads
-            and "*" not in heads
             and not c.get("versus")
             and c["direction"] != "equivalent"
             and c["source"] != c["target"]
         ):
-            layer, head = map(int, heads.split(":"))
-            if np.isnan(grid[layer, head]):
+            layer, head = single_head(heads, n_layers, n_heads)
+            if layer >= 0 and np.isnan(grid[layer, head]) and r["effect"].get("mean") is not None:
                 grid[layer, head] = r["effect"]["mean"]
     return delta_heatmap(grid, title, path)
 
 
+def single_head(spec: str, n_layers: int, n_heads: int) -> tuple[int, int]:
+    """``"L:H"`` as (layer, head) when it names one head of this shape; (-1, -1) otherwise (a
+    document's text, not trusted to be a valid head)."""
+    layer, _, head = spec.partition(":")
+    if layer.isascii() and layer.isdigit() and head.isascii() and head.isdigit():
+        if int(layer) < n_layers and int(head) < n_heads:
+            return int(layer), int(head)
+    return -1, -1
+
+
+@_plain_text
 def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompts") -> str:
     """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
     import matplotlib

@@ -19,7 +19,7 @@ def _missing(x) -> bool:
 
 
 def ci_text(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
-    if not d or _missing(d.get(key_low)):
+    if not d or _missing(d.get(key_low)) or _missing(d.get(key_high)):
         return "—"
     return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
 
@@ -68,7 +68,9 @@ def updown(sign: dict | None) -> str:
     """Prompts that moved up / down, the median Δ and the sign test's p (directional claims)."""
     if not sign:
         return "—"
-    return f"{sign['n_up']} / {sign['n_down']}, median {num_text(sign['median'])} (p {sign['p_value']:.3g})"
+    return (
+        f"{sign['n_up']} / {sign['n_down']}, median {num_text(sign['median'])} (p {num_text(sign['p_value'], '.3g')})"
+    )
 
 
 def warning_codes(r: dict) -> str:
