@@ -618,3 +618,51 @@ def test_the_live_progress_line_shows_effect_raw_p_changes_and_warnings():
                                  "warning: floor; warning: untestable")
     r.error = "RuntimeError: boom\nsecond line"
     assert progress_line(r) == "error: RuntimeError: boom"
+
+
+def test_a_misspelt_model_stops_collection_instead_of_skipping_the_claim(pytester):
+    """Reliability class 6: ``model = "tiny-gtp2"`` was skipped as "weights not in cache" (exit
+    0, no findings). A name that is not registered, not a directory and not an org/name Hugging
+    Face id is a typo: exit 2 with "did you mean"; an absent org/name id is still a skip."""
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml([{**BASE, "model": "tiny-gtp2"}]))
+    result = pytester.runpytest_subprocess(str(claims), "--co", "-q", "-p", "no:cacheprovider")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, out
+    assert "claim 'c1': field 'model' = 'tiny-gtp2': unknown model 'tiny-gtp2'. Did you mean 'tiny-gpt2'" in out
+    assert "Traceback" not in out
+    claims.write_text(claims_toml([{**BASE, "model": "some-org/not-downloaded"}]))
+    result = pytester.runpytest_subprocess(str(claims), "-q", "-p", "no:cacheprovider", "-rs")
+    assert result.ret == 5 or "skipped" in result.stdout.str(), result.stdout.str()
+    assert "not in the local Hugging Face cache" in result.stdout.str()
+
+
+def test_a_run_cut_short_is_recorded_incomplete_and_regress_refuses_it(pytester, main_in_process):
+    """Reliability class 6: ``-x`` after a failing claim wrote findings with 1 of 3 claims and
+    nothing marking them incomplete. The document now says ``complete: false`` and names the
+    claims not run; regress and nightly refuse it (exit 2), the report says so."""
+    rows = [{**BASE, "id": f"c{i}", "source": "neutral", "metric": "sentiment", "n_prompts": 4, "max_tokens": 3,
+             "tier": "fast"} for i in range(3)]  # an identity patch "increases" nothing: each fails
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml(rows))
+    findings = pytester.path / "findings.json"
+    result = pytester.runpytest_subprocess(str(claims), "-x", "--findings", str(findings), "-p", "no:cacheprovider",
+                                           "-q", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    doc = json.loads(findings.read_text())
+    assert doc["complete"] is False and doc["not_run"] == ["c1", "c2"] and len(doc["claims"]) == 1
+    proc = main_in_process("harness.cli.regress", str(findings), str(findings))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (f"error: {findings}: the run that wrote it was cut short (complete: false; not run: "
+                                   "c1, c2); compare complete runs")
+    proc = main_in_process("harness.cli.nightly", "--last", str(findings))
+    assert proc.returncode == 2 and "cut short" in proc.stderr  # before any claims run
+    proc = main_in_process("harness.cli.nightly", "--last", str(pytester.path))
+    assert proc.returncode == 2 and "is not a file (a missing file means the first night)" in proc.stderr
+    md = pytester.path / "r.md"
+    assert main_in_process("harness.cli.report", str(findings), "--markdown", str(md), "--plots-dir",
+                           str(pytester.path / "p")).returncode == 0
+    assert "**Incomplete run**: it was cut short; 2 selected claim(s) were not run (c1, c2)." in md.read_text()
+    result = pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
+    doc = json.loads(findings.read_text())
+    assert doc["complete"] is True and doc["not_run"] == [] and len(doc["claims"]) == 3

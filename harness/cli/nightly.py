@@ -22,9 +22,9 @@ import os
 
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
-from harness.errors import run_cli
+from harness.errors import UserError, run_cli
 from harness.findings.regress import format_report, lost_claims, regression
-from harness.findings.schema import load_document
+from harness.findings.schema import load_document, require_complete
 from harness.report.text import cell
 from harness.results import atomic_write_text
 
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     check_placement(args)
     # read last night's document first: a bad one should not cost a whole claims run
-    last = load_document(args.last) if args.last and os.path.isfile(args.last) else None
+    if args.last and os.path.exists(args.last) and not os.path.isfile(args.last):
+        raise UserError(f"--last {args.last!r} is not a file (a missing file means the first night)")
+    last = require_complete(load_document(args.last), args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
     doc = run_claims(out, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
     if doc is None:

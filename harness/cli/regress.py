@@ -11,7 +11,7 @@ import argparse
 
 from harness.errors import run_cli
 from harness.findings.regress import format_report, lost_claims, regression
-from harness.findings.schema import load_document
+from harness.findings.schema import load_document, require_complete
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("old")
     ap.add_argument("new")
     args = ap.parse_args(argv)
-    context, rows = regression(load_document(args.old), load_document(args.new))
+    old, new = (require_complete(load_document(p), p) for p in (args.old, args.new))
+    context, rows = regression(old, new)
     print(format_report(context, rows))
     return 1 if lost_claims(rows) else 0
 

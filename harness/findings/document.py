@@ -15,9 +15,13 @@ def findings_document(
     profile: str | None = None,
     models: dict | None = None,
     data_files: dict | None = None,
+    not_run: list[str] = (),  # type: ignore[assignment]
+    interrupted: bool = False,
 ) -> dict:
     """The versioned findings document of one run: provenance (git, packages, models, data files),
-    the run's correction and profile, and one record per claim (:meth:`ClaimResult.to_dict`)."""
+    the run's correction and profile, one record per claim (:meth:`ClaimResult.to_dict`), and
+    whether the run was ``complete``: false, with the ids of the selected claims it did ``not_run``,
+    when it was cut short (``-x``, Ctrl-C); the regression refuses such a side."""
     doc = {
         "schema": FINDINGS_SCHEMA,
         "schema_version": FINDINGS_VERSION,
@@ -25,6 +29,8 @@ def findings_document(
         "correction": correction,
         "profile": profile,
         **environment(),
+        "complete": not not_run and not interrupted,
+        "not_run": list(not_run),
         "claims": list(claims),
     }
     if models is not None:

@@ -170,6 +170,8 @@ class FindingsDocument(_Section):
     ``FindingsDocument.model_json_schema()`` (``docs/findings.schema.json``)."""
 
     claims: list[ClaimRecord]
+    complete: bool = True  # documents from before it was recorded: as they were read then
+    not_run: list[str] = []
     created: str | None = None
     correction: str | None = None
     profile: str | None = None
@@ -308,6 +310,21 @@ def load_document(path: str, *, complete: bool = False) -> dict:
     (``complete``: everything the reports read, see :func:`check_findings`)."""
 
     return check_findings(load_versioned(path, FINDINGS_SCHEMA, FINDINGS_VERSION, "findings"), path, complete=complete)
+
+
+def require_complete(doc: dict, path: str) -> dict:
+    """``doc`` when its run was complete; a :class:`UserError` naming the claims it did not run
+    otherwise (a run cut short by ``-x`` or Ctrl-C: comparing it would report lost findings that
+    were never tested)."""
+    if doc.get("complete", True) is False:
+        missing = doc.get("not_run") or []
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(
+            f"{path}: the run that wrote it was cut short (complete: false"
+            + (f"; not run: {shown}" if shown else "")
+            + "); compare complete runs"
+        )
+    return doc
 
 
 def claims_by_id(doc: dict) -> dict[str, dict]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import ModelUnavailableError, did_you_mean
+from harness.errors import ModelUnavailableError, UnknownNameError, did_you_mean
 from harness.model import tiny
 from harness.model.device import placement, torch_dtype
 from harness.model.shape import ModelShape, model_shape
@@ -310,6 +310,8 @@ def weights_absent(name: str) -> str | None:
 
     Only answers for Hugging Face ids (``gpt2`` included) that are not in the local cache;
     registered built-in models and directories are None here (loading them reports its own errors).
+    A name that is none of these (not registered, not a directory, not an ``org/name`` Hugging Face
+    id) is most likely a typo: :class:`UnknownNameError` with "did you mean", never a quiet skip.
     """
     if (name in REGISTRY and name != "gpt2") or os.path.isdir(name):
         return None
@@ -321,6 +323,10 @@ def weights_absent(name: str) -> str | None:
             return None
     except ValueError:  # not a valid repo id: loading names the problem
         return None
+    if "/" not in name and name not in REGISTRY:
+        raise UnknownNameError(
+            did_you_mean("model", name, REGISTRY) + " (or a Hugging Face id in the local cache, or a model directory)"
+        )
     return (
         f"{name} weights are not in the local Hugging Face cache; provide them (see README) or run with "
         f"--model {name}=/path/to/{name.split('/')[-1]}-dir"

@@ -218,7 +218,10 @@ def prepare_claim(config, c):
     if k is not None and c.random_heads:  # only claims that have a control: it sets its size
         c = harness.with_overrides(c, f"--random-heads {k}", random_heads=k)
     marks = [pytest.mark.claim] + ([] if c.tier == "fast" else [pytest.mark.slow])
-    reason = None if c.model in paths_by_model else harness.weights_absent(c.model)
+    try:
+        reason = None if c.model in paths_by_model else harness.weights_absent(c.model)
+    except UserError as exc:  # a misspelt model is an error, not a claim skipped for absent weights
+        raise UserError(f"{c.file}: claim {c.id!r}: field 'model' = {c.model!r}: {exc}") from None
     if reason:
         marks.append(pytest.mark.skip(reason=reason))
     return c, marks
@@ -430,8 +433,12 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if not results or hasattr(config, "workerinput"):
         return
     sess = config.stash.get(SESSION_KEY, None)
+    # a run cut short (-x, --maxfail, Ctrl-C) says so: the claims it selected but did not record
+    not_run = [c.id for c in run_family(session) if c.id not in results]
     doc = findings_document(
         list(results.values()),
+        not_run=not_run,
+        interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
         correction=config.getoption("--correction"),
         profile=config.getoption("--profile"),
         models=None if sess is None else sess.provenance(),

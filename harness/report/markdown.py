@@ -32,6 +32,14 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         ),
         "",
     ]
+    if doc.get("complete") is False:
+        not_run = doc.get("not_run") or []
+        out += [
+            f"**Incomplete run**: it was cut short; {len(not_run)} selected claim(s) were not run"
+            + (f" ({cell(', '.join(not_run))})" if not_run else "")
+            + ".",
+            "",
+        ]
     out += ["## 1. Settings", "", "| model | source | weights sha256 | format |", "|---|---|---|---|"]
     for name, m in (doc.get("models") or {}).items():
         out.append(
