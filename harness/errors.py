@@ -12,6 +12,8 @@ import difflib
 import sys
 from collections.abc import Callable, Iterable
 
+from harness.outputs import Terminated, terminate_as_interrupt
+
 
 class UserError(Exception):
     """Bad input from the user; the message says what was wrong and what is allowed."""
@@ -57,13 +59,28 @@ def reading_error(exc: Exception) -> str:
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2."""
+    """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2.
+    Ctrl-C (exit 130) and SIGTERM (exit 143, :func:`harness.outputs.terminate_as_interrupt`)
+    unwind the command, so its writers remove their temporaries and its children are stopped."""
+    terminate_as_interrupt()
     try:
         code = main(argv)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + terminal_safe(str(exc)).replace("\n", "\\x0a"), file=sys.stderr)  # one line
         sys.exit(exc.exit_code)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(c) not in "\n\t"}
+
+
+def terminal_safe(text: str) -> str:
+    """Text from untrusted documents as a terminal may show it: control characters written as
+    visible ``\\xNN`` escapes."""
+    return text.translate(_CONTROL)

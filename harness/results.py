@@ -16,10 +16,10 @@ import pickle
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 
 from harness.errors import UserError
+from harness.outputs import write_temporary
 
 PACKAGES = (
     "torch",
@@ -109,15 +109,6 @@ def file_stem(name: str) -> str:
 
 # C0 and C1 control characters except newline and tab: ANSI escape sequences, carriage returns,
 # bells and backspaces in a document's text would rewrite or hide what a terminal shows
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(c) not in "\n\t"}
-
-
-def terminal_safe(text: str) -> str:
-    """Text from untrusted documents as a terminal may show it: control characters written as
-    visible ``\\xNN`` escapes."""
-    return text.translate(_CONTROL)
-
-
 def path_in(folder: str, *parts: str, suffix: str = "") -> str:
     """A file in ``folder`` named from ``parts`` (text from documents, model names, claim ids:
     untrusted), each made a plain file-name piece (:func:`file_stem`: no separators) and joined
@@ -149,14 +140,8 @@ def check_output_path(path: str) -> None:
 
 def write_result(doc: dict, path: str) -> None:
     """Write ``doc`` as JSON or pickle (by extension), atomically."""
-    check_output_path(path)
-    if path.endswith(".json"):
-        atomic_write(
-            path,
-            lambda fh: fh.write(json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode()),
-        )
-    else:
-        atomic_write(path, lambda fh: pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL))
+    data = result_bytes(doc, path)
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -164,23 +149,23 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write(path: str, write) -> None:
-    """``write(binary file)`` into a temporary file next to ``path``, then rename: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    """``write(binary file)`` into a temporary file next to ``path``, then rename: never half a
+    file, and no temporary left when interrupted (:func:`harness.outputs.write_temporary`)."""
+    tmp = write_temporary(path, write)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def result_bytes(doc: dict, path: str) -> bytes:
+    """``doc`` serialised as ``path``'s extension says: JSON (NaN as null) or pickle."""
+    check_output_path(path)
+    if path.endswith(".json"):
+        return json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode()
+    return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _no_constant(name: str):

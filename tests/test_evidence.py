@@ -57,15 +57,23 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
                           f"[{up['effect']['ci_low']:+.4f}, {up['effect']['ci_high']:+.4f}] |")
 
 
-def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason(tmp_path, cli):
+def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_replaces_nothing(tmp_path, cli):
+    """A broken run leaves the last run's outputs as they were (it once rewrote evidence.html
+    before exiting 3: reliability class 3)."""
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "evidence.html").write_text("last run's evidence")
     proc = cli("harness.evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
                cwd=str(tmp_path))
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "--model 'tiny-llama-gqa': no collected claim is about it" in proc.stdout + proc.stderr
     assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout + proc.stderr
-    assert "evidence: the claims run broke (pytest exit 4); nothing rendered" in proc.stderr
-    assert not (tmp_path / "out" / "summary.md").exists()
+    assert f"evidence: the claims run broke (pytest exit 4); nothing replaced in {tmp_path / 'out'}" in proc.stderr
+    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+               "-k", "nothing_matches", cwd=str(tmp_path))
+    assert proc.returncode == 3 and "nothing replaced" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["evidence.html"]  # no staging folder left
+    assert (tmp_path / "out" / "evidence.html").read_text() == "last run's evidence"
 
 
 def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, monkeypatch, cli):
@@ -75,3 +83,45 @@ def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, mo
     assert proc.stderr == ("error: gpt2 weights are not in the local Hugging Face cache; provide them (see README) "
                            "or run with --model gpt2=/path/to/gpt2-dir\n")
     assert "$ " not in proc.stdout and not (tmp_path / "out").exists()
+
+
+def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(tmp_path):
+    """Reliability class 4: SIGTERM to ``harness.evidence`` once left its pytest child running,
+    which wrote findings and HTML after the job had exited. Now: exit 143, no process of the run
+    left, no temporary file, and the old outputs unchanged."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [{**r, "n_prompts": 12, "max_tokens": 30} for r in ROWS[:2]]  # long enough to be stopped mid-run
+    (tmp_path / "claims.toml").write_text(claims_toml(rows))
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"findings.json": "old findings", "evidence.html": "old html", "summary.md": "old summary"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+    job = subprocess.Popen([sys.executable, "-m", "harness.evidence", "--model", "tiny-gpt2", "--out", str(out), "--",
+                            "--claims", "claims.toml"], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert job.stdout.readline().startswith("$ ")  # the pytest child has been started
+    time.sleep(8)  # it is importing torch or evaluating claims; either way it must be stopped
+
+    def of_this_run():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if str(out).encode() in fh.read():
+                        found.append(pid)
+            except OSError:
+                pass
+        return found
+
+    assert of_this_run()
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == 143, job.stderr.read()[-3000:]
+    assert of_this_run() == []
+    assert sorted(p.name for p in out.iterdir()) == sorted(old)  # no staging folder, no .tmp file
+    assert {name: (out / name).read_text() for name in old} == old

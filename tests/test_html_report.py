@@ -11,8 +11,6 @@ from html.parser import HTMLParser
 
 import pytest
 
-from harness.results import atomic_write as _real_atomic_write
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOSTILE = '<script>alert("x")</script> Describe your day & night.'
 CLAIMS = """
@@ -205,11 +203,12 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
         assert g["patched"][0] in texts or not g["patched"][0].strip()
 
 
-def test_interrupted_report_write_keeps_the_last_report(tmp_path, monkeypatch):
+def test_report_writes_wait_for_the_runs_commit_and_an_interrupted_one_leaves_nothing(tmp_path, monkeypatch):
     from pytest_html.selfcontained_report import SelfContainedReport
 
-    from harness import results
+    from harness import outputs
     from harness.pytest_plugin import html as html_report
+    from harness.pytest_plugin.keys import PENDING_KEY
 
     report = tmp_path / "evidence.html"
     report.write_text("the last complete report")
@@ -222,21 +221,25 @@ def test_interrupted_report_write_keeps_the_last_report(tmp_path, monkeypatch):
 
     class Config:
         pluginmanager = Manager()
+        stash = {PENDING_KEY: outputs.PendingFiles()}
 
     assert html_report.atomic_report_writes(Config()) == 1
+    real = outputs.write_temporary
 
-    def interrupted(fh):
-        fh.write(b"<html>half of a ")
-        raise KeyboardInterrupt
+    def interrupted(path, write):
+        return real(path, lambda fh: (fh.write(b"<html>half of a "), (_ for _ in ()).throw(KeyboardInterrupt)))
 
-    monkeypatch.setattr(results, "atomic_write", lambda path, write: _real_atomic_write(path, interrupted))
+    monkeypatch.setattr(outputs, "write_temporary", interrupted)
     with pytest.raises(KeyboardInterrupt):
         plugin._write_report("<html>the whole new report</html>")
-    assert report.read_text() == "the last complete report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
     monkeypatch.undo()
-    plugin._write_report("<html>the whole new report</html>")
+    plugin._write_report("<html>a first report</html>")
+    plugin._write_report("<html>the whole new report</html>")  # written again as tests end: replaces the first
+    assert report.read_text() == "the last complete report"  # pending until the run commits
+    assert Config.stash[PENDING_KEY].commit() == [str(report)]
     assert report.read_text() == "<html>the whole new report</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
 
 
 def cells_of(fragment) -> list[str]:

@@ -67,7 +67,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     (tmp_path / "o" / "findings.json").write_text("{}")  # an earlier run's: kept, and not taken for tonight's
     (tmp_path / "c.toml").write_text(CLAIMS.replace('"tiny-gpt2"', '"gpt2"'))  # no GPT-2 weights: all skipped
     proc = cli("harness.nightly", "--out", str(tmp_path / "o"), "--", "--claims", str(tmp_path / "c.toml"))
-    assert proc.returncode == 3 and "pytest wrote no new" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 3 and "pytest wrote no findings" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 skipped" in proc.stdout
     assert (tmp_path / "o" / "findings.json").read_text() == "{}"
     (tmp_path / "bad.json").write_text("{")

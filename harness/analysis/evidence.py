@@ -14,6 +14,10 @@
    line saying whether every claim's summary row is visible (``harness.report.browser``).
 3. Prints the verdict table and writes it to OUT/summary.md.
 
+Every output is written to a hidden staging folder in OUT first and moved into place together
+at the end (:class:`harness.outputs.Staging`): a run that breaks, or is stopped by Ctrl-C or
+SIGTERM, leaves OUT as it was (its pytest child stopped and waited for, no temporary files).
+
 ``harness.nightly`` is this job plus the regression against the last night's findings.
 Exit status: 0 when the run completed, 2 on unusable input (e.g. ``--model gpt2`` without its
 weights on this machine), 3 when the claims run broke.
@@ -22,27 +26,18 @@ weights on this machine), 3 when the claims run broke.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from harness.claims.examples import changes_text
 from harness.errors import UserError
 from harness.findings.schema import load_document
+from harness.outputs import Staging, run_child
 from harness.report.browser import check_report
 from harness.report.markdown import write_report
 from harness.report.text import cell, decisive_text, verdict_tally, warning_codes
 
 BROKEN = 3
 CLAIMS_FOLDER = "causal_tests"  # the project's claim files, found from the working directory
-
-
-def _identity(path: str) -> tuple | None:
-    """(inode, mtime) of a file, or None: findings are replaced atomically, so a new run changes it."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
 
 
 def pytest_command(out: str, extra: list[str]) -> list[str]:
@@ -66,22 +61,24 @@ def pytest_command(out: str, extra: list[str]) -> list[str]:
     ]
 
 
-def run_claims(out: str, pytest_args: list[str], job: str) -> dict | None:
-    """Steps 1-2: the claims run, then the report and plots. The findings document, or None
-    when the run broke (the reason printed to stderr, prefixed by ``job``)."""
-    findings = os.path.join(out, "findings.json")
-    before = _identity(findings)  # a stale document must not pass for this run's (nor be deleted)
-    cmd = pytest_command(out, pytest_args)
+def run_claims(stage: Staging, pytest_args: list[str], job: str) -> dict | None:
+    """Steps 1-2 into ``stage`` (a :class:`~harness.outputs.Staging` of the output folder): the
+    claims run, then the report and plots. The findings document, or None when the run broke (the
+    reason printed to stderr, prefixed by ``job``). The caller commits the stage: the findings,
+    the HTML, the markdown, the plots and the screenshot of one run replace the old ones together,
+    or (a broken, interrupted or terminated run) none of them does."""
+    findings = stage.path("findings.json")
+    cmd = pytest_command(stage.dir, pytest_args)
     print("$ " + " ".join(cmd), flush=True)
-    code = subprocess.run(cmd, check=False).returncode  # in the caller's folder: relative PYTEST ARGS work
+    code = run_child(cmd)  # in the caller's folder: relative PYTEST ARGS work; stopped with this job
     if code not in (0, 1):
-        print(f"{job}: the claims run broke (pytest exit {code}); nothing rendered", file=sys.stderr)
+        print(f"{job}: the claims run broke (pytest exit {code}); nothing replaced in {stage.out}", file=sys.stderr)
         return None
-    if _identity(findings) in (None, before):
-        print(f"{job}: pytest wrote no new {findings} (were any claims collected?)", file=sys.stderr)
+    if not os.path.isfile(findings):
+        print(f"{job}: pytest wrote no findings (were any claims collected?); nothing replaced", file=sys.stderr)
         return None
-    write_report(findings, os.path.join(out, "phase7_head_patching_report.md"), os.path.join(out, "plots"))
-    screenshot(out, job)
+    write_report(findings, stage.path("phase7_head_patching_report.md"), stage.path("plots"))
+    screenshot(stage.dir, job)
     return load_document(findings)
 
 

@@ -15,6 +15,7 @@ from harness.analysis.evidence import BROKEN, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.errors import UserError, run_cli
 from harness.model.loading import DEFAULT_MODEL, weights_absent
+from harness.outputs import Staging
 from harness.results import atomic_write_text
 
 
@@ -37,21 +38,23 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(absent)
 
     out = os.path.abspath(args.out)
-    doc = run_claims(out, ["--model", args.model, *forwarded_pytest_options(args), *args.pytest_args], "evidence")
-    if doc is None:
-        return BROKEN
-    text = "\n".join(
-        [
-            "# Evidence",
-            "",
-            *verdict_table(doc),
-            "",
-            f"HTML evidence: {os.path.join(out, 'evidence.html')}",
-            f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}",
-            "",
-        ]
-    )
-    atomic_write_text(os.path.join(out, "summary.md"), text)
+    with Staging(out) as stage:
+        doc = run_claims(stage, ["--model", args.model, *forwarded_pytest_options(args), *args.pytest_args], "evidence")
+        if doc is None:
+            return BROKEN
+        text = "\n".join(
+            [
+                "# Evidence",
+                "",
+                *verdict_table(doc),
+                "",
+                f"HTML evidence: {os.path.join(out, 'evidence.html')}",
+                f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}",
+                "",
+            ]
+        )
+        atomic_write_text(stage.path("summary.md"), text)
+        stage.commit()
     print("\n" + text, end="")
     return 0
 

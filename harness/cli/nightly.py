@@ -25,6 +25,7 @@ from harness.cli.placement import add_placement_options, check_placement, forwar
 from harness.errors import UserError, run_cli
 from harness.findings.regress import format_report, lost_claims, regression
 from harness.findings.schema import load_document, require_complete
+from harness.outputs import Staging
 from harness.report.text import cell
 from harness.results import atomic_write_text
 
@@ -65,19 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--last {args.last!r} is not a file (a missing file means the first night)")
     last = require_complete(load_document(args.last), args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
-    doc = run_claims(out, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
-    if doc is None:
-        return BROKEN
-    rows, context = None, []
-    if last is not None:
-        context, rows = regression(last, doc)
-        print(format_report(context, rows))
-    else:
-        print(
-            f"no earlier findings at {args.last}: nothing to compare" if args.last else "no --last: nothing to compare"
-        )
-    text = summary_markdown(doc, context, rows, args.last)
-    atomic_write_text(os.path.join(out, "nightly.md"), text)
+    with Staging(out) as stage:
+        doc = run_claims(stage, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
+        if doc is None:
+            return BROKEN
+        rows, context = None, []
+        if last is not None:
+            context, rows = regression(last, doc)
+            print(format_report(context, rows))
+        else:
+            print(
+                f"no earlier findings at {args.last}: nothing to compare"
+                if args.last
+                else "no --last: nothing to compare"
+            )
+        text = summary_markdown(doc, context, rows, args.last)
+        atomic_write_text(stage.path("nightly.md"), text)
+        stage.commit()
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(text)

@@ -19,8 +19,9 @@ from harness.analysis.sweep import load_sweep
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options
 from harness.model.loading import load_model
+from harness.outputs import PendingFiles
 from harness.report.plots import delta_heatmap
-from harness.results import environment, file_stem, write_result
+from harness.results import environment, file_stem, result_bytes
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 
@@ -134,14 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         "versus_sweep": comparison,
         "deltas": result.deltas.tolist(),
     }
-    write_result(doc, out)
-
-    png = delta_heatmap(
-        result.deltas.mean(-1),
-        f"{handle.name}: Δattention to {args.emotion} keywords ({result.reference} reference)",
-        out.rsplit(".", 1)[0] + ".png",
-        label=f"mean Δattention over {unit}",
-    )
+    with PendingFiles() as pending:  # the document and its heatmap go in place together
+        pending.write_bytes(out, result_bytes(doc, out))
+        png = delta_heatmap(
+            result.deltas.mean(-1),
+            f"{handle.name}: Δattention to {args.emotion} keywords ({result.reference} reference)",
+            out.rsplit(".", 1)[0] + ".png",
+            label=f"mean Δattention over {unit}",
+            pending=pending,
+        )
+        pending.commit()
     print(f"{'rank':>4} {'head':>6} {'Δattn':>8}  95% CI              emotion  {args.target}")
     for r in rows[: args.top]:
         print(

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 
+from harness.errors import terminal_safe
 from harness.findings.schema import claims_by_id
-from harness.results import terminal_safe
 
 
 def _short(x) -> str:

@@ -14,9 +14,11 @@ Everything shown is built from the claim result attached to the report (``user_p
 and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
 
 pytest-html writes its report with a plain ``open(path, "w")`` at session end;
-:func:`atomic_report_writes` routes that write through :func:`harness.results.atomic_write_text`
-so an interrupted run never leaves half an evidence file (it uses pytest-html's private
-``_report_path``/``_write_report``, which is why pytest-html is pinned exactly).
+:func:`atomic_report_writes` routes that write into the run's pending outputs
+(:class:`harness.outputs.PendingFiles`), put in place together with the findings when the run
+ends, so an interrupted run never leaves half an evidence file, nor an HTML report that
+disagrees with the findings (it uses pytest-html's private ``_report_path``/``_write_report``,
+which is why pytest-html is pinned exactly).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from html import escape
 import pytest
 
 from harness.claims.examples import changes_text
-from harness.pytest_plugin.keys import RESULTS_KEY
+from harness.pytest_plugin.keys import PENDING_KEY, RESULTS_KEY
 from harness.report.html import (
     COLUMNS,
     STYLE,
@@ -37,18 +39,21 @@ from harness.report.html import (
 )
 from harness.report.plots import forest_png
 from harness.report.text import verdict_tally
-from harness.results import atomic_write_text, git_info, package_versions
+from harness.results import git_info, package_versions
 
 
 def atomic_report_writes(config) -> int:
-    """Make every pytest-html report object of this run write atomically; returns how many."""
+    """Make every pytest-html report object of this run write to the run's pending outputs
+    (put in place with the findings at the end, see :func:`harness.pytest_plugin.plugin.pytest_unconfigure`);
+    returns how many."""
     from pytest_html.basereport import BaseReport
 
+    pending = config.stash[PENDING_KEY]
     n = 0
     for plugin in config.pluginmanager.get_plugins():
         if isinstance(plugin, BaseReport):
             path = str(plugin._report_path)
-            plugin._write_report = lambda rendered, path=path: atomic_write_text(path, rendered)
+            plugin._write_report = lambda rendered, path=path: pending.write_bytes(path, rendered.encode())
             n += 1
     return n
 

@@ -39,8 +39,9 @@ import harness
 from harness.errors import UserError
 from harness.findings.document import findings_document
 from harness.model.device import parse_batch_size, placement
-from harness.pytest_plugin.keys import PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
-from harness.results import write_result
+from harness.outputs import PendingFiles, terminate_as_interrupt
+from harness.pytest_plugin.keys import CLAIMS_RUN_KEY, PENDING_KEY, PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
+from harness.results import result_bytes
 from harness.run.profiles import profile_claim_settings, profile_placement
 
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
@@ -129,6 +130,8 @@ def pytest_configure(config) -> None:
     config.stash[PLACEMENT_KEY] = _placement(config)  # bad values stop the run here, before any work
     config.stash[RESULTS_KEY] = {}
     config.stash[MODELS_SEEN] = set()
+    config.stash[PENDING_KEY] = PendingFiles()
+    terminate_as_interrupt()  # SIGTERM ends the session as Ctrl-C does: outputs decided, temporaries removed
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.import_plugin("harness.pytest_plugin.html")
 
@@ -428,8 +431,10 @@ def record(config, item, result) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stage the findings (see :func:`pytest_unconfigure`, which puts them in place with the HTML)."""
     config = session.config
     results = config.stash.get(RESULTS_KEY, {})
+    config.stash[CLAIMS_RUN_KEY] = bool(run_family(session))
     if not results or hasattr(config, "workerinput"):
         return
     sess = config.stash.get(SESSION_KEY, None)
@@ -444,7 +449,27 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         models=None if sess is None else sess.provenance(),
         data_files=None if sess is None else sess.data_files,
     )
+    path = config.getoption("--findings")
     try:
-        write_result(doc, config.getoption("--findings"))
+        config.stash[PENDING_KEY].write_bytes(path, result_bytes(doc, path))
     except (UserError, OSError) as exc:
-        config.get_terminal_writer().line(f"could not write findings: {exc}", red=True)
+        config.stash[CLAIMS_RUN_KEY] = False  # nothing of this run's outputs is put in place
+        config.stash[PENDING_KEY].discard()
+        config.get_terminal_writer().line(f"could not write findings: --findings {path}: {exc}", red=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """After pytest-html has written its report (staged, see :mod:`harness.pytest_plugin.html`):
+    the findings and the HTML of a run go in place together, or neither does. A claims run that
+    recorded no result (interrupted before the first claim was evaluated, a failed findings write)
+    leaves the old findings and the old HTML as they were; a run without claims keeps pytest-html's
+    usual behaviour."""
+    pending = config.stash.get(PENDING_KEY, None)
+    if pending is None:
+        return
+    recorded = config.getoption("--findings") in pending
+    if recorded or not config.stash.get(CLAIMS_RUN_KEY, False):
+        pending.commit()
+    else:
+        pending.discard()

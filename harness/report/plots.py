@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from harness.outputs import PendingFiles
 from harness.results import atomic_write
 
 
@@ -21,12 +22,15 @@ def _plain_text(draw):
     return wrapper
 
 
-def _save(fig, path: str, dpi: int) -> None:
-    """PNG to ``path`` atomically (an interrupted run leaves no half-drawn plot), then close."""
+def _save(fig, path: str, dpi: int, pending: PendingFiles | None = None) -> None:
+    """PNG to ``path`` atomically (an interrupted run leaves no half-drawn plot), or into
+    ``pending`` (put in place with the run's other outputs), then close."""
     import matplotlib.pyplot as plt
 
     try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi))
+        (pending.write if pending is not None else atomic_write)(
+            path, lambda fh: fig.savefig(fh, format="png", dpi=dpi)
+        )
     finally:
         plt.close(fig)
 
@@ -134,7 +138,9 @@ def single_head(spec: str, n_layers: int, n_heads: int) -> tuple[int, int]:
 
 
 @_plain_text
-def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompts") -> str:
+def delta_heatmap(
+    grid, title: str, path: str, label: str = "mean Δ over prompts", pending: PendingFiles | None = None
+) -> str:
     """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
     import matplotlib
 
@@ -152,5 +158,5 @@ def delta_heatmap(grid, title: str, path: str, label: str = "mean Δ over prompt
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label=label)
     fig.tight_layout()
-    _save(fig, path, dpi=100)
+    _save(fig, path, 100, pending)
     return path
