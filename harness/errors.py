@@ -68,6 +68,12 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except UserError as exc:
         print("error: " + terminal_safe(str(exc)).replace("\n", "\\x0a"), file=sys.stderr)  # one line
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # the run could not read or write a file it was given (full disk, permissions): one line
+        print(f"error: {terminal_safe(str(exc.filename))}: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)
     except Terminated:
         print("terminated", file=sys.stderr)
         sys.exit(143)

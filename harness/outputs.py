@@ -70,8 +70,11 @@ def write_temporary(path: str, write: Callable[[BinaryIO], object]) -> str:
     flushed to disk, with the permissions of an ordinary file; returns its path. Nothing is left
     behind when ``write`` fails or the process is interrupted."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:  # named by the file the run meant to write (see harness.errors.run_cli)
+        raise OSError(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -80,6 +83,9 @@ def write_temporary(path: str, write: Callable[[BinaryIO], object]) -> str:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a result is an ordinary file
+    except OSError as exc:  # a full disk, a quota: named by the file the run meant to write
+        _remove(tmp)
+        raise OSError(exc.errno, exc.strerror, path) from None
     except BaseException:
         _remove(tmp)
         raise

@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import platform
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -130,12 +131,32 @@ def refuse_inputs_as_outputs(outputs: dict[str, str | None], inputs: list[str]) 
             raise UserError(f"{flag} {path!r} is a file this run reads; write the output somewhere else")
 
 
-def check_output_path(path: str) -> None:
-    if not path.endswith(EXTENSIONS):
-        raise UserError(f"--output {path!r}: the extension must be one of {', '.join(EXTENSIONS)}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UserError(f"--output {path!r}: {folder} is not a directory")
+def check_output_path(path: str, flag: str = "--output") -> None:
+    """A result document's path (``.json`` or ``.pkl``), checked as :func:`check_writable` does."""
+    check_writable(flag, path, extensions=EXTENSIONS)
+
+
+def check_writable(flag: str, path: str, *, folder: bool = False, extensions: tuple[str, ...] = ()) -> None:
+    """Before any work: can the run write ``path`` (a file, or with ``folder`` a folder of files)?
+    A :class:`UserError` naming the flag when the extension is not one of ``extensions``, the path
+    is a folder where a file is wanted (or the reverse), its nearest existing parent is a file or
+    not writable, or that disk has no free space left."""
+    if extensions and not path.endswith(extensions):
+        raise UserError(f"{flag} {path!r}: the extension must be one of {', '.join(extensions)}")
+    target = os.path.abspath(path)
+    if folder and os.path.exists(target) and not os.path.isdir(target):
+        raise UserError(f"{flag} {path!r}: it is a file, not a folder")
+    if not folder and os.path.isdir(target):
+        raise UserError(f"{flag} {path!r}: it is a folder, not a file")
+    parent = target if folder else os.path.dirname(target)
+    while not os.path.exists(parent):  # the folders the run will create, under the nearest existing one
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path!r}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path!r}: {parent} is not writable")
+    if shutil.disk_usage(parent).free == 0:
+        raise UserError(f"{flag} {path!r}: no space left on the disk of {parent}")
 
 
 def write_result(doc: dict, path: str) -> None:
@@ -162,7 +183,8 @@ def atomic_write(path: str, write) -> None:
 
 def result_bytes(doc: dict, path: str) -> bytes:
     """``doc`` serialised as ``path``'s extension says: JSON (NaN as null) or pickle."""
-    check_output_path(path)
+    if not path.endswith(EXTENSIONS):
+        raise UserError(f"{path!r}: the extension must be one of {', '.join(EXTENSIONS)}")
     if path.endswith(".json"):
         return json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode()
     return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)

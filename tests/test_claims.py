@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -57,7 +58,8 @@ def test_test_ids_are_k_friendly(tmp_path):
     ({"direction": "up"}, "field 'direction' = 'up': must be one of increase, decrease, equivalent"),
     ({"direction": "equivalent"}, "field 'margin' = None: an 'equivalent' claim needs a finite margin > 0"),
     ({"direction": "equivalent", "margin": float("inf")}, "field 'margin' = inf: an 'equivalent' claim needs a finite"),
-    ({"temperature": float("inf")}, "field 'temperature' = inf: must be finite and > 0"),
+    ({"temperature": float("inf")}, "field 'temperature' = inf: must be finite and >= 0.0001"),
+    ({"temperature": 1e-300}, "field 'temperature' = 1e-300: must be finite and >= 0.0001 (smaller ones overflow"),
     ({"alpha": 0.7}, "field 'alpha' = 0.7: must be in (0, 0.5)"),
     ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 70]"),
     ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
@@ -79,12 +81,12 @@ def test_invalid_rows_name_claim_field_and_value(tmp_path, change, message):
 @pytest.mark.parametrize("field, good, bad", [
     ("alpha", [1e-9, 0.4999], [0.0, 0.5]),
     ("n_prompts", [2, 70], [1, 71]),
-    ("max_tokens", [1], [0]),
+    ("max_tokens", [1, 4096], [0, 4097]),
     ("seed", [0], [-1]),
-    ("temperature", [1e-6], [0.0, -1.0]),
+    ("temperature", [1e-4], [9.9e-5, 0.0, -1.0]),
     ("top_p", [1e-6, 1.0], [0.0, 1.01]),
     ("top_k", [0], [-1]),
-    ("random_heads", [0], [-1]),
+    ("random_heads", [0, 1000], [-1, 1001]),
     ("samples", [1], [0]),
     ("margin", [1e-9], [0.0, -0.1]),
 ])
@@ -666,3 +668,36 @@ def test_a_run_cut_short_is_recorded_incomplete_and_regress_refuses_it(pytester,
     result = pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
     doc = json.loads(findings.read_text())
     assert doc["complete"] is True and doc["not_run"] == [] and len(doc["claims"]) == 3
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("random_heads", 200000, "field 'random_heads' = 200000: must be in [0, 1000]"),
+    ("samples", 10**6, "field 'samples' = 1000000: must be <= 1000"),
+    ("max_tokens", 10**6, "field 'max_tokens' = 1000000: must be <= 4096"),
+])
+def test_counts_have_documented_upper_bounds(tmp_path, field, value, message):
+    """Reliability class 9: ``random_heads = 200000`` ran for minutes before anyone noticed."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        _load(tmp_path, [{**BASE, field: value}])
+
+
+def test_calibrate_refuses_sizes_that_would_exhaust_memory_before_any_work(main_in_process):
+    proc = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--datasets", "100000000")
+    assert proc.returncode == 2 and proc.stderr == "error: --datasets 100000000 is invalid: must be in [1, 100000]\n"
+    proc = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--resamples", "10000000000")
+    assert proc.returncode == 2 and "--resamples 10000000000 is invalid: must be in [100, 1000000]" in proc.stderr
+
+
+@pytest.mark.parametrize("data, message", [
+    (b'[[claim]]\nid = "c1"\ndescription = "\xff\xfe"\n', "not UTF-8 text: invalid start byte at byte 35"),
+    (claims_toml([{**BASE, "direction": "equivalent", "margin": 0.1}]).encode() + b'versus = { patch_mode = 5 }\n',
+     "field 'versus' = {'patch_mode': 5}: must be a table with some of heads, patch_mode, source (strings)"),
+])
+def test_claims_files_that_once_gave_tracebacks_are_one_message(tmp_path, data, message):
+    """Reliability class 8: a non-UTF-8 claims file and a number where a versus field needs a
+    string raised UnicodeDecodeError and TypeError at collection."""
+    path = tmp_path / "claims.toml"
+    path.write_bytes(data)
+    with pytest.raises(UserError) as info:
+        load_claims(str(path))
+    assert message in str(info.value)

@@ -160,11 +160,11 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
-    from harness import results
+    from harness import outputs
 
     def explode(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(results.pickle, "dump", explode)
+    monkeypatch.setattr(outputs.os, "fsync", explode)  # half the file written when Ctrl-C lands
     with pytest.raises(KeyboardInterrupt):
         write_result({"a": 1}, str(tmp_path / "r.pkl"))
     assert os.listdir(tmp_path) == []

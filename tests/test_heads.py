@@ -25,3 +25,23 @@ def test_resolve_expands_sorts_and_keeps_the_last_valid_head():
 def test_out_of_range_and_repeated_heads_are_named(text, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
         parse_head_spec(text).resolve(2, 12, "m")
+
+
+def test_any_head_spec_text_parses_or_is_one_user_error():
+    """Reliability (hypothesis): random text as a head spec is a HeadSpec or a UserError."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from harness.errors import UserError
+    from harness.patch.heads import parse_head_spec
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.one_of(st.text(max_size=12), st.text(alphabet="0123456789:*, -", max_size=12)))
+    def check(text):
+        try:
+            spec = parse_head_spec(text)
+        except UserError:
+            return
+        assert spec.items and len(set(spec.items)) == len(spec.items)
+
+    check()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.errors import UnknownNameError
 from harness.metrics import get_metric, registry, score
@@ -213,3 +215,49 @@ def test_keyword_emotion_names_the_keyword_list_a_metric_uses():
 
     assert [keyword_emotion(m) for m in ("anger_keywords", "apology_logprob", "sentiment", "nrc_anger",
                                          "joy_keywords")] == ["anger", "apology", None, None, None]
+
+
+def _quadratic_matches(pm, text):
+    """The keyword matcher as it was (each match re-split the whole text before it): the reference."""
+    from harness.metrics.text import _CLAUSE_BREAK, NEGATION_WINDOW, WORD_RE, Match, is_negator, normalize
+
+    norm, out = normalize(text), []
+    for m in pm.pattern.finditer(norm):
+        before = WORD_RE.findall(_CLAUSE_BREAK.split(norm[: m.start()])[-1])[-NEGATION_WINDOW:]
+        out.append(Match(m.group(0), m.start(), any(is_negator(w) for w in before)))
+    return out
+
+
+_PIECES = ["thank", "you", "thanks", "not", "never", "don't", "grateful", "well-thank", ",", ".", "-", "'", "_",
+           "so", "appreciate", "no", "isn't", "\n", "x", "Thank\u2019s", "ǅ"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from(["", " ", "  "])), max_size=40))
+def test_linear_keyword_matching_finds_what_the_quadratic_one_did(pieces):
+    """Reliability class 9: the matcher re-read the text before every match ('thank you ' * 9000
+    took 26 s); it now finds the clause and the words before a match by bisection, same results."""
+    from harness.metrics.text import PhraseMatcher
+
+    pm = PhraseMatcher(["thank you", "thanks", "grateful", "appreciate"])
+    text = "".join(a + b for a, b in pieces)
+    assert pm.matches(text) == _quadratic_matches(pm, text)
+
+
+def test_keyword_matching_grows_linearly_with_the_number_of_hits():
+    """A ratio in one process, not a timed test: 8 times the hits must cost about 8 times as much
+    (the old matcher: about 64 times); the bound 25 leaves room for noise."""
+    import time
+
+    from harness.metrics.text import PhraseMatcher
+
+    pm = PhraseMatcher(["thank you"])
+
+    def seconds(n):
+        t0 = time.perf_counter()
+        assert pm.count("thank you " * n) == n
+        return time.perf_counter() - t0
+
+    seconds(500)  # warm up
+    small, large = min(seconds(1000) for _ in range(3)), min(seconds(8000) for _ in range(3))
+    assert large / small < 25, (small, large)

@@ -121,3 +121,76 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
     else:
         assert (findings.read_text(), html.read_text()) == ("old findings", "old html")
     assert not [p.name for p in pytester.path.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------- class 5: every output location checked before the work
+@pytest.mark.parametrize("module, args, message", [
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/s.json"],
+     "--output '{f}/s.json': {f} is a file, not a folder"),
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--write-claims", "{d}"],
+     "--write-claims '{d}': the extension must be one of .toml"),
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{d}/x.txt"],
+     "--output '{d}/x.txt': the extension must be one of .json"),
+    ("harness.cli.screen", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/deeper/s.json"],
+     "--output '{f}/deeper/s.json': {f} is a file, not a folder"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:10", "--emotion", "gratitude", "--output",
+                           "{d}/r.json", "--plots-dir", "{f}"], "--plots-dir '{f}': it is a file, not a folder"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:10,1:10", "--emotion", "gratitude",
+                           "--output", "{d}/r.json"], "head 1:10 is listed more than once in head spec '1:10,1:10'"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:*,1:3", "--emotion", "gratitude",
+                           "--output", "{d}/r.json"], "head 1:3 is listed more than once in head spec '1:*,1:3'"),
+    ("harness.cli.report", ["{d}/none.json", "--markdown", "{d}"], "--markdown '{d}': the extension must be one of .md"),
+    ("harness.cli.browser", ["{d}/r.html", "--timeout", "nan"], "--timeout nan is invalid: must be a number of"),
+    ("harness.cli.browser", ["{d}/r.html", "--timeout", "-1"], "--timeout -1.0 is invalid"),
+    ("harness.cli.browser", ["{d}/r.html", "--screenshot", "{f}/s.png"], "--screenshot '{f}/s.png': {f} is a file"),
+])
+def test_bad_output_locations_are_refused_before_any_work(tmp_path, monkeypatch, main_in_process, module, args,
+                                                          message):
+    """Reliability class 5: unwritable outputs once gave tracebacks after the whole run."""
+    from harness.model import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "file").write_text("a file, not a folder")
+    fill = {"f": str(tmp_path / "file"), "d": str(tmp_path)}
+    proc = main_in_process(module, *(a.format(**fill) for a in args))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: "), proc.stderr
+    assert message.format(**fill) in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_full_disk_is_refused_before_the_work_and_one_line_when_it_fills_during_it(tmp_path, monkeypatch,
+                                                                                     main_in_process):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from harness.errors import UserError
+    from harness.results import check_writable
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 100, 0))
+    with pytest.raises(UserError, match=f"--out '{tmp_path}/o': no space left on the disk of {tmp_path}"):
+        check_writable("--out", str(tmp_path / "o"), folder=True)
+    monkeypatch.undo()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    doc = tmp_path / "f.json"
+    doc.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1, "claims": []}))
+    proc = main_in_process("harness.cli.report", str(doc), "--markdown", str(tmp_path / "r.md"), "--plots-dir",
+                           str(tmp_path / "p"))
+    assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path / 'r.md'}: No space left on device\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]  # no temporary left
+
+
+def test_pytest_findings_in_a_bad_place_stops_before_any_claim_runs(pytester):
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml([{**BASE, "tier": "fast", "n_prompts": 4, "max_tokens": 3}]))
+    (pytester.path / "file").write_text("x")
+    result = pytester.runpytest_subprocess(str(claims), "--findings", str(pytester.path / "file" / "f.json"),
+                                           "-p", "no:cacheprovider", "-q")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, out
+    assert f"--findings '{pytester.path / 'file' / 'f.json'}': {pytester.path / 'file'} is a file, not a folder" in out
+    assert "claim 1/1" not in out and "Traceback" not in out

@@ -82,6 +82,7 @@ def _doc(prompts, **over):
     (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
     (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),
     (_doc(["Fine."], description=""), r"field 'description' must be a non-empty string"),
+    (_doc(["Fine.", "a\ud800b"]), r"prompts\[1\] holds a lone surrogate '\\ud800' at 1, which is not text"),
 ])
 def test_malformed_prompt_files_are_named(tmp_path, monkeypatch, content, message):
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
@@ -143,3 +144,37 @@ def test_an_emotion_with_one_of_its_two_files_names_the_missing_one(tmp_path, mo
     monkeypatch.delenv("CAUSAL_HEADS_PROMPTS")
     with pytest.raises(UnknownNameError, match="unknown emotion 'neutral'"):  # a target set is not half an emotion
         load_emotion_prompts("neutral")
+
+
+def test_prompt_files_with_random_unicode_load_or_are_refused_in_one_message(tmp_path_factory):
+    """Reliability (hypothesis): any text in a prompt file, surrogates and control characters
+    included, either loads as prompts that encode as UTF-8 or is a DataFileError, never another
+    exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("unicode")
+
+    any_char = st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=())
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.text(alphabet=any_char, max_size=20), min_size=1, max_size=5))
+    def check(prompts):
+        (folder / "joy_prompts.json").write_text(json.dumps(_doc(prompts)), encoding="utf-8")
+        try:
+            loaded = load_prompt_set("joy")
+        except DataFileError:
+            return
+        assert [p.encode("utf-8") for p in loaded.prompts]
+
+    import os
+
+    old = os.environ.get("CAUSAL_HEADS_PROMPTS")
+    os.environ["CAUSAL_HEADS_PROMPTS"] = str(folder)
+    try:
+        check()
+    finally:
+        if old is None:
+            del os.environ["CAUSAL_HEADS_PROMPTS"]
+        else:
+            os.environ["CAUSAL_HEADS_PROMPTS"] = old

@@ -15,9 +15,9 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``direction``          ``increase`` | ``decrease`` | ``equivalent``
 ``margin``             equivalence margin in metric units (required for ``equivalent``)
 ``alpha``              [0.05]
-``n_prompts``          [70]; ``samples`` [1]; ``max_tokens`` [30]; ``alignment`` [end]
+``n_prompts``          [70]; ``samples`` [1, at most 1000]; ``max_tokens`` [30, at most 4096]; ``alignment`` [end]
 ``seed``               [0]; ``do_sample`` [true]; ``temperature`` [1.0]; ``top_k`` [50]; ``top_p`` [1.0]
-``random_heads``       K random heads (same layers, same count) as a control [0 = none]; in a
+``random_heads``       K random heads (same layers, same count) as a control [0 = none, at most 1000]; in a
                        ``versus`` claim they go through the same contrast (see ClaimSession)
 ``statistic``          what a directional claim tests: ``mean`` (sign-flip permutation test of
                        the mean Δ, bootstrap CI) or ``sign`` (exact sign test: do more prompts
@@ -51,11 +51,16 @@ from harness.patch.interventions import HOOK_POINT, get_intervention
 from harness.patch.modes import ALIGNMENTS, available_modes
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
-from harness.run.settings import SamplingSettings
+from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 
 DIRECTIONS = ("increase", "decrease", "equivalent")
 TIERS = ("fast", "slow")
 STATISTICS = ("mean", "sign")
+# Upper bounds on a claim's sizes: each random head is a full patched generation, and a count a
+# typo made huge (200000) must be refused at load, not found out hours into a run.
+MAX_RANDOM_HEADS = 1000
+MAX_SAMPLES = 1000
+MAX_TOKENS = 4096
 REQUIRED = ("id", "model", "metric", "direction")
 PATCH_REQUIRED = ("heads", "patch_mode", "source")  # a claim with no intervention patches heads
 CONDITION_FIELDS = ("heads", "patch_mode", "source")
@@ -139,12 +144,17 @@ class Claim(SamplingSettings):
         versus = data.get("versus") if isinstance(data, dict) else None
         if versus is None or isinstance(versus, Condition):
             return data
-        if not isinstance(versus, dict) or not versus or set(versus) - set(CONDITION_FIELDS):
+        if (
+            not isinstance(versus, dict)
+            or not versus
+            or set(versus) - set(CONDITION_FIELDS)
+            or not all(isinstance(v, str) for v in versus.values())
+        ):
             _fail(
                 data.get("id", "?"),
                 "versus",
                 versus,
-                "must be a table with some of heads, patch_mode, source",
+                "must be a table with some of heads, patch_mode, source (strings)",
                 _WHERE.get() or "claim",
             )
         own = {k: data.get(k) for k in CONDITION_FIELDS}
@@ -304,11 +314,23 @@ def _validate_values(c: Claim, path: str) -> None:
     )
     check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
     check(c.seed >= 0, "seed", c.seed, "must be >= 0")
-    check(0 < c.temperature < math.inf, "temperature", c.temperature, "must be finite and > 0")
+    check(
+        MIN_TEMPERATURE <= c.temperature < math.inf,
+        "temperature",
+        c.temperature,
+        f"must be finite and >= {MIN_TEMPERATURE} (smaller ones overflow the logits; greedy is do_sample = false)",
+    )
     check(0 < c.top_p <= 1, "top_p", c.top_p, "must be in (0, 1]")
     check(c.top_k >= 0, "top_k", c.top_k, "must be >= 0 (0 = no top-k filter)")
     check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
-    check(c.random_heads >= 0, "random_heads", c.random_heads, "must be >= 0")
+    check(
+        0 <= c.random_heads <= MAX_RANDOM_HEADS,
+        "random_heads",
+        c.random_heads,
+        f"must be in [0, {MAX_RANDOM_HEADS}] (each is a full patched generation)",
+    )
+    check(c.samples <= MAX_SAMPLES, "samples", c.samples, f"must be <= {MAX_SAMPLES}")
+    check(c.max_tokens <= MAX_TOKENS, "max_tokens", c.max_tokens, f"must be <= {MAX_TOKENS}")
     check(c.statistic in STATISTICS, "statistic", c.statistic, f"must be one of {', '.join(STATISTICS)}")
     check(
         c.statistic == "mean" or c.direction != "equivalent",

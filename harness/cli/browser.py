@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from harness.errors import run_cli
+from harness.errors import UserError, run_cli
 from harness.report.browser import check_report
+from harness.results import check_writable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--screenshot", help="write the screenshot (PNG) here")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each browser answer")
     args = ap.parse_args(argv)
+    if not 0 < args.timeout < float("inf"):  # also NaN
+        raise UserError(f"--timeout {args.timeout} is invalid: must be a number of seconds > 0")
+    if args.screenshot:
+        check_writable("--screenshot", args.screenshot, extensions=(".png",))
     view = check_report(args.report, timeout=args.timeout)
     if args.screenshot:
         view.save_screenshot(args.screenshot)

@@ -78,15 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Upper bounds: --datasets 100000000 once grew to 24 GB before the kernel killed it; 100,000 null
+# datasets give a false-positive rate to ±0.001, and a million resamples a p-value to ±0.001.
+MAX_DATASETS = 100_000
+MAX_RESAMPLES = 1_000_000
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
 
     checks = [
         (args.samples >= 1, "--samples", args.samples, ">= 1"),
-        (args.datasets >= 1, "--datasets", args.datasets, ">= 1"),
+        (1 <= args.datasets <= MAX_DATASETS, "--datasets", args.datasets, f"in [1, {MAX_DATASETS}]"),
         (0 < args.alpha < 1, "--alpha", args.alpha, "in (0, 1)"),
-        (args.resamples >= 100, "--resamples", args.resamples, ">= 100"),
+        (100 <= args.resamples <= MAX_RESAMPLES, "--resamples", args.resamples, f"in [100, {MAX_RESAMPLES}]"),
         (args.margin is None or 0 < args.margin < math.inf, "--margin", args.margin, "finite and > 0"),
         (math.isfinite(args.shift), "--shift", args.shift, "a finite number"),
         (args.seed is None or args.seed >= 0, "--seed", args.seed, "an integer >= 0"),

@@ -32,6 +32,7 @@ from harness.patch.modes import get_mode
 from harness.report.plots import head_effect_plot
 from harness.results import (
     check_output_path,
+    check_writable,
     command_line,
     environment,
     file_stem,
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = parse_head_spec(args.head_spec)
     mode = get_mode(args.patch_mode)
     check_output_path(args.output)
+    if args.plots_dir and not args.no_plots:
+        check_writable("--plots-dir", args.plots_dir, folder=True)
     placement(args.device or "cpu", args.dtype)  # flags checked here; a profile's by its own check
     run = resolve_run_config(
         args.profile,

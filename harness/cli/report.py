@@ -12,7 +12,7 @@ import os
 
 from harness.errors import run_cli
 from harness.report.markdown import write_report
-from harness.results import refuse_inputs_as_outputs
+from harness.results import check_writable, refuse_inputs_as_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots-dir", default=os.path.join("results", "baseline", "plots", "heads"))
     args = ap.parse_args(argv)
     refuse_inputs_as_outputs({"--markdown": args.markdown}, [args.findings])
+    check_writable("--markdown", args.markdown, extensions=(".md",))
+    check_writable("--plots-dir", args.plots_dir, folder=True)
     written = write_report(args.findings, args.markdown, args.plots_dir)
     print(f"wrote {args.markdown} and {written} plots in {args.plots_dir}")
     return 0

@@ -21,7 +21,7 @@ from harness.errors import UserError, check_options
 from harness.model.loading import load_model
 from harness.outputs import PendingFiles
 from harness.report.plots import delta_heatmap
-from harness.results import environment, file_stem, result_bytes
+from harness.results import check_writable, environment, file_stem, result_bytes
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             (args.top >= 0, "--top", args.top, "an integer >= 0"),
         ]
     )
+    if args.output:  # before the model is loaded: a bad location must not cost the screen
+        check_writable("--output", args.output, extensions=(".json",))
+    else:
+        check_writable("--output (default)", os.path.join("results", "screens"), folder=True)
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
 

@@ -17,7 +17,7 @@ from harness.analysis.sweep import (
     load_sweep,
     sweep,
 )
-from harness.claims.spec import claims_toml, load_claims
+from harness.claims.spec import MAX_RANDOM_HEADS, claims_toml, load_claims
 from harness.cli.placement import add_placement_options, check_placement
 from harness.distributed.ray_backend import DEFAULT_WORKERS, RayBackend
 from harness.errors import UserError, check_options, reading_error
@@ -25,7 +25,7 @@ from harness.model.loading import load_model
 from harness.outputs import PendingFiles
 from harness.patch.modes import get_mode
 from harness.report.plots import delta_heatmap
-from harness.results import atomic_write_text, environment, file_stem, result_bytes
+from harness.results import atomic_write_text, check_writable, environment, file_stem, result_bytes
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 from harness.stats import bootstrap_mean_ci_grid
 
@@ -121,11 +121,21 @@ def main(argv: list[str] | None = None) -> int:
         [
             (args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
             (args.top >= 0, "--top", args.top, "an integer >= 0"),
-            (args.random_heads >= 0, "--random-heads", args.random_heads, "an integer >= 0"),
+            (
+                0 <= args.random_heads <= MAX_RANDOM_HEADS,
+                "--random-heads",
+                args.random_heads,
+                f"an integer in [0, {MAX_RANDOM_HEADS}]",
+            ),
         ]
     )
-    if args.write_claims and not args.write_claims.endswith(".toml"):
-        raise UserError(f"--write-claims {args.write_claims!r}: must be a .toml file")
+    # every output location before the model is loaded: a bad one must not cost the sweep
+    if args.write_claims:
+        check_writable("--write-claims", args.write_claims, extensions=(".toml",))
+    if args.output:
+        check_writable("--output", args.output, extensions=(".json",))
+    else:
+        check_writable("--output (default)", os.path.join("results", "sweeps"), folder=True)
 
     get_mode(args.patch_mode)
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)

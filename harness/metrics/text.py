@@ -18,6 +18,7 @@ negated, and negation further than three words back is missed.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -77,12 +78,22 @@ class PhraseMatcher:
         self.pattern = re.compile(rf"(?<![^\W_])(?:{alternation})(?![^\W_]|'[^\W_])")
 
     def matches(self, text: str) -> list[Match]:
+        """Every match, negated when one of the ``NEGATION_WINDOW`` words before it in its clause
+        is a negator. Linear in the text (up to a log): the clause breaks and word starts are
+        found once, and each match reads only its few words before it."""
         norm = normalize(text)
+        breaks = [b.end() for b in _CLAUSE_BREAK.finditer(norm)]
+        starts = [w.start() for w in WORD_RE.finditer(norm)]
         out = []
         for m in self.pattern.finditer(norm):
-            clause = _CLAUSE_BREAK.split(norm[: m.start()])[-1]
-            before = WORD_RE.findall(clause)[-NEGATION_WINDOW:]
-            out.append(Match(m.group(0), m.start(), any(is_negator(w) for w in before)))
+            k = bisect.bisect_right(breaks, m.start())
+            clause_start = breaks[k - 1] if k else 0  # after the last clause break before the match
+            w = bisect.bisect_left(starts, m.start())  # words of the text that start before the match
+            # from a word start a few words back: words never span a clause break, so the words
+            # found from there are the clause's own last words
+            lookback = starts[max(0, w - NEGATION_WINDOW - 1)] if w else m.start()
+            before = WORD_RE.findall(norm, max(clause_start, lookback), m.start())[-NEGATION_WINDOW:]
+            out.append(Match(m.group(0), m.start(), any(is_negator(x) for x in before)))
         return out
 
     def count(self, text: str, *, negation: bool = True) -> int:

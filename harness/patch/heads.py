@@ -61,4 +61,9 @@ def parse_head_spec(text: str) -> HeadSpec:
                 f"(e.g. 1:10), LAYER:* or a comma-separated list"
             )
         items.append((int(m.group(1)), None if m.group(2) == "*" else int(m.group(2))))
+    whole = {layer for layer, head in items if head is None}
+    for i, (layer, head) in enumerate(items):  # found before any model is loaded (resolve checks again)
+        if (layer, head) in items[:i] or head is not None and layer in whole:
+            shown = f"{layer}:{'*' if head is None else head}"
+            raise UserError(f"head {shown} is listed more than once in head spec {text!r}")
     return HeadSpec(text=text.strip(), items=tuple(items))

@@ -41,9 +41,10 @@ from harness.findings.document import findings_document
 from harness.model.device import parse_batch_size, placement
 from harness.outputs import PendingFiles, terminate_as_interrupt
 from harness.pytest_plugin.keys import CLAIMS_RUN_KEY, PENDING_KEY, PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
-from harness.results import result_bytes
+from harness.results import check_output_path, result_bytes
 from harness.run.profiles import profile_claim_settings, profile_placement
 
+FINDINGS_DEFAULT = os.path.join("reports", "findings.json")
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
 MODELS_SEEN = pytest.StashKey[set]()
 MARKED_CLAIM = pytest.StashKey[
@@ -99,7 +100,7 @@ def pytest_addoption(parser) -> None:
     group.addoption("--workers", type=int, default=None, help="Ray actors, each holding the model (default 2)")
     group.addoption(
         "--findings",
-        default=os.path.join("reports", "findings.json"),
+        default=FINDINGS_DEFAULT,
         help="versioned JSON of every claim result (written once per run)",
     )
     parser.addini(
@@ -128,6 +129,12 @@ def pytest_configure(config) -> None:
     )
     config.addinivalue_line("markers", "slow: a claim that needs minutes of CPU (tier = slow)")
     config.stash[PLACEMENT_KEY] = _placement(config)  # bad values stop the run here, before any work
+    findings = config.getoption("--findings")
+    if findings != FINDINGS_DEFAULT:  # a location the user chose is checked before any claim runs
+        try:
+            check_output_path(findings, "--findings")
+        except UserError as exc:
+            pytest.exit(str(exc), returncode=2)
     config.stash[RESULTS_KEY] = {}
     config.stash[MODELS_SEEN] = set()
     config.stash[PENDING_KEY] = PendingFiles()

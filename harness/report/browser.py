@@ -27,6 +27,7 @@ import dataclasses
 import io
 import json
 import os
+import pathlib
 import select
 import shutil
 import subprocess
@@ -282,7 +283,7 @@ def check_report(path: str, timeout: float = 60.0, width: int = WIDTH) -> Browse
     if not os.path.isfile(path):
         raise UserError(f"report {path!r} does not exist")
     binary = find_chromium()
-    url = "file://" + os.path.abspath(path)
+    url = pathlib.Path(os.path.abspath(path)).as_uri()  # quoted: a folder named "a#b" is not a fragment
     with tempfile.TemporaryDirectory(prefix="causal-heads-chromium-") as profile:
         tools = _DevTools(binary, profile, timeout)
         try:

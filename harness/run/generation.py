@@ -41,7 +41,7 @@ from pydantic import ConfigDict, model_validator
 from harness.errors import UserError
 from harness.model.loading import ModelHandle
 from harness.run.kvcache import growing_cache
-from harness.run.settings import SamplingSettings
+from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 from harness.run.templating import format_prompts
 
 HookList = list[tuple[str | Callable, Callable]]
@@ -67,10 +67,10 @@ class GenerationConfig(SamplingSettings):
         checks = [
             (self.max_tokens >= 1, "max_tokens", self.max_tokens, "an integer >= 1"),
             (
-                0 < self.temperature < math.inf,
+                MIN_TEMPERATURE <= self.temperature < math.inf,
                 "temperature",
                 self.temperature,
-                "finite and > 0 (use greedy decoding for 0)",
+                f"finite and >= {MIN_TEMPERATURE} (use greedy decoding for 0)",
             ),
             (self.top_k >= 0, "top_k", self.top_k, ">= 0 (0 disables top-k)"),
             (0 < self.top_p <= 1, "top_p", self.top_p, "in (0, 1]"),

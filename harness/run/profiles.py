@@ -55,6 +55,8 @@ def read_toml(path: str, what: str) -> dict:
         raise UserError(f"{what} {path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{what} {path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
 
 
 def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:

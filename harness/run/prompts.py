@@ -115,6 +115,12 @@ def _string_list(path: str, doc: dict, field: str) -> tuple[str, ...]:
             raise DataFileError(f"{path}: {field}[{i}] must be a string, got {type(item).__name__} {item!r}")
         if not item.strip():
             raise DataFileError(f"{path}: {field}[{i}] is empty or whitespace")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # "\ud800" in the JSON: a lone surrogate is not text
+            raise DataFileError(
+                f"{path}: {field}[{i}] holds a lone surrogate {exc.object[exc.start]!r} at {exc.start}, which is not text"
+            ) from None
         key = " ".join(item.split()).casefold()
         if key in seen:
             raise DataFileError(f"{path}: {field}[{i}] {item!r} duplicates {field}[{seen[key]}]")

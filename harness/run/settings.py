@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# The smallest sampling temperature: logits / T must stay finite in float32 (|logits| < 3e34 T);
+# greedy decoding is do_sample = false, not T -> 0.
+MIN_TEMPERATURE = 1e-4
+
 
 class SamplingSettings(BaseModel):
     """Decoding settings; defaults mirror HF's sampling defaults (temperature 1, top-k 50, top-p 1)."""
