@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup browser check evidence demo test test-all bench nightly calibrate
+.PHONY: setup browser check evidence demo test test-all bench nightly calibrate mutants
 setup: $(STAMP)
 
 # Debian's chromium, for the headless-browser check of the HTML report (harness/browser.py):
@@ -49,6 +49,10 @@ test: $(STAMP) browser check
 
 test-all: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q
+
+# mutation testing of the modules in pyproject's [tool.mutmut]; `.venv/bin/mutmut results` lists the survivors
+mutants: $(STAMP)
+	rm -rf mutants && $(VENV)/bin/mutmut run --max-children 2
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json

@@ -159,6 +159,24 @@ def check_writable(flag: str, path: str, *, folder: bool = False, extensions: tu
         raise UserError(f"{flag} {path!r}: no space left on the disk of {parent}")
 
 
+def check_replaceable(flag: str, path: str, schema: str, force: bool) -> None:
+    """An existing ``path`` is replaced only when it is a document of the kind about to be written
+    (``schema``), or with ``--force``: a prompt set, a findings document or any other file given
+    by mistake is refused before the work, naming what it holds. A pickle is not opened (it is
+    never unpickled here) and counts as ours."""
+    if force or not os.path.isfile(path) or path.endswith(".pkl"):
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        kind = (doc.get("schema") or doc.get("format")) if isinstance(doc, dict) else None
+    except (OSError, ValueError, RecursionError):  # not JSON text: not a document of ours either
+        kind = None
+    if kind != schema:
+        held = f"a {kind!r} document" if isinstance(kind, str) else "a file that is not one of ours"
+        raise UserError(f"{flag} {path!r} holds {held}, not {schema!r}; pass --force to replace it")
+
+
 def write_result(doc: dict, path: str) -> None:
     """Write ``doc`` as JSON or pickle (by extension), atomically."""
     data = result_bytes(doc, path)

@@ -194,3 +194,32 @@ def test_pytest_findings_in_a_bad_place_stops_before_any_claim_runs(pytester):
     assert result.ret == 2, out
     assert f"--findings '{pytester.path / 'file' / 'f.json'}': {pytester.path / 'file'} is a file, not a folder" in out
     assert "claim 1/1" not in out and "Traceback" not in out
+
+
+# ------------------------------------------- class 2: another kind of file is not replaced without --force
+def test_an_output_holding_another_kind_of_document_needs_force(tmp_path, monkeypatch, main_in_process):
+    """Reliability class 2: ``--output`` on a prompt set or a findings document replaced it."""
+    from harness.model import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    prompts = tmp_path / "joy_prompts.json"
+    prompts.write_text(json.dumps({"format": "causal-heads/prompts", "version": 1, "prompts": ["x"]}))
+    findings = tmp_path / "f.json"
+    findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1, "claims": []}))
+    notes = tmp_path / "notes.json"
+    notes.write_text("my own notes")
+    for module, path, held, args in (
+        ("harness.cli.patch", prompts, "'causal-heads/prompts'", ["--head-spec", "1:10", "--emotion", "gratitude"]),
+        ("harness.cli.sweep", findings, "'causal-heads/findings'", ["--emotion", "gratitude"]),
+        ("harness.cli.screen", notes, None, ["--emotion", "gratitude"]),
+        ("harness.cli.calibrate", findings, "'causal-heads/findings'", []),
+    ):
+        before = path.read_bytes()
+        proc = main_in_process(module, "--model", "tiny-gpt2", *args, "--output", str(path))
+        shown = f"a {held} document" if held else "a file that is not one of ours"
+        assert proc.returncode == 2 and f"--output {str(path)!r} holds {shown}" in proc.stderr, (module, proc.stderr)
+        assert "pass --force to replace it" in proc.stderr and path.read_bytes() == before
+    # with --force the check steps aside (the run then goes on: here it stops at the model load)
+    with pytest.raises(pytest.fail.Exception, match="the model was loaded"):
+        main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--output",
+                        str(findings), "--force")

@@ -33,6 +33,7 @@ from harness.metrics.next_token import keyword_tracks
 from harness.model.loading import file_sha256, load_model
 from harness.results import (
     check_output_path,
+    check_replaceable,
     command_line,
     environment,
     load_versioned,
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, help="generation seed (default: the profile's, or --pools' seed); datasets use it too"
     )
     ap.add_argument("--output", help="write the versioned result document here (.json or .pkl)")
+    ap.add_argument("--force", action="store_true", help="replace an --output file that holds another kind of document")
     add_placement_options(ap, batch=False)
     return ap
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         get_metric(m)
     if args.output:
         check_output_path(args.output)
+        check_replaceable("--output", args.output, SCHEMA, args.force)
     t0 = time.perf_counter()
     if args.pools:
         pools, settings, provenance, seed = _stored_pools(args, metrics)

@@ -32,6 +32,7 @@ from harness.patch.modes import get_mode
 from harness.report.plots import head_effect_plot
 from harness.results import (
     check_output_path,
+    check_replaceable,
     check_writable,
     command_line,
     environment,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--emotion", required=True, help="source emotion (prompts/<emotion>_prompts.json)")
     ap.add_argument("--patch-mode", default="pattern_v", help="z, pattern_v, v_only, pattern_only, zero, mean")
     ap.add_argument("--output", required=True, help="result file, .json or .pkl")
+    ap.add_argument("--force", action="store_true", help="replace an --output file that holds another kind of document")
     ap.add_argument("--max-tokens", type=int)
     ap.add_argument("--n-prompts", type=int)
     ap.add_argument("--samples", type=int)
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = parse_head_spec(args.head_spec)
     mode = get_mode(args.patch_mode)
     check_output_path(args.output)
+    check_replaceable("--output", args.output, SCHEMA, args.force)
     if args.plots_dir and not args.no_plots:
         check_writable("--plots-dir", args.plots_dir, folder=True)
     placement(args.device or "cpu", args.dtype)  # flags checked here; a profile's by its own check

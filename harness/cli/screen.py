@@ -21,8 +21,10 @@ from harness.errors import UserError, check_options
 from harness.model.loading import load_model
 from harness.outputs import PendingFiles
 from harness.report.plots import delta_heatmap
-from harness.results import check_writable, environment, file_stem, result_bytes
+from harness.results import check_replaceable, check_writable, environment, file_stem, result_bytes
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
+
+SCREEN_SCHEMA = "causal-heads/screen"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-prompts", type=int, default=70)
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     ap.add_argument("--output", default=None, help="JSON result (default results/screens/<model>_<emotion>.json)")
+    ap.add_argument("--force", action="store_true", help="replace an --output file that holds another kind of document")
     ap.add_argument(
         "--sweep",
         default=None,
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.output:  # before the model is loaded: a bad location must not cost the screen
         check_writable("--output", args.output, extensions=(".json",))
+        check_replaceable("--output", args.output, SCREEN_SCHEMA, args.force)
     else:
         check_writable("--output (default)", os.path.join("results", "screens"), folder=True)
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         else f"the paired {args.target} prompt's length"
     )
     doc = {
-        "schema": "causal-heads/screen",
+        "schema": SCREEN_SCHEMA,
         "schema_version": 2,
         "model": handle.provenance(),
         "emotion": args.emotion,

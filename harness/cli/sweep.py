@@ -25,7 +25,7 @@ from harness.model.loading import load_model
 from harness.outputs import PendingFiles
 from harness.patch.modes import get_mode
 from harness.report.plots import delta_heatmap
-from harness.results import atomic_write_text, check_writable, environment, file_stem, result_bytes
+from harness.results import atomic_write_text, check_replaceable, check_writable, environment, file_stem, result_bytes
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 from harness.stats import bootstrap_mean_ci_grid
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>[_<mode>].json)"
     )
+    ap.add_argument("--force", action="store_true", help="replace an --output file that holds another kind of document")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument(
         "--combine",
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable("--write-claims", args.write_claims, extensions=(".toml",))
     if args.output:
         check_writable("--output", args.output, extensions=(".json",))
+        check_replaceable("--output", args.output, SCHEMA, args.force)
     else:
         check_writable("--output (default)", os.path.join("results", "sweeps"), folder=True)
 

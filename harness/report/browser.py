@@ -2,11 +2,12 @@
 
 ``python -m harness.browser reports/evidence.html --screenshot reports/evidence.png``
 
-Parsing the HTML proves what the file holds; this proves what a reader sees. It starts Debian's
-``chromium`` headless, drives it over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
-JSON messages ended by NUL on file descriptors 3 and 4, so no extra package and no network port),
-opens the file, sizes the viewport to the top of the page through the summary table, and checks,
-for every claim row of the static summary table (:func:`harness.report.html.summary_table`):
+Parsing the HTML proves what the file holds; this proves what a reader sees. It drives Debian's
+``chromium`` headless through Playwright (``executable_path``: the system browser, so nothing
+is downloaded; Playwright speaks the DevTools protocol to it over a pipe, waits for the page,
+dismisses dialogs a page opens with ``alert()``), opens the file, sizes the viewport to the top
+of the page through the summary table, and checks, for every claim row of the static summary
+table (:func:`harness.report.html.summary_table`):
 
 - the row has a non-empty box inside the viewport and is not hidden by CSS;
 - the element the browser would hit at the centre of its verdict cell is that cell (nothing
@@ -17,23 +18,19 @@ for every claim row of the static summary table (:func:`harness.report.html.summ
 It also reads the results table that pytest-html's JavaScript draws (rows and verdict column),
 so a report whose script broke shows up as missing rows. The check returns a
 :class:`BrowserView`; the command prints the rows as the browser rendered them and exits 0 when
-all are visible, 1 when one is not, 2 on bad input (no such file, no Chromium).
+all are visible, 1 when one is not, 2 on bad input (no such file, no Chromium, no Playwright).
+A browser that dies, never answers or a page that never finishes loading is a
+``RuntimeError`` naming what it was waiting for.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import io
-import json
 import os
 import pathlib
-import select
+import re
 import shutil
-import subprocess
-import sys
-import tempfile
-import time
 
 from harness.errors import UserError
 from harness.results import atomic_write
@@ -123,123 +120,6 @@ def find_chromium() -> str:
     )
 
 
-_MOVE_FDS = """import fcntl, os, sys
-r, w = (fcntl.fcntl(int(fd), fcntl.F_DUPFD, 10) for fd in sys.argv[1:3])
-for fd in sys.argv[1:3]:
-    os.close(int(fd))
-os.dup2(r, 3)
-os.dup2(w, 4)
-os.close(r)
-os.close(w)
-os.execv(sys.argv[3], sys.argv[3:])
-"""
-
-
-class _DevTools:
-    """The DevTools protocol over Chromium's pipe: send a command, wait for its answer."""
-
-    def __init__(self, binary: str, profile_dir: str, timeout: float):
-        to_chrome_r, self._to_chrome = os.pipe()
-        self._from_chrome, from_chrome_w = os.pipe()
-        self.timeout = timeout
-
-        args = [
-            binary,
-            "--headless",
-            "--remote-debugging-pipe",
-            f"--user-data-dir={profile_dir}",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            "--mute-audio",
-            "--force-device-scale-factor=1",
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
-        # The browser reads commands on fd 3 and writes answers on fd 4: a minimal Python exec
-        # wrapper moves the pipe ends there (no preexec_fn, which is unsafe in a threaded process).
-        self._log = open(os.path.join(profile_dir, "chromium.log"), "w+b")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-E", "-c", _MOVE_FDS, str(to_chrome_r), str(from_chrome_w), *args, "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            pass_fds=(to_chrome_r, from_chrome_w),
-        )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._buf = b""
-        self._next = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        self._next += 1
-        msg = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        try:
-            os.write(self._to_chrome, json.dumps(msg).encode() + b"\0")
-        except BrokenPipeError:
-            raise RuntimeError(f"Chromium exited (code {self.proc.poll()}) before {method}" + self.log_tail()) from None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            m = self._read(deadline, method)
-            if m.get("id") == self._next:
-                if "error" in m:
-                    raise RuntimeError(f"Chromium refused {method}: {m['error']}")
-                return m.get("result", {})
-            self.events.append(m)
-
-    def wait_event(self, method: str, session: str) -> dict:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            for i, m in enumerate(self.events):
-                if m.get("method") == method and m.get("sessionId") == session:
-                    return self.events.pop(i)
-            self.events.append(self._read(deadline, method))
-
-    def _read(self, deadline: float, waiting_for: str) -> dict:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_chrome], [], [], left)[0]:
-                raise RuntimeError(f"Chromium did not answer {waiting_for} within {self.timeout:.0f} s")
-            chunk = os.read(self._from_chrome, 1 << 20)
-            if not chunk:
-                raise RuntimeError(
-                    f"Chromium exited (code {self.proc.poll()}) while waiting for {waiting_for}" + self.log_tail()
-                )
-            self._buf += chunk
-        raw, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(raw)
-
-    def log_tail(self, lines: int = 5) -> str:
-        """The last lines Chromium wrote to stdout/stderr, for an error message."""
-        self._log.flush()
-        self._log.seek(0)
-        tail = self._log.read().decode(errors="replace").strip().splitlines()[-lines:]
-        return (": " + " | ".join(tail)) if tail else ""
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except (RuntimeError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=min(10.0, self.timeout))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for fd in (self._to_chrome, self._from_chrome):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._log.close()
-
-
 def _parse_rgb(css: str) -> tuple[int, int, int] | None:
     """``rgb(1, 2, 3)`` / ``rgba(1, 2, 3, 0.5)`` -> (1, 2, 3); transparent -> None."""
     if not css.startswith("rgb"):
@@ -275,6 +155,9 @@ def _dominant(crop) -> tuple[int, int, int]:
     return tuple(int(v) for v in colours[counts.argmax()])
 
 
+LAUNCH_ARGS = ("--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1")
+
+
 def check_report(path: str, timeout: float = 60.0, width: int = WIDTH) -> BrowserView:
     """Open ``path`` in headless Chromium, screenshot the top of the page through the summary
     table and measure every summary row (see the module docstring)."""
@@ -283,32 +166,58 @@ def check_report(path: str, timeout: float = 60.0, width: int = WIDTH) -> Browse
     if not os.path.isfile(path):
         raise UserError(f"report {path!r} does not exist")
     binary = find_chromium()
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise UserError("the browser check needs Playwright: pip install playwright") from None
     url = pathlib.Path(os.path.abspath(path)).as_uri()  # quoted: a folder named "a#b" is not a fragment
-    with tempfile.TemporaryDirectory(prefix="causal-heads-chromium-") as profile:
-        tools = _DevTools(binary, profile, timeout)
-        try:
-            version = tools.send("Browser.getVersion").get("product", binary)
-            target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-            tools.send("Page.enable", session=session)
+    ms = timeout * 1000
+    args = [*LAUNCH_ARGS, *(["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])]
+    step = "starting Chromium"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=binary, args=args, timeout=ms)
+            try:
+                version = f"Chromium/{browser.version}"
+                page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
+                page.set_default_timeout(ms)
+                page.on("dialog", lambda dialog: dialog.dismiss())  # alert() must not block the check
+                step = f"loading {url}"
+                page.goto(url, wait_until="load", timeout=ms)
+                step = "measuring the page"
+                measured = page.evaluate(_MEASURE)
+                height = int(min(max(measured["bottom"] + 20, 200), MAX_HEIGHT))
+                page.set_viewport_size({"width": width, "height": height})
+                measured = page.evaluate(_MEASURE)  # boxes and hit tests in the final viewport
+                step = "taking the screenshot"
+                png = page.screenshot(type="png", timeout=ms)
+            finally:
+                browser.close()
+    except PlaywrightError as exc:
+        raise RuntimeError(
+            f"the browser failed while {step} ({timeout:g} s allowed): {_last_words(str(exc))}"
+        ) from None
+    return _view(path, version, (width, height), measured, png, imread)
 
-            def window(height: int) -> None:  # one screenshot pixel per CSS pixel
-                tools.send(
-                    "Emulation.setDeviceMetricsOverride",
-                    {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-                    session,
-                )
 
-            window(900)
-            tools.send("Page.navigate", {"url": url}, session)
-            tools.wait_event("Page.loadEventFired", session)
-            page = _evaluate(tools, session)
-            height = int(min(max(page["bottom"] + 20, 200), MAX_HEIGHT))
-            window(height)
-            page = _evaluate(tools, session)  # boxes and hit tests in the final viewport
-            png = base64.b64decode(tools.send("Page.captureScreenshot", {"format": "png"}, session)["data"])
-        finally:
-            tools.close()
+def _last_words(error: str, lines: int = 5) -> str:
+    """Playwright's error in one line: its first line, the browser's exit code and the last lines
+    the browser printed (from the "Browser logs" Playwright appends)."""
+    text = error.strip()
+    first = text.splitlines()[0] if text else "no message"
+    logs = text.split("Browser logs:", 1)[1].split("Call log:", 1)[0] if "Browser logs:" in text else ""
+    said = re.findall(r"^\[pid=\d+\]\[(?:out|err)\] (.*)$", logs, flags=re.M)[-lines:]
+    code = re.search(r"exitCode=(-?\d+)", text)
+    return (
+        first
+        + (f"; Chromium exited with code {code.group(1)}" if code else "")
+        + (": " + " | ".join(said) if said else "")
+    )
+
+
+def _view(path: str, version: str, viewport: tuple[int, int], page: dict, png: bytes, imread) -> BrowserView:
+    """The measured rows checked against the screenshot's pixels."""
     image = (imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(int)
     rows = []
     for r in page["rows"]:
@@ -336,14 +245,4 @@ def check_report(path: str, timeout: float = 60.0, width: int = WIDTH) -> Browse
             )
         )
     results = [dict(zip(page["result_heads"], r["cells"])) for r in page["results"]]
-    return BrowserView(
-        path=path, browser=version, viewport=(width, height), rows=rows, results_rows=results, screenshot=png
-    )
-
-
-def _evaluate(tools: _DevTools, session: str) -> dict:
-    res = tools.send("Runtime.evaluate", {"expression": _MEASURE, "returnByValue": True}, session)
-    if "exceptionDetails" in res:
-        d = res["exceptionDetails"]
-        raise RuntimeError(f"measuring the page failed: {d.get('exception', {}).get('description') or d.get('text')}")
-    return res["result"]["value"]
+    return BrowserView(path=path, browser=version, viewport=viewport, rows=rows, results_rows=results, screenshot=png)
