@@ -212,9 +212,9 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     (["--margin", "inf"], "--margin inf is invalid: must be finite and > 0"),
     (["--shift", "nan"], "--shift nan is invalid: must be a finite number"),
     (["--seed", "-1"], "--seed -1 is invalid: must be an integer >= 0"),
-    (["--datasets", "0"], "--datasets 0 is invalid: must be >= 1"),
+    (["--datasets", "0"], "--datasets 0 is invalid: must be in [1, 100000]"),
     (["--samples", "0"], "--samples 0 is invalid: must be >= 1"),
-    (["--resamples", "99"], "--resamples 99 is invalid: must be >= 100"),
+    (["--resamples", "99"], "--resamples 99 is invalid: must be in [100, 1000000]"),
     (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
     (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
 ])

@@ -124,6 +124,17 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
 
 
 # ------------------------------------------- class 5: every output location checked before the work
+def _no_model_load(monkeypatch, module: str) -> None:
+    """Loading a model fails the test: the command must stop before it (patched where the
+    command looks the function up, which is its own module once imported)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    for name in ("load_model",):
+        if hasattr(mod, name):
+            monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("the model was loaded"))
+
+
 @pytest.mark.parametrize("module, args, message", [
     ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/s.json"],
      "--output '{f}/s.json': {f} is a file, not a folder"),
@@ -147,9 +158,7 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
 def test_bad_output_locations_are_refused_before_any_work(tmp_path, monkeypatch, main_in_process, module, args,
                                                           message):
     """Reliability class 5: unwritable outputs once gave tracebacks after the whole run."""
-    from harness.model import loading
-
-    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    _no_model_load(monkeypatch, module)
     (tmp_path / "file").write_text("a file, not a folder")
     fill = {"f": str(tmp_path / "file"), "d": str(tmp_path)}
     proc = main_in_process(module, *(a.format(**fill) for a in args))
@@ -199,9 +208,8 @@ def test_pytest_findings_in_a_bad_place_stops_before_any_claim_runs(pytester):
 # ------------------------------------------- class 2: another kind of file is not replaced without --force
 def test_an_output_holding_another_kind_of_document_needs_force(tmp_path, monkeypatch, main_in_process):
     """Reliability class 2: ``--output`` on a prompt set or a findings document replaced it."""
-    from harness.model import loading
-
-    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for module in ("harness.cli.patch", "harness.cli.sweep", "harness.cli.screen", "harness.cli.calibrate"):
+        _no_model_load(monkeypatch, module)
     prompts = tmp_path / "joy_prompts.json"
     prompts.write_text(json.dumps({"format": "causal-heads/prompts", "version": 1, "prompts": ["x"]}))
     findings = tmp_path / "f.json"

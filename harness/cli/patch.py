@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     spec = parse_head_spec(args.head_spec)
     mode = get_mode(args.patch_mode)
     check_output_path(args.output)
-    check_replaceable("--output", args.output, SCHEMA, args.force)
     if args.plots_dir and not args.no_plots:
         check_writable("--plots-dir", args.plots_dir, folder=True)
     placement(args.device or "cpu", args.dtype)  # flags checked here; a profile's by its own check
@@ -126,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     place = placement(run.device, run.dtype)  # a missing GPU: exit 2 before any work
     source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
     refuse_inputs_as_outputs({"--output": args.output}, [source_set.path, target_set.path])
+    check_replaceable("--output", args.output, SCHEMA, args.force)
     targets = target_set.head(run.n_prompts)
     sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
     gen_cfg = generation_config(run)
