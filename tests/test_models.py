@@ -194,3 +194,36 @@ def test_weights_absent_is_a_cheap_offline_check(tmp_path, monkeypatch):
     assert weights_absent("gpt2").startswith("gpt2 weights are not in the local Hugging Face cache")
     assert weights_absent("smollm2-135m") is None and weights_absent("tiny-gpt2") is None
     assert weights_absent(str(tmp_path)) is None  # a directory: loading it reports what is missing
+
+
+class _Planted:
+    """A pickle that would create a folder when unpickled: proof that nothing unpickled it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.marker,))
+
+
+def test_a_model_folder_with_a_pickled_bin_is_refused_in_one_message_and_never_unpickled(tmp_path):
+    """Reliability class 8: torch's weights_only refusal reached the terminal as a traceback."""
+    import pickle
+
+    from harness.errors import ModelUnavailableError
+    from harness.model import tiny
+    from harness.model.loading import load_model
+
+    model, tok = tiny.build_tiny_gpt2()
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "it-ran"
+    with open(folder / "pytorch_model.bin", "wb") as fh:
+        pickle.dump({"w": _Planted(str(marker))}, fh)
+    with pytest.raises(ModelUnavailableError, match=r"its pickled weights file \(.bin\) holds more than tensors"):
+        load_model(str(folder))
+    assert not marker.exists()

@@ -78,11 +78,11 @@ def run_claims(stage: Staging, pytest_args: list[str], job: str) -> dict | None:
         print(f"{job}: pytest wrote no findings (were any claims collected?); nothing replaced", file=sys.stderr)
         return None
     write_report(findings, stage.path("phase7_head_patching_report.md"), stage.path("plots"))
-    screenshot(stage.dir, job)
+    screenshot(stage.dir, job, shown=stage.out)
     return load_document(findings)
 
 
-def screenshot(out: str, job: str) -> bool | None:
+def screenshot(out: str, job: str, shown: str | None = None) -> bool | None:
     """Open OUT/evidence.html in headless Chromium (:mod:`harness.report.browser`), write OUT/evidence.png
     and say whether every claim's summary row is visible. Auxiliary: without Chromium, or when
     the browser fails, it says so and the job goes on (None); a summary not seen is printed
@@ -98,7 +98,10 @@ def screenshot(out: str, job: str) -> bool | None:
         return None
     view.save_screenshot(png)
     seen = sum(r.visible for r in view.rows)
-    line = f"{view.browser}: {seen} of {len(view.rows)} claims' summary rows visible; screenshot {png}"
+    where = (
+        os.path.join(shown, "evidence.png") if shown else png
+    )  # where it will be once the run's outputs are in place
+    line = f"{view.browser}: {seen} of {len(view.rows)} claims' summary rows visible; screenshot {where}"
     print(line if view.all_visible else f"{job}: NOT all visible: {line}", flush=True)
     return view.all_visible
 

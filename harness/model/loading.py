@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -260,6 +261,12 @@ def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelH
         try:
             tok = AutoTokenizer.from_pretrained(cand, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(cand, dtype=torch.float32, local_files_only=True)
+        except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a pickled .bin: never run it
+            raise ModelUnavailableError(
+                f"--model {model_id!r}: its pickled weights file (.bin) holds more than tensors and is not "
+                "loaded (unpickling it could run code); convert it to model.safetensors "
+                "(save_pretrained(..., safe_serialization=True)) where you trust it"
+            ) from None
         except (OSError, ValueError) as exc:
             last = exc
             continue
