@@ -19,9 +19,8 @@ from harness.analysis.sweep import load_sweep
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options
 from harness.model.loading import load_model
-from harness.outputs import PendingFiles
-from harness.report.plots import delta_heatmap
-from harness.results import check_replaceable, check_writable, environment, file_stem, result_bytes
+from harness.report.plots import document_with_heatmap
+from harness.results import check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 SCREEN_SCHEMA = "causal-heads/screen"
@@ -143,16 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         "versus_sweep": comparison,
         "deltas": result.deltas.tolist(),
     }
-    with PendingFiles() as pending:  # the document and its heatmap go in place together
-        pending.write_bytes(out, result_bytes(doc, out))
-        png = delta_heatmap(
-            result.deltas.mean(-1),
-            f"{handle.name}: Δattention to {args.emotion} keywords ({result.reference} reference)",
-            out.rsplit(".", 1)[0] + ".png",
-            label=f"mean Δattention over {unit}",
-            pending=pending,
-        )
-        pending.commit()
+    png = document_with_heatmap(  # the document and its heatmap go in place together
+        doc,
+        out,
+        result.deltas.mean(-1),
+        f"{handle.name}: Δattention to {args.emotion} keywords ({result.reference} reference)",
+        label=f"mean Δattention over {unit}",
+    )
     print(f"{'rank':>4} {'head':>6} {'Δattn':>8}  95% CI              emotion  {args.target}")
     for r in rows[: args.top]:
         print(

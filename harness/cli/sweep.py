@@ -22,10 +22,9 @@ from harness.cli.placement import add_placement_options, check_placement
 from harness.distributed.ray_backend import DEFAULT_WORKERS, RayBackend
 from harness.errors import UserError, check_options, reading_error
 from harness.model.loading import load_model
-from harness.outputs import PendingFiles
 from harness.patch.modes import get_mode
-from harness.report.plots import delta_heatmap
-from harness.results import atomic_write_text, check_replaceable, check_writable, environment, file_stem, result_bytes
+from harness.report.plots import document_with_heatmap
+from harness.results import atomic_write_text, check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 from harness.stats import bootstrap_mean_ci_grid
 
@@ -190,15 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         "deltas": result.deltas.tolist(),
         "baseline": result.baseline.tolist(),
     }
-    with PendingFiles() as pending:  # the document and its heatmap go in place together
-        pending.write_bytes(out, result_bytes(doc, out))
-        png = delta_heatmap(
-            result.deltas.mean(-1),
-            f"{handle.name}: Δ {args.emotion} keyword log-prob ({args.patch_mode}, last)",
-            out.rsplit(".", 1)[0] + ".png",
-            pending=pending,
-        )
-        pending.commit()
+    png = document_with_heatmap(  # the document and its heatmap go in place together
+        doc,
+        out,
+        result.deltas.mean(-1),
+        f"{handle.name}: Δ {args.emotion} keyword log-prob ({args.patch_mode}, last)",
+    )
     print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up")
     for r in rows[: args.top]:
         print(

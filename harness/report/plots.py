@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from harness.outputs import PendingFiles
-from harness.results import atomic_write
+from harness.results import atomic_write, result_bytes
 
 
 def _plain_text(draw):
@@ -160,3 +160,13 @@ def delta_heatmap(
     fig.tight_layout()
     _save(fig, path, 100, pending)
     return path
+
+
+def document_with_heatmap(doc: dict, out: str, grid, title: str, **kwargs) -> str:
+    """Write the result document ``out`` and its layer × head heatmap (``out`` with ``.png``)
+    together: both in place, or (an error, Ctrl-C, SIGTERM) neither. Returns the PNG's path."""
+    with PendingFiles() as pending:
+        pending.write_bytes(out, result_bytes(doc, out))
+        png = delta_heatmap(grid, title, out.rsplit(".", 1)[0] + ".png", pending=pending, **kwargs)
+        pending.commit()
+    return png
