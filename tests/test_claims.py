@@ -665,9 +665,7 @@ def test_a_run_cut_short_is_recorded_incomplete_and_regress_refuses_it(pytester,
     assert main_in_process("harness.cli.report", str(findings), "--markdown", str(md), "--plots-dir",
                            str(pytester.path / "p")).returncode == 0
     assert "**Incomplete run**: it was cut short; 2 selected claim(s) were not run (c1, c2)." in md.read_text()
-    result = pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
-    doc = json.loads(findings.read_text())
-    assert doc["complete"] is True and doc["not_run"] == [] and len(doc["claims"]) == 3
+    # a run that is not cut short is complete: tests/test_evidence.py checks it on the main job
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -40,6 +40,7 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
     doc = json.loads((out / "findings.json").read_text())
     by_id = {c["claim"]["id"]: c for c in doc["claims"]}
     assert set(by_id) == {"identity", "gratitude_up"}  # only the chosen model's claims
+    assert doc["complete"] is True and doc["not_run"] == []
     assert by_id["identity"]["verdict"] == "supported"
     # one live line per claim while the first test evaluates them all, then the verdict table
     up = by_id["gratitude_up"]

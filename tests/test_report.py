@@ -320,4 +320,4 @@ def test_hostile_values_in_valid_documents_are_rendered_and_plotted(findings, tm
     """Documents the validator accepts but that hold hostile values where any value of the type
     is allowed (a ``$`` formula in a plot label, null statistics, a mean outside its CI, a head
     that is not in the model): the report and its plots are written, inside the output folder."""
-    _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=30, malformed=False)
+    _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=20, malformed=False)
