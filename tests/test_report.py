@@ -262,12 +262,13 @@ def _files(root):
     return {p for p in root.rglob("*")}
 
 
-def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: bool) -> None:
+def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: bool) -> dict[int, int]:
     """Mutated documents to regress (against the real document, either side) and to report:
     never a traceback (an unexpected exception fails the test, see ``main_in_process``), exit 2
     exactly when the validator refuses the document (one line on stderr), and no file outside the
     output folder. ``malformed``: only documents the report's validator refuses (fast: nothing to
-    draw), else only those it accepts (hostile values in valid places, rendered and plotted)."""
+    draw), else only those it accepts (hostile values in valid places, rendered and plotted).
+    Returns how many documents the report answered with each exit code."""
     from hypothesis import HealthCheck, assume, given, settings
     from hypothesis import strategies as st
 
@@ -275,6 +276,7 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
     from harness.findings.schema import load_document
 
     good_path, good = findings
+    codes: dict[int, int] = {}
 
     def valid(path, complete):
         try:
@@ -306,18 +308,23 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
             assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
         written = _files(root) - before
         assert all(work / "out" in p.parents for p in written), sorted(map(str, written))
+        codes[proc.returncode] = codes.get(proc.returncode, 0) + 1
 
     run()
+    return codes
 
 
 def test_a_thousand_malformed_documents_give_exit_2_and_write_nothing(findings, tmp_path_factory, main_in_process):
     """Random field types, missing fields, non-finite numbers, lone surrogates, traversal names:
     the reliability issue's class 7 (readers crashed with tracebacks on such documents)."""
-    _hostile_runs(findings, tmp_path_factory.mktemp("malformed"), main_in_process, examples=1000, malformed=True)
+    codes = _hostile_runs(findings, tmp_path_factory.mktemp("malformed"), main_in_process, examples=1000,
+                          malformed=True)
+    assert list(codes) == [2] and codes[2] >= 1000  # every one refused, one line each (checked per document)
 
 
 def test_hostile_values_in_valid_documents_are_rendered_and_plotted(findings, tmp_path_factory, main_in_process):
     """Documents the validator accepts but that hold hostile values where any value of the type
     is allowed (a ``$`` formula in a plot label, null statistics, a mean outside its CI, a head
     that is not in the model): the report and its plots are written, inside the output folder."""
-    _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=20, malformed=False)
+    codes = _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=20, malformed=False)
+    assert list(codes) == [0] and codes[0] >= 20  # every one rendered (its files inside the output folder)
