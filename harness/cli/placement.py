@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from harness.distributed.ray_backend import RayBackend
 from harness.errors import UserError
-from harness.model.device import parse_batch_size, placement
+from harness.model.device import merged_placement
 
 
 def add_placement_options(ap: argparse.ArgumentParser, *, batch: bool = True, backend: bool = False) -> None:
@@ -26,15 +25,7 @@ def add_placement_options(ap: argparse.ArgumentParser, *, batch: bool = True, ba
 def placement_kwargs(args: argparse.Namespace, defaults: dict | None = None) -> dict:
     """``device``/``dtype`` (checked: a missing GPU or an unknown dtype is a UserError now) and
     ``batch_size`` (None where not given), over ``defaults`` (e.g. a profile's)."""
-    defaults = defaults or {}
-    device = args.device if args.device is not None else defaults.get("device")
-    dtype = args.dtype if args.dtype is not None else defaults.get("dtype")
-    where = placement(device, dtype)
-    out: dict[str, Any] = {"device": where.device, "dtype": where.dtype}
-    if hasattr(args, "batch_size"):
-        given = args.batch_size if args.batch_size is not None else defaults.get("batch_size")
-        out["batch_size"] = parse_batch_size(given)
-    return out
+    return merged_placement(vars(args), defaults, batch=hasattr(args, "batch_size"))
 
 
 def forwarded_pytest_options(args: argparse.Namespace) -> list[str]:

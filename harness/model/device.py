@@ -133,3 +133,19 @@ def parse_batch_size(value: str | int | None) -> int | str | None:
     if not text.isdigit() or int(text) < 1:
         raise UserError(f"--batch-size {value!r}: must be a positive integer or auto")
     return int(text)
+
+
+def merged_placement(flags: dict[str, Any], defaults: dict[str, Any] | None = None, *, batch: bool = True) -> dict:
+    """``device`` and ``dtype`` (checked: a missing GPU or an unknown dtype is a UserError) and,
+    with ``batch``, ``batch_size``: each the flag where given, else its default (a profile's).
+    The one merge the commands and the pytest plugin share."""
+    defaults = defaults or {}
+
+    def pick(key: str):
+        return flags[key] if flags.get(key) is not None else defaults.get(key)
+
+    where = placement(pick("device"), pick("dtype"))
+    out: dict[str, Any] = {"device": where.device, "dtype": where.dtype}
+    if batch:
+        out["batch_size"] = parse_batch_size(pick("batch_size"))
+    return out

@@ -31,14 +31,13 @@ import inspect
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import harness
 from harness.errors import UserError
 from harness.findings.document import findings_document
-from harness.model.device import parse_batch_size, placement
+from harness.model.device import merged_placement
 from harness.outputs import PendingFiles, terminate_as_interrupt
 from harness.pytest_plugin.keys import CLAIMS_RUN_KEY, PENDING_KEY, PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
 from harness.results import check_output_path, result_bytes
@@ -146,17 +145,8 @@ def pytest_configure(config) -> None:
 def _placement(config) -> dict:
     """--device/--dtype/--batch-size (over the --profile's), and the backend: checked at once."""
     try:
-        values = profile_placement(config.getoption("--profile"))
-        for key in ("device", "dtype", "batch_size"):
-            flag = config.getoption("--" + key.replace("_", "-"))
-            if flag is not None:
-                values[key] = flag
-        where = placement(values.get("device"), values.get("dtype"))
-        out: dict[str, Any] = {
-            "device": where.device,
-            "dtype": where.dtype,
-            "batch_size": parse_batch_size(values.get("batch_size")),
-        }
+        flags = {key: config.getoption("--" + key.replace("_", "-")) for key in ("device", "dtype", "batch_size")}
+        out = merged_placement(flags, profile_placement(config.getoption("--profile")))
         backend = config.getoption("--backend")
         if backend == "ray":  # (harness.RayBackend is imported on this first use: torch comes with it)
             out["backend"] = harness.RayBackend.from_options(
