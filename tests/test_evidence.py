@@ -107,7 +107,7 @@ def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(t
                             "--claims", "claims.toml"], cwd=str(tmp_path), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert job.stdout.readline().startswith("$ ")  # the pytest child has been started
-    time.sleep(8)  # it is importing torch or evaluating claims; either way it must be stopped
+    time.sleep(4)  # it is importing torch or evaluating claims; either way it must be stopped
 
     def of_this_run():
         found = []

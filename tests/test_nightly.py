@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.claims.spec import claims_toml
 from harness.cli.nightly import summary_markdown
 from harness.findings.regress import context_changes
@@ -17,6 +19,7 @@ CLAIMS = claims_toml([
 ])
 
 
+@pytest.mark.slow  # two whole nightly jobs (34 s); the per-commit tier runs the job's steps in test_evidence.py
 def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(CLAIMS)
     claims = ("--", "--claims", "claims.toml")  # relative to the caller's folder, not the repo's

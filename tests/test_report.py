@@ -322,6 +322,7 @@ def test_a_thousand_malformed_documents_give_exit_2_and_write_nothing(findings, 
     assert list(codes) == [2] and codes[2] >= 1000  # every one refused, one line each (checked per document)
 
 
+@pytest.mark.slow  # ~0.5 s of matplotlib per document; the 1,000 malformed ones above run per commit
 def test_hostile_values_in_valid_documents_are_rendered_and_plotted(findings, tmp_path_factory, main_in_process):
     """Documents the validator accepts but that hold hostile values where any value of the type
     is allowed (a ``$`` formula in a plot label, null statistics, a mean outside its CI, a head
