@@ -136,13 +136,19 @@ def check_output_path(path: str, flag: str = "--output") -> None:
     check_writable(flag, path, extensions=EXTENSIONS)
 
 
+def check_extension(path: str, extensions: tuple[str, ...], flag: str = "") -> None:
+    """``path`` ends with one of ``extensions``; a :class:`UserError` naming the flag otherwise."""
+    if not path.endswith(extensions):
+        raise UserError(f"{flag + ' ' if flag else ''}{path!r}: the extension must be one of {', '.join(extensions)}")
+
+
 def check_writable(flag: str, path: str, *, folder: bool = False, extensions: tuple[str, ...] = ()) -> None:
     """Before any work: can the run write ``path`` (a file, or with ``folder`` a folder of files)?
     A :class:`UserError` naming the flag when the extension is not one of ``extensions``, the path
     is a folder where a file is wanted (or the reverse), its nearest existing parent is a file or
     not writable, or that disk has no free space left."""
-    if extensions and not path.endswith(extensions):
-        raise UserError(f"{flag} {path!r}: the extension must be one of {', '.join(extensions)}")
+    if extensions:
+        check_extension(path, extensions, flag)
     target = os.path.abspath(path)
     if folder and os.path.exists(target) and not os.path.isdir(target):
         raise UserError(f"{flag} {path!r}: it is a file, not a folder")
@@ -201,8 +207,7 @@ def atomic_write(path: str, write) -> None:
 
 def result_bytes(doc: dict, path: str) -> bytes:
     """``doc`` serialised as ``path``'s extension says: JSON (NaN as null) or pickle."""
-    if not path.endswith(EXTENSIONS):
-        raise UserError(f"{path!r}: the extension must be one of {', '.join(EXTENSIONS)}")
+    check_extension(path, EXTENSIONS)
     if path.endswith(".json"):
         return json.dumps(json_safe(doc), indent=1, ensure_ascii=False, allow_nan=False).encode()
     return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
