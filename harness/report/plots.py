@@ -170,3 +170,52 @@ def document_with_heatmap(doc: dict, out: str, grid, title: str, **kwargs) -> st
         png = delta_heatmap(grid, title, out.rsplit(".", 1)[0] + ".png", pending=pending, **kwargs)
         pending.commit()
     return png
+
+
+@_plain_text
+def circuit_plot(doc: dict, path: str, pending: PendingFiles | None = None) -> str:
+    """One PNG per ``causal-heads circuit`` document: DLA per generated position, the OV circuit's
+    top tokens, or the attention mass per part of the context per generated position."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res, analysis = doc["result"], doc["analysis"]
+    title = f"{doc['model'].get('name', '?')} head {doc['head']} · {analysis} · {doc['emotion']}"
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    if analysis == "dla":
+        steps = res["target_generated"]["per_step_mean"]
+        ax.plot(range(len(steps)), steps, marker="o", ms=3, label=f"{doc['target']} prompts, generated positions")
+        ax.axhline(
+            res["source_final_position"]["mean"], color="#C44E52", ls="--", label="source prompts, final position"
+        )
+        ax.axhline(0, color="grey", lw=1)
+        ax.set_xlabel("generated position (0 = final prompt position)")
+        ax.set_ylabel("direct Δ log p(keywords), nats")
+        ax.legend(fontsize=8)
+    elif analysis == "ov":
+        rows = res["source"]["top_tokens"][::-1]
+        ax.barh([repr(r["token"]) for r in rows], [r["logit"] for r in rows], color="#4C72B0")
+        ax.set_xlabel("mean centred OV logit over the source prompts' tokens")
+        kw = res["source"]["keyword_mean_logit"], res["target"]["keyword_mean_logit"]
+        ax.set_title(f"keyword tokens: {kw[0]:+.3f} (source tokens) vs {kw[1]:+.3f} (target tokens)", fontsize=8)
+    else:
+        for part, row in res["from_generated_positions"].items():
+            ax.plot(range(len(row["per_step_mean"])), row["per_step_mean"], marker="o", ms=3, label=part)
+        ax.set_xlabel("generated position (0 = final prompt position)")
+        ax.set_ylabel("attention mass")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path, 100, pending)
+    return path
+
+
+def document_with_plot(doc: dict, out: str, draw) -> str:
+    """Write ``doc`` to ``out`` and ``draw(doc, png, pending)``'s PNG beside it, both or neither."""
+    with PendingFiles() as pending:
+        pending.write_bytes(out, result_bytes(doc, out))
+        png = draw(doc, out.rsplit(".", 1)[0] + ".png", pending=pending)
+        pending.commit()
+    return png
