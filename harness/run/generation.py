@@ -47,6 +47,17 @@ from harness.run.templating import format_prompts
 HookList = list[tuple[str | Callable, Callable]]
 
 
+class HookSet(list):
+    """A hook list plus hooks on the model's own modules, for a run that reshapes the batch inside
+    the model (path patching runs several copies of the residual stream above a layer):
+    ``install(handle)`` registers them and returns their removable handles; they are removed when
+    the chunk ends. Such a run cannot share a batch with other runs (:func:`generate_together`)."""
+
+    def __init__(self, hooks=(), install: Callable[[ModelHandle], list] | None = None) -> None:
+        super().__init__(hooks)
+        self.install = install
+
+
 class GenerationConfig(SamplingSettings):
     """Decoding settings of one ``generate`` call: the shared :class:`SamplingSettings` (greedy
     by default here) plus how rows are batched and whether a row stops at EOS."""
@@ -206,7 +217,8 @@ def multinomial_is_exponential_argmax() -> bool:
 def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
     if hooks is None:
         return []
-    return list(hooks(info)) if callable(hooks) else list(hooks)
+    resolved = hooks(info) if callable(hooks) else hooks
+    return resolved if isinstance(resolved, HookSet) else list(resolved)
 
 
 StepLogits = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -240,17 +252,28 @@ def _generate_chunk(
     track: Mapping[str, torch.Tensor],
     steps: StepLogits,
 ):
-    tok = handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
+    track = {name: t.to(ids.device) for name, t in track.items()}
+    out_tokens: list = []
+    tracked: dict[str, list] = {name: [] for name in track}
+    resolved = _resolve_hooks(hooks, info)
+    installed = resolved.install(handle) if isinstance(resolved, HookSet) and resolved.install else []
+    try:
+        return _decode(handle, ids, mask, info, gens, cfg, resolved, progress, track, steps, out_tokens, tracked)
+    finally:
+        for h in installed:
+            h.remove()
+
+
+def _decode(handle, ids, mask, info, gens, cfg, hooks, progress, track, steps, out_tokens, tracked):
+    tok = handle.tokenizer
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
     position = position_ids(mask)
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     eos_ids = torch.tensor(sorted(eos), device=ids.device)
-    track = {name: t.to(ids.device) for name, t in track.items()}
-    out_tokens, tracked = [], {name: [] for name in track}
-    with handle.hooked.hooks(fwd_hooks=_resolve_hooks(hooks, info)):
+    with handle.hooked.hooks(fwd_hooks=list(hooks)):
         inputs = ids
         for step in range(cfg.max_tokens):
             info.step = step
@@ -389,6 +412,8 @@ def _on_device(enc, handle: ModelHandle):
 def _blockwise(per_run: list[HookList], n: int) -> HookList:
     """One hook per hook point for a batch of runs: run ``a``'s hooks see rows ``a*n..(a+1)*n``."""
     by_name: dict[str, list[tuple[int, Callable]]] = {}
+    if any(isinstance(hooks, HookSet) and hooks.install for hooks in per_run):
+        raise ValueError("a run that reshapes the batch inside the model (HookSet.install) runs alone")
     for a, hooks in enumerate(per_run):
         for name, fn in hooks:
             if not isinstance(name, str):
