@@ -879,7 +879,7 @@ def test_calibrate_refuses_sizes_that_would_exhaust_memory_before_any_work(main_
         (
             claims_toml([{**BASE, "direction": "equivalent", "margin": 0.1}]).encode()
             + b"versus = { patch_mode = 5 }\n",
-            "field 'versus' = {'patch_mode': 5}: must be a table with some of heads, patch_mode, source (strings)",
+            "field 'versus' = {'patch_mode': 5}: must be a table with some of heads, patch_mode, source, receivers (strings)",
         ),
     ],
 )

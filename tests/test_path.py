@@ -108,3 +108,116 @@ def test_the_fan_out_hooks_are_removed_after_the_run():
     before = [(len(b._forward_pre_hooks), len(b._forward_hooks)) for b in blocks]
     _runs(handle, "direct", tokens=2)
     assert [(len(b._forward_pre_hooks), len(b._forward_hooks)) for b in blocks] == before
+
+
+# ---------------------------------------------------------------- claims of kind "path"
+
+PATH = {
+    "model": "tiny-gpt2",
+    "kind": "path",
+    "senders": "0:10",
+    "receivers": "later,direct",
+    "patch_mode": "z",
+    "source": "gratitude",
+    "metric": "gratitude_logprob",
+    "direction": "increase",
+    "n_prompts": 6,
+    "max_tokens": 3,
+}
+
+
+def test_a_path_claim_through_every_route_equals_the_plain_patch_claim_and_gets_random_senders(tiny_gpt2):
+    from harness.claims.session import ClaimSession
+    from harness.claims.spec import Claim
+
+    plain = {k: v for k, v in PATH.items() if k not in ("kind", "senders", "receivers")}
+    claims = [
+        Claim(id="path_all", random_heads=2, **PATH),
+        Claim(id="plain", heads="0:10", **plain),
+        Claim(id="direct_vs_later", **{**PATH, "receivers": "direct"}, versus={"receivers": "later"}, random_heads=2),
+    ]
+    session = ClaimSession(claims, n_resamples=500)
+    session._models["tiny-gpt2"] = tiny_gpt2
+    res = session.results()
+    assert all(r.error is None for r in res.values()), [r.error for r in res.values()]
+    assert res["path_all"].per_prompt["patched"] == pytest.approx(res["plain"].per_prompt["patched"], abs=1e-5)
+    assert len(res["path_all"].random_control["null"]) == 2 and len(res["direct_vs_later"].random_control["null"]) == 2
+    record = res["direct_vs_later"].to_dict()["claim"]
+    assert record["kind"] == "path" and record["senders"] == record["heads"] == "0:10"
+    assert record["receivers"] == "direct" and record["versus"]["receivers"] == "later"
+    assert "kind" not in res["plain"].to_dict()["claim"]  # a patch claim's record is as before
+    assert res["path_all"].claim.test_id == "path_all-head_0_10"
+    plan = session.plan()
+    keys = [a.key[0] for g in plan.groups for a in g.arms]
+    assert keys.count("path") == 3 + 2 + 2 * 2  # path_all + its 2 random senders; direct, later, 2 × 2 random
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kind": "patch"}, 'set kind = "path"'),
+        ({"receivers": ""}, "receivers"),
+        ({"receivers": "later,,direct"}, "comma-separated mix"),
+        ({"receivers": "1:x"}, "malformed head"),
+        ({"patch_mode": "v_only"}, "z-valued modes"),
+        ({"heads": "0:1"}, "give senders only"),
+        ({"kind": "tunnel"}, "must be one of patch, path"),
+        ({"intervention": "double"}, None),
+    ],
+)
+def test_path_claims_are_checked_when_built(change, message):
+    from harness.claims.spec import Claim
+
+    row = {**PATH, **change}
+    if "heads" in change and "senders" in row:
+        row["heads"] = change["heads"]
+    with pytest.raises(UserError) as err:
+        Claim(id="p", **row)
+    if message:
+        assert message in str(err.value) and "claim 'p'" in str(err.value)
+
+
+def test_versus_receivers_need_a_path_claim():
+    from harness.claims.spec import Claim
+
+    plain = {k: v for k, v in PATH.items() if k not in ("kind", "senders", "receivers")}
+    with pytest.raises(UserError, match="is for a path claim"):
+        Claim(id="p", heads="0:10", versus={"receivers": "direct"}, **plain)
+
+
+def test_a_path_claim_row_round_trips_through_toml(tmp_path):
+    from harness.claims.spec import Claim, claims_toml, load_claims
+
+    claim = Claim(id="p", **{**PATH, "receivers": "direct"}, versus={"receivers": "later"})
+    path = tmp_path / "c.toml"
+    path.write_text(claims_toml([claim.to_dict()]))
+    assert load_claims(str(path)) == [claim]
+
+
+@pytest.mark.parametrize("name", ["tiny-llama-gqa", "tiny-gpt2", "tiny-gemma2"])
+def test_planned_path_arms_share_lower_layers_and_equal_their_own_runs(name):
+    """A path arm in a planned group replays the baseline's layers below its senders (rows that
+    diverge compute them in the side batch) and gives exactly the tokens and log-probs of its own run."""
+    from harness.run.shared import Arm, generate_arms
+
+    handle = load_tiny(name)
+    last = handle.shape.n_layers - 1
+    targets, sources = load_prompt_set("neutral").head(6), load_emotion_prompts("gratitude").head(6)
+    cfg = GenerationConfig(max_tokens=8)  # greedy: a random tiny model's near-uniform sampling hides patches
+    hooks = []  # the tiny models have 2 layers: senders in the last one share layer 0, receivers 'direct'
+    for heads, mode in ((tuple((last, h) for h in range(handle.shape.n_heads)), "zero"), (((last, 1),), "z")):
+        patch = PatchConfig(heads, mode, "end")
+        src = capture_source(handle, sources, [last], get_needs(mode))
+        rec = parse_receivers("direct", patch.heads, handle.shape.n_layers, handle.shape.n_heads)
+        hooks.append(path_hooks(handle, patch, src, rec))
+    base, results, shares = generate_arms(handle, targets, cfg, [Arm(h, last) for h in hooks], track=TRACK)
+    for h, planned, share in zip(hooks, results, shares, strict=True):
+        alone = generate(handle, targets, cfg, hooks=h, track=TRACK)
+        assert [g.token_ids for g in planned.generations] == [g.token_ids for g in alone.generations]
+        # as for any planned arm (tests/test_shared.py): the side batch's rounding, relative gap < 1e-5
+        gap = max(abs(x - y) / max(1.0, abs(x)) for x, y in zip(_tracked(planned), _tracked(alone), strict=True))
+        assert gap < 1e-5 and share.layer == last
+    assert any(d is not None for s in shares for d in s.diverged_at)  # some rows left the shared path
+    assert [g.token_ids for g in base.generations] == [
+        g.token_ids for g in generate(handle, targets, cfg, track=TRACK).generations
+    ]

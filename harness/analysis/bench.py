@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 
+from harness.analysis.attribution import agreement, attribution
 from harness.analysis.sweep import reference_sweep, sweep
 from harness.claims.session import ClaimSession
 from harness.claims.spec import load_claims
@@ -235,6 +236,38 @@ def bench_sweep(model: str, n_prompts: int, layers: list[int] | None, emotion: s
         "speedup": reference_s / harness_s,
         "max_abs_diff": float(np.abs(got - ref).max()),
         "reference": "one full forward per head through harness.patch.hooks (z, last alignment)",
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def bench_attribution(model: str, n_prompts: int, emotion: str) -> dict:
+    """Attribution patching (one forward + backward) vs the causal sweep over every head, in one
+    process on the same prompts, and how well the estimate ranks the heads (Spearman ρ of the
+    per-head means, top-10 overlap, per head × prompt sign agreement)."""
+
+    handle = load_model(model)
+    targets = load_prompt_set("neutral").head(n_prompts)
+    sources = load_emotion_prompts(emotion).head(n_prompts)
+    attribution(handle, targets[:2], sources[:2], emotion)  # warm-up
+    start = time.perf_counter()
+    estimate = attribution(handle, targets, sources, emotion)
+    attribution_s = time.perf_counter() - start
+    start = time.perf_counter()
+    causal = sweep(handle, targets, sources, emotion)
+    sweep_s = time.perf_counter() - start
+    agree = agreement(estimate.deltas, causal.deltas)
+    return {
+        "benchmark": "attribution",
+        "model": handle.name,
+        "emotion": emotion,
+        "n_prompts": n_prompts,
+        "heads": handle.shape.n_layers * handle.shape.n_heads,
+        "attribution_s": attribution_s,
+        "sweep_s": sweep_s,
+        "ratio": sweep_s / attribution_s,
+        "spearman": agree.spearman_rho,
+        **{k: v for k, v in agree.to_dict().items() if k != "spearman_rho"},
+        "reference": "the causal sweep (z, last alignment; harness.analysis.sweep) on the same prompts",
         "torch_threads": torch.get_num_threads(),
     }
 

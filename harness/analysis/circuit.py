@@ -164,7 +164,8 @@ def dla(
     store, logits = _forward(handle, runs.ids, runs.mask, names)
     z, attn_out, resid = (store[n].float().cpu() for n in names)
     logits = logits.float().cpu()
-    per_prompt, by_step = [], [[] for _ in range(max_tokens)]
+    per_prompt: list[float] = []
+    by_step: list[list[float]] = [[] for _ in range(max_tokens)]
     promoted = torch.zeros(logits.shape[-1])
     count = 0
     for r in range(runs.ids.shape[0]):
@@ -290,7 +291,7 @@ def qk(
         text = [t for t in range(pad + pt.text_first, pad + pt.text_last + 1) if t != pad]  # parts disjoint
         prompt = set(range(pad, pad + lt))
         kw_prompt = [pad + k for k in pt.keywords]
-        rows = {p: [] for p in QK_PARTS}
+        rows: dict[str, list[float]] = {p: [] for p in QK_PARTS}
         for k, q in enumerate(runs.query_positions(r)):
             att = pattern[r, q]
             gen = list(range(pad + lt, q + 1))

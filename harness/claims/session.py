@@ -44,6 +44,7 @@ from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig, identity_pattern_hooks, patch_hooks
 from harness.patch.modes import MODES
+from harness.patch.path import parse_receivers, path_hooks
 from harness.patch.source import capture_source
 from harness.results import repo_path
 from harness.run.generation import GenerationConfig, generate
@@ -178,6 +179,20 @@ class ClaimSession:
         base_key = ("baseline", c.model, c.target, targets, gen, eager)
         if cond is None:
             return RunSpec(c.id, heads, None, base_key, eager, base_key)
+        if cond.receivers:  # a path run reshapes the batch above its senders: it runs alone, unshared
+            key = (
+                "path",
+                c.model,
+                c.target,
+                targets,
+                gen,
+                heads,
+                cond.patch_mode,
+                cond.source,
+                c.alignment,
+                cond.receivers,
+            )
+            return RunSpec(c.id, heads, cond, key, (0,), base_key)
         patch = PatchConfig(heads, cond.patch_mode, c.alignment)
         key = ("patched", c.model, c.target, targets, gen, heads, cond.patch_mode, cond.source, c.alignment)
         return RunSpec(c.id, heads, cond, key, tuple(sorted(patch.by_layer())), base_key)
@@ -203,6 +218,10 @@ class ClaimSession:
             ("source", c.model, cond.source, sources, layers, needs),
             lambda: capture_source(handle, sources, layers, needs),
         )
+        if cond.receivers:
+            s = handle.shape
+            receivers = parse_receivers(cond.receivers, run.heads, s.n_layers, s.n_heads, c.model)
+            return path_hooks(handle, patch, src, receivers)
         return patch_hooks(handle, patch, src)
 
     def _generate(self, c: Claim, heads: tuple, cond: Condition | None):
@@ -250,13 +269,14 @@ class ClaimSession:
         if c.versus:
             runs.append(self._run(c, self._heads(c, c.versus), c.versus))
         if c.random_heads:
-            avoid = self._heads(c, c.versus) if c.versus else ()
+            avoid = self._avoid(c)
             same_heads = c.versus is not None and self._heads(c, c.versus) == heads
             for rs in self._random_sets(c, heads, avoid):
                 spec = ",".join(f"{layer}:{h}" for layer, h in rs)
-                runs.append(self._run(c, rs, Condition(spec, c.patch_mode, c.source)))
+                runs.append(self._run(c, rs, Condition(spec, c.patch_mode, c.source, c.receivers)))
                 if same_heads:
-                    runs.append(self._run(c, rs, Condition(spec, c.versus.patch_mode, c.versus.source)))
+                    v = c.versus
+                    runs.append(self._run(c, rs, Condition(spec, v.patch_mode, v.source, v.receivers)))
         return runs
 
     def run_plan(self, plan: Plan) -> None:
@@ -352,6 +372,17 @@ class ClaimSession:
             self._record_keywords(keyword_emotion(metric))
         return np.array([np.mean([m.score(g) for g in gens]) for _, gens in sorted(result.by_prompt().items())])
 
+    def _avoid(self, c: Claim) -> tuple:
+        """Heads a random set must not take: a versus condition's heads, and a path claim's named
+        receiver heads (a random sender cannot also receive)."""
+        avoid = set(self._heads(c, c.versus)) if c.versus else set()
+        s = self.model(c.model).shape
+        for cond in (c.condition, *((c.versus,) if c.versus else ())):
+            named = [p.strip() for p in cond.receivers.split(",") if p.strip() not in ("", "direct", "later")]
+            if named:
+                avoid |= set(parse_head_spec(",".join(named)).resolve(s.n_layers, s.n_heads, c.model))
+        return tuple(sorted(avoid))
+
     def _random_sets(self, c: Claim, heads: tuple, avoid: tuple = ()) -> list[tuple]:
         """Up to K distinct random head sets: same layers, same count per layer, no claimed head
         and none of ``avoid`` (the heads of a ``versus`` condition).
@@ -398,12 +429,14 @@ class ClaimSession:
         side only and is compared with the same ``versus`` run.
         """
         spec = ",".join(f"{l}:{h}" for l, h in rs)
-        patched = self._per_prompt(self._generate(c, rs, Condition(spec, c.patch_mode, c.source)), c.metric)
+        patched = self._per_prompt(
+            self._generate(c, rs, Condition(spec, c.patch_mode, c.source, c.receivers)), c.metric
+        )
         if c.versus is None:
             return patched - base
         if self._heads(c, c.versus) != self._heads(c, c.condition):
             return patched - other
-        v_cond = Condition(spec, c.versus.patch_mode, c.versus.source)
+        v_cond = Condition(spec, c.versus.patch_mode, c.versus.source, c.versus.receivers)
         return patched - self._per_prompt(self._generate(c, rs, v_cond), c.metric)
 
     def _one_token(self, c: Claim, heads: tuple) -> dict | None:
@@ -485,7 +518,7 @@ class ClaimSession:
                 res.p_refute_raw = res.effect["p_opposite"]
             center = np.median if c.statistic == "sign" else np.mean  # random heads compared on the same statistic
             if c.random_heads:
-                avoid = self._heads(c, c.versus) if c.versus else ()
+                avoid = self._avoid(c)
                 null = [
                     float(center(self._random_delta(c, rs, base, other))) for rs in self._random_sets(c, heads, avoid)
                 ]

@@ -10,6 +10,13 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``intervention``       instead of ``patch_mode``/``source``: a registered intervention (a hook
                        function, :mod:`harness.patch.interventions`), applied to ``heads``
                        (``per_head``) or at ``hook_points``, e.g. ``["blocks.3.hook_resid_post"]``
+``kind``               ``patch`` [default] or ``path``: a path-patching claim (:mod:`harness.patch.path`)
+                       whose ``senders`` (head spec; they are the claim's heads) are patched
+                       with ``patch_mode``/``source`` and reach the output only through
+                       ``receivers``: later heads (``"22:*,25:3"``), ``later`` (every head above
+                       the lowest sender layer), ``direct`` (the logits), or a mix. A ``versus``
+                       table may change ``receivers`` (e.g. direct vs later). Random heads
+                       replace the senders (a random-sender control), with the same receivers
 ``target``             target prompt set [neutral]
 ``metric``             a registered text metric, e.g. ``gratitude_keywords``
 ``direction``          ``increase`` | ``decrease`` | ``equivalent``
@@ -49,6 +56,7 @@ from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
 from harness.patch.interventions import HOOK_POINT, get_intervention
 from harness.patch.modes import ALIGNMENTS, available_modes
+from harness.patch.path import check_path_mode
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
 from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
@@ -63,7 +71,8 @@ MAX_SAMPLES = 1000
 MAX_TOKENS = 4096
 REQUIRED = ("id", "model", "metric", "direction")
 PATCH_REQUIRED = ("heads", "patch_mode", "source")  # a claim with no intervention patches heads
-CONDITION_FIELDS = ("heads", "patch_mode", "source")
+CONDITION_FIELDS = ("heads", "patch_mode", "source", "receivers")  # receivers: path claims only
+KINDS = ("patch", "path")
 _ID = re.compile(r"^[a-z0-9_]+$")
 # what error messages name as the claim's origin: the file being loaded, or "FILE with --seed 3"
 _WHERE: ContextVar[str] = ContextVar("claim_origin", default="")
@@ -76,10 +85,16 @@ class Condition:
     heads: str
     patch_mode: str
     source: str
+    receivers: str = ""  # a path claim's receivers ("" for a plain patch)
 
     @property
     def slug(self) -> str:
         return parse_head_spec(self.heads).slug
+
+    def to_dict(self) -> dict:
+        """The fields as a record (``receivers`` only for a path claim, so older records are unchanged)."""
+        d = {"heads": self.heads, "patch_mode": self.patch_mode, "source": self.source}
+        return {**d, "receivers": self.receivers} if self.receivers else d
 
 
 class Claim(SamplingSettings):
@@ -97,7 +112,10 @@ class Claim(SamplingSettings):
 
     id: str
     model: str
+    kind: str = "patch"
     heads: str = ""
+    senders: str = ""
+    receivers: str = ""
     patch_mode: str = ""
     source: str = ""
     metric: str
@@ -122,7 +140,22 @@ class Claim(SamplingSettings):
         cid = data.get("id", "?")
         if isinstance(data.get("hook_points"), list):  # a TOML array
             data = {**data, "hook_points": tuple(data["hook_points"])}
+        kind = data.get("kind", "patch")
+        if kind not in KINDS:
+            _fail(cid, "kind", kind, f"must be one of {', '.join(KINDS)}", _WHERE.get())
+        if kind != "path" and (data.get("senders") or data.get("receivers")):
+            _fail(
+                cid,
+                "senders/receivers",
+                data.get("senders") or data.get("receivers"),
+                'are for a path claim: set kind = "path"',
+                _WHERE.get(),
+            )
+        if kind == "path" and isinstance(data.get("senders"), str) and not data.get("heads"):
+            data = {**data, "heads": data["senders"]}  # a path claim's heads are its senders
         required = REQUIRED + (() if data.get("intervention") is not None else PATCH_REQUIRED)
+        if data.get("kind") == "path":
+            required = REQUIRED + ("senders", "receivers", "patch_mode", "source")
         missing = [f for f in required if f not in data]
         if missing:
             raise UserError(f"{where}claim {cid!r}: missing field(s) {', '.join(missing)}")
@@ -154,10 +187,21 @@ class Claim(SamplingSettings):
                 data.get("id", "?"),
                 "versus",
                 versus,
-                "must be a table with some of heads, patch_mode, source (strings)",
+                "must be a table with some of heads, patch_mode, source, receivers (strings)",
                 _WHERE.get() or "claim",
             )
-        own = {k: data.get(k) for k in CONDITION_FIELDS}
+        own = {k: data.get(k) for k in CONDITION_FIELDS[:3]}
+        own["receivers"] = data.get("receivers") or ""
+        if data.get("senders") and not own["heads"] and data.get("kind") == "path":
+            own["heads"] = data["senders"]
+        if versus.get("receivers") and data.get("kind") != "path":
+            _fail(
+                data.get("id", "?"),
+                "versus.receivers",
+                versus["receivers"],
+                'is for a path claim (kind = "path")',
+                _WHERE.get() or "claim",
+            )
         return {**data, "versus": Condition(**{**own, **versus})}
 
     @model_validator(mode="after")
@@ -187,7 +231,7 @@ class Claim(SamplingSettings):
 
     @property
     def condition(self) -> Condition:
-        return Condition(self.heads, self.patch_mode, self.source)
+        return Condition(self.heads, self.patch_mode, self.source, self.receivers)
 
     @property
     def test_id(self) -> str:
@@ -208,9 +252,12 @@ class Claim(SamplingSettings):
         patching claim's record is as before they existed)."""
         d = self.row()
         if self.versus is not None:
-            d["versus"] = {k: getattr(self.versus, k) for k in CONDITION_FIELDS}
+            d["versus"] = self.versus.to_dict()
         for name in ("intervention", "hook_points"):
             if d[name] is None:
+                del d[name]
+        if self.kind == "patch":  # a patch claim's record is as before path claims existed
+            for name in ("kind", "senders", "receivers"):
                 del d[name]
         if self.hook_points is not None:
             d["hook_points"] = list(self.hook_points)
@@ -221,7 +268,10 @@ class Claim(SamplingSettings):
 ROW_ORDER = (
     "id",
     "model",
+    "kind",
     "heads",
+    "senders",
+    "receivers",
     "patch_mode",
     "source",
     "metric",
@@ -261,6 +311,9 @@ def _validate_values(c: Claim, path: str) -> None:
             _fail(c.id, name, value, problem, path)
 
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
+    check(c.kind in KINDS, "kind", c.kind, f"must be one of {', '.join(KINDS)}")
+    if c.kind == "path" or c.senders or c.receivers:
+        _validate_path(c, path)
     if c.intervention is not None or c.hook_points is not None:
         _validate_intervention(c, path)
     for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
@@ -339,6 +392,39 @@ def _validate_values(c: Claim, path: str) -> None:
         "an 'equivalent' claim is a TOST on the mean; 'sign' is for increase/decrease claims",
     )
     check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
+
+
+def _validate_path(c: Claim, path: str) -> None:
+    """A path claim: senders (its heads), receivers that parse, a z-valued patch mode, no intervention."""
+
+    def fail(name, value, problem):
+        _fail(c.id, name, value, problem, path)
+
+    if c.kind != "path":
+        fail("senders/receivers", c.senders or c.receivers, 'are for a path claim: set kind = "path"')
+    if c.intervention is not None:
+        fail("intervention", c.intervention, "a path claim patches its senders with a patch mode")
+    if c.heads != c.senders:
+        fail("heads", c.heads, f"a path claim's heads are its senders ({c.senders!r}): give senders only")
+    for value, name in ((c.receivers, "receivers"), *(((c.versus.receivers, "versus.receivers"),) if c.versus else ())):
+        parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else []
+        specs = [p for p in parts if p not in ("direct", "later")]
+        if not value.strip() or any(not p for p in parts):
+            fail(name, value, "name later heads (e.g. '22:*'), 'later', 'direct', or a comma-separated mix")
+        if specs:
+            try:
+                parse_head_spec(",".join(specs))
+            except UserError as exc:
+                fail(name, value, str(exc))
+    for mode, name in (
+        (c.patch_mode, "patch_mode"),
+        *(((c.versus.patch_mode, "versus.patch_mode"),) if c.versus else ()),
+    ):
+        if mode in available_modes():
+            try:
+                check_path_mode(mode)
+            except UserError as exc:
+                fail(name, mode, str(exc))
 
 
 def _validate_intervention(c: Claim, path: str) -> None:

@@ -3,6 +3,7 @@
     causal-heads bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
     causal-heads bench distributed --model tiny-gpt2 --workers 2 --json
     causal-heads bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json
+    causal-heads bench attribution --model smollm2-135m --json
 
 What each benchmark times is in :mod:`harness.analysis.bench`.
 """
@@ -14,6 +15,7 @@ import json
 import sys
 
 from harness.analysis.bench import (
+    bench_attribution,
     bench_claims,
     bench_generation,
     bench_precision,
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     w.add_argument("--emotion", default="gratitude")
     w.add_argument("--json", action="store_true")
+    at = sub.add_parser("attribution", help="attribution patching vs the causal sweep over every head, same process")
+    at.add_argument("--model", default="smollm2-135m")
+    at.add_argument("--n-prompts", type=int, default=20)
+    at.add_argument("--emotion", default="gratitude")
+    at.add_argument("--json", action="store_true")
     sc = sub.add_parser("sweep-scaling", help="sweep time over prompt counts × layer counts")
     sc.add_argument("--model", default="smollm2-135m")
     sc.add_argument("--prompts", default="10,20,40,70", help="comma-separated prompt counts")
@@ -109,6 +116,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.json
             else f"planned {res['planned_s']:.1f} s, arm by arm {res['arm_by_arm_s']:.1f} s, "
             f"speedup {res['speedup']:.2f}x, identical: {str(res['identical']).lower()}"
+        )
+        return 0
+    if args.what == "attribution":
+        if args.n_prompts < 2:
+            raise UserError(f"--n-prompts {args.n_prompts}: must be >= 2")
+        res = bench_attribution(args.model, args.n_prompts, args.emotion)
+        print(
+            json.dumps(res, indent=1)
+            if args.json
+            else f"attribution {res['attribution_s']:.1f} s, sweep {res['sweep_s']:.1f} s ({res['ratio']:.0f}x), "
+            f"Spearman {res['spearman']:+.3f}, top-{res['top']} overlap {res['top_overlap']}, "
+            f"signs agree {res['sign_agreement']:.0%}"
         )
         return 0
     if args.what == "sweep-scaling":

@@ -1,12 +1,18 @@
-"""Head screening by attention: which heads look at an emotion's words (Δattention).
+"""Head screening: which heads look at an emotion's words (Δattention), or attribution patching.
 
     causal-heads screen --model smollm2-135m --emotion gratitude [--sweep SWEEP.json] --output OUT.json
+    causal-heads screen --method attribution --model smollm2-135m --emotion gratitude [--sweep SWEEP.json]
 
-The method (definition, references, statistics) is in :mod:`harness.analysis.screen`.
+The attention screen's method (definition, references, statistics) is in
+:mod:`harness.analysis.screen`; attribution patching (every head's patch effect estimated from
+one forward and one backward pass) in :mod:`harness.analysis.attribution`.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from harness.analysis.attribution import agreement, attribution
 from harness.analysis.screen import (
     MIN_TARGETS_PER_DISTANCE,
     REFERENCES,
@@ -19,11 +25,91 @@ from harness.analysis.sweep import load_sweep
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.errors import UserError, check_options
 from harness.model.loading import load_model
+from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
 from harness.results import check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
+from harness.stats import bootstrap_mean_ci_grid
 
 SCREEN_SCHEMA = "causal-heads/screen"
+METHODS = ("attention", "attribution")
+
+
+def _attribution_main(args, handle, sources, targets, sweep_doc) -> int:
+    """``--method attribution``: ranked estimates with bootstrap CIs, heatmap, agreement with a sweep."""
+    import os
+    import time
+
+    start = time.perf_counter()
+    result = attribution(handle, targets, sources, args.emotion, mode=args.patch_mode)
+    seconds = time.perf_counter() - start
+    low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
+    rows: list[dict] = [
+        {
+            "rank": rank,
+            "head": f"{layer}:{head}",
+            "mean": mean,
+            "ci_low": float(low[layer, head]),
+            "ci_high": float(high[layer, head]),
+            "share_up": up,
+        }
+        for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1)
+    ]
+    comparison = None
+    if sweep_doc is not None:
+        causal = np.asarray(sweep_doc["deltas"], dtype=float)
+        same = causal.shape == result.deltas.shape and sweep_doc.get("patch_mode", "z") == args.patch_mode
+        comparison = (
+            agreement(result.deltas, causal).to_dict()
+            if same
+            else compare_with_sweep(result.deltas.mean(-1), sweep_doc)
+        )
+    out = args.output or os.path.join("results", "screens", f"{file_stem(handle.name)}_{args.emotion}_attribution.json")
+    doc = {
+        "schema": SCREEN_SCHEMA,
+        "schema_version": 2,
+        "method": "attribution",
+        "model": handle.provenance(),
+        "emotion": args.emotion,
+        "target": args.target,
+        "n_prompts": len(targets),
+        "patch_mode": args.patch_mode,
+        "alignment": "last",
+        "measure": "estimated Δ next-token keyword log-prob of the sweep's patch: (z_new − z)·∂M/∂z at the "
+        "final prompt position (attribution patching); see harness/analysis/attribution.py",
+        "ci": "percentile bootstrap over target prompts",
+        "seconds": seconds,
+        **environment(),
+        "ranked": rows,
+        "versus_sweep": comparison,
+        "deltas": result.deltas.tolist(),
+        "baseline": result.baseline.tolist(),
+    }
+    png = document_with_heatmap(
+        doc,
+        out,
+        result.deltas.mean(-1),
+        f"{handle.name}: attribution estimate of Δ {args.emotion} keyword log-prob ({args.patch_mode}, last)",
+        label="mean estimated Δ over prompts (nats)",
+    )
+    print(f"{'rank':>4} {'head':>6} {'est. Δ':>8}  95% CI              share up")
+    for r in rows[: args.top]:
+        print(
+            f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
+            f"{100 * r['share_up']:.0f}%"
+        )
+    print(
+        f"{len(rows)} heads × {len(targets)} prompts in {seconds:.1f} s (one forward + backward); wrote {out} and {png}"
+    )
+    if comparison:
+        line = (
+            f"versus the causal sweep {args.sweep}: Spearman ρ = {comparison['spearman_rho']:+.3f}; "
+            f"top-{comparison['top']} overlap {comparison['top_overlap']}/{comparison['top']}"
+        )
+        if "sign_agreement" in comparison:
+            line += f"; signs agree on {comparison['sign_agreement']:.0%} of {comparison['pairs']} head × prompt pairs"
+        print(line)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comparable tokens: the mean over every target prompt at each distance (pooled, "
         "default) or the paired target prompt only (paired)",
     )
+    ap.add_argument(
+        "--method",
+        default="attention",
+        choices=METHODS,
+        help="attention (Δattention to keyword tokens, default) or attribution (attribution patching: "
+        "each head's estimated effect of the sweep's patch on the next-token keyword log-prob)",
+    )
+    ap.add_argument(
+        "--patch-mode", default="z", help="the patch attribution patching estimates [z] (--method attribution)"
+    )
     add_placement_options(ap, batch=False)
     args = ap.parse_args(argv)
     place = placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 now
@@ -73,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
     targets = load_prompt_set(args.target).head(args.n_prompts)
 
+    if args.method == "attention" and args.patch_mode != "z":
+        raise UserError(f"--patch-mode {args.patch_mode}: only with --method attribution")
+    get_mode(args.patch_mode)
     sweep_doc = load_sweep(args.sweep) if args.sweep else None
     handle = load_model(args.model, **place)
     if sweep_doc is not None:
@@ -80,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             check_sweep_matches(sweep_doc, handle, args.emotion)
         except ValueError as exc:
             raise UserError(f"--sweep {args.sweep}: {exc}") from None
+    if args.method == "attribution":
+        return _attribution_main(args, handle, sources, targets, sweep_doc)
     start = time.perf_counter()
     try:
         result = screen(handle, sources, targets, args.emotion, target=args.target, reference=args.reference)

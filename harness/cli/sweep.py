@@ -7,6 +7,7 @@ The method is in :mod:`harness.analysis.sweep`.
 
 from __future__ import annotations
 
+from harness.analysis.attribution import agreement, attribution
 from harness.analysis.sweep import (
     CLAIM_METRICS,
     SCHEMA,
@@ -150,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start
+    # the attribution-patching screen on the same prompts, scored against this sweep (how far to trust it)
+    start = time.perf_counter()
+    estimate = attribution(handle, targets, sources, args.emotion, mode=args.patch_mode)
+    versus_attribution = {
+        **agreement(estimate.deltas, result.deltas).to_dict(),
+        "attribution_s": time.perf_counter() - start,
+        "sweep_s": seconds,
+    }
     low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
     rows = [
         {
@@ -186,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         **environment(),
         "ranked": rows,
         "combinations": combos,
+        "attribution": versus_attribution,
         "deltas": result.deltas.tolist(),
         "baseline": result.baseline.tolist(),
     }
@@ -202,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * r['share_up']:.0f}%"
         )
     print(f"{len(rows)} heads × {len(targets)} prompts in {seconds:.1f} s; wrote {out} and {png}")
+    va = versus_attribution
+    print(
+        f"attribution patching (one forward + backward, {va['attribution_s']:.1f} s) vs this sweep: Spearman ρ "
+        f"{va['spearman_rho']:+.3f}, top-{va['top']} overlap {va['top_overlap']}/{va['top']}, signs agree on "
+        f"{va['sign_agreement']:.0%} of {va['pairs']} head × prompt pairs (|Δ| > {va['floor']:g})"
+    )
     if args.combine and not combos:
         print(f"fewer than 2 heads have a CI above 0: no combinations ({len(top)} such head(s))")
     if combos:

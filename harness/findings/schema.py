@@ -97,6 +97,7 @@ class VersusRecord(_Section):
     heads: str = ""
     patch_mode: str = ""
     source: str = ""
+    receivers: str = ""  # a path claim's versus receivers
 
 
 class ModelRecord(_Section):
@@ -123,6 +124,9 @@ class ClaimFields(_Section):
 
     id: Annotated[str, Field(min_length=1)]
     model: str = ""
+    kind: Literal["patch", "path"] = "patch"  # recorded for path claims only
+    senders: str = ""
+    receivers: str = ""
     heads: str = ""
     patch_mode: str = ""
     source: str = ""

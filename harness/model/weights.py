@@ -23,6 +23,7 @@ against the real forward pass checks them all.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,9 +76,9 @@ class FrozenNorm:
         with torch.no_grad():
             if isinstance(norm, nn.LayerNorm):
                 d = norm.normalized_shape[-1]
-                weight = norm.weight if norm.weight is not None else torch.ones(d)
-                bias = norm.bias if norm.bias is not None else torch.zeros(d)
-                return cls(True, weight.detach().float(), bias.detach().float(), eps)
+                gain = norm.weight.detach().float() if norm.weight is not None else torch.ones(d)
+                shift = norm.bias.detach().float() if norm.bias is not None else torch.zeros(d)
+                return cls(True, gain, shift, eps)
             weight = next((p for p in norm.parameters()), None)
             if weight is None:
                 raise ValueError(f"{type(norm).__name__}: a final norm without a gain")
@@ -104,7 +105,8 @@ class FrozenNorm:
 
 def unembed(hooked: HookedModel, normed: torch.Tensor) -> torch.Tensor:
     """Logits of already-normalised vectors (no bias: a component's share of the logits)."""
-    weight = hooked.hf_model.get_output_embeddings().weight
+    model: Any = hooked.hf_model
+    weight = model.get_output_embeddings().weight
     return normed.float() @ weight.detach().float().T
 
 
@@ -127,7 +129,8 @@ def output_norm(hooked: HookedModel, layer: int) -> nn.Module | None:
     MLP's input norm.)"""
     if hooked.shape.architecture != "llama":
         return None
-    block = hooked.hf_model.model.layers[layer]
+    model: Any = hooked.hf_model
+    block = model.model.layers[layer]
     return block.post_attention_layernorm if hasattr(block, "pre_feedforward_layernorm") else None
 
 

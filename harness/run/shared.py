@@ -43,6 +43,7 @@ from harness.run.generation import (
     GenerationConfig,
     GenerationResult,
     HookList,
+    HookSet,
     StepLogits,
     exponential_draws,
     generate,
@@ -142,9 +143,11 @@ def _packs(
     probe = BatchInfo(rows=((0, 0),), prompt_lengths=torch.ones(1, dtype=torch.long), attention_mask=torch.ones(1, 1))
     packs: dict[tuple, list[list[int]]] = {}
     for i, arm in enumerate(arms):
-        pairs = list(arm.hooks(probe)) if callable(arm.hooks) else list(arm.hooks or [])
+        resolved = arm.hooks(probe) if callable(arm.hooks) else arm.hooks
+        reshapes = isinstance(resolved, HookSet) and resolved.install is not None  # e.g. a path patch
+        pairs = list(resolved or [])
         names = [name for name, _fn in pairs]
-        if arm.lowest_layer <= 0 or not all(isinstance(n, str) for n in names):
+        if arm.lowest_layer <= 0 or reshapes or not all(isinstance(n, str) for n in names):
             packs.setdefault(("alone", i), []).append([i])
             continue
         key = (arm.lowest_layer, frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern")))
@@ -423,7 +426,7 @@ def generate_arms(
     for pack in _packs(handle, prompts, config, arms, max_rows):
         start = time.perf_counter()
         layer = arms[pack[0]].lowest_layer
-        if layer <= 0:  # nothing below its patch: a run of its own
+        if layer <= 0:  # nothing below its patch: a run of its own (a pack of one: see _packs)
             (i,) = pack
             results[i] = generate(
                 handle, prompts, config, prompt_format=prompt_format, hooks=arms[i].hooks, track=track
