@@ -219,3 +219,29 @@ def test_heads_of_every_architecture_resolve_their_output_projection():
     for name in TINY_MODELS:  # the adapters the weights module relies on exist for every tiny model
         handle = load_tiny(name)
         assert ADAPTERS[handle.shape.architecture](handle.model, 0)[2] is not None
+
+
+@pytest.mark.parametrize("analysis", ["ov", "qk"])
+def test_circuit_command_summarises_each_analysis(analysis, tmp_path, main_in_process):
+    out = tmp_path / f"{analysis}.json"
+    proc = main_in_process(
+        "harness.cli.circuit",
+        analysis,
+        "--model",
+        "tiny-llama-gqa",
+        "--head",
+        "1:5",
+        "--emotion",
+        "gratitude",
+        "--n-prompts",
+        "3",
+        "--max-tokens",
+        "3",
+        "--output",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["head"] == "1:5" and doc["kv_head"] == 5 // (6 // 2)
+    first = {"ov": "OV circuit over", "qk": "attention from generated positions"}[analysis]
+    assert first in proc.stdout and f"wrote {out}" in proc.stdout

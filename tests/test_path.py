@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import TINY_MODELS, load_tiny
@@ -147,6 +149,16 @@ def test_a_path_claim_through_every_route_equals_the_plain_patch_claim_and_gets_
     assert record["receivers"] == "direct" and record["versus"]["receivers"] == "later"
     assert "kind" not in res["plain"].to_dict()["claim"]  # a patch claim's record is as before
     assert res["path_all"].claim.test_id == "path_all-head_0_10"
+    # the findings document holding path and patch claims passes the reports' complete check,
+    # and the markdown report names the receivers
+    from harness.findings.document import findings_document
+    from harness.findings.schema import check_findings
+    from harness.report.markdown import render_markdown
+
+    doc = findings_document([r.to_dict() for r in res.values()], correction="holm")
+    check_findings(json.loads(json.dumps(doc)), "f.json", complete=True)
+    text = render_markdown(doc, doc["claims"])
+    assert "path z → direct" in text and "receivers later" in text
     plan = session.plan()
     keys = [a.key[0] for g in plan.groups for a in g.arms]
     assert keys.count("path") == 3 + 2 + 2 * 2  # path_all + its 2 random senders; direct, later, 2 × 2 random
@@ -221,3 +233,21 @@ def test_planned_path_arms_share_lower_layers_and_equal_their_own_runs(name):
     assert [g.token_ids for g in base.generations] == [
         g.token_ids for g in generate(handle, targets, cfg, track=TRACK).generations
     ]
+
+
+def test_reports_name_a_path_claims_receivers():
+    from harness.claims.label import patch_label
+    from harness.report.markdown import _condition
+
+    claim = {"kind": "path", "patch_mode": "z", "receivers": "direct", "heads": "21:1", "source": "gratitude"}
+    assert patch_label(claim) == "path z → direct"
+    assert patch_label({"patch_mode": "z"}) == "z"
+    versus = {"heads": "21:1", "patch_mode": "z", "source": "gratitude", "receivers": "later"}
+    assert _condition(versus, claim) == "receivers later"
+    assert (
+        _condition(
+            {"heads": "1:1", "patch_mode": "z", "source": "gratitude"},
+            {"heads": "1:1", "patch_mode": "v_only", "source": "gratitude"},
+        )
+        == "mode z"
+    )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 def patch_label(claim: dict) -> str:
-    """A claim record's patch in words: its mode, or ``intervention NAME at POINTS``."""
+    """A claim record's patch in words: its mode, ``path MODE → RECEIVERS`` for a path claim, or
+    ``intervention NAME at POINTS``."""
+    if claim.get("kind") == "path":
+        return f"path {claim.get('patch_mode', '')} → {claim.get('receivers', '')}"
     if claim.get("intervention") is None:
         return str(claim.get("patch_mode", ""))
     at = ", ".join(map(str, claim.get("hook_points") or ()))

@@ -188,7 +188,9 @@ class FindingsDocument(_Section):
 # What the reports read beyond what the regression needs (``complete=True``): these fields of a
 # claim, every field of each statistics section present, and for a claim that ran (no error)
 # its effect, p-values and per-prompt values.
-_REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in ("intervention", "hook_points"))
+# fields a claim record holds only for some kinds of claim (interventions; path claims)
+_OPTIONAL_CLAIM_FIELDS = ("intervention", "hook_points", "kind", "senders", "receivers")
+_REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in _OPTIONAL_CLAIM_FIELDS)
 _REPORT_SECTIONS = ("effect", "equivalence", "random_control", "sign", "one_token", "text_changed")
 _REPORT_RAN = ("effect", "p_raw", "p_adjusted", "per_prompt")
 _EXPECTED = {
@@ -295,7 +297,11 @@ def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
                     ]
             if rec.claim.versus is not None:
                 versus = rec.claim.versus
-                missing += [f"claim.versus.{k}" for k in type(versus).model_fields if k not in versus.model_fields_set]
+                missing += [
+                    f"claim.versus.{k}"
+                    for k in type(versus).model_fields
+                    if k not in versus.model_fields_set and k != "receivers"  # a path claim's only
+                ]
             if rec.error is None:
                 missing += [k for k in _REPORT_RAN if k not in rec.model_fields_set or getattr(rec, k) is None]
             for j, w in enumerate(rec.warnings):

@@ -200,7 +200,9 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
 def _condition(v: dict, c: dict) -> str:
     """What a versus condition changes relative to the claim, e.g. ``pattern_v`` or ``source anger``."""
     diff = [
-        f"{k.replace('patch_mode', 'mode')} {v[k]}" for k in ("heads", "patch_mode", "source") if v.get(k) != c.get(k)
+        f"{k.replace('patch_mode', 'mode')} {v[k]}"
+        for k in ("heads", "patch_mode", "source", "receivers")
+        if k in v and v.get(k) != c.get(k)
     ]
     return cell(", ".join(diff) or "same")
 
