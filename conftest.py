@@ -40,6 +40,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 TINY_MODELS = ("tiny-gpt2", "tiny-gpt-neox", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa",
                "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3")
 TINY_GQA_MODELS = TINY_MODELS[2:]
+# per-commit tier of a check parametrized by architecture: three that span the adapters' differences
+# (GPT-2: learned positions, LayerNorm, fused Conv1D qkv; GQA Llama; Gemma 2: sliding windows,
+# soft-capping, attention-output norms); the slow tier runs all ten
+FAST_TINY = ("tiny-gpt2", "tiny-llama-gqa", "tiny-gemma2")
+
+
+def tiny_params(names=TINY_MODELS) -> list:
+    """``names`` as pytest params, those outside :data:`FAST_TINY` in the slow tier."""
+    return [pytest.param(n, marks=() if n in FAST_TINY else pytest.mark.slow) for n in names]
 _TINY: dict = {}
 
 

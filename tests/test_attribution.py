@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import binomtest, spearmanr
 
-from conftest import TINY_MODELS, load_tiny
+from conftest import load_tiny, tiny_params
 from harness.analysis.attribution import agreement, attribution
 from harness.analysis.sweep import last_position_values, reference_sweep
 from harness.metrics.next_token import keyword_logprob
@@ -38,7 +38,7 @@ def _interpolated(handle, layer: int, head: int, eps: float) -> np.ndarray:
     return (keyword_logprob(handle, TARGETS, "gratitude", hooks=[(f"blocks.{layer}.attn.hook_z", move)]) - base).numpy()
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", tiny_params())
 def test_attribution_is_the_derivative_of_the_patch_effect(name):
     """Δ̂ = (z_new − z)·∂M/∂z is the slope of the causal effect at the target run: a central finite
     difference of the patch scaled by ±ε (ε = 0.01) must match it to O(ε²), for heads in the first,
@@ -53,7 +53,7 @@ def test_attribution_is_the_derivative_of_the_patch_effect(name):
         np.testing.assert_allclose(est[layer, head], slope, atol=2e-3 * np.abs(slope).max() + 1e-5, rtol=2e-3)
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", tiny_params())
 def test_attribution_signs_agree_with_one_forward_per_head_beyond_chance(name):
     """The full patch is not small (|Δ| reaches ~2.5 nats on these random models), so the first-order
     estimate may misjudge some pairs; what it must do is carry information about the sign. Threshold:

@@ -65,10 +65,8 @@ def test_a_planted_shift_is_found_in_its_direction_only(tiny_pool):
 def test_the_equivalence_test_holds_its_size_at_the_margin_and_has_power_inside(tiny_pool):
     d = null_deltas(tiny_pool, samples=1, datasets=200, seed=0)
     margin = 3 * d.std() / np.sqrt(tiny_pool.shape[0])  # three standard errors of the mean Δ
-    at_margin = [
-        calibrate(tiny_pool, metric="gratitude_logprob", datasets=300, shift=sign * margin, margin=margin, seed=3)
-        for sign in (1, -1)
-    ]
+    at_margin = [calibrate(tiny_pool, metric="gratitude_logprob", datasets=300, shift=sign * margin, margin=margin,
+                           seed=3) for sign in (1, -1)]
     for cal in at_margin:  # |true Δ| = margin: "equivalent" is false, declared at most alpha of the time
         assert cal.reading("equivalence") in ("calibrated", "conservative"), cal.rate("equivalence")
         assert cal.reading("mean_increase") == "power"
@@ -90,23 +88,8 @@ def test_a_metric_at_its_floor_is_conservative_and_untestable():
 
 def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in_process, tmp_path, monkeypatch):
     out = tmp_path / "cal.json"
-    proc = cli(
-        "harness.calibrate",
-        "--model",
-        "tiny-gpt2",
-        "--n-prompts",
-        "30",
-        "--max-tokens",
-        "3",
-        "--pool",
-        "4",
-        "--datasets",
-        "50",
-        "--metrics",
-        "gratitude_logprob,sentiment",
-        "--output",
-        str(out),
-    )
+    proc = cli("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "30", "--max-tokens", "3", "--pool", "4",
+               "--datasets", "50", "--metrics", "gratitude_logprob,sentiment", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "50 null datasets of 30 prompts" in proc.stdout and "Traceback" not in proc.stderr
     doc = json.loads(out.read_text())
@@ -121,62 +104,29 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
 
     for module in (harness.stats, calibration):  # paired_effect calls it from stats; calibrate by its own name
         monkeypatch.setattr(module, "sign_flip_p", lambda x, **kw: (0.01, kw["n_permutations"]))
-    liberal = main_in_process(
-        "harness.cli.calibrate",
-        "--model",
-        "tiny-gpt2",
-        "--n-prompts",
-        "6",
-        "--max-tokens",
-        "2",
-        "--pool",
-        "2",
-        "--datasets",
-        "20",
-        "--metrics",
-        "gratitude_logprob",
-    )
+    liberal = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--n-prompts", "6", "--max-tokens", "2",
+                              "--pool", "2", "--datasets", "20", "--metrics", "gratitude_logprob")
     assert liberal.returncode == 1
-    assert (
-        "rejects more often than alpha 0.05 on null data: gratitude_logprob mean_increase, "
-        "gratitude_logprob mean_decrease" in liberal.stderr
-    )
+    assert "rejects more often than alpha 0.05 on null data: gratitude_logprob mean_increase, " \
+           "gratitude_logprob mean_decrease" in liberal.stderr
     monkeypatch.undo()
 
     # so does a CI that misses the true mean: here one that never covers it (re-analysed from the stored pools)
-    monkeypatch.setattr(
-        harness.stats,
-        "bootstrap_mean_ci",
-        lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0, 0.95),
-    )
+    monkeypatch.setattr(harness.stats, "bootstrap_mean_ci",
+                        lambda x, **kw: harness.stats.Interval(0.0, 1.0, 2.0, 0.95, "BCa", len(x), 100, 0, 0.95))
     narrow = main_in_process("harness.cli.calibrate", "--pools", str(out), "--datasets", "20", "--metrics", "sentiment")
     assert narrow.returncode == 1 and "rejects more often" not in narrow.stderr
-    assert (
-        "the 95% bootstrap CI of the mean covers the true mean less often than that: sentiment (0.000)" in narrow.stderr
-    )
+    assert "the 95% bootstrap CI of the mean covers the true mean less often than that: sentiment (0.000)" \
+        in narrow.stderr
 
 
 def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_process, tmp_path, monkeypatch):
     import harness.cli.calibrate as calibrate_cli
 
     first = tmp_path / "first.json"
-    proc = main_in_process(
-        "harness.cli.calibrate",
-        "--model",
-        "tiny-gpt2",
-        "--n-prompts",
-        "8",
-        "--max-tokens",
-        "3",
-        "--pool",
-        "6",
-        "--datasets",
-        "30",
-        "--metrics",
-        "gratitude_logprob,sentiment",
-        "--output",
-        str(first),
-    )
+    proc = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--n-prompts", "8", "--max-tokens", "3",
+                           "--pool", "6", "--datasets", "30", "--metrics", "gratitude_logprob,sentiment",
+                           "--output", str(first))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(first.read_text())
 
@@ -186,77 +136,42 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     monkeypatch.setattr(calibrate_cli, "load_model", no_generation)
     monkeypatch.setattr(calibrate_cli, "generate", no_generation)
     again = tmp_path / "again.json"
-    proc = main_in_process(
-        "harness.cli.calibrate",
-        "--pools",
-        str(first),
-        "--samples",
-        "3",
-        "--datasets",
-        "40",
-        "--metrics",
-        "sentiment",
-        "--alpha",
-        "0.1",
-        "--output",
-        str(again),
-    )
+    proc = main_in_process("harness.cli.calibrate", "--pools", str(first), "--samples", "3", "--datasets", "40",
+                           "--metrics", "sentiment", "--alpha", "0.1", "--output", str(again))
     assert proc.returncode == 0, proc.stderr
     redo = json.loads(again.read_text())
     assert redo["pools"] == {"sentiment": doc["pools"]["sentiment"]} and redo["generation_seconds"] is None
-    assert [(r["metric"], r["samples"], r["datasets"], r["alpha"]) for r in redo["results"]] == [
-        ("sentiment", 3, 40, 0.1)
-    ]
+    assert [(r["metric"], r["samples"], r["datasets"], r["alpha"]) for r in redo["results"]] == \
+        [("sentiment", 3, 40, 0.1)]
     assert redo["settings"]["generation"] == doc["settings"]["generation"]
     assert redo["settings"]["dataset_seed"] == doc["settings"]["dataset_seed"] == doc["settings"]["run"]["seed"]
     assert redo["provenance"]["model"] == doc["provenance"]["model"]
     assert redo["provenance"]["pools_from"]["path"] == str(first)
     assert len(redo["provenance"]["pools_from"]["sha256"]) == 64
     # the same datasets from the same pools: the stored analysis is reproduced exactly
-    same = main_in_process(
-        "harness.cli.calibrate", "--pools", str(first), "--datasets", "30", "--metrics", "gratitude_logprob,sentiment"
-    )
+    same = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "30", "--metrics",
+                           "gratitude_logprob,sentiment")
     assert same.returncode == 0
     lines = {line.split()[0]: line for line in same.stdout.splitlines()[2:4]}
     for r in doc["results"]:
-        cells = [
-            f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for v in [*r["rates"].values(), r["coverage"]]
-        ]
+        cells = [f"{v['rate']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for v in [*r["rates"].values(), r["coverage"]]]
         assert re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", lines[r["metric"]]) == cells
     # a version-1 document (settings.generation said n_samples / max_new_tokens) is still re-analysed
     v1 = tmp_path / "v1.json"
     v1.write_text(json.dumps({**doc, "schema_version": 1}))
-    old = main_in_process(
-        "harness.cli.calibrate", "--pools", str(v1), "--datasets", "30", "--metrics", "gratitude_logprob,sentiment"
-    )
+    old = main_in_process("harness.cli.calibrate", "--pools", str(v1), "--datasets", "30", "--metrics",
+                          "gratitude_logprob,sentiment")
     assert old.returncode == 0 and old.stdout == same.stdout
 
-    bad = [
-        (["--model", "tiny-gpt2"], "--model cannot be combined with --pools"),
-        (["--samples", "4"], "--samples 4 is invalid: " + f"{first} holds 6 continuations per prompt"),
-        (["--metrics", "nrc_joy"], f"metric 'nrc_joy' is not in {first}; it has: gratitude_logprob, sentiment"),
-    ]
+    bad = [(["--model", "tiny-gpt2"], "--model cannot be combined with --pools"),
+           (["--samples", "4"], "--samples 4 is invalid: " + f"{first} holds 6 continuations per prompt"),
+           (["--metrics", "nrc_joy"], f"metric 'nrc_joy' is not in {first}; it has: gratitude_logprob, sentiment")]
     for args, message in bad:
         proc = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "5", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     # the smallest valid settings are accepted: one dataset, seed 0
-    edge = main_in_process(
-        "harness.cli.calibrate",
-        "--pools",
-        str(first),
-        "--datasets",
-        "1",
-        "--seed",
-        "0",
-        "--metrics",
-        "sentiment",
-        "--resamples",
-        "100",
-        "--margin",
-        "0.5",
-        "--alpha",
-        "0.999",
-    )
+    edge = main_in_process("harness.cli.calibrate", "--pools", str(first), "--datasets", "1", "--seed", "0",
+                           "--metrics", "sentiment", "--resamples", "100", "--margin", "0.5", "--alpha", "0.999")
     assert edge.returncode in (0, 1) and "invalid" not in edge.stderr, edge.stderr
     two = tmp_path / "two_prompts.json"  # the fewest prompts a pool may have
     two.write_text(json.dumps({**doc, "pools": {"sentiment": doc["pools"]["sentiment"][:2]}}))
@@ -266,58 +181,43 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     findings.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1}))
     stored = json.loads(first.read_text())
     pools_bad = []
-    for name, pools in [
-        ("empty", {}),
-        ("flat", {"sentiment": [0.1, 0.2, 0.3]}),
-        ("one_prompt", {"sentiment": [[0.1, 0.2, 0.3, 0.4]]}),
-        ("not_finite", {"sentiment": [[0.1, None], [0.2, 0.3]]}),
-        ("words", {"sentiment": [["a", "b"], ["c", "d"]]}),
-    ]:
+    for name, pools in [("empty", {}), ("flat", {"sentiment": [0.1, 0.2, 0.3]}),
+                        ("one_prompt", {"sentiment": [[0.1, 0.2, 0.3, 0.4]]}),
+                        ("not_finite", {"sentiment": [[0.1, None], [0.2, 0.3]]}),
+                        ("words", {"sentiment": [["a", "b"], ["c", "d"]]})]:
         path = tmp_path / f"pools_{name}.json"
         path.write_text(json.dumps({**stored, "pools": pools}))
-        pools_bad.append(
-            (
-                path,
-                "has no pools of scores"
-                if not pools
-                else "pool 'sentiment' must be finite scores, [prompts >= 2][continuations]",
-            )
-        )
+        pools_bad.append((path, "has no pools of scores" if not pools else
+                          "pool 'sentiment' must be finite scores, [prompts >= 2][continuations]"))
     no_settings = tmp_path / "no_settings.json"
     no_settings.write_text(json.dumps({**stored, "settings": None}))
     no_seed = tmp_path / "no_seed.json"
     no_seed.write_text(json.dumps({**stored, "settings": {"run": {}}}))
-    for path, message in [
-        (tmp_path / "none.json", "cannot read"),
-        (no_settings, "field 'settings' = None: must be an object"),
-        (no_seed, "field 'settings.dataset_seed (or settings.run.seed)' = None"),
-        (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
-        (tmp_path / "x.pkl", "must be a .json calibration document"),
-        *pools_bad,
-    ]:
+    for path, message in [(tmp_path / "none.json", "cannot read"),
+                          (no_settings, "field 'settings' = None: must be an object"),
+                          (no_seed, "field 'settings.dataset_seed (or settings.run.seed)' = None"),
+                          (findings, "not a calibration document (schema must be 'causal-heads/calibration')"),
+                          (tmp_path / "x.pkl", "must be a .json calibration document"), *pools_bad]:
         proc = main_in_process("harness.cli.calibrate", "--pools", str(path), "--datasets", "5")
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--profile", "greedy"], "profile 'greedy' decodes greedily"),
-        (["--pool", "3", "--samples", "2"], "--pool/--samples 3/2 is invalid: must be a pool of at least 2 × samples"),
-        (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
-        (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
-        (["--alpha", "0"], "--alpha 0.0 is invalid: must be in (0, 1)"),
-        (["--margin", "0"], "--margin 0.0 is invalid: must be finite and > 0"),
-        (["--margin", "inf"], "--margin inf is invalid: must be finite and > 0"),
-        (["--shift", "nan"], "--shift nan is invalid: must be a finite number"),
-        (["--seed", "-1"], "--seed -1 is invalid: must be an integer >= 0"),
-        (["--datasets", "0"], "--datasets 0 is invalid: must be in [1, 100000]"),
-        (["--samples", "0"], "--samples 0 is invalid: must be >= 1"),
-        (["--resamples", "99"], "--resamples 99 is invalid: must be in [100, 1000000]"),
-        (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
-        (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "greedy"], "profile 'greedy' decodes greedily"),
+    (["--pool", "3", "--samples", "2"], "--pool/--samples 3/2 is invalid: must be a pool of at least 2 × samples"),
+    (["--metrics", "sentimnet"], "unknown metric 'sentimnet'. Did you mean 'sentiment'?"),
+    (["--alpha", "1.5"], "--alpha 1.5 is invalid: must be in (0, 1)"),
+    (["--alpha", "0"], "--alpha 0.0 is invalid: must be in (0, 1)"),
+    (["--margin", "0"], "--margin 0.0 is invalid: must be finite and > 0"),
+    (["--margin", "inf"], "--margin inf is invalid: must be finite and > 0"),
+    (["--shift", "nan"], "--shift nan is invalid: must be a finite number"),
+    (["--seed", "-1"], "--seed -1 is invalid: must be an integer >= 0"),
+    (["--datasets", "0"], "--datasets 0 is invalid: must be in [1, 100000]"),
+    (["--samples", "0"], "--samples 0 is invalid: must be >= 1"),
+    (["--resamples", "99"], "--resamples 99 is invalid: must be in [100, 1000000]"),
+    (["--output", "x.txt"], "the extension must be one of .json, .pkl"),
+    (["--model", "no/such-model"], "weights for model 'no/such-model' are not on this machine"),
+])
 def test_calibrate_cli_bad_input_exits_2(main_in_process, args, message):
     proc = main_in_process("harness.cli.calibrate", "--n-prompts", "4", "--pool", "2", "--datasets", "5", *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_MODELS, load_tiny
+from conftest import TINY_MODELS, load_tiny, tiny_params
 from harness.analysis import circuit
 from harness.model.hooks import ADAPTERS
 from harness.model.weights import final_norm, output_norm
@@ -32,7 +32,7 @@ def _frozen(norm, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (norm(y) - bias) * _scale(norm, y) / scale + bias
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", tiny_params())
 def test_dla_is_the_logit_change_of_removing_the_head_from_the_direct_path(name):
     """a = the head's DLA equals logits(x) − logits(x − w) with the final norm's scale frozen, where
     w (the head's write) is measured from the model's own forward: the layer's attention output
@@ -86,7 +86,9 @@ def test_dla_is_the_logit_change_of_removing_the_head_from_the_direct_path(name)
     torch.testing.assert_close(a, change, atol=2e-5 * float(change.abs().max()) + 1e-6, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", [m for m in TINY_MODELS if m != "tiny-gpt2"])  # GPT-2 adds position embeddings
+@pytest.mark.parametrize(
+    "name", tiny_params([m for m in TINY_MODELS if m != "tiny-gpt2"])
+)  # GPT-2 adds position embeddings
 def test_ov_circuit_is_what_the_head_writes_from_a_one_token_context(name):
     """At layer 0 a one-token context is the token's embedding and the head attends to it alone,
     so the OV circuit's logits equal the model's own: the head's attention-output contribution

@@ -21,15 +21,8 @@ from harness.pytest_plugin.plugin import claim_params
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "causal_tests", "claims.toml")
 SHIPPED_FILES = [SHIPPED, os.path.join(ROOT, "causal_tests", "sweep_claims.toml")]
-BASE = {
-    "id": "c1",
-    "model": "tiny-gpt2",
-    "heads": "1:10",
-    "patch_mode": "z",
-    "source": "gratitude",
-    "metric": "gratitude_keywords",
-    "direction": "increase",
-}
+BASE = {"id": "c1", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+        "metric": "gratitude_keywords", "direction": "increase"}
 
 
 def _load(tmp_path, rows):
@@ -50,76 +43,53 @@ def test_shipped_claims_load_and_cover_the_seed():
 
 
 def test_test_ids_are_k_friendly(tmp_path):
-    c = _load(
-        tmp_path,
-        [
-            BASE,
-            {
-                **BASE,
-                "id": "c2",
-                "heads": "0:*,1:10",
-                "direction": "equivalent",
-                "margin": 0.1,
-                "versus": {"heads": "1:3"},
-            },
-        ],
-    )
+    c = _load(tmp_path, [BASE, {**BASE, "id": "c2", "heads": "0:*,1:10", "direction": "equivalent", "margin": 0.1,
+                                "versus": {"heads": "1:3"}}])
     assert c[0].test_id == "c1-head_1_10"
     assert c[1].test_id == "c2-head_0_all-1_10-head_1_3"
     assert c[1].versus.patch_mode == "z" and c[1].versus.source == "gratitude"
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"heads": "1-10"}, "claim 'c1': field 'heads' = '1-10': malformed head '1-10'"),
-        ({"patch_mode": "pattern-v"}, "field 'patch_mode' = 'pattern-v': unknown patch mode"),
-        ({"source": "gratitud"}, "field 'source' = 'gratitud': unknown emotion 'gratitud'. Did you mean 'gratitude'"),
-        ({"metric": "gratitude_keyword"}, "field 'metric/target' = 'gratitude_keyword/neutral': unknown metric"),
-        ({"direction": "up"}, "field 'direction' = 'up': must be one of increase, decrease, equivalent"),
-        ({"direction": "equivalent"}, "field 'margin' = None: an 'equivalent' claim needs a finite margin > 0"),
-        (
-            {"direction": "equivalent", "margin": float("inf")},
-            "field 'margin' = inf: an 'equivalent' claim needs a finite",
-        ),
-        ({"temperature": float("inf")}, "field 'temperature' = inf: must be finite and >= 0.0001"),
-        ({"temperature": 1e-300}, "field 'temperature' = 1e-300: must be finite and >= 0.0001 (smaller ones overflow"),
-        ({"alpha": 0.7}, "field 'alpha' = 0.7: must be in (0, 0.5)"),
-        ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 70]"),
-        ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
-        ({"samples": "2"}, "field 'samples' = '2': must be of type int"),
-        ({"tier": "nightly"}, "field 'tier' = 'nightly': must be one of fast, slow"),
-        ({"statistic": "median"}, "field 'statistic' = 'median': must be one of mean, sign"),
-        (
-            {"statistic": "sign", "direction": "equivalent", "margin": 0.1},
-            "field 'statistic' = 'sign': an 'equivalent' claim is a TOST on the mean",
-        ),
-        ({"id": "Bad-Id"}, "field 'id' = 'Bad-Id': must be lowercase letters"),
-        ({"sampels": 2}, "claim 'c1': unknown field 'sampels'. Did you mean 'samples'"),
-        ({"versus": {"layer": 1}}, "field 'versus' = {'layer': 1}: must be a table"),
-    ],
-)
+@pytest.mark.parametrize("change, message", [
+    ({"heads": "1-10"}, "claim 'c1': field 'heads' = '1-10': malformed head '1-10'"),
+    ({"patch_mode": "pattern-v"}, "field 'patch_mode' = 'pattern-v': unknown patch mode"),
+    ({"source": "gratitud"}, "field 'source' = 'gratitud': unknown emotion 'gratitud'. Did you mean 'gratitude'"),
+    ({"metric": "gratitude_keyword"}, "field 'metric/target' = 'gratitude_keyword/neutral': unknown metric"),
+    ({"direction": "up"}, "field 'direction' = 'up': must be one of increase, decrease, equivalent"),
+    ({"direction": "equivalent"}, "field 'margin' = None: an 'equivalent' claim needs a finite margin > 0"),
+    ({"direction": "equivalent", "margin": float("inf")}, "field 'margin' = inf: an 'equivalent' claim needs a finite"),
+    ({"temperature": float("inf")}, "field 'temperature' = inf: must be finite and >= 0.0001"),
+    ({"temperature": 1e-300}, "field 'temperature' = 1e-300: must be finite and >= 0.0001 (smaller ones overflow"),
+    ({"alpha": 0.7}, "field 'alpha' = 0.7: must be in (0, 0.5)"),
+    ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 70]"),
+    ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
+    ({"samples": "2"}, "field 'samples' = '2': must be of type int"),
+    ({"tier": "nightly"}, "field 'tier' = 'nightly': must be one of fast, slow"),
+    ({"statistic": "median"}, "field 'statistic' = 'median': must be one of mean, sign"),
+    ({"statistic": "sign", "direction": "equivalent", "margin": 0.1},
+     "field 'statistic' = 'sign': an 'equivalent' claim is a TOST on the mean"),
+    ({"id": "Bad-Id"}, "field 'id' = 'Bad-Id': must be lowercase letters"),
+    ({"sampels": 2}, "claim 'c1': unknown field 'sampels'. Did you mean 'samples'"),
+    ({"versus": {"layer": 1}}, "field 'versus' = {'layer': 1}: must be a table"),
+])
 def test_invalid_rows_name_claim_field_and_value(tmp_path, change, message):
     with pytest.raises(UserError) as info:
         _load(tmp_path, [{**BASE, **change}])
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "field, good, bad",
-    [
-        ("alpha", [1e-9, 0.4999], [0.0, 0.5]),
-        ("n_prompts", [2, 70], [1, 71]),
-        ("max_tokens", [1, 4096], [0, 4097]),
-        ("seed", [0], [-1]),
-        ("temperature", [1e-4], [9.9e-5, 0.0, -1.0]),
-        ("top_p", [1e-6, 1.0], [0.0, 1.01]),
-        ("top_k", [0], [-1]),
-        ("random_heads", [0, 1000], [-1, 1001]),
-        ("samples", [1], [0]),
-        ("margin", [1e-9], [0.0, -0.1]),
-    ],
-)
+@pytest.mark.parametrize("field, good, bad", [
+    ("alpha", [1e-9, 0.4999], [0.0, 0.5]),
+    ("n_prompts", [2, 70], [1, 71]),
+    ("max_tokens", [1, 4096], [0, 4097]),
+    ("seed", [0], [-1]),
+    ("temperature", [1e-4], [9.9e-5, 0.0, -1.0]),
+    ("top_p", [1e-6, 1.0], [0.0, 1.01]),
+    ("top_k", [0], [-1]),
+    ("random_heads", [0, 1000], [-1, 1001]),
+    ("samples", [1], [0]),
+    ("margin", [1e-9], [0.0, -0.1]),
+])
 def test_numeric_fields_accept_their_edges_and_refuse_just_beyond(tmp_path, field, good, bad):
     row = {**BASE, "direction": "equivalent", "margin": 0.1} if field == "margin" else BASE
     for value in good:
@@ -149,16 +119,13 @@ def test_missing_fields_and_duplicate_ids(tmp_path):
         _load(tmp_path, [BASE, {k: v for k, v in BASE.items() if k != "id"}])
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("", "no [[claim]] tables"),
-        ("claim = [1, 2]\n", "no [[claim]] tables"),
-        ("[[claims]]\nid = 'c1'\n", "unknown top-level key(s) 'claims': every claim is a [[claim]] table"),
-        (None, "unknown top-level key(s) 'cliam'"),  # a misspelt table after good ones is not dropped silently
-        ("[[claim]\n", "not valid TOML"),
-    ],
-)
+@pytest.mark.parametrize("text, message", [
+    ("", "no [[claim]] tables"),
+    ("claim = [1, 2]\n", "no [[claim]] tables"),
+    ("[[claims]]\nid = 'c1'\n", "unknown top-level key(s) 'claims': every claim is a [[claim]] table"),
+    (None, "unknown top-level key(s) 'cliam'"),  # a misspelt table after good ones is not dropped silently
+    ("[[claim]\n", "not valid TOML"),
+])
 def test_malformed_claims_files_are_named(tmp_path, text, message):
     path = tmp_path / "claims.toml"
     path.write_text(text if text is not None else claims_toml([BASE]) + "\n[[cliam]]\nid = 'c2'\n")
@@ -168,29 +135,15 @@ def test_malformed_claims_files_are_named(tmp_path, text, message):
 
 
 def test_claims_toml_round_trips_and_ids_are_unique_across_files(tmp_path):
-    rows = [
-        {
-            **BASE,
-            "description": 'quotes " and \\ and ünïcode',
-            "margin": 0.25,
-            "direction": "equivalent",
-            "versus": {"patch_mode": "v_only"},
-            "random_heads": 3,
-            "do_sample": False,
-        }
-    ]
+    rows = [{**BASE, "description": 'quotes " and \\ and ünïcode', "margin": 0.25, "direction": "equivalent",
+             "versus": {"patch_mode": "v_only"}, "random_heads": 3, "do_sample": False}]
     (tmp_path / "a.toml").write_text(claims_toml(rows, header="generated\nby a test"))
-    assert "ünïcode" in (tmp_path / "a.toml").read_text()  # written as UTF-8, not \\u escapes
+    assert 'ünïcode' in (tmp_path / "a.toml").read_text()  # written as UTF-8, not \\u escapes
     assert "margin = -inf\n" in claims_toml([{**BASE, "margin": -math.inf}])
     assert (tmp_path / "a.toml").read_text().startswith("# generated\n# by a test\n")
     [c] = load_claims(str(tmp_path / "a.toml"))
-    assert (c.description, c.margin, c.versus.patch_mode, c.versus.heads, c.do_sample) == (
-        rows[0]["description"],
-        0.25,
-        "v_only",
-        "1:10",
-        False,
-    )
+    assert (c.description, c.margin, c.versus.patch_mode, c.versus.heads, c.do_sample) == \
+        (rows[0]["description"], 0.25, "v_only", "1:10", False)
     (tmp_path / "b.toml").write_text(claims_toml([BASE]))
     assert [c.id for c in load_claim_files([str(tmp_path / "b.toml")])] == ["c1"]
     with pytest.raises(UserError, match="is also used in .*a.toml"):
@@ -207,55 +160,32 @@ def test_overrides_apply_only_given_values():
 
 def test_k_selects_exactly_the_head_1_10_claims(pytester):
     """A claim file's rows and the Python claims alike (causal_tests/test_python_claims.py)."""
-    result = pytester.runpytest_subprocess(
-        os.path.join(ROOT, "causal_tests"), "--co", "-q", "-k", "head_1_10", "-p", "no:cacheprovider"
-    )
+    result = pytester.runpytest_subprocess(os.path.join(ROOT, "causal_tests"), "--co", "-q", "-k", "head_1_10",
+                                           "-p", "no:cacheprovider")
     ids = [line for line in result.outlines if "::" in line]
     rows = [i.split("::")[1] for i in ids if i.split("::")[0].endswith(".toml")]
-    expected = [
-        c.test_id for c in load_claim_files(SHIPPED_FILES) if "1:10" in (c.heads, getattr(c.versus, "heads", None))
-    ]
+    expected = [c.test_id for c in load_claim_files(SHIPPED_FILES) if "1:10" in (c.heads, getattr(c.versus, "heads", None))]
     assert sorted(rows) == sorted(expected) and len(expected) == 4
     python = sorted(i.split("::")[1] for i in ids if i.split("::")[0].endswith(".py"))
-    assert python == [
-        "test_identity_patch_changes_nothing",
-        "test_tripling_a_head_changes_generations",
-        "test_zeroing_one_head_changes_generations[1:10]",
-    ]
+    assert python == ["test_identity_patch_changes_nothing", "test_tripling_a_head_changes_generations",
+                      "test_zeroing_one_head_changes_generations[1:10]"]
 
 
 def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
     """pytest inside pytest: verdicts decide pass/fail, errors are reported, findings are written."""
     rows = [
-        {
-            **BASE,
-            "id": "identity",
-            "source": "neutral",
-            "metric": "sentiment",
-            "direction": "equivalent",
-            "margin": 0.01,
-            "n_prompts": 8,
-            "max_tokens": 6,
-            "tier": "fast",
-        },
-        {
-            **BASE,
-            "id": "random_model_no_effect",
-            "metric": "politeness",
-            "n_prompts": 8,
-            "max_tokens": 6,
-            "random_heads": 2,
-            "tier": "fast",
-        },
+        {**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
+         "margin": 0.01, "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
+        {**BASE, "id": "random_model_no_effect", "metric": "politeness", "n_prompts": 8, "max_tokens": 6,
+         "random_heads": 2, "tier": "fast"},
         {**BASE, "id": "broken", "heads": "1:99", "n_prompts": 8, "max_tokens": 6, "tier": "fast"},
         {**BASE, "id": "slow_one", "n_prompts": 8, "max_tokens": 6},
     ]
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
-    result = pytester.runpytest_subprocess(
-        "-m", "not slow", "--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q"
-    )
+    result = pytester.runpytest_subprocess("-m", "not slow", "--claims", str(claims), "--findings", str(findings),
+                                           "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=1, failed=2, deselected=1)
     out = result.stdout.str()
     assert "random_model_no_effect: not supported" in out and "rerun: pytest claims.toml -k" in out
@@ -275,16 +205,8 @@ def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
     from harness.claims.session import ClaimSession
     from harness.claims.spec import Claim
 
-    claim = Claim(
-        id="x",
-        model="tiny-gpt2",
-        heads="1:10,0:3",
-        patch_mode="z",
-        source="gratitude",
-        metric="sentiment",
-        direction="increase",
-        random_heads=20,
-    )
+    claim = Claim(id="x", model="tiny-gpt2", heads="1:10,0:3", patch_mode="z", source="gratitude",
+                  metric="sentiment", direction="increase", random_heads=20)
     session = ClaimSession([claim])
     session._models["tiny-gpt2"] = tiny_gpt2
     sets = session._random_sets(claim, ((0, 3), (1, 10)))
@@ -323,17 +245,8 @@ def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_g
     from harness.claims.session import ClaimSession
     from harness.claims.spec import Claim
 
-    base = {
-        "model": "tiny-gpt2",
-        "heads": "1:10",
-        "patch_mode": "z",
-        "source": "gratitude",
-        "metric": "gratitude_logprob",
-        "direction": "increase",
-        "n_prompts": 8,
-        "max_tokens": 4,
-        "random_heads": 2,
-    }
+    base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+            "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 8, "max_tokens": 4, "random_heads": 2}
     claims = [Claim(id="by_mean", **base), Claim(id="by_sign", statistic="sign", **base)]
     session = ClaimSession(claims, n_resamples=2000)
     session._models["tiny-gpt2"] = tiny_gpt2
@@ -362,22 +275,11 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
     from harness.claims.session import ClaimSession
     from harness.claims.spec import Claim, Condition
 
-    base = {
-        "model": "tiny-gpt2",
-        "heads": "1:10",
-        "patch_mode": "z",
-        "source": "gratitude",
-        "metric": "gratitude_logprob",
-        "direction": "increase",
-        "n_prompts": 6,
-        "max_tokens": 3,
-        "random_heads": 2,
-    }
-    claims = [
-        Claim(id="modes", versus=Condition("1:10", "pattern_v", "gratitude"), **base),
-        Claim(id="sources", versus=Condition("1:10", "z", "anger"), **base),
-        Claim(id="heads", versus=Condition("0:3", "z", "gratitude"), **base),
-    ]
+    base = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+            "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 6, "max_tokens": 3, "random_heads": 2}
+    claims = [Claim(id="modes", versus=Condition("1:10", "pattern_v", "gratitude"), **base),
+              Claim(id="sources", versus=Condition("1:10", "z", "anger"), **base),
+              Claim(id="heads", versus=Condition("0:3", "z", "gratitude"), **base)]
     session = ClaimSession(claims, n_resamples=500)
     session._models["tiny-gpt2"] = tiny_gpt2
     res = session.results()
@@ -398,12 +300,8 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
             other = run(c, spec, "anger") if cid == "sources" else np.array(r.per_prompt["versus"])
             expected.append(float(np.mean(run(c, spec, "gratitude") - other)))
         assert r.random_control["null"] == pytest.approx(expected, abs=1e-12)
-        baseline_null = [
-            float(
-                np.mean(run(c, ",".join(f"{l}:{h}" for l, h in rs), "gratitude") - np.array(r.per_prompt["baseline"]))
-            )
-            for rs in sets
-        ]
+        baseline_null = [float(np.mean(run(c, ",".join(f"{l}:{h}" for l, h in rs), "gratitude")
+                                       - np.array(r.per_prompt["baseline"]))) for rs in sets]
         assert r.random_control["null"] != pytest.approx(baseline_null, abs=1e-9)
 
 
@@ -411,19 +309,8 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
     """--profile sets generation settings on every claim, flags win over it, the findings and the
     rerun command record both; an override that makes a claim invalid stops collection with one
     message naming the option, the claim, the field and the value (exit 2, no traceback)."""
-    rows = [
-        {
-            **BASE,
-            "id": "identity",
-            "source": "neutral",
-            "metric": "sentiment",
-            "direction": "equivalent",
-            "margin": 0.01,
-            "n_prompts": 8,
-            "max_tokens": 6,
-            "tier": "fast",
-        }
-    ]
+    rows = [{**BASE, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
+             "margin": 0.01, "n_prompts": 8, "max_tokens": 6, "tier": "fast"}]
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
@@ -442,10 +329,8 @@ def test_profile_and_flags_set_every_claim_and_bad_overrides_are_one_message(pyt
     assert result.ret == 2 and "with --profile greedy --samples 3: claim 'identity': field" in out, out
     assert "Traceback" not in out and "During handling" not in out and "harness/" not in out
     # the same collection step in this process for the other bad overrides
-    bad = [
-        (("--n-prompts", "1000"), "with --n-prompts 1000: claim 'identity': field 'n_prompts' = 1000: must be in"),
-        (("--profile", "gredy"), "unknown profile 'gredy'. Did you mean 'greedy'?"),
-    ]
+    bad = [(("--n-prompts", "1000"), "with --n-prompts 1000: claim 'identity': field 'n_prompts' = 1000: must be in"),
+           (("--profile", "gredy"), "unknown profile 'gredy'. Did you mean 'greedy'?")]
     for args, message in bad:
         with pytest.raises(UserError) as info:
             claim_params(pytester.parseconfig("--claims", str(claims), *args))
@@ -456,17 +341,15 @@ def test_random_heads_option_sizes_every_existing_control_and_reruns_say_so(pyte
     """--random-heads K: claims with a random-head control use K (a rerun command repeats the
     option); claims without one keep none; a bad K is one collection message."""
     small = {"n_prompts": 6, "max_tokens": 3, "metric": "sentiment", "tier": "fast"}
-    rows = [{**BASE, **small, "id": "with_control", "random_heads": 2}, {**BASE, **small, "id": "without_control"}]
+    rows = [{**BASE, **small, "id": "with_control", "random_heads": 2},
+            {**BASE, **small, "id": "without_control"}]
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
     common = ("--claims", str(claims), "--findings", str(findings), "-p", "no:cacheprovider", "-q")
     pytester.runpytest_subprocess("--random-heads", "3", *common)
     by_id = {c["claim"]["id"]: c for c in json.loads(findings.read_text())["claims"]}
-    assert (
-        by_id["with_control"]["claim"]["random_heads"] == 3
-        and len(by_id["with_control"]["random_control"]["null"]) == 3
-    )
+    assert by_id["with_control"]["claim"]["random_heads"] == 3 and len(by_id["with_control"]["random_control"]["null"]) == 3
     assert by_id["without_control"]["claim"]["random_heads"] == 0 and by_id["without_control"]["random_control"] is None
     assert by_id["with_control"]["rerun"].endswith("--random-heads 3")
     with pytest.raises(UserError, match="with --random-heads -1: claim 'with_control': field 'random_heads' = -1"):
@@ -477,11 +360,9 @@ def test_a_profile_for_claims_keeps_generation_settings_and_refuses_what_claims_
     from harness.run.profiles import profile_claim_settings
 
     path = tmp_path / "profiles.toml"
-    path.write_text(
-        '[fast]\ndescription = "x"\ndo_sample = false\nmax_tokens = 8\nbatch_size = 16\n'
-        '[chatless]\nprompt_format = "plain"\n[own]\nprompt_format = "model"\npatch_generated = false\n'
-        "[typo]\nmax_token = 8\n"
-    )
+    path.write_text('[fast]\ndescription = "x"\ndo_sample = false\nmax_tokens = 8\nbatch_size = 16\n'
+                    '[chatless]\nprompt_format = "plain"\n[own]\nprompt_format = "model"\npatch_generated = false\n'
+                    '[typo]\nmax_token = 8\n')
     assert profile_claim_settings("fast", str(path)) == {"do_sample": False, "max_tokens": 8}
     assert profile_claim_settings("own", str(path)) == {}
     with pytest.raises(UserError, match="profile 'chatless' sets prompt_format, which claims cannot take"):
@@ -530,10 +411,8 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
     patched[:10] = 1.0  # 60/70 = 86% at the floor: no warning
     assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
     ones = np.ones(70)
-    assert [w["code"] for w in data_warnings(claim, senti, ones, ones, ones - ones, "greater")] == [
-        "ceiling",
-        "untestable",
-    ]
+    assert [w["code"] for w in data_warnings(claim, senti, ones, ones, ones - ones, "greater")] == ["ceiling",
+                                                                                                   "untestable"]
     # equivalence claims: the bound warnings (an unchanged metric is what they claim), and untestable
     # when their TOST interval is at least twice the margin wide (no mean could be declared equivalent)
     eq = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1})
@@ -570,31 +449,17 @@ def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt
 
 # ---------------------------------------------------------------- verdict rules
 
-
-def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats=None, statistic="mean", margin=None):
+def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats=None, statistic="mean",
+                 margin=None):
     from harness.claims.result import ClaimResult
     from harness.claims.spec import Claim
 
-    claim = Claim(
-        id=cid,
-        model="tiny-gpt2",
-        heads="1:10",
-        patch_mode="z",
-        source="gratitude",
-        metric="sentiment",
-        direction=direction,
-        margin=margin,
-        statistic=statistic,
-    )
+    claim = Claim(id=cid, model="tiny-gpt2", heads="1:10", patch_mode="z", source="gratitude", metric="sentiment",
+                  direction=direction, margin=margin, statistic=statistic)
     effect = {"mean": sum(ci) / 2, "ci_low": ci[0], "ci_high": ci[1], "p_opposite": p_refute}
-    r = ClaimResult(
-        claim=claim,
-        p_raw=p,
-        p_refute_raw=p_refute,
-        effect=effect,
-        sign={"ci_low": ci[0], "ci_high": ci[1]},
-        random_control=None if beats is None else {"beats_all": beats},
-    )
+    r = ClaimResult(claim=claim, p_raw=p, p_refute_raw=p_refute, effect=effect,
+                    sign={"ci_low": ci[0], "ci_high": ci[1]},
+                    random_control=None if beats is None else {"beats_all": beats})
     if direction == "equivalent":
         r.equivalence = {"ci_low": ci[0], "ci_high": ci[1]}
     return r
@@ -603,26 +468,22 @@ def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats
 def _verdicts(results, correction="holm"):
     from harness.claims.session import ClaimSession
 
-    session = ClaimSession(
-        [r.claim for r in results], correction=correction, planned=False
-    )  # stubs: nothing to generate
+    session = ClaimSession([r.claim for r in results], correction=correction, planned=False)  # stubs: nothing to generate
     by_id = {r.claim.id: r for r in results}
     session.evaluate = lambda c: by_id[c.id]
     return {cid: (r.verdict, r.p_adjusted, r.p_refute_adjusted) for cid, r in session.results().items()}
 
 
 def test_verdicts_follow_the_adjusted_p_values_both_ways():
-    v = _verdicts(
-        [
-            _stub_result("up", p=0.001, p_refute=0.999),
-            _stub_result("up_but_random_heads_do_as_much", p=0.001, p_refute=0.999, beats=False),
-            _stub_result("up_beats_random_heads", p=0.001, p_refute=0.999, beats=True),
-            _stub_result("weak", p=0.03, p_refute=0.9),  # raw p < alpha, Holm-adjusted not
-            _stub_result("down_strongly", p=0.999, p_refute=0.0005, ci=(-0.6, -0.2)),
-            _stub_result("down_weakly", p=0.98, p_refute=0.02, ci=(-0.5, -0.01)),  # raw p < alpha, adjusted not
-            _stub_result("down_p_but_ci_across_0", p=0.999, p_refute=0.0001, ci=(-0.4, 0.01)),
-        ]
-    )
+    v = _verdicts([
+        _stub_result("up", p=0.001, p_refute=0.999),
+        _stub_result("up_but_random_heads_do_as_much", p=0.001, p_refute=0.999, beats=False),
+        _stub_result("up_beats_random_heads", p=0.001, p_refute=0.999, beats=True),
+        _stub_result("weak", p=0.03, p_refute=0.9),  # raw p < alpha, Holm-adjusted not
+        _stub_result("down_strongly", p=0.999, p_refute=0.0005, ci=(-0.6, -0.2)),
+        _stub_result("down_weakly", p=0.98, p_refute=0.02, ci=(-0.5, -0.01)),  # raw p < alpha, adjusted not
+        _stub_result("down_p_but_ci_across_0", p=0.999, p_refute=0.0001, ci=(-0.4, 0.01)),
+    ])
     assert v["up"][0] == "supported" and v["up_beats_random_heads"][0] == "supported"
     assert v["up_but_random_heads_do_as_much"][0] == "not supported"
     assert v["weak"][0] == "not supported" and v["weak"][1] == pytest.approx(min(1.0, 0.03 * 4))
@@ -636,25 +497,13 @@ def test_equivalence_verdicts_and_their_refutation():
 
     inside = [0.01, -0.02, 0.015, 0.0, -0.01, 0.02, 0.005, -0.005]
     outside = [0.5, 0.6, 0.55, 0.45, 0.52, 0.58, 0.61, 0.49]
-    v = _verdicts(
-        [
-            _stub_result(
-                "same",
-                "equivalent",
-                margin=0.1,
-                p=tost(inside, margin=0.1).p_value,
-                p_refute=nonequivalence_p(inside, margin=0.1),
-            ),
-            _stub_result(
-                "different",
-                "equivalent",
-                margin=0.1,
-                p=tost(outside, margin=0.1).p_value,
-                p_refute=nonequivalence_p(outside, margin=0.1),
-            ),
-            _stub_result("unclear", "equivalent", margin=0.1, p=0.3, p_refute=0.4),
-        ]
-    )
+    v = _verdicts([
+        _stub_result("same", "equivalent", margin=0.1, p=tost(inside, margin=0.1).p_value,
+                     p_refute=nonequivalence_p(inside, margin=0.1)),
+        _stub_result("different", "equivalent", margin=0.1, p=tost(outside, margin=0.1).p_value,
+                     p_refute=nonequivalence_p(outside, margin=0.1)),
+        _stub_result("unclear", "equivalent", margin=0.1, p=0.3, p_refute=0.4),
+    ])
     assert [v[k][0] for k in ("same", "different", "unclear")] == ["supported", "refuted", "not supported"]
 
 
@@ -685,43 +534,37 @@ def test_data_warnings_at_their_exact_boundaries():
     patched[:7] = 1.0  # 63/70 = 0.9 still at the floor
     claim = Claim(**BASE)
     assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["floor"]
-    assert [w["code"] for w in data_warnings(claim, kw, patched, base, base - patched, "greater")] == [
-        "floor"
-    ]  # the same with the roles swapped
+    assert [w["code"] for w in data_warnings(claim, kw, patched, base, base - patched, "greater")] \
+        == ["floor"]  # the same with the roles swapped
     patched[:8] = 1.0  # 62/70
     assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
     assert data_warnings(claim, kw, patched, base, base - patched, "greater") == []
     four = np.zeros(70)
     four[:4] = 1.0
-    at_alpha = Claim(**{**BASE, "alpha": 2**-4})
-    assert [w["code"] for w in data_warnings(at_alpha, senti, four + 0.5, four + 0.5, four, "greater")] == [
-        "untestable"
-    ]
+    at_alpha = Claim(**{**BASE, "alpha": 2 ** -4})
+    assert [w["code"] for w in data_warnings(at_alpha, senti, four + 0.5, four + 0.5, four, "greater")] \
+        == ["untestable"]
     noisy = np.random.default_rng(1).normal(0.0, 0.25, 70)
     eq = tost(noisy, margin=1.0)
     half_width = (eq.ci_high - eq.ci_low) / 2  # exact: the interval is then exactly 2 * margin wide
     at_margin = Claim(**{**BASE, "direction": "equivalent", "margin": half_width})
-    assert [w["code"] for w in data_warnings(at_margin, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided")] == [
-        "untestable"
-    ]
+    assert [w["code"] for w in data_warnings(at_margin, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided")] \
+        == ["untestable"]
     wider_margin = Claim(**{**BASE, "direction": "equivalent", "margin": half_width * 1.0001})
     assert data_warnings(wider_margin, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided") == []
 
 
-@pytest.mark.parametrize(
-    "direction, versus, changed, inert",
-    [
-        ("increase", None, {"patched_vs_baseline": 0}, "the patch changed none"),
-        ("increase", None, {"patched_vs_baseline": 1}, None),
-        ("decrease", None, {"patched_vs_baseline": 0}, "the patch changed none"),
-        ("equivalent", None, {"patched_vs_baseline": 0}, None),  # the identity claim: no change is expected
-        ("equivalent", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
-        ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
-        ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 3}, None),
-        ("equivalent", "versus", {"patched_vs_baseline": 2, "versus_vs_baseline": 0}, None),
-        ("increase", None, None, None),  # not recorded: no claim about it
-    ],
-)
+@pytest.mark.parametrize("direction, versus, changed, inert", [
+    ("increase", None, {"patched_vs_baseline": 0}, "the patch changed none"),
+    ("increase", None, {"patched_vs_baseline": 1}, None),
+    ("decrease", None, {"patched_vs_baseline": 0}, "the patch changed none"),
+    ("equivalent", None, {"patched_vs_baseline": 0}, None),  # the identity claim: no change is expected
+    ("equivalent", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
+    ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 0}, "neither condition changed any"),
+    ("increase", "versus", {"patched_vs_baseline": 0, "versus_vs_baseline": 3}, None),
+    ("equivalent", "versus", {"patched_vs_baseline": 2, "versus_vs_baseline": 0}, None),
+    ("increase", None, None, None),  # not recorded: no claim about it
+])
 def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, changed, inert):
     from harness.claims.spec import Claim, Condition
     from harness.claims.verdicts import data_warnings
@@ -732,15 +575,8 @@ def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, c
         row["versus"] = Condition("1:10", "z", "anger")
     claim = Claim(**row)
     x = np.random.default_rng(2).normal(0.5, 0.1, 70)
-    warnings = data_warnings(
-        claim,
-        get_metric("sentiment"),
-        x,
-        x + 0.01,
-        np.full(70, 0.01),
-        "two-sided" if direction == "equivalent" else "greater",
-        changed,
-    )
+    warnings = data_warnings(claim, get_metric("sentiment"), x, x + 0.01, np.full(70, 0.01),
+                             "two-sided" if direction == "equivalent" else "greater", changed)
     got = [w["message"] for w in warnings if w["code"] == "inert"]
     if inert is None:
         assert got == []
@@ -751,7 +587,6 @@ def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, c
 def test_verdict_thresholds_are_strict_and_use_the_deciding_statistics_ci():
     """p = alpha is not significant; a CI that touches 0 does not exclude it; a decrease claim is
     refuted by a CI above 0; a sign-statistic claim is refuted on the sign test's CI, not the mean's."""
-
     def verdict(**kw):
         (v,) = _verdicts([_stub_result("c", **kw)]).values()
         return v[0]
@@ -781,9 +616,8 @@ def test_the_live_progress_line_shows_effect_raw_p_changes_and_warnings():
     r = _stub_result("c", p=0.00123, p_refute=0.99, ci=(0.1, 0.5))
     r.text_changed = {"patched_vs_baseline": 12, "n": 70}
     r.warnings = [{"code": "floor", "message": "..."}, {"code": "untestable", "message": "..."}]
-    assert progress_line(r) == (
-        "effect +0.3000 [+0.1000, +0.5000], raw p 0.00123, text changed 12/70; warning: floor; warning: untestable"
-    )
+    assert progress_line(r) == ("effect +0.3000 [+0.1000, +0.5000], raw p 0.00123, text changed 12/70; "
+                                 "warning: floor; warning: untestable")
     r.error = "RuntimeError: boom\nsecond line"
     assert progress_line(r) == "error: RuntimeError: boom"
 
@@ -809,56 +643,36 @@ def test_a_run_cut_short_is_recorded_incomplete_and_regress_refuses_it(pytester,
     """Reliability class 6: ``-x`` after a failing claim wrote findings with 1 of 3 claims and
     nothing marking them incomplete. The document now says ``complete: false`` and names the
     claims not run; regress and nightly refuse it (exit 2), the report says so."""
-    rows = [
-        {
-            **BASE,
-            "id": f"c{i}",
-            "source": "neutral",
-            "metric": "sentiment",
-            "n_prompts": 4,
-            "max_tokens": 3,
-            "tier": "fast",
-        }
-        for i in range(3)
-    ]  # an identity patch "increases" nothing: each fails
+    rows = [{**BASE, "id": f"c{i}", "source": "neutral", "metric": "sentiment", "n_prompts": 4, "max_tokens": 3,
+             "tier": "fast"} for i in range(3)]  # an identity patch "increases" nothing: each fails
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     findings = pytester.path / "findings.json"
-    result = pytester.runpytest_subprocess(
-        str(claims), "-x", "--findings", str(findings), "-p", "no:cacheprovider", "-q", "-p", "no:randomly"
-    )
+    result = pytester.runpytest_subprocess(str(claims), "-x", "--findings", str(findings), "-p", "no:cacheprovider",
+                                           "-q", "-p", "no:randomly")
     result.assert_outcomes(failed=1)
     doc = json.loads(findings.read_text())
     assert doc["complete"] is False and doc["not_run"] == ["c1", "c2"] and len(doc["claims"]) == 1
     proc = main_in_process("harness.cli.regress", str(findings), str(findings))
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip() == (
-        f"error: {findings}: the run that wrote it was cut short (complete: false; not run: "
-        "c1, c2); compare complete runs"
-    )
+    assert proc.stderr.strip() == (f"error: {findings}: the run that wrote it was cut short (complete: false; not run: "
+                                   "c1, c2); compare complete runs")
     proc = main_in_process("harness.cli.nightly", "--last", str(findings))
     assert proc.returncode == 2 and "cut short" in proc.stderr  # before any claims run
     proc = main_in_process("harness.cli.nightly", "--last", str(pytester.path))
     assert proc.returncode == 2 and "is not a file (a missing file means the first night)" in proc.stderr
     md = pytester.path / "r.md"
-    assert (
-        main_in_process(
-            "harness.cli.report", str(findings), "--markdown", str(md), "--plots-dir", str(pytester.path / "p")
-        ).returncode
-        == 0
-    )
+    assert main_in_process("harness.cli.report", str(findings), "--markdown", str(md), "--plots-dir",
+                           str(pytester.path / "p")).returncode == 0
     assert "**Incomplete run**: it was cut short; 2 selected claim(s) were not run (c1, c2)." in md.read_text()
     # a run that is not cut short is complete: tests/test_evidence.py checks it on the main job
 
 
-@pytest.mark.parametrize(
-    "field, value, message",
-    [
-        ("random_heads", 200000, "field 'random_heads' = 200000: must be in [0, 1000]"),
-        ("samples", 10**6, "field 'samples' = 1000000: must be <= 1000"),
-        ("max_tokens", 10**6, "field 'max_tokens' = 1000000: must be <= 4096"),
-    ],
-)
+@pytest.mark.parametrize("field, value, message", [
+    ("random_heads", 200000, "field 'random_heads' = 200000: must be in [0, 1000]"),
+    ("samples", 10**6, "field 'samples' = 1000000: must be <= 1000"),
+    ("max_tokens", 10**6, "field 'max_tokens' = 1000000: must be <= 4096"),
+])
 def test_counts_have_documented_upper_bounds(tmp_path, field, value, message):
     """Reliability class 9: ``random_heads = 200000`` ran for minutes before anyone noticed."""
     with pytest.raises(UserError, match=re.escape(message)):
@@ -872,17 +686,11 @@ def test_calibrate_refuses_sizes_that_would_exhaust_memory_before_any_work(main_
     assert proc.returncode == 2 and "--resamples 10000000000 is invalid: must be in [100, 1000000]" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    "data, message",
-    [
-        (b'[[claim]]\nid = "c1"\ndescription = "\xff\xfe"\n', "not UTF-8 text: invalid start byte at byte 35"),
-        (
-            claims_toml([{**BASE, "direction": "equivalent", "margin": 0.1}]).encode()
-            + b"versus = { patch_mode = 5 }\n",
-            "field 'versus' = {'patch_mode': 5}: must be a table with some of heads, patch_mode, source, receivers (strings)",
-        ),
-    ],
-)
+@pytest.mark.parametrize("data, message", [
+    (b'[[claim]]\nid = "c1"\ndescription = "\xff\xfe"\n', "not UTF-8 text: invalid start byte at byte 35"),
+    (claims_toml([{**BASE, "direction": "equivalent", "margin": 0.1}]).encode() + b'versus = { patch_mode = 5 }\n',
+     "field 'versus' = {'patch_mode': 5}: must be a table with some of heads, patch_mode, source, receivers (strings)"),
+])
 def test_claims_files_that_once_gave_tracebacks_are_one_message(tmp_path, data, message):
     """Reliability class 8: a non-UTF-8 claims file and a number where a versus field needs a
     string raised UnicodeDecodeError and TypeError at collection."""

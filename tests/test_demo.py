@@ -15,19 +15,16 @@ def test_demo_runs_and_the_patch_fires(cli):
     assert proc.stdout.count("baseline: ") == 4
 
 
-@pytest.mark.parametrize(
-    "spec, message",
-    [
-        ("1-10", "malformed head '1-10' in head spec '1-10'"),
-        ("1:", "malformed head '1:'"),
-        ("a:b", "malformed head 'a:b'"),
-        ("", "head spec '' is empty"),
-        ("1:1,1:1", "head 1:1 is listed more than once"),
-        ("5:*", "layer 5 in head spec '5:\\*' is out of range for tiny"),
-        ("2:0", "head 2:0 is out of range for tiny (2 layers × 12 heads)"),
-        ("1:12", "head 1:12 is out of range for tiny (2 layers × 12 heads)"),
-    ],
-)
+@pytest.mark.parametrize("spec, message", [
+    ("1-10", "malformed head '1-10' in head spec '1-10'"),
+    ("1:", "malformed head '1:'"),
+    ("a:b", "malformed head 'a:b'"),
+    ("", "head spec '' is empty"),
+    ("1:1,1:1", "head 1:1 is listed more than once"),
+    ("5:*", "layer 5 in head spec '5:\\*' is out of range for tiny"),
+    ("2:0", "head 2:0 is out of range for tiny (2 layers × 12 heads)"),
+    ("1:12", "head 1:12 is out of range for tiny (2 layers × 12 heads)"),
+])
 def test_bad_head_specs_are_named(spec, message):
     with pytest.raises(UserError, match=message.replace("(", "\\(").replace(")", "\\)")):
         parse_heads(spec, 2, 12, "tiny")

@@ -87,45 +87,12 @@ def test_auto_batch_size_fits_the_free_memory(tiny_gpt2, monkeypatch):
 @pytest.mark.parametrize(
     "args",
     [
-        [
-            "harness.head_patching",
-            "--model",
-            "tiny-gpt2",
-            "--head-spec",
-            "1:0",
-            "--emotion",
-            "gratitude",
-            "--output",
-            "o.json",
-            "--device",
-            "tpu",
-        ],
-        [
-            "harness.head_patching",
-            "--model",
-            "tiny-gpt2",
-            "--head-spec",
-            "1:0",
-            "--emotion",
-            "gratitude",
-            "--output",
-            "o.json",
-            "--dtype",
-            "int4",
-        ],
-        [
-            "harness.head_patching",
-            "--model",
-            "tiny-gpt2",
-            "--head-spec",
-            "1:0",
-            "--emotion",
-            "gratitude",
-            "--output",
-            "o.json",
-            "--batch-size",
-            "0",
-        ],
+        ["harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion", "gratitude",
+         "--output", "o.json", "--device", "tpu"],
+        ["harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion", "gratitude",
+         "--output", "o.json", "--dtype", "int4"],
+        ["harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion", "gratitude",
+         "--output", "o.json", "--batch-size", "0"],
         ["harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--dtype", "half-ish"],
         ["harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--device", "gpu"],
     ],
@@ -144,26 +111,9 @@ def test_bad_placement_options_give_one_line_and_exit_2(cli, tmp_path, monkeypat
 
 def test_the_patch_command_runs_in_bfloat16_with_an_auto_batch(cli, tmp_path):
     out = tmp_path / "r.json"
-    proc = cli(
-        "harness.head_patching",
-        "--model",
-        "tiny-gpt2",
-        "--head-spec",
-        "1:0",
-        "--emotion",
-        "gratitude",
-        "--output",
-        str(out),
-        "--max-tokens",
-        "4",
-        "--n-prompts",
-        "6",
-        "--dtype",
-        "bfloat16",
-        "--batch-size",
-        "auto",
-        "--no-plots",
-    )
+    proc = cli("harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion", "gratitude",
+               "--output", str(out), "--max-tokens", "4", "--n-prompts", "6", "--dtype", "bfloat16",
+               "--batch-size", "auto", "--no-plots")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     settings = json.dumps(doc)
@@ -171,26 +121,13 @@ def test_the_patch_command_runs_in_bfloat16_with_an_auto_batch(cli, tmp_path):
 
 
 def test_pytest_takes_the_device_options_and_records_them(pytester):
-    pytester.makefile(
-        ".toml",
-        claims=(
-            '[[claim]]\nid = "ident"\nmodel = "tiny-gpt2"\nheads = "1:0"\npatch_mode = "z"\nsource = "neutral"\n'
-            'metric = "sentiment"\ndirection = "equivalent"\nmargin = 0.05\nn_prompts = 8\nmax_tokens = 4\n'
-            "do_sample = false\n"
-        ),
-    )
-    res = pytester.runpytest(
-        "--claims",
-        "claims.toml",
-        "--dtype",
-        "bfloat16",
-        "--batch-size",
-        "auto",
-        "--findings",
-        "f.json",
-        "-p",
-        "no:cacheprovider",
-    )
+    pytester.makefile(".toml", claims=(
+        '[[claim]]\nid = "ident"\nmodel = "tiny-gpt2"\nheads = "1:0"\npatch_mode = "z"\nsource = "neutral"\n'
+        'metric = "sentiment"\ndirection = "equivalent"\nmargin = 0.05\nn_prompts = 8\nmax_tokens = 4\n'
+        'do_sample = false\n'
+    ))
+    res = pytester.runpytest("--claims", "claims.toml", "--dtype", "bfloat16", "--batch-size", "auto",
+                             "--findings", "f.json", "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)
     doc = json.loads((pytester.path / "f.json").read_text())
     assert '"dtype": "bfloat16"' in json.dumps(doc)
@@ -202,19 +139,8 @@ def test_pytest_takes_the_device_options_and_records_them(pytester):
 def test_the_shipped_sanity_claims_hold_in_bfloat16(cli, tmp_path):
     """The issue's check, as a user types it: ``pytest causal_tests -k sanity --dtype bfloat16``."""
     findings = tmp_path / "f.json"
-    proc = cli(
-        "pytest",
-        "causal_tests",
-        "-k",
-        "sanity",
-        "--dtype",
-        "bfloat16",
-        "-p",
-        "no:cacheprovider",
-        "--findings",
-        str(findings),
-        "-q",
-    )
+    proc = cli("pytest", "causal_tests", "-k", "sanity", "--dtype", "bfloat16", "-p", "no:cacheprovider",
+               "--findings", str(findings), "-q")
     assert proc.returncode == 0, proc.stdout[-3000:]
     by_id = {c["claim"]["id"]: c for c in json.loads(findings.read_text())["claims"]}
     assert by_id["sanity_identity_patch_equivalent_to_no_patch"]["verdict"] == "supported"

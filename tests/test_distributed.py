@@ -41,22 +41,8 @@ def cluster(tmp_path_factory):
     os.environ["RAY_AUTH_MODE"] = "disabled"
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
-    start = [
-        RAY,
-        "start",
-        "--head",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "2",
-        "--include-dashboard",
-        "false",
-        "--disable-usage-stats",
-        "--temp-dir",
-        str(temp),
-    ]
+    start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(temp)]
     proc = subprocess.run(start, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     try:
@@ -114,17 +100,8 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_with_nothing_written(tmp_
     with pytest.raises(UserError, match="use auto or HOST:PORT"):
         check_address("127.0.0.1")
     monkeypatch.chdir(tmp_path)
-    proc = run_main(
-        "harness.evidence",
-        "--model",
-        "tiny-gpt2",
-        "--out",
-        "out",
-        "--backend",
-        "ray",
-        "--ray-address",
-        f"127.0.0.1:{port}",
-    )
+    proc = run_main("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--backend", "ray",
+                    "--ray-address", f"127.0.0.1:{port}")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "no Ray cluster answers there" in proc.stderr and not (tmp_path / "out").exists()
 
@@ -137,8 +114,7 @@ def test_a_sweep_sharded_by_layer_equals_a_local_sweep(cluster, tiny_llama):
     local = sweep(tiny_llama, targets, sources, "gratitude")
     backend = RayBackend(cluster, 2)
     layers = list(range(tiny_llama.shape.n_layers))
-    remote = backend.sweep(
-        "tiny-llama-gqa", targets, sources, "gratitude", mode="z", layers=layers, device="cpu", dtype="float32"
-    )
+    remote = backend.sweep("tiny-llama-gqa", targets, sources, "gratitude", mode="z", layers=layers,
+                           device="cpu", dtype="float32")
     assert remote.deltas.shape == local.deltas.shape and abs(remote.deltas - local.deltas).max() <= 1e-6
     assert abs(remote.baseline - local.baseline).max() <= 1e-6 and abs(local.deltas).max() > 0

@@ -30,14 +30,8 @@ def blocks(page: str) -> list[tuple[str, str]]:
 
 def test_every_how_to_the_issue_names_exists_and_has_a_runnable_example():
     names = {os.path.basename(p) for p in PAGES}
-    assert {
-        "add-a-claim.md",
-        "add-an-emotion.md",
-        "add-a-metric.md",
-        "add-a-patch-mode.md",
-        "add-a-model-architecture.md",
-        "add-an-intervention.md",
-    } <= names
+    assert {"add-a-claim.md", "add-an-emotion.md", "add-a-metric.md", "add-a-patch-mode.md",
+            "add-a-model-architecture.md", "add-an-intervention.md"} <= names
     for page in PAGES:
         assert any(info.split()[0] in ("python", "console") for info, _ in blocks(page) if info), page
 
@@ -46,12 +40,8 @@ def test_every_how_to_the_issue_names_exists_and_has_a_runnable_example():
 def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CAUSAL_HEADS_PROMPTS", raising=False)
-    env = {
-        **os.environ,
-        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     namespace: dict = {"__name__": "__howto__"}
     registered = dict(metrics._REGISTERED)  # a page may register a metric or mode: not for the tests after it
     modes, interventions = dict(MODES), dict(INTERVENTIONS)
@@ -65,16 +55,8 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
             elif kind == "console":
                 for line in body.splitlines():
                     if line.startswith("$ "):
-                        proc = subprocess.run(
-                            line[2:],
-                            shell=True,
-                            cwd=tmp_path,
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=600,
-                            check=False,
-                        )
+                        proc = subprocess.run(line[2:], shell=True, cwd=tmp_path, env=env, capture_output=True,
+                                              text=True, timeout=600, check=False)
                         assert proc.returncode == 0, f"{line}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     finally:
         os.environ.pop("CAUSAL_HEADS_PROMPTS", None)  # a page may point the prompt folder at its own

@@ -8,25 +8,11 @@ from harness.claims.spec import claims_toml
 
 TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
 ROWS = [
-    {
-        **TINY,
-        "id": "identity",
-        "source": "neutral",
-        "metric": "sentiment",
-        "direction": "equivalent",
-        "margin": 0.01,
-        "tier": "fast",
-    },
+    {**TINY, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent", "margin": 0.01,
+     "tier": "fast"},
     {**TINY, "id": "gratitude_up", "source": "gratitude", "metric": "gratitude_logprob", "direction": "increase"},
-    {
-        **TINY,
-        "id": "other_model",
-        "model": "smollm2-135m",
-        "source": "gratitude",
-        "heads": "21:1",
-        "metric": "sentiment",
-        "direction": "increase",
-    },
+    {**TINY, "id": "other_model", "model": "smollm2-135m", "source": "gratitude", "heads": "21:1",
+     "metric": "sentiment", "direction": "increase"},
 ]
 
 
@@ -44,19 +30,12 @@ def _has_chromium() -> bool:
 
 def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
-    proc = cli(
-        "harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml", cwd=str(tmp_path)
-    )
+    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+               cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # a claim that fails is a result
     out = tmp_path / "out"
-    for name in (
-        "evidence.html",
-        "findings.json",
-        "phase7_head_patching_report.md",
-        "summary.md",
-        "plots/forest_identity.png",
-        "plots/forest_gratitude_up.png",
-    ):
+    for name in ("evidence.html", "findings.json", "phase7_head_patching_report.md", "summary.md",
+                 "plots/forest_identity.png", "plots/forest_gratitude_up.png"):
         assert (out / name).stat().st_size > 0, name
     doc = json.loads((out / "findings.json").read_text())
     by_id = {c["claim"]["id"]: c for c in doc["claims"]}
@@ -75,10 +54,8 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
     summary = (out / "summary.md").read_text()
     assert summary in proc.stdout and "2 claims: " in summary
     row = next(line for line in summary.splitlines() if line.startswith("| gratitude_up |"))
-    assert row.startswith(
-        f"| gratitude_up | {up['verdict']} | {up['effect']['mean']:+.4f} | "
-        f"[{up['effect']['ci_low']:+.4f}, {up['effect']['ci_high']:+.4f}] |"
-    )
+    assert row.startswith(f"| gratitude_up | {up['verdict']} | {up['effect']['mean']:+.4f} | "
+                          f"[{up['effect']['ci_low']:+.4f}, {up['effect']['ci_high']:+.4f}] |")
 
 
 def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_replaces_nothing(tmp_path, cli):
@@ -87,34 +64,14 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_re
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "evidence.html").write_text("last run's evidence")
-    proc = cli(
-        "harness.evidence",
-        "--model",
-        "tiny-llama-gqa",
-        "--out",
-        "out",
-        "--",
-        "--claims",
-        "claims.toml",
-        cwd=str(tmp_path),
-    )
+    proc = cli("harness.evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
+               cwd=str(tmp_path))
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "--model 'tiny-llama-gqa': no collected claim is about it" in proc.stdout + proc.stderr
     assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout + proc.stderr
     assert f"evidence: the claims run broke (pytest exit 4); nothing replaced in {tmp_path / 'out'}" in proc.stderr
-    proc = cli(
-        "harness.evidence",
-        "--model",
-        "tiny-gpt2",
-        "--out",
-        "out",
-        "--",
-        "--claims",
-        "claims.toml",
-        "-k",
-        "nothing_matches",
-        cwd=str(tmp_path),
-    )
+    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+               "-k", "nothing_matches", cwd=str(tmp_path))
     assert proc.returncode == 3 and "nothing replaced" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["evidence.html"]  # no staging folder left
     assert (tmp_path / "out" / "evidence.html").read_text() == "last run's evidence"
@@ -124,10 +81,8 @@ def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, mo
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no GPT-2 here, whatever this machine has
     proc = cli("harness.evidence", "--model", "gpt2", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr == (
-        "error: gpt2 weights are not in the local Hugging Face cache; provide them (see README) "
-        "or run with --model gpt2=/path/to/gpt2-dir\n"
-    )
+    assert proc.stderr == ("error: gpt2 weights are not in the local Hugging Face cache; provide them (see README) "
+                           "or run with --model gpt2=/path/to/gpt2-dir\n")
     assert "$ " not in proc.stdout and not (tmp_path / "out").exists()
 
 
@@ -148,25 +103,9 @@ def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(t
     old = {"findings.json": "old findings", "evidence.html": "old html", "summary.md": "old summary"}
     for name, text in old.items():
         (out / name).write_text(text)
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness.evidence",
-            "--model",
-            "tiny-gpt2",
-            "--out",
-            str(out),
-            "--",
-            "--claims",
-            "claims.toml",
-        ],
-        cwd=str(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    job = subprocess.Popen([sys.executable, "-m", "harness.evidence", "--model", "tiny-gpt2", "--out", str(out), "--",
+                            "--claims", "claims.toml"], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert job.stdout.readline().startswith("$ ")  # the pytest child has been started
     time.sleep(4)  # it is importing torch or evaluating claims; either way it must be stopped
 

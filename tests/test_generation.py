@@ -39,12 +39,10 @@ def _zero_head(layer, head):
         z = z.clone()
         z[:, :, head] = 0.0
         return z
-
     return [(f"blocks.{layer}.attn.hook_z", hook)]
 
 
 # ---------------------------------------------------------------- equality with HF generate
-
 
 def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
     ref = hf_reference(tiny_model.name, PLAIN_PROMPTS, 12)
@@ -53,12 +51,8 @@ def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
     assert _tokens(ours) == ref["rows"]
     assert len({len(p) for p in (g.prompt_token_ids for g in ours.generations)}) == len(PLAIN_PROMPTS)
     # no-op hooks on the hook points that keep SDPA change nothing, bit for bit
-    hooked = generate(
-        tiny_model,
-        PLAIN_PROMPTS,
-        GenerationConfig(max_tokens=12),
-        hooks=_identity_hooks("hook_v", "hook_z", "hook_attn_out"),
-    )
+    hooked = generate(tiny_model, PLAIN_PROMPTS, GenerationConfig(max_tokens=12),
+                      hooks=_identity_hooks("hook_v", "hook_z", "hook_attn_out"))
     assert _tokens(hooked) == ref["rows"]
 
 
@@ -66,7 +60,8 @@ def test_greedy_equals_untouched_hf_generate_tiny(tiny_model, hf_reference):
 def test_greedy_equals_untouched_hf_generate_default_model(smollm2, hf_reference):
     ref = hf_reference("smollm2-135m", CHAT_PROMPTS, 30)
     assert ref["prompt_format"] == "chat"
-    ours = generate(smollm2, CHAT_PROMPTS, GenerationConfig(max_tokens=30), hooks=_identity_hooks("hook_z"))
+    ours = generate(smollm2, CHAT_PROMPTS, GenerationConfig(max_tokens=30),
+                    hooks=_identity_hooks("hook_z"))
     assert _tokens(ours) == ref["rows"]
     paris = ours.generations[0]
     assert paris.stopped_at_eos and paris.token_ids[-1] == smollm2.model.generation_config.eos_token_id
@@ -75,7 +70,6 @@ def test_greedy_equals_untouched_hf_generate_default_model(smollm2, hf_reference
 
 
 # ---------------------------------------------------------------- hooks
-
 
 def _logits(handle, prompts, hooks=()):
     enc = handle.tokenizer(prompts, return_tensors="pt", padding=True)
@@ -91,9 +85,8 @@ def test_identity_hooks_give_exactly_the_unhooked_output(tiny_model):
     eager, _ = _logits(tiny_model, PLAIN_PROMPTS, _identity_hooks("hook_pattern"))
     assert (eager - plain)[mask].abs().max() < 1e-4
     greedy = GenerationConfig(max_tokens=10)
-    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_identity_hooks("hook_pattern"))) == _tokens(
-        generate(tiny_model, PLAIN_PROMPTS, greedy)
-    )
+    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_identity_hooks("hook_pattern"))) == \
+        _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
 
 
 def test_zeroing_one_head_changes_the_output(tiny_model):
@@ -101,19 +94,16 @@ def test_zeroing_one_head_changes_the_output(tiny_model):
     zeroed, _ = _logits(tiny_model, PLAIN_PROMPTS, _zero_head(1, 1))
     assert (zeroed - plain)[mask].abs().max() > 1e-2
     greedy = GenerationConfig(max_tokens=10)
-    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_zero_head(1, 1))) != _tokens(
-        generate(tiny_model, PLAIN_PROMPTS, greedy)
-    )
+    assert _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy, hooks=_zero_head(1, 1))) != \
+        _tokens(generate(tiny_model, PLAIN_PROMPTS, greedy))
 
 
 def test_replacing_the_pattern_changes_the_output(tiny_model):
     def uniform(pattern, hook):
         return torch.ones_like(pattern) / pattern.shape[-1]
-
     plain, mask = _logits(tiny_model, ["The quick brown fox jumps over the lazy dog"])
-    patched, _ = _logits(
-        tiny_model, ["The quick brown fox jumps over the lazy dog"], [("blocks.0.attn.hook_pattern", uniform)]
-    )
+    patched, _ = _logits(tiny_model, ["The quick brown fox jumps over the lazy dog"],
+                         [("blocks.0.attn.hook_pattern", uniform)])
     assert (patched - plain)[mask].abs().max() > 1e-2
 
 
@@ -133,10 +123,10 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
             _, layer, *_, point = hook.name.split(".")
             seen.append((info.step, int(layer), point, tuple(t.shape)))
             return t
-
         return [(lambda name: name.startswith("blocks."), record)]
 
-    res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_tokens=4, stop_at_eos=False), hooks=factory)
+    res = generate(tiny_model, PLAIN_PROMPTS[:2], GenerationConfig(max_tokens=4, stop_at_eos=False),
+                   hooks=factory)
     length = max(len(g.prompt_token_ids) for g in res.generations)
     b, h, kv, d = 2, s.n_heads, s.n_kv_heads, s.d_head
     cfg = tiny_model.model.config
@@ -145,16 +135,12 @@ def test_hooks_are_active_at_prefill_and_every_decode_step(tiny_model):
     for step in range(4):
         for layer in range(s.n_layers):
             # a sliding-window layer's cache keeps only the window (Mistral: every layer; Gemma 2/3: every other)
-            window = (getattr(cfg, "sliding_window", None) if types[layer] == "sliding_attention" else None) or 10**9
+            window = (getattr(cfg, "sliding_window", None) if types[layer] == "sliding_attention" else None) or 10 ** 9
             pos, keys = (length, length) if step == 0 else (1, min(length + step, window))
-            expected += [
-                (step, layer, "hook_resid_pre", (b, pos, s.d_model)),
-                (step, layer, "hook_v", (b, pos, kv, d)),
-                (step, layer, "hook_pattern", (b, h, pos, keys)),
-                (step, layer, "hook_z", (b, pos, h, d)),
-                (step, layer, "hook_attn_out", (b, pos, s.d_model)),
-                (step, layer, "hook_resid_post", (b, pos, s.d_model)),
-            ]
+            expected += [(step, layer, "hook_resid_pre", (b, pos, s.d_model)),
+                         (step, layer, "hook_v", (b, pos, kv, d)), (step, layer, "hook_pattern", (b, h, pos, keys)),
+                         (step, layer, "hook_z", (b, pos, h, d)), (step, layer, "hook_attn_out", (b, pos, s.d_model)),
+                         (step, layer, "hook_resid_post", (b, pos, s.d_model))]
     assert seen == expected
     if getattr(cfg, "sliding_window", None):
         assert length > cfg.sliding_window  # the window binds on these prompts
@@ -190,9 +176,8 @@ def test_a_prompts_sample_is_the_same_alone_and_in_a_batch(tiny_model):
     batch = generate(tiny_model, PLAIN_PROMPTS, SAMPLED)
     target = PLAIN_PROMPTS[1]
     alone = generate(tiny_model, [target], SAMPLED)
-    reordered = generate(
-        tiny_model, [PLAIN_PROMPTS[3], target], GenerationConfig(**{**SAMPLED.to_dict(), "batch_size": 2})
-    )
+    reordered = generate(tiny_model, [PLAIN_PROMPTS[3], target], GenerationConfig(**{**SAMPLED.to_dict(),
+                                                                                   "batch_size": 2}))
     want = [g.token_ids for g in batch.generations if g.prompt == target]
     assert [g.token_ids for g in alone.generations] == want
     assert [g.token_ids for g in reordered.generations if g.prompt == target] == want
@@ -203,7 +188,8 @@ def test_default_model_sample_is_the_same_alone_and_in_a_batch(smollm2):
     cfg = GenerationConfig(max_tokens=20, do_sample=True, samples=2, seed=3)
     batch = generate(smollm2, CHAT_PROMPTS, cfg)
     alone = generate(smollm2, [CHAT_PROMPTS[3]], cfg)
-    assert [g.token_ids for g in alone.generations] == [g.token_ids for g in batch.generations if g.prompt_index == 3]
+    assert [g.token_ids for g in alone.generations] == \
+        [g.token_ids for g in batch.generations if g.prompt_index == 3]
 
 
 def test_row_seed_depends_on_seed_sample_and_prompt_only():
@@ -213,12 +199,8 @@ def test_row_seed_depends_on_seed_sample_and_prompt_only():
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    seed=st.integers(0, 2**31),
-    top_k=st.sampled_from([0, 1, 3, 50]),
-    top_p=st.floats(0.05, 1.0),
-    temperature=st.floats(0.3, 2.0),
-)
+@given(seed=st.integers(0, 2**31), top_k=st.sampled_from([0, 1, 3, 50]),
+       top_p=st.floats(0.05, 1.0), temperature=st.floats(0.3, 2.0))
 def test_filtering_matches_hf_warpers(seed, top_k, top_p, temperature):
     from transformers.generation.logits_process import (
         TemperatureLogitsWarper,
@@ -246,21 +228,10 @@ def test_top_k_1_sampling_is_greedy(tiny_gpt2):
 
 # ---------------------------------------------------------------- settings and bad input
 
-
-@pytest.mark.parametrize(
-    "field, value",
-    [
-        ("max_tokens", 0),
-        ("temperature", 0.0),
-        ("temperature", math.inf),
-        ("temperature", math.nan),
-        ("top_p", 1.5),
-        ("top_p", 0.0),
-        ("top_k", -1),
-        ("samples", 0),
-        ("batch_size", 0),
-    ],
-)
+@pytest.mark.parametrize("field, value", [("max_tokens", 0), ("temperature", 0.0), ("temperature", math.inf),
+                                          ("temperature", math.nan), ("top_p", 1.5),
+                                          ("top_p", 0.0), ("top_k", -1), ("samples", 0),
+                                          ("batch_size", 0)])
 def test_invalid_settings_name_the_field(field, value):
     with pytest.raises(UserError, match=f"{field}={value!r} is invalid"):
         GenerationConfig(**{"do_sample": True, field: value})
@@ -293,27 +264,20 @@ def test_prompts_past_the_models_context_are_refused_by_name(tiny_gpt2, tiny_lla
     long = "word " * 250  # 251 tokens with the GPT-2 tokenizer
     prompts = ["A short prompt.", long]
     for handle in (tiny_gpt2, tiny_llama):
-        with pytest.raises(
-            UserError,
-            match=r"prompt 1 \('word word .*\.\.\.'\) is 251 tokens in plain format "
-            r"\+ 6 new tokens: more than tiny-\S+'s context of 256 positions; "
-            r"shorten the prompt or lower --max-tokens",
-        ):
+        with pytest.raises(UserError, match=r"prompt 1 \('word word .*\.\.\.'\) is 251 tokens in plain format "
+                                            r"\+ 6 new tokens: more than tiny-\S+'s context of 256 positions; "
+                                            r"shorten the prompt or lower --max-tokens"):
             generate(handle, prompts, GenerationConfig(max_tokens=6), prompt_format="plain")
         # the same prompt fits with fewer new tokens, and the boundary is prompt + new tokens <= context
         out = generate(handle, prompts, GenerationConfig(max_tokens=5, stop_at_eos=False), prompt_format="plain")
         assert len(out.generations[1].token_ids) == 5
     too_long = ["word " * 300]
-    for call in (
-        lambda: forward(tiny_gpt2, too_long, prompt_format="plain"),
-        lambda: capture_source(tiny_gpt2, too_long, [0], frozenset({"z"}), prompt_format="plain"),
-        lambda: sweep(tiny_gpt2, too_long * 2, ["Thank you."] * 2, "gratitude", layers=[0], prompt_format="plain"),
-    ):
-        with pytest.raises(
-            UserError,
-            match=r"prompt 0 .* is 301 tokens in plain format: more than tiny-gpt2's "
-            r"context of 256 positions; shorten the prompt$",
-        ):
+    for call in (lambda: forward(tiny_gpt2, too_long, prompt_format="plain"),
+                 lambda: capture_source(tiny_gpt2, too_long, [0], frozenset({"z"}), prompt_format="plain"),
+                 lambda: sweep(tiny_gpt2, too_long * 2, ["Thank you."] * 2, "gratitude", layers=[0],
+                               prompt_format="plain")):
+        with pytest.raises(UserError, match=r"prompt 0 .* is 301 tokens in plain format: more than tiny-gpt2's "
+                                            r"context of 256 positions; shorten the prompt$"):
             call()
 
 
@@ -327,10 +291,8 @@ def test_hook_v_sees_exactly_the_values_the_cache_stores(tiny_model):
     enc = format_prompts(tiny_model.tokenizer, PLAIN_PROMPTS[:2], "plain").encode(tiny_model.tokenizer)
     seen = {}
     cache = DynamicCache(ddp_cache_data=[(None, None)] * tiny_model.shape.n_layers)
-    hooks = [
-        (f"blocks.{layer}.attn.hook_v", lambda t, hook: seen.__setitem__(hook.name, t.clone()))
-        for layer in range(tiny_model.shape.n_layers)
-    ]
+    hooks = [(f"blocks.{layer}.attn.hook_v", lambda t, hook: seen.__setitem__(hook.name, t.clone()))
+             for layer in range(tiny_model.shape.n_layers)]
     with torch.no_grad(), tiny_model.hooked.hooks(fwd_hooks=hooks):
         tiny_model.model(**enc, cache=cache, use_cache=True)
     for layer in range(tiny_model.shape.n_layers):

@@ -35,29 +35,9 @@ def _run(cli, *args):
 
 def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_path, tiny_gpt2):
     out = tmp_path / "gpt2_gratitude_1_10.json"
-    proc = _run(
-        cli,
-        "--model",
-        gpt2_dir,
-        "--profile",
-        "baseline",
-        "--head-spec",
-        "1:10",
-        "--emotion",
-        "gratitude",
-        "--max-tokens",
-        "8",
-        "--patch-mode",
-        "pattern_v",
-        "--n-prompts",
-        "12",
-        "--samples",
-        "2",
-        "--output",
-        str(out),
-        "--plots-dir",
-        str(tmp_path / "plots"),
-    )
+    proc = _run(cli, "--model", gpt2_dir, "--profile", "baseline", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--max-tokens", "8", "--patch-mode", "pattern_v", "--n-prompts", "12", "--samples", "2",
+                "--output", str(out), "--plots-dir", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["schema"] == "causal-heads/head-patching" and doc["schema_version"] == 2
@@ -75,16 +55,8 @@ def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_
         sc = e["scores"]["gratitude_keywords"]
         assert sc["delta"] == pytest.approx(sum(sc["patched"]) / 2 - sum(sc["baseline"]) / 2)
     metrics = [r["metric"] for r in doc["summary"]]
-    assert metrics == [
-        "sentiment",
-        "politeness",
-        "anger_keywords",
-        "apology_keywords",
-        "gratitude_keywords",
-        "anger_logprob",
-        "apology_logprob",
-        "gratitude_logprob",
-    ]
+    assert metrics == ["sentiment", "politeness", "anger_keywords", "apology_keywords", "gratitude_keywords",
+                       "anger_logprob", "apology_logprob", "gratitude_logprob"]
     grat = next(r for r in doc["summary"] if r["metric"] == "gratitude_logprob")
     assert grat["baseline_mean"] < 0 and grat["prompts_changed"] == 12  # continuous: every prompt moves
     assert grat["prompts_up"] + grat["prompts_down"] == 12 and 0 < grat["sign_p"] <= 1
@@ -97,24 +69,8 @@ def test_seed_command_on_a_local_gpt2_architecture_directory(cli, gpt2_dir, tmp_
 @pytest.mark.model
 def test_seed_command_on_the_default_model(cli, tmp_path):
     out = tmp_path / "smollm2_gratitude_1_8.pkl"
-    proc = _run(
-        cli,
-        "--model",
-        "smollm2-135m",
-        "--head-spec",
-        "1:8,3:*",
-        "--emotion",
-        "gratitude",
-        "--max-tokens",
-        "10",
-        "--patch-mode",
-        "v_only",
-        "--n-prompts",
-        "6",
-        "--output",
-        str(out),
-        "--no-plots",
-    )
+    proc = _run(cli, "--model", "smollm2-135m", "--head-spec", "1:8,3:*", "--emotion", "gratitude",
+                "--max-tokens", "10", "--patch-mode", "v_only", "--n-prompts", "6", "--output", str(out), "--no-plots")
     assert proc.returncode == 0, proc.stderr
     with open(out, "rb") as fh:
         doc = pickle.load(fh)  # our own file, written by this test's subprocess
@@ -131,59 +87,37 @@ def test_patching_with_the_same_source_as_target_changes_nothing(tmp_path, tiny_
     from harness.run.prompts import load_prompt_set
 
     targets = load_prompt_set("neutral").head(6)
-    doc = run_patching(
-        tiny_gpt2,
-        PatchConfig(((0, 3), (1, 10)), "z"),
-        GenerationConfig(max_tokens=8, do_sample=True, batch_size=6),
-        targets,
-        targets,
-        "plain",
-    )
+    doc = run_patching(tiny_gpt2, PatchConfig(((0, 3), (1, 10)), "z"), GenerationConfig(
+        max_tokens=8, do_sample=True, batch_size=6), targets, targets, "plain")
     assert doc["generations_identical"] == {"prompts": 6, "of": 6}
     assert all(r["delta"] == 0 and r["ci_method"] == "degenerate" for r in doc["summary"])
 
 
 def test_missing_gpt2_weights_exit_2(cli, tmp_path):
-    proc = _run(
-        cli,
-        "--model",
-        "org/absent-gpt2",
-        "--head-spec",
-        "1:10",
-        "--emotion",
-        "gratitude",
-        "--output",
-        str(tmp_path / "x.pkl"),
-    )
+    proc = _run(cli, "--model", "org/absent-gpt2", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--output", str(tmp_path / "x.pkl"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "not on this machine" in proc.stderr and "--model /path/to/dir" in proc.stderr
     assert not (tmp_path / "x.pkl").exists()
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--head-spec", "1-10"], "malformed head '1-10' in head spec '1-10'"),
-        (["--head-spec", "40:1"], "head 40:1 is out of range for tiny-gpt2 (2 layers × 12 heads)"),
-        (["--emotion", "gratitud"], "unknown emotion 'gratitud'. Did you mean 'gratitude'?"),
-        (["--patch-mode", "pattern-v"], "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
-        (["--alignment", "middle"], "unknown alignment 'middle'"),
-        (["--profile", "baselin"], "unknown profile 'baselin'. Did you mean 'baseline'?"),
-        (["--output", "result.csv"], "--output 'result.csv': the extension must be one of .json, .pkl"),
-        (["--n-prompts", "500"], "--n-prompts 500 is invalid for prompt set 'neutral': it has 70 prompts"),
-        (["--top-p", "0"], "top_p=0.0 is invalid: must be in (0, 1]"),
-        (["--seed", "-1"], "seed=-1 is invalid: must be an integer >= 0"),
-        (["--target", "gratitude", "--emotion", "anger", "--n-prompts", "0"], "--n-prompts 0 is invalid"),
-        (["--patch-mode", "v_only", "--patch-generated"], "cannot be extended to generated positions"),
-    ],
-)
+@pytest.mark.parametrize("args, message", [
+    (["--head-spec", "1-10"], "malformed head '1-10' in head spec '1-10'"),
+    (["--head-spec", "40:1"], "head 40:1 is out of range for tiny-gpt2 (2 layers × 12 heads)"),
+    (["--emotion", "gratitud"], "unknown emotion 'gratitud'. Did you mean 'gratitude'?"),
+    (["--patch-mode", "pattern-v"], "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
+    (["--alignment", "middle"], "unknown alignment 'middle'"),
+    (["--profile", "baselin"], "unknown profile 'baselin'. Did you mean 'baseline'?"),
+    (["--output", "result.csv"], "--output 'result.csv': the extension must be one of .json, .pkl"),
+    (["--n-prompts", "500"], "--n-prompts 500 is invalid for prompt set 'neutral': it has 70 prompts"),
+    (["--top-p", "0"], "top_p=0.0 is invalid: must be in (0, 1]"),
+    (["--seed", "-1"], "seed=-1 is invalid: must be an integer >= 0"),
+    (["--target", "gratitude", "--emotion", "anger", "--n-prompts", "0"], "--n-prompts 0 is invalid"),
+    (["--patch-mode", "v_only", "--patch-generated"], "cannot be extended to generated positions"),
+])
 def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):
-    base = {
-        "--model": "tiny-gpt2",
-        "--head-spec": "1:10",
-        "--emotion": "gratitude",
-        "--output": str(tmp_path / "r.json"),
-    }
+    base = {"--model": "tiny-gpt2", "--head-spec": "1:10", "--emotion": "gratitude",
+            "--output": str(tmp_path / "r.json")}
     for flag, value in zip(args[::2], args[1::2]):
         if flag.startswith("--") and not value.startswith("--"):
             base[flag] = value
@@ -197,17 +131,8 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):
 
 
 def test_bad_input_through_a_real_process_has_no_traceback(cli, tmp_path):
-    proc = _run(
-        cli,
-        "--model",
-        "tiny-gpt2",
-        "--head-spec",
-        "1:99",
-        "--emotion",
-        "gratitude",
-        "--output",
-        str(tmp_path / "r.json"),
-    )
+    proc = _run(cli, "--model", "tiny-gpt2", "--head-spec", "1:99", "--emotion", "gratitude",
+                "--output", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: head 1:99 is out of range for tiny-gpt2 (2 layers × 12 heads)"
 
@@ -217,31 +142,10 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
     # a shell's background job starts with SIGINT ignored, and Python then keeps ignoring it:
     # give the child the default disposition, as a terminal's foreground job has
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness.head_patching",
-            "--model",
-            "tiny-gpt2",
-            "--head-spec",
-            "1:10",
-            "--emotion",
-            "gratitude",
-            "--max-tokens",
-            "200",
-            "--samples",
-            "8",
-            "--output",
-            str(out),
-            "--no-plots",
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "harness.head_patching", "--model", "tiny-gpt2", "--head-spec",
+                             "1:10", "--emotion", "gratitude", "--max-tokens", "200", "--samples", "8",
+                             "--output", str(out), "--no-plots"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stderr.readline()
         while line and "generating" not in line:
@@ -260,7 +164,6 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
 
     def explode(*a, **k):
         raise KeyboardInterrupt
-
     monkeypatch.setattr(outputs.os, "fsync", explode)  # half the file written when Ctrl-C lands
     with pytest.raises(KeyboardInterrupt):
         write_result({"a": 1}, str(tmp_path / "r.pkl"))
@@ -280,22 +183,18 @@ def test_nan_is_stored_as_null_in_json_and_kept_in_pickle(tmp_path):
 
 # ---------------------------------------------------------------- profiles
 
-
 def test_profile_precedence_cli_over_profile_over_defaults():
     cfg = resolve_run_config("greedy", {"samples": None, "max_tokens": 12, "seed": None})
     assert (cfg.do_sample, cfg.max_tokens, cfg.samples, cfg.top_k) == (False, 12, 1, RunConfig().top_k)
     assert resolve_run_config("sampled5", {}).samples == 5
 
 
-@pytest.mark.parametrize(
-    "body, message",
-    [
-        ("[p]\nsampels = 3\n", "profile 'p': unknown key 'sampels'. Did you mean 'samples'"),
-        ("[p]\nsamples = '3'\n", "profile 'p': samples = '3' must be of type int"),
-        ("[p]\ndo_sample = 1\n", "profile 'p': do_sample = 1 must be of type bool"),
-        ("[p\n", "not valid TOML"),
-    ],
-)
+@pytest.mark.parametrize("body, message", [
+    ("[p]\nsampels = 3\n", "profile 'p': unknown key 'sampels'. Did you mean 'samples'"),
+    ("[p]\nsamples = '3'\n", "profile 'p': samples = '3' must be of type int"),
+    ("[p]\ndo_sample = 1\n", "profile 'p': do_sample = 1 must be of type bool"),
+    ("[p\n", "not valid TOML"),
+])
 def test_bad_profiles_are_named(tmp_path, body, message):
     path = tmp_path / "profiles.toml"
     path.write_text(body)
@@ -315,33 +214,15 @@ def _fake_hf_cache(root, model_dir: str, repo: str = "gpt2") -> str:
     return str(root / "hub")
 
 
-def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(
-    cli, gpt2_dir, tmp_path, tiny_gpt2, monkeypatch
-):
+def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(cli, gpt2_dir, tmp_path, tiny_gpt2,
+                                                                         monkeypatch):
     """`--model gpt2` with GPT-2's weights in the local HF cache (here a GPT-2-architecture stand-in
     under the name gpt2): the seed's command runs as written, and its claims are run, not skipped."""
     monkeypatch.setenv("HF_HUB_CACHE", _fake_hf_cache(tmp_path, gpt2_dir))
     out = tmp_path / "results" / "baseline" / "patching" / "head_patching" / "gpt2_gratitude_1_10.pkl"
-    proc = _run(
-        cli,
-        "--model",
-        "gpt2",
-        "--profile",
-        "baseline",
-        "--head-spec",
-        "1:10",
-        "--emotion",
-        "gratitude",
-        "--max-tokens",
-        "6",
-        "--patch-mode",
-        "pattern_v",
-        "--n-prompts",
-        "4",
-        "--output",
-        str(out),
-        "--no-plots",
-    )
+    proc = _run(cli, "--model", "gpt2", "--profile", "baseline", "--head-spec", "1:10", "--emotion", "gratitude",
+                "--max-tokens", "6", "--patch-mode", "pattern_v", "--n-prompts", "4", "--output", str(out),
+                "--no-plots")
     assert proc.returncode == 0, proc.stderr
     with open(out, "rb") as f:
         doc = pickle.load(f)  # our own file, written by the command above
@@ -349,31 +230,17 @@ def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(
     assert model["name"] == "gpt2" and model["weights_sha256"] == tiny_gpt2.weights_sha256
     assert "gpt2" in model["source"]
     findings = tmp_path / "findings.json"
-    proc = cli(
-        "pytest",
-        os.path.join(ROOT, "causal_tests"),
-        "-k",
-        "seed_gpt2_v_only_equivalent",
-        "--model",
-        "gpt2",
-        "--n-prompts",
-        "6",
-        "--findings",
-        str(findings),
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-m",
-        "claim",
-        timeout=900,
-    )
+    proc = cli("pytest", os.path.join(ROOT, "causal_tests"), "-k", "seed_gpt2_v_only_equivalent", "--model", "gpt2",
+               "--n-prompts", "6", "--findings", str(findings), "-p", "no:cacheprovider", "-q", "-m", "claim",
+               timeout=900)
     assert "skipped" not in proc.stdout and proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     (claim,) = json.loads(findings.read_text())["claims"]
     assert claim["claim"]["id"] == "seed_gpt2_v_only_equivalent_to_pattern_v" and claim["error"] is None
     assert claim["model"]["weights_sha256"] == tiny_gpt2.weights_sha256 and claim["effect"]["n"] == 6
 
 
-def test_an_output_that_is_one_of_the_runs_inputs_is_refused_before_any_work(tmp_path, monkeypatch, main_in_process):
+def test_an_output_that_is_one_of_the_runs_inputs_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                              main_in_process):
     """Class 2 of the reliability issue: --output naming the prompt set the run reads replaced it;
     report --markdown naming the findings it renders replaced them. Both are one line, exit 2."""
     import shutil
@@ -383,27 +250,13 @@ def test_an_output_that_is_one_of_the_runs_inputs_is_refused_before_any_work(tmp
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
     target = prompts / "neutral_prompts.json"
     before = target.read_bytes()
-    proc = main_in_process(
-        "harness.head_patching",
-        "--model",
-        "tiny-gpt2",
-        "--head-spec",
-        "1:0",
-        "--emotion",
-        "gratitude",
-        "--max-tokens",
-        "2",
-        "--n-prompts",
-        "4",
-        "--no-plots",
-        "--output",
-        str(target),
-    )
+    proc = main_in_process("harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion",
+                           "gratitude", "--max-tokens", "2", "--n-prompts", "4", "--no-plots",
+                           "--output", str(target))
     assert proc.returncode == 2 and "is a file this run reads" in proc.stderr, proc.stderr
     assert target.read_bytes() == before
     findings = tmp_path / "f.json"
     findings.write_text('{"schema": "causal-heads/findings", "schema_version": 1, "claims": []}')
-    proc = main_in_process(
-        "harness.cli.report", str(findings), "--markdown", str(findings), "--plots-dir", str(tmp_path / "p")
-    )
+    proc = main_in_process("harness.cli.report", str(findings), "--markdown", str(findings), "--plots-dir",
+                           str(tmp_path / "p"))
     assert proc.returncode == 2 and "--markdown" in proc.stderr and findings.read_text().startswith("{")

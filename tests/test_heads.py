@@ -15,16 +15,13 @@ def test_resolve_expands_sorts_and_keeps_the_last_valid_head():
     assert spec.slug == "1_10-0_all"
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("2:0", "head 2:0 is out of range for m (2 layers × 12 heads)"),  # layers are 0 and 1
-        ("1:12", "head 1:12 is out of range for m (2 layers × 12 heads)"),  # heads are 0..11
-        ("2:*", "layer 2 in head spec '2:*' is out of range for m (2 layers × 12 heads)"),
-        ("1:3,1:3", "head 1:3 is listed more than once in head spec '1:3,1:3'"),
-        ("1:*,1:4", "head 1:4 is listed more than once"),
-    ],
-)
+@pytest.mark.parametrize("text, message", [
+    ("2:0", "head 2:0 is out of range for m (2 layers × 12 heads)"),  # layers are 0 and 1
+    ("1:12", "head 1:12 is out of range for m (2 layers × 12 heads)"),  # heads are 0..11
+    ("2:*", "layer 2 in head spec '2:*' is out of range for m (2 layers × 12 heads)"),
+    ("1:3,1:3", "head 1:3 is listed more than once in head spec '1:3,1:3'"),
+    ("1:*,1:4", "head 1:4 is listed more than once"),
+])
 def test_out_of_range_and_repeated_heads_are_named(text, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
         parse_head_spec(text).resolve(2, 12, "m")

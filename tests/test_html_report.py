@@ -137,29 +137,9 @@ def evidence_run(tmp_path_factory):
     report.write_text("the last run's report")
     old_inode = report.stat().st_ino
     env = {**os.environ, "CAUSAL_HEADS_PROMPTS": str(prompts)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--claims",
-            str(tmp_path / "claims.toml"),
-            "--findings",
-            str(tmp_path / "f.json"),
-            "--html",
-            str(report),
-            "--self-contained-html",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--claims", str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
+                           "--html", str(report), "--self-contained-html", "-q", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert "1 failed, 1 passed" in proc.stdout, proc.stdout + proc.stderr
     return tmp_path, report, old_inode
 
@@ -191,9 +171,8 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     # 4 prompts: even 4 of 4 up gives p = 1/16 > 0.05, so the directional claim is untestable
     assert "untestable" in [w["code"] for w in findings["no_effect"]["warnings"]]
     assert "untestable" in _parse("".join(tests["no_effect-head_1_10"]["resultsTableRow"])).cells[10]
-    assert any(
-        c.startswith("warning (untestable): only") for c in [t for t in _Text.of(tests["no_effect-head_1_10"]["log"])]
-    )
+    assert any(c.startswith("warning (untestable): only") for c in
+               [t for t in _Text.of(tests["no_effect-head_1_10"]["log"])])
     assert _parse("".join(tests["identity-head_1_10"]["resultsTableRow"])).cells[2] == "supported"
     evidence = _parse(tests["identity-head_1_10"]["log"])
     assert "script" not in evidence.tags  # the hostile prompt is text, not markup
@@ -203,20 +182,8 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
     # the static summary table at the top: one row per claim, the same values as the results table
     summary = _SummaryTable.of(report.read_text())
-    assert summary.head == [
-        "Claim",
-        "Heads",
-        "Verdict",
-        "Effect",
-        "95% CI",
-        "p raw / adj",
-        "dz",
-        "n",
-        "Random-head pct",
-        "Up / down",
-        "Warnings",
-        "Text changed",
-    ]
+    assert summary.head == ["Claim", "Heads", "Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n",
+                            "Random-head pct", "Up / down", "Warnings", "Text changed"]
     assert [r[0] for r in summary.rows] == ["identity", "no_effect"]
     for row in summary.rows:
         assert row[1] == "1:10"
@@ -316,10 +283,8 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
     assert sorted(r["Verdict"] for r in view.results_rows) == ["not supported", "supported"]
     assert view.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
     # one screenshot pixel per CSS pixel: the boxes measured in the page index the image directly
-    assert (
-        int.from_bytes(view.screenshot[16:20], "big"),
-        int.from_bytes(view.screenshot[20:24], "big"),
-    ) == view.viewport
+    assert (int.from_bytes(view.screenshot[16:20], "big"), int.from_bytes(view.screenshot[20:24], "big")) \
+        == view.viewport
     shot = tmp_path / "shot.png"
     assert browser_cli.main([str(report), "--screenshot", str(shot)]) == 0
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -336,24 +301,19 @@ def _summary_page(evidence_run, tmp_path, extra_css: str):
     _, report, _ = evidence_run
     results = json.loads((report.parent / "f.json").read_text())["claims"]
     page = tmp_path / "page.html"
-    page.write_text(
-        f"<html><head>{html_report.STYLE}<style>{extra_css}</style></head><body>"
-        f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>"
-    )
+    page.write_text(f"<html><head>{html_report.STYLE}<style>{extra_css}</style></head><body>"
+                    f"<h2>Summary</h2>{html_report.summary_table(results)}</body></html>")
     return browser.check_report(str(page))
 
 
-@pytest.mark.parametrize(
-    "extra, broken",
-    [
-        ("", None),
-        (".claims-summary-table { visibility: hidden; }", "shown"),
-        ("body::after { content: ''; position: fixed; inset: 0; background: #fff; }", "on_top"),
-        (".claims-summary-table td { color: #fff !important; }", "ink_pixels"),
-        ("td.verdict-supported { color: #000; }", "green_pixels"),
-        (".claims-summary-table { margin-top: 7000px; }", "in_viewport"),
-    ],
-)
+@pytest.mark.parametrize("extra, broken", [
+    ("", None),
+    (".claims-summary-table { visibility: hidden; }", "shown"),
+    ("body::after { content: ''; position: fixed; inset: 0; background: #fff; }", "on_top"),
+    (".claims-summary-table td { color: #fff !important; }", "ink_pixels"),
+    ("td.verdict-supported { color: #000; }", "green_pixels"),
+    (".claims-summary-table { margin-top: 7000px; }", "in_viewport"),
+])
 def test_browser_check_fails_when_the_summary_is_not_seen(evidence_run, chromium, tmp_path, extra, broken):
     """The check can fail: hidden, covered, unpainted, uncoloured or off-screen summaries are caught
     (the first case, the same page untouched, is the control)."""
@@ -410,16 +370,13 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     assert not any(r.in_viewport for r in render().rows)
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        ".claims-summary-table { position: relative; left: -3000px; }",  # off the left edge
-        ".claims-summary-table { margin-left: 1100px; }",  # past the right edge
-        "h2 { height: 9000px; }",  # below the largest window the check opens
-        # straddling the bottom of the largest window: tops inside, bottoms outside
-        "h2 { height: 5900px; margin: 0; } .claims-summary-table td { height: 300px; vertical-align: top; }",
-    ],
-)
+@pytest.mark.parametrize("extra", [
+    ".claims-summary-table { position: relative; left: -3000px; }",  # off the left edge
+    ".claims-summary-table { margin-left: 1100px; }",  # past the right edge
+    "h2 { height: 9000px; }",  # below the largest window the check opens
+    # straddling the bottom of the largest window: tops inside, bottoms outside
+    "h2 { height: 5900px; margin: 0; } .claims-summary-table td { height: 300px; vertical-align: top; }",
+])
 def test_rows_outside_the_window_are_not_visible(evidence_run, chromium, tmp_path, extra):
     view = _summary_page(evidence_run, tmp_path, extra)
     assert len(view.rows) == 2 and not any(r.in_viewport or r.visible for r in view.rows)
@@ -434,18 +391,12 @@ def test_a_browser_that_dies_is_an_error_with_its_last_words(tmp_path, monkeypat
     monkeypatch.setenv("CAUSAL_HEADS_CHROMIUM", str(fake))
     page = tmp_path / "page.html"
     page.write_text("<html><body></body></html>")
-    with pytest.raises(
-        RuntimeError,
-        match=r"^the browser failed while starting Chromium \(20 s allowed\): .*; "
-        r"Chromium exited with code 7: starting \| fatal: no display for you$",
-    ):
+    with pytest.raises(RuntimeError, match=r"^the browser failed while starting Chromium \(20 s allowed\): .*; "
+                                           r"Chromium exited with code 7: starting \| fatal: no display for you$"):
         browser.check_report(str(page), timeout=20)
     fake.write_text("#!/bin/sh\nexec sleep 30\n")  # alive, never answering
-    with pytest.raises(
-        RuntimeError,
-        match=r"^the browser failed while starting Chromium \(1 s allowed\): "
-        r"BrowserType.launch: Timeout 1000ms exceeded",
-    ):
+    with pytest.raises(RuntimeError, match=r"^the browser failed while starting Chromium \(1 s allowed\): "
+                                           r"BrowserType.launch: Timeout 1000ms exceeded"):
         browser.check_report(str(page), timeout=1)
     monkeypatch.setenv("CAUSAL_HEADS_CHROMIUM", str(tmp_path / "nowhere"))
     with pytest.raises(browser.UserError, match="no Chromium found .*apt-get install -y chromium"):
@@ -471,8 +422,7 @@ def test_dominant_colour_and_ink():
 
 
 def test_a_page_that_alerts_in_a_folder_named_with_a_hash_is_checked_and_one_that_never_loads_times_out(
-    chromium, tmp_path
-):
+        chromium, tmp_path):
     """Reliability class 8: a page calling alert() blocked the hand-written DevTools driver, a
     folder named "a#b" was read as a URL fragment, and a page that never settled hung."""
     from harness.report import browser
@@ -484,7 +434,5 @@ def test_a_page_that_alerts_in_a_folder_named_with_a_hash_is_checked_and_one_tha
     view = browser.check_report(str(page), timeout=30)
     assert view.browser.startswith("Chromium/") and view.rows == [] and not view.all_visible
     page.write_text("<html><body><script>while (true) {}</script></body></html>")
-    with pytest.raises(
-        RuntimeError, match=r"^the browser failed while loading file://.*/a%23b/r\.html \(3 s allowed\)"
-    ):
+    with pytest.raises(RuntimeError, match=r"^the browser failed while loading file://.*/a%23b/r\.html \(3 s allowed\)"):
         browser.check_report(str(page), timeout=3)

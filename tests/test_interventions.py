@@ -86,11 +86,8 @@ def test_an_intervention_that_changes_the_shape_or_returns_no_tensor_is_named(ti
     registered("plus_half_test", lambda t, hook: t + 0.5)
     registered("float64_test", lambda t, hook: t.double() + 0.5)
     at = {"hook_points": ["blocks.0.hook_resid_post"]}
-    with pytest.raises(
-        UserError,
-        match=r"'shrinks_test' .* at blocks\.0\.hook_resid_post changed the activation's "
-        r"shape from \(3, \d+, 96\) to \(3, \d+, 10\)",
-    ):
+    with pytest.raises(UserError, match=r"'shrinks_test' .* at blocks\.0\.hook_resid_post changed the activation's "
+                       r"shape from \(3, \d+, 96\) to \(3, \d+, 10\)"):
         forward(tiny_gpt2, PROMPTS, intervention_hooks("shrinks_test", **at))
     with pytest.raises(UserError, match="'returns_text_test' .* returned str, not a tensor"):
         forward(tiny_gpt2, PROMPTS, intervention_hooks("returns_text_test", **at))
@@ -101,9 +98,7 @@ def test_an_intervention_that_changes_the_shape_or_returns_no_tensor_is_named(ti
     cast, _ = forward(tiny_gpt2, PROMPTS, intervention_hooks("float64_test", **at))
     assert cast.dtype == base.dtype and not torch.equal(cast, base)
     with pytest.raises(UserError, match="unknown hook point 'blocks.0.hook_resid_mid'"):
-        intervention_hooks(
-            "shrinks_test", hook_points=["blocks.0.hook_resid_mid"], available=tiny_gpt2.hooked.hook_dict
-        )
+        intervention_hooks("shrinks_test", hook_points=["blocks.0.hook_resid_mid"], available=tiny_gpt2.hooked.hook_dict)
 
     # in a claim, the same error is the claim's error, with the same statistics machinery around it
     (res,) = evaluate([Claim(id="shrinks", intervention="shrinks_test", direction="increase", **at, **TINY)])
@@ -115,15 +110,10 @@ def test_intervention_claims_are_validated_when_built(registered):
     registered("double_test", lambda z, hook: 2.0 * z, per_head=True)
     at = ["blocks.1.hook_resid_post"]
     cases = [
-        (
-            dict(intervention="steer_test", hook_points=at, random_heads=2),
-            r"field 'random_heads' = 2: a random-head control needs a head-shaped intervention; 'steer_test' acts at "
-            r"hook points blocks\.1\.hook_resid_post",
-        ),
-        (
-            dict(intervention="steer_tset", hook_points=at),
-            "unknown intervention 'steer_tset'. Did you mean 'steer_test'",
-        ),
+        (dict(intervention="steer_test", hook_points=at, random_heads=2),
+         r"field 'random_heads' = 2: a random-head control needs a head-shaped intervention; 'steer_test' acts at "
+         r"hook points blocks\.1\.hook_resid_post"),
+        (dict(intervention="steer_tset", hook_points=at), "unknown intervention 'steer_tset'. Did you mean 'steer_test'"),
         (dict(intervention="double_test", hook_points=at), "'double_test' is per_head: name the heads"),
         (dict(intervention="steer_test", heads="1:2"), "'steer_test' acts at hook points, not on heads"),
         (dict(intervention="steer_test"), "'steer_test' needs hook_points"),
@@ -164,11 +154,7 @@ def test_an_intervention_claim_gets_the_statistics_controls_and_one_token_measur
     the same layers; a keyword metric gets the one-token measurement with the intervention."""
     registered("times_three_test", lambda z, hook: 3.0 * z, per_head=True)
     c = Claim(
-        id="triple",
-        intervention="times_three_test",
-        heads="1:10",
-        direction="increase",
-        random_heads=3,
+        id="triple", intervention="times_three_test", heads="1:10", direction="increase", random_heads=3,
         **{**TINY, "metric": "gratitude_keywords"},
     )
     (res,) = evaluate([c])

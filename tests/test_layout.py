@@ -23,22 +23,14 @@ LAZY_ALLOWED = {("harness/model/loading.py", "harness.model.hooks")}
 
 def _lint_imports(root: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": root}
-    return subprocess.run(
-        [os.path.join(BIN, "lint-imports"), "--no-cache"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return subprocess.run([os.path.join(BIN, "lint-imports"), "--no-cache"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _copy(tmp_path) -> str:
     root = str(tmp_path / "copy")
-    shutil.copytree(
-        os.path.join(ROOT, "harness"), os.path.join(root, "harness"), ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(os.path.join(ROOT, "harness"), os.path.join(root, "harness"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(ROOT, "pyproject.toml"), root)
     return root
 
@@ -82,40 +74,22 @@ def test_no_function_level_imports_of_our_own_modules():
 
 def test_every_package_is_in_the_wheel_list_and_has_a_one_line_docstring():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"]) - {"harness._prompts"}
-    tree = {
-        os.path.relpath(os.path.dirname(p), ROOT).replace(os.sep, ".")
-        for p in glob.glob(os.path.join(ROOT, "harness", "**", "__init__.py"), recursive=True)
-    }
+    tree = {os.path.relpath(os.path.dirname(p), ROOT).replace(os.sep, ".")
+            for p in glob.glob(os.path.join(ROOT, "harness", "**", "__init__.py"), recursive=True)}
     assert listed == tree
     for pkg in tree - {"harness"}:
         doc = ast.get_docstring(ast.parse(open(os.path.join(ROOT, *pkg.split("."), "__init__.py")).read()))
         assert doc and doc.splitlines()[0].rstrip().endswith("."), pkg  # a one-line summary first
-    layers = {
-        name.strip()
-        for layer in PYPROJECT["tool"]["importlinter"]["contracts"][0]["layers"]
-        for name in layer.split("|")
-    }
+    layers = {name.strip() for layer in PYPROJECT["tool"]["importlinter"]["contracts"][0]["layers"]
+              for name in layer.split("|")}
     assert tree - {"harness"} <= layers
 
 
 def test_the_console_script_lists_every_command_and_each_has_help(capsys):
     assert cli_main.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in (
-        "evidence",
-        "patch",
-        "sweep",
-        "screen",
-        "report",
-        "regress",
-        "nightly",
-        "calibrate",
-        "bench",
-        "demo",
-        "metrics",
-        "prompts",
-        "browser",
-    ):
+    for name in ("evidence", "patch", "sweep", "screen", "report", "regress", "nightly", "calibrate", "bench",
+                 "demo", "metrics", "prompts", "browser"):
         assert f"\n  {name} " in out
         with pytest.raises(SystemExit) as info:
             cli_main.main([name, "--help"])
@@ -126,14 +100,8 @@ def test_the_console_script_lists_every_command_and_each_has_help(capsys):
 def test_python_m_aliases_run_the_same_commands():
     import importlib
 
-    for alias, command in (
-        ("head_patching", "patch"),
-        ("sweep", "sweep"),
-        ("regress", "regress"),
-        ("evidence", "evidence"),
-        ("report.__main__", "report"),
-        ("metrics.__main__", "metrics"),
-    ):
+    for alias, command in (("head_patching", "patch"), ("sweep", "sweep"), ("regress", "regress"),
+                           ("evidence", "evidence"), ("report.__main__", "report"), ("metrics.__main__", "metrics")):
         module = importlib.import_module(f"harness.{alias}")
         assert module.main is importlib.import_module(f"harness.cli.{command}").main, alias
 
@@ -166,13 +134,8 @@ def test_the_wheel_installs_and_its_plugin_runs_a_claim_file_in_an_empty_folder(
     The fresh venv sees this venv's third-party packages through a .pth line (no downloads here), but
     not our editable install: harness must come from the wheel."""
     dist = tmp_path / "dist"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), ROOT],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(dist), ROOT], capture_output=True, text=True, timeout=600, check=False)
     assert build.returncode == 0, build.stderr[-2000:]
     shutil.rmtree(os.path.join(ROOT, "build"), ignore_errors=True)
     (wheel,) = dist.glob("causal_heads-*.whl")
@@ -181,59 +144,24 @@ def test_the_wheel_installs_and_its_plugin_runs_a_claim_file_in_an_empty_folder(
     site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
     fresh_site = next(venv.glob("lib/python3*/site-packages"))
     (fresh_site / "_deps.pth").write_text(site + "\n")
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(venv / "bin" / "python"),
-            "install",
-            "--no-deps",
-            "--no-index",
-            "-q",
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                              "--no-deps", "--no-index", "-q", str(wheel)],
+                             capture_output=True, text=True, timeout=600, check=False)
     assert install.returncode == 0, install.stderr[-2000:]
     project = tmp_path / "project"
     project.mkdir()
     (project / "claims_tiny.toml").write_text(CLAIMS_TINY)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "CAUSAL_HEADS_PROMPTS")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
+                           cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
-    helped = subprocess.run(
-        [str(venv / "bin" / "causal-heads"), "--help"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    helped = subprocess.run([str(venv / "bin" / "causal-heads"), "--help"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
     assert helped.returncode == 0 and "  evidence " in helped.stdout
-    run = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pytest", "claims_tiny.toml", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    run = subprocess.run([str(venv / "bin" / "python"), "-m", "pytest", "claims_tiny.toml", "-q", "-p",
+                          "no:cacheprovider"], cwd=project, env=env, capture_output=True, text=True, timeout=900,
+                         check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 passed" in run.stdout
     import json
@@ -254,29 +182,12 @@ def test_the_ini_option_names_a_projects_own_prompt_folder(pytester):
 
     folder = pytester.path / "my_prompts"
     shutil.copytree(prompts.PROMPTS_DIR, folder)
-    (folder / "joy_prompts.json").write_text(
-        json.dumps(
-            {
-                "format": "causal-heads/prompts",
-                "version": 1,
-                "name": "joy",
-                "kind": "emotion",
-                "description": "joy",
-                "prompts": [f"I am so happy about day {i}!" for i in range(8)],
-            }
-        )
-    )
-    (folder / "joy_keywords.json").write_text(
-        json.dumps(
-            {
-                "format": "causal-heads/keywords",
-                "version": 1,
-                "emotion": "joy",
-                "description": "joy",
-                "keywords": ["happy", "joy"],
-            }
-        )
-    )
+    (folder / "joy_prompts.json").write_text(json.dumps({
+        "format": "causal-heads/prompts", "version": 1, "name": "joy", "kind": "emotion", "description": "joy",
+        "prompts": [f"I am so happy about day {i}!" for i in range(8)]}))
+    (folder / "joy_keywords.json").write_text(json.dumps({
+        "format": "causal-heads/keywords", "version": 1, "emotion": "joy", "description": "joy",
+        "keywords": ["happy", "joy"]}))
     pytester.makeini("[pytest]\ncausal_heads_prompts = my_prompts\n")
     (pytester.path / "claims_joy.toml").write_text(CLAIMS_TINY.replace('source = "neutral"', 'source = "joy"'))
     result = pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider")
@@ -289,11 +200,9 @@ def test_the_ini_option_names_a_projects_own_prompt_folder(pytester):
 def test_the_plugin_and_the_light_commands_start_without_torch():
     """The plugin loads in every pytest run of an environment that has the package, so it must not
     import torch before a claim file is collected; regress and report read JSON only."""
-    code = (
-        "import sys, harness.pytest_plugin.plugin, harness.cli.main, harness.cli.regress, harness.cli.report; "
-        "from harness.model.device import placement; placement(None, None); "  # the plugin's configure check
-        "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))"
-    )
+    code = ("import sys, harness.pytest_plugin.plugin, harness.cli.main, harness.cli.regress, harness.cli.report; "
+            "from harness.model.device import placement; placement(None, None); "  # the plugin's configure check
+            "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 

@@ -22,7 +22,7 @@ GRATITUDE = [
     ("No thanks, I don't need it.", 0),  # negated "thanks"
     ("Not grateful. But thanks anyway.", 1),  # negation stops at the clause break
     ("We celebrated Thanksgiving and ate grated cheese.", 0),  # whole words only
-    ("I\u2019m so grateful \U0001f64f", 1),  # curly apostrophe and emoji
+    ("I\u2019m so grateful \U0001F64F", 1),  # curly apostrophe and emoji
     ("ＴＨＡＮＫＳ a lot", 1),  # full-width letters normalise (NFKC); longest match "thanks a lot"
     ("", 0),
     ("Many thanks and much appreciation.", 2),
@@ -66,10 +66,7 @@ def test_a_word_with_an_inner_apostrophe_is_one_word():
 
     assert PhraseMatcher(["don"]).count("I don't know") == 0 and PhraseMatcher(["don"]).count("Don knows") == 1
     # the longest phrase wins at a position (the screen's keyword tokens are its span)
-    assert [m.phrase for m in PhraseMatcher(["thank", "thank you"]).matches("Thank you, thank")] == [
-        "thank you",
-        "thank",
-    ]
+    assert [m.phrase for m in PhraseMatcher(["thank", "thank you"]).matches("Thank you, thank")] == ["thank you", "thank"]
 
 
 @pytest.mark.parametrize("text, expected", GRATITUDE)
@@ -101,21 +98,18 @@ def test_sentiment_orders_hand_ranked_texts():
     assert scores == sorted(scores) and len(set(scores)) == len(scores)
 
 
-@pytest.mark.parametrize(
-    "text, low, high",
-    [
-        ("", 0.5, 0.5),  # empty text is neutral
-        ("The meeting is at 3 pm.", 0.5, 0.5),
-        ("I love this!", 0.75, 1.0),
-        ("I do not love this.", 0.0, 0.4),  # VADER's own negation
-        ("GREAT!!!", 0.8, 1.0),  # emphasis
-        ("terrible \U0001f620", 0.0, 0.3),
-        ("Thank you so much!", 0.6, 1.0),
-        ("I'm furious that the bus was late.", 0.0, 0.35),
-        ("Café au lait, s'il vous plaît.", 0.45, 0.6),
-        ("Not bad at all.", 0.5, 1.0),
-    ],
-)
+@pytest.mark.parametrize("text, low, high", [
+    ("", 0.5, 0.5),  # empty text is neutral
+    ("The meeting is at 3 pm.", 0.5, 0.5),
+    ("I love this!", 0.75, 1.0),
+    ("I do not love this.", 0.0, 0.4),  # VADER's own negation
+    ("GREAT!!!", 0.8, 1.0),  # emphasis
+    ("terrible \U0001F620", 0.0, 0.3),
+    ("Thank you so much!", 0.6, 1.0),
+    ("I'm furious that the bus was late.", 0.0, 0.35),
+    ("Café au lait, s'il vous plaît.", 0.45, 0.6),
+    ("Not bad at all.", 0.5, 1.0),
+])
 def test_sentiment_values(text, low, high):
     value = get_metric("sentiment")(text)
     assert 0.0 <= value <= 1.0 and low <= value <= high
@@ -144,22 +138,12 @@ def test_politeness(text, expected):
     assert get_metric("politeness")(text) == expected
 
 
-@pytest.mark.parametrize(
-    "family, text",
-    [
-        ("gratitude", "Many thanks."),
-        ("apology", "My apologies."),
-        ("please", "Kindly reply."),
-        ("hedge", "I think so."),
-        ("indirect_request", "Would you mind?"),
-        ("greeting", "Good morning."),
-        ("deference", "Well done."),
-        ("impoliteness", "How dare you."),
-        ("bluntness", "In fact, no."),
-        ("direct_imperative", "Stop it."),
-        ("second_person_start", "You did this."),
-    ],
-)
+@pytest.mark.parametrize("family, text", [
+    ("gratitude", "Many thanks."), ("apology", "My apologies."), ("please", "Kindly reply."),
+    ("hedge", "I think so."), ("indirect_request", "Would you mind?"), ("greeting", "Good morning."),
+    ("deference", "Well done."), ("impoliteness", "How dare you."), ("bluntness", "In fact, no."),
+    ("direct_imperative", "Stop it."), ("second_person_start", "You did this."),
+])
 def test_each_politeness_family_fires_on_its_marker(family, text):
     counts = marker_counts(text)
     assert counts[family] == 1
@@ -200,24 +184,12 @@ def test_every_metric_declares_range_and_direction_and_stays_in_range():
 
 def test_registry_has_a_keyword_metric_per_emotion():
     names = set(registry())
-    assert {
-        "gratitude_keywords",
-        "anger_keywords",
-        "apology_keywords",
-        "sentiment",
-        "politeness",
-        "nrc_anger",
-        "nrc_joy",
-        "gratitude_logprob",
-        "anger_logprob",
-        "apology_logprob",
-    } <= names
+    assert {"gratitude_keywords", "anger_keywords", "apology_keywords", "sentiment", "politeness",
+            "nrc_anger", "nrc_joy", "gratitude_logprob", "anger_logprob", "apology_logprob"} <= names
 
 
 def test_unknown_metric_suggests():
-    with pytest.raises(
-        UnknownNameError, match="Did you mean 'gratitude_keywords'(, '[a-z_]+')*\\?.*Available: anger_keywords"
-    ):
+    with pytest.raises(UnknownNameError, match="Did you mean 'gratitude_keywords'(, '[a-z_]+')*\\?.*Available: anger_keywords"):
         get_metric("gratitude_keyword")
 
 
@@ -231,9 +203,8 @@ def test_cli_scores_and_rejects_unknown_metric(cli, main_in_process):
     assert ok.returncode == 0 and ok.stdout.strip() == "1"
     bad = main_in_process("harness.cli.metrics", "score", "--metric", "gratitud", "x")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.startswith(
-        "error: unknown metric 'gratitud'. Did you mean 'gratitude_logprob', 'gratitude_keywords'?"
-    )
+    assert bad.stderr.startswith("error: unknown metric 'gratitud'. Did you mean 'gratitude_logprob', "
+                                 "'gratitude_keywords'?")
     model_side = main_in_process("harness.cli.metrics", "score", "--metric", "anger_logprob", "x")
     assert model_side.returncode == 2 and "Traceback" not in model_side.stderr
     assert model_side.stderr.startswith("error: metric 'anger_logprob' is model-side: it scores generations")
@@ -242,9 +213,8 @@ def test_cli_scores_and_rejects_unknown_metric(cli, main_in_process):
 def test_keyword_emotion_names_the_keyword_list_a_metric_uses():
     from harness.metrics import keyword_emotion
 
-    assert [
-        keyword_emotion(m) for m in ("anger_keywords", "apology_logprob", "sentiment", "nrc_anger", "joy_keywords")
-    ] == ["anger", "apology", None, None, None]
+    assert [keyword_emotion(m) for m in ("anger_keywords", "apology_logprob", "sentiment", "nrc_anger",
+                                         "joy_keywords")] == ["anger", "apology", None, None, None]
 
 
 def _quadratic_matches(pm, text):
@@ -258,29 +228,8 @@ def _quadratic_matches(pm, text):
     return out
 
 
-_PIECES = [
-    "thank",
-    "you",
-    "thanks",
-    "not",
-    "never",
-    "don't",
-    "grateful",
-    "well-thank",
-    ",",
-    ".",
-    "-",
-    "'",
-    "_",
-    "so",
-    "appreciate",
-    "no",
-    "isn't",
-    "\n",
-    "x",
-    "Thank\u2019s",
-    "ǅ",
-]
+_PIECES = ["thank", "you", "thanks", "not", "never", "don't", "grateful", "well-thank", ",", ".", "-", "'", "_",
+           "so", "appreciate", "no", "isn't", "\n", "x", "Thank\u2019s", "ǅ"]
 
 
 @settings(max_examples=300, deadline=None)

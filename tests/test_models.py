@@ -50,13 +50,7 @@ def test_weights_hash_changes_with_any_weight(tiny_llama):
 def test_default_model_shape(smollm2):
     s = smollm2.shape
     assert (s.architecture, s.n_layers, s.n_heads, s.n_kv_heads, s.d_head, s.vocab_size) == (
-        "llama",
-        30,
-        9,
-        3,
-        64,
-        49152,
-    )
+        "llama", 30, 9, 3, 64, 49152)
     assert smollm2.prompt_format == "chat"
     assert smollm2.source.startswith("gguf:")
     assert smollm2.shape.describe() == "30 layers × 9 heads, 3 KV heads"
@@ -133,43 +127,24 @@ def test_a_local_directory_of_a_newly_supported_class_loads_with_its_class_recor
 def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     from transformers import OPTConfig, OPTForCausalLM
 
-    OPTForCausalLM(
-        OPTConfig(
-            vocab_size=50257,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            ffn_dim=64,
-            word_embed_proj_dim=32,
-        )
-    ).save_pretrained(tmp_path)
+    OPTForCausalLM(OPTConfig(vocab_size=50257, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             ffn_dim=64, word_embed_proj_dim=32)).save_pretrained(tmp_path)
     tiny_gpt2.tokenizer.save_pretrained(tmp_path)
-    with pytest.raises(
-        ModelUnavailableError,
-        match="model class OPTForCausalLM is not supported yet; supported: "
-        "GPT2LMHeadModel, GPTNeoXForCausalLM, Gemma2ForCausalLM, "
-        "Gemma3ForCausalLM, GemmaForCausalLM, LlamaForCausalLM, "
-        "MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM",
-    ):
+    with pytest.raises(ModelUnavailableError, match="model class OPTForCausalLM is not supported yet; supported: "
+                                                    "GPT2LMHeadModel, GPTNeoXForCausalLM, Gemma2ForCausalLM, "
+                                                    "Gemma3ForCausalLM, GemmaForCausalLM, LlamaForCausalLM, "
+                                                    "MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"):
         load_model(str(tmp_path))
 
 
-@pytest.mark.parametrize(
-    "name, fragment",
-    [
-        ("gpt2", "not on this machine"),
-        ("org/some-model", "--model /path/to/dir"),
-        ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
-        ("/no/such/dir", "neither a registered model nor an existing directory"),
-        (
-            "",
-            (
-                "Available: gpt2, smollm2-135m, tiny-gemma, tiny-gemma2, tiny-gemma3, tiny-gpt-neox, tiny-gpt2, "
-                "tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, tiny-qwen2, tiny-qwen3"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name, fragment", [
+    ("gpt2", "not on this machine"),
+    ("org/some-model", "--model /path/to/dir"),
+    ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
+    ("/no/such/dir", "neither a registered model nor an existing directory"),
+    ("", ("Available: gpt2, smollm2-135m, tiny-gemma, tiny-gemma2, tiny-gemma3, tiny-gpt-neox, tiny-gpt2, "
+         "tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, tiny-qwen2, tiny-qwen3")),
+])
 def test_unavailable_models_raise_a_user_error(name, fragment):
     if name == "gpt2" and _gpt2_in_hf_cache():
         pytest.skip("gpt2 weights are in this machine's HF cache, so gpt2 is available here")
@@ -186,12 +161,12 @@ def test_empty_directory_says_what_is_missing(tmp_path):
 def _gpt2_in_hf_cache() -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return any(
-        isinstance(try_to_load_from_cache(repo, "config.json"), str) for repo in ("gpt2", "openai-community/gpt2")
-    )
+    return any(isinstance(try_to_load_from_cache(repo, "config.json"), str)
+               for repo in ("gpt2", "openai-community/gpt2"))
 
 
-@pytest.mark.parametrize("model, real_process", [("org/absent-model", True), ("/no/such/dir", False), ("nope", False)])
+@pytest.mark.parametrize("model, real_process", [("org/absent-model", True), ("/no/such/dir", False),
+                                                  ("nope", False)])
 def test_cli_unavailable_model_exits_2_without_traceback(cli, main_in_process, model, real_process):
     proc = (cli if real_process else main_in_process)("harness.demo", "--model", model, "--max-tokens", "2")
     assert proc.returncode == 2
@@ -214,10 +189,8 @@ def test_weights_absent_is_a_cheap_offline_check(tmp_path, monkeypatch):
     (repo / "refs" / "main").write_text("abc")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert weights_absent("org/present") is None
-    assert weights_absent("org/absent") == (
-        "org/absent weights are not in the local Hugging Face cache; provide "
-        "them (see README) or run with --model org/absent=/path/to/absent-dir"
-    )
+    assert weights_absent("org/absent") == ("org/absent weights are not in the local Hugging Face cache; provide "
+                                            "them (see README) or run with --model org/absent=/path/to/absent-dir")
     assert weights_absent("gpt2").startswith("gpt2 weights are not in the local Hugging Face cache")
     assert weights_absent("smollm2-135m") is None and weights_absent("tiny-gpt2") is None
     assert weights_absent(str(tmp_path)) is None  # a directory: loading it reports what is missing

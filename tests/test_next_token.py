@@ -39,15 +39,10 @@ def test_first_token_rule_single_tokens_or_prefixes_of_five_letters(tiny_gpt2, m
     import harness.metrics.next_token as nt
 
     tok = tiny_gpt2.tokenizer
-    monkeypatch.setattr(
-        nt,
-        "load_keywords",
-        lambda emotion: SimpleNamespace(keywords=("thankfulness", "contrite", "glad", "kudos", "glad tidings")),
-    )
-    first = {
-        s: tok(s, add_special_tokens=False).input_ids[0]
-        for s in ("thank", " thank", "Thank", " Thank", " contr", " glad", " Glad")
-    }
+    monkeypatch.setattr(nt, "load_keywords", lambda emotion: SimpleNamespace(
+        keywords=("thankfulness", "contrite", "glad", "kudos", "glad tidings")))
+    first = {s: tok(s, add_special_tokens=False).input_ids[0]
+             for s in ("thank", " thank", "Thank", " Thank", " contr", " glad", " Glad")}
     assert [tok.decode([i]) for i in keyword_token_ids(tok, "any")] == [tok.decode([i]) for i in sorted(first.values())]
 
 
@@ -67,18 +62,15 @@ def test_logprob_sees_hooks(tiny_model):
 
     def zero(z, hook):
         return torch.zeros_like(z)
-
     patched = keyword_logprob(tiny_model, PROMPTS, "anger", hooks=[("blocks.1.attn.hook_z", zero)])
     assert (patched - plain).abs().max() > 1e-3
 
 
 @pytest.mark.model
 def test_default_model_puts_more_mass_on_the_fitting_emotion(smollm2):
-    prompts = [
-        "My friend spent all weekend helping me move. What do I say to her?",
-        "Describe the weather today.",
-        "I broke my neighbour's window. What should I say first?",
-    ]
+    prompts = ["My friend spent all weekend helping me move. What do I say to her?",
+               "Describe the weather today.",
+               "I broke my neighbour's window. What should I say first?"]
     grat = keyword_logprob(smollm2, prompts, "gratitude")
     apol = keyword_logprob(smollm2, prompts, "apology")
     assert grat[0] > grat[1] + 1.0
@@ -87,14 +79,13 @@ def test_default_model_puts_more_mass_on_the_fitting_emotion(smollm2):
 
 # ------------------------------------------------- the same mass tracked over generated tokens
 
-
 def _teacher_forced(handle, g, ids):
     """log-mass on ``ids`` before each generated token, from one unpadded forward pass."""
     seq = torch.tensor([list(g.prompt_token_ids) + list(g.token_ids)])
     with torch.no_grad():
         logp = handle.model(input_ids=seq).logits[0].log_softmax(-1)
     start = len(g.prompt_token_ids) - 1
-    return torch.logsumexp(logp[start : start + len(g.token_ids)][:, ids], dim=-1)
+    return torch.logsumexp(logp[start:start + len(g.token_ids)][:, ids], dim=-1)
 
 
 @pytest.mark.parametrize("do_sample", [False, True])

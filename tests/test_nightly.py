@@ -11,27 +11,12 @@ from harness.cli.nightly import summary_markdown
 from harness.findings.regress import context_changes
 
 TINY = {"model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "n_prompts": 4, "max_tokens": 4}
-CLAIMS = claims_toml(
-    [
-        {
-            **TINY,
-            "id": "identity",
-            "source": "neutral",
-            "metric": "sentiment",
-            "direction": "equivalent",
-            "margin": 0.01,
-            "tier": "fast",
-        },
-        {
-            **TINY,
-            "id": "gratitude_up",
-            "source": "gratitude",
-            "metric": "gratitude_keywords",
-            "direction": "increase",
-            "tier": "slow",
-        },
-    ]
-)
+CLAIMS = claims_toml([
+    {**TINY, "id": "identity", "source": "neutral", "metric": "sentiment", "direction": "equivalent", "margin": 0.01,
+     "tier": "fast"},
+    {**TINY, "id": "gratitude_up", "source": "gratitude", "metric": "gratitude_keywords", "direction": "increase",
+     "tier": "slow"},
+])
 
 
 @pytest.mark.slow  # two whole nightly jobs (34 s); the per-commit tier runs the job's steps in test_evidence.py
@@ -39,25 +24,16 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(CLAIMS)
     claims = ("--", "--claims", "claims.toml")  # relative to the caller's folder, not the repo's
     first = tmp_path / "first"
-    proc = cli(
-        "harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims, cwd=str(tmp_path)
-    )
+    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 failed, 1 passed" in proc.stdout  # the slow claim ran too: "not supported" on 4 prompts
     assert f"no earlier findings at {tmp_path / 'none.json'}: nothing to compare" in proc.stdout
-    for name in (
-        "evidence.html",
-        "phase7_head_patching_report.md",
-        "plots/forest_identity.png",
-        "plots/forest_gratitude_up.png",
-        "nightly.md",
-    ):
+    for name in ("evidence.html", "phase7_head_patching_report.md", "plots/forest_identity.png",
+                 "plots/forest_gratitude_up.png", "nightly.md"):
         assert (first / name).stat().st_size > 0, name
     doc = json.loads((first / "findings.json").read_text())
-    assert {c["claim"]["id"]: c["verdict"] for c in doc["claims"]} == {
-        "identity": "supported",
-        "gratitude_up": "not supported",
-    }
+    assert {c["claim"]["id"]: c["verdict"] for c in doc["claims"]} == {"identity": "supported",
+                                                                         "gratitude_up": "not supported"}
     summary = (first / "nightly.md").read_text()
     assert "2 claims: 1 supported, 1 not supported" in summary
     up = next(c["sign"] for c in doc["claims"] if c["claim"]["id"] == "gratitude_up")
@@ -85,16 +61,8 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
 
 
 def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
-    proc = cli(
-        "harness.nightly",
-        "--last",
-        str(tmp_path / "none.json"),
-        "--out",
-        str(tmp_path / "o"),
-        "--",
-        "--claims",
-        str(tmp_path / "missing.toml"),
-    )
+    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
+               "--", "--claims", str(tmp_path / "missing.toml"))
     assert proc.returncode == 3 and "the claims run broke (pytest exit 4)" in proc.stderr, proc.stderr[-2000:]
     assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout + proc.stderr
     assert not (tmp_path / "o" / "findings.json").exists()
@@ -109,18 +77,10 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     proc = cli("harness.nightly", "--last", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path / 'bad.json'}: not valid JSON")
     assert "$ " not in proc.stdout  # refused before running any claim
-    doc = {
-        "claims": [
-            {
-                "claim": {"id": "a"},
-                "verdict": "supported",
-                "error": None,
-                "p_adjusted": 0.01,
-                "effect": {"mean": 0.5, "ci_low": 0.1, "ci_high": 0.9},
-            },
-            {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace", "effect": None},
-        ]
-    }
+    doc = {"claims": [{"claim": {"id": "a"}, "verdict": "supported", "error": None, "p_adjusted": 0.01,
+                       "effect": {"mean": 0.5, "ci_low": 0.1, "ci_high": 0.9}},
+                      {"claim": {"id": "b"}, "verdict": "not supported", "error": "ValueError: boom\ntrace",
+                       "effect": None}]}
     text = summary_markdown(doc, [], None, "last/findings.json")
     assert "2 claims: 1 supported, 1 error" in text
     assert "| a | supported | +0.5000 | [+0.1000, +0.9000] | 0.01 | — |" in text
@@ -130,18 +90,7 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
 
 
 def test_a_sign_claim_shows_its_median_in_the_summary():
-    doc = {
-        "claims": [
-            {
-                "claim": {"id": "s", "statistic": "sign"},
-                "verdict": "supported",
-                "error": None,
-                "p_adjusted": 0.001,
-                "effect": {"mean": 0.08, "ci_low": -0.07, "ci_high": 0.24},
-                "sign": {"median": 0.1, "ci_low": 0.08, "ci_high": 0.12, "n_up": 60, "n_down": 10},
-            }
-        ]
-    }
-    assert "| s | supported | +0.1000 (median) | [+0.0800, +0.1200] | 0.001 | 60 / 10 |" in summary_markdown(
-        doc, [], None, None
-    )
+    doc = {"claims": [{"claim": {"id": "s", "statistic": "sign"}, "verdict": "supported", "error": None,
+                       "p_adjusted": 0.001, "effect": {"mean": 0.08, "ci_low": -0.07, "ci_high": 0.24},
+                       "sign": {"median": 0.1, "ci_low": 0.08, "ci_high": 0.12, "n_up": 60, "n_down": 10}}]}
+    assert "| s | supported | +0.1000 (median) | [+0.0800, +0.1200] | 0.001 | 60 / 10 |" in summary_markdown(doc, [], None, None)

@@ -70,9 +70,8 @@ def test_run_child_stops_its_child_when_the_parent_is_interrupted(tmp_path):
     """The parent waits in run_child; SIGTERM to the parent (made an exception by run_cli) sends
     SIGTERM to the child and waits for it, so nothing keeps running after the parent has exited."""
     marker = tmp_path / "child.pid"
-    (tmp_path / "child.py").write_text(
-        f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
-    )
+    (tmp_path / "child.py").write_text(f"import os, time\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+                                       "time.sleep(600)\n")
     script = (
         "import sys\n"
         "from harness.errors import run_cli\n"
@@ -105,39 +104,16 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
     """Ctrl-C during a claims run with --html and --findings once replaced the old HTML with an
     empty report while the old findings stayed. Interrupted before any claim was recorded, both
     stay as they were; after one was, both are replaced (the findings marked incomplete)."""
-    rows = [
-        {
-            **BASE,
-            "id": f"c{i}",
-            "source": "neutral",
-            "metric": "sentiment",
-            "direction": "equivalent",
-            "margin": 1.0,
-            "n_prompts": 4,
-            "max_tokens": 3,
-            "tier": "fast",
-        }
-        for i in range(2)
-    ]
+    rows = [{**BASE, "id": f"c{i}", "source": "neutral", "metric": "sentiment", "direction": "equivalent",
+             "margin": 1.0, "n_prompts": 4, "max_tokens": 3, "tier": "fast"} for i in range(2)]
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml(rows))
     pytester.makeconftest(INTERRUPT_AT.format(name=interrupt_at))
     findings, html = pytester.path / "pt.json", pytester.path / "pt.html"
     findings.write_text("old findings")
     html.write_text("old html")
-    pytester.runpytest_subprocess(
-        str(claims),
-        "--findings",
-        str(findings),
-        "--html",
-        str(html),
-        "--self-contained-html",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        "-q",
-    )
+    pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "--html", str(html),
+                                  "--self-contained-html", "-p", "no:cacheprovider", "-p", "no:randomly", "-q")
     if replaced:
         doc = json.loads(findings.read_text())
         assert doc["complete"] is False and [c["claim"]["id"] for c in doc["claims"]] == ["c0"]
@@ -159,68 +135,28 @@ def _no_model_load(monkeypatch, module: str) -> None:
             monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("the model was loaded"))
 
 
-@pytest.mark.parametrize(
-    "module, args, message",
-    [
-        (
-            "harness.cli.sweep",
-            ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/s.json"],
-            "--output '{f}/s.json': {f} is a file, not a folder",
-        ),
-        (
-            "harness.cli.sweep",
-            ["--model", "tiny-gpt2", "--emotion", "gratitude", "--write-claims", "{d}"],
-            "--write-claims '{d}': the extension must be one of .toml",
-        ),
-        (
-            "harness.cli.sweep",
-            ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{d}/x.txt"],
-            "--output '{d}/x.txt': the extension must be one of .json",
-        ),
-        (
-            "harness.cli.screen",
-            ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/deeper/s.json"],
-            "--output '{f}/deeper/s.json': {f} is a file, not a folder",
-        ),
-        (
-            "harness.cli.patch",
-            [
-                "--model",
-                "tiny-gpt2",
-                "--head-spec",
-                "1:10",
-                "--emotion",
-                "gratitude",
-                "--output",
-                "{d}/r.json",
-                "--plots-dir",
-                "{f}",
-            ],
-            "--plots-dir '{f}': it is a file, not a folder",
-        ),
-        (
-            "harness.cli.patch",
-            ["--model", "tiny-gpt2", "--head-spec", "1:10,1:10", "--emotion", "gratitude", "--output", "{d}/r.json"],
-            "head 1:10 is listed more than once in head spec '1:10,1:10'",
-        ),
-        (
-            "harness.cli.patch",
-            ["--model", "tiny-gpt2", "--head-spec", "1:*,1:3", "--emotion", "gratitude", "--output", "{d}/r.json"],
-            "head 1:3 is listed more than once in head spec '1:*,1:3'",
-        ),
-        (
-            "harness.cli.report",
-            ["{d}/none.json", "--markdown", "{d}"],
-            "--markdown '{d}': the extension must be one of .md",
-        ),
-        ("harness.cli.browser", ["{d}/r.html", "--timeout", "nan"], "--timeout nan is invalid: must be a number of"),
-        ("harness.cli.browser", ["{d}/r.html", "--timeout", "-1"], "--timeout -1.0 is invalid"),
-        ("harness.cli.browser", ["{d}/r.html", "--screenshot", "{f}/s.png"], "--screenshot '{f}/s.png': {f} is a file"),
-    ],
-)
-def test_bad_output_locations_are_refused_before_any_work(
-    tmp_path, monkeypatch, main_in_process, module, args, message
-):
+@pytest.mark.parametrize("module, args, message", [
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/s.json"],
+     "--output '{f}/s.json': {f} is a file, not a folder"),
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--write-claims", "{d}"],
+     "--write-claims '{d}': the extension must be one of .toml"),
+    ("harness.cli.sweep", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{d}/x.txt"],
+     "--output '{d}/x.txt': the extension must be one of .json"),
+    ("harness.cli.screen", ["--model", "tiny-gpt2", "--emotion", "gratitude", "--output", "{f}/deeper/s.json"],
+     "--output '{f}/deeper/s.json': {f} is a file, not a folder"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:10", "--emotion", "gratitude", "--output",
+                           "{d}/r.json", "--plots-dir", "{f}"], "--plots-dir '{f}': it is a file, not a folder"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:10,1:10", "--emotion", "gratitude",
+                           "--output", "{d}/r.json"], "head 1:10 is listed more than once in head spec '1:10,1:10'"),
+    ("harness.cli.patch", ["--model", "tiny-gpt2", "--head-spec", "1:*,1:3", "--emotion", "gratitude",
+                           "--output", "{d}/r.json"], "head 1:3 is listed more than once in head spec '1:*,1:3'"),
+    ("harness.cli.report", ["{d}/none.json", "--markdown", "{d}"], "--markdown '{d}': the extension must be one of .md"),
+    ("harness.cli.browser", ["{d}/r.html", "--timeout", "nan"], "--timeout nan is invalid: must be a number of"),
+    ("harness.cli.browser", ["{d}/r.html", "--timeout", "-1"], "--timeout -1.0 is invalid"),
+    ("harness.cli.browser", ["{d}/r.html", "--screenshot", "{f}/s.png"], "--screenshot '{f}/s.png': {f} is a file"),
+])
+def test_bad_output_locations_are_refused_before_any_work(tmp_path, monkeypatch, main_in_process, module, args,
+                                                          message):
     """Reliability class 5: unwritable outputs once gave tracebacks after the whole run."""
     _no_model_load(monkeypatch, module)
     (tmp_path / "file").write_text("a file, not a folder")
@@ -230,9 +166,8 @@ def test_bad_output_locations_are_refused_before_any_work(
     assert message.format(**fill) in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
-def test_a_full_disk_is_refused_before_the_work_and_one_line_when_it_fills_during_it(
-    tmp_path, monkeypatch, main_in_process
-):
+def test_a_full_disk_is_refused_before_the_work_and_one_line_when_it_fills_during_it(tmp_path, monkeypatch,
+                                                                                     main_in_process):
     import errno
     import shutil
     from collections import namedtuple
@@ -252,9 +187,8 @@ def test_a_full_disk_is_refused_before_the_work_and_one_line_when_it_fills_durin
     monkeypatch.setattr(os, "fsync", full)
     doc = tmp_path / "f.json"
     doc.write_text(json.dumps({"schema": "causal-heads/findings", "schema_version": 1, "claims": []}))
-    proc = main_in_process(
-        "harness.cli.report", str(doc), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")
-    )
+    proc = main_in_process("harness.cli.report", str(doc), "--markdown", str(tmp_path / "r.md"), "--plots-dir",
+                           str(tmp_path / "p"))
     assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path / 'r.md'}: No space left on device\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]  # no temporary left
 
@@ -263,9 +197,8 @@ def test_pytest_findings_in_a_bad_place_stops_before_any_claim_runs(pytester):
     claims = pytester.path / "claims.toml"
     claims.write_text(claims_toml([{**BASE, "tier": "fast", "n_prompts": 4, "max_tokens": 3}]))
     (pytester.path / "file").write_text("x")
-    result = pytester.runpytest_subprocess(
-        str(claims), "--findings", str(pytester.path / "file" / "f.json"), "-p", "no:cacheprovider", "-q"
-    )
+    result = pytester.runpytest_subprocess(str(claims), "--findings", str(pytester.path / "file" / "f.json"),
+                                           "-p", "no:cacheprovider", "-q")
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == 2, out
     assert f"--findings '{pytester.path / 'file' / 'f.json'}': {pytester.path / 'file'} is a file, not a folder" in out
@@ -296,6 +229,5 @@ def test_an_output_holding_another_kind_of_document_needs_force(tmp_path, monkey
         assert "pass --force to replace it" in proc.stderr and path.read_bytes() == before
     # with --force the check steps aside (the run then goes on: here it stops at the model load)
     with pytest.raises(pytest.fail.Exception, match="the model was loaded"):
-        main_in_process(
-            "harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--output", str(findings), "--force"
-        )
+        main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--output",
+                        str(findings), "--force")

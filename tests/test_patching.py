@@ -13,16 +13,9 @@ from harness.patch.modes import MODES
 from harness.patch.source import aligned_positions, capture_source
 from harness.run.generation import GenerationConfig, forward, generate
 
-POOL = [
-    "The quick brown fox jumps over",
-    "Hello there",
-    "Thank you so much for the help",
-    "I am so grateful for everything you did for me",
-    "Thanks!",
-    "We appreciate it",
-    "The train leaves at nine",
-    "Sorry",
-]
+POOL = ["The quick brown fox jumps over", "Hello there", "Thank you so much for the help",
+        "I am so grateful for everything you did for me", "Thanks!", "We appreciate it",
+        "The train leaves at nine", "Sorry"]
 FAST = settings(max_examples=12, deadline=None)
 
 
@@ -32,12 +25,8 @@ def _prompts(n):
 
 def _heads(handle, max_size=3):
     s = handle.shape
-    return st.lists(
-        st.tuples(st.integers(0, s.n_layers - 1), st.integers(0, s.n_heads - 1)),
-        min_size=1,
-        max_size=max_size,
-        unique=True,
-    ).map(lambda hs: tuple(sorted(hs)))
+    return st.lists(st.tuples(st.integers(0, s.n_layers - 1), st.integers(0, s.n_heads - 1)),
+                    min_size=1, max_size=max_size, unique=True).map(lambda hs: tuple(sorted(hs)))
 
 
 def _patched(handle, cfg, source_prompts, target_prompts, extra=()):
@@ -85,19 +74,14 @@ def test_patching_a_whole_layer_with_z_reproduces_the_source_attention_output(mo
     name = f"blocks.{layer}.attn.hook_attn_out"
     seen = {}
     forward(model, source, [(name, lambda t, hook: seen.__setitem__("S", t.clone()))])
-    _, mask = _patched(
-        model,
-        PatchConfig(heads, "z", "end"),
-        source,
-        target,
-        extra=[(name, lambda t, hook: seen.__setitem__("T", t.clone()))],
-    )
+    _, mask = _patched(model, PatchConfig(heads, "z", "end"), source, target,
+                       extra=[(name, lambda t, hook: seen.__setitem__("T", t.clone()))])
     s_mask = forward(model, source)[1]
     for r in range(2):
         lt, ls = int(mask[r].sum()), int(s_mask[r].sum())
         n = min(lt, ls)
-        t_out = seen["T"][r, mask.shape[1] - n :]
-        s_out = seen["S"][r, s_mask.shape[1] - n :]
+        t_out = seen["T"][r, mask.shape[1] - n:]
+        s_out = seen["S"][r, s_mask.shape[1] - n:]
         assert torch.allclose(t_out, s_out, atol=1e-5)
 
 
@@ -126,8 +110,10 @@ def test_multi_head_patch_equals_composed_single_layer_patches(model, data, mode
     source, target = data.draw(_prompts(3)), data.draw(_prompts(3))
     h0, h1 = data.draw(st.integers(0, model.shape.n_heads - 1)), data.draw(st.integers(0, model.shape.n_heads - 1))
     both, _ = _patched(model, PatchConfig(((0, h0), (1, h1)), mode), source, target)
-    a = patch_hooks(model, PatchConfig(((0, h0),), mode), capture_source(model, source, [0], MODES[mode].needs))
-    b = patch_hooks(model, PatchConfig(((1, h1),), mode), capture_source(model, source, [1], MODES[mode].needs))
+    a = patch_hooks(model, PatchConfig(((0, h0),), mode),
+                    capture_source(model, source, [0], MODES[mode].needs))
+    b = patch_hooks(model, PatchConfig(((1, h1),), mode),
+                    capture_source(model, source, [1], MODES[mode].needs))
     composed, mask = forward(model, target, lambda info: a(info) + b(info))
     if "pattern" in MODES[mode].needs:
         # capturing a layer's source pattern runs that layer's attention as an explicit softmax,
@@ -149,7 +135,7 @@ def test_modes_differ_from_each_other_on_different_prompts(model):
     assert torch.allclose(outs["z"], outs["pattern_v"], atol=1e-4)
     distinct = ["z", "v_only", "pattern_only", "zero", "mean"]
     for i, a in enumerate(distinct):
-        for b in distinct[i + 1 :]:
+        for b in distinct[i + 1:]:
             assert not torch.allclose(outs[a], outs[b], atol=1e-4), (a, b)
 
 
@@ -160,11 +146,11 @@ def test_identity_patch_gives_zero_delta_in_sampled_generation(model):
     rows = [p for p in prompts for _ in range(2)]  # the source run sees the generation batch's rows
     src = capture_source(model, rows, [0, 1], MODES["z"].needs)
     base = generate(model, prompts, cfg)
-    patched = generate(model, prompts, cfg, hooks=patch_hooks(model, patch, src, pair=lambda p: 2 * p))
+    patched = generate(model, prompts, cfg, hooks=patch_hooks(model, patch, src,
+                                                              pair=lambda p: 2 * p))
     assert [g.token_ids for g in base.generations] == [g.token_ids for g in patched.generations]
-    other = generate(
-        model, prompts, cfg, hooks=patch_hooks(model, patch, capture_source(model, POOL[4:8], [0, 1], MODES["z"].needs))
-    )
+    other = generate(model, prompts, cfg, hooks=patch_hooks(model, patch, capture_source(
+        model, POOL[4:8], [0, 1], MODES["z"].needs)))
     assert [g.token_ids for g in base.generations] != [g.token_ids for g in other.generations]
 
 
@@ -173,17 +159,12 @@ def test_patch_generated_writes_decode_steps(tiny_gpt2):
     cfg = PatchConfig(((1, 4),), "zero", "end", patch_generated=True)
     factory = patch_hooks(tiny_gpt2, cfg, capture_source(tiny_gpt2, POOL[:2], [1], MODES["zero"].needs))
     record = [("blocks.1.attn.hook_z", lambda t, hook: seen.append(t[:, -1, 4].abs().max().item()))]
-    generate(
-        tiny_gpt2,
-        POOL[:2],
-        GenerationConfig(max_tokens=4, stop_at_eos=False),
-        hooks=lambda info: factory(info) + record,
-    )
+    generate(tiny_gpt2, POOL[:2], GenerationConfig(max_tokens=4, stop_at_eos=False),
+             hooks=lambda info: factory(info) + record)
     assert seen == [0.0] * 4  # prefill's last position and every decode step are zeroed
 
 
 # ---------------------------------------------------------------- each mode's value, from the model's own attention
-
 
 def _z_at(handle, prompts, layer, hooks=()):
     """``blocks.{layer}.attn.hook_z`` of one forward (after ``hooks``) and the attention mask."""
@@ -228,9 +209,8 @@ def test_v_only_is_the_target_pattern_over_the_source_values_at_aligned_keys(mod
                 v[r, pad:, g] = v_s.mean(0)
             else:
                 n = min(lt, len(v_s))
-                v[r, pad + lt - n :, g] = v_s[len(v_s) - n :]
+                v[r, pad + lt - n:, g] = v_s[len(v_s) - n:]
         return v
-
     ref, _ = _z_at(model, target, layer, baseline_hooks(cfg) + [(f"blocks.{layer}.attn.hook_v", replace_values)])
     got, _ = _z_at(model, target, layer, patch_hooks(model, cfg, src))
     for r, pad, lt, _ in rows:
@@ -255,17 +235,16 @@ def test_pattern_only_is_the_renormalised_source_pattern_over_the_target_values(
             n = min(lt, ls)
             qs_t, qs_s = aligned_positions(alignment, lt, ls)
             for qt, qs in zip(qs_t.tolist(), qs_s.tolist(), strict=True):
-                row = a_s[qs, ls - n :]
+                row = a_s[qs, ls - n:]
                 pattern[r, head, pad + qt] = 0
-                pattern[r, head, pad + qt, pad + lt - n :] = row / row.sum()
+                pattern[r, head, pad + qt, pad + lt - n:] = row / row.sum()
         return pattern
-
     ref, _ = _z_at(model, target, layer, [(f"blocks.{layer}.attn.hook_pattern", replace_rows)])
     got, _ = _z_at(model, target, layer, patch_hooks(model, cfg, src))
     for r, pad, lt, _ in rows:
         assert torch.allclose(got[r, pad:, head], ref[r, pad:, head], atol=1e-5), r
         if alignment == "last":
-            assert torch.equal(got[r, pad : pad + lt - 1, head], base[r, pad : pad + lt - 1, head])
+            assert torch.equal(got[r, pad:pad + lt - 1, head], base[r, pad:pad + lt - 1, head])
 
 
 def test_mean_writes_the_mean_over_every_source_prompt_and_position(model):
@@ -276,7 +255,7 @@ def test_mean_writes_the_mean_over_every_source_prompt_and_position(model):
     got, mask = _z_at(model, target, layer, patch_hooks(model, cfg, capture_source(model, source, [layer], {"z"})))
     for r, pad, lt, i in _rows(mask, len(source)):
         n = min(lt, int(s_mask[i].sum()))
-        assert torch.allclose(got[r, pad + lt - n :, head], expected.expand(n, -1), atol=1e-6)
+        assert torch.allclose(got[r, pad + lt - n:, head], expected.expand(n, -1), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["z", "pattern_v", "mean"])
@@ -291,16 +270,14 @@ def test_patch_generated_writes_the_sources_final_position_at_decode_steps(model
     factory = patch_hooks(model, cfg, capture_source(model, source, [layer], MODES[mode].needs))
     seen = []
     record = (f"blocks.{layer}.attn.hook_z", lambda t, hook: seen.append(t[:, -1, head].clone()))
-    generate(
-        model, target, GenerationConfig(max_tokens=3, stop_at_eos=False), hooks=lambda info: factory(info) + [record]
-    )
+    generate(model, target, GenerationConfig(max_tokens=3, stop_at_eos=False),
+             hooks=lambda info: factory(info) + [record])
     assert len(seen) == 3  # prefill, then two decode steps that write (the third token needs no forward)
     for step in seen:
         assert torch.allclose(step, mean.expand(2, -1) if mode == "mean" else final, atol=1e-5)
 
 
 # ---------------------------------------------------------------- alignment and settings
-
 
 def test_aligned_positions():
     t, s = aligned_positions("end", 5, 3)
@@ -313,15 +290,12 @@ def test_aligned_positions():
     assert t.tolist() == [0, 1, 2] and s is None
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, message",
-    [
-        ({"mode": "pattern-v"}, UnknownNameError, "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
-        ({"mode": "z", "alignment": "start"}, UnknownNameError, "unknown alignment 'start'"),
-        ({"mode": "pattern_only", "alignment": "mean_source"}, UserError, "not defined for patch mode 'pattern_only'"),
-        ({"mode": "v_only", "patch_generated": True}, UserError, "cannot be extended to generated positions"),
-    ],
-)
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"mode": "pattern-v"}, UnknownNameError, "unknown patch mode 'pattern-v'. Did you mean 'pattern_v'"),
+    ({"mode": "z", "alignment": "start"}, UnknownNameError, "unknown alignment 'start'"),
+    ({"mode": "pattern_only", "alignment": "mean_source"}, UserError, "not defined for patch mode 'pattern_only'"),
+    ({"mode": "v_only", "patch_generated": True}, UserError, "cannot be extended to generated positions"),
+])
 def test_bad_patch_settings_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         PatchConfig(heads=((0, 0),), **kwargs)

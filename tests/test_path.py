@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import TINY_MODELS, load_tiny
+from conftest import load_tiny, tiny_params
 from harness.errors import UserError
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.path import Receivers, parse_receivers, path_hooks
@@ -39,7 +39,7 @@ def _tracked(result):
     return [v for g in result.generations for v in g.tracked["some"]]
 
 
-@pytest.mark.parametrize("name", TINY_MODELS)
+@pytest.mark.parametrize("name", tiny_params())
 def test_every_later_head_and_the_direct_path_reproduce_the_plain_patch(name):
     handle = load_tiny(name)
     path, plain, base = _runs(handle, "later,direct")

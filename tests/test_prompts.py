@@ -57,7 +57,6 @@ def test_token_lengths_are_comparable_on_the_tiny_tokenizer(tiny_gpt2):
 
 # ---------------------------------------------------------------- malformed files
 
-
 def _write(folder, name, content):
     path = folder / name
     path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
@@ -65,36 +64,26 @@ def _write(folder, name, content):
 
 
 def _doc(prompts, **over):
-    return {
-        "format": "causal-heads/prompts",
-        "version": 1,
-        "name": "joy",
-        "kind": "emotion",
-        "description": "test set",
-        "prompts": prompts,
-        **over,
-    }
+    return {"format": "causal-heads/prompts", "version": 1, "name": "joy", "kind": "emotion",
+            "description": "test set", "prompts": prompts, **over}
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("{not json", r"joy_prompts.json: not valid JSON: Expecting property name.* at line 1 column 2"),
-        ("[1, 2]", r"joy_prompts.json: the top level must be a JSON object, got list"),
-        (_doc([]), r"joy_prompts.json: field 'prompts' is empty"),
-        (_doc("one prompt"), r"joy_prompts.json: field 'prompts' must be a list of strings, got str"),
-        (_doc(["Fine.", 3]), r"joy_prompts.json: prompts\[1\] must be a string, got int 3"),
-        (_doc(["Fine.", "   "]), r"joy_prompts.json: prompts\[1\] is empty or whitespace"),
-        (_doc(["I am happy.", "Other.", "i am  HAPPY."]), r"prompts\[2\] 'i am  HAPPY.' duplicates prompts\[0\]"),
-        (_doc(["Fine."], version=2), r"field 'version' must be 1 .*got 2"),
-        (_doc(["Fine."], version=True), r"field 'version' must be 1 .*got True"),
-        (_doc(["Fine."], format="csv"), r"field 'format' must be 'causal-heads/prompts', got 'csv'"),
-        (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
-        (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),
-        (_doc(["Fine."], description=""), r"field 'description' must be a non-empty string"),
-        (_doc(["Fine.", "a\ud800b"]), r"prompts\[1\] holds a lone surrogate '\\ud800' at 1, which is not text"),
-    ],
-)
+@pytest.mark.parametrize("content, message", [
+    ("{not json", r"joy_prompts.json: not valid JSON: Expecting property name.* at line 1 column 2"),
+    ("[1, 2]", r"joy_prompts.json: the top level must be a JSON object, got list"),
+    (_doc([]), r"joy_prompts.json: field 'prompts' is empty"),
+    (_doc("one prompt"), r"joy_prompts.json: field 'prompts' must be a list of strings, got str"),
+    (_doc(["Fine.", 3]), r"joy_prompts.json: prompts\[1\] must be a string, got int 3"),
+    (_doc(["Fine.", "   "]), r"joy_prompts.json: prompts\[1\] is empty or whitespace"),
+    (_doc(["I am happy.", "Other.", "i am  HAPPY."]), r"prompts\[2\] 'i am  HAPPY.' duplicates prompts\[0\]"),
+    (_doc(["Fine."], version=2), r"field 'version' must be 1 .*got 2"),
+    (_doc(["Fine."], version=True), r"field 'version' must be 1 .*got True"),
+    (_doc(["Fine."], format="csv"), r"field 'format' must be 'causal-heads/prompts', got 'csv'"),
+    (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
+    (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),
+    (_doc(["Fine."], description=""), r"field 'description' must be a non-empty string"),
+    (_doc(["Fine.", "a\ud800b"]), r"prompts\[1\] holds a lone surrogate '\\ud800' at 1, which is not text"),
+])
 def test_malformed_prompt_files_are_named(tmp_path, monkeypatch, content, message):
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
     _write(tmp_path, "joy_prompts.json", content)
@@ -110,34 +99,21 @@ def test_non_utf8_file_is_named(tmp_path, monkeypatch):
 
 
 def test_missing_prompt_set_suggests():
-    with pytest.raises(
-        UnknownNameError,
-        match="no prompt file .*neutrl_prompts.json; unknown prompt set 'neutrl'. Did you mean 'neutral'",
-    ):
+    with pytest.raises(UnknownNameError, match="no prompt file .*neutrl_prompts.json; unknown prompt set "
+                                               "'neutrl'. Did you mean 'neutral'"):
         load_prompt_set("neutrl")
 
 
 def test_unknown_emotion_suggests():
-    with pytest.raises(
-        UnknownNameError,
-        match="unknown emotion 'gratitud'. Did you mean 'gratitude'\\? Available: anger, apology, gratitude",
-    ):
+    with pytest.raises(UnknownNameError, match="unknown emotion 'gratitud'. Did you mean 'gratitude'\\? "
+                                               "Available: anger, apology, gratitude"):
         load_emotion_prompts("gratitud")
 
 
 def test_bad_keyword_entries_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
-    _write(
-        tmp_path,
-        "joy_keywords.json",
-        {
-            "format": "causal-heads/keywords",
-            "version": 1,
-            "emotion": "joy",
-            "description": "d",
-            "keywords": ["happy", "glad|sad"],
-        },
-    )
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy", "glad|sad"]})
     with pytest.raises(DataFileError, match=r"keywords\[1\] 'glad\|sad' may hold only letters"):
         load_keywords("joy")
 
@@ -145,17 +121,8 @@ def test_bad_keyword_entries_are_named(tmp_path, monkeypatch):
 def test_a_new_emotion_needs_only_data(tmp_path, monkeypatch):
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
     _write(tmp_path, "joy_prompts.json", _doc(["I am so happy today!", "What a joyful morning."]))
-    _write(
-        tmp_path,
-        "joy_keywords.json",
-        {
-            "format": "causal-heads/keywords",
-            "version": 1,
-            "emotion": "joy",
-            "description": "d",
-            "keywords": ["happy", "joyful", "overjoyed"],
-        },
-    )
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy", "joyful", "overjoyed"]})
     assert emotions() == ["joy"]
     assert load_emotion_prompts("joy").prompts[1] == "What a joyful morning."
     assert "joy_keywords" in registry() and "gratitude_keywords" not in registry()
@@ -165,19 +132,13 @@ def test_a_new_emotion_needs_only_data(tmp_path, monkeypatch):
 def test_an_emotion_with_one_of_its_two_files_names_the_missing_one(tmp_path, monkeypatch):
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
     _write(tmp_path, "joy_prompts.json", _doc(["I am so happy today!", "What a joyful morning."]))
-    with pytest.raises(
-        UnknownNameError,
-        match="emotion 'joy' has no keyword list: an emotion needs both "
-        "joy_prompts.json and joy_keywords.json; .*joy_keywords.json does "
-        "not exist",
-    ):
+    with pytest.raises(UnknownNameError, match="emotion 'joy' has no keyword list: an emotion needs both "
+                                               "joy_prompts.json and joy_keywords.json; .*joy_keywords.json does "
+                                               "not exist"):
         load_emotion_prompts("joy")
     (tmp_path / "joy_prompts.json").unlink()
-    _write(
-        tmp_path,
-        "joy_keywords.json",
-        {"format": "causal-heads/keywords", "version": 1, "emotion": "joy", "description": "d", "keywords": ["happy"]},
-    )
+    _write(tmp_path, "joy_keywords.json", {"format": "causal-heads/keywords", "version": 1, "emotion": "joy",
+                                           "description": "d", "keywords": ["happy"]})
     with pytest.raises(UnknownNameError, match="emotion 'joy' has no prompt file: .*joy_prompts.json does not"):
         load_emotion_prompts("joy")
     monkeypatch.delenv("CAUSAL_HEADS_PROMPTS")

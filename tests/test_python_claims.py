@@ -114,9 +114,7 @@ def test_toml_rows_python_claims_and_a_user_metric_are_one_family(pytester):
     assert selected == ["test_user_claims.py::test_identity", "test_user_claims.py::test_zeroing[1:10]"], selected
 
 
-def test_evaluate_gives_the_pytest_runs_numbers(
-    tiny_gpt2, pytester
-):  # tiny_gpt2: its modules imported before pytester snapshots sys.modules
+def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gpt2: its modules imported before pytester snapshots sys.modules
     _project(pytester)
     pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     doc = json.loads((pytester.path / "reports" / "findings.json").read_text())
@@ -135,36 +133,12 @@ def test_evaluate_gives_the_pytest_runs_numbers(
         tiny = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 4, "tier": "fast"}
         claims = [
             *harness.load_claims(str(pytester.path / "claims_user.toml")),
-            Claim(
-                id="python_identity",
-                heads="1:10",
-                patch_mode="z",
-                source="neutral",
-                metric="sentiment",
-                direction="equivalent",
-                margin=0.01,
-                **tiny,
-            ),
-            *(
-                Claim(
-                    id="zero_" + h.replace(":", "_"),
-                    heads=h,
-                    patch_mode="zero",
-                    source="neutral",
-                    metric="sentiment",
-                    direction="increase",
-                    **tiny,
-                )
-                for h in ("1:10", "1:2")
-            ),
-            Claim(
-                id="steering",
-                intervention="steer_resid",
-                hook_points=["blocks.0.hook_resid_post"],
-                metric="sentiment",
-                direction="increase",
-                **tiny,
-            ),
+            Claim(id="python_identity", heads="1:10", patch_mode="z", source="neutral", metric="sentiment",
+                  direction="equivalent", margin=0.01, **tiny),
+            *(Claim(id="zero_" + h.replace(":", "_"), heads=h, patch_mode="zero", source="neutral",
+                    metric="sentiment", direction="increase", **tiny) for h in ("1:10", "1:2")),
+            Claim(id="steering", intervention="steer_resid", hook_points=["blocks.0.hook_resid_post"],
+                  metric="sentiment", direction="increase", **tiny),
         ]
         order = {c["claim"]["id"]: k for k, c in enumerate(doc["claims"])}
         findings = evaluate(sorted(claims, key=lambda c: order[c.id]), correction="holm")
@@ -187,29 +161,21 @@ def test_evaluate_gives_the_pytest_runs_numbers(
 
 
 def test_a_mark_without_the_fixture_and_the_fixture_without_a_mark_are_usage_errors(pytester):
-    pytester.makepyfile(
-        test_bad=textwrap.dedent("""
+    pytester.makepyfile(test_bad=textwrap.dedent('''
         import pytest
         from harness import Claim
 
         @pytest.mark.claim(Claim(id="c", model="tiny-gpt2", heads="1:10", patch_mode="z", source="neutral",
                                  metric="sentiment", direction="increase", tier="fast"))
         def test_marked(): pass
-    """)
-    )
+    '''))
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    assert (
-        result.ret == 4
-        and "test_bad.py::test_marked: marked with a claim but takes no claim_result"
-        in result.stderr.str() + result.stdout.str()
-    )
+    assert result.ret == 4 and "test_bad.py::test_marked: marked with a claim but takes no claim_result" in \
+        result.stderr.str() + result.stdout.str()
     pytester.makepyfile(test_bad="def test_unmarked(claim_result): pass\n")
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
-    assert (
-        result.ret == 4
-        and "the claim_result fixture needs a @pytest.mark.claim(Claim(...))"
-        in result.stderr.str() + result.stdout.str()
-    )
+    assert result.ret == 4 and "the claim_result fixture needs a @pytest.mark.claim(Claim(...))" in \
+        result.stderr.str() + result.stdout.str()
 
 
 def test_registering_a_metric_name_twice_is_refused_and_a_near_miss_is_suggested():
@@ -225,15 +191,8 @@ def test_registering_a_metric_name_twice_is_refused_and_a_near_miss_is_suggested
         with pytest.raises(UserError, match="Did you mean 'question_marks_test'"):
             get_metric("question_mark_test")
         with pytest.raises(UserError, match="field 'metric.*Did you mean 'question_marks_test'"):
-            Claim(
-                id="c",
-                model="tiny-gpt2",
-                heads="1:10",
-                patch_mode="z",
-                source="neutral",
-                metric="question_mark_test",
-                direction="increase",
-            )
+            Claim(id="c", model="tiny-gpt2", heads="1:10", patch_mode="z", source="neutral",
+                  metric="question_mark_test", direction="increase")
         assert get_metric("question_marks_test")("why? how?") == 2.0
     finally:
         from harness import metrics
@@ -291,8 +250,7 @@ def test_an_installed_package_contributes_metrics_modes_and_interventions_throug
     from harness.extensions import load_entry_points
     from harness.patch import modes
 
-    (tmp_path / "extra_pkg_test.py").write_text(
-        textwrap.dedent("""
+    (tmp_path / "extra_pkg_test.py").write_text(textwrap.dedent('''
         from harness import register_metric, register_mode
 
         @register_metric("ep_metric_test", lower=0.0)
@@ -303,49 +261,31 @@ def test_an_installed_package_contributes_metrics_modes_and_interventions_throug
         def ep_mode(row):
             import torch
             return torch.zeros(len(row.qs_t), row.d_head)
-    """)
-    )
-    (tmp_path / "extra_iv_test.py").write_text(
-        textwrap.dedent("""
+    '''))
+    (tmp_path / "extra_iv_test.py").write_text(textwrap.dedent('''
         from harness import register_intervention
 
         @register_intervention("ep_intervention_test")
         def ep_intervention(resid, hook):
             return -resid
-    """)
-    )
+    '''))
     dist = tmp_path / "extra_pkg_test-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-pkg-test\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[causal_heads.metrics]\nextra = extra_pkg_test\n\n"
-        "[causal_heads.modes]\nextra = extra_pkg_test\n\n"
-        "[causal_heads.interventions]\nextra = extra_iv_test\n"
-    )
+    (dist / "entry_points.txt").write_text("[causal_heads.metrics]\nextra = extra_pkg_test\n\n"
+                                           "[causal_heads.modes]\nextra = extra_pkg_test\n\n"
+                                           "[causal_heads.interventions]\nextra = extra_iv_test\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     load_entry_points.cache_clear()
     try:
         assert get_metric("ep_metric_test")("abc") == 3.0
         assert modes.get_mode("ep_mode_test").needs == frozenset()
-        claim = Claim(
-            id="ep",
-            model="tiny-gpt2",
-            heads="1:10",
-            patch_mode="ep_mode_test",
-            source="neutral",
-            metric="ep_metric_test",
-            direction="increase",
-        )
+        claim = Claim(id="ep", model="tiny-gpt2", heads="1:10", patch_mode="ep_mode_test", source="neutral",
+                      metric="ep_metric_test", direction="increase")
         assert (claim.patch_mode, claim.metric) == ("ep_mode_test", "ep_metric_test")
         assert "ep_intervention_test" not in INTERVENTIONS  # its module is imported on the first lookup
-        claim = Claim(
-            id="ep",
-            model="tiny-gpt2",
-            intervention="ep_intervention_test",
-            metric="ep_metric_test",
-            hook_points=["blocks.0.hook_resid_post"],
-            direction="increase",
-        )
+        claim = Claim(id="ep", model="tiny-gpt2", intervention="ep_intervention_test", metric="ep_metric_test",
+                      hook_points=["blocks.0.hook_resid_post"], direction="increase")
         assert INTERVENTIONS["ep_intervention_test"].origin == "extra_iv_test.ep_intervention"
     finally:
         INTERVENTIONS.pop("ep_intervention_test", None)

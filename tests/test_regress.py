@@ -14,23 +14,15 @@ from harness.findings.schema import load_findings
 
 
 def _claim(cid, verdict, mean, low, high):
-    return {
-        "claim": {"id": cid},
-        "verdict": verdict,
-        "effect": {"mean": mean, "ci_low": low, "ci_high": high},
-        "error": None,
-    }
+    return {"claim": {"id": cid}, "verdict": verdict, "effect": {"mean": mean, "ci_low": low, "ci_high": high},
+            "error": None}
 
 
-DOC = {
-    "schema": "causal-heads/findings",
-    "schema_version": 1,
-    "claims": [
-        _claim("gratitude_up", "supported", 0.20, 0.10, 0.30),
-        _claim("sentiment_up", "not supported", 0.01, -0.02, 0.04),
-        _claim("equiv", "supported", 0.0, -0.01, 0.01),
-    ],
-}
+DOC = {"schema": "causal-heads/findings", "schema_version": 1, "claims": [
+    _claim("gratitude_up", "supported", 0.20, 0.10, 0.30),
+    _claim("sentiment_up", "not supported", 0.01, -0.02, 0.04),
+    _claim("equiv", "supported", 0.0, -0.01, 0.01),
+]}
 
 
 def _write(tmp_path, name, doc):
@@ -72,19 +64,13 @@ def test_moved_effect_gained_new_and_missing_claims():
     assert row["change"] == "verdict" and not row["lost"]
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("{", "not valid JSON"),
-        (json.dumps({"schema": "other"}), "not a findings document"),
-        (json.dumps({"schema": "causal-heads/findings", "schema_version": 9}), "schema_version 9 is not supported"),
-        (
-            json.dumps({"schema": "causal-heads/findings", "schema_version": True}),
-            "schema_version True is not supported",
-        ),
-        (b'{"schema": "\xff"}', "not UTF-8 text"),
-    ],
-)
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    (json.dumps({"schema": "other"}), "not a findings document"),
+    (json.dumps({"schema": "causal-heads/findings", "schema_version": 9}), "schema_version 9 is not supported"),
+    (json.dumps({"schema": "causal-heads/findings", "schema_version": True}), "schema_version True is not supported"),
+    (b'{"schema": "\xff"}', "not UTF-8 text"),
+])
 def test_bad_documents_are_named(tmp_path, content, message):
     path = tmp_path / "f.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -98,64 +84,34 @@ def _with(edit):
     return doc
 
 
-@pytest.mark.parametrize(
-    "doc, message",
-    [
-        ({"schema": "causal-heads/findings", "schema_version": 1}, "has no 'claims' list (it is missing)"),
-        (_with(lambda d: d.update(claims="oops")), "has no 'claims' list (got str)"),
-        (_with(lambda d: d["claims"].append({"id": "x"})), "claims[3]: must be an object with a 'claim' object"),
-        (
-            _with(lambda d: d["claims"][1]["claim"].update(id="")),
-            "claims[1] (''): field 'claim.id' = '': must be a non-empty string",
-        ),
-        (
-            _with(lambda d: d["claims"][1]["claim"].update(model=3)),
-            "claims[1] ('sentiment_up'): field 'claim.model' = 3: must be a string",
-        ),
-        (
-            _with(lambda d: d["claims"][1]["claim"].update(id="gratitude_up")),
-            "claims[1] ('gratitude_up'): claim id 'gratitude_up' appears more than once",
-        ),
-        (
-            _with(lambda d: d["claims"][0].update(verdict="maybe")),
-            "claims[0] ('gratitude_up'): field 'verdict' = 'maybe': must be one of supported, not supported",
-        ),
-        (_with(lambda d: d["claims"][2].update(effect=[0.1])), "claims[2] ('equiv'): field 'effect' = [0.1]"),
-        (
-            _with(lambda d: d["claims"][2]["effect"].update(mean="0.1")),
-            "field 'effect.mean' = '0.1': must be a number or null",
-        ),
-        (
-            _with(lambda d: d["claims"][0].update(random_control={"null": [0.1, "x"]})),
-            "field 'random_control.null[1]' = 'x': must be a number or null",
-        ),
-        (
-            _with(lambda d: d["claims"][0].update(warnings=["floor"])),
-            "field 'warnings[0]' = 'floor': must be an object",
-        ),
-        (
-            _with(lambda d: d["claims"][0].update(warnings=[{"code": "floor"}, {"message": "no code"}])),
-            "claims[0] ('gratitude_up'): field 'warnings[1].code' is missing",
-        ),
-        (
-            _with(lambda d: d["claims"][0]["effect"].update(mean=float("inf"))),
-            "not valid JSON: Infinity is not a JSON number (this code stores a missing number as null)",
-        ),
-        (
-            _with(lambda d: d["claims"][0]["claim"].update(n_prompts=True)),
-            "field 'claim.n_prompts' = True: must be an integer",
-        ),
-        (
-            _with(lambda d: d["claims"][0]["claim"].update(n_prompts=-1)),
-            "field 'claim.n_prompts' = -1: must be greater than or equal to 0",
-        ),
-        (
-            _with(lambda d: d.update(models={"m": {"shape_tuple": [2, 10**9]}})),
-            "field 'models.m.shape_tuple[1]' = 1000000000: must be less than or equal to 4096",
-        ),
-        (_with(lambda d: d.update(git=[])), "f.json: field 'git' = []: must be an object or null"),
-    ],
-)
+@pytest.mark.parametrize("doc, message", [
+    ({"schema": "causal-heads/findings", "schema_version": 1}, "has no 'claims' list (it is missing)"),
+    (_with(lambda d: d.update(claims="oops")), "has no 'claims' list (got str)"),
+    (_with(lambda d: d["claims"].append({"id": "x"})), "claims[3]: must be an object with a 'claim' object"),
+    (_with(lambda d: d["claims"][1]["claim"].update(id="")),
+     "claims[1] (''): field 'claim.id' = '': must be a non-empty string"),
+    (_with(lambda d: d["claims"][1]["claim"].update(model=3)),
+     "claims[1] ('sentiment_up'): field 'claim.model' = 3: must be a string"),
+    (_with(lambda d: d["claims"][1]["claim"].update(id="gratitude_up")),
+     "claims[1] ('gratitude_up'): claim id 'gratitude_up' appears more than once"),
+    (_with(lambda d: d["claims"][0].update(verdict="maybe")),
+     "claims[0] ('gratitude_up'): field 'verdict' = 'maybe': must be one of supported, not supported"),
+    (_with(lambda d: d["claims"][2].update(effect=[0.1])), "claims[2] ('equiv'): field 'effect' = [0.1]"),
+    (_with(lambda d: d["claims"][2]["effect"].update(mean="0.1")),
+     "field 'effect.mean' = '0.1': must be a number or null"),
+    (_with(lambda d: d["claims"][0].update(random_control={"null": [0.1, "x"]})),
+     "field 'random_control.null[1]' = 'x': must be a number or null"),
+    (_with(lambda d: d["claims"][0].update(warnings=["floor"])), "field 'warnings[0]' = 'floor': must be an object"),
+    (_with(lambda d: d["claims"][0].update(warnings=[{"code": "floor"}, {"message": "no code"}])),
+     "claims[0] ('gratitude_up'): field 'warnings[1].code' is missing"),
+    (_with(lambda d: d["claims"][0]["effect"].update(mean=float("inf"))),
+     "not valid JSON: Infinity is not a JSON number (this code stores a missing number as null)"),
+    (_with(lambda d: d["claims"][0]["claim"].update(n_prompts=True)), "field 'claim.n_prompts' = True: must be an integer"),
+    (_with(lambda d: d["claims"][0]["claim"].update(n_prompts=-1)), "field 'claim.n_prompts' = -1: must be greater than or equal to 0"),
+    (_with(lambda d: d.update(models={"m": {"shape_tuple": [2, 10**9]}})),
+     "field 'models.m.shape_tuple[1]' = 1000000000: must be less than or equal to 4096"),
+    (_with(lambda d: d.update(git=[])), "f.json: field 'git' = []: must be an object or null"),
+])
 def test_malformed_claim_records_are_named(tmp_path, cli, doc, message):
     path = _write(tmp_path, "f.json", doc)
     with pytest.raises(UserError) as info:
@@ -178,26 +134,19 @@ def test_regress_and_report_refuse_a_malformed_document_with_exit_2(tmp_path, ma
     proc = main_in_process("harness.cli.regress", bad, bad)
     assert proc.returncode == 2 and "field 'verdict' = 'maybe'" in proc.stderr and "Traceback" not in proc.stderr
     # the regression's minimal records are not enough for the report, which names what is missing
-    proc = main_in_process(
-        "harness.cli.report", _write(tmp_path, "min.json", DOC), "--markdown", str(tmp_path / "r.md")
-    )
+    proc = main_in_process("harness.cli.report", _write(tmp_path, "min.json", DOC), "--markdown", str(tmp_path / "r.md"))
     assert proc.returncode == 2 and "claims[0] ('gratitude_up'): field 'claim.model' is missing" in proc.stderr
     assert not (tmp_path / "r.md").exists()
 
 
 def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     old = copy.deepcopy(DOC)
-    old.update(
-        git={"commit": "0123456789abcdef" * 2 + "a" * 8, "dirty": False},
-        packages={"torch": "2.13.0", "scipy": "1.17.1", "long-name": "x" * 45},
-        correction="holm",
-        profile=None,
-        models={"m": {"weights_sha256": "1" * 64}},
-        data_files={
-            "prompts:neutral": {"path": "p/n.json", "sha256": "2" * 64},
-            "keywords:anger": {"path": "p/a.json", "sha256": "3" * 64},
-        },
-    )
+    old.update(git={"commit": "0123456789abcdef" * 2 + "a" * 8, "dirty": False},
+               packages={"torch": "2.13.0", "scipy": "1.17.1", "long-name": "x" * 45},
+               correction="holm", profile=None,
+               models={"m": {"weights_sha256": "1" * 64}},
+               data_files={"prompts:neutral": {"path": "p/n.json", "sha256": "2" * 64},
+                           "keywords:anger": {"path": "p/a.json", "sha256": "3" * 64}})
     new = copy.deepcopy(old)
     new["git"]["commit"] = "b" * 40
     new["packages"]["scipy"] = "1.18.0"
@@ -210,17 +159,12 @@ def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     proc = cli("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.split("\n\n")[0].splitlines()
-    assert head == [
-        "changed between the runs:",
-        f"  git commit 0123456789ab -> {'b' * 12}",
-        "  correction holm -> bh",
-        "  profile None -> greedy",
-        f"  packages long-name: {'x' * 45} -> {'y' * 45}",
-        "  packages scipy: 1.17.1 -> 1.18.0",
-        "  packages statsmodels: None -> 0.14.6",
-        f"  models m: {'1' * 12} -> {'4' * 12}",
-        f"  data_files prompts:neutral: {'2' * 12} -> {'5' * 12}",
-    ]
+    assert head == ["changed between the runs:", f"  git commit 0123456789ab -> {'b' * 12}",
+                    "  correction holm -> bh", "  profile None -> greedy",
+                    f"  packages long-name: {'x' * 45} -> {'y' * 45}",
+                    "  packages scipy: 1.17.1 -> 1.18.0", "  packages statsmodels: None -> 0.14.6",
+                    f"  models m: {'1' * 12} -> {'4' * 12}",
+                    f"  data_files prompts:neutral: {'2' * 12} -> {'5' * 12}"]
     assert "no changes: every verdict and effect is as before" in proc.stdout
 
 
@@ -264,10 +208,8 @@ def test_changed_data_warnings_are_a_row_and_old_documents_without_them_are_not(
     for c in old.values():
         c["warnings"] = []
     new = copy.deepcopy(old)
-    new["sentiment_up"]["warnings"] = [
-        {"code": "untestable", "message": "only 2/70 prompts changed"},
-        {"code": "floor", "message": "..."},
-    ]
+    new["sentiment_up"]["warnings"] = [{"code": "untestable", "message": "only 2/70 prompts changed"},
+                                       {"code": "floor", "message": "..."}]
     rows = {r["claim"]: r for r in compare(old, new)}
     assert list(rows) == ["sentiment_up"]
     assert rows["sentiment_up"]["change"] == "data warnings changed" and not rows["sentiment_up"]["lost"]

@@ -19,34 +19,20 @@ from harness.results import json_safe, write_result
 @pytest.fixture(scope="module")
 def findings(tmp_path_factory):
     base = {"model": "tiny-gpt2", "heads": "1:10", "source": "gratitude", "n_prompts": 6, "max_tokens": 5}
-    claims = [
-        Claim(id="grat_up", patch_mode="z", metric="gratitude_keywords", direction="increase", random_heads=2, **base),
-        Claim(
-            id="modes_equal",
-            patch_mode="v_only",
-            metric="sentiment",
-            direction="equivalent",
-            margin=0.05,
-            versus=None,
-            **base,
-        ),
-    ]
+    claims = [Claim(id="grat_up", patch_mode="z", metric="gratitude_keywords", direction="increase",
+                    random_heads=2, **base),
+              Claim(id="modes_equal", patch_mode="v_only", metric="sentiment", direction="equivalent", margin=0.05,
+                    versus=None, **base)]
     from harness.claims.spec import Condition
 
     claims[1] = Claim(**{**claims[1].__dict__, "versus": Condition("1:10", "pattern_v", "gratitude")})
     session = ClaimSession(claims, n_resamples=2000)
     results = [r.to_dict() for r in session.results().values()]
     results[0]["examples"][0]["patched"] = "<script>alert(1)</script> a | b"
-    doc = {
-        "schema": "causal-heads/findings",
-        "schema_version": 1,
-        "created": "2026-11-28T00:00:00+00:00",
-        "correction": "holm",
-        "git": {"commit": "abc", "dirty": False},
-        "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()},
-        "data_files": session.data_files,
-        "claims": results,
-    }
+    doc = {"schema": "causal-heads/findings", "schema_version": 1, "created": "2026-11-28T00:00:00+00:00",
+           "correction": "holm", "git": {"commit": "abc", "dirty": False},
+           "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()}, "data_files": session.data_files,
+           "claims": results}
     path = tmp_path_factory.mktemp("findings") / "findings.json"
     write_result(doc, str(path))
     return path, json.loads(json.dumps(json_safe(doc)))
@@ -55,15 +41,9 @@ def findings(tmp_path_factory):
 def test_markdown_has_the_seed_sections_and_the_numbers(findings):
     _, doc = findings
     md = render_markdown(doc, doc["claims"])
-    for section in (
-        "## 1. Settings",
-        "## 2. Baseline vs patched",
-        "## 3. Patch-mode comparison",
-        "## 4. Per-head effects",
-        "## 5. Sample generations",
-        "## 6. 1-token vs 30-token",
-        "## 7. Discussion",
-    ):
+    for section in ("## 1. Settings", "## 2. Baseline vs patched", "## 3. Patch-mode comparison",
+                    "## 4. Per-head effects", "## 5. Sample generations", "## 6. 1-token vs 30-token",
+                    "## 7. Discussion"):
         assert section in md
     grat = next(c for c in doc["claims"] if c["claim"]["id"] == "grat_up")
     row = next(line for line in md.splitlines() if line.startswith("| grat_up | 1:10 | z | gratitude_keywords"))
@@ -76,18 +56,15 @@ def test_markdown_has_the_seed_sections_and_the_numbers(findings):
     versus_mean = sum(eq["per_prompt"]["versus"]) / len(eq["per_prompt"]["versus"])
     assert f"| {versus_mean:.4f} (mode pattern_v) |" in row  # Δ of a versus claim is patched − versus
     ch = eq["text_changed"]
-    assert row.endswith(
-        f"| {ch['patched_vs_versus']}/{ch['n']} vs versus ({ch['patched_vs_baseline']} and "
-        f"{ch['versus_vs_baseline']} vs baseline) |"
-    )
+    assert row.endswith(f"| {ch['patched_vs_versus']}/{ch['n']} vs versus ({ch['patched_vs_baseline']} and "
+                        f"{ch['versus_vs_baseline']} vs baseline) |")
     assert "| grat_up |" in md and f"(text changed: {grat['text_changed']['patched_vs_baseline']}/6 prompts)" in md
     assert "| # | why shown | Δ | target prompt | baseline | versus | patched |" in md
     one_token = next(line for line in md.splitlines() if line.startswith("| grat_up |") and "(gratitude)" in line)
     assert f"{grat['one_token']['mean']:+.4f}" in one_token
     assert f"correction: {doc['correction']}." in md and "profile:" not in md
-    assert "; correction: holm; profile: greedy." in render_markdown(
-        {**doc, "correction": "holm", "profile": "greedy"}, doc["claims"]
-    )
+    assert "; correction: holm; profile: greedy." in render_markdown({**doc, "correction": "holm", "profile": "greedy"},
+                                                                    doc["claims"])
 
 
 def test_data_files_the_claims_read_are_recorded_with_their_hashes(findings):
@@ -98,17 +75,11 @@ def test_data_files_the_claims_read_are_recorded_with_their_hashes(findings):
     _, doc = findings
     files = doc["data_files"]
     assert sorted(files) == ["keywords:gratitude", "prompts:gratitude", "prompts:neutral"]
-    for key, loaded in (
-        ("prompts:neutral", load_prompt_set("neutral")),
-        ("keywords:gratitude", load_keywords("gratitude")),
-    ):
+    for key, loaded in (("prompts:neutral", load_prompt_set("neutral")), ("keywords:gratitude", load_keywords("gratitude"))):
         with open(loaded.path, "rb") as fh:
             assert files[key]["sha256"] == hashlib.sha256(fh.read()).hexdigest()
     md = render_markdown(doc, doc["claims"])
-    assert (
-        f"| keywords:gratitude | {files['keywords:gratitude']['path']} | {files['keywords:gratitude']['sha256'][:16]}… |"
-        in md
-    )
+    assert f"| keywords:gratitude | {files['keywords:gratitude']['path']} | {files['keywords:gratitude']['sha256'][:16]}… |" in md
 
 
 def test_hostile_generated_text_is_escaped(findings):
@@ -123,12 +94,8 @@ def test_cli_writes_markdown_and_plots(findings, tmp_path):
     assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
     assert (tmp_path / "r.md").read_text().startswith("# Head patching report")
     pngs = sorted(p.name for p in (tmp_path / "p").iterdir())
-    assert pngs == [
-        "forest_grat_up.png",
-        "forest_modes_equal.png",
-        "heatmap_tiny-gpt2_gratitude_keywords.png",
-        "heatmap_tiny-gpt2_sentiment.png",
-    ]
+    assert pngs == ["forest_grat_up.png", "forest_modes_equal.png", "heatmap_tiny-gpt2_gratitude_keywords.png",
+                    "heatmap_tiny-gpt2_sentiment.png"]
     assert (tmp_path / "p" / "forest_grat_up.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -139,27 +106,18 @@ def test_discussion_names_claims_where_mean_and_typical_prompt_disagree(findings
     doc = copy.deepcopy(doc)
     grat = next(c for c in doc["claims"] if c["claim"]["id"] == "grat_up")
     assert grat["sign"]["n_up"] + grat["sign"]["n_down"] + grat["sign"]["n_zero"] == 6
-    assert "- **mean and typical prompt disagree** (0, raw p at the claim's alpha): none" in render_markdown(
-        doc, doc["claims"]
-    )
+    assert "- **mean and typical prompt disagree** (0, raw p at the claim's alpha): none" in render_markdown(doc, doc["claims"])
     grat["effect"]["p_value"], grat["claim"]["statistic"] = 0.4, "sign"
     grat["sign"].update(p_value=0.001, n_up=6, n_down=0, median=0.5, ci_low=0.1, ci_high=0.9)
     md = render_markdown(doc, doc["claims"])
-    assert (
-        "- **mean and typical prompt disagree** (1, raw p at the claim's alpha): grat_up: mean test p 0.4, "
-        "sign test p 0.001 (6 up / 0 down, median +0.5000; decided by sign)"
-    ) in md
+    assert ("- **mean and typical prompt disagree** (1, raw p at the claim's alpha): grat_up: mean test p 0.4, "
+            "sign test p 0.001 (6 up / 0 down, median +0.5000; decided by sign)") in md
     assert f"grat_up (sign test: 6 up / 0 down, median +0.5000 [+0.1000, +0.9000], p adj {grat['p_adjusted']:.3g}" in md
 
 
 def test_verdict_tally_counts_in_a_fixed_order_and_names_errored_claims():
-    rs = [
-        {"verdict": "not supported"},
-        {"verdict": "error", "error": "boom"},
-        {"verdict": "supported"},
-        {"verdict": "not supported"},
-        {"verdict": "refuted"},
-    ]
+    rs = [{"verdict": "not supported"}, {"verdict": "error", "error": "boom"}, {"verdict": "supported"},
+          {"verdict": "not supported"}, {"verdict": "refuted"}]
     assert verdict_tally(rs) == "1 supported, 2 not supported, 1 refuted, 1 error"
     assert verdict_tally([]) == ""
 
@@ -168,14 +126,9 @@ def test_decisive_text_reads_nan_in_memory_and_null_in_json_as_missing():
     sign = {"median": 0.1, "ci_low": 0.08, "ci_high": 0.12}
     assert decisive_text({"claim": {"statistic": "sign"}, "sign": sign}) == ("+0.1000 (median)", "[+0.0800, +0.1200]")
     assert decisive_text({"claim": {}, "effect": {"mean": -0.25, "ci_low": -0.5, "ci_high": 0.0}}) == (
-        "-0.2500",
-        "[-0.5000, +0.0000]",
-    )
+        "-0.2500", "[-0.5000, +0.0000]")
     for missing in (None, float("nan")):
-        assert decisive_text({"claim": {}, "effect": {"mean": missing, "ci_low": missing, "ci_high": missing}}) == (
-            "—",
-            "—",
-        )
+        assert decisive_text({"claim": {}, "effect": {"mean": missing, "ci_low": missing, "ci_high": missing}}) == ("—", "—")
     assert decisive_text({"claim": {}, "effect": None}) == ("—", "—")
 
 
@@ -183,13 +136,8 @@ def test_a_refuted_claims_fact_gives_the_p_value_that_refuted_it():
     from harness.report.markdown import _fact
 
     effect = {"mean": -0.3, "ci_low": -0.5, "ci_high": -0.1, "ci_method": "BCa", "mde": 0.2, "n": 30}
-    r = {
-        "claim": {"id": "up", "statistic": "mean"},
-        "effect": effect,
-        "verdict": "refuted",
-        "p_adjusted": 1.0,
-        "p_refute_adjusted": 0.0042,
-    }
+    r = {"claim": {"id": "up", "statistic": "mean"}, "effect": effect, "verdict": "refuted", "p_adjusted": 1.0,
+         "p_refute_adjusted": 0.0042}
     assert "p adj 1, the other way p adj 0.0042" in _fact(r)
     assert "the other way" not in _fact({**r, "verdict": "not supported"})
     old = {k: v for k, v in r.items() if k != "p_refute_adjusted"}  # a document from before it was recorded
@@ -201,9 +149,7 @@ def test_updown_and_warning_codes_cells():
 
     assert updown(None) == "—" and updown({}) == "—"
     assert updown({"n_up": 6, "n_down": 1, "median": 0.5, "p_value": 0.0625}) == "6 / 1, median +0.5000 (p 0.0625)"
-    assert (
-        warning_codes({}) == "—" and warning_codes({"warnings": []}) == "—" and warning_codes({"warnings": None}) == "—"
-    )
+    assert warning_codes({}) == "—" and warning_codes({"warnings": []}) == "—" and warning_codes({"warnings": None}) == "—"
     assert warning_codes({"warnings": [{"code": "floor"}, {"code": "untestable"}]}) == "floor, untestable"
 
 
@@ -215,9 +161,7 @@ def test_settings_and_patch_mode_tables_carry_provenance_and_the_tost_interval(f
     eq = next(c for c in doc["claims"] if c["claim"]["id"] == "modes_equal")
     q = eq["equivalence"]
     row = next(line for line in md.splitlines() if line.startswith("| modes_equal | 1:10 | v_only vs pattern_v |"))
-    assert (
-        f"| [{q['ci_low']:+.4f}, {q['ci_high']:+.4f}] | 0.0500 | {eq['p_adjusted']:.4g} | **{eq['verdict']}** |" in row
-    )
+    assert f"| [{q['ci_low']:+.4f}, {q['ci_high']:+.4f}] | 0.0500 | {eq['p_adjusted']:.4g} | **{eq['verdict']}** |" in row
 
 
 def test_disagreement_is_decided_strictly_below_alpha_and_errors_are_listed(findings):
@@ -230,8 +174,7 @@ def test_disagreement_is_decided_strictly_below_alpha_and_errors_are_listed(find
     grat["effect"]["p_value"] = 0.5
     grat["sign"]["p_value"] = alpha  # at alpha is not significant: both tests agree (neither rejects)
     assert "- **mean and typical prompt disagree** (0, raw p at the claim's alpha): none" in render_markdown(
-        doc, doc["claims"]
-    )
+        doc, doc["claims"])
     grat["effect"]["p_value"], grat["sign"]["p_value"] = alpha, 0.5
     assert "- **mean and typical prompt disagree** (0, " in render_markdown(doc, doc["claims"])
     grat["effect"]["p_value"] = alpha / 2
@@ -252,17 +195,12 @@ def test_heatmaps_get_the_models_layers_and_heads(findings, tmp_path, monkeypatc
     from harness.report import markdown as plots  # write_report draws through the name it imported
 
     calls = []
-    monkeypatch.setattr(
-        plots,
-        "head_heatmap",
-        lambda group, n_layers, n_heads, title, path: calls.append((n_layers, n_heads, title, path.rsplit("/", 1)[-1])),
-    )
+    monkeypatch.setattr(plots, "head_heatmap", lambda group, n_layers, n_heads, title, path: calls.append(
+        (n_layers, n_heads, title, path.rsplit("/", 1)[-1])))
     path, _ = findings
     assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
-    assert sorted(calls) == [
-        (2, 12, "tiny-gpt2: Δ gratitude_keywords per head", "heatmap_tiny-gpt2_gratitude_keywords.png"),
-        (2, 12, "tiny-gpt2: Δ sentiment per head", "heatmap_tiny-gpt2_sentiment.png"),
-    ]
+    assert sorted(calls) == [(2, 12, "tiny-gpt2: Δ gratitude_keywords per head", "heatmap_tiny-gpt2_gratitude_keywords.png"),
+                             (2, 12, "tiny-gpt2: Δ sentiment per head", "heatmap_tiny-gpt2_sentiment.png")]
 
 
 @pytest.mark.parametrize("metric", ["../../escaped", "/tmp/abs", "..", "a/../../b"])
@@ -295,19 +233,10 @@ def _paths(node, prefix=()):
 def _hostile_values():
     from hypothesis import strategies as st
 
-    leaves = (
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats()
-        | st.text(max_size=12)
-        | st.sampled_from(["../../escape", "/tmp/abs", "..", "", "a/b\\c", "\x1b[31mred", "$\\frac{", "1:1", "\ud800"])
-    )
-    return st.recursive(
-        leaves,
-        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
-        max_leaves=6,
-    )
+    leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+              | st.sampled_from(["../../escape", "/tmp/abs", "..", "", "a/b\\c", "\x1b[31mred", "$\\frac{", "1:1", "\ud800"]))
+    return st.recursive(leaves, lambda kids: st.lists(kids, max_size=3)
+                        | st.dictionaries(st.text(max_size=6), kids, max_size=3), max_leaves=6)
 
 
 def _mutated(doc, draw):
@@ -356,9 +285,8 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
         except UserError:
             return False
 
-    @settings(
-        max_examples=examples, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
-    )
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def run(data):
         doc = _mutated(good, data.draw)
@@ -373,14 +301,8 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
         old, new = (str(good_path), str(bad)) if data.draw(st.booleans()) else (str(bad), str(good_path))
         proc = main_in_process("harness.cli.regress", old, new)
         assert proc.returncode in ((0, 1) if valid(bad, False) else (2,)), proc.stderr
-        proc = main_in_process(
-            "harness.cli.report",
-            str(bad),
-            "--markdown",
-            str(work / "out" / "r.md"),
-            "--plots-dir",
-            str(work / "out" / "plots"),
-        )
+        proc = main_in_process("harness.cli.report", str(bad), "--markdown", str(work / "out" / "r.md"),
+                               "--plots-dir", str(work / "out" / "plots"))
         assert proc.returncode == (0 if for_report else 2), proc.stderr
         if proc.returncode == 2:
             assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -395,9 +317,8 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
 def test_a_thousand_malformed_documents_give_exit_2_and_write_nothing(findings, tmp_path_factory, main_in_process):
     """Random field types, missing fields, non-finite numbers, lone surrogates, traversal names:
     the reliability issue's class 7 (readers crashed with tracebacks on such documents)."""
-    codes = _hostile_runs(
-        findings, tmp_path_factory.mktemp("malformed"), main_in_process, examples=1000, malformed=True
-    )
+    codes = _hostile_runs(findings, tmp_path_factory.mktemp("malformed"), main_in_process, examples=1000,
+                          malformed=True)
     assert list(codes) == [2] and codes[2] >= 1000  # every one refused, one line each (checked per document)
 
 

@@ -17,31 +17,17 @@ from harness.patch.source import capture_source
 from harness.run.prompts import load_keywords
 from harness.run.templating import format_prompts
 
-EMOTION = [
-    "Thank you so much for the help, I am grateful.",
-    "We appreciate it.",
-    "Thanks!",
-    "I’M SO GRATEFUL for the lovely gift",
-]
-NEUTRAL = [
-    "The train leaves at nine in the morning today.",
-    "Describe your town.",
-    "Hello there",
-    "Write a note to a neighbour about the bins",
-]
+EMOTION = ["Thank you so much for the help, I am grateful.", "We appreciate it.", "Thanks!",
+           "I’M SO GRATEFUL for the lovely gift"]
+NEUTRAL = ["The train leaves at nine in the morning today.", "Describe your town.", "Hello there",
+           "Write a note to a neighbour about the bins"]
 
 
 def _tokens(handle, prompt):
     matcher = PhraseMatcher(load_keywords("gratitude").keywords)
     fmt = format_prompts(handle.tokenizer, [prompt], handle.prompt_format)
-    pt = prompt_tokens(
-        handle.tokenizer,
-        fmt.texts[0],
-        prompt,
-        matcher,
-        fmt.add_special_tokens,
-        template_suffix(handle.tokenizer, handle.prompt_format),
-    )
+    pt = prompt_tokens(handle.tokenizer, fmt.texts[0], prompt, matcher, fmt.add_special_tokens,
+                       template_suffix(handle.tokenizer, handle.prompt_format))
     ids = handle.tokenizer(fmt.texts[0], add_special_tokens=fmt.add_special_tokens).input_ids
     return pt, [handle.tokenizer.decode([ids[k]]) for k in pt.keywords], ids
 
@@ -56,29 +42,9 @@ def test_keyword_tokens_are_the_tokens_of_matched_words(tiny_gpt2):
     assert _tokens(tiny_gpt2, "I am not grateful")[1] == [" grateful"]  # negated words are still looked at
 
 
-@given(
-    st.lists(
-        st.sampled_from(
-            [
-                "thank you",
-                "grateful",
-                "thanks",
-                "appreciated",
-                "the",
-                "train",
-                "blue",
-                "thanksgiving",
-                "Thank",
-                "GRATEFUL",
-                "ünïcode",
-                "x",
-            ]
-        ),
-        min_size=1,
-        max_size=8,
-    ),
-    st.sampled_from([" ", ", ", "! ", "\n"]),
-)
+@given(st.lists(st.sampled_from(["thank you", "grateful", "thanks", "appreciated", "the", "train", "blue",
+                                  "thanksgiving", "Thank", "GRATEFUL", "ünïcode", "x"]), min_size=1, max_size=8),
+       st.sampled_from([" ", ", ", "! ", "\n"]))
 @settings(max_examples=60, deadline=None)
 def test_keyword_tokens_cover_exactly_the_keyword_matches(tiny_gpt2, words, sep):
     """Property: the flagged tokens are exactly the tokens overlapping a keyword match."""
@@ -89,21 +55,20 @@ def test_keyword_tokens_cover_exactly_the_keyword_matches(tiny_gpt2, words, sep)
     spans = [(m.start, m.start + len(m.phrase)) for m in matches]
     expected = [k for k, (a, b) in enumerate(offsets) if any(a < e and b > s for s, e in spans)]
     assert list(pt.keywords) == expected
-    assert bool(expected) == any(
-        w.lower() in ("thank you", "grateful", "thanks", "appreciated", "thank") for w in words
-    )
+    assert bool(expected) == any(w.lower() in ("thank you", "grateful", "thanks", "appreciated", "thank")
+                                 for w in words)
 
 
 @pytest.mark.model
 def test_keyword_tokens_skip_the_chat_template(smollm2):
     pt, words, ids = _tokens(smollm2, "Thanks, I appreciate it.")
     assert [w.strip() for w in words] == ["Thanks", "appreciate"]
-    text = smollm2.tokenizer.decode(ids[pt.text_first : pt.text_last + 1])
+    text = smollm2.tokenizer.decode(ids[pt.text_first:pt.text_last + 1])
     assert text == "Thanks, I appreciate it."
     assert pt.text_last < pt.n_tokens - 3  # the template's closing tokens follow the text
     # a prompt that is also a word of the template is found where the user's text is
     pt, words, ids = _tokens(smollm2, "assistant")
-    assert smollm2.tokenizer.decode(ids[pt.text_first : pt.text_last + 1]) == "assistant"
+    assert smollm2.tokenizer.decode(ids[pt.text_first:pt.text_last + 1]) == "assistant"
     assert pt.text_last < pt.n_tokens - 3
 
 
@@ -149,24 +114,13 @@ def test_masses_follow_the_definition(tiny_gpt2):
     row_e, row_n = last_position_attention(tiny_gpt2, format_prompts(tiny_gpt2.tokenizer, [emo, neu], "plain"))
     np.testing.assert_allclose(res.emotion_mass[..., 0], row_e[:, :, len(ids_e) - 2].numpy(), atol=1e-6)
     np.testing.assert_allclose(res.neutral_mass[..., 0], row_n[:, :, len(ids_n) - 2].numpy(), atol=1e-6)
-    two = screen(
-        tiny_gpt2,
-        [emo, "Thank you for all the help today", "The bus is late"],
-        [neu, "Hi", "Describe the weather in your town"],
-        "gratitude",
-        reference="paired",
-        prompt_format="plain",
-    )
+    two = screen(tiny_gpt2, [emo, "Thank you for all the help today", "The bus is late"],
+                 [neu, "Hi", "Describe the weather in your town"], "gratitude", reference="paired",
+                 prompt_format="plain")
     assert (two.used, two.excluded, two.no_keyword) == ([0], [1, 2], [2])
     with pytest.raises(ValueError, match="within the length"):
-        screen(
-            tiny_gpt2,
-            ["Thank you for all the help today"],
-            ["Hi"],
-            "gratitude",
-            reference="paired",
-            prompt_format="plain",
-        )
+        screen(tiny_gpt2, ["Thank you for all the help today"], ["Hi"], "gratitude", reference="paired",
+               prompt_format="plain")
 
 
 def test_pooled_reference_with_one_target_equals_pairing_with_it(tiny_model):
@@ -244,9 +198,8 @@ def test_compare_with_sweep_ranks():
 
 def test_screen_cli(cli, main_in_process, tmp_path):
     out = tmp_path / "scr.json"
-    proc = cli(
-        "harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6", "--output", str(out)
-    )
+    proc = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6",
+               "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["schema"] == "causal-heads/screen" and len(doc["ranked"]) == 2 * 12
@@ -256,132 +209,42 @@ def test_screen_cli(cli, main_in_process, tmp_path):
     assert doc["n_used"] + len(doc["excluded_prompts"]) == 6 and doc["reference"] == "pooled"
     assert (tmp_path / "scr.png").read_bytes()[:4] == b"\x89PNG"
     assert "Δattn" in proc.stdout and "Traceback" not in proc.stderr
-    bad = main_in_process(
-        "harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee", "--output", str(tmp_path / "x.json")
-    )
+    bad = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitudee",
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean" in bad.stderr and "Traceback" not in bad.stderr
     for flag in ("--seed", "--top"):
-        bad = main_in_process(
-            "harness.cli.screen",
-            "--model",
-            "tiny-gpt2",
-            "--emotion",
-            "gratitude",
-            flag,
-            "-1",
-            "--output",
-            str(tmp_path / "x.json"),
-        )
+        bad = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", flag, "-1",
+                              "--output", str(tmp_path / "x.json"))
         assert bad.returncode == 2 and f"{flag} -1 is invalid: must be an integer >= 0" in bad.stderr
-    missing = main_in_process(
-        "harness.cli.screen",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--sweep",
-        str(tmp_path / "none.json"),
-        "--output",
-        str(tmp_path / "y.json"),
-    )
+    missing = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                              "--sweep", str(tmp_path / "none.json"), "--output", str(tmp_path / "y.json"))
     assert missing.returncode == 2 and "none.json: cannot read" in missing.stderr and "Traceback" not in missing.stderr
-    (tmp_path / "sweep.json").write_text(
-        json.dumps(
-            {
-                "schema": "causal-heads/sweep",
-                "schema_version": 1,
-                "emotion": "gratitude",
-                "target": "neutral",
-                "patch_mode": "z",
-                "n_prompts": 2,
-                "deltas": np.zeros((3, 3, 2)).tolist(),
-            }
-        )
-    )
-    mismatch = main_in_process(
-        "harness.cli.screen",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--sweep",
-        str(tmp_path / "sweep.json"),
-        "--output",
-        str(tmp_path / "y.json"),
-    )
+    (tmp_path / "sweep.json").write_text(json.dumps({"schema": "causal-heads/sweep", "schema_version": 1,
+                                                     "emotion": "gratitude", "target": "neutral",
+                                                     "patch_mode": "z", "n_prompts": 2,
+                                                     "deltas": np.zeros((3, 3, 2)).tolist()}))
+    mismatch = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                               "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert mismatch.returncode == 2 and "sweep grid (3, 3) does not match tiny-gpt2's (2, 12)" in mismatch.stderr
     # a sweep of another emotion, or of other weights with the same grid, is refused before screening
-    sweep = {
-        "schema": "causal-heads/sweep",
-        "schema_version": 1,
-        "emotion": "anger",
-        "target": "neutral",
-        "patch_mode": "z",
-        "n_prompts": 2,
-        "deltas": np.zeros((2, 12, 2)).tolist(),
-        "model": {"weights_sha256": "0" * 64},
-    }
+    sweep = {"schema": "causal-heads/sweep", "schema_version": 1, "emotion": "anger", "target": "neutral",
+             "patch_mode": "z", "n_prompts": 2, "deltas": np.zeros((2, 12, 2)).tolist(),
+             "model": {"weights_sha256": "0" * 64}}
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
-    other = main_in_process(
-        "harness.cli.screen",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--sweep",
-        str(tmp_path / "sweep.json"),
-        "--output",
-        str(tmp_path / "y.json"),
-    )
+    other = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert other.returncode == 2 and "it sweeps emotion 'anger', this screen 'gratitude'" in other.stderr
     (tmp_path / "sweep.json").write_text(json.dumps({**sweep, "emotion": "gratitude"}))
-    other = main_in_process(
-        "harness.cli.screen",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--sweep",
-        str(tmp_path / "sweep.json"),
-        "--output",
-        str(tmp_path / "y.json"),
-    )
+    other = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--sweep", str(tmp_path / "sweep.json"), "--output", str(tmp_path / "y.json"))
     assert other.returncode == 2 and "it comes from other weights (000000000000…) than tiny-gpt2's" in other.stderr
     assert not (tmp_path / "y.json").exists()
     # the model's own sweep is compared: ρ and the top-k overlap land in the screen's document
-    swept = main_in_process(
-        "harness.cli.sweep",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--output",
-        str(tmp_path / "own.json"),
-    )
+    swept = main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                            "--output", str(tmp_path / "own.json"))
     assert swept.returncode == 0, swept.stderr
-    ok = main_in_process(
-        "harness.cli.screen",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--sweep",
-        str(tmp_path / "own.json"),
-        "--output",
-        str(tmp_path / "y.json"),
-    )
+    ok = main_in_process("harness.cli.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "4",
+                         "--sweep", str(tmp_path / "own.json"), "--output", str(tmp_path / "y.json"))
     assert ok.returncode == 0, ok.stderr
     versus = json.loads((tmp_path / "y.json").read_text())["versus_sweep"]
     assert -1 <= versus["spearman_rho"] <= 1 and 0 <= versus["top_overlap"] <= versus["top"] == 10

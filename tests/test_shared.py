@@ -43,12 +43,8 @@ def _same(a, b) -> tuple[bool, float]:
     tokens = [g.token_ids for g in a.generations] == [g.token_ids for g in b.generations]
     # relative to the value's size: a log-prob of -15 nats is only held to float32's ~7 digits
     gap = max(
-        (
-            abs(x - y) / max(1.0, abs(x))
-            for g, h in zip(a.generations, b.generations, strict=True)
-            for k in g.tracked
-            for x, y in zip(g.tracked[k], h.tracked[k], strict=True)
-        ),
+        (abs(x - y) / max(1.0, abs(x)) for g, h in zip(a.generations, b.generations, strict=True)
+         for k in g.tracked for x, y in zip(g.tracked[k], h.tracked[k], strict=True)),
         default=0.0,
     )
     return tokens, gap
@@ -67,10 +63,8 @@ SAMPLED_FAST = ("tiny-gpt2", "tiny-llama-gqa", "tiny-gemma2")
         for n in ARCHITECTURES
     ]
     # the shipped real model, both ways (slow tier: a 135M-parameter model)
-    + [
-        pytest.param("smollm2-135m", s, id=f"smollm2-{'sampled' if s else 'greedy'}", marks=pytest.mark.slow)
-        for s in (False, True)
-    ],
+    + [pytest.param("smollm2-135m", s, id=f"smollm2-{'sampled' if s else 'greedy'}", marks=pytest.mark.slow)
+       for s in (False, True)],
 )
 def test_planned_arms_equal_arm_by_arm_generation(name, do_sample):
     handle = load_model(name)
@@ -133,15 +127,8 @@ def test_a_planned_claims_run_gives_the_arm_by_arm_findings(tiny_gpt2):
     tiny = {"model": "tiny-gpt2", "n_prompts": 12, "max_tokens": 6, "metric": "sentiment", "direction": "increase"}
     claims = [
         Claim(id="a", heads="1:3", patch_mode="z", source="gratitude", random_heads=3, **tiny),
-        Claim(
-            id="c",
-            heads="1:3",
-            patch_mode="v_only",
-            source="gratitude",
-            versus={"patch_mode": "pattern_v"},
-            random_heads=2,
-            **tiny,
-        ),
+        Claim(id="c", heads="1:3", patch_mode="v_only", source="gratitude", versus={"patch_mode": "pattern_v"},
+              random_heads=2, **tiny),
         Claim(id="d", heads="1:0", patch_mode="mean", source="anger", statistic="sign", **tiny),
     ]
     planned = ClaimSession(claims).results()
@@ -180,26 +167,14 @@ def test_the_one_token_measure_is_the_runs_first_position(tiny_gpt2):
     pass of its own over the prompts (a different batch: equal to float rounding)."""
     from harness.metrics.next_token import keyword_logprob
 
-    c = Claim(
-        id="a",
-        model="tiny-gpt2",
-        heads="1:3",
-        patch_mode="z",
-        source="gratitude",
-        n_prompts=12,
-        max_tokens=3,
-        metric="gratitude_keywords",
-        direction="increase",
-        samples=2,
-    )
+    c = Claim(id="a", model="tiny-gpt2", heads="1:3", patch_mode="z", source="gratitude", n_prompts=12, max_tokens=3,
+              metric="gratitude_keywords", direction="increase", samples=2)
     session = ClaimSession([c])
     res = session.results()["a"]
     heads = ((1, 3),)
     targets = PROMPTS[:12]
     base = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, None)))
-    patched = keyword_logprob(
-        tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, c.condition))
-    )
+    patched = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, c.condition)))
     assert res.one_token["n"] == 12
     assert res.one_token["mean"] == pytest.approx(float((patched - base).mean()), abs=1e-5)
     assert res.one_token["mean"] != 0
@@ -212,14 +187,8 @@ def test_the_claims_benchmark_compares_every_run_row_by_row(tmp_path):
     tiny = {"model": "tiny-gpt2", "n_prompts": 8, "max_tokens": 5, "direction": "increase", "source": "gratitude"}
     rows = [
         {**tiny, "id": "a", "heads": "1:3", "patch_mode": "z", "metric": "gratitude_logprob", "random_heads": 2},
-        {
-            **tiny,
-            "id": "b",
-            "heads": "0:1",
-            "patch_mode": "v_only",
-            "metric": "sentiment",
-            "versus": {"patch_mode": "pattern_v"},
-        },
+        {**tiny, "id": "b", "heads": "0:1", "patch_mode": "v_only", "metric": "sentiment",
+         "versus": {"patch_mode": "pattern_v"}},
     ]
     path = tmp_path / "claims.toml"
     path.write_text(claims_toml(rows))
@@ -231,9 +200,8 @@ def test_the_claims_benchmark_compares_every_run_row_by_row(tmp_path):
     handle = load_model("tiny-gpt2")
     cfg = GenerationConfig(max_tokens=4)
     plain = generate(handle, PROMPTS[:3], cfg, track=keyword_tracks(handle.tokenizer))
-    other = generate(
-        handle, PROMPTS[:3], cfg, track=keyword_tracks(handle.tokenizer), steps=lambda first, enc: _flip_at(handle, 2)
-    )
+    other = generate(handle, PROMPTS[:3], cfg, track=keyword_tracks(handle.tokenizer),
+                     steps=lambda first, enc: _flip_at(handle, 2))
     report = _compare_runs(plain, other)
     assert [(r["prompt"], r["step"]) for r in report["rows"]] == [(0, 2), (1, 2), (2, 2)]
 

@@ -34,7 +34,6 @@ def _band(rate: float, n: int = N_DATASETS) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- calibration
 
-
 @pytest.mark.parametrize("alpha", [0.05, 0.10])
 def test_false_positive_rate_of_a_directional_claim_is_alpha(alpha):
     rng = np.random.default_rng(2024)
@@ -70,14 +69,12 @@ def test_holm_keeps_the_family_wise_error_of_a_run_of_null_claims_at_alpha(monke
     rng = np.random.default_rng(5)
     any_raw = any_holm = 0
     for k in range(N_DATASETS):
-        ps = [
-            sign_flip_p(rng.standard_t(df=5, size=30), alternative="greater", n_permutations=1000, seed=8 * k + j)[0]
-            for j in range(8)
-        ]
+        ps = [sign_flip_p(rng.standard_t(df=5, size=30), alternative="greater", n_permutations=1000,
+                          seed=8 * k + j)[0] for j in range(8)]
         any_raw += min(ps) < 0.05
         any_holm += min(adjust_pvalues(ps, "holm")) < 0.05
     assert any_holm / N_DATASETS <= _band(0.05)[1]
-    assert _band(1 - 0.95**8)[0] <= any_raw / N_DATASETS  # the correction is what holds it down
+    assert _band(1 - 0.95 ** 8)[0] <= any_raw / N_DATASETS  # the correction is what holds it down
 
 
 def test_bh_keeps_the_false_discovery_rate_at_alpha():
@@ -86,12 +83,8 @@ def test_bh_keeps_the_false_discovery_rate_at_alpha():
     fdp, power = [], []
     for k in range(N_DATASETS):
         shifts = [0.8] * 6 + [0.0] * 14
-        ps = np.array(
-            [
-                sign_flip_p(rng.normal(s, 1.0, 30), alternative="greater", n_permutations=1000, seed=20 * k + j)[0]
-                for j, s in enumerate(shifts)
-            ]
-        )
+        ps = np.array([sign_flip_p(rng.normal(s, 1.0, 30), alternative="greater", n_permutations=1000,
+                                   seed=20 * k + j)[0] for j, s in enumerate(shifts)])
         hit = np.array(adjust_pvalues(list(ps), "bh")) < 0.05
         fdp.append(hit[6:].sum() / max(hit.sum(), 1))
         power.append(hit[:6].mean())
@@ -205,10 +198,8 @@ def test_a_planted_effect_is_found_with_the_expected_power():
     rng = np.random.default_rng(5)
     n, effect = 30, 0.5
     expected = TTestPower().power(effect_size=effect, nobs=n, alpha=0.05, alternative="larger")
-    found = sum(
-        sign_flip_p(rng.normal(effect, 1.0, n), alternative="greater", n_permutations=2000, seed=k)[0] < 0.05
-        for k in range(N_DATASETS)
-    )
+    found = sum(sign_flip_p(rng.normal(effect, 1.0, n), alternative="greater", n_permutations=2000,
+                            seed=k)[0] < 0.05 for k in range(N_DATASETS))
     low, high = _band(expected)
     assert low <= found / N_DATASETS <= high
 
@@ -226,7 +217,6 @@ def test_tost_declares_equivalence_only_inside_the_margin(true_mean, expected):
 
 
 # ---------------------------------------------------------------- unit behaviour
-
 
 def test_sign_flip_is_exact_for_small_n():
     p, draws = sign_flip_p([1.0, 2.0, 3.0], alternative="greater", n_permutations=10, seed=0)
@@ -312,7 +302,6 @@ def test_minimum_detectable_effect_shrinks_with_n():
 
 
 # ---------------------------------------------------------------- small exact cases
-
 
 def test_monte_carlo_sign_flip_p_never_reaches_zero():
     # n > 16: Monte Carlo; all-positive differences are beaten by no draw (all-plus has p 2**-30)

@@ -36,10 +36,8 @@ def test_sweep_handles_one_token_prompts(tiny_model, targets):
 
 def test_sweep_modes_differ_where_they_should(tiny_llama):
     """pattern_v is z by construction; v_only and pattern_only are other patches (GQA model)."""
-    by_mode = {
-        m: sweep(tiny_llama, TARGETS, SOURCES, "gratitude", mode=m).deltas
-        for m in ("z", "pattern_v", "v_only", "pattern_only")
-    }
+    by_mode = {m: sweep(tiny_llama, TARGETS, SOURCES, "gratitude", mode=m).deltas for m in ("z", "pattern_v",
+                                                                                           "v_only", "pattern_only")}
     assert np.abs(by_mode["z"] - by_mode["pattern_v"]).max() < 1e-4
     assert np.abs(by_mode["z"] - by_mode["v_only"]).max() > 1e-2
     assert np.abs(by_mode["v_only"] - by_mode["pattern_only"]).max() > 1e-2
@@ -57,43 +55,20 @@ def test_sweep_equals_one_head_at_a_time_on_the_default_model(smollm2):
 
 def test_sweep_cli_writes_ranked_json_and_heatmap(cli, main_in_process, tmp_path):
     out = tmp_path / "s.json"
-    proc = cli(
-        "harness.sweep", "--model", "tiny-llama-gqa", "--emotion", "gratitude", "--n-prompts", "4", "--output", str(out)
-    )
+    proc = cli("harness.sweep", "--model", "tiny-llama-gqa", "--emotion", "gratitude", "--n-prompts", "4",
+               "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     assert doc["schema"] == "causal-heads/sweep" and len(doc["ranked"]) == 2 * 6
     means = [r["mean"] for r in doc["ranked"]]
     assert means == sorted(means, reverse=True)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
-    proc = main_in_process(
-        "harness.cli.sweep",
-        "--model",
-        "tiny-llama-gqa",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "4",
-        "--patch-mode",
-        "v_only",
-        "--combine",
-        "0",
-        "--output",
-        str(tmp_path / "v.json"),
-    )
+    proc = main_in_process("harness.cli.sweep", "--model", "tiny-llama-gqa", "--emotion", "gratitude", "--n-prompts", "4",
+                           "--patch-mode", "v_only", "--combine", "0", "--output", str(tmp_path / "v.json"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "v.json").read_text())["patch_mode"] == "v_only"
-    bad = main_in_process(
-        "harness.cli.sweep",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--patch-mode",
-        "v-only",
-        "--output",
-        str(tmp_path / "x.json"),
-    )
+    bad = main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--patch-mode", "v-only",
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "Did you mean 'v_only'" in bad.stderr and not (tmp_path / "x.json").exists()
 
 
@@ -106,7 +81,7 @@ def test_combinations_compare_joint_patches_with_single_heads(tiny_gpt2):
     assert [r["k"] for r in rows] == [2, 3] and rows[1]["heads"] == "1:2,0:5,1:7"
     joint = patched_deltas(tiny_gpt2, TARGETS, SOURCES, "gratitude", [heads[:2], heads])
     for r, d in zip(rows, joint):
-        singles = {h: s.deltas[h] for h in heads[: r["k"]]}
+        singles = {h: s.deltas[h] for h in heads[:r["k"]]}
         best = max(singles, key=lambda h: singles[h].mean())
         np.testing.assert_allclose(r["per_prompt"], d, atol=1e-6)
         assert r["mean"] == pytest.approx(d.mean(), abs=1e-9)
@@ -119,43 +94,20 @@ def test_combinations_compare_joint_patches_with_single_heads(tiny_gpt2):
 
 
 def _ranked(means_lows):
-    return [
-        {"rank": k + 1, "head": h, "mean": m, "ci_low": lo, "ci_high": m + 1, "share_up": 0.9}
-        for k, (h, m, lo) in enumerate(means_lows)
-    ]
+    return [{"rank": k + 1, "head": h, "mean": m, "ci_low": lo, "ci_high": m + 1, "share_up": 0.9}
+            for k, (h, m, lo) in enumerate(means_lows)]
 
 
 def test_claim_rows_take_top_heads_with_ci_above_zero_and_load(tmp_path):
     from harness.analysis.sweep import claim_rows
     from harness.claims.spec import claims_toml, load_claims
 
-    ranked = _ranked(
-        [("21:1", 1.0, 0.9), ("3:3", 0.8, -0.1), ("17:7", 0.7, 0.6), ("14:2", 0.6, 0.5), ("0:0", 0.5, 0.4)]
-    )
-    combo = {
-        "heads": "21:1,17:7,14:2",
-        "mean": 1.5,
-        "ci_low": 1.2,
-        "ci_high": 1.8,
-        "best_single": "21:1",
-        "best_single_mean": 1.0,
-        "gain_over_best": 0.5,
-        "gain_ci_low": 0.3,
-        "gain_ci_high": 0.7,
-        "gain_p": 0.001,
-    }
-    rows = claim_rows(
-        "smollm2-135m",
-        "gratitude",
-        "neutral",
-        70,
-        ranked,
-        [combo],
-        n_heads=3,
-        random_heads=6,
-        source_file="s.json",
-        weights="ab" * 32,
-    )
+    ranked = _ranked([("21:1", 1.0, 0.9), ("3:3", 0.8, -0.1), ("17:7", 0.7, 0.6), ("14:2", 0.6, 0.5),
+                      ("0:0", 0.5, 0.4)])
+    combo = {"heads": "21:1,17:7,14:2", "mean": 1.5, "ci_low": 1.2, "ci_high": 1.8, "best_single": "21:1",
+             "best_single_mean": 1.0, "gain_over_best": 0.5, "gain_ci_low": 0.3, "gain_ci_high": 0.7, "gain_p": 0.001}
+    rows = claim_rows("smollm2-135m", "gratitude", "neutral", 70, ranked, [combo], n_heads=3, random_heads=6,
+                      source_file="s.json", weights="ab" * 32)
     assert [r["heads"] for r in rows] == ["21:1", "17:7", "14:2", "21:1,17:7,14:2", "21:1,17:7,14:2"]
     assert rows[-1]["versus"] == {"heads": "21:1"} and "gain +0.500" in rows[-1]["description"]
     assert "together +1.500" in rows[3]["description"] and "+1.000 nats [+0.900" in rows[0]["description"]
@@ -165,50 +117,20 @@ def test_claim_rows_take_top_heads_with_ci_above_zero_and_load(tmp_path):
     assert {c.alignment for c in claims} == {"last"} and {c.tier for c in claims} == {"slow"}
     assert claims[0].id == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_logprob"  # the default metric
     assert claims[0].test_id.endswith("-head_21_1") and claims[0].random_heads == 6
-    one = claim_rows(
-        "m", "gratitude", "neutral", 70, ranked[:2], [], n_heads=3, random_heads=0, source_file="s.json", weights=""
-    )
+    one = claim_rows("m", "gratitude", "neutral", 70, ranked[:2], [], n_heads=3, random_heads=0,
+                     source_file="s.json", weights="")
     assert [r["heads"] for r in one] == ["21:1"]  # one head: no joint claims
     assert "90% of prompts up; from s.json (weights abababababab). Does" in rows[0]["description"]
-    two = claim_rows(
-        "m", "gratitude", "neutral", 70, ranked, [], n_heads=2, random_heads=0, source_file="s.json", weights=""
-    )
+    two = claim_rows("m", "gratitude", "neutral", 70, ranked, [], n_heads=2, random_heads=0,
+                     source_file="s.json", weights="")
     assert [r["heads"] for r in two] == ["21:1", "17:7", "21:1,17:7", "21:1,17:7"]  # two heads: joint claims
     at_zero = _ranked([("21:1", 1.0, 0.0), ("17:7", 0.7, 1e-9)])
-    assert [
-        r["heads"]
-        for r in claim_rows(
-            "m", "gratitude", "neutral", 70, at_zero, [], n_heads=3, random_heads=0, source_file="s.json", weights=""
-        )
-    ] == ["17:7"]  # CI must exclude 0
-    assert (
-        claim_rows(
-            "m",
-            "gratitude",
-            "neutral",
-            70,
-            ranked[1:2],
-            [],
-            n_heads=3,
-            random_heads=0,
-            source_file="s.json",
-            weights="",
-        )
-        == []
-    )
-    words = claim_rows(
-        "smollm2-135m",
-        "gratitude",
-        "neutral",
-        70,
-        ranked,
-        [combo],
-        n_heads=3,
-        random_heads=6,
-        source_file="s.json",
-        weights="",
-        claim_metric="keywords",
-    )
+    assert [r["heads"] for r in claim_rows("m", "gratitude", "neutral", 70, at_zero, [], n_heads=3, random_heads=0,
+                                           source_file="s.json", weights="")] == ["17:7"]  # CI must exclude 0
+    assert claim_rows("m", "gratitude", "neutral", 70, ranked[1:2], [], n_heads=3, random_heads=0,
+                      source_file="s.json", weights="") == []
+    words = claim_rows("smollm2-135m", "gratitude", "neutral", 70, ranked, [combo], n_heads=3, random_heads=6,
+                       source_file="s.json", weights="", claim_metric="keywords")
     assert {r["metric"] for r in words} == {"gratitude_keywords"}
     assert words[0]["id"] == "sweep_smollm2_135m_gratitude_21_1_raises_gratitude_keywords"
     path.write_text(claims_toml(words))
@@ -219,54 +141,23 @@ def test_sweep_cli_writes_claims_that_load(cli, main_in_process, tmp_path):
     from harness.claims.spec import load_claims
 
     out, toml = tmp_path / "s.json", tmp_path / "c.toml"
-    proc = cli(
-        "harness.sweep",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--n-prompts",
-        "12",
-        "--output",
-        str(out),
-        "--write-claims",
-        str(toml),
-        "--combine",
-        "3",
-    )
+    proc = cli("harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "12",
+               "--output", str(out), "--write-claims", str(toml), "--combine", "3")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     top = [r["head"] for r in doc["ranked"] if r["ci_low"] > 0]
     assert len(top) >= 2, "the fixture needs two heads with a CI above 0 on the tiny model"
-    assert [c["heads"] for c in doc["combinations"]] == [",".join(top[:2]), ",".join(top[:3])][: len(top) - 1]
+    assert [c["heads"] for c in doc["combinations"]] == [",".join(top[:2]), ",".join(top[:3])][:len(top) - 1]
     text = toml.read_text()
     assert text.startswith("# Generated by `python -m harness.sweep --model tiny-gpt2")
     claims = load_claims(str(toml))
-    assert [c.heads for c in claims][: min(3, len(top))] == top[:3]
-    bad = main_in_process(
-        "harness.cli.sweep",
-        "--model",
-        "tiny-gpt2",
-        "--emotion",
-        "gratitude",
-        "--combine",
-        "1",
-        "--output",
-        str(tmp_path / "x.json"),
-    )
+    assert [c.heads for c in claims][:min(3, len(top))] == top[:3]
+    bad = main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--combine", "1",
+                          "--output", str(tmp_path / "x.json"))
     assert bad.returncode == 2 and "--combine 1" in bad.stderr and not (tmp_path / "x.json").exists()
     for flag, value in (("--seed", "-1"), ("--top", "-2"), ("--random-heads", "-1")):
-        bad = main_in_process(
-            "harness.cli.sweep",
-            "--model",
-            "tiny-gpt2",
-            "--emotion",
-            "gratitude",
-            flag,
-            value,
-            "--output",
-            str(tmp_path / "x.json"),
-        )
+        bad = main_in_process("harness.cli.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", flag, value,
+                              "--output", str(tmp_path / "x.json"))
         assert bad.returncode == 2 and f"{flag} {value} is invalid: must be an integer " in bad.stderr
         assert "Traceback" not in bad.stderr and not (tmp_path / "x.json").exists()
 
@@ -276,17 +167,8 @@ def test_sweep_benchmarks_run_and_report(cli, main_in_process):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert res["heads"] == 24 and res["max_abs_diff"] < 1e-3 and res["speedup"] > 0
-    proc = main_in_process(
-        "harness.cli.bench",
-        "sweep-scaling",
-        "--model",
-        "tiny-gpt2",
-        "--prompts",
-        "2,4",
-        "--layer-counts",
-        "1,2",
-        "--json",
-    )
+    proc = main_in_process("harness.cli.bench", "sweep-scaling", "--model", "tiny-gpt2", "--prompts", "2,4",
+                           "--layer-counts", "1,2", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     assert [(r["n_prompts"], r["heads"]) for r in rows] == [(2, 12), (2, 24), (4, 12), (4, 24)]
@@ -303,17 +185,8 @@ def test_ranked_orders_heads_by_mean_and_counts_strictly_positive_prompts():
 
 
 def _sweep_doc(deltas, mode="z", **kw):
-    return {
-        "schema": "causal-heads/sweep",
-        "schema_version": 1,
-        "emotion": "gratitude",
-        "target": "neutral",
-        "n_prompts": deltas.shape[-1],
-        "patch_mode": mode,
-        "model": {"weights_sha256": "ab" * 32},
-        "deltas": deltas.tolist(),
-        **kw,
-    }
+    return {"schema": "causal-heads/sweep", "schema_version": 1, "emotion": "gratitude", "target": "neutral", "n_prompts": deltas.shape[-1], "patch_mode": mode,
+            "model": {"weights_sha256": "ab" * 32}, "deltas": deltas.tolist(), **kw}
 
 
 def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_process, tmp_path):
@@ -357,9 +230,8 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     proc = main_in_process("harness.cli.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
     assert proc.returncode == 0 and "1 differ, 5 equivalent, 0 inconclusive" in proc.stdout, proc.stderr
     for margin in ("nan", "inf", "0"):  # a non-finite margin would make every head "equivalent" or undefined
-        bad = main_in_process(
-            "harness.cli.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--margin", margin
-        )
+        bad = main_in_process("harness.cli.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                              "--margin", margin)
         assert bad.returncode == 2 and f"--margin {float(margin)}: must be finite and > 0" in bad.stderr
     bad = main_in_process("harness.cli.sweep", "--compare", str(tmp_path / "a.json"), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "missing.json" in bad.stderr and "Traceback" not in bad.stderr
@@ -368,24 +240,19 @@ def test_compare_sweeps_finds_planted_differences_and_equivalences(main_in_proce
     assert wrong.returncode == 2 and "not a sweep document" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
-@pytest.mark.parametrize(
-    "edit, message",
-    [
-        (lambda d: d.pop("deltas"), "field 'deltas' is missing"),
-        (lambda d: d.update(deltas=5), "field 'deltas' is not a [layers, heads, prompts] grid"),
-        (lambda d: d.update(deltas=[[1.0, 2.0]]), "field 'deltas' is not a [layers, heads, prompts] grid"),
-        (lambda d: d.update(deltas=[[[1.0, None]]]), "grid of finite numbers"),
-        (lambda d: d.update(deltas={"a": 1}), "field 'deltas' is not a"),
-        (lambda d: d.update(n_prompts=3), "field 'n_prompts' = 3: must be the deltas' prompt count 2"),
-        (
-            lambda d: d.update(n_prompts=1, deltas=[[[0.5]] * 12] * 2),
-            "field 'n_prompts' = 1: must be the deltas' prompt count 1 (at least 2)",
-        ),
-        (lambda d: d.pop("emotion"), "field 'emotion' is missing: must be a string"),
-        (lambda d: d.update(patch_mode=1), "field 'patch_mode' = 1: must be a string"),
-        (lambda d: d.update(model="x"), "field 'model' = 'x': must be an object"),
-    ],
-)
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("deltas"), "field 'deltas' is missing"),
+    (lambda d: d.update(deltas=5), "field 'deltas' is not a [layers, heads, prompts] grid"),
+    (lambda d: d.update(deltas=[[1.0, 2.0]]), "field 'deltas' is not a [layers, heads, prompts] grid"),
+    (lambda d: d.update(deltas=[[[1.0, None]]]), "grid of finite numbers"),
+    (lambda d: d.update(deltas={"a": 1}), "field 'deltas' is not a"),
+    (lambda d: d.update(n_prompts=3), "field 'n_prompts' = 3: must be the deltas' prompt count 2"),
+    (lambda d: d.update(n_prompts=1, deltas=[[[0.5]] * 12] * 2),
+     "field 'n_prompts' = 1: must be the deltas' prompt count 1 (at least 2)"),
+    (lambda d: d.pop("emotion"), "field 'emotion' is missing: must be a string"),
+    (lambda d: d.update(patch_mode=1), "field 'patch_mode' = 1: must be a string"),
+    (lambda d: d.update(model="x"), "field 'model' = 'x': must be an object"),
+])
 def test_malformed_sweep_documents_are_named_by_compare_and_screen(main_in_process, tmp_path, edit, message):
     from harness.analysis.sweep import load_sweep
     from harness.errors import UserError
