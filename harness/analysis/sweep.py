@@ -48,7 +48,7 @@ from harness.patch.source import aligned_positions, capture_source, source_lengt
 from harness.results import load_versioned
 from harness.run.generation import position_ids
 from harness.run.templating import format_prompts
-from harness.stats import adjust_pvalues, bootstrap_mean_ci, paired_effect, tost
+from harness.stats import adjust_pvalues, bootstrap_mean_ci, bootstrap_mean_ci_grid, paired_effect, tost
 
 SCHEMA, SCHEMA_VERSION = "causal-heads/sweep", 1
 
@@ -66,6 +66,22 @@ class Sweep:
         order = np.argsort(-mean, axis=None)
         return [
             (int(i // mean.shape[1]), int(i % mean.shape[1]), float(mean.flat[i]), float(up.flat[i])) for i in order
+        ]
+
+    def ranked_rows(self, *, seed: int, n_resamples: int = 2000) -> list[dict]:
+        """:meth:`ranked` as the rows a document holds: rank, ``"L:H"``, mean Δ with its 95%
+        bootstrap CI over prompts, share of prompts up."""
+        low, high = bootstrap_mean_ci_grid(self.deltas, seed=seed, n_resamples=n_resamples)
+        return [
+            {
+                "rank": rank,
+                "head": f"{layer}:{head}",
+                "mean": mean,
+                "ci_low": float(low[layer, head]),
+                "ci_high": float(high[layer, head]),
+                "share_up": up,
+            }
+            for rank, (layer, head, mean, up) in enumerate(self.ranked(), 1)
         ]
 
 

@@ -29,7 +29,6 @@ from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
 from harness.results import check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
-from harness.stats import bootstrap_mean_ci_grid
 
 SCREEN_SCHEMA = "causal-heads/screen"
 METHODS = ("attention", "attribution")
@@ -43,18 +42,7 @@ def _attribution_main(args, handle, sources, targets, sweep_doc) -> int:
     start = time.perf_counter()
     result = attribution(handle, targets, sources, args.emotion, mode=args.patch_mode)
     seconds = time.perf_counter() - start
-    low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
-    rows: list[dict] = [
-        {
-            "rank": rank,
-            "head": f"{layer}:{head}",
-            "mean": mean,
-            "ci_low": float(low[layer, head]),
-            "ci_high": float(high[layer, head]),
-            "share_up": up,
-        }
-        for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1)
-    ]
+    rows = result.ranked_rows(seed=args.seed)
     comparison = None
     if sweep_doc is not None:
         causal = np.asarray(sweep_doc["deltas"], dtype=float)

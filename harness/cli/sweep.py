@@ -27,7 +27,6 @@ from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
 from harness.results import atomic_write_text, check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
-from harness.stats import bootstrap_mean_ci_grid
 
 
 def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
@@ -159,18 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "attribution_s": time.perf_counter() - start,
         "sweep_s": seconds,
     }
-    low, high = bootstrap_mean_ci_grid(result.deltas, seed=args.seed, n_resamples=2000)
-    rows = [
-        {
-            "rank": rank,
-            "head": f"{layer}:{head}",
-            "mean": mean,
-            "ci_low": float(low[layer, head]),
-            "ci_high": float(high[layer, head]),
-            "share_up": up,
-        }
-        for rank, (layer, head, mean, up) in enumerate(result.ranked(), 1)
-    ]
+    rows = result.ranked_rows(seed=args.seed)
     # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
     top = [tuple(map(int, r["head"].split(":"))) for r in rows if r["ci_low"] > 0]
     combos = (
