@@ -162,6 +162,12 @@ def test_a_path_claim_through_every_route_equals_the_plain_patch_claim_and_gets_
     plan = session.plan()
     keys = [a.key[0] for g in plan.groups for a in g.arms]
     assert keys.count("path") == 3 + 2 + 2 * 2  # path_all + its 2 random senders; direct, later, 2 × 2 random
+    # path runs share the layers below their senders with the baseline (batches of their own)
+    assert {a.layers for g in plan.groups for a in g.arms if a.key[0] == "path"} == {(0,)}  # senders in layer 0
+    single = ClaimSession([Claim(id="p", **{**PATH, "senders": "1:3", "receivers": "direct"})], n_resamples=500)
+    single._models["tiny-gpt2"] = tiny_gpt2
+    single.run_plan(single.plan())
+    assert [s["layer"] for s in single.sharing_by_group[0]] == [1]
 
 
 @pytest.mark.parametrize(

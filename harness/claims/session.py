@@ -179,7 +179,7 @@ class ClaimSession:
         base_key = ("baseline", c.model, c.target, targets, gen, eager)
         if cond is None:
             return RunSpec(c.id, heads, None, base_key, eager, base_key)
-        if cond.receivers:  # a path run reshapes the batch above its senders: it runs alone, unshared
+        if cond.receivers:  # a path run: it shares the layers below its senders, in a batch of its own
             key = (
                 "path",
                 c.model,
@@ -192,7 +192,7 @@ class ClaimSession:
                 c.alignment,
                 cond.receivers,
             )
-            return RunSpec(c.id, heads, cond, key, (0,), base_key)
+            return RunSpec(c.id, heads, cond, key, tuple(sorted(own.by_layer())), base_key)
         patch = PatchConfig(heads, cond.patch_mode, c.alignment)
         key = ("patched", c.model, c.target, targets, gen, heads, cond.patch_mode, cond.source, c.alignment)
         return RunSpec(c.id, heads, cond, key, tuple(sorted(patch.by_layer())), base_key)
