@@ -176,10 +176,8 @@ def path_hooks(
 
         def install(h: ModelHandle) -> list:
             blocks = h.hooked.decoder_layers()
-            handles = [blocks[low].register_forward_pre_hook(_grow(n, copies), with_kwargs=True)]
-            handles += [
-                blocks[j].register_forward_pre_hook(_grow(n, copies), with_kwargs=True)
-                for j in range(low + 1, len(blocks))
+            handles = [
+                blocks[j].register_forward_pre_hook(_grow(n, copies), with_kwargs=True) for j in range(low, len(blocks))
             ]
             handles.append(
                 blocks[len(blocks) - 1].register_forward_hook(_keep_rows(slice(output * n, (output + 1) * n)))

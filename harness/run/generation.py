@@ -29,6 +29,7 @@ one value per generated token. Model-side metrics over 30 tokens read it (see
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -252,28 +253,18 @@ def _generate_chunk(
     track: Mapping[str, torch.Tensor],
     steps: StepLogits,
 ):
+    tok = handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    track = {name: t.to(ids.device) for name, t in track.items()}
-    out_tokens: list = []
-    tracked: dict[str, list] = {name: [] for name in track}
-    resolved = _resolve_hooks(hooks, info)
-    installed = resolved.install(handle) if isinstance(resolved, HookSet) and resolved.install else []
-    try:
-        return _decode(handle, ids, mask, info, gens, cfg, resolved, progress, track, steps, out_tokens, tracked)
-    finally:
-        for h in installed:
-            h.remove()
-
-
-def _decode(handle, ids, mask, info, gens, cfg, hooks, progress, track, steps, out_tokens, tracked):
-    tok = handle.tokenizer
     eos = set(_eos_ids(handle))
     pad = tok.pad_token_id
     position = position_ids(mask)
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     eos_ids = torch.tensor(sorted(eos), device=ids.device)
-    with handle.hooked.hooks(fwd_hooks=list(hooks)):
+    track = {name: t.to(ids.device) for name, t in track.items()}
+    out_tokens, tracked = [], {name: [] for name in track}
+    resolved = _resolve_hooks(hooks, info)
+    with handle.hooked.hooks(fwd_hooks=list(resolved)), _module_hooks(resolved, handle):
         inputs = ids
         for step in range(cfg.max_tokens):
             info.step = step
@@ -297,6 +288,17 @@ def _decode(handle, ids, mask, info, gens, cfg, hooks, progress, track, steps, o
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             position = position[:, -1:] + 1
     return torch.stack(out_tokens, dim=1), {name: torch.stack(v, dim=1) for name, v in tracked.items()}
+
+
+@contextlib.contextmanager
+def _module_hooks(hooks, handle: ModelHandle):
+    """A :class:`HookSet`'s hooks on the model's modules, installed for the chunk and removed after."""
+    installed = hooks.install(handle) if isinstance(hooks, HookSet) and hooks.install else []
+    try:
+        yield
+    finally:
+        for h in installed:
+            h.remove()
 
 
 def _eos_ids(handle: ModelHandle) -> list[int]:
