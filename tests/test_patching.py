@@ -299,3 +299,20 @@ def test_aligned_positions():
 def test_bad_patch_settings_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         PatchConfig(heads=((0, 0),), **kwargs)
+
+
+def test_a_capture_stops_after_the_highest_layer_it_reads(model):
+    """Blocks above the captured layers are not run; what is captured is what a full pass sees."""
+    prompts = POOL[:5]
+    needs = frozenset({"z", "v", "pattern"})
+    ran = []
+    top = model.hooked.decoder_layers()[-1].register_forward_hook(lambda *_: ran.append(1))
+    try:
+        low = capture_source(model, prompts, [0], needs)
+        assert ran == []
+        full = capture_source(model, prompts, [0, model.shape.n_layers - 1], needs)
+        assert ran == [1]
+    finally:
+        top.remove()
+    for kind in needs:
+        assert all(torch.equal(a, b) for a, b in zip(getattr(low, kind)[0], getattr(full, kind)[0], strict=True))

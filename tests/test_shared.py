@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -21,10 +23,10 @@ STEPS = 8
 PROMPTS = load_prompt_set("neutral").head(20)
 
 
-def kick_at(layer: int, step_of_row: dict[int, int], d_model: int):
+def kick_at(layer: int, step_of_row: dict[int, int], d_model: int, seed: int = 1):
     """Hooks that push prompt p's row far off its course at decode step ``step_of_row[p]`` only
     (0 = its first token), at ``blocks.{layer}.hook_resid_pre``: its token at that step changes."""
-    push = torch.randn(d_model, generator=torch.Generator().manual_seed(1)) * 50
+    push = torch.randn(d_model, generator=torch.Generator().manual_seed(seed)) * 50
 
     def factory(info):
         def hook(resid, hook):
@@ -95,6 +97,34 @@ def test_planned_arms_equal_arm_by_arm_generation(name, do_sample):
     assert first[:4] == [1] * 4 and first[4:6] == [4, 4] and first[6:] == [None] * (len(PROMPTS) - 6)
     assert shares[2].diverged_at == [None] * len(PROMPTS) * cfg.samples  # identity: shared to the end
     assert shares[4].layer == 0
+
+
+@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
+def test_rows_that_continue_alike_compute_their_lower_layers_once(tiny_gpt2, do_sample):
+    """Two arms kick the same rows alike (the same continuations: one side-batch row each), a
+    third kicks them alike at the first token and two of them again at step 3 (they leave the
+    others' continuation there); every arm still equals its own run token for token."""
+    handle = tiny_gpt2
+    top = handle.shape.n_layers - 1
+    cfg = GenerationConfig(max_tokens=STEPS, do_sample=do_sample, seed=3)
+    first = dict.fromkeys(range(4), 0)
+    again = kick_at(top, {0: 3, 1: 3}, handle.shape.d_model, seed=2)
+    arms = [
+        Arm(kick_at(top, first, handle.shape.d_model), top),
+        Arm(kick_at(top, first, handle.shape.d_model), top),
+        Arm(lambda info: kick_at(top, first, handle.shape.d_model)(info) + again(info), top),
+    ]
+    base, results, shares = generate_arms(handle, PROMPTS, cfg, arms)
+    for k, (arm, res) in enumerate(zip(arms, results, strict=True)):
+        assert _same(res, generate(handle, PROMPTS, cfg, hooks=arm.hooks))[0], f"arm {k}"
+    same, other = results[0].generations, results[2].generations
+    assert [g.token_ids for g in same] == [g.token_ids for g in results[1].generations]
+    assert [same[r].token_ids[:3] for r in range(4)] == [other[r].token_ids[:3] for r in range(4)]
+    assert all(same[r].token_ids[3] != other[r].token_ids[3] for r in (0, 1))  # the second kick split them
+    assert [s.diverged_at[:5] for s in shares] == [[1, 1, 1, 1, None]] * 3
+    rows = sum(s.side_rows for s in shares)  # the pack's side batch, split evenly between its arms
+    nodes = 4 * (STEPS - 1) + 2 * (STEPS - 4)  # 4 continuations from step 1, 2 more from step 4
+    assert rows == pytest.approx(nodes) and sum(s.diverged_steps for s in shares) == 3 * 4 * (STEPS - 1)
 
 
 def test_the_diverged_rows_are_padded_to_a_batch_size_whose_rounding_matches():
@@ -219,3 +249,30 @@ def _flip_at(handle, step_to_flip: int):
         return logits
 
     return steps
+
+
+def test_pytest_arm_by_arm_generates_each_run_alone_with_the_same_findings(pytester, monkeypatch):
+    """``--arm-by-arm`` (``causal-heads evidence -- --arm-by-arm``): no plan is run, every run is
+    generated on its own, and regress finds the planned run's findings unchanged."""
+    from harness.findings.regress import regression
+
+    pytester.makefile(".toml", claims=(
+        '[[claim]]\nid = "a"\nmodel = "tiny-gpt2"\nheads = "1:3"\npatch_mode = "z"\nsource = "gratitude"\n'
+        'metric = "sentiment"\ndirection = "increase"\nn_prompts = 10\nmax_tokens = 5\nrandom_heads = 2\n'
+    ))
+    plans: list[int] = []
+    real = ClaimSession.run_plan
+    monkeypatch.setattr(ClaimSession, "run_plan", lambda self, plan: (plans.append(plan.n_runs), real(self, plan)))
+    docs = {}
+    for name, extra in (("planned", []), ("alone", ["--arm-by-arm"])):
+        res = pytester.runpytest("--claims", "claims.toml", "--findings", f"{name}.json", "-p", "no:cacheprovider",
+                                 *extra)
+        res.assert_outcomes(failed=1)  # (random heads on a tiny model: not supported)
+        docs[name] = json.loads((pytester.path / f"{name}.json").read_text())
+    assert plans == [4]  # the planned run only: baseline, the patch, two random heads
+    _context, rows = regression(docs["planned"], docs["alone"])
+    assert rows == []
+    (a,) = docs["alone"]["claims"]
+    assert a["effect"] == docs["planned"]["claims"][0]["effect"] and a["claim"]["random_heads"] == 2
+    bad = pytester.runpytest_subprocess("--claims", "claims.toml", "--arm-by-arm", "--backend", "ray")
+    assert bad.ret == 2 and "--arm-by-arm" in str(bad.stderr) + str(bad.stdout)

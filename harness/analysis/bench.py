@@ -13,8 +13,9 @@ claim at ``--n-prompts``, claims with a random-head control at ``--random-heads`
 process: planned (:meth:`ClaimSession.run_plan`: the layers below each patch computed once per
 group, :mod:`harness.run.shared`) and arm by arm (each run alone, as before the planner). It
 reports ``planned_s``, ``arm_by_arm_s``, ``speedup``, ``identical`` (every run's tokens equal)
-and the split: per shared layer, the arms, their seconds both ways and the share of rows that
-diverged from the baseline.
+and the split: per shared layer, the arms, their seconds both ways, the share of rows that
+diverged from the baseline, the steps those rows were fed their own tokens (``diverged_steps``)
+and the lower-layer row computations their distinct continuations took (``side_rows``).
 
 ``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
 
@@ -92,8 +93,20 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
     split: dict[int, dict] = {}
     for g, shares in zip(plan.groups, planned.sharing_by_group, strict=True):
         for arm, share in zip(g.arms, shares, strict=True):
-            row = split.setdefault(share["layer"], {"arms": 0, "planned_s": 0.0, "arm_by_arm_s": 0.0, "diverged": []})
+            row = split.setdefault(
+                share["layer"],
+                {
+                    "arms": 0,
+                    "planned_s": 0.0,
+                    "arm_by_arm_s": 0.0,
+                    "diverged": [],
+                    "diverged_steps": 0,
+                    "side_rows": 0.0,
+                },
+            )
             row["arms"] += 1
+            row["diverged_steps"] += share["diverged_steps"]
+            row["side_rows"] += share["side_rows"]
             row["planned_s"] += share["seconds"]
             row["arm_by_arm_s"] += per_run[arm.key]
             row["diverged"].append(share["diverged"])

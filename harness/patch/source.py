@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,12 +63,37 @@ def capture_source(
             for layer in layers
         ]
         position = position_ids(mask)
-        with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):
+        with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks), _stop_after(handle, max(layers, default=None)):
             handle.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position, logits_to_keep=1)
         for (kind, layer), t in store.items():
             for r, pad in enumerate(pads):
                 getattr(acts, kind)[layer].append(t[r, :, pad:, pad:] if kind == "pattern" else t[r, pad:])
     return acts
+
+
+class _Reached(Exception):
+    """Raised by the last block a capture reads: the layers above it are not computed."""
+
+
+@contextlib.contextmanager
+def _stop_after(handle: ModelHandle, layer: int | None):
+    """The forward pass ends after block ``layer`` (what a capture keeps is computed by then;
+    None: it runs to the end)."""
+    if layer is None:
+        yield
+        return
+    block = handle.hooked.decoder_layers()[layer]
+
+    def stop(_module, _inputs, _output):
+        raise _Reached
+
+    registered = block.register_forward_hook(stop)
+    try:
+        yield
+    except _Reached:
+        pass
+    finally:
+        registered.remove()
 
 
 def aligned_positions(alignment: str, lt: int, ls: int) -> tuple[torch.Tensor, torch.Tensor | None]:

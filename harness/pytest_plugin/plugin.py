@@ -95,6 +95,12 @@ def pytest_addoption(parser) -> None:
         choices=("local", "ray"),
         help="where the runs are generated: this process (default) or Ray actors (pip install causal-heads[ray])",
     )
+    group.addoption(
+        "--arm-by-arm",
+        action="store_true",
+        help="generate every run on its own instead of planned (the layers below each patch computed once "
+        "per group): slower, for checking that planning changes no finding (causal-heads regress)",
+    )
     group.addoption("--ray-address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local one)")
     group.addoption("--workers", type=int, default=None, help="Ray actors, each holding the model (default 2)")
     group.addoption(
@@ -148,6 +154,10 @@ def _placement(config) -> dict:
         flags = {key: config.getoption("--" + key.replace("_", "-")) for key in ("device", "dtype", "batch_size")}
         out = merged_placement(flags, profile_placement(config.getoption("--profile")))
         backend = config.getoption("--backend")
+        if config.getoption("--arm-by-arm"):
+            if backend != "local":
+                raise UserError("--arm-by-arm generates every run in this process: it cannot take --backend ray")
+            out["planned"] = False
         if backend == "ray":  # (harness.RayBackend is imported on this first use: torch comes with it)
             out["backend"] = harness.RayBackend.from_options(
                 config.getoption("--ray-address"), config.getoption("--workers")

@@ -10,7 +10,10 @@ runs each arm with its lower layers *replayed*: they are skipped, and layer ``L`
 baseline's residual stream. A row whose token differs from the baseline's leaves the shared
 path: from then on its lower layers are computed for it (in a small batch of such rows, whose
 cache starts from the baseline's keys and values of the positions before the divergence,
-identical by construction), and only its residual stream entering ``L`` comes from there.
+identical by construction), and only its residual stream entering ``L`` comes from there. The
+lower layers see only tokens, so diverged rows of a pack's arms that hold the same continuation
+(the same prompt, the same tokens so far) are one row of that batch: random heads often flip
+the same token the same way.
 
 Exactness. Every arm runs its layers ``>= L`` on the same batch of rows as a run of its own
 (same chunking), and every row keeps its own random stream (common random numbers with the
@@ -68,12 +71,21 @@ class Arm:
 @dataclass
 class Sharing:
     """What one arm shared with the baseline: per row, the step whose fed token first differed
-    from the baseline's (None: never), and the layer below which rows were shared."""
+    from the baseline's (None: never), and the layer below which rows were shared.
+    ``side_rows``: the lower layers' row computations for diverged rows, summed over steps (one
+    per distinct continuation: fewer than :attr:`diverged_steps` when arms' rows continue alike),
+    and ``seconds``: the arm's share of its pack's (both split evenly between a pack's arms)."""
 
     layer: int
     diverged_at: list[int | None] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    side_rows: float = 0
+
+    @property
+    def diverged_steps(self) -> int:
+        """Steps the arm's rows were fed their own tokens (each row from its divergence on)."""
+        return sum(self.steps - d for d in self.diverged_at if d is not None)
 
     @property
     def share_diverged(self) -> float:
@@ -85,6 +97,8 @@ class Sharing:
             "rows": len(self.diverged_at),
             "diverged": self.share_diverged,
             "seconds": self.seconds,
+            "diverged_steps": self.diverged_steps,
+            "side_rows": self.side_rows,
         }
 
 
@@ -244,7 +258,14 @@ class _Record:
 
 class _ArmSteps:
     """The step function of one arm's chunk: lower layers replayed from the baseline's record for
-    shared rows, computed in a padded side batch for diverged rows."""
+    shared rows, computed in a padded side batch for diverged rows.
+
+    The lower layers see only a row's tokens, so rows of the pack's arms that hold the same
+    tokens (the same prompt and the same continuation so far) compute the same lower layers: the
+    side batch holds one *node* per distinct continuation, not one row per diverged row. A node
+    is created when rows leave the baseline's continuation (one per baseline row and new token)
+    or when the rows of a node are fed different tokens (the token of its first row keeps the
+    node, each other token starts a node with the node's keys and values so far)."""
 
     def __init__(
         self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int, copies: int = 1
@@ -258,7 +279,8 @@ class _ArmSteps:
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         self.shared = torch.ones(n_rows, dtype=torch.bool, device=self.device)
-        self.members: list[int] = []  # diverged rows, in the side batch's order
+        self.node_of: dict[int, int] = {}  # diverged row -> its node (its place in the side batch)
+        self.first_row: list[int] = []  # per node: its lowest row (fed the node's token)
         self.side_cache: Any = None
         self.n_rows, self.copies = n_rows, copies
         self.per_run = n_rows // copies
@@ -281,31 +303,62 @@ class _ArmSteps:
         self.drawn += 1
         return exponential_draws(gens, probs)
 
-    # -- the side batch of diverged rows ------------------------------------------------
+    # -- the side batch: one node per distinct continuation of the diverged rows -------
     def _side_rows(self) -> list[int]:
-        size = _padded_size(len(self.members), self.exact, 32, self.n_rows)
-        return self.members + [self.members[0]] * (size - len(self.members))
+        size = _padded_size(len(self.first_row), self.exact, 32, self.n_rows)
+        return self.first_row + [self.first_row[0]] * (size - len(self.first_row))
 
-    def _join(self, rows: list[int], n: int) -> None:
-        """Rows leave the shared path before position ``n``: the side cache keeps its members' own
-        keys and values and takes the new rows' of positions ``[0, n)`` from the baseline
-        (identical up to there). Members stay in the order they joined (a row's results do not
-        depend on its place in a batch of an exact size)."""
-        old, before = self.side_cache, len(self.members)
-        self.members = self.members + rows
-        pad = len(self._side_rows()) - len(self.members)
-        own = torch.tensor([r % self.per_run for r in rows], device=self.device)  # each new row's baseline row
+    def _regroup(self, leaving: list[int], tokens: list[int]) -> list[tuple[str, int]]:
+        """Rows ``leaving`` the shared path and the rows of nodes fed different tokens join new
+        nodes; returns each new node's origin: ``("base", baseline row)`` or ``("node", node)``."""
+        origins: list[tuple[str, int]] = []
+        new: dict[tuple, int] = {}
+        by_node: dict[int, list[int]] = {}
+        for r, node in self.node_of.items():
+            by_node.setdefault(node, []).append(r)
+        for node, rows in sorted(by_node.items()):
+            kept = tokens[self.first_row[node]]
+            for r in rows:
+                if tokens[r] != kept:
+                    self.node_of[r] = self._node(new, origins, ("node", node), tokens[r], r)
+        for r in leaving:
+            self.node_of[r] = self._node(new, origins, ("base", r % self.per_run), tokens[r], r)
+        return origins
+
+    def _node(self, new: dict, origins: list, origin: tuple[str, int], token: int, row: int) -> int:
+        key = (*origin, token)
+        if key not in new:
+            new[key] = len(self.first_row)
+            origins.append(origin)
+            self.first_row.append(row)
+        return new[key]
+
+    def _extend(self, origins: list[tuple[str, int]], n: int) -> None:
+        """New nodes take the keys and values of positions ``[0, n)`` from their origin: the
+        baseline's record (identical up to there) or the node they split from. Nodes keep the order
+        they were made in (a row's results do not depend on its place in a batch of an exact size)."""
+        old = self.side_cache
+        before = len(self.first_row) - len(origins)
+        pad = len(self._side_rows()) - len(self.first_row)
+        base = torch.tensor([i if kind == "base" else 0 for kind, i in origins], device=self.device)
+        parent = torch.tensor([i if kind == "node" else 0 for kind, i in origins], device=self.device)
+        from_base = torch.tensor([kind == "base" for kind, _ in origins], device=self.device)[:, None, None, None]
         cache = growing_cache(self.model.config)
         for layer in range(self.layer):
             kv: Any = cache.layers[layer]  # a DynamicLayer or DynamicSlidingWindowLayer
             window = getattr(kv, "sliding_window", None)
             keep = n if window is None else min(n, window - 1)
             base_k, base_v = self.record.history(layer, n, keep)
-            ks, vs = [base_k[own]], [base_v[own]]
+            new_k, new_v = base_k[base], base_v[base]
             if before:
-                ks.insert(0, old.layers[layer].keys[:before, :, -keep:])
-                vs.insert(0, old.layers[layer].values[:before, :, -keep:])
-            if pad:  # copies of the first member, to an exact batch size
+                old_k, old_v = old.layers[layer].keys[:before, :, -keep:], old.layers[layer].values[:before, :, -keep:]
+                if not bool(from_base.all()):
+                    new_k = torch.where(from_base, new_k, old_k[parent])
+                    new_v = torch.where(from_base, new_v, old_v[parent])
+                ks, vs = [old_k, new_k], [old_v, new_v]
+            else:
+                ks, vs = [new_k], [new_v]
+            if pad:  # copies of the first node, to an exact batch size
                 ks.append(ks[0][:1].expand(pad, -1, -1, -1))
                 vs.append(vs[0][:1].expand(pad, -1, -1, -1))
             kv.update(torch.cat(ks), torch.cat(vs))
@@ -314,15 +367,16 @@ class _ArmSteps:
         self.side_cache = cache
 
     def _lower(self, inputs, mask, position) -> torch.Tensor:
-        """Residual stream entering ``self.layer`` for the side batch's rows (the model stops there)."""
+        """Residual stream entering ``self.layer`` for each node (the model stops there)."""
         idx = torch.tensor(self._side_rows(), device=self.device)
+        self.sharing.side_rows += len(self.first_row)
         stop = self.blocks[self.layer - 1].register_forward_hook(lambda _m, _i, out: _raise(out))
         try:
             self.model(
                 input_ids=inputs[idx], attention_mask=mask[idx], position_ids=position[idx], cache=self.side_cache
             )
         except _Stop as s:
-            return s.output[: len(self.members)]
+            return s.output[: len(self.first_row)]
         finally:
             stop.remove()
         raise RuntimeError("the forward pass did not reach the shared layer")
@@ -335,18 +389,22 @@ class _ArmSteps:
         if step > 0:
             fed = self.record.fed[step - 1].repeat(self.copies) if have else None
             leaving = self.shared & ((inputs[:, 0] != fed) if fed is not None else True)
-            if bool(leaving.any()):
-                rows = leaving.nonzero().flatten().tolist()
-                for r in rows:
-                    self.sharing.diverged_at[r] = step
-                self.shared &= ~leaving
-                self._join(rows, n)
+            rows = leaving.nonzero().flatten().tolist() if bool(leaving.any()) else []
+            for r in rows:
+                self.sharing.diverged_at[r] = step
+            self.shared &= ~leaving
+            if rows or self.node_of:
+                origins = self._regroup(rows, inputs[:, 0].tolist())
+                if origins:
+                    self._extend(origins, n)
         if have:
             feed = self.record.resid_at(self.layer, n, n + n_new).repeat(self.copies, 1, 1)
         else:
             feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model, dtype=self.dtype, device=self.device)
-        if self.members:
-            feed[torch.tensor(self.members, device=self.device)] = self._lower(inputs, mask, position).to(feed.dtype)
+        if self.node_of:
+            rows = torch.tensor(list(self.node_of), device=self.device)
+            nodes = torch.tensor(list(self.node_of.values()), device=self.device)
+            feed[rows] = self._lower(inputs, mask, position).to(feed.dtype)[nodes]
         self.sharing.steps = step + 1
         self.step = step
         with _replayed(self.blocks, self.layer, self.cache, feed):
@@ -457,5 +515,6 @@ def generate_arms(
             for part in per_chunk:  # each chunk's rows are the pack's runs in blocks
                 n = len(part.diverged_at) // len(pack)
                 diverged += part.diverged_at[a * n : (a + 1) * n]
-            shares[i] = Sharing(layer, diverged, max((p.steps for p in per_chunk), default=0), seconds)
+            steps = max((p.steps for p in per_chunk), default=0)
+            shares[i] = Sharing(layer, diverged, steps, seconds, sum(p.side_rows for p in per_chunk) / len(pack))
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
