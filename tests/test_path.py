@@ -216,11 +216,11 @@ def test_a_path_claim_row_round_trips_through_toml(tmp_path):
 def test_planned_path_arms_share_lower_layers_and_equal_their_own_runs(name):
     """A path arm in a planned group replays the baseline's layers below its senders (rows that
     diverge compute them in the side batch) and gives exactly the tokens and log-probs of its own run."""
-    from harness.run.shared import Arm, generate_arms
+    from harness.run.shared import Arm, _packs, generate_arms
 
     handle = load_tiny(name)
     last = handle.shape.n_layers - 1
-    targets, sources = load_prompt_set("neutral").head(6), load_emotion_prompts("gratitude").head(6)
+    targets, sources = load_prompt_set("neutral").head(12), load_emotion_prompts("gratitude").head(12)
     cfg = GenerationConfig(max_tokens=8)  # greedy: a random tiny model's near-uniform sampling hides patches
     hooks = []  # the tiny models have 2 layers: senders in the last one share layer 0, receivers 'direct'
     for heads, mode in ((tuple((last, h) for h in range(handle.shape.n_heads)), "zero"), (((last, 1),), "z")):
@@ -228,7 +228,11 @@ def test_planned_path_arms_share_lower_layers_and_equal_their_own_runs(name):
         src = capture_source(handle, sources, [last], get_needs(mode))
         rec = parse_receivers("direct", patch.heads, handle.shape.n_layers, handle.shape.n_heads)
         hooks.append(path_hooks(handle, patch, src, rec))
-    base, results, shares = generate_arms(handle, targets, cfg, [Arm(h, last) for h in hooks], track=TRACK)
+    arms = [Arm(h, last) for h in hooks]
+    plain = Arm(patch_hooks(handle, PatchConfig(((last, 1),), "z", "end"), src), last)
+    # path runs with the same sender layer and streams share a batch; never with a plain patch
+    assert _packs(handle, targets, cfg, [*arms, plain], 512) == [[0, 1], [2]]
+    base, results, shares = generate_arms(handle, targets, cfg, arms, track=TRACK)
     for h, planned, share in zip(hooks, results, shares, strict=True):
         alone = generate(handle, targets, cfg, hooks=h, track=TRACK)
         assert [g.token_ids for g in planned.generations] == [g.token_ids for g in alone.generations]

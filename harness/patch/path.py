@@ -130,6 +130,75 @@ def _keep_rows(rows: slice):
     return hook
 
 
+@dataclass(frozen=True)
+class _Streams:
+    """How a path run's batch is laid out above its lowest sender layer ``low``: ``copies``
+    streams (T, P and, without the direct path, Q), the logits taken from stream ``output``."""
+
+    low: int
+    n_layers: int
+    copies: int
+    output: int
+
+
+@dataclass(frozen=True)
+class _PathRun:
+    """One path run's heads per layer, and its senders' patch hooks for the chunk."""
+
+    inner: dict  # sender hook point -> the patch's hook
+    patched: dict[int, list[int]]
+    frozen: dict[int, list[int]]
+    receiving: dict[int, list[int]]
+
+
+def _path_set(streams: _Streams, runs: list[_PathRun], n: int) -> HookSet:
+    """The hooks of ``runs`` (``n`` rows each) in one batch: each stream holds every run's rows,
+    run ``a`` in block ``a``."""
+    total = len(runs) * n
+
+    def layer_hook(layer: int):
+        name = f"blocks.{layer}.attn.hook_z"
+
+        def hook(z, hook):
+            z = z.clone()
+            for a, run in enumerate(runs):
+                t, p = slice(a * n, (a + 1) * n), slice(total + a * n, total + (a + 1) * n)
+                frozen, patched, heads_in = run.frozen[layer], run.patched[layer], run.receiving[layer]
+                if frozen:
+                    z[p, :, frozen] = z[t, :, frozen]
+                if patched:
+                    z[p] = run.inner[name](z[p].clone(), hook)
+                if streams.copies == 3:
+                    q = slice(2 * total + a * n, 2 * total + (a + 1) * n)
+                    z[q] = z[t]
+                    if heads_in:
+                        z[q, :, heads_in] = z[p, :, heads_in]
+            return z
+
+        return name, hook
+
+    def install(h: ModelHandle) -> list:
+        blocks = h.hooked.decoder_layers()
+        grow = _grow(total, streams.copies)
+        handles = [blocks[j].register_forward_pre_hook(grow, with_kwargs=True) for j in range(streams.low, len(blocks))]
+        out = slice(streams.output * total, (streams.output + 1) * total)
+        handles.append(blocks[len(blocks) - 1].register_forward_hook(_keep_rows(out)))
+        return handles
+
+    def together(sets: list[HookSet], rows: int) -> HookSet:
+        return _path_set(streams, [run for hs in sets for run in hs.runs], rows)  # type: ignore[attr-defined]
+
+    hooks = HookSet(
+        [layer_hook(layer) for layer in range(streams.low, streams.n_layers)],
+        install,
+        pack_key=("path", streams),
+        together=together,
+        width=streams.copies,
+    )
+    hooks.runs = runs  # type: ignore[attr-defined]
+    return hooks
+
+
 def path_hooks(
     handle: ModelHandle,
     patch: PatchConfig,
@@ -139,51 +208,24 @@ def path_hooks(
 ) -> Callable[[BatchInfo], HookSet]:
     """A hook factory for :func:`harness.run.generation.generate`: the senders (``patch.heads``,
     patched with ``patch``'s mode and ``source``) reach the output only through ``receivers``
-    (see the module docstring)."""
+    (see the module docstring). Path runs with the same lowest sender layer and the same streams
+    can share a batch (:func:`harness.run.generation.generate_together`)."""
     check_path_mode(patch.mode)
     shape = handle.shape
     senders = set(patch.heads)
     low = min(layer for layer, _ in senders)
     receiving = set(receivers.heads)
-    copies = 2 if receivers.direct else 3
-    output = 1 if receivers.direct else 2  # the stream whose logits the run keeps
+    streams = _Streams(low, shape.n_layers, 2 if receivers.direct else 3, 1 if receivers.direct else 2)
+    layers = range(low, shape.n_layers)
+    heads = range(shape.n_heads)
+    patched = {layer: [h for h in heads if (layer, h) in senders] for layer in layers}
+    frozen = {
+        layer: [h for h in heads if (layer, h) not in senders and (layer, h) not in receiving] for layer in layers
+    }
+    heads_in = {layer: [h for h in heads if (layer, h) in receiving] for layer in layers}
 
     def factory(info: BatchInfo) -> HookSet:
-        n = len(info.rows)
         inner = dict(patch_hooks(handle, patch, source, pair)(info))
-
-        def layer_hook(layer: int):
-            patched = [h for h in range(shape.n_heads) if (layer, h) in senders]
-            frozen = [h for h in range(shape.n_heads) if (layer, h) not in senders and (layer, h) not in receiving]
-            heads_in = [h for h in range(shape.n_heads) if (layer, h) in receiving]
-            name = f"blocks.{layer}.attn.hook_z"
-
-            def hook(z, hook):
-                z = z.clone()
-                t, p = slice(0, n), slice(n, 2 * n)
-                if frozen:
-                    z[p, :, frozen] = z[t, :, frozen]
-                if patched:
-                    z[p] = inner[name](z[p].clone(), hook)
-                if copies == 3:
-                    q = slice(2 * n, 3 * n)
-                    z[q] = z[t]
-                    if heads_in:
-                        z[q, :, heads_in] = z[p, :, heads_in]
-                return z
-
-            return name, hook
-
-        def install(h: ModelHandle) -> list:
-            blocks = h.hooked.decoder_layers()
-            handles = [
-                blocks[j].register_forward_pre_hook(_grow(n, copies), with_kwargs=True) for j in range(low, len(blocks))
-            ]
-            handles.append(
-                blocks[len(blocks) - 1].register_forward_hook(_keep_rows(slice(output * n, (output + 1) * n)))
-            )
-            return handles
-
-        return HookSet([layer_hook(layer) for layer in range(low, shape.n_layers)], install)
+        return _path_set(streams, [_PathRun(inner, patched, frozen, heads_in)], len(info.rows))
 
     return factory

@@ -52,11 +52,24 @@ class HookSet(list):
     """A hook list plus hooks on the model's own modules, for a run that reshapes the batch inside
     the model (path patching runs several copies of the residual stream above a layer):
     ``install(handle)`` registers them and returns their removable handles; they are removed when
-    the chunk ends. Such a run cannot share a batch with other runs (:func:`generate_together`)."""
+    the chunk ends. Such runs share a batch (:func:`generate_together`) only when they have the
+    same ``pack_key``: ``together(sets, n)`` then makes the one hook set of their batch (run
+    ``a``'s rows ``a*n..(a+1)*n``); without a key a run runs alone."""
 
-    def __init__(self, hooks=(), install: Callable[[ModelHandle], list] | None = None) -> None:
+    def __init__(
+        self,
+        hooks=(),
+        install: Callable[[ModelHandle], list] | None = None,
+        *,
+        pack_key: tuple | None = None,
+        together: Callable[[list[HookSet], int], HookSet] | None = None,
+        width: int = 1,
+    ) -> None:
         super().__init__(hooks)
         self.install = install
+        self.width = width  # rows inside the model per row of the run (a path run's streams)
+        self.pack_key = pack_key if together is not None else None
+        self.together = together
 
 
 class GenerationConfig(SamplingSettings):
@@ -415,7 +428,14 @@ def _blockwise(per_run: list[HookList], n: int) -> HookList:
     """One hook per hook point for a batch of runs: run ``a``'s hooks see rows ``a*n..(a+1)*n``."""
     by_name: dict[str, list[tuple[int, Callable]]] = {}
     if any(isinstance(hooks, HookSet) and hooks.install for hooks in per_run):
-        raise ValueError("a run that reshapes the batch inside the model (HookSet.install) runs alone")
+        keys = {hooks.pack_key if isinstance(hooks, HookSet) else None for hooks in per_run}
+        first = per_run[0]
+        if None in keys or len(keys) > 1 or not isinstance(first, HookSet) or first.together is None:
+            raise ValueError(
+                "runs that reshape the batch inside the model (HookSet.install) share a batch only "
+                "with runs of the same pack_key"
+            )
+        return first.together([h for h in per_run if isinstance(h, HookSet)], n)
     for a, hooks in enumerate(per_run):
         for name, fn in hooks:
             if not isinstance(name, str):

@@ -147,7 +147,8 @@ def _packs(
     handle: ModelHandle, prompts, config: GenerationConfig, arms: Sequence[Arm], max_rows: int
 ) -> list[list[int]]:
     """Arm indices in packs that can run as one batch: the same shared layers, hooks named by
-    strings, explicit softmax on the same layers, and batch sizes whose rounding is exact."""
+    strings, explicit softmax on the same layers, and batch sizes whose rounding is exact. Runs
+    that reshape the batch (path patches) pack only with runs of their ``pack_key``."""
     rows = min(len(prompts) * config.samples, config.batch_size)
     exact = exact_batch_sizes(*_probe_args(handle))
 
@@ -159,14 +160,18 @@ def _packs(
     for i, arm in enumerate(arms):
         resolved = arm.hooks(probe) if callable(arm.hooks) else arm.hooks
         reshapes = isinstance(resolved, HookSet) and resolved.install is not None  # e.g. a path patch
+        pack_key = resolved.pack_key if isinstance(resolved, HookSet) else None
         pairs = list(resolved or [])
         names = [name for name, _fn in pairs]
-        if arm.lowest_layer <= 0 or reshapes or not all(isinstance(n, str) for n in names):
+        if arm.lowest_layer <= 0 or (reshapes and pack_key is None) or not all(isinstance(n, str) for n in names):
             packs.setdefault(("alone", i), []).append([i])
             continue
-        key = (arm.lowest_layer, frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern")))
+        eager = frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern"))
+        key = (arm.lowest_layer, eager, pack_key if reshapes else None)
+        width = resolved.width if isinstance(resolved, HookSet) else 1  # e.g. a path run's streams
         groups = packs.setdefault(key, [[]])
-        if (len(groups[-1]) + 1) * rows > max_rows or not ok((len(groups[-1]) + 1) * rows) or not ok(rows):
+        size = (len(groups[-1]) + 1) * rows
+        if size * width > max_rows or not ok(size) or not ok(rows):
             groups.append([])
         groups[-1].append(i)
     return [p for groups in packs.values() for p in groups if p]
