@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODELS as ARCHITECTURES  # every architecture the hook adapters support
+from conftest import load_tiny, tiny_params
 from harness import Claim
 from harness.claims.session import ClaimSession
 from harness.metrics.next_token import keyword_tracks
@@ -100,11 +101,13 @@ def test_planned_arms_equal_arm_by_arm_generation(name, do_sample):
 
 
 @pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
-def test_rows_that_continue_alike_compute_their_lower_layers_once(tiny_gpt2, do_sample):
+@pytest.mark.parametrize("name", tiny_params())
+def test_rows_that_continue_alike_compute_their_lower_layers_once(name, do_sample):
     """Two arms kick the same rows alike (the same continuations: one side-batch row each), a
     third kicks them alike at the first token and two of them again at step 3 (they leave the
-    others' continuation there); every arm still equals its own run token for token."""
-    handle = tiny_gpt2
+    others' continuation there, copying its keys and values: sliding windows included); every
+    arm still equals its own run token for token."""
+    handle = load_tiny(name)
     top = handle.shape.n_layers - 1
     cfg = GenerationConfig(max_tokens=STEPS, do_sample=do_sample, seed=3)
     first = dict.fromkeys(range(4), 0)
