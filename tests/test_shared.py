@@ -130,6 +130,38 @@ def test_rows_that_continue_alike_compute_their_lower_layers_once(name, do_sampl
     assert rows == pytest.approx(nodes) and sum(s.diverged_steps for s in shares) == 3 * 4 * (STEPS - 1)
 
 
+@pytest.mark.parametrize("name", tiny_params())
+def test_packs_of_one_layer_run_in_lockstep_with_one_side_batch(name):
+    """Arms that cannot share a batch (a plain patch, one taking the explicit softmax on its layer,
+    a path patch) but share their lower layers run in lockstep: each pack's upper layers as a
+    forward of its own, their diverged rows in one side batch, where rows of different packs that
+    continue alike are one row. Each arm equals its own run token for token."""
+    from harness.patch.hooks import identity_pattern_hooks
+    from harness.patch.path import parse_receivers, path_hooks
+    from harness.run.shared import _lockstep, _packs
+
+    handle = load_tiny(name)
+    top = handle.shape.n_layers - 1
+    cfg = GenerationConfig(max_tokens=STEPS)
+    first = dict.fromkeys(range(4), 0)
+    src = capture_source(handle, load_emotion_prompts("gratitude").head(20), (top,), frozenset({"z"}))
+    patch = PatchConfig(((top, 1),), "z")
+    rec = parse_receivers("direct", patch.heads, handle.shape.n_layers, handle.shape.n_heads)
+    arms = [
+        Arm(kick_at(top, first, handle.shape.d_model), top),
+        Arm(lambda info: identity_pattern_hooks((top,)) + kick_at(top, first, handle.shape.d_model)(info), top),
+        Arm(path_hooks(handle, patch, src, rec), top),
+    ]
+    rows = len(PROMPTS)
+    assert _lockstep(_packs(handle, PROMPTS, cfg, arms, 512), arms, rows, 4 * 512) == [[[0], [1], [2]]]
+    base, results, shares = generate_arms(handle, PROMPTS, cfg, arms)
+    for k, (arm, res) in enumerate(zip(arms, results, strict=True)):
+        assert _same(res, generate(handle, PROMPTS, cfg, hooks=arm.hooks))[0], f"arm {k}"
+    kicked = [[g.token_ids for g in r.generations[:4]] for r in results[:2]]
+    assert kicked[0] == kicked[1]  # the same continuations in two packs ...
+    assert sum(s.side_rows for s in shares) < sum(s.diverged_steps for s in shares)  # ... computed once
+
+
 def test_the_diverged_rows_are_padded_to_a_batch_size_whose_rounding_matches():
     sizes = exact_batch_sizes(96)
     assert 32 in sizes  # the reference size agrees with itself

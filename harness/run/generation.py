@@ -304,6 +304,13 @@ def _generate_chunk(
 
 
 @contextlib.contextmanager
+def installed(handle: ModelHandle, hooks: HookList):
+    """A resolved hook list (or :class:`HookSet`) on the model while the block runs."""
+    with handle.hooked.hooks(fwd_hooks=list(hooks)), _module_hooks(hooks, handle):
+        yield
+
+
+@contextlib.contextmanager
 def _module_hooks(hooks, handle: ModelHandle):
     """A :class:`HookSet`'s hooks on the model's modules, installed for the chunk and removed after."""
     installed = hooks.install(handle) if isinstance(hooks, HookSet) and hooks.install else []
@@ -363,13 +370,19 @@ def generate_together(
     prompt_format: str | None = None,
     progress: Callable[[int], None] | None = None,
     track: Mapping[str, Sequence[int]] | None = None,
-    steps: Callable[[int, dict], StepLogits] | None = None,
+    steps: Callable[..., StepLogits] | None = None,
+    parts: Sequence[int] | None = None,
 ) -> list[GenerationResult]:
     """One run per hook set over the same prompts and settings, in one batch: each chunk's rows
     once per run (run ``a`` in block ``a``), each hook applied to its own run's block only. A run
     equals its own :func:`generate` call wherever the batch size does not change the rounding of
     a row's matrix products (see :func:`harness.run.shared.exact_batch_sizes`); hooks on
-    ``hook_pattern`` must be on the same layers in every run (they change how a layer computes)."""
+    ``hook_pattern`` must be on the same layers in every run (they change how a layer computes).
+
+    ``parts`` (with ``steps``): the runs in consecutive parts of these sizes, each part's hooks
+    combined on their own and handed to the step function (``steps(start, enc, part_hooks)``),
+    which runs each part's forward with them; nothing is installed for the whole batch. Runs of
+    different parts may then hook patterns on different layers or reshape the batch."""
     prompts = list(prompts)
     if not prompts:
         raise UserError("no prompts to generate from (the prompt list is empty)")
@@ -377,6 +390,8 @@ def generate_together(
     fmt.check_fits(handle, config.max_tokens, prompts=prompts)
     rows = [(p, s) for p in range(len(prompts)) for s in range(config.samples)]
     k = len(hook_sets)
+    if parts is not None and (steps is None or sum(parts) != k or min(parts, default=0) < 1):
+        raise ValueError(f"parts {list(parts)} must split the {k} runs, for a step function that runs them")
     results = [GenerationResult(config=config, prompt_format=fmt.format) for _ in range(k)]
     eos = set(_eos_ids(handle))
     track_ids = {name: _token_ids(handle, name, ids) for name, ids in (track or {}).items()}
@@ -389,12 +404,13 @@ def generate_together(
             mask = enc["attention_mask"]
             info = BatchInfo(rows=tuple(chunk), prompt_lengths=enc_cpu["attention_mask"].sum(-1), attention_mask=mask)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
-            runner = steps(start, enc) if steps is not None else plain_steps(handle)
-            if k == 1:
-                batch, hooks = enc, hook_sets[0]
+            batch = enc if k == 1 else {"input_ids": enc["input_ids"].repeat(k, 1), "attention_mask": mask.repeat(k, 1)}
+            if parts is not None and steps is not None:
+                runner = steps(start, enc, _part_hooks(hook_sets, parts, info, len(chunk)))
+                hooks = None
             else:
-                batch = {"input_ids": enc["input_ids"].repeat(k, 1), "attention_mask": mask.repeat(k, 1)}
-                hooks = _blockwise([_resolve_hooks(h, info) for h in hook_sets], len(chunk))
+                runner = steps(start, enc) if steps is not None else plain_steps(handle)
+                hooks = hook_sets[0] if k == 1 else _blockwise([_resolve_hooks(h, info) for h in hook_sets], len(chunk))
             tokens, tracked = _generate_chunk(
                 handle, batch, info, seeds * k, config, hooks, progress, track_ids, runner
             )
@@ -422,6 +438,17 @@ def _on_device(enc, handle: ModelHandle):
     if device == "cpu":
         return enc
     return {key: value.to(device) for key, value in enc.items()}
+
+
+def _part_hooks(hook_sets, parts: Sequence[int], info: BatchInfo, n: int) -> list[HookList]:
+    """Each part's runs' hooks, combined for that part's batch (run ``a`` of a part in its block ``a``)."""
+    resolved = [_resolve_hooks(h, info) for h in hook_sets]
+    out, start = [], 0
+    for size in parts:
+        own = resolved[start : start + size]
+        out.append(own[0] if size == 1 else _blockwise(own, n))
+        start += size
+    return out
 
 
 def _blockwise(per_run: list[HookList], n: int) -> HookList:

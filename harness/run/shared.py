@@ -13,7 +13,10 @@ cache starts from the baseline's keys and values of the positions before the div
 identical by construction), and only its residual stream entering ``L`` comes from there. The
 lower layers see only tokens, so diverged rows of a pack's arms that hold the same continuation
 (the same prompt, the same tokens so far) are one row of that batch: random heads often flip
-the same token the same way.
+the same token the same way. Packs that cannot share a batch (one takes the explicit softmax on
+its layer, one is a path patch) but share the same layers run in lockstep, with one side batch
+per step for all of them: on this 2-core CPU a small batch's forward costs about the same for 1
+row as for 30 (it streams the weights), so what counts is the number of forward passes.
 
 Exactness. Every arm runs its layers ``>= L`` on the same batch of rows as a run of its own
 (same chunking), and every row keeps its own random stream (common random numbers with the
@@ -32,6 +35,7 @@ because all its rows ended).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +55,7 @@ from harness.run.generation import (
     exponential_draws,
     generate,
     generate_together,
+    installed,
     multinomial_is_exponential_argmax,
     plain_steps,
 )
@@ -177,6 +182,23 @@ def _packs(
     return [p for groups in packs.values() for p in groups if p]
 
 
+def _lockstep(packs: list[list[int]], arms: Sequence[Arm], rows: int, limit: int) -> list[list[list[int]]]:
+    """Packs that share the same layers, in sets that run in lockstep (one step of every pack at a
+    time, their diverged rows in one side batch), of up to ``limit`` rows; a layer-0 arm alone."""
+    sets: dict[int, list[list[list[int]]]] = {}
+    alone = []
+    for pack in packs:
+        layer = arms[pack[0]].lowest_layer
+        if layer <= 0:
+            alone.append([pack])
+            continue
+        by_layer = sets.setdefault(layer, [[]])
+        if by_layer[-1] and (sum(map(len, by_layer[-1])) + len(pack)) * rows > limit:
+            by_layer.append([])
+        by_layer[-1].append(pack)
+    return [s for by_layer in sets.values() for s in by_layer] + alone
+
+
 class _Stop(Exception):
     def __init__(self, output: torch.Tensor) -> None:
         super().__init__()
@@ -273,13 +295,27 @@ class _ArmSteps:
     node, each other token starts a node with the node's keys and values so far)."""
 
     def __init__(
-        self, handle: ModelHandle, record: _Record, layer: int, sharing: Sharing, n_rows: int, copies: int = 1
+        self,
+        handle: ModelHandle,
+        record: _Record,
+        layer: int,
+        sharing: Sharing,
+        n_rows: int,
+        copies: int = 1,
+        parts: Sequence[int] | None = None,
+        part_hooks: Sequence[HookList] | None = None,
     ) -> None:
-        """``n_rows`` rows: ``copies`` runs of the chunk's rows (row j is baseline row j % (n_rows / copies))."""
+        """``n_rows`` rows: ``copies`` runs of the chunk's rows (row j is baseline row j % (n_rows / copies)).
+        ``parts``/``part_hooks``: the runs in consecutive parts (packs) whose layers from ``layer``
+        up run as forwards of their own, each with its part's hooks installed for it; the diverged
+        rows of every part share one side batch. Without them: one part, hooks installed by the caller."""
         self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
         self.model = handle.model
         self.blocks = handle.hooked.decoder_layers()
-        self.cache = growing_cache(self.model.config)
+        self.parts = list(parts) if parts is not None else [copies]
+        self.part_hooks = part_hooks
+        self.caches = [growing_cache(self.model.config) for _ in self.parts]
+        self.part_seconds = [0.0] * len(self.parts)  # each part's forwards above the shared layers
         self.extra = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
@@ -412,16 +448,27 @@ class _ArmSteps:
             feed[rows] = self._lower(inputs, mask, position).to(feed.dtype)[nodes]
         self.sharing.steps = step + 1
         self.step = step
-        with _replayed(self.blocks, self.layer, self.cache, feed):
-            out = self.model(
-                input_ids=inputs,
-                attention_mask=mask,
-                position_ids=position,
-                cache=self.cache,
-                use_cache=True,
-                **self.extra,
-            )
-        return out.logits[:, -1, :]
+        logits, first = [], 0
+        for p, size in enumerate(self.parts):
+            rows = slice(first * self.per_run, (first + size) * self.per_run)
+            first += size
+            began = time.perf_counter()
+            hooks = self.part_hooks[p] if self.part_hooks is not None else None
+            with (
+                installed(self.handle, hooks) if hooks is not None else contextlib.nullcontext(),
+                _replayed(self.blocks, self.layer, self.caches[p], feed[rows]),
+            ):
+                out = self.model(
+                    input_ids=inputs[rows],
+                    attention_mask=mask[rows],
+                    position_ids=position[rows],
+                    cache=self.caches[p],
+                    use_cache=True,
+                    **self.extra,
+                )
+            logits.append(out.logits[:, -1, :])
+            self.part_seconds[p] += time.perf_counter() - began
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
 
 
 def _raise(output):
@@ -467,9 +514,11 @@ def generate_arms(
     """The baseline run (with ``baseline_hooks``) and each arm's run, as :func:`generate` would
     give them one by one, with each arm's layers below ``arm.lowest_layer`` computed once (see the
     module docstring). Arms that share the same layers and take the explicit softmax on the same
-    layers run together in batches of up to ``max_rows`` rows (:func:`generate_together`), where
-    the batch size keeps every row's rounding (:func:`exact_batch_sizes`). Returns (baseline, the
-    arms' results in order, what each arm shared)."""
+    layers run together in batches (packs) of up to ``max_rows`` rows (:func:`generate_together`),
+    where the batch size keeps every row's rounding (:func:`exact_batch_sizes`); the packs that
+    share the same layers run in lockstep, up to ``4 * max_rows`` rows: one step of each at a
+    time, each pack's upper layers a forward of its own, the diverged rows of all of them in one
+    side batch. Returns (baseline, the arms' results in order, what each arm shared)."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
@@ -486,40 +535,53 @@ def generate_arms(
     )
     results: list[GenerationResult | None] = [None] * len(arms)
     shares: list[Sharing | None] = [None] * len(arms)
-    for pack in _packs(handle, prompts, config, arms, max_rows):
+    rows = min(len(prompts) * config.samples, config.batch_size)
+    for together in _lockstep(_packs(handle, prompts, config, arms, max_rows), arms, rows, 4 * max_rows):
         start = time.perf_counter()
-        layer = arms[pack[0]].lowest_layer
+        runs = [i for pack in together for i in pack]
+        layer = arms[runs[0]].lowest_layer
         if layer <= 0:  # nothing below its patch: a run of its own (a pack of one: see _packs)
-            (i,) = pack
+            (i,) = runs
             results[i] = generate(
                 handle, prompts, config, prompt_format=prompt_format, hooks=arms[i].hooks, track=track
             )
             shares[i] = Sharing(0, seconds=time.perf_counter() - start)
             continue
-        per_chunk: list[Sharing] = []
-        k = len(pack)
+        per_chunk: list[_ArmSteps] = []
+        parts = [len(pack) for pack in together]
 
-        def pack_steps(first: int, enc, layer=layer, per_chunk=per_chunk, k=k) -> StepLogits:
-            part = Sharing(layer)
-            per_chunk.append(part)
-            return _ArmSteps(handle, chunk_of[first], layer, part, k * enc["input_ids"].shape[0], copies=k)
+        def lockstep_steps(first: int, enc, part_hooks, layer=layer, per_chunk=per_chunk, parts=parts) -> StepLogits:
+            k = sum(parts)
+            runner = _ArmSteps(
+                handle, chunk_of[first], layer, Sharing(layer), k * enc["input_ids"].shape[0], k, parts, part_hooks
+            )
+            per_chunk.append(runner)
+            return runner
 
         outs = generate_together(
             handle,
             prompts,
             config,
-            [arms[i].hooks for i in pack],
+            [arms[i].hooks for i in runs],
             prompt_format=prompt_format,
             track=track,
-            steps=pack_steps,
+            steps=lockstep_steps,
+            parts=parts,
         )
-        seconds = (time.perf_counter() - start) / len(pack)
-        for a, (i, out) in enumerate(zip(pack, outs, strict=True)):
-            results[i] = out
-            diverged: list[int | None] = []
-            for part in per_chunk:  # each chunk's rows are the pack's runs in blocks
-                n = len(part.diverged_at) // len(pack)
-                diverged += part.diverged_at[a * n : (a + 1) * n]
-            steps = max((p.steps for p in per_chunk), default=0)
-            shares[i] = Sharing(layer, diverged, steps, seconds, sum(p.side_rows for p in per_chunk) / len(pack))
+        # an arm's seconds: its pack's forwards above the shared layers, split between the pack's
+        # arms, plus an even share of the rest (the side batch, sampling)
+        own = [sum(r.part_seconds[p] for r in per_chunk) for p in range(len(parts))]
+        rest = (time.perf_counter() - start - sum(own)) / len(runs)
+        steps = max((r.sharing.steps for r in per_chunk), default=0)
+        side_rows = sum(r.sharing.side_rows for r in per_chunk) / len(runs)
+        a = 0
+        for p, pack in enumerate(together):
+            for i in pack:
+                diverged: list[int | None] = []
+                for r in per_chunk:  # each chunk's rows are the runs in blocks
+                    n = len(r.sharing.diverged_at) // len(runs)
+                    diverged += r.sharing.diverged_at[a * n : (a + 1) * n]
+                results[i] = outs[a]
+                shares[i] = Sharing(layer, diverged, steps, own[p] / len(pack) + rest, side_rows)
+                a += 1
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
