@@ -319,3 +319,23 @@ def test_the_growing_cache_layer_holds_what_hf_dynamic_layer_holds():
         ours._grow(torch.zeros(5, 2, 1, 4), torch.zeros(5, 2, 1, 4), 500)
     ours.reset()
     assert ours.update(torch.ones(1, 1, 2, 4), torch.ones(1, 1, 2, 4))[0].shape == (1, 1, 2, 4)
+
+
+def test_sampling_in_row_blocks_gives_each_row_what_one_piece_gives():
+    """Rows are sampled and tracked SAMPLE_BLOCK at a time (faster on large packs); every row's
+    token is what the whole batch at once gives, with generators or with broadcast exponentials."""
+    from harness.run.generation import SAMPLE_BLOCK, _blocks, _next_tokens
+
+    cfg = GenerationConfig(do_sample=True, top_k=50, seed=0)
+    rows, period, vocab = 3 * 50, 50, 1000
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(0)) * 4
+    probs = _filter_logits(logits, cfg).softmax(dim=-1)
+    q = torch.empty(period, vocab).exponential_(generator=torch.Generator().manual_seed(1))
+    whole = (probs.view(3, period, -1) / q).argmax(dim=-1).flatten()
+    assert torch.equal(_next_tokens(logits, cfg, [], lambda gens, p: q), whole)
+    gens = [torch.Generator().manual_seed(r) for r in range(rows)]
+    alone = torch.cat([torch.multinomial(probs[r], 1, generator=torch.Generator().manual_seed(r)) for r in range(rows)])
+    assert torch.equal(_next_tokens(logits, cfg, gens), alone)
+    blocks = _blocks(rows, period)
+    assert all(stop - start <= SAMPLE_BLOCK and start // period == (stop - 1) // period for start, stop in blocks)
+    assert [r for start, stop in blocks for r in range(start, stop)] == list(range(rows))

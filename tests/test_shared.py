@@ -153,7 +153,7 @@ def test_packs_of_one_layer_run_in_lockstep_with_one_side_batch(name):
         Arm(path_hooks(handle, patch, src, rec), top),
     ]
     rows = len(PROMPTS)
-    assert _lockstep(_packs(handle, PROMPTS, cfg, arms, 512), arms, rows, 4 * 512) == [[[0], [1], [2]]]
+    assert _lockstep(_packs(handle, PROMPTS, cfg, arms, 512), arms, rows, 512) == [[[0], [1], [2]]]
     base, results, shares = generate_arms(handle, PROMPTS, cfg, arms)
     for k, (arm, res) in enumerate(zip(arms, results, strict=True)):
         assert _same(res, generate(handle, PROMPTS, cfg, hooks=arm.hooks))[0], f"arm {k}"

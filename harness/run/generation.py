@@ -186,24 +186,55 @@ def _filter_logits(logits: torch.Tensor, cfg: GenerationConfig) -> torch.Tensor:
     return x
 
 
+# rows sampled (and tracked) at a time: each row's result is the same in any block (measured
+# bit for bit), and 64-row blocks of a 490-row step take 255 us a row against 405 us in one piece
+SAMPLE_BLOCK = 64
+
+
+def _blocks(rows: int, period: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` blocks of at most :data:`SAMPLE_BLOCK` rows that never cross a multiple of ``period``."""
+    return [
+        (s, min(s + SAMPLE_BLOCK, run + period, rows))
+        for run in range(0, rows, period)
+        for s in range(run, min(run + period, rows), SAMPLE_BLOCK)
+    ]
+
+
 def _next_tokens(
     logits: torch.Tensor, cfg: GenerationConfig, gens: list[torch.Generator], noise: Callable | None = None
 ) -> torch.Tensor:
     if not cfg.do_sample:
         return logits.argmax(dim=-1)
-    # on the CPU in float32 whatever the model's device and dtype: each row's generator draws
-    # the same numbers everywhere (a no-op for a CPU float32 model)
-    probs = _filter_logits(logits.float().cpu(), cfg).softmax(dim=-1)
+    rows, vocab = logits.shape
+
+    def probs_of(start: int, stop: int) -> torch.Tensor:
+        # on the CPU in float32 whatever the model's device and dtype: each row's generator draws
+        # the same numbers everywhere (a no-op for a CPU float32 model)
+        return _filter_logits(logits[start:stop].float().cpu(), cfg).softmax(dim=-1)
+
     if noise is None:
-        return torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(gens)])
+        return torch.cat(
+            [
+                torch.cat(
+                    [
+                        torch.multinomial(row, 1, generator=gens[start + r])
+                        for r, row in enumerate(probs_of(start, stop))
+                    ]
+                )
+                for start, stop in _blocks(rows, rows)
+            ]
+        )
     # torch.multinomial's own draw for one sample (see exponential_draws), with the exponentials
     # from ``noise``: a planned arm takes the baseline's, which its rows' generators would repeat.
     # ``noise`` may give one row per run of a batch of k runs (the same draws for every run)
-    q = noise(gens, probs)
-    if q.shape[0] == probs.shape[0]:
-        return (probs / q).argmax(dim=-1)
-    k = probs.shape[0] // q.shape[0]
-    return (probs.view(k, q.shape[0], -1) / q).argmax(dim=-1).flatten()
+    q = noise(gens, torch.empty(1, vocab).expand(len(gens), vocab))  # (the draws need only a row's shape)
+    period = q.shape[0]
+    return torch.cat(
+        [
+            (probs_of(start, stop) / q[start % period : start % period + stop - start]).argmax(dim=-1)
+            for start, stop in _blocks(rows, period)
+        ]
+    )
 
 
 def exponential_draws(gens: list[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
@@ -283,9 +314,13 @@ def _generate_chunk(
             info.step = step
             logits = steps(inputs, mask, position, step)
             if track:
-                logp = logits.float().log_softmax(dim=-1)
-                for name, ids in track.items():
-                    tracked[name].append(torch.logsumexp(logp[:, ids], dim=-1))
+                parts: dict[str, list[torch.Tensor]] = {name: [] for name in track}
+                for start, stop in _blocks(logits.shape[0], logits.shape[0]):
+                    logp = logits[start:stop].float().log_softmax(dim=-1)
+                    for name, ids in track.items():
+                        parts[name].append(torch.logsumexp(logp[:, ids], dim=-1))
+                for name in track:
+                    tracked[name].append(torch.cat(parts[name]))
             nxt = _next_tokens(logits, cfg, gens, getattr(steps, "noise", None)).to(ids.device)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             out_tokens.append(nxt)

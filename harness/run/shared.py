@@ -516,9 +516,10 @@ def generate_arms(
     module docstring). Arms that share the same layers and take the explicit softmax on the same
     layers run together in batches (packs) of up to ``max_rows`` rows (:func:`generate_together`),
     where the batch size keeps every row's rounding (:func:`exact_batch_sizes`); the packs that
-    share the same layers run in lockstep, up to ``4 * max_rows`` rows: one step of each at a
+    share the same layers run in lockstep, up to ``max_rows`` rows in all: one step of each at a
     time, each pack's upper layers a forward of its own, the diverged rows of all of them in one
-    side batch. Returns (baseline, the arms' results in order, what each arm shared)."""
+    side batch. (Larger sets sample their concatenated logits slower than separate packs do: with
+    ``4 * max_rows`` the main job's 70-prompt group took 338 s instead of 297 s.) Returns (baseline, the arms' results in order, what each arm shared)."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
@@ -536,7 +537,7 @@ def generate_arms(
     results: list[GenerationResult | None] = [None] * len(arms)
     shares: list[Sharing | None] = [None] * len(arms)
     rows = min(len(prompts) * config.samples, config.batch_size)
-    for together in _lockstep(_packs(handle, prompts, config, arms, max_rows), arms, rows, 4 * max_rows):
+    for together in _lockstep(_packs(handle, prompts, config, arms, max_rows), arms, rows, max_rows):
         start = time.perf_counter()
         runs = [i for pack in together for i in pack]
         layer = arms[runs[0]].lowest_layer
