@@ -308,7 +308,7 @@ def _generate_chunk(
     track = {name: t.to(ids.device) for name, t in track.items()}
     out_tokens, tracked = [], {name: [] for name in track}
     resolved = _resolve_hooks(hooks, info)
-    with handle.hooked.hooks(fwd_hooks=list(resolved)), _module_hooks(resolved, handle):
+    with installed(handle, resolved):
         inputs = ids
         for step in range(cfg.max_tokens):
             info.step = step
@@ -317,8 +317,8 @@ def _generate_chunk(
                 parts: dict[str, list[torch.Tensor]] = {name: [] for name in track}
                 for start, stop in _blocks(logits.shape[0], logits.shape[0]):
                     logp = logits[start:stop].float().log_softmax(dim=-1)
-                    for name, ids in track.items():
-                        parts[name].append(torch.logsumexp(logp[:, ids], dim=-1))
+                    for name, token_ids in track.items():
+                        parts[name].append(torch.logsumexp(logp[:, token_ids], dim=-1))
                 for name in track:
                     tracked[name].append(torch.cat(parts[name]))
             nxt = _next_tokens(logits, cfg, gens, getattr(steps, "noise", None)).to(ids.device)
@@ -440,7 +440,7 @@ def generate_together(
             info = BatchInfo(rows=tuple(chunk), prompt_lengths=enc_cpu["attention_mask"].sum(-1), attention_mask=mask)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
             batch = enc if k == 1 else {"input_ids": enc["input_ids"].repeat(k, 1), "attention_mask": mask.repeat(k, 1)}
-            if parts is not None and steps is not None:
+            if parts is not None:  # (checked above: with a step function)
                 runner = steps(start, enc, _part_hooks(hook_sets, parts, info, len(chunk)))
                 hooks = None
             else:

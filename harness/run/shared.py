@@ -35,7 +35,6 @@ because all its rows ended).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -79,7 +78,8 @@ class Sharing:
     from the baseline's (None: never), and the layer below which rows were shared.
     ``side_rows``: the lower layers' row computations for diverged rows, summed over steps (one
     per distinct continuation: fewer than :attr:`diverged_steps` when arms' rows continue alike),
-    and ``seconds``: the arm's share of its pack's (both split evenly between a pack's arms)."""
+    split evenly between the arms that ran in lockstep; ``seconds``: the arm's share of its pack's
+    forwards above the shared layers, plus an even share of the rest (side batch, sampling)."""
 
     layer: int
     diverged_at: list[int | None] = field(default_factory=list)
@@ -301,19 +301,17 @@ class _ArmSteps:
         layer: int,
         sharing: Sharing,
         n_rows: int,
-        copies: int = 1,
-        parts: Sequence[int] | None = None,
-        part_hooks: Sequence[HookList] | None = None,
+        parts: Sequence[int],
+        part_hooks: Sequence[HookList],
     ) -> None:
-        """``n_rows`` rows: ``copies`` runs of the chunk's rows (row j is baseline row j % (n_rows / copies)).
-        ``parts``/``part_hooks``: the runs in consecutive parts (packs) whose layers from ``layer``
-        up run as forwards of their own, each with its part's hooks installed for it; the diverged
-        rows of every part share one side batch. Without them: one part, hooks installed by the caller."""
+        """``n_rows`` rows: ``sum(parts)`` runs of the chunk's rows (row j is baseline row j % rows
+        per run), in consecutive parts (packs) whose layers from ``layer`` up run as forwards of
+        their own, each with its part's hooks installed for it; the diverged rows of every part
+        share one side batch."""
         self.handle, self.record, self.layer, self.sharing = handle, record, layer, sharing
         self.model = handle.model
         self.blocks = handle.hooked.decoder_layers()
-        self.parts = list(parts) if parts is not None else [copies]
-        self.part_hooks = part_hooks
+        self.parts, self.part_hooks = list(parts), list(part_hooks)
         self.caches = [growing_cache(self.model.config) for _ in self.parts]
         self.part_seconds = [0.0] * len(self.parts)  # each part's forwards above the shared layers
         self.extra = {"logits_to_keep": 1} if self.model._supports_logits_to_keep() else {}
@@ -323,8 +321,8 @@ class _ArmSteps:
         self.node_of: dict[int, int] = {}  # diverged row -> its node (its place in the side batch)
         self.first_row: list[int] = []  # per node: its lowest row (fed the node's token)
         self.side_cache: Any = None
-        self.n_rows, self.copies = n_rows, copies
-        self.per_run = n_rows // copies
+        self.n_rows, self.copies = n_rows, sum(parts)
+        self.per_run = n_rows // self.copies
         sharing.diverged_at = [None] * n_rows
         self.exact = exact_batch_sizes(*_probe_args(handle))
         self.step = 0
@@ -453,9 +451,8 @@ class _ArmSteps:
             rows = slice(first * self.per_run, (first + size) * self.per_run)
             first += size
             began = time.perf_counter()
-            hooks = self.part_hooks[p] if self.part_hooks is not None else None
             with (
-                installed(self.handle, hooks) if hooks is not None else contextlib.nullcontext(),
+                installed(self.handle, self.part_hooks[p]),
                 _replayed(self.blocks, self.layer, self.caches[p], feed[rows]),
             ):
                 out = self.model(
@@ -552,10 +549,8 @@ def generate_arms(
         parts = [len(pack) for pack in together]
 
         def lockstep_steps(first: int, enc, part_hooks, layer=layer, per_chunk=per_chunk, parts=parts) -> StepLogits:
-            k = sum(parts)
-            runner = _ArmSteps(
-                handle, chunk_of[first], layer, Sharing(layer), k * enc["input_ids"].shape[0], k, parts, part_hooks
-            )
+            n_rows = sum(parts) * enc["input_ids"].shape[0]
+            runner = _ArmSteps(handle, chunk_of[first], layer, Sharing(layer), n_rows, parts, part_hooks)
             per_chunk.append(runner)
             return runner
 
