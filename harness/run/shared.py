@@ -172,7 +172,7 @@ def _packs(
             packs.setdefault(("alone", i), []).append([i])
             continue
         eager = frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern"))
-        key = (arm.lowest_layer, eager, pack_key if reshapes else None)
+        key = (arm.lowest_layer, eager, pack_key)  # (None unless the run reshapes the batch)
         width = resolved.width if isinstance(resolved, HookSet) else 1  # e.g. a path run's streams
         groups = packs.setdefault(key, [[]])
         size = (len(groups[-1]) + 1) * rows
@@ -319,7 +319,7 @@ class _ArmSteps:
         self.dtype = next(self.model.parameters()).dtype
         self.shared = torch.ones(n_rows, dtype=torch.bool, device=self.device)
         self.node_of: dict[int, int] = {}  # diverged row -> its node (its place in the side batch)
-        self.first_row: list[int] = []  # per node: its lowest row (fed the node's token)
+        self.first_row: list[int] = []  # per node: the row that made it (it keeps the node's token)
         self.side_cache: Any = None
         self.n_rows, self.copies = n_rows, sum(parts)
         self.per_run = n_rows // self.copies
@@ -515,8 +515,9 @@ def generate_arms(
     where the batch size keeps every row's rounding (:func:`exact_batch_sizes`); the packs that
     share the same layers run in lockstep, up to ``max_rows`` rows in all: one step of each at a
     time, each pack's upper layers a forward of its own, the diverged rows of all of them in one
-    side batch. (Larger sets sample their concatenated logits slower than separate packs do: with
-    ``4 * max_rows`` the main job's 70-prompt group took 338 s instead of 297 s.) Returns (baseline, the arms' results in order, what each arm shared)."""
+    side batch (larger sets sampled their concatenated logits slower than separate packs: with
+    ``4 * max_rows`` the main job's 70-prompt group took 338 s instead of 297 s). Returns
+    (baseline, the arms' results in order, what each arm shared)."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
