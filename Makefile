@@ -35,7 +35,7 @@ evidence: $(STAMP) browser
 	$(VENV)/bin/causal-heads evidence --model smollm2-135m --out reports
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m harness.demo --model smollm2-135m
+	$(VENV)/bin/python -m harness demo --model smollm2-135m
 
 # the everyday checks (settings in pyproject.toml): lint, format, types, the layer contracts
 check: $(STAMP)
@@ -55,14 +55,14 @@ mutants: $(STAMP)
 	rm -rf mutants && $(VENV)/bin/mutmut run --max-children 2
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
+	$(VENV)/bin/python -m harness bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json
 
 # every claim, evidence + report + plots under reports/, regression against $(LAST) (see harness/nightly.py)
 LAST ?= last/findings.json
 nightly: $(STAMP) browser
-	$(VENV)/bin/python -m harness.nightly --last $(LAST) --out reports
+	$(VENV)/bin/python -m harness nightly --last $(LAST) --out reports
 
 # A/A calibration of the claims' statistics on the default model's own sampled continuations
 # (~6.5 min on 2 cores; exit 1 when a test rejects too often or the CI undercovers; see harness/calibrate.py)
 calibrate: $(STAMP)
-	$(VENV)/bin/python -m harness.calibrate --model smollm2-135m --pool 10 --datasets 1000 --output reports/calibration.json
+	$(VENV)/bin/python -m harness calibrate --model smollm2-135m --pool 10 --datasets 1000 --output reports/calibration.json

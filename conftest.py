@@ -105,9 +105,10 @@ def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
     proves that no traceback reaches the terminal. An unexpected exception propagates and fails
     the test instead of being printed.
     """
-    from harness.errors import run_cli
+    from harness.core.errors import run_cli
 
-    main = importlib.import_module(module).main
+    # ``python -m harness COMMAND``: the console script's dispatcher
+    main = importlib.import_module("harness.cli.main" if module == "harness" else module).main
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -121,7 +122,7 @@ def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def main_in_process():
-    """``main_in_process("harness.sweep", "--model", "x")`` runs a command's ``main`` in this process."""
+    """``main_in_process("harness", "sweep", "--model", "x")`` runs a command's ``main`` in this process."""
     return run_main
 
 
@@ -141,5 +142,5 @@ def hf_reference():
 
 @pytest.fixture(scope="session")
 def cli():
-    """``cli("harness.demo", "--model", "x")`` runs a module in a subprocess."""
+    """``cli("harness", "demo", "--model", "x")`` runs a module in a subprocess."""
     return run_module

@@ -4,8 +4,8 @@ The packages, from the bottom layer up (each imports only from the layers below 
 contracts are in pyproject.toml and checked by import-linter):
 
 =====================  =================================================================
-``harness.errors``      user errors and the one place that turns them into exit code 2
-``harness.results``     result documents: provenance, NaN policy, atomic writes
+``harness.core.errors``      user errors and the one place that turns them into exit code 2
+``harness.core.results``     result documents: provenance, NaN policy, atomic writes
 ``harness.stats``       pure, explicitly seeded statistics returning typed records
 ``harness.model``       model shape, offline loading and registry, hook points, tiny models
 ``harness.run``         prompt sets, templating, KV-cached generation, settings profiles
@@ -54,7 +54,7 @@ _PUBLIC = {
     "load_findings": "harness.findings.schema",
     "FindingsDocument": "harness.findings.schema",
     "load_document": "harness.findings.schema",
-    "UserError": "harness.errors",
+    "UserError": "harness.core.errors",
     "evaluate": "harness.analysis.evaluate",
     "Findings": "harness.analysis.evaluate",
     "RayBackend": "harness.distributed.ray_backend",
@@ -101,8 +101,8 @@ if TYPE_CHECKING:
         load_claims,
         with_overrides,
     )
+    from harness.core.errors import UserError
     from harness.distributed.ray_backend import RayBackend
-    from harness.errors import UserError
     from harness.findings.schema import FindingsDocument, load_document, load_findings
     from harness.metrics import get_metric, register_metric
     from harness.model.loading import ModelHandle, load_model, weights_absent

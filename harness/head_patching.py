@@ -1,7 +1,7 @@
 """``python -m harness.head_patching``: the same as ``causal-heads patch`` (:mod:`harness.cli.patch`)."""
 
 from harness.cli.patch import main
-from harness.errors import run_cli
+from harness.core.errors import run_cli
 
 __all__ = ["main"]
 

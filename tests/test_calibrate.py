@@ -1,4 +1,4 @@
-"""A/A calibration of the claims' statistics on data the harness generates (harness.calibrate)."""
+"""A/A calibration of the claims' statistics on data the harness generates (causal-heads calibrate)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_a_metric_at_its_floor_is_conservative_and_untestable():
 
 def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in_process, tmp_path, monkeypatch):
     out = tmp_path / "cal.json"
-    proc = cli("harness.calibrate", "--model", "tiny-gpt2", "--n-prompts", "30", "--max-tokens", "3", "--pool", "4",
+    proc = cli("harness", "calibrate", "--model", "tiny-gpt2", "--n-prompts", "30", "--max-tokens", "3", "--pool", "4",
                "--datasets", "50", "--metrics", "gratitude_logprob,sentiment", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "50 null datasets of 30 prompts" in proc.stdout and "Traceback" not in proc.stderr

@@ -15,7 +15,7 @@ import pytest
 # process then crashes (seen: a segmentation fault when these tests ran alone)
 import harness.model.loading  # noqa: F401
 from harness.claims.spec import claims_toml, load_claim_files, load_claims, with_overrides
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.pytest_plugin.plugin import claim_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,19 +202,18 @@ def test_claims_suite_end_to_end_on_a_tiny_model(pytester):
 
 
 def test_random_head_sets_are_distinct_and_avoid_the_claimed_heads(tiny_gpt2):
-    from harness.claims.session import ClaimSession
+    from harness.claims.controls import random_head_sets
     from harness.claims.spec import Claim
 
     claim = Claim(id="x", model="tiny-gpt2", heads="1:10,0:3", patch_mode="z", source="gratitude",
                   metric="sentiment", direction="increase", random_heads=20)
-    session = ClaimSession([claim])
-    session._models["tiny-gpt2"] = tiny_gpt2
-    sets = session._random_sets(claim, ((0, 3), (1, 10)))
+    n_heads = tiny_gpt2.shape.n_heads
+    sets = random_head_sets(claim, ((0, 3), (1, 10)), n_heads)
     assert len(sets) == 20 == len(set(sets))
     assert all(len(s) == 2 and s[0][0] == 0 and s[1][0] == 1 and (0, 3) not in s and (1, 10) not in s for s in sets)
     single = Claim(**{**claim.__dict__, "heads": "1:10", "random_heads": 15})
-    assert len(session._random_sets(single, ((1, 10),))) == 11  # only 11 other heads in layer 1
-    versus_1_3 = session._random_sets(single, ((1, 10),), avoid=((1, 3),))  # 1:10 vs 1:3: neither is random
+    assert len(random_head_sets(single, ((1, 10),), n_heads)) == 11  # only 11 other heads in layer 1
+    versus_1_3 = random_head_sets(single, ((1, 10),), n_heads, avoid=((1, 3),))  # 1:10 vs 1:3: neither is random
     assert len(versus_1_3) == 10 and all((1, 3) not in s for s in versus_1_3)
 
 
@@ -249,7 +248,7 @@ def test_a_sign_claim_is_decided_by_the_sign_test_and_compared_on_medians(tiny_g
             "metric": "gratitude_logprob", "direction": "increase", "n_prompts": 8, "max_tokens": 4, "random_heads": 2}
     claims = [Claim(id="by_mean", **base), Claim(id="by_sign", statistic="sign", **base)]
     session = ClaimSession(claims, n_resamples=2000)
-    session._models["tiny-gpt2"] = tiny_gpt2
+    session.models.add("tiny-gpt2", tiny_gpt2)
     res = session.results()
     by_mean, by_sign = res["by_mean"], res["by_sign"]
     delta = np.array(by_sign.per_prompt["delta"])
@@ -281,19 +280,24 @@ def test_random_heads_of_a_versus_claim_are_put_through_the_same_contrast(tiny_g
               Claim(id="sources", versus=Condition("1:10", "z", "anger"), **base),
               Claim(id="heads", versus=Condition("0:3", "z", "gratitude"), **base)]
     session = ClaimSession(claims, n_resamples=500)
-    session._models["tiny-gpt2"] = tiny_gpt2
+    session.models.add("tiny-gpt2", tiny_gpt2)
     res = session.results()
     assert res["modes"].error is None and res["modes"].per_prompt["delta"] == pytest.approx([0.0] * 6, abs=1e-5)
     assert res["modes"].random_control["null"] == pytest.approx([0.0, 0.0], abs=1e-5)
 
-    def run(c, spec, source):
-        heads = session._heads(c, Condition(spec, "z", source))
-        return session._per_prompt(session._generate(c, heads, Condition(spec, "z", source)), c.metric)
+    from harness.claims.controls import avoided_heads, random_head_sets
+    from harness.claims.evaluation import scores
+    from harness.claims.resolve import Resolver
 
+    def run(c, spec, source):  # the run of the patch of heads ``spec`` from ``source``, as the session generated it
+        rc = Resolver(session.models)(c.replace(heads=spec, source=source, versus=None, random_heads=0))
+        return scores(session.execution[rc.patched.key], c.metric)
+
+    shape = tiny_gpt2.shape
     for cid in ("sources", "heads"):
         c, r = claims[[x.id for x in claims].index(cid)], res[cid]
         assert r.error is None
-        sets = session._random_sets(c, ((1, 10),), session._heads(c, c.versus))
+        sets = random_head_sets(c, ((1, 10),), shape.n_heads, avoided_heads(c, shape.n_layers, shape.n_heads))
         expected = []
         for rs in sets:
             spec = ",".join(f"{l}:{h}" for l, h in rs)
@@ -393,8 +397,8 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
     untestable when so few prompts changed that no test can reach alpha (2**-m >= alpha)."""
     import numpy as np
 
+    from harness.claims.data_warnings import data_warnings
     from harness.claims.spec import Claim
-    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
 
     kw, senti = get_metric("gratitude_keywords"), get_metric("sentiment")
@@ -433,7 +437,7 @@ def test_a_keyword_claim_on_a_random_model_warns_and_says_so_everywhere(tiny_gpt
 
     claim = Claim(**{**BASE, "n_prompts": 6, "max_tokens": 4})
     session = ClaimSession([claim], n_resamples=500)
-    session._models["tiny-gpt2"] = tiny_gpt2
+    session.models.add("tiny-gpt2", tiny_gpt2)
     r = session.results()["c1"]
     assert r.error is None and r.verdict == "not supported"
     assert r.per_prompt["baseline"] == [0.0] * 6 == r.per_prompt["patched"]
@@ -466,12 +470,11 @@ def _stub_result(cid, direction="increase", *, p, p_refute, ci=(0.1, 0.5), beats
 
 
 def _verdicts(results, correction="holm"):
-    from harness.claims.session import ClaimSession
+    from harness.claims.family import correct_family
 
-    session = ClaimSession([r.claim for r in results], correction=correction, planned=False)  # stubs: nothing to generate
-    by_id = {r.claim.id: r for r in results}
-    session.evaluate = lambda c: by_id[c.id]
-    return {cid: (r.verdict, r.p_adjusted, r.p_refute_adjusted) for cid, r in session.results().items()}
+    correct_family(results, correction)  # the family step alone: stubs, nothing to generate
+    assert all(r.correction == correction for r in results)
+    return {r.claim.id: (r.verdict, r.p_adjusted, r.p_refute_adjusted) for r in results}
 
 
 def test_verdicts_follow_the_adjusted_p_values_both_ways():
@@ -524,8 +527,8 @@ def test_data_warnings_at_their_exact_boundaries():
     """Each warning's threshold is inclusive: 90% of prompts at the bound (63/70) warns; an
     equivalence interval exactly twice the margin wide is untestable; a smallest attainable p
     equal to alpha (4 changed prompts, alpha = 2**-4) is untestable."""
+    from harness.claims.data_warnings import data_warnings
     from harness.claims.spec import Claim
-    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
     from harness.stats import tost
 
@@ -566,8 +569,8 @@ def test_data_warnings_at_their_exact_boundaries():
     ("increase", None, None, None),  # not recorded: no claim about it
 ])
 def test_inert_warning_when_the_patch_changed_no_generation(direction, versus, changed, inert):
+    from harness.claims.data_warnings import data_warnings
     from harness.claims.spec import Claim, Condition
-    from harness.claims.verdicts import data_warnings
     from harness.metrics import get_metric
 
     row = {**BASE, "direction": direction, "margin": 0.5 if direction == "equivalent" else None}

@@ -1,15 +1,15 @@
-"""The main job (``python -m harness.demo``): end to end on a tiny model, and its bad input."""
+"""The main job (``python -m harness demo``): end to end on a tiny model, and its bad input."""
 
 from __future__ import annotations
 
 import pytest
 
 from harness.cli.demo import parse_heads
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def test_demo_runs_and_the_patch_fires(cli):
-    proc = cli("harness.demo", "--model", "tiny-gpt2", "--ablate", "1:10,0:*", "--max-tokens", "6")
+    proc = cli("harness", "demo", "--model", "tiny-gpt2", "--ablate", "1:10,0:*", "--max-tokens", "6")
     assert proc.returncode == 0, proc.stderr
     assert "zero-ablated 13 head(s) 1:10,0:*: 4/4 continuations changed" in proc.stdout
     assert proc.stdout.count("baseline: ") == 4

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.model.device import (
     MAX_AUTO_BATCH,
     auto_batch_size,
@@ -93,8 +93,8 @@ def test_auto_batch_size_fits_the_free_memory(tiny_gpt2, monkeypatch):
          "--output", "o.json", "--dtype", "int4"],
         ["harness.head_patching", "--model", "tiny-gpt2", "--head-spec", "1:0", "--emotion", "gratitude",
          "--output", "o.json", "--batch-size", "0"],
-        ["harness.sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--dtype", "half-ish"],
-        ["harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--device", "gpu"],
+        ["harness", "sweep", "--model", "tiny-gpt2", "--emotion", "gratitude", "--dtype", "half-ish"],
+        ["harness", "evidence", "--model", "tiny-gpt2", "--out", "out", "--device", "gpu"],
     ],
     ids=["patch-device", "patch-dtype", "patch-batch", "sweep-dtype", "evidence-device"],
 )
@@ -103,7 +103,7 @@ def test_bad_placement_options_give_one_line_and_exit_2(cli, tmp_path, monkeypat
 
     monkeypatch.chdir(tmp_path)
     # one real process (it proves no traceback reaches the terminal), the others in this one
-    proc = cli(*args, cwd=str(tmp_path)) if args[0] == "harness.evidence" else run_main(*args)
+    proc = cli(*args, cwd=str(tmp_path)) if args[:2] == ["harness", "evidence"] else run_main(*args)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -19,9 +20,9 @@ ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip ins
 
 from harness.claims.plan import split_jobs  # noqa: E402
 from harness.claims.session import ClaimSession  # noqa: E402
+from harness.core.errors import UserError  # noqa: E402
 from harness.distributed.bench import _distributed_claims, bench_distributed, findings_difference  # noqa: E402
 from harness.distributed.ray_backend import RayBackend, check_address  # noqa: E402
-from harness.errors import UserError  # noqa: E402
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
@@ -62,7 +63,7 @@ def test_the_plan_splits_into_jobs_with_their_baseline():
     plan = ClaimSession(claims).plan()
     jobs = split_jobs(plan, 2)
     arms = [a.key for g in plan.groups for a in g.arms]
-    assert sorted(a.key for j in jobs for a in j.arms) == sorted(arms)  # every arm once
+    assert Counter(a.key for j in jobs for a in j.arms) == Counter(arms) and len(set(arms)) == len(arms)  # each once
     assert all(j.baseline in {g.baseline for g in plan.groups} for j in jobs) and len(jobs) >= 2
 
 
@@ -100,7 +101,7 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_with_nothing_written(tmp_
     with pytest.raises(UserError, match="use auto or HOST:PORT"):
         check_address("127.0.0.1")
     monkeypatch.chdir(tmp_path)
-    proc = run_main("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--backend", "ray",
+    proc = run_main("harness", "evidence", "--model", "tiny-gpt2", "--out", "out", "--backend", "ray",
                     "--ray-address", f"127.0.0.1:{port}")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "no Ray cluster answers there" in proc.stderr and not (tmp_path / "out").exists()

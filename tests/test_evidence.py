@@ -18,7 +18,7 @@ ROWS = [
 
 def _has_chromium() -> bool:
     """The lookup the job itself uses (``$CAUSAL_HEADS_CHROMIUM``, then the usual names)."""
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.report.browser import find_chromium
 
     try:
@@ -30,7 +30,7 @@ def _has_chromium() -> bool:
 
 def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
-    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+    proc = cli("harness", "evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
                cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # a claim that fails is a result
     out = tmp_path / "out"
@@ -46,7 +46,7 @@ def test_evidence_runs_one_models_claims_and_writes_every_artifact(tmp_path, cli
     up = by_id["gratitude_up"]
     assert "claim 1/2 identity: effect +0.0000" in proc.stdout
     assert f"claim 2/2 gratitude_up: effect {up['effect']['mean']:+.4f}" in proc.stdout
-    if _has_chromium():  # harness.browser opened the report: every summary row visible
+    if _has_chromium():  # causal-heads browser opened the report: every summary row visible
         assert "2 of 2 claims' summary rows visible; screenshot " in proc.stdout
         assert (out / "evidence.png").read_bytes()[:4] == b"\x89PNG"
     else:
@@ -64,13 +64,13 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_re
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "evidence.html").write_text("last run's evidence")
-    proc = cli("harness.evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
+    proc = cli("harness", "evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
                cwd=str(tmp_path))
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "--model 'tiny-llama-gqa': no collected claim is about it" in proc.stdout + proc.stderr
     assert "models with claims: smollm2-135m, tiny-gpt2" in proc.stdout + proc.stderr
     assert f"evidence: the claims run broke (pytest exit 4); nothing replaced in {tmp_path / 'out'}" in proc.stderr
-    proc = cli("harness.evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
+    proc = cli("harness", "evidence", "--model", "tiny-gpt2", "--out", "out", "--", "--claims", "claims.toml",
                "-k", "nothing_matches", cwd=str(tmp_path))
     assert proc.returncode == 3 and "nothing replaced" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["evidence.html"]  # no staging folder left
@@ -79,7 +79,7 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_re
 
 def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # no GPT-2 here, whatever this machine has
-    proc = cli("harness.evidence", "--model", "gpt2", "--out", str(tmp_path / "out"))
+    proc = cli("harness", "evidence", "--model", "gpt2", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stderr == ("error: gpt2 weights are not in the local Hugging Face cache; provide them (see README) "
                            "or run with --model gpt2=/path/to/gpt2-dir\n")
@@ -87,7 +87,7 @@ def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, mo
 
 
 def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(tmp_path):
-    """Reliability class 4: SIGTERM to ``harness.evidence`` once left its pytest child running,
+    """Reliability class 4: SIGTERM to ``causal-heads evidence`` once left its pytest child running,
     which wrote findings and HTML after the job had exited. Now: exit 143, no process of the run
     left, no temporary file, and the old outputs unchanged."""
     import os
@@ -103,7 +103,7 @@ def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(t
     old = {"findings.json": "old findings", "evidence.html": "old html", "summary.md": "old summary"}
     for name, text in old.items():
         (out / name).write_text(text)
-    job = subprocess.Popen([sys.executable, "-m", "harness.evidence", "--model", "tiny-gpt2", "--out", str(out), "--",
+    job = subprocess.Popen([sys.executable, "-m", "harness", "evidence", "--model", "tiny-gpt2", "--out", str(out), "--",
                             "--claims", "claims.toml"], cwd=str(tmp_path), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert job.stdout.readline().startswith("$ ")  # the pytest child has been started

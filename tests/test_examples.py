@@ -85,7 +85,7 @@ def test_examples_are_picked_by_evidence_not_position():
 
 
 def test_inert_warning_when_the_patch_changed_no_generation():
-    from harness.claims.verdicts import data_warnings
+    from harness.claims.data_warnings import data_warnings
     from harness.metrics import get_metric
 
     senti = get_metric("sentiment")
@@ -119,7 +119,7 @@ def test_a_tiny_model_claim_records_changes_generations_and_examples(tiny_gpt2):
     zero = Claim(**{**BASE, "id": "zero", "heads": "0:*,1:*", "patch_mode": "zero", "metric": "sentiment",
                     "direction": "decrease", **small})
     session = ClaimSession([identity, zero], n_resamples=500)
-    session._models["tiny-gpt2"] = tiny_gpt2
+    session.models.add("tiny-gpt2", tiny_gpt2)
     res = session.results()
     ident, z = res["identity"], res["zero"]
     assert ident.text_changed == {"n": 6, "patched_vs_baseline": 0, "versus_vs_baseline": None,

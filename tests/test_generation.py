@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.run.generation import GenerationConfig, _filter_logits, generate, row_seed
 
 PLAIN_PROMPTS = [

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from harness.cli.patch import main
-from harness.errors import UserError, run_cli
-from harness.results import json_safe, write_result
+from harness.core.errors import UserError, run_cli
+from harness.core.results import json_safe, write_result
 from harness.run.profiles import RunConfig, resolve_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,7 +160,7 @@ def test_ctrl_c_leaves_no_result_file(tmp_path):
 
 
 def test_atomic_write_leaves_nothing_when_interrupted(tmp_path, monkeypatch):
-    from harness import outputs
+    from harness.core import outputs
 
     def explode(*a, **k):
         raise KeyboardInterrupt

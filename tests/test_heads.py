@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.patch.heads import parse_head_spec
 
 
@@ -32,7 +32,7 @@ def test_any_head_spec_text_parses_or_is_one_user_error():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.patch.heads import parse_head_spec
 
     @settings(max_examples=300, deadline=None, database=None)

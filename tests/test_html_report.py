@@ -206,7 +206,7 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
 def test_report_writes_wait_for_the_runs_commit_and_an_interrupted_one_leaves_nothing(tmp_path, monkeypatch):
     from pytest_html.selfcontained_report import SelfContainedReport
 
-    from harness import outputs
+    from harness.core import outputs
     from harness.pytest_plugin import html as html_report
     from harness.pytest_plugin.keys import PENDING_KEY
 
@@ -250,7 +250,7 @@ def cells_of(fragment) -> list[str]:
 def chromium():
     """Debian's chromium; ``make test`` installs it and sets CAUSAL_HEADS_BROWSER=required, so
     there a missing browser fails instead of skipping."""
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.report.browser import find_chromium
 
     try:
@@ -330,7 +330,7 @@ def test_browser_check_fails_when_the_summary_is_not_seen(evidence_run, chromium
 
 def test_browser_check_without_a_summary_or_a_file(chromium, tmp_path, capsys):
     from harness.cli import browser as browser_cli
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.report import browser
 
     page = tmp_path / "empty.html"

@@ -7,7 +7,7 @@ import torch
 
 from harness import Claim, evaluate, register_intervention
 from harness.claims.spec import load_claims
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.model.tiny import SEED  # noqa: F401  (the tiny models' module, imported before any pytester test)
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.interventions import INTERVENTIONS, intervention_hooks

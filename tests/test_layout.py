@@ -46,7 +46,7 @@ def test_layer_contracts_hold_and_catch_an_upward_import_and_a_cycle(tmp_path):
     assert kept.returncode == 0 and "2 kept, 0 broken" in kept.stdout, kept.stdout + kept.stderr
 
     upward = _copy(tmp_path / "up")  # the statistics layer reaching up into the claims layer
-    _plant(upward, "harness.stats", "from harness.claims import verdict  # noqa")
+    _plant(upward, "harness.stats", "from harness.claims import outcome  # noqa")
     broken = _lint_imports(upward)
     assert broken.returncode != 0 and "harness.stats is not allowed to import harness.claims" in broken.stdout
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import UnknownNameError
+from harness.core.errors import UnknownNameError
 from harness.metrics import get_metric, registry, score
 from harness.metrics.politeness import marker_counts
 

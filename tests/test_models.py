@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import ModelUnavailableError
+from harness.core.errors import ModelUnavailableError
 from harness.model.loading import load_model, weights_sha256
 
 
@@ -168,7 +168,7 @@ def _gpt2_in_hf_cache() -> bool:
 @pytest.mark.parametrize("model, real_process", [("org/absent-model", True), ("/no/such/dir", False),
                                                   ("nope", False)])
 def test_cli_unavailable_model_exits_2_without_traceback(cli, main_in_process, model, real_process):
-    proc = (cli if real_process else main_in_process)("harness.demo", "--model", model, "--max-tokens", "2")
+    proc = (cli if real_process else main_in_process)("harness", "demo", "--model", model, "--max-tokens", "2")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -212,7 +212,7 @@ def test_a_model_folder_with_a_pickled_bin_is_refused_in_one_message_and_never_u
     """Reliability class 8: torch's weights_only refusal reached the terminal as a traceback."""
     import pickle
 
-    from harness.errors import ModelUnavailableError
+    from harness.core.errors import ModelUnavailableError
     from harness.model import tiny
     from harness.model.loading import load_model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.metrics import get_metric
 from harness.metrics.next_token import (
     keyword_logprob,

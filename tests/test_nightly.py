@@ -24,7 +24,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     (tmp_path / "claims.toml").write_text(CLAIMS)
     claims = ("--", "--claims", "claims.toml")  # relative to the caller's folder, not the repo's
     first = tmp_path / "first"
-    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims, cwd=str(tmp_path))
+    proc = cli("harness", "nightly", "--last", str(tmp_path / "none.json"), "--out", str(first), *claims, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 failed, 1 passed" in proc.stdout  # the slow claim ran too: "not supported" on 4 prompts
     assert f"no earlier findings at {tmp_path / 'none.json'}: nothing to compare" in proc.stdout
@@ -49,7 +49,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     last = tmp_path / "last.json"
     last.write_text(json.dumps(doc))
     second = tmp_path / "second"
-    proc = cli("harness.nightly", "--last", "last.json", "--out", "second", *claims, cwd=str(tmp_path))
+    proc = cli("harness", "nightly", "--last", "last.json", "--out", "second", *claims, cwd=str(tmp_path))
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 finding(s) lost: gratitude_up" in proc.stdout
     assert f"data_files prompts:neutral: {'f' * 12} -> " in proc.stdout
@@ -61,7 +61,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
 
 
 def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
-    proc = cli("harness.nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
+    proc = cli("harness", "nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
                "--", "--claims", str(tmp_path / "missing.toml"))
     assert proc.returncode == 3 and "the claims run broke (pytest exit 4)" in proc.stderr, proc.stderr[-2000:]
     assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout + proc.stderr
@@ -69,12 +69,12 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     (tmp_path / "o").mkdir(exist_ok=True)
     (tmp_path / "o" / "findings.json").write_text("{}")  # an earlier run's: kept, and not taken for tonight's
     (tmp_path / "c.toml").write_text(CLAIMS.replace('"tiny-gpt2"', '"gpt2"'))  # no GPT-2 weights: all skipped
-    proc = cli("harness.nightly", "--out", str(tmp_path / "o"), "--", "--claims", str(tmp_path / "c.toml"))
+    proc = cli("harness", "nightly", "--out", str(tmp_path / "o"), "--", "--claims", str(tmp_path / "c.toml"))
     assert proc.returncode == 3 and "pytest wrote no findings" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 skipped" in proc.stdout
     assert (tmp_path / "o" / "findings.json").read_text() == "{}"
     (tmp_path / "bad.json").write_text("{")
-    proc = cli("harness.nightly", "--last", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
+    proc = cli("harness", "nightly", "--last", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path / 'bad.json'}: not valid JSON")
     assert "$ " not in proc.stdout  # refused before running any claim
     doc = {"claims": [{"claim": {"id": "a"}, "verdict": "supported", "error": None, "p_adjusted": 0.01,

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness.outputs import PendingFiles, Staging, write_temporary
+from harness.core.outputs import PendingFiles, Staging, write_temporary
 
 from .test_claims import BASE, claims_toml
 
@@ -74,8 +74,8 @@ def test_run_child_stops_its_child_when_the_parent_is_interrupted(tmp_path):
                                        "time.sleep(600)\n")
     script = (
         "import sys\n"
-        "from harness.errors import run_cli\n"
-        "from harness.outputs import run_child\n"
+        "from harness.core.errors import run_cli\n"
+        "from harness.core.outputs import run_child\n"
         f"run_cli(lambda argv: run_child([sys.executable, {str(tmp_path / 'child.py')!r}]))\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
@@ -172,8 +172,8 @@ def test_a_full_disk_is_refused_before_the_work_and_one_line_when_it_fills_durin
     import shutil
     from collections import namedtuple
 
-    from harness.errors import UserError
-    from harness.results import check_writable
+    from harness.core.errors import UserError
+    from harness.core.results import check_writable
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 100, 0))

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import UnknownNameError, UserError
+from harness.core.errors import UnknownNameError, UserError
 from harness.patch.hooks import PatchConfig, baseline_hooks, patch_hooks
 from harness.patch.modes import MODES
 from harness.patch.source import aligned_positions, capture_source

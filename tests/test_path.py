@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import load_tiny, tiny_params
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.path import Receivers, parse_receivers, path_hooks
 from harness.patch.source import capture_source
@@ -139,7 +139,7 @@ def test_a_path_claim_through_every_route_equals_the_plain_patch_claim_and_gets_
         Claim(id="direct_vs_later", **{**PATH, "receivers": "direct"}, versus={"receivers": "later"}, random_heads=2),
     ]
     session = ClaimSession(claims, n_resamples=500)
-    session._models["tiny-gpt2"] = tiny_gpt2
+    session.models.add("tiny-gpt2", tiny_gpt2)
     res = session.results()
     assert all(r.error is None for r in res.values()), [r.error for r in res.values()]
     assert res["path_all"].per_prompt["patched"] == pytest.approx(res["plain"].per_prompt["patched"], abs=1e-5)
@@ -160,12 +160,12 @@ def test_a_path_claim_through_every_route_equals_the_plain_patch_claim_and_gets_
     text = render_markdown(doc, doc["claims"])
     assert "path z → direct" in text and "receivers later" in text
     plan = session.plan()
-    keys = [a.key[0] for g in plan.groups for a in g.arms]
+    keys = [a.key.kind for g in plan.groups for a in g.arms]
     assert keys.count("path") == 3 + 2 + 2 * 2  # path_all + its 2 random senders; direct, later, 2 × 2 random
     # path runs share the layers below their senders with the baseline (batches of their own)
-    assert {a.layers for g in plan.groups for a in g.arms if a.key[0] == "path"} == {(0,)}  # senders in layer 0
+    assert {a.layers for g in plan.groups for a in g.arms if a.key.kind == "path"} == {(0,)}  # senders in layer 0
     single = ClaimSession([Claim(id="p", **{**PATH, "senders": "1:3", "receivers": "direct"})], n_resamples=500)
-    single._models["tiny-gpt2"] = tiny_gpt2
+    single.models.add("tiny-gpt2", tiny_gpt2)
     single.run_plan(single.plan())
     assert [s["layer"] for s in single.sharing_by_group[0]] == [1]
 

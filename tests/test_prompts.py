@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.errors import UnknownNameError
+from harness.core.errors import UnknownNameError
 from harness.metrics import get_metric, registry
 from harness.run.prompts import (
     DataFileError,

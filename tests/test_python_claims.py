@@ -18,7 +18,7 @@ import torch
 
 import harness.model.loading
 from harness import Claim, evaluate, register_intervention, register_metric
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.metrics import get_metric
 from harness.patch.interventions import INTERVENTIONS
 from harness.stats import adjust_pvalues
@@ -247,7 +247,7 @@ def test_an_installed_package_contributes_metrics_modes_and_interventions_throug
     causal_heads.interventions) are imported on first use, and what they register is named in
     claims like the built-in ones."""
     from harness import metrics
-    from harness.extensions import load_entry_points
+    from harness.core.extensions import load_entry_points
     from harness.patch import modes
 
     (tmp_path / "extra_pkg_test.py").write_text(textwrap.dedent('''

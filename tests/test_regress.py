@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.findings.regress import compare
 from harness.findings.schema import load_findings
 
@@ -34,7 +34,7 @@ def _write(tmp_path, name, doc):
 def test_flipped_verdict_exits_nonzero_and_names_the_claim(tmp_path, cli):
     new = copy.deepcopy(DOC)
     new["claims"][0].update(verdict="not supported", effect={"mean": 0.02, "ci_low": -0.05, "ci_high": 0.09})
-    proc = cli("harness.regress", _write(tmp_path, "old.json", DOC), _write(tmp_path, "new.json", new))
+    proc = cli("harness", "regress", _write(tmp_path, "old.json", DOC), _write(tmp_path, "new.json", new))
     assert proc.returncode == 1
     assert "gratitude_up" in proc.stdout and "LOST verdict" in proc.stdout
     assert "1 finding(s) lost: gratitude_up" in proc.stdout
@@ -42,7 +42,7 @@ def test_flipped_verdict_exits_nonzero_and_names_the_claim(tmp_path, cli):
 
 
 def test_unchanged_findings_exit_0(tmp_path, cli):
-    proc = cli("harness.regress", _write(tmp_path, "a.json", DOC), _write(tmp_path, "b.json", DOC))
+    proc = cli("harness", "regress", _write(tmp_path, "a.json", DOC), _write(tmp_path, "b.json", DOC))
     assert proc.returncode == 0 and "no changes" in proc.stdout
 
 
@@ -156,7 +156,7 @@ def test_changed_inputs_are_listed_above_the_table(tmp_path, cli):
     new["data_files"]["prompts:neutral"]["sha256"] = "5" * 64
     del new["data_files"]["keywords:anger"]  # unused tonight: not a change of input
     new["packages"]["long-name"] = "y" * 45  # not a digest: shown in full
-    proc = cli("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
+    proc = cli("harness", "regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
     assert proc.returncode == 0, proc.stderr
     head = proc.stdout.split("\n\n")[0].splitlines()
     assert head == ["changed between the runs:", f"  git commit 0123456789ab -> {'b' * 12}",
@@ -237,7 +237,7 @@ def test_claim_ids_with_terminal_escapes_are_shown_not_obeyed(tmp_path, main_in_
     for doc in (old, new):
         doc["claims"][0]["claim"]["id"] = hostile
     new["claims"][0].update(verdict="not supported", effect={"mean": 0.02, "ci_low": -0.05, "ci_high": 0.09})
-    proc = main_in_process("harness.regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
+    proc = main_in_process("harness", "regress", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new))
     assert proc.returncode == 1 and "LOST verdict" in proc.stdout
     shown = proc.stdout.replace("\n", "").replace("\t", "")
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in shown), repr(proc.stdout)

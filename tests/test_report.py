@@ -11,9 +11,9 @@ import pytest
 from harness.claims.session import ClaimSession
 from harness.claims.spec import Claim
 from harness.cli.report import main
+from harness.core.results import json_safe, write_result
 from harness.report.markdown import render_markdown
 from harness.report.text import cell, decisive_text, verdict_tally
-from harness.results import json_safe, write_result
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def findings(tmp_path_factory):
     results[0]["examples"][0]["patched"] = "<script>alert(1)</script> a | b"
     doc = {"schema": "causal-heads/findings", "schema_version": 1, "created": "2026-11-28T00:00:00+00:00",
            "correction": "holm", "git": {"commit": "abc", "dirty": False},
-           "models": {"tiny-gpt2": session.model("tiny-gpt2").provenance()}, "data_files": session.data_files,
+           "models": {"tiny-gpt2": session.models("tiny-gpt2").provenance()}, "data_files": session.data_files,
            "claims": results}
     path = tmp_path_factory.mktemp("findings") / "findings.json"
     write_result(doc, str(path))
@@ -272,7 +272,7 @@ def _hostile_runs(findings, root, main_in_process, *, examples: int, malformed: 
     from hypothesis import HealthCheck, assume, given, settings
     from hypothesis import strategies as st
 
-    from harness.errors import UserError
+    from harness.core.errors import UserError
     from harness.findings.schema import load_document
 
     good_path, good = findings

@@ -198,7 +198,7 @@ def test_compare_with_sweep_ranks():
 
 def test_screen_cli(cli, main_in_process, tmp_path):
     out = tmp_path / "scr.json"
-    proc = cli("harness.screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6",
+    proc = cli("harness", "screen", "--model", "tiny-gpt2", "--emotion", "gratitude", "--n-prompts", "6",
                "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())

@@ -14,11 +14,12 @@ from harness import Claim
 from harness.claims.session import ClaimSession
 from harness.metrics.next_token import keyword_tracks
 from harness.model.loading import load_model
+from harness.model.names import hook_layer
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.source import capture_source
 from harness.run.generation import GenerationConfig, generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
-from harness.run.shared import Arm, exact_batch_sizes, generate_arms, hook_layer
+from harness.run.shared import Arm, exact_batch_sizes, generate_arms
 
 STEPS = 8
 PROMPTS = load_prompt_set("neutral").head(20)
@@ -182,10 +183,10 @@ def test_hook_layers_and_the_plan_of_a_claims_run(tiny_gpt2):
     (group,) = plan.groups  # one target prompt set and settings: one group
     # a's patched run and two random heads (b's patched run is a's: once), c's baseline (explicit
     # softmax at layer 1), its v_only run and its pattern_v versus, d's patch at layer 0
-    assert group.baseline.layers == () and group.baseline.condition is None
-    assert [a.condition is None for a in group.arms] == [False, False, False, True, False, False, False]
+    assert group.baseline.layers == () and group.baseline.is_baseline
+    assert [a.is_baseline for a in group.arms] == [False, False, False, True, False, False, False]
     assert [group.shared_layers(a) for a in group.arms] == [1, 1, 1, 1, 1, 1, 0]
-    assert plan.n_runs == 8 and plan.to_dict()["groups"][0]["arms"][0]["heads"] == ["1:3"]
+    assert plan.n_runs == 8 and group.arms[0].key.heads == ((1, 3),) and group.arms[0].key.kind == "patched"
 
 
 def test_a_planned_claims_run_gives_the_arm_by_arm_findings(tiny_gpt2):
@@ -234,12 +235,15 @@ def test_the_one_token_measure_is_the_runs_first_position(tiny_gpt2):
 
     c = Claim(id="a", model="tiny-gpt2", heads="1:3", patch_mode="z", source="gratitude", n_prompts=12, max_tokens=3,
               metric="gratitude_keywords", direction="increase", samples=2)
+    from harness.claims.execute import Executor
+
     session = ClaimSession([c])
     res = session.results()["a"]
-    heads = ((1, 3),)
+    rc, executor = session.resolved()["a"], Executor(session.models)
     targets = PROMPTS[:12]
-    base = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, None)))
-    patched = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=session._hooks(session._run(c, heads, c.condition)))
+    assert rc.baseline.key.prompts == targets and rc.patched.key.heads == ((1, 3),)
+    base = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=executor.hooks(rc.baseline))
+    patched = keyword_logprob(tiny_gpt2, targets, "gratitude", hooks=executor.hooks(rc.patched))
     assert res.one_token["n"] == 12
     assert res.one_token["mean"] == pytest.approx(float((patched - base).mean()), abs=1e-5)
     assert res.one_token["mean"] != 0
@@ -295,9 +299,11 @@ def test_pytest_arm_by_arm_generates_each_run_alone_with_the_same_findings(pytes
         '[[claim]]\nid = "a"\nmodel = "tiny-gpt2"\nheads = "1:3"\npatch_mode = "z"\nsource = "gratitude"\n'
         'metric = "sentiment"\ndirection = "increase"\nn_prompts = 10\nmax_tokens = 5\nrandom_heads = 2\n'
     ))
+    from harness.claims.execute import Executor
+
     plans: list[int] = []
-    real = ClaimSession.run_plan
-    monkeypatch.setattr(ClaimSession, "run_plan", lambda self, plan: (plans.append(plan.n_runs), real(self, plan)))
+    real = Executor.planned
+    monkeypatch.setattr(Executor, "planned", lambda self, plan: (plans.append(plan.n_runs), real(self, plan))[1])
     docs = {}
     for name, extra in (("planned", []), ("alone", ["--arm-by-arm"])):
         res = pytester.runpytest("--claims", "claims.toml", "--findings", f"{name}.json", "-p", "no:cacheprovider",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import UnknownNameError, UserError
+from harness.core.errors import UnknownNameError, UserError
 from harness.run.generation import GenerationConfig, generate
 from harness.run.templating import format_prompts
 

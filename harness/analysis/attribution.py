@@ -18,7 +18,7 @@ attention softmax for query/key patches, and GradDrop against cancellation) addr
 of queries and keys and paths through many layers; a ``z`` patch at one position has neither
 problem's first cause, and they are not applied here. How far the screen can be trusted on a
 given model is measured, not assumed: ``causal-heads sweep`` reports its Spearman correlation,
-top-10 overlap and sign agreement with the causal sweep, and ``python -m harness.bench
+top-10 overlap and sign agreement with the causal sweep, and ``python -m harness bench
 attribution`` times both.
 """
 
@@ -32,6 +32,7 @@ import torch
 from harness.analysis.sweep import Sweep, last_position_values
 from harness.metrics.next_token import keyword_token_ids
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.patch.modes import get_mode
 from harness.patch.source import capture_source
 from harness.run.generation import position_ids
@@ -79,7 +80,7 @@ def attribution(
             store[int(hook.name.split(".")[1])] = z
             return z
 
-        hooks = [(f"blocks.{layer}.attn.hook_z", keep) for layer in layers]
+        hooks = [(act_name("z", layer), keep) for layer in layers]
         with torch.enable_grad(), handle.hooked.hooks(fwd_hooks=hooks):
             logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), logits_to_keep=1).logits
             mass = torch.logsumexp(logits[:, -1].float().log_softmax(-1)[:, keyword_ids], -1)

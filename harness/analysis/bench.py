@@ -1,23 +1,23 @@
 """Benchmarks that report ratios against a reference run in the same process.
 
-``python -m harness.bench sweep --model smollm2-135m --json`` times the all-heads sweep
+``python -m harness bench sweep --model smollm2-135m --json`` times the all-heads sweep
 (:mod:`harness.analysis.sweep`) against one full forward per head on the same prompts and heads,
 and reports ``harness_s``, ``reference_s``, ``speedup`` and the largest difference.
 
-``python -m harness.bench sweep-scaling --model smollm2-135m`` times the sweep alone over a grid
+``python -m harness bench sweep-scaling --model smollm2-135m`` times the sweep alone over a grid
 of prompt counts × layer counts (all heads of the first k layers), to show how its cost grows.
 
-``python -m harness.bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json``
+``python -m harness bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json``
 generates every run the shipped claims about the model need (``causal_tests/claims.toml``, each
 claim at ``--n-prompts``, claims with a random-head control at ``--random-heads``) twice in one
-process: planned (:meth:`ClaimSession.run_plan`: the layers below each patch computed once per
+process: planned (:func:`harness.claims.execute.execute`: the layers below each patch computed once per
 group, :mod:`harness.run.shared`) and arm by arm (each run alone, as before the planner). It
 reports ``planned_s``, ``arm_by_arm_s``, ``speedup``, ``identical`` (every run's tokens equal)
 and the split: per shared layer, the arms, their seconds both ways, the share of rows that
 diverged from the baseline, the steps those rows were fed their own tokens (``diverged_steps``)
 and the lower-layer row computations their distinct continuations took (``side_rows``).
 
-``python -m harness.bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
+``python -m harness bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json``
 
 Times greedy generation of one batch two ways, alternating, after one warm-up each:
 
@@ -44,11 +44,13 @@ import torch
 
 from harness.analysis.attribution import agreement, attribution
 from harness.analysis.sweep import reference_sweep, sweep
+from harness.claims.execute import Execution, Executor, execute
 from harness.claims.session import ClaimSession
 from harness.claims.spec import load_claims
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.results import REPO_ROOT
 from harness.model.loading import load_model
-from harness.results import REPO_ROOT
+from harness.model.names import act_name
 from harness.run.generation import GenerationConfig, generate
 from harness.run.hf_reference import reference_generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
@@ -69,29 +71,26 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
         claims.append(c.replace(**changes))
     if not claims:
         raise UserError(f"{path} has no claims about model {model!r}")
-    planned = ClaimSession(claims)
-    plan = planned.plan()  # loads the model (not timed)
+    session = ClaimSession(claims)
+    plan = session.plan()  # resolving loads the model (not timed)
     start = time.perf_counter()
-    planned.run_plan(plan)
+    planned = execute(plan, session.models)
     planned_s = time.perf_counter() - start
 
-    alone = ClaimSession(claims)
-    alone._models = planned._models  # the same loaded model
+    alone, executor = Execution(), Executor(session.models)  # the same loaded model
     per_run: dict = {}
     start = time.perf_counter()
-    for group in plan.groups:
-        for run in (group.baseline, *group.arms):
-            t0 = time.perf_counter()
-            c = alone._claims_by_id[run.claim]
-            alone._generate(c, run.heads, run.condition)
-            per_run[run.key] = time.perf_counter() - t0
+    for run in plan.runs:
+        t0 = time.perf_counter()
+        executor.alone(run, alone)
+        per_run[run.key] = time.perf_counter() - t0
     arm_by_arm_s = time.perf_counter() - start
 
-    keys = [run.key for g in plan.groups for run in (g.baseline, *g.arms)]
-    compared = [_compare_runs(planned._cache[k], alone._cache[k]) for k in keys]
+    keys = [run.key for run in plan.runs]
+    compared = [_compare_runs(planned[k], alone[k]) for k in keys]
     mismatched = [k for k, c in zip(keys, compared, strict=True) if c["rows"]]
     split: dict[int, dict] = {}
-    for g, shares in zip(plan.groups, planned.sharing_by_group, strict=True):
+    for g, shares in zip(plan.groups, planned.sharing, strict=True):
         for arm, share in zip(g.arms, shares, strict=True):
             row = split.setdefault(
                 share["layer"],
@@ -169,7 +168,7 @@ def bench_generation(
     handle = load_model(model, device=device, dtype=dtype)
     prompts = _prompts(batch)
     cfg = GenerationConfig(max_tokens=max_tokens, batch_size=batch)
-    noop = [("blocks.0.attn.hook_z", lambda z, hook: z)]
+    noop = [(act_name("z", 0), lambda z, hook: z)]
     hooked = handle.hooked
     times: dict[str, list[float]] = {"hf": [], "harness": []}
     outputs: dict[str, list] = {}

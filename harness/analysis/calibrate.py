@@ -1,6 +1,6 @@
 """Calibration on the model's own null data: an A/A test of the claims' statistics.
 
-    python -m harness.calibrate --model smollm2-135m --pool 10 --datasets 1000 \\
+    python -m harness calibrate --model smollm2-135m --pool 10 --datasets 1000 \\
         --output reports/calibration.json
 
 The calibration tests in ``tests/test_stats.py`` show that the statistics keep their size on

@@ -50,6 +50,7 @@ from harness.analysis.screen import prompt_tokens, template_suffix
 from harness.metrics.next_token import keyword_token_ids
 from harness.metrics.text import PhraseMatcher
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.model.weights import (
     FrozenNorm,
     final_norm,
@@ -156,9 +157,9 @@ def dla(
     shape = handle.shape
     kw = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     names = [
-        f"blocks.{layer}.attn.hook_z",
-        f"blocks.{layer}.attn.hook_attn_out",
-        f"blocks.{shape.n_layers - 1}.hook_resid_post",
+        act_name("z", layer),
+        act_name("attn_out", layer),
+        act_name("resid_post", shape.n_layers - 1),
     ]
     runs = greedy_runs(handle, targets, max_tokens)
     store, logits = _forward(handle, runs.ids, runs.mask, names)
@@ -279,7 +280,7 @@ def qk(
         prompt_tokens(tok, t, p, matcher, fs.add_special_tokens, suffix) for t, p in zip(fs.texts, sources, strict=True)
     ]
     runs = greedy_runs(handle, targets, max_tokens)
-    name = f"blocks.{layer}.attn.hook_pattern"
+    name = act_name("pattern", layer)
     store, _ = _forward(handle, runs.ids, runs.mask, [name])
     pattern = store[name][:, head].float().cpu()  # [n, q, k]
     per_part: dict[str, list[float]] = {p: [] for p in QK_PARTS}

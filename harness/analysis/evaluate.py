@@ -17,17 +17,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from html import escape
 
+from harness.claims.execute import Backend
+from harness.claims.family import CORRECTIONS
 from harness.claims.result import ClaimResult
 from harness.claims.session import ClaimSession
 from harness.claims.spec import Claim
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.results import atomic_write_text, write_result
 from harness.findings.document import findings_document
 from harness.report.html import STYLE, summary_table
 from harness.report.markdown import render_markdown
 from harness.report.text import verdict_tally
-from harness.results import atomic_write_text, write_result
-
-CORRECTIONS = ("holm", "bh")
 
 
 @dataclass
@@ -81,10 +81,16 @@ def evaluate(
     correction: str = "holm",
     model_paths: dict[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batch_size: int | str | None = None,
+    backend: Backend | None = None,
 ) -> Findings:
     """Evaluate ``claims`` as one family (p-values corrected across all of them) and return the
     :class:`Findings`. ``model_paths`` maps a model name to a weights directory (as
-    ``--model NAME=PATH``); ``progress`` gets one line per evaluated claim."""
+    ``--model NAME=PATH``); ``progress`` gets one line per generated group and evaluated claim;
+    ``device``, ``dtype``, ``batch_size`` and ``backend`` place the runs as the plugin's
+    ``--device``, ``--dtype``, ``--batch-size`` and ``--backend`` do."""
     claims = list(claims)
     if correction not in CORRECTIONS:
         raise UserError(f"correction {correction!r}: must be one of {', '.join(CORRECTIONS)}")
@@ -95,7 +101,16 @@ def evaluate(
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
         raise UserError(f"claim id {twice[0]!r} appears more than once: ids must be unique in one run")
-    session = ClaimSession(claims, model_paths=model_paths, correction=correction, progress=progress)
+    session = ClaimSession(
+        claims,
+        model_paths=model_paths,
+        correction=correction,
+        progress=progress,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        backend=backend,
+    )
     by_id = session.results()
     results = [by_id[c.id] for c in claims]
     doc = findings_document(

@@ -1,6 +1,6 @@
 """The main job: run every claim about one model and turn the results into evidence.
 
-    python -m harness.evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
+    python -m harness evidence [--model smollm2-135m] [--out reports] [-- PYTEST ARGS...]
 
 1. Runs the claims about MODEL, slow ones included: ``pytest causal_tests -m claim --model MODEL
    --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus PYTEST
@@ -15,10 +15,10 @@
 3. Prints the verdict table and writes it to OUT/summary.md.
 
 Every output is written to a hidden staging folder in OUT first and moved into place together
-at the end (:class:`harness.outputs.Staging`): a run that breaks, or is stopped by Ctrl-C or
+at the end (:class:`harness.core.outputs.Staging`): a run that breaks, or is stopped by Ctrl-C or
 SIGTERM, leaves OUT as it was (its pytest child stopped and waited for, no temporary files).
 
-``harness.nightly`` is this job plus the regression against the last night's findings.
+``causal-heads nightly`` is this job plus the regression against the last night's findings.
 Exit status: 0 when the run completed, 2 on unusable input (e.g. ``--model gpt2`` without its
 weights on this machine), 3 when the claims run broke.
 """
@@ -29,9 +29,9 @@ import os
 import sys
 
 from harness.claims.examples import changes_text
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.outputs import Staging, run_child
 from harness.findings.schema import load_document
-from harness.outputs import Staging, run_child
 from harness.report.browser import check_report
 from harness.report.markdown import write_report
 from harness.report.text import cell, decisive_text, verdict_tally, warning_codes
@@ -62,7 +62,7 @@ def pytest_command(out: str, extra: list[str]) -> list[str]:
 
 
 def run_claims(stage: Staging, pytest_args: list[str], job: str) -> dict | None:
-    """Steps 1-2 into ``stage`` (a :class:`~harness.outputs.Staging` of the output folder): the
+    """Steps 1-2 into ``stage`` (a :class:`~harness.core.outputs.Staging` of the output folder): the
     claims run, then the report and plots. The findings document, or None when the run broke (the
     reason printed to stderr, prefixed by ``job``). The caller commits the stage: the findings,
     the HTML, the markdown, the plots and the screenshot of one run replace the old ones together,

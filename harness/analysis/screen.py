@@ -42,6 +42,7 @@ import torch
 
 from harness.metrics.text import PhraseMatcher, normalize
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.run.generation import position_ids
 from harness.run.prompts import load_keywords
 from harness.run.templating import format_prompts
@@ -146,7 +147,7 @@ def last_position_attention(handle: ModelHandle, fmt, texts=None, *, batch_size:
         def grab(pattern, hook, rows=rows):
             rows[int(hook.name.split(".")[1])] = pattern[:, :, -1, :].float().clone()
 
-        hooks = [(f"blocks.{layer}.attn.hook_pattern", grab) for layer in range(n_layers)]
+        hooks = [(act_name("pattern", layer), grab) for layer in range(n_layers)]
         mask = enc["attention_mask"]
         with torch.no_grad(), handle.hooked.hooks(fwd_hooks=hooks):
             handle.model(

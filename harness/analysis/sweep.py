@@ -25,7 +25,7 @@ they are the values the full forward would see (:func:`last_position_values`).
 Cost: one prefix forward of the n prompts (and one of the sources), plus, per swept layer l,
 one single-position step of n rows through layers < l and n·(H+1) rows through layers ≥ l:
 linear in prompts and in heads per layer; deeper layers are cheaper
-(``python -m harness.bench sweep-scaling``).
+(``python -m harness bench sweep-scaling``).
 
 Also here: :func:`combinations` (the top-k heads patched together vs. each alone) and
 :func:`claim_rows` (the top heads as claim rows for the suite, ``--write-claims``).
@@ -38,14 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.results import load_versioned
 from harness.metrics import get_metric
 from harness.metrics.next_token import keyword_logprob, keyword_token_ids
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.modes import MODES, Row, get_mode
 from harness.patch.source import aligned_positions, capture_source, source_length
-from harness.results import load_versioned
 from harness.run.generation import position_ids
 from harness.run.templating import format_prompts
 from harness.stats import adjust_pvalues, bootstrap_mean_ci, bootstrap_mean_ci_grid, paired_effect, tost
@@ -207,7 +208,7 @@ def sweep(
                 for j in range(layer, shape.n_layers)
             ]
             try:
-                with handle.hooked.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)]):
+                with handle.hooked.hooks(fwd_hooks=[(act_name("z", layer), patch)]):
                     logits = model(**step, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
             finally:
                 for h in fan_out:

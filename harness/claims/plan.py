@@ -6,37 +6,69 @@ settings; the same patch in two claims with different metrics). The plan lists e
 in groups that share a baseline (same model, target prompts, generation settings and attention
 path), so that a group's runs can compute the layers below their patches once
 (:mod:`harness.run.shared`) and so that a distributed backend can take a group as its unit of
-work. It is plain, frozen data: claim ids, heads, conditions and the session's cache keys.
+work. It is plain, frozen data: a :class:`RunSpec` holds everything its generation needs (the
+model's name, the prompts, the settings, what the hooks do), so an executor needs no claim.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from harness.claims.spec import Condition
+from harness.run.generation import GenerationConfig
+
+Head = tuple[int, int]
+RunKind = Literal["baseline", "patched", "path", "intervention"]
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes two runs the same run: equal keys are generated once and shared.
+
+    Every run has a model, target prompt set (its name and the prompts read), and generation
+    settings; a baseline adds the layers it takes the explicit softmax on (``eager``); a patch
+    its heads, mode, source set and alignment; a path patch its receivers too; an intervention
+    its name, heads and hook points. Fields a kind does not use keep their defaults."""
+
+    kind: RunKind
+    model: str
+    target: str
+    prompts: tuple[str, ...]
+    generation: GenerationConfig
+    eager: tuple[int, ...] = ()
+    heads: tuple[Head, ...] = ()
+    patch_mode: str = ""
+    source: str = ""
+    alignment: str = ""
+    receivers: str = ""
+    intervention: str | None = None
+    hook_points: tuple[str, ...] | None = None
+
+    @property
+    def group(self) -> GroupKey:
+        """Runs with equal group keys share target prompts and settings: one group of the plan."""
+        return GroupKey(self.model, self.target, self.prompts, self.generation)
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    model: str
+    target: str
+    prompts: tuple[str, ...]
+    generation: GenerationConfig
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One generation run: for claim ``claim``, ``heads`` under ``condition`` (None: the baseline)."""
+    """One generation run: its key, the layers its hooks touch, and the source prompts a patch reads."""
 
-    claim: str  # id of a claim that needs it (its fields give the model, prompts and settings)
-    heads: tuple[tuple[int, int], ...]
-    condition: Condition | None
-    key: tuple  # the session's cache key: equal keys are the same run
+    key: RunKey
     layers: tuple[int, ...]  # the layers its hooks touch (a baseline: those it takes the explicit softmax on)
-    baseline: tuple  # the key of the baseline it is compared with
+    sources: tuple[str, ...] = ()  # the source prompts whose activations a patch reads (empty otherwise)
 
-    def to_dict(self) -> dict:
-        cond = self.condition
-        return {
-            "claim": self.claim,
-            "heads": [f"{layer}:{h}" for layer, h in self.heads],
-            "condition": None
-            if cond is None
-            else {"heads": cond.heads, "patch_mode": cond.patch_mode, "source": cond.source},
-            "layers": list(self.layers),
-        }
+    @property
+    def is_baseline(self) -> bool:
+        return self.key.kind == "baseline"
 
 
 @dataclass(frozen=True)
@@ -59,10 +91,30 @@ class Plan:
     def n_runs(self) -> int:
         return sum(1 + len(g.arms) for g in self.groups)
 
-    def to_dict(self) -> dict:
-        return {
-            "groups": [{"baseline": g.baseline.to_dict(), "arms": [a.to_dict() for a in g.arms]} for g in self.groups]
-        }
+    @property
+    def runs(self) -> tuple[RunSpec, ...]:
+        """Every run, group by group, each group's baseline first."""
+        return tuple(run for g in self.groups for run in (g.baseline, *g.arms))
+
+
+def make_plan(runs_by_claim: list[list[RunSpec]]) -> Plan:
+    """Each claim's runs (its baseline first) once, grouped by target prompts and settings. A
+    group's root is its plain baseline (the one with the fewest explicit-softmax layers); a
+    baseline that takes the explicit softmax on some layers is then one more arm, sharing the
+    layers below them."""
+    groups: dict[GroupKey, list[RunSpec]] = {}
+    seen: set[RunKey] = set()
+    for runs in runs_by_claim:
+        entries = groups.setdefault(runs[0].key.group, [])
+        for run in runs:
+            if run.key not in seen:
+                seen.add(run.key)
+                entries.append(run)
+    out = []
+    for entries in groups.values():
+        root = min((r for r in entries if r.is_baseline), key=lambda r: len(r.layers))
+        out.append(Group(root, tuple(r for r in entries if r is not root)))
+    return Plan(tuple(out))
 
 
 def split_jobs(plan: Plan, parts: int) -> tuple[Group, ...]:

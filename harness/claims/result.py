@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.claims.examples import changes_text
+from harness.claims.outcome import Verdict, mde_text
 from harness.claims.spec import Claim
-from harness.claims.verdict import Verdict, mde_text
-from harness.results import shown_path
+from harness.core.results import shown_path
 
 
 @dataclass

@@ -51,7 +51,7 @@ from typing import Any
 from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
 from harness.claims.label import patch_label
-from harness.errors import UserError, did_you_mean
+from harness.core.errors import UserError, did_you_mean
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
 from harness.patch.interventions import HOOK_POINT, get_intervention

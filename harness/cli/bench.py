@@ -23,9 +23,9 @@ from harness.analysis.bench import (
     bench_sweep_scaling,
 )
 from harness.cli.placement import add_placement_options, placement_kwargs
+from harness.core.errors import UserError, run_cli
 from harness.distributed.bench import bench_distributed
 from harness.distributed.ray_backend import RayBackend
-from harness.errors import UserError, run_cli
 
 
 def _ints(text: str, flag: str, minimum: int = 1) -> list[int]:

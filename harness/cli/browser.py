@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from harness.errors import UserError, run_cli
+from harness.core.errors import UserError, run_cli
+from harness.core.results import check_writable
 from harness.report.browser import check_report
-from harness.results import check_writable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,8 @@ from harness.analysis.calibrate import (
 )
 from harness.analysis.head_patching import generation_config, table_metrics
 from harness.cli.placement import add_placement_options, placement_kwargs
-from harness.errors import UserError, check_options, run_cli
-from harness.metrics import get_metric
-from harness.metrics.next_token import keyword_tracks
-from harness.model.loading import file_sha256, load_model
-from harness.results import (
+from harness.core.errors import UserError, check_options, run_cli
+from harness.core.results import (
     check_output_path,
     check_replaceable,
     command_line,
@@ -39,6 +36,9 @@ from harness.results import (
     load_versioned,
     write_result,
 )
+from harness.metrics import get_metric
+from harness.metrics.next_token import keyword_tracks
+from harness.model.loading import file_sha256, load_model
 from harness.run.generation import generate
 from harness.run.profiles import resolve_run_config
 from harness.run.prompts import load_prompt_set

@@ -16,11 +16,11 @@ import time
 
 from harness.analysis.circuit import ANALYSES, dla, ov, qk
 from harness.cli.placement import add_placement_options, placement_kwargs
-from harness.errors import UserError, check_options
+from harness.core.errors import UserError, check_options
+from harness.core.results import check_replaceable, check_writable, environment, file_stem
 from harness.model.loading import load_model
 from harness.patch.heads import parse_head_spec
 from harness.report.plots import circuit_plot, document_with_plot
-from harness.results import check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 SCHEMA = "causal-heads/circuit"
@@ -134,6 +134,6 @@ def summary(doc: dict) -> str:
 
 
 if __name__ == "__main__":
-    from harness.errors import run_cli
+    from harness.core.errors import run_cli
 
     run_cli(main)

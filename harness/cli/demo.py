@@ -1,6 +1,6 @@
 """A quick look at a patch firing (``make demo``): baseline vs patched generations, side by side.
 
-``python -m harness.demo --model smollm2-135m`` generates greedy continuations for a few
+``python -m harness demo --model smollm2-135m`` generates greedy continuations for a few
 built-in neutral prompts twice, once plain and once with the listed heads' outputs
 (``blocks.{l}.attn.hook_z``) zero-ablated at every position and step, and prints both with
 a marker where they differ. It is the smallest end-to-end check that a head patch really
@@ -13,8 +13,9 @@ import argparse
 import time
 
 from harness.cli.placement import add_placement_options, placement_kwargs
-from harness.errors import run_cli
+from harness.core.errors import run_cli
 from harness.model.loading import load_model
+from harness.model.names import act_name
 from harness.patch.heads import parse_head_spec
 from harness.run.generation import GenerationConfig, generate
 
@@ -44,7 +45,7 @@ def zero_heads_hooks(heads):
 
         return hook
 
-    return [(f"blocks.{layer}.attn.hook_z", make(idx)) for layer, idx in sorted(by_layer.items())]
+    return [(act_name("z", layer), make(idx)) for layer, idx in sorted(by_layer.items())]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,10 +13,10 @@ import os
 
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
-from harness.errors import UserError, run_cli
+from harness.core.errors import UserError, run_cli
+from harness.core.outputs import Staging
+from harness.core.results import atomic_write_text
 from harness.model.loading import DEFAULT_MODEL, weights_absent
-from harness.outputs import Staging
-from harness.results import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from harness import __version__
-from harness.errors import UserError, did_you_mean, run_cli
+from harness.core.errors import UserError, did_you_mean, run_cli
 
 # command -> (module under harness.cli, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.errors import UserError, run_cli
+from harness.core.errors import UserError, run_cli
 from harness.metrics import get_metric, registry
 
 

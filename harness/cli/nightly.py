@@ -1,13 +1,13 @@
 """The nightly regression of findings as one command (the workflow runs it; so can you).
 
-    python -m harness.nightly [--last LAST.json] [--out reports] [-- PYTEST ARGS...]
+    python -m harness nightly [--last LAST.json] [--out reports] [-- PYTEST ARGS...]
 
 1-2. As ``harness.analysis.evidence`` (the main job), for every model's claims: ``pytest causal_tests -m
    claim --html OUT/evidence.html --self-contained-html --findings OUT/findings.json`` plus
    PYTEST ARGS, then the markdown report and plots. Claims that do not hold are findings, not
    a broken night; a usage or internal error, no claim collected or no new findings document
    stops with exit 3.
-3. Compares with LAST when that file exists (``harness.regress``); a missing LAST is the
+3. Compares with LAST when that file exists (``causal-heads regress``); a missing LAST is the
    first night and says so.
 4. Writes OUT/nightly.md (verdicts, what changed, the regression table); when
    ``$GITHUB_STEP_SUMMARY`` is set, appends it there too.
@@ -22,12 +22,12 @@ import os
 
 from harness.analysis.evidence import BROKEN, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
-from harness.errors import UserError, run_cli
+from harness.core.errors import UserError, run_cli
+from harness.core.outputs import Staging
+from harness.core.results import atomic_write_text
 from harness.findings.regress import format_report, lost_claims, regression
 from harness.findings.schema import load_document, require_complete
-from harness.outputs import Staging
 from harness.report.text import cell
-from harness.results import atomic_write_text
 
 
 def summary_markdown(doc: dict, context: list[str], rows: list[dict] | None, last: str | None) -> str:

@@ -23,14 +23,8 @@ from harness.analysis.head_patching import (
     run_patching,
 )
 from harness.cli.placement import add_placement_options
-from harness.errors import run_cli
-from harness.model.device import auto_batch_size, parse_batch_size, placement
-from harness.model.loading import load_model
-from harness.patch.heads import parse_head_spec
-from harness.patch.hooks import PatchConfig
-from harness.patch.modes import get_mode
-from harness.report.plots import head_effect_plot
-from harness.results import (
+from harness.core.errors import run_cli
+from harness.core.results import (
     check_output_path,
     check_replaceable,
     check_writable,
@@ -40,6 +34,12 @@ from harness.results import (
     refuse_inputs_as_outputs,
     write_result,
 )
+from harness.model.device import auto_batch_size, parse_batch_size, placement
+from harness.model.loading import load_model
+from harness.patch.heads import parse_head_spec
+from harness.patch.hooks import PatchConfig
+from harness.patch.modes import get_mode
+from harness.report.plots import head_effect_plot
 from harness.run.profiles import resolve_run_config
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 

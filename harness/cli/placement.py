@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.core.errors import UserError
 from harness.distributed.ray_backend import RayBackend
-from harness.errors import UserError
 from harness.model.device import merged_placement
 
 

@@ -13,7 +13,7 @@ from harness.run.prompts import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.prompts stats --model M``: validate every set and print token lengths."""
+    """``python -m harness prompts stats --model M``: validate every set and print token lengths."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="causal-heads prompts")
@@ -45,6 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from harness.errors import run_cli
+    from harness.core.errors import run_cli
 
     run_cli(main)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.errors import run_cli
+from harness.core.errors import run_cli
 from harness.findings.regress import format_report, lost_claims, regression
 from harness.findings.schema import load_document, require_complete
 

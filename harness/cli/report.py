@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.errors import run_cli
+from harness.core.errors import run_cli
+from harness.core.results import check_writable, refuse_inputs_as_outputs
 from harness.report.markdown import write_report
-from harness.results import check_writable, refuse_inputs_as_outputs
 
 
 def main(argv: list[str] | None = None) -> int:

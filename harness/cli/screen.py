@@ -23,11 +23,11 @@ from harness.analysis.screen import (
 )
 from harness.analysis.sweep import load_sweep
 from harness.cli.placement import add_placement_options, placement_kwargs
-from harness.errors import UserError, check_options
+from harness.core.errors import UserError, check_options
+from harness.core.results import check_replaceable, check_writable, environment, file_stem
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
-from harness.results import check_replaceable, check_writable, environment, file_stem
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 SCREEN_SCHEMA = "causal-heads/screen"
@@ -101,7 +101,7 @@ def _attribution_main(args, handle, sources, targets, sweep_doc) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.screen --model M --emotion E``: ranked Δattention table, heatmap PNG and JSON."""
+    """``python -m harness screen --model M --emotion E``: ranked Δattention table, heatmap PNG and JSON."""
     import argparse
     import os
     import time
@@ -260,6 +260,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from harness.errors import run_cli
+    from harness.core.errors import run_cli
 
     run_cli(main)

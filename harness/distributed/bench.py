@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from harness.claims.session import ClaimSession
+from harness.analysis.evaluate import evaluate
 from harness.claims.spec import Claim
 from harness.distributed.ray_backend import RayBackend
 
@@ -54,13 +54,13 @@ def bench_distributed(model: str, workers: int, n_prompts: int = 12, address: st
     verdict, p-value and per-prompt effect agrees (effects to 1e-6)."""
     claims = _distributed_claims(model, n_prompts)
     start = time.perf_counter()
-    local = ClaimSession(claims).results()
+    local = evaluate(claims)
     local_s = time.perf_counter() - start
     backend = RayBackend(address, workers)
     start = time.perf_counter()
-    remote = ClaimSession(claims, backend=backend).results()
+    remote = evaluate(claims, backend=backend)
     ray_s = time.perf_counter() - start
-    diffs = {cid: findings_difference(local[cid], remote[cid]) for cid in local}
+    diffs = {r.claim.id: findings_difference(r, remote[r.claim.id]) for r in local}
     return {
         "benchmark": "distributed",
         "model": model,

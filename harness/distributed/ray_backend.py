@@ -2,8 +2,8 @@
 
 Each actor holds the models on its device (``num_gpus=1`` per actor where the cluster has GPUs,
 one CPU otherwise) and generates whole jobs (:func:`harness.claims.plan.split_jobs`: a baseline
-and some of its arms) by running :meth:`ClaimSession.run_plan` on them, as a local run would.
-The generated runs come back to the driver, whose session then evaluates every claim, corrects,
+and some of its arms) with :func:`harness.claims.execute.execute`, as a local run would. The
+generated runs come back to the driver, whose session then evaluates every claim, corrects,
 decides and writes exactly as in-process. A worker that dies mid-job (killed, out of memory, its
 node lost) has its job rerun on a fresh actor, up to :data:`RETRIES` times; findings are the
 same either way, since a job's result does not depend on where or how often it ran.
@@ -25,10 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.analysis.sweep import sweep
-from harness.claims.plan import Plan, split_jobs
-from harness.claims.session import ClaimSession
-from harness.errors import UserError
-from harness.model.loading import load_model
+from harness.claims.execute import Execution, execute
+from harness.claims.plan import Group, Plan, split_jobs
+from harness.core.errors import UserError
+from harness.model.device import placement
+from harness.model.store import ModelStore
 
 RETRIES = 3
 DEFAULT_WORKERS = 2
@@ -109,7 +110,7 @@ class RayBackend:
                 raise UserError(f"--ray-address {self.address!r}: cannot connect ({exc})") from None
         return ray
 
-    def _workers(self, ray, device: str, dtype: str, model_paths: dict, batch_size) -> tuple[Any, dict]:
+    def _workers(self, ray, device: str, dtype: str, model_paths: dict) -> tuple[Any, dict]:
         """The actor class (a GPU each where the cluster has GPUs and the run asks for CUDA, one CPU
         otherwise) and the settings every actor starts with."""
         import torch
@@ -119,7 +120,6 @@ class RayBackend:
             "model_paths": dict(model_paths),
             "device": "cuda:0" if gpus else device,  # each actor sees its own GPU as 0
             "dtype": dtype,
-            "batch_size": batch_size,
             "threads": self.threads or torch.get_num_threads(),
             "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
         }
@@ -165,26 +165,21 @@ class RayBackend:
                 ray.kill(actor)
         return outputs
 
-    def generate(self, session, plan: Plan) -> tuple[dict, list]:
-        """Every run of ``plan``, generated on the actors: (cache key -> GenerationResult, what each
-        job's arms shared)."""
+    def generate(self, plan: Plan, models: ModelStore) -> Execution:
+        """Every run of ``plan``, generated on the actors (each with the driver's model paths and
+        placement), and what each job's arms shared."""
         ray = self._connect()
         jobs = split_jobs(plan, self.workers)
-        where = session.placement
-        worker_cls, settings = self._workers(ray, where.device, where.dtype, session.model_paths, session.batch_size)
-        claims = {c.id: c for c in session.claims}
+        where = models.placement
+        worker_cls, settings = self._workers(ray, where.device, where.dtype, models.model_paths)
 
-        def task(job):
-            needed = sorted({job.baseline.claim, *(a.claim for a in job.arms)})
-            return lambda actor: actor.run.remote([claims[i] for i in needed], job)
+        def task(job: Group) -> Callable[[Any], Any]:
+            return lambda actor: actor.run.remote(job)
 
-        runs: dict = {}
-        sharing: list = []
-        for generated, shared in self._dispatch(ray, worker_cls, settings, [task(job) for job in jobs]):
-            for key, result in generated.items():
-                runs.setdefault(key, result)  # a baseline computed by several jobs: all equal
-            sharing.extend(shared)
-        return runs, sharing
+        done = Execution()
+        for part in self._dispatch(ray, worker_cls, settings, [task(job) for job in jobs]):
+            done.merge(part)  # a baseline computed by several jobs: all equal
+        return done
 
     def sweep(self, model: str, targets, sources, emotion: str, *, mode: str, layers, device: str, dtype: str):
         """:func:`harness.analysis.sweep.sweep` over ``layers`` sharded by layer across the actors
@@ -195,7 +190,7 @@ class RayBackend:
 
         ray = self._connect()
         shards = [list(layers[i :: self.workers]) for i in range(self.workers) if layers[i :: self.workers]]
-        worker_cls, settings = self._workers(ray, device, dtype, {}, None)
+        worker_cls, settings = self._workers(ray, device, dtype, {})
         targets, sources = list(targets), list(sources)
 
         def task(shard):
@@ -208,32 +203,21 @@ class RayBackend:
 
 
 class _Worker:
-    """A Ray actor: the models on its device, generating jobs (one ClaimSession per job, the
-    loaded models kept across jobs)."""
+    """A Ray actor: the models on its device (loaded once, kept across jobs), generating jobs."""
 
     def __init__(self, settings: dict) -> None:
         import torch
 
         os.environ.update(settings["env"])
         torch.set_num_threads(settings["threads"])
-        self.settings = settings
-        self.models: dict = {}
+        self.models = ModelStore(settings["model_paths"], placement(settings["device"], settings["dtype"]))
 
     def pid(self) -> int:
         return os.getpid()
 
     def sweep(self, model: str, targets, sources, emotion: str, mode: str, layers):
-        s = self.settings
-        if model not in self.models:
-            self.models[model] = load_model(model, device=s["device"], dtype=s["dtype"])
-        return sweep(self.models[model], targets, sources, emotion, layers=layers, mode=mode)
+        return sweep(self.models(model), targets, sources, emotion, layers=layers, mode=mode)
 
-    def run(self, claims: list, job) -> tuple[dict, list]:
-        s = self.settings
-        session = ClaimSession(
-            claims, model_paths=s["model_paths"], device=s["device"], dtype=s["dtype"], batch_size=s["batch_size"]
-        )
-        session._models = self.models
-        plan = Plan((job,))
-        session.run_plan(plan)
-        return session.generated(plan), session.sharing_by_group
+    def run(self, job: Group) -> Execution:
+        """One job's runs (planned, as a local run generates a group)."""
+        return execute(Plan((job,)), self.models)

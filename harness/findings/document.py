@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from harness.core.results import environment
 from harness.findings.schema import FINDINGS_SCHEMA, FINDINGS_VERSION
-from harness.results import environment
 
 
 def findings_document(

@@ -1,6 +1,6 @@
 """Regression of findings: what changed between two findings documents.
 
-    python -m harness.regress OLD.json NEW.json
+    python -m harness regress OLD.json NEW.json
 
 Matches claims by id and prints one row per claim whose verdict changed, whose effect moved
 outside the old 95% CI, whose settings or model weights changed, or that appeared or
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from harness.errors import terminal_safe
+from harness.core.errors import terminal_safe
 from harness.findings.schema import claims_by_id
 
 

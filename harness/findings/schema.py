@@ -3,7 +3,7 @@
 Every field a reader uses (the regression, the markdown report and its plots, the evidence
 page) is declared here with its type, so a document is checked whole before anything reads it:
 a wrong type, a missing field, a non-finite number or a value out of range is one
-:class:`~harness.errors.UserError` naming the file, the claim and the field, never a traceback
+:class:`~harness.core.errors.UserError` naming the file, the claim and the field, never a traceback
 in a renderer. Fields nobody reads are kept as they are (``extra="allow"``).
 """
 
@@ -14,15 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.claims.verdict import VERDICTS
-from harness.errors import UserError
-from harness.results import load_versioned
+from harness.claims.outcome import VERDICTS
+from harness.core.errors import UserError
+from harness.core.results import load_versioned
 
 FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1  # the one definition
 
 
 # Strict types (no "0.1" for 0.1, no true for 1); statistics may be null, since NaN is stored as
-# null (harness.results), but never infinite or NaN; counts are bounded integers.
+# null (harness.core.results), but never infinite or NaN; counts are bounded integers.
 Number = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
 Count = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 _OPEN = ConfigDict(extra="allow", strict=True)

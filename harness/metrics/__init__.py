@@ -27,8 +27,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
-from harness.extensions import load_entry_points, origin
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.extensions import load_entry_points, origin
 from harness.metrics.next_token import track_key
 from harness.metrics.nrc import CATEGORIES, nrc_count
 from harness.metrics.politeness import politeness

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 # torch is imported by the functions that need it: the pytest plugin checks these options at
 # start-up, in every pytest run of an environment that has the package

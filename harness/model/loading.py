@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import ModelUnavailableError, UnknownNameError, did_you_mean
+from harness.core.errors import ModelUnavailableError, UnknownNameError, did_you_mean
 from harness.model import tiny
 from harness.model.device import placement, torch_dtype
 from harness.model.shape import ModelShape, model_shape

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.errors import ModelUnavailableError
+from harness.core.errors import ModelUnavailableError
 
 
 @dataclass(frozen=True)

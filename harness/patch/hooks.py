@@ -53,8 +53,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.patch.modes import ALIGNMENTS, PatchMode, Row, get_mode
 from harness.patch.source import SourceActivations, aligned_positions, source_length
 from harness.run.generation import BatchInfo
@@ -126,12 +127,10 @@ def patch_hooks(
         hooks: list = []
         for layer, heads in cfg.by_layer().items():
             if mode.target_pattern:
-                hooks.append((f"blocks.{layer}.attn.hook_pattern", _keep(state, "pattern", layer, info)))
+                hooks.append((act_name("pattern", layer), _keep(state, "pattern", layer, info)))
             if mode.target_v:
-                hooks.append((f"blocks.{layer}.attn.hook_v", _keep(state, "v", layer, info)))
-            hooks.append(
-                (f"blocks.{layer}.attn.hook_z", _z_hook(cfg, source, state, info, layer, heads, (group, d_head), pair))
-            )
+                hooks.append((act_name("v", layer), _keep(state, "v", layer, info)))
+            hooks.append((act_name("z", layer), _z_hook(cfg, source, state, info, layer, heads, (group, d_head), pair)))
         return hooks
 
     return factory
@@ -194,4 +193,4 @@ def baseline_hooks(cfg: PatchConfig) -> list:
 def identity_pattern_hooks(layers) -> list:
     """Identity hooks on ``layers``' attention patterns: those layers take the explicit softmax,
     as they do in a run that reads or edits the pattern there."""
-    return [(f"blocks.{layer}.attn.hook_pattern", lambda t, hook: t) for layer in layers]
+    return [(act_name("pattern", layer), lambda t, hook: t) for layer in layers]

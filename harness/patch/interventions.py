@@ -38,8 +38,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
-from harness.extensions import load_entry_points, origin
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.extensions import load_entry_points, origin
+from harness.model.names import act_name, hook_layer, is_pattern
 
 HookFn = Callable[[torch.Tensor, object], torch.Tensor | None]
 
@@ -155,10 +156,10 @@ def intervention_hooks(
 
         return hook
 
-    return [(f"blocks.{layer}.attn.hook_z", per_layer(hs)) for layer, hs in sorted(by_layer.items())]
+    return [(act_name("z", layer), per_layer(hs)) for layer, hs in sorted(by_layer.items())]
 
 
 def eager_layers(hook_points: Sequence[str]) -> tuple[int, ...]:
     """Layers whose attention pattern an intervention hooks: the baseline takes the same explicit
     softmax there (see :func:`harness.patch.hooks.baseline_hooks`)."""
-    return tuple(sorted({int(p.split(".")[1]) for p in hook_points if p.endswith("attn.hook_pattern")}))
+    return tuple(sorted({hook_layer(p) for p in hook_points if is_pattern(p)}))

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
-from harness.extensions import load_entry_points, origin
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.extensions import load_entry_points, origin
 from harness.patch.source import SourceActivations
 
 ALIGNMENTS = ("end", "last", "mean_source")

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.modes import get_mode
@@ -157,7 +158,7 @@ def _path_set(streams: _Streams, runs: list[_PathRun], n: int) -> HookSet:
     total = len(runs) * n
 
     def layer_hook(layer: int):
-        name = f"blocks.{layer}.attn.hook_z"
+        name = act_name("z", layer)
 
         def hook(z, hook):
             z = z.clone()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
 from harness.model.loading import ModelHandle
+from harness.model.names import ActKind, act_name
 from harness.run.generation import position_ids
 from harness.run.templating import format_prompts
 
@@ -45,7 +47,6 @@ def capture_source(
     fmt = format_prompts(handle.tokenizer, list(prompts), prompt_format or handle.prompt_format)
     fmt.check_fits(handle, prompts=list(prompts))
     acts = SourceActivations(prompts=tuple(prompts))
-    wanted = {"z": "hook_z", "pattern": "hook_pattern", "v": "hook_v"}
     for kind in needs:
         for layer in layers:
             getattr(acts, kind)[layer] = []
@@ -56,7 +57,7 @@ def capture_source(
         store: dict[tuple[str, int], torch.Tensor] = {}
         hooks = [
             (
-                f"blocks.{layer}.attn.{wanted[kind]}",
+                act_name(cast(ActKind, kind), layer),  # needs holds z, pattern or v (checked by register_mode)
                 lambda t, hook, key=(kind, layer), store=store: store.__setitem__(key, t.detach().clone()),
             )
             for kind in needs

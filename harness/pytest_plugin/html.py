@@ -15,7 +15,7 @@ and every value is escaped with :func:`html.escape`: generated text and prompts 
 
 pytest-html writes its report with a plain ``open(path, "w")`` at session end;
 :func:`atomic_report_writes` routes that write into the run's pending outputs
-(:class:`harness.outputs.PendingFiles`), put in place together with the findings when the run
+(:class:`harness.core.outputs.PendingFiles`), put in place together with the findings when the run
 ends, so an interrupted run never leaves half an evidence file, nor an HTML report that
 disagrees with the findings (it uses pytest-html's private ``_report_path``/``_write_report``,
 which is why pytest-html is pinned exactly).
@@ -28,6 +28,7 @@ from html import escape
 import pytest
 
 from harness.claims.examples import changes_text
+from harness.core.results import git_info, package_versions
 from harness.pytest_plugin.keys import PENDING_KEY, RESULTS_KEY
 from harness.report.html import (
     COLUMNS,
@@ -39,7 +40,6 @@ from harness.report.html import (
 )
 from harness.report.plots import forest_png
 from harness.report.text import verdict_tally
-from harness.results import git_info, package_versions
 
 
 def atomic_report_writes(config) -> int:

@@ -35,12 +35,12 @@ from pathlib import Path
 import pytest
 
 import harness
-from harness.errors import UserError
+from harness.core.errors import UserError
+from harness.core.outputs import PendingFiles, terminate_as_interrupt
+from harness.core.results import check_output_path, result_bytes
 from harness.findings.document import findings_document
 from harness.model.device import merged_placement
-from harness.outputs import PendingFiles, terminate_as_interrupt
 from harness.pytest_plugin.keys import CLAIMS_RUN_KEY, PENDING_KEY, PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
-from harness.results import check_output_path, result_bytes
 from harness.run.profiles import profile_claim_settings, profile_placement
 
 FINDINGS_DEFAULT = os.path.join("reports", "findings.json")

@@ -1,6 +1,6 @@
 """Open an evidence report in headless Chromium and check that its summary is really on screen.
 
-``python -m harness.browser reports/evidence.html --screenshot reports/evidence.png``
+``python -m harness browser reports/evidence.html --screenshot reports/evidence.png``
 
 Parsing the HTML proves what the file holds; this proves what a reader sees. It drives Debian's
 ``chromium`` headless through Playwright (``executable_path``: the system browser, so nothing
@@ -32,8 +32,8 @@ import pathlib
 import re
 import shutil
 
-from harness.errors import UserError
-from harness.results import atomic_write
+from harness.core.errors import UserError
+from harness.core.results import atomic_write
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from harness.claims.examples import changes_text
 from harness.claims.label import patch_label
-from harness.claims.verdict import mde_text
+from harness.claims.outcome import mde_text
+from harness.core.results import atomic_write, atomic_write_text, path_in
 from harness.findings.schema import claims_by_id, load_document
 from harness.report.plots import forest_png, head_heatmap
 from harness.report.text import cell, ci_text, mean_or_none, num_text, updown
-from harness.results import atomic_write, atomic_write_text, path_in
 
 
 def render_markdown(doc: dict, claims: list[dict]) -> str:

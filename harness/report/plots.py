@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from harness.outputs import PendingFiles
-from harness.results import atomic_write, result_bytes
+from harness.core.outputs import PendingFiles
+from harness.core.results import atomic_write, result_bytes
 
 
 def _plain_text(draw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from harness.claims.verdict import Verdict
+from harness.claims.outcome import Verdict
 
 
 def cell(text) -> str:

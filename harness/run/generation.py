@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import ConfigDict, model_validator
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.model.loading import ModelHandle
 from harness.run.kvcache import growing_cache
 from harness.run.settings import MIN_TEMPERATURE, SamplingSettings

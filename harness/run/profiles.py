@@ -12,7 +12,7 @@ import tomllib
 
 from pydantic import ValidationError, model_validator
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
 from harness.model.device import parse_batch_size, parse_dtype
 from harness.run.settings import SamplingSettings
 

@@ -21,8 +21,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
-from harness.results import REPO_ROOT
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.results import REPO_ROOT
 from harness.run.templating import format_prompts
 
 # In a source checkout the shipped sets are the top-level prompts/ folder; a wheel carries them as

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from harness.model.loading import ModelHandle
+from harness.model.names import act_name, is_pattern
 from harness.run.generation import (
     BatchInfo,
     GenerationConfig,
@@ -107,15 +108,6 @@ class Sharing:
         }
 
 
-def hook_layer(name: str) -> int:
-    """The layer a hook point belongs to: ``blocks.{l}.…`` -> l (``hook_resid_post`` of layer l is
-    computed by layer l)."""
-    parts = name.split(".")
-    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
-        raise ValueError(f"hook point {name!r} is not in a block")
-    return int(parts[1])
-
-
 @functools.cache
 def exact_batch_sizes(d_model: int, limit: int = 32, dtype: str = "float32", device: str = "cpu") -> frozenset[int]:
     """Row counts ``m`` for which a linear layer gives each row exactly what it gives that row in a
@@ -171,7 +163,7 @@ def _packs(
         if arm.lowest_layer <= 0 or (reshapes and pack_key is None) or not all(isinstance(n, str) for n in names):
             packs.setdefault(("alone", i), []).append([i])
             continue
-        eager = frozenset(str(n) for n in names if str(n).endswith("attn.hook_pattern"))
+        eager = frozenset(str(n) for n in names if is_pattern(str(n)))
         key = (arm.lowest_layer, eager, pack_key)  # (None unless the run reshapes the batch)
         width = resolved.width if isinstance(resolved, HookSet) else 1  # e.g. a path run's streams
         groups = packs.setdefault(key, [[]])
@@ -225,7 +217,7 @@ class _Record:
     def hooks(self, base: Hooks) -> Callable[[BatchInfo], HookList]:
         def factory(info: BatchInfo) -> HookList:
             own = list(base(info)) if callable(base) else list(base or [])
-            return own + [(f"blocks.{layer}.hook_resid_pre", self._keep(layer)) for layer in self.layers]
+            return own + [(act_name("resid_pre", layer), self._keep(layer)) for layer in self.layers]
 
         return factory
 

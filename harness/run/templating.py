@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.errors import UnknownNameError, UserError, did_you_mean
+from harness.core.errors import UnknownNameError, UserError, did_you_mean
 
 FORMATS = ("plain", "chat")
 

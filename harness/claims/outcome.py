@@ -18,7 +18,7 @@ VERDICTS = tuple(v.value for v in Verdict)
 
 
 class DataWarning(StrEnum):
-    """Why a claim's data may not be able to support it (see :func:`harness.claims.verdicts.data_warnings`)."""
+    """Why a claim's data may not be able to support it (see :func:`harness.claims.data_warnings.data_warnings`)."""
 
     FLOOR = "floor"  # the metric sits at its lower bound in both compared conditions
     CEILING = "ceiling"  # ... at its upper bound

@@ -12,7 +12,7 @@ import difflib
 import sys
 from collections.abc import Callable, Iterable
 
-from harness.outputs import Terminated, terminate_as_interrupt
+from harness.core.outputs import Terminated, terminate_as_interrupt
 
 
 class UserError(Exception):
@@ -60,7 +60,7 @@ def reading_error(exc: Exception) -> str:
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` and exit; a :class:`UserError` becomes one line on stderr and exit 2.
-    Ctrl-C (exit 130) and SIGTERM (exit 143, :func:`harness.outputs.terminate_as_interrupt`)
+    Ctrl-C (exit 130) and SIGTERM (exit 143, :func:`harness.core.outputs.terminate_as_interrupt`)
     unwind the command, so its writers remove their temporaries and its children are stopped."""
     terminate_as_interrupt()
     try:

@@ -3,7 +3,7 @@
 Three pieces, used by every command that writes results:
 
 - :func:`write_temporary` writes a file's bytes into a hidden temporary next to it
-  (``.NAME.XXXX.tmp``), removed again if the write is interrupted; :func:`harness.results.atomic_write`
+  (``.NAME.XXXX.tmp``), removed again if the write is interrupted; :func:`harness.core.results.atomic_write`
   renames it into place at once, :class:`PendingFiles` keeps several until :meth:`~PendingFiles.commit`
   renames them all (the findings and the HTML of a pytest run), and :class:`Staging` gathers a
   job's outputs in a hidden folder of its output folder and moves them in together (evidence,
@@ -73,7 +73,7 @@ def write_temporary(path: str, write: Callable[[BinaryIO], object]) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    except OSError as exc:  # named by the file the run meant to write (see harness.errors.run_cli)
+    except OSError as exc:  # named by the file the run meant to write (see harness.core.errors.run_cli)
         raise OSError(exc.errno, exc.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as fh:

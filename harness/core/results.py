@@ -19,8 +19,8 @@ import subprocess
 import sys
 from importlib import metadata
 
-from harness.errors import UserError
-from harness.outputs import write_temporary
+from harness.core.errors import UserError
+from harness.core.outputs import write_temporary
 
 PACKAGES = (
     "torch",
@@ -195,7 +195,7 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write(path: str, write) -> None:
     """``write(binary file)`` into a temporary file next to ``path``, then rename: never half a
-    file, and no temporary left when interrupted (:func:`harness.outputs.write_temporary`)."""
+    file, and no temporary left when interrupted (:func:`harness.core.outputs.write_temporary`)."""
     tmp = write_temporary(path, write)
     try:
         os.replace(tmp, path)

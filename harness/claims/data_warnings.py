@@ -1,12 +1,11 @@
-"""Verdict rules and data warnings for an evaluated claim."""
+"""Data warnings: why an evaluated claim's data may not be able to support it, whatever the truth."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness.claims.result import ClaimResult
+from harness.claims.outcome import DataWarning
 from harness.claims.spec import Claim
-from harness.claims.verdict import DataWarning, Verdict
 from harness.stats import share_at_bound, smallest_p, tost
 
 AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
@@ -80,7 +79,7 @@ def data_warnings(
                 ),
             }
         )
-    if c.direction == "equivalent":
+    if c.direction == "equivalent" and c.margin is not None:  # validation requires the margin
         eq = tost(delta, margin=c.margin, alpha=c.alpha)
         width = eq.ci_high - eq.ci_low
         if width >= 2 * c.margin:
@@ -108,18 +107,3 @@ def data_warnings(
                 }
             )
     return out
-
-
-def decide_verdict(r: ClaimResult) -> Verdict:
-    """The verdict from adjusted p-values (see :mod:`harness.claims.session`)."""
-    c, e = r.claim, r.effect
-    if c.direction == "equivalent":
-        if r.p_adjusted < c.alpha:
-            return Verdict.SUPPORTED
-        return Verdict.REFUTED if r.p_refute_adjusted < c.alpha else Verdict.NOT_SUPPORTED
-    est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
-    wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
-    if r.p_refute_adjusted < c.alpha and wrong_side:
-        return Verdict.REFUTED
-    beats = r.random_control is None or r.random_control["beats_all"]
-    return Verdict.SUPPORTED if r.p_adjusted < c.alpha and beats else Verdict.NOT_SUPPORTED

@@ -1,0 +1,56 @@
+"""The claims of one run as a family: p-values corrected across them, then verdicts.
+
+Every evaluated claim's primary p-value is adjusted across the family (Holm by default, BH as
+an option), and so, as their own family, are the refuting p-values. Verdicts:
+
+- directional claims (``increase``/``decrease``): *supported* when the adjusted one-sided
+  p < alpha and, with a random-head control, the claimed effect beats every random head;
+  *refuted* when the adjusted opposite one-sided p < alpha and the 95% CI of the deciding
+  statistic excludes 0 on the wrong side; otherwise *not supported*, reported with the minimum
+  detectable effect at this n so that it is not read as "no effect".
+- ``equivalent`` claims: *supported* when the adjusted TOST p < alpha (the 90% CI lies inside
+  ±margin); *refuted* when the adjusted non-equivalence p (:func:`harness.stats.nonequivalence_p`:
+  raw p < alpha exactly when that CI lies entirely outside ±margin) < alpha; else *not supported*.
+
+"Refuted" says the claim is wrong, so it is held to the same family-wise standard as
+"supported". A claim that errored keeps the ``error`` verdict and is left out of the family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.claims.outcome import Verdict
+from harness.claims.result import ClaimResult
+from harness.stats import adjust_pvalues
+
+CORRECTIONS = ("holm", "bh")
+
+
+def correct_family(results: Sequence[ClaimResult], correction: str = "holm") -> None:
+    """Adjust the p-values of ``results`` across them with ``correction`` and set each verdict."""
+    ok = [r for r in results if r.error is None]
+    for r in results:
+        r.correction = correction
+    for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], correction), strict=True):
+        r.p_adjusted = p
+    for r, p in zip(ok, adjust_pvalues([r.p_refute_raw for r in ok], correction), strict=True):
+        r.p_refute_adjusted = p
+    for r in ok:
+        r.verdict = decide_verdict(r)
+
+
+def decide_verdict(r: ClaimResult) -> Verdict:
+    """The verdict of an evaluated claim from its adjusted p-values (see the module docstring)."""
+    c, e = r.claim, r.effect
+    if c.direction == "equivalent":
+        if r.p_adjusted < c.alpha:
+            return Verdict.SUPPORTED
+        return Verdict.REFUTED if r.p_refute_adjusted < c.alpha else Verdict.NOT_SUPPORTED
+    est = r.sign if c.statistic == "sign" else e  # the CI of the statistic that decides
+    assert est is not None  # every evaluated directional claim has both
+    wrong_side = est["ci_high"] < 0 if c.direction == "increase" else est["ci_low"] > 0
+    if r.p_refute_adjusted < c.alpha and wrong_side:
+        return Verdict.REFUTED
+    beats = r.random_control is None or r.random_control["beats_all"]
+    return Verdict.SUPPORTED if r.p_adjusted < c.alpha and beats else Verdict.NOT_SUPPORTED
