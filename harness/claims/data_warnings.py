@@ -42,68 +42,74 @@ def data_warnings(
     conditions leave the metric at its bound.
     """
 
+    return (
+        _bound_warnings(c, metric, compared, patched)
+        + _inert_warning(c, len(delta), text_changed or {})
+        + _untestable_warning(c, delta, alternative)
+    )
+
+
+def _warning(code: DataWarning, message: str) -> dict:
+    return {"code": code.value, "message": message}
+
+
+def _bound_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray) -> list[dict]:
+    """``floor`` / ``ceiling``: the metric at its bound for most prompts in both compared conditions."""
     out = []
-    n = len(delta)
+    n = len(patched)
     for code, bound in ((DataWarning.FLOOR, metric.lower), (DataWarning.CEILING, metric.upper)):
         a, b = share_at_bound(compared, bound), share_at_bound(patched, bound)
         if a >= AT_BOUND and b >= AT_BOUND:
             what = "the versus condition" if c.versus else "baseline"
-            out.append(
-                {
-                    "code": code.value,
-                    "message": (
-                        f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
-                        f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
-                        f"max_tokens or samples, or a continuous metric"
-                    ),
-                }
+            message = (
+                f"{c.metric} is at its {code} ({bound:g}) for {round(a * n)}/{n} prompts in {what} and "
+                f"{round(b * n)}/{n} patched: too rare at {c.max_tokens} tokens to show a change; consider more "
+                f"max_tokens or samples, or a continuous metric"
             )
-    ch = text_changed or {}
-    if (
+            out.append(_warning(code, message))
+    return out
+
+
+def _inert_warning(c: Claim, n: int, ch: dict) -> list[dict]:
+    """``inert``: the patch (or, with versus, neither condition) changed no generation."""
+    if not (
         ch.get("patched_vs_baseline") == 0
         and (c.versus or c.direction != "equivalent")
         and (not c.versus or ch.get("versus_vs_baseline") == 0)
     ):
-        who = "neither condition changed any" if c.versus else "the patch changed none"
-        check = (
-            f"heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
-            if c.intervention is None
-            else f"{c.patch_label} and what it returns"
-        )
-        out.append(
-            {
-                "code": DataWarning.INERT.value,
-                "message": (
-                    f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
-                    f"shows; check {check}"
-                ),
-            }
-        )
+        return []
+    who = "neither condition changed any" if c.versus else "the patch changed none"
+    check = (
+        f"heads {c.heads}, mode {c.patch_mode} and alignment {c.alignment}"
+        if c.intervention is None
+        else f"{c.patch_label} and what it returns"
+    )
+    message = (
+        f"{who} of the {n} generations (token for token): at these settings it did nothing the text "
+        f"shows; check {check}"
+    )
+    return [_warning(DataWarning.INERT, message)]
+
+
+def _untestable_warning(c: Claim, delta: np.ndarray, alternative: str) -> list[dict]:
+    """``untestable``: no outcome of these data could support the claim at this n."""
     if c.direction == "equivalent" and c.margin is not None:  # validation requires the margin
         eq = tost(delta, margin=c.margin, alpha=c.alpha)
         width = eq.ci_high - eq.ci_low
-        if width >= 2 * c.margin:
-            out.append(
-                {
-                    "code": DataWarning.UNTESTABLE.value,
-                    "message": (
-                        f"the {eq.confidence:.0%} interval of the mean Δ is {width:.3g} wide, at least twice the margin "
-                        f"{c.margin:g}: no mean Δ, not even 0, could be declared equivalent at this n; widen the margin "
-                        f"or add prompts or samples"
-                    ),
-                }
-            )
-    else:
-        p_min = smallest_p(delta, alternative)
-        if p_min >= c.alpha:
-            moved = int(np.count_nonzero(delta))
-            out.append(
-                {
-                    "code": DataWarning.UNTESTABLE.value,
-                    "message": (
-                        f"only {moved}/{n} prompts changed at all: even if all moved the claimed way, the smallest "
-                        f"attainable p is {p_min:.3g} >= alpha {c.alpha}, so this claim cannot be supported by these data"
-                    ),
-                }
-            )
-    return out
+        if not width >= 2 * c.margin:  # (a NaN width warns no more than before)
+            return []
+        message = (
+            f"the {eq.confidence:.0%} interval of the mean Δ is {width:.3g} wide, at least twice the margin "
+            f"{c.margin:g}: no mean Δ, not even 0, could be declared equivalent at this n; widen the margin "
+            f"or add prompts or samples"
+        )
+        return [_warning(DataWarning.UNTESTABLE, message)]
+    p_min = smallest_p(delta, alternative)
+    if not p_min >= c.alpha:
+        return []
+    moved = int(np.count_nonzero(delta))
+    message = (
+        f"only {moved}/{len(delta)} prompts changed at all: even if all moved the claimed way, the smallest "
+        f"attainable p is {p_min:.3g} >= alpha {c.alpha}, so this claim cannot be supported by these data"
+    )
+    return [_warning(DataWarning.UNTESTABLE, message)]

@@ -316,25 +316,8 @@ def _validate_values(c: Claim, path: str) -> None:
         _validate_path(c, path)
     if c.intervention is not None or c.hook_points is not None:
         _validate_intervention(c, path)
-    for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
-        if c.intervention is not None:
-            break
-        try:
-            parse_head_spec(cond.heads)
-        except UserError as exc:
-            _fail(c.id, prefix + "heads", cond.heads, str(exc), path)
-        check(
-            cond.patch_mode in available_modes(),
-            prefix + "patch_mode",
-            cond.patch_mode,
-            did_you_mean("patch mode", cond.patch_mode, available_modes()),
-        )
-        check(
-            cond.source in emotions() or cond.source == c.target,
-            prefix + "source",
-            cond.source,
-            did_you_mean("emotion", cond.source, emotions()) + f" (or the target set {c.target!r})",
-        )
+    if c.intervention is None:
+        _validate_conditions(c, path, check)
     try:
         get_metric(c.metric)
         n_target = len(load_prompt_set(c.target).prompts)
@@ -349,7 +332,7 @@ def _validate_values(c: Claim, path: str) -> None:
     )
     check(0 < c.alpha < 0.5, "alpha", c.alpha, "must be in (0, 0.5)")
     check(2 <= c.n_prompts <= n_target, "n_prompts", c.n_prompts, f"must be in [2, {n_target}]")
-    for cond, prefix in ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ())):
+    for cond, prefix in _conditions(c):
         if not cond.source:  # an intervention without source prompts
             continue
         n_source = len(load_prompt_set(cond.source).prompts)  # the pair i is (source i, target i)
@@ -392,6 +375,32 @@ def _validate_values(c: Claim, path: str) -> None:
         "an 'equivalent' claim is a TOST on the mean; 'sign' is for increase/decrease claims",
     )
     check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
+
+
+def _conditions(c: Claim) -> tuple[tuple[Condition, str], ...]:
+    """The claim's condition and its versus condition, each with its fields' prefix in messages."""
+    return ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ()))
+
+
+def _validate_conditions(c: Claim, path: str, check) -> None:
+    """Each patch condition's heads parse, its mode is registered and its source is an emotion (or the target)."""
+    for cond, prefix in _conditions(c):
+        try:
+            parse_head_spec(cond.heads)
+        except UserError as exc:
+            _fail(c.id, prefix + "heads", cond.heads, str(exc), path)
+        check(
+            cond.patch_mode in available_modes(),
+            prefix + "patch_mode",
+            cond.patch_mode,
+            did_you_mean("patch mode", cond.patch_mode, available_modes()),
+        )
+        check(
+            cond.source in emotions() or cond.source == c.target,
+            prefix + "source",
+            cond.source,
+            did_you_mean("emotion", cond.source, emotions()) + f" (or the target set {c.target!r})",
+        )
 
 
 def _validate_path(c: Claim, path: str) -> None:
