@@ -203,43 +203,55 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
         assert g["patched"][0] in texts or not g["patched"][0].strip()
 
 
-def test_report_writes_wait_for_the_runs_commit_and_an_interrupted_one_leaves_nothing(tmp_path, monkeypatch):
-    from pytest_html.selfcontained_report import SelfContainedReport
-
+def test_report_writes_wait_for_the_runs_commit_and_an_interrupted_one_leaves_nothing(tmp_path):
+    """pytest-html writes the report to the staged path the plugin gave it (its public --html
+    option): the old report stays until the run commits; a run that discards leaves no temporary;
+    a staged report that nobody wrote keeps the old one."""
     from harness.core import outputs
-    from harness.pytest_plugin import html as html_report
-    from harness.pytest_plugin.keys import PENDING_KEY
 
     report = tmp_path / "evidence.html"
     report.write_text("the last complete report")
-    plugin = object.__new__(SelfContainedReport)  # only the two names the wrapper uses
-    plugin._report_path = report
-
-    class Manager:
-        def get_plugins(self):
-            return {object(), plugin}
-
-    class Config:
-        pluginmanager = Manager()
-        stash = {PENDING_KEY: outputs.PendingFiles()}
-
-    assert html_report.atomic_report_writes(Config()) == 1
-    real = outputs.write_temporary
-
-    def interrupted(path, write):
-        return real(path, lambda fh: (fh.write(b"<html>half of a "), (_ for _ in ()).throw(KeyboardInterrupt)))
-
-    monkeypatch.setattr(outputs, "write_temporary", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        plugin._write_report("<html>the whole new report</html>")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
-    monkeypatch.undo()
-    plugin._write_report("<html>a first report</html>")
-    plugin._write_report("<html>the whole new report</html>")  # written again as tests end: replaces the first
+    pending = outputs.PendingFiles()
+    staged = pending.stage(str(report))
+    assert os.path.dirname(staged) == str(tmp_path) and staged != str(report)
+    with open(staged, "w", encoding="utf-8") as fh:  # as pytest-html's _write_report does
+        fh.write("<html>the whole new report</html>")
     assert report.read_text() == "the last complete report"  # pending until the run commits
-    assert Config.stash[PENDING_KEY].commit() == [str(report)]
+    assert pending.commit() == [str(report)]
     assert report.read_text() == "<html>the whole new report</html>"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
+
+    interrupted = outputs.PendingFiles()
+    with open(interrupted.stage(str(report)), "w") as fh:
+        fh.write("<html>half of a ")
+    interrupted.discard()  # a run cut short: nothing of it is put in place
+    assert report.read_text() == "<html>the whole new report</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
+
+    unwritten = outputs.PendingFiles()
+    unwritten.stage(str(report))  # pytest-html never wrote (it broke before session end)
+    assert unwritten.commit() == []
+    assert report.read_text() == "<html>the whole new report</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.html"]
+
+
+def test_the_html_report_is_staged_titled_by_its_name_and_put_in_place_with_the_findings(pytester):
+    """A claims run with --html: pytest-html is given a staged path and the page keeps its real
+    title; the report and the findings go in place together at the end."""
+    pytester.makefile(".toml", claims=(
+        '[[claim]]\nid = "identity"\nmodel = "tiny-gpt2"\nheads = "1:3"\npatch_mode = "z"\nsource = "neutral"\n'
+        'metric = "sentiment"\ndirection = "equivalent"\nmargin = 0.05\nn_prompts = 4\nmax_tokens = 3\n'
+        'tier = "fast"\n'
+    ))
+    res = pytester.runpytest_subprocess("--claims", "claims.toml", "--findings", "f.json", "--html", "out/r.html",
+                                        "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+    out = pytester.path / "out"
+    assert sorted(p.name for p in out.iterdir() if not p.is_dir()) == ["r.html"]  # no staged copy left
+    page = (out / "r.html").read_text()
+    assert '<title id="head-title">r.html</title>' in page and "identity" in page and ".tmp" not in page
+    assert (pytester.path / "f.json").exists()
+    res.stdout.fnmatch_lines(["causal-heads: html report in place: *r.html"])
 
 
 def cells_of(fragment) -> list[str]:

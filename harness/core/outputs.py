@@ -106,6 +106,7 @@ class PendingFiles:
 
     def __init__(self) -> None:
         self._pending: dict[str, str] = {}  # destination -> temporary
+        self._staged: set[str] = set()  # destinations whose temporary another writer fills
 
     def write(self, path: str, write: Callable[[BinaryIO], object]) -> None:
         tmp = write_temporary(path, write)
@@ -117,22 +118,39 @@ class PendingFiles:
     def write_bytes(self, path: str, data: bytes) -> None:
         self.write(path, lambda fh: fh.write(data))
 
+    def stage(self, path: str) -> str:
+        """An empty temporary next to ``path`` for another writer to fill (pytest-html's report),
+        put in place with the rest by :meth:`commit`, flushed to disk first; returns its path."""
+        self.write(path, lambda fh: None)
+        self._staged.add(path)
+        return self._pending[path]
+
     def __contains__(self, path: str) -> bool:
         return path in self._pending
 
     def commit(self) -> list[str]:
         """Rename every pending file into place (signals held); returns the destinations."""
+        for path in self._staged & set(self._pending):
+            tmp = self._pending[path]
+            if os.path.getsize(tmp) == 0:  # its writer never wrote: the old file stays
+                _remove(tmp)
+                del self._pending[path]
+                continue
+            with open(tmp, "rb+") as fh:  # written with a plain open(): flushed to disk before the rename
+                os.fsync(fh.fileno())
         with signals_held():
             done = list(self._pending)
             for path, tmp in self._pending.items():
                 os.replace(tmp, path)
             self._pending.clear()
+            self._staged.clear()
         return done
 
     def discard(self) -> None:
         for tmp in self._pending.values():
             _remove(tmp)
         self._pending.clear()
+        self._staged.clear()
 
     def __enter__(self) -> PendingFiles:
         return self

@@ -34,7 +34,9 @@ PACKAGES = (
     "causal-heads",
 )
 EXTENSIONS = (".json", ".pkl")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # harness/core/ -> the checkout
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)  # harness/core/ -> the checkout
 
 
 def repo_path(path: str) -> str:

@@ -4,7 +4,7 @@ Summary columns come through pytest-html's hooks: verdict, effect (mean Δ; medi
 for claims decided by the sign test), 95% CI, p raw /
 adjusted, Cohen's dz, n, random-head percentile, prompts up / down with the median Δ and
 the sign test's p, the data warnings (``floor``, ``ceiling``, ``untestable``, ``inert``: see
-:func:`harness.claims.session.data_warnings`) and how many prompts' generations the patch changed
+:func:`harness.claims.data_warnings.data_warnings`) and how many prompts' generations the patch changed
 token for token. The same values head the page as a static table, one row per claim
 (:func:`summary_table`; pytest-html draws its own results table with JavaScript). Each
 claim's row expands to its settings, a forest plot of its effect and CI against the
@@ -13,23 +13,25 @@ picked by :func:`harness.claims.examples.pick_examples` (with why), and every pr
 Everything shown is built from the claim result attached to the report (``user_properties``),
 and every value is escaped with :func:`html.escape`: generated text and prompts are untrusted.
 
-pytest-html writes its report with a plain ``open(path, "w")`` at session end;
-:func:`atomic_report_writes` routes that write into the run's pending outputs
-(:class:`harness.core.outputs.PendingFiles`), put in place together with the findings when the run
+pytest-html writes its report with a plain ``open(path, "w")`` at session end; :func:`stage_report`
+gives it a staged path instead (through its public ``htmlpath`` option, before its
+``pytest_configure``), a temporary of the run's pending outputs
+(:class:`harness.core.outputs.PendingFiles`) put in place together with the findings when the run
 ends, so an interrupted run never leaves half an evidence file, nor an HTML report that
-disagrees with the findings (it uses pytest-html's private ``_report_path``/``_write_report``,
-which is why pytest-html is pinned exactly).
+disagrees with the findings. Only pytest-html's hooks are used (``pytest_html_report_title``
+keeps the page titled by its real name).
 """
 
 from __future__ import annotations
 
+import os
 from html import escape
 
 import pytest
 
 from harness.claims.examples import changes_text
 from harness.core.results import git_info, package_versions
-from harness.pytest_plugin.keys import PENDING_KEY, RESULTS_KEY
+from harness.pytest_plugin.state import ClaimsRun, claims_run
 from harness.report.html import (
     COLUMNS,
     STYLE,
@@ -42,28 +44,35 @@ from harness.report.plots import forest_png
 from harness.report.text import verdict_tally
 
 
-def atomic_report_writes(config) -> int:
-    """Make every pytest-html report object of this run write to the run's pending outputs
-    (put in place with the findings at the end, see :func:`harness.pytest_plugin.plugin.pytest_unconfigure`);
-    returns how many."""
-    from pytest_html.basereport import BaseReport
+class ReportTitle:
+    """Registered beside a staged report: pytest-html titles the page by its real name."""
 
-    pending = config.stash[PENDING_KEY]
-    n = 0
-    for plugin in config.pluginmanager.get_plugins():
-        if isinstance(plugin, BaseReport):
-            path = str(plugin._report_path)
-            plugin._write_report = lambda rendered, path=path: pending.write_bytes(path, rendered.encode())
-            n += 1
-    return n
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def pytest_html_report_title(self, report) -> None:
+        report.title = self.name
+
+
+def stage_report(config: pytest.Config, run: ClaimsRun) -> str | None:
+    """Point pytest-html at a staged copy of ``--html PATH`` (through its public option, before its
+    ``pytest_configure`` reads it), so that its plain write lands in the run's pending outputs and
+    goes in place with the findings, or not at all. Returns the staged path (None: no report, or
+    an xdist worker, which writes none)."""
+    path = config.getoption("htmlpath", None)
+    if not path or hasattr(config, "workerinput"):
+        return None
+    run.html_path = os.path.abspath(os.path.expanduser(os.path.expandvars(path)))
+    staged = run.pending.stage(run.html_path)
+    config.option.htmlpath = staged
+    config.pluginmanager.register(ReportTitle(os.path.basename(run.html_path)), "causal_heads_report_title")
+    return staged
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session) -> None:
-    """After every plugin's ``pytest_configure``: pytest-html's report object exists by now.
-    Before pytest-html's own ``pytest_sessionstart`` reads the metadata for its Environment
+    """Before pytest-html's own ``pytest_sessionstart`` reads the metadata for its Environment
     table: the packages the findings record and the git commit go there too."""
-    atomic_report_writes(session.config)
     try:
         from pytest_metadata.plugin import metadata_key
     except ImportError:  # pytest-html depends on pytest-metadata; nothing to add without it
@@ -82,7 +91,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
     :func:`summary_table`."""
 
     prefix.append(STYLE)
-    results = list(session.config.stash.get(RESULTS_KEY, {}).values())
+    results = list(claims_run(session.config).results.values())
     if results:
         tally = verdict_tally(results)
         prefix.append(

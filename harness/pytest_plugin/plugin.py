@@ -7,8 +7,8 @@ files named ``claims*.toml`` / ``*_claims.toml``; each claim is one test item na
 (repeatable) runs exactly those files instead of the ones found. Paths on the command line are
 the user's (resolved from the invocation directory), never the package's install location.
 
-Laid out like pytest-html: options in a named group, state in ``config.stash`` (never
-private attributes), results attached to each test's report as ``user_properties``
+Laid out like pytest-html: options in a named group, the run's state one typed object registered
+with pytest (:class:`harness.pytest_plugin.state.ClaimsRun`), results attached to each test's report as ``user_properties``
 (``("claim_result", dict)``), and the findings document written once per run (by the
 controller, not xdist workers) to ``--findings`` (default ``reports/findings.json``).
 
@@ -31,24 +31,25 @@ import inspect
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import harness
 from harness.core.errors import UserError
-from harness.core.outputs import PendingFiles, terminate_as_interrupt
+from harness.core.outputs import terminate_as_interrupt
 from harness.core.results import check_output_path, result_bytes
 from harness.findings.document import findings_document
 from harness.model.device import merged_placement
-from harness.pytest_plugin.keys import CLAIMS_RUN_KEY, PENDING_KEY, PLACEMENT_KEY, RESULTS_KEY, SESSION_KEY
+from harness.pytest_plugin.state import NAME, ClaimsRun, claims_run
 from harness.run.profiles import profile_claim_settings, profile_placement
+
+if TYPE_CHECKING:  # the plugin starts without torch
+    from harness.claims.spec import Claim
 
 FINDINGS_DEFAULT = os.path.join("reports", "findings.json")
 CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, claims_tiny.toml, sweep_claims.toml
-MODELS_SEEN = pytest.StashKey[set]()
-MARKED_CLAIM = pytest.StashKey[
-    object
-]()  # a test function's prepared claim (from its claim mark)  # models the collected claim files are about (before --model filtering)
+MARKED_CLAIM: pytest.StashKey[Claim] = pytest.StashKey()  # a test function's prepared claim (from its claim mark)
 
 
 def pytest_addoption(parser) -> None:
@@ -126,6 +127,7 @@ def _use_prompt_folder(config) -> None:
     config.add_cleanup(lambda: os.environ.pop("CAUSAL_HEADS_PROMPTS", None))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-html's: it reads --html when it makes its report object
 def pytest_configure(config) -> None:
     _use_prompt_folder(config)
     config.addinivalue_line(
@@ -133,19 +135,19 @@ def pytest_configure(config) -> None:
         "claim(Claim(...)): a causal claim: a claim file's test, or a test function that takes claim_result",
     )
     config.addinivalue_line("markers", "slow: a claim that needs minutes of CPU (tier = slow)")
-    config.stash[PLACEMENT_KEY] = _placement(config)  # bad values stop the run here, before any work
+    run = ClaimsRun(placement=_placement(config))  # bad values stop the run here, before any work
     findings = config.getoption("--findings")
     if findings != FINDINGS_DEFAULT:  # a location the user chose is checked before any claim runs
         try:
             check_output_path(findings, "--findings")
         except UserError as exc:
             pytest.exit(str(exc), returncode=2)
-    config.stash[RESULTS_KEY] = {}
-    config.stash[MODELS_SEEN] = set()
-    config.stash[PENDING_KEY] = PendingFiles()
+    config.pluginmanager.register(run, NAME)
     terminate_as_interrupt()  # SIGTERM ends the session as Ctrl-C does: outputs decided, temporaries removed
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.import_plugin("harness.pytest_plugin.html")
+        html = config.pluginmanager.get_plugin("harness.pytest_plugin.html")
+        html.stage_report(config, run)
 
 
 def _placement(config) -> dict:
@@ -242,8 +244,9 @@ def claim_params(config, paths: list[str] | None = None) -> list:
     selects (see :func:`prepare_claim`). Raises :class:`UserError` or ``pytest.UsageError``
     naming the option, claim, field and value."""
     claims = harness.load_claim_files(paths if paths is not None else claim_files(config))
-    if MODELS_SEEN in config.stash:
-        config.stash[MODELS_SEEN].update(c.model for c in claims)
+    run = config.pluginmanager.get_plugin(NAME)
+    if isinstance(run, ClaimsRun):
+        run.models_seen.update(c.model for c in claims)
     params = []
     for c in claims:
         prepared = prepare_claim(config, c)
@@ -340,7 +343,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         if other != here:
             raise pytest.UsageError(f"{here}: claim {claim.id!r}: field 'id' = {claim.id!r} is also used in {other}")
     names, _ = model_filter(config)
-    seen = config.stash.get(MODELS_SEEN, set())
+    seen = claims_run(config).models_seen
     unknown = sorted(names - seen)
     if unknown and seen:
         raise pytest.UsageError(
@@ -378,7 +381,7 @@ def mark_claim(config, item) -> bool:
                 f"@pytest.mark.claim takes a Claim or a function of the test's parameters returning one; "
                 f"got {type(spec).__name__}"
             )
-        config.stash[MODELS_SEEN].add(spec.model)
+        claims_run(config).models_seen.add(spec.model)
         prepared = prepare_claim(config, spec)
     except UserError as exc:
         raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
@@ -403,18 +406,18 @@ def claim_result(request):
 
 def claim_session(config, claims):
     """The run's one ClaimSession over the collected claims (created on first use)."""
-
-    if SESSION_KEY not in config.stash:
+    run = claims_run(config)
+    if run.session is None:
         _, paths = model_filter(config)
-        config.stash[SESSION_KEY] = harness.ClaimSession(
+        run.session = harness.ClaimSession(
             claims,
             model_paths=paths,
             correction=config.getoption("--correction"),
             rerun_options=rerun_options(config, paths),
             progress=lambda line: live_line(config, line),
-            **config.stash[PLACEMENT_KEY],
+            **run.placement,
         )
-    return config.stash[SESSION_KEY]
+    return run.session
 
 
 def live_line(config, line: str) -> None:
@@ -433,22 +436,22 @@ def live_line(config, line: str) -> None:
 
 def record(config, item, result) -> None:
     data = result.to_dict()
-    config.stash[RESULTS_KEY][result.claim.id] = data
+    claims_run(config).results[result.claim.id] = data
     item.user_properties.append(("claim_result", data))
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Stage the findings (see :func:`pytest_unconfigure`, which puts them in place with the HTML)."""
     config = session.config
-    results = config.stash.get(RESULTS_KEY, {})
-    config.stash[CLAIMS_RUN_KEY] = bool(run_family(session))
-    if not results or hasattr(config, "workerinput"):
+    run = claims_run(config)
+    run.selected_claims = bool(run_family(session))
+    if not run.results or hasattr(config, "workerinput"):
         return
-    sess = config.stash.get(SESSION_KEY, None)
+    sess = run.session
     # a run cut short (-x, --maxfail, Ctrl-C) says so: the claims it selected but did not record
-    not_run = [c.id for c in run_family(session) if c.id not in results]
+    not_run = [c.id for c in run_family(session) if c.id not in run.results]
     doc = findings_document(
-        list(results.values()),
+        list(run.results.values()),
         not_run=not_run,
         interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
         correction=config.getoption("--correction"),
@@ -458,10 +461,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     )
     path = config.getoption("--findings")
     try:
-        config.stash[PENDING_KEY].write_bytes(path, result_bytes(doc, path))
+        run.pending.write_bytes(path, result_bytes(doc, path))
     except (UserError, OSError) as exc:
-        config.stash[CLAIMS_RUN_KEY] = False  # nothing of this run's outputs is put in place
-        config.stash[PENDING_KEY].discard()
+        run.selected_claims = False  # nothing of this run's outputs is put in place
+        run.pending.discard()
         config.get_terminal_writer().line(f"could not write findings: --findings {path}: {exc}", red=True)
 
 
@@ -472,11 +475,14 @@ def pytest_unconfigure(config) -> None:
     recorded no result (interrupted before the first claim was evaluated, a failed findings write)
     leaves the old findings and the old HTML as they were; a run without claims keeps pytest-html's
     usual behaviour."""
-    pending = config.stash.get(PENDING_KEY, None)
-    if pending is None:
+    run = config.pluginmanager.get_plugin(NAME)
+    if not isinstance(run, ClaimsRun):  # the run stopped before the plugin was configured
         return
-    recorded = config.getoption("--findings") in pending
-    if recorded or not config.stash.get(CLAIMS_RUN_KEY, False):
-        pending.commit()
+    recorded = config.getoption("--findings") in run.pending
+    if recorded or not run.selected_claims:
+        done = run.pending.commit()
+        if run.html_path in done and config.pluginmanager.get_plugin("terminalreporter") is not None:
+            # pytest-html's own line named the staged copy
+            config.get_terminal_writer().line(f"causal-heads: html report in place: {run.html_path}")
     else:
-        pending.discard()
+        run.pending.discard()
