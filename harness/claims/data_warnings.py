@@ -6,6 +6,7 @@ import numpy as np
 
 from harness.claims.outcome import DataWarning
 from harness.claims.spec import Claim
+from harness.metrics import Metric
 from harness.stats import share_at_bound, smallest_p, tost
 
 AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compared conditions, that warns
@@ -13,7 +14,7 @@ AT_BOUND = 0.9  # share of prompts at a metric's floor or ceiling, in both compa
 
 def data_warnings(
     c: Claim,
-    metric,
+    metric: Metric,
     compared: np.ndarray,
     patched: np.ndarray,
     delta: np.ndarray,
@@ -53,7 +54,7 @@ def _warning(code: DataWarning, message: str) -> dict:
     return {"code": code.value, "message": message}
 
 
-def _bound_warnings(c: Claim, metric, compared: np.ndarray, patched: np.ndarray) -> list[dict]:
+def _bound_warnings(c: Claim, metric: Metric, compared: np.ndarray, patched: np.ndarray) -> list[dict]:
     """``floor`` / ``ceiling``: the metric at its bound for most prompts in both compared conditions."""
     out = []
     n = len(patched)

@@ -12,10 +12,15 @@ other way, then prompts whose text changed while the metric did not.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from harness.run.generation import GenerationResult
 
-def changed_per_prompt(a, b) -> list[bool]:
+
+def changed_per_prompt(a: GenerationResult, b: GenerationResult) -> list[bool]:
     """Per prompt (in prompt order): does any sample's generated token sequence differ between the
     :class:`~harness.run.generation.GenerationResult` runs ``a`` and ``b`` of the same prompts?"""
     pa, pb = a.by_prompt(), b.by_prompt()
@@ -24,7 +29,7 @@ def changed_per_prompt(a, b) -> list[bool]:
     return [any(x.token_ids != y.token_ids for x, y in zip(pa[i], pb[i], strict=True)) for i in sorted(pa)]
 
 
-def text_changes(base, patched, versus=None) -> dict:
+def text_changes(base: GenerationResult, patched: GenerationResult, versus: GenerationResult | None = None) -> dict:
     """How many prompts' generations each contrast changed: ``patched_vs_baseline`` and, for a
     ``versus`` claim, ``versus_vs_baseline`` and ``patched_vs_versus``; ``n`` prompts."""
     pb = changed_per_prompt(base, patched)
@@ -47,7 +52,9 @@ def changes_text(ch: dict | None) -> str:
     )
 
 
-def all_generations(base, patched, delta, versus=None) -> list[dict]:
+def all_generations(
+    base: GenerationResult, patched: GenerationResult, delta: np.ndarray, versus: GenerationResult | None = None
+) -> list[dict]:
     """One record per prompt: index, target prompt, the texts of every sample for each run, its Δ
     and whether the tested contrast (patched vs baseline, or vs versus) changed its text."""
     runs = {"baseline": base.by_prompt(), "patched": patched.by_prompt()}
@@ -55,7 +62,7 @@ def all_generations(base, patched, delta, versus=None) -> list[dict]:
         runs["versus"] = versus.by_prompt()
     compared = versus if versus is not None else base
     changed = changed_per_prompt(compared, patched)
-    out = []
+    out: list[dict] = []
     for i in sorted(runs["baseline"]):
         rec = {"index": i, "target": runs["baseline"][i][0].prompt}
         rec.update({name: [g.text for g in r[i]] for name, r in runs.items()})

@@ -61,14 +61,16 @@ class ClaimResult:
         c = self.claim
         if self.error:
             return f"{c.id}: error: {self.error}\nrerun: {self.rerun_command()}"
-        e = self.equivalence if c.direction == "equivalent" else self.effect
+        eff = self.effect
+        if eff is None:  # a result built by hand, never evaluated
+            return f"{c.id}: not evaluated\nrerun: {self.rerun_command()}"
+        e = (self.equivalence if c.direction == "equivalent" else None) or eff
         head = (
             f"{c.id}: {self.verdict} — {c.metric} {c.direction} for "
             + (f"heads {c.heads} " if c.heads else "")
             + f"{c.patch_label} ({c.source or 'no source'} -> {c.target})"
             + (f" vs {self.claim.versus}" if c.versus else "")
         )
-        eff = self.effect
         moved = c.direction if c.direction != "equivalent" else "at all"
         lines = [
             head,
@@ -140,9 +142,11 @@ def progress_line(r: ClaimResult) -> str:
     """Effect and raw p of a just-evaluated claim (its verdict waits for the correction across claims)."""
     if r.error:
         return f"error: {r.error.splitlines()[0]}"
-
+    e = r.effect
+    if e is None:
+        return "not evaluated"
     return (
-        f"effect {r.effect['mean']:+.4f} [{r.effect['ci_low']:+.4f}, {r.effect['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
+        f"effect {e['mean']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}], raw p {r.p_raw:.3g}"
         + f", text changed {changes_text(r.text_changed)}"
         + "".join(f"; warning: {w['code']}" for w in r.warnings)
     )

@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
@@ -167,7 +168,7 @@ class Claim(SamplingSettings):
         except ValidationError as exc:
             err = exc.errors()[0]
             name = str(err["loc"][0]) if err["loc"] else "?"
-            expected = type(self).model_fields[name].annotation if name in type(self).model_fields else "?"
+            expected: object = type(self).model_fields[name].annotation if name in type(self).model_fields else "?"
             typename = getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
             _fail(cid, name, data.get(name), f"must be of type {typename}", _WHERE.get())
 
@@ -214,7 +215,7 @@ class Claim(SamplingSettings):
         return self._file
 
     def __eq__(self, other: object) -> bool:  # fields only: the same claim read from two files is equal
-        return type(other) is type(self) and self.row() == other.row()  # type: ignore[attr-defined]
+        return isinstance(other, Claim) and type(other) is type(self) and self.row() == other.row()
 
     def __hash__(self) -> int:
         return hash(tuple(self.row().values()))
@@ -299,14 +300,14 @@ ROW_ORDER = (
 assert set(ROW_ORDER) == set(Claim.model_fields), "ROW_ORDER must list every Claim field"
 
 
-def _fail(claim_id: str, field_name: str, value, problem: str, path: str):
+def _fail(claim_id: str, field_name: str, value: object, problem: str, path: str) -> NoReturn:
     where = f"{path}: " if path else ""  # a claim built in Python has no file
     raise UserError(f"{where}claim {claim_id!r}: field {field_name!r} = {value!r}: {problem}")
 
 
 def _validate_values(c: Claim, path: str) -> None:
 
-    def check(ok, name, value, problem):
+    def check(ok: object, name: str, value: object, problem: str) -> None:
         if not ok:
             _fail(c.id, name, value, problem, path)
 
@@ -382,7 +383,7 @@ def _conditions(c: Claim) -> tuple[tuple[Condition, str], ...]:
     return ((c.condition, ""), *(((c.versus, "versus."),) if c.versus else ()))
 
 
-def _validate_conditions(c: Claim, path: str, check) -> None:
+def _validate_conditions(c: Claim, path: str, check: Callable[[object, str, object, str], None]) -> None:
     """Each patch condition's heads parse, its mode is registered and its source is an emotion (or the target)."""
     for cond, prefix in _conditions(c):
         try:
@@ -406,7 +407,7 @@ def _validate_conditions(c: Claim, path: str, check) -> None:
 def _validate_path(c: Claim, path: str) -> None:
     """A path claim: senders (its heads), receivers that parse, a z-valued patch mode, no intervention."""
 
-    def fail(name, value, problem):
+    def fail(name: str, value: object, problem: str) -> NoReturn:
         _fail(c.id, name, value, problem, path)
 
     if c.kind != "path":
@@ -439,7 +440,7 @@ def _validate_path(c: Claim, path: str) -> None:
 def _validate_intervention(c: Claim, path: str) -> None:
     """An intervention claim: a registered intervention, applied where it can apply, no patch mode."""
 
-    def fail(name, value, problem):
+    def fail(name: str, value: object, problem: str) -> NoReturn:
         _fail(c.id, name, value, problem, path)
 
     if c.intervention is None:
@@ -523,7 +524,7 @@ def load_claims(path: str) -> list[Claim]:
     return claims
 
 
-def with_overrides(claim: Claim, origin: str = "", **overrides) -> Claim:
+def with_overrides(claim: Claim, origin: str = "", **overrides: Any) -> Claim:
     """The claim with run-time overrides (``--profile``, ``--n-prompts``, ``--samples``, ``--seed``)
     applied and validated again; ``origin`` (e.g. ``"--n-prompts 500"``) is named in any error."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -538,7 +539,7 @@ def with_overrides(claim: Claim, origin: str = "", **overrides) -> Claim:
     return new
 
 
-def load_claim_files(paths) -> list[Claim]:
+def load_claim_files(paths: Iterable[str]) -> list[Claim]:
     """Claims of several files; ids must be unique across them."""
     claims: list[Claim] = []
     where: dict[str, str] = {}
@@ -551,7 +552,7 @@ def load_claim_files(paths) -> list[Claim]:
     return claims
 
 
-def _toml_value(v) -> str:
+def _toml_value(v: object) -> str:
     import json
 
     if isinstance(v, bool):

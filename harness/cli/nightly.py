@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_claims(stage, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
         if doc is None:
             return BROKEN
-        rows, context = None, []
+        rows = None
+        context: list[str] = []
         if last is not None:
             context, rows = regression(last, doc)
             print(format_report(context, rows))

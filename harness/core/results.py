@@ -74,8 +74,8 @@ def git_info() -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def package_versions() -> dict:
-    out = {}
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -77,6 +77,7 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
     for cid in sorted(set(old) | set(new)):
         o, n = old.get(cid), new.get(cid)
         if n is None:
+            assert o is not None  # every id is in OLD or NEW
             rows.append(
                 {
                     "claim": cid,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 
@@ -53,7 +54,7 @@ class PatchMode:
 
     def __call__(self, row: Row) -> torch.Tensor:
         guarded = DeclaredSource(row.source, self)
-        return self.value(replace(row, source=guarded))
+        return self.value(replace(row, source=cast(SourceActivations, guarded)))  # only the declared kinds
 
 
 MODES: dict[str, PatchMode] = {}
@@ -166,15 +167,17 @@ def _pattern_v(r: Row) -> torch.Tensor:
     "v_only", needs=("v",), target_pattern=True, target_v=True, description="target pattern times source values"
 )
 def _v_only(r: Row) -> torch.Tensor:
+    tgt_v, tgt_pattern = r.tgt_v, r.tgt_pattern
+    assert tgt_v is not None and tgt_pattern is not None  # declared: target_pattern, target_v
     v_s = r.source.v[r.layer][r.index][:, r.kv]
-    lt, ls = r.tgt_v.shape[0], v_s.shape[0]
+    lt, ls = tgt_v.shape[0], v_s.shape[0]
     n = min(lt, ls)
-    values = r.tgt_v[:, r.kv].clone()
+    values = tgt_v[:, r.kv].clone()
     if r.qs_s is None:
         values[:] = v_s.mean(0)
     else:
         values[lt - n :] = v_s[ls - n :]
-    return r.tgt_pattern[r.head][r.qs_t] @ values
+    return tgt_pattern[r.head][r.qs_t] @ values
 
 
 @register_mode(
@@ -187,12 +190,14 @@ def _v_only(r: Row) -> torch.Tensor:
 def _pattern_only(r: Row) -> torch.Tensor:
     """A pattern row is renormalised over the keys both runs have; it cannot be averaged onto
     another prompt's keys, so ``mean_source`` is not defined for it."""
+    tgt_v = r.tgt_v
+    assert tgt_v is not None  # declared: target_v
     pattern = r.source.pattern[r.layer][r.index]
-    lt, ls = r.tgt_v.shape[0], pattern.shape[-1]
+    lt, ls = tgt_v.shape[0], pattern.shape[-1]
     n = min(lt, ls)
     rows = pattern[r.head][r.qs_s][:, ls - n :]
     rows = rows / rows.sum(-1, keepdim=True)
-    return rows @ r.tgt_v[lt - n :, r.kv]
+    return rows @ tgt_v[lt - n :, r.kv]
 
 
 @register_mode("zero", description="control: z set to 0")
