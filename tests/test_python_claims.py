@@ -141,7 +141,7 @@ def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gp
                   metric="sentiment", direction="increase", **tiny),
         ]
         order = {c["claim"]["id"]: k for k, c in enumerate(doc["claims"])}
-        findings = evaluate(sorted(claims, key=lambda c: order[c.id]), correction="holm")
+        findings = evaluate(sorted(claims, key=lambda c: order[c.id]), correction="holm", device="cpu", dtype="float32")
     finally:
         from harness import metrics
 

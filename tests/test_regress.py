@@ -242,3 +242,32 @@ def test_claim_ids_with_terminal_escapes_are_shown_not_obeyed(tmp_path, main_in_
     shown = proc.stdout.replace("\n", "").replace("\t", "")
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in shown), repr(proc.stdout)
     assert repr(hostile[0])[1:-1] in proc.stdout  # e.g. \x1b, shown
+
+
+V1 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "findings_v1_8d19a05.json")
+
+
+def test_a_committed_v1_document_loads_renders_and_regresses(tmp_path, main_in_process):
+    """The main job's findings as written at 8d19a05 (before the claims pipeline was split into
+    resolve/plan/execute/evaluate/family): they load complete, render to markdown and the HTML
+    summary, and regress against themselves with no change and against an edited copy with one."""
+    from harness.findings.regress import regression
+    from harness.findings.schema import load_document
+    from harness.report.html import summary_table
+    from harness.report.markdown import render_markdown
+
+    doc = load_document(V1, complete=True)
+    assert doc["schema_version"] == 1 and len(doc["claims"]) == 16
+    text = render_markdown(doc, doc["claims"])
+    assert "sanity_identity_patch_equivalent_to_no_patch" in text and "smollm2_21_1_gratitude_logprob_direct_path" in text
+    table = summary_table(doc["claims"])
+    assert table.count('class="verdict-supported"') == 7
+    assert regression(doc, doc)[1] == []
+    edited = copy.deepcopy(doc)
+    edited["claims"][9]["verdict"] = "not supported"  # the identity sanity claim, lost
+    (row,) = regression(doc, edited)[1]
+    assert row["claim"] == "sanity_identity_patch_equivalent_to_no_patch" and row["lost"]
+    proc = main_in_process("harness", "regress", V1, _write(tmp_path, "new.json", edited))
+    assert proc.returncode == 1 and "sanity_identity_patch_equivalent_to_no_patch" in proc.stdout
+    proc = main_in_process("harness", "report", V1, "--markdown", str(tmp_path / "r.md"))
+    assert proc.returncode == 0, proc.stderr

@@ -7,26 +7,18 @@ The method is in :mod:`harness.analysis.sweep`.
 
 from __future__ import annotations
 
-from harness.analysis.attribution import agreement, attribution
-from harness.analysis.sweep import (
-    CLAIM_METRICS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    claim_rows,
-    combinations,
-    compare_sweeps,
-    load_sweep,
-    sweep,
-)
-from harness.claims.spec import MAX_RANDOM_HEADS, claims_toml, load_claims
+import argparse
+import os
+import shlex
+import sys
+
+from harness.analysis.sweep import CLAIM_METRICS, SCHEMA, compare_sweeps, load_sweep
+from harness.analysis.sweep_job import SweepJob, SweepOptions, run_sweep, write_sweep_claims
+from harness.claims.spec import MAX_RANDOM_HEADS
 from harness.cli.placement import add_placement_options, check_placement
 from harness.core.errors import UserError, check_options, reading_error
-from harness.core.results import atomic_write_text, check_replaceable, check_writable, environment, file_stem
+from harness.core.results import check_replaceable, check_writable
 from harness.distributed.ray_backend import DEFAULT_WORKERS, RayBackend
-from harness.model.loading import load_model
-from harness.patch.modes import get_mode
-from harness.report.plots import document_with_heatmap
-from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
 
 def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
@@ -51,12 +43,7 @@ def _compare_main(path_a: str, path_b: str, margin: float, top: int) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness sweep --model M --emotion E``: ranked table, heatmap PNG and JSON."""
-    import argparse
-    import os
-    import time
-
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="causal-heads sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--emotion", help="emotion whose prompts are the patch source (required unless --compare)")
@@ -105,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         "their floor in ~95%% of replies, so such claims come out 'untestable') [logprob]",
     )
     add_placement_options(ap, batch=False, backend=True)
-    args = ap.parse_args(argv)
-    place = check_placement(args)  # a missing GPU, an unknown dtype or an unreachable Ray cluster: exit 2 now
-    if args.compare:
-        return _compare_main(*args.compare, args.margin, args.top)
+    return ap
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Every option, and every output location, before the model is loaded: a bad one must not cost the sweep."""
     if not args.emotion:
         raise UserError("--emotion is required (or --compare A.json B.json)")
     if args.combine < 0 or args.combine == 1:
@@ -129,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     )
-    # every output location before the model is loaded: a bad one must not cost the sweep
     if args.write_claims:
         check_writable("--write-claims", args.write_claims, extensions=(".toml",))
     if args.output:
@@ -138,76 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         check_writable("--output (default)", os.path.join("results", "sweeps"), folder=True)
 
-    get_mode(args.patch_mode)
-    sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
-    targets = load_prompt_set(args.target).head(args.n_prompts)
-    handle = load_model(args.model, **place)
-    start = time.perf_counter()
-    if args.backend == "ray":  # layers sharded across the actors; the same numbers as here
-        backend = RayBackend(args.ray_address, args.workers or DEFAULT_WORKERS)
-        layers = list(range(handle.shape.n_layers))
-        result = backend.sweep(args.model, targets, sources, args.emotion, mode=args.patch_mode, layers=layers, **place)
-    else:
-        result = sweep(handle, targets, sources, args.emotion, mode=args.patch_mode)
-    seconds = time.perf_counter() - start
-    # the attribution-patching screen on the same prompts, scored against this sweep (how far to trust it)
-    start = time.perf_counter()
-    estimate = attribution(handle, targets, sources, args.emotion, mode=args.patch_mode)
-    versus_attribution = {
-        **agreement(estimate.deltas, result.deltas).to_dict(),
-        "attribution_s": time.perf_counter() - start,
-        "sweep_s": seconds,
-    }
-    rows = result.ranked_rows(seed=args.seed)
-    # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
-    top = [tuple(map(int, r["head"].split(":"))) for r in rows if r["ci_low"] > 0]
-    combos = (
-        combinations(handle, targets, sources, result, top[: args.combine], seed=args.seed)
-        if min(args.combine, len(top)) >= 2
-        else []
-    )
-    name = file_stem(handle.name)
-    suffix = "" if args.patch_mode == "z" else f"_{args.patch_mode}"
-    out = args.output or os.path.join("results", "sweeps", f"{name}_{args.emotion}{suffix}.json")
-    doc = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "model": handle.provenance(),
-        "emotion": args.emotion,
-        "target": args.target,
-        "n_prompts": len(targets),
-        "patch_mode": args.patch_mode,
-        "alignment": "last",
-        "metric": "next-token keyword log-prob mass",
-        "seconds": seconds,
-        **environment(),
-        "ranked": rows,
-        "combinations": combos,
-        "attribution": versus_attribution,
-        "deltas": result.deltas.tolist(),
-        "baseline": result.baseline.tolist(),
-    }
-    png = document_with_heatmap(  # the document and its heatmap go in place together
-        doc,
-        out,
-        result.deltas.mean(-1),
-        f"{handle.name}: Δ {args.emotion} keyword log-prob ({args.patch_mode}, last)",
-    )
+
+def _print(job: SweepJob, top: int, combine: int) -> None:
+    doc, rows, combos = job.document, job.rows, job.combos
     print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up")
-    for r in rows[: args.top]:
+    for r in rows[:top]:
         print(
             f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
             f"{100 * r['share_up']:.0f}%"
         )
-    print(f"{len(rows)} heads × {len(targets)} prompts in {seconds:.1f} s; wrote {out} and {png}")
-    va = versus_attribution
+    print(f"{len(rows)} heads × {doc['n_prompts']} prompts in {doc['seconds']:.1f} s; wrote {job.path} and {job.png}")
+    va = doc["attribution"]
     print(
         f"attribution patching (one forward + backward, {va['attribution_s']:.1f} s) vs this sweep: Spearman ρ "
         f"{va['spearman_rho']:+.3f}, top-{va['top']} overlap {va['top_overlap']}/{va['top']}, signs agree on "
         f"{va['sign_agreement']:.0%} of {va['pairs']} head × prompt pairs (|Δ| > {va['floor']:g})"
     )
-    if args.combine and not combos:
-        print(f"fewer than 2 heads have a CI above 0: no combinations ({len(top)} such head(s))")
+    if combine and not combos:
+        print(f"fewer than 2 heads have a CI above 0: no combinations ({len(job.top)} such head(s))")
     if combos:
         print(
             f"\ntop-k heads (CI above 0) patched together vs alone (mean Δ, nats):\n{'k':>2}  {'together':>8}  95% CI"
@@ -219,36 +154,42 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {c['best_single']:>6} {c['best_single_mean']:+.3f}  {c['gain_over_best']:+.3f} "
                 f"[{c['gain_ci_low']:+.3f}, {c['gain_ci_high']:+.3f}], p = {c['gain_p']:.3g}"
             )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness sweep --model M --emotion E``: ranked table, heatmap PNG and JSON."""
+    args = _parser().parse_args(argv)
+    place = check_placement(args)  # a missing GPU, an unknown dtype or an unreachable Ray cluster: exit 2 now
+    if args.compare:
+        return _compare_main(*args.compare, args.margin, args.top)
+    _check(args)
+    opts = SweepOptions(
+        emotion=args.emotion,
+        model=args.model,
+        patch_mode=args.patch_mode,
+        n_prompts=args.n_prompts,
+        target=args.target,
+        seed=args.seed,
+        combine=args.combine,
+        placement=place,
+    )
+    backend = RayBackend(args.ray_address, args.workers or DEFAULT_WORKERS) if args.backend == "ray" else None
+    job = run_sweep(opts, args.output, backend=backend)
+    _print(job, args.top, args.combine)
     if args.write_claims:
-        claims = claim_rows(
-            args.model,
-            args.emotion,
-            args.target,
-            len(targets),
-            rows,
-            combos,
-            n_heads=args.claim_heads,
+        command = "python -m harness sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
+        written = write_sweep_claims(
+            job,
+            args.write_claims,
+            claim_heads=args.claim_heads,
             random_heads=args.random_heads,
-            source_file=out,
-            weights=handle.provenance().get("weights_sha256", ""),
-            mode=args.patch_mode,
             claim_metric=args.claim_metric,
+            command=command,
         )
-        if not claims:
+        if not written:
             print(f"no head's CI lies above 0: no claims written to {args.write_claims}")
             return 0
-        import shlex
-        import sys
-
-        command = "python -m harness sweep " + shlex.join(sys.argv[1:] if argv is None else argv)
-        header = (
-            f"Generated by `{command}`\non {time.strftime('%Y-%m-%d', time.gmtime())} from the sweep in "
-            f"{out}. Do not edit by hand: rerun the command.\n"
-            f"Loaded by the claims suite next to claims.toml (all tier slow)."
-        )
-        atomic_write_text(args.write_claims, claims_toml(claims, header))
-        load_claims(args.write_claims)  # what we wrote must load
-        print(f"wrote {len(claims)} claims to {args.write_claims}")
+        print(f"wrote {written} claims to {args.write_claims}")
     return 0
 
 
