@@ -121,7 +121,7 @@ def test_calibrate_cli_writes_its_document_and_flags_a_liberal_test(cli, main_in
 
 
 def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_process, tmp_path, monkeypatch):
-    import harness.cli.calibrate as calibrate_cli
+    import harness.analysis.calibrate_job as calibrate_job
 
     first = tmp_path / "first.json"
     proc = main_in_process("harness.cli.calibrate", "--model", "tiny-gpt2", "--n-prompts", "8", "--max-tokens", "3",
@@ -133,8 +133,8 @@ def test_calibrate_reanalyses_stored_pools_without_generating(cli, main_in_proce
     def no_generation(*a, **kw):
         raise AssertionError("--pools must not load a model or generate")
 
-    monkeypatch.setattr(calibrate_cli, "load_model", no_generation)
-    monkeypatch.setattr(calibrate_cli, "generate", no_generation)
+    monkeypatch.setattr(calibrate_job, "load_model", no_generation)
+    monkeypatch.setattr(calibrate_job, "generate", no_generation)
     again = tmp_path / "again.json"
     proc = main_in_process("harness.cli.calibrate", "--pools", str(first), "--samples", "3", "--datasets", "40",
                            "--metrics", "sentiment", "--alpha", "0.1", "--output", str(again))

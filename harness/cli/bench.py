@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable
 
 from harness.analysis.bench import (
     bench_attribution,
@@ -38,7 +38,7 @@ def _ints(text: str, flag: str, minimum: int = 1) -> list[int]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="causal-heads bench")
     sub = ap.add_subparsers(dest="what", required=True)
     g = sub.add_parser("generation", help="harness generate vs HF generate, same process")
@@ -88,83 +88,92 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--max-tokens", type=int, default=30)
     pr.add_argument("--json", action="store_true")
     add_placement_options(pr, batch=False)
-    args = ap.parse_args(argv)
-    if args.what == "precision":
-        place = placement_kwargs(args)
-        if place["dtype"] == "float32":
-            raise UserError("--dtype: give the reduced precision to compare with float32 (bfloat16 or float16)")
-        res = bench_precision(args.model, place["dtype"], args.n_prompts, args.max_tokens, place["device"])
-        print(json.dumps(res, indent=1) if args.json else json.dumps({k: res[k] for k in ("greedy", "sampled")}))
-        return 0
-    if args.what == "distributed":
-        if args.workers < 1 or args.n_prompts < 2:
-            raise UserError("--workers must be >= 1 and --n-prompts >= 2")
-        RayBackend.from_options(args.ray_address, args.workers)  # Ray installed, the address answers
-        res = bench_distributed(args.model, args.workers, args.n_prompts, args.ray_address)
-        print(
-            json.dumps(res, indent=1)
-            if args.json
-            else f"local {res['local_s']:.1f} s, ray {res['ray_s']:.1f} s, identical: {str(res['identical']).lower()}"
-        )
-        return 0
-    if args.what == "claims":
-        if args.n_prompts < 2 or args.random_heads < 0:
-            raise UserError("--n-prompts must be >= 2 and --random-heads >= 0")
-        res = bench_claims(args.model, args.n_prompts, args.random_heads, args.claims)
-        print(
-            json.dumps(res, indent=1)
-            if args.json
-            else f"planned {res['planned_s']:.1f} s, arm by arm {res['arm_by_arm_s']:.1f} s, "
-            f"speedup {res['speedup']:.2f}x, identical: {str(res['identical']).lower()}"
-        )
-        return 0
-    if args.what == "attribution":
-        if args.n_prompts < 2:
-            raise UserError(f"--n-prompts {args.n_prompts}: must be >= 2")
-        res = bench_attribution(args.model, args.n_prompts, args.emotion)
-        print(
-            json.dumps(res, indent=1)
-            if args.json
-            else f"attribution {res['attribution_s']:.1f} s, sweep {res['sweep_s']:.1f} s ({res['ratio']:.0f}x), "
-            f"Spearman {res['spearman']:+.3f}, top-{res['top']} overlap {res['top_overlap']}, "
-            f"signs agree {res['sign_agreement']:.0%}"
-        )
-        return 0
-    if args.what == "sweep-scaling":
-        res = bench_sweep_scaling(
-            args.model, _ints(args.prompts, "--prompts"), _ints(args.layer_counts, "--layer-counts"), args.emotion
-        )
-        if args.json:
-            print(json.dumps(res, indent=1))
-        else:
-            print("prompts  layers  heads  seconds  ms per head·prompt")
-            for r in res["rows"]:
-                print(
-                    f"{r['n_prompts']:>7}  {r['layers']:>6}  {r['heads']:>5}  {r['seconds']:>7.1f}  "
-                    f"{r['ms_per_head_prompt']:>8.2f}"
-                )
-        return 0
-    if args.what == "sweep":
-        layers = None if args.layers is None else _ints(args.layers, "--layers", minimum=0)
-        res = bench_sweep(args.model, args.n_prompts, layers, args.emotion)
-        print(
-            json.dumps(res, indent=1)
-            if args.json
-            else f"sweep {res['harness_s']:.1f} s, reference {res['reference_s']:.1f} s, speedup {res['speedup']:.1f}x"
-        )
-        return 0
+    return ap
+
+
+Result = tuple[dict, str]  # the benchmark's JSON object, and its one-look summary
+
+
+def _precision(args: argparse.Namespace) -> Result:
+    place = placement_kwargs(args)
+    if place["dtype"] == "float32":
+        raise UserError("--dtype: give the reduced precision to compare with float32 (bfloat16 or float16)")
+    res = bench_precision(args.model, place["dtype"], args.n_prompts, args.max_tokens, place["device"])
+    return res, json.dumps({k: res[k] for k in ("greedy", "sampled")})
+
+
+def _distributed(args: argparse.Namespace) -> Result:
+    if args.workers < 1 or args.n_prompts < 2:
+        raise UserError("--workers must be >= 1 and --n-prompts >= 2")
+    RayBackend.from_options(args.ray_address, args.workers)  # Ray installed, the address answers
+    res = bench_distributed(args.model, args.workers, args.n_prompts, args.ray_address)
+    return res, f"local {res['local_s']:.1f} s, ray {res['ray_s']:.1f} s, identical: {str(res['identical']).lower()}"
+
+
+def _claims(args: argparse.Namespace) -> Result:
+    if args.n_prompts < 2 or args.random_heads < 0:
+        raise UserError("--n-prompts must be >= 2 and --random-heads >= 0")
+    res = bench_claims(args.model, args.n_prompts, args.random_heads, args.claims)
+    return res, (
+        f"planned {res['planned_s']:.1f} s, arm by arm {res['arm_by_arm_s']:.1f} s, "
+        f"speedup {res['speedup']:.2f}x, identical: {str(res['identical']).lower()}"
+    )
+
+
+def _attribution(args: argparse.Namespace) -> Result:
+    if args.n_prompts < 2:
+        raise UserError(f"--n-prompts {args.n_prompts}: must be >= 2")
+    res = bench_attribution(args.model, args.n_prompts, args.emotion)
+    return res, (
+        f"attribution {res['attribution_s']:.1f} s, sweep {res['sweep_s']:.1f} s ({res['ratio']:.0f}x), "
+        f"Spearman {res['spearman']:+.3f}, top-{res['top']} overlap {res['top_overlap']}, "
+        f"signs agree {res['sign_agreement']:.0%}"
+    )
+
+
+def _sweep_scaling(args: argparse.Namespace) -> Result:
+    res = bench_sweep_scaling(
+        args.model, _ints(args.prompts, "--prompts"), _ints(args.layer_counts, "--layer-counts"), args.emotion
+    )
+    lines = ["prompts  layers  heads  seconds  ms per head·prompt"] + [
+        f"{r['n_prompts']:>7}  {r['layers']:>6}  {r['heads']:>5}  {r['seconds']:>7.1f}  {r['ms_per_head_prompt']:>8.2f}"
+        for r in res["rows"]
+    ]
+    return res, "\n".join(lines)
+
+
+def _sweep(args: argparse.Namespace) -> Result:
+    layers = None if args.layers is None else _ints(args.layers, "--layers", minimum=0)
+    res = bench_sweep(args.model, args.n_prompts, layers, args.emotion)
+    return res, f"sweep {res['harness_s']:.1f} s, reference {res['reference_s']:.1f} s, speedup {res['speedup']:.1f}x"
+
+
+def _generation(args: argparse.Namespace) -> Result:
     if args.batch < 1 or args.max_tokens < 1 or args.repeats < 1:
         raise UserError("--batch, --max-tokens and --repeats must be >= 1")
     res = bench_generation(args.model, args.batch, args.max_tokens, args.repeats, **placement_kwargs(args))
-    if args.json:
-        json.dump(res, sys.stdout, indent=1)
-        print()
-    else:
-        print(
-            f"harness {res['harness_tokens_per_s']:.1f} tok/s, HF generate "
-            f"{res['hf_generate_tokens_per_s']:.1f} tok/s, ratio {res['ratio']:.3f}, "
-            f"tokens match: {res['tokens_match']}"
-        )
+    return res, (
+        f"harness {res['harness_tokens_per_s']:.1f} tok/s, HF generate "
+        f"{res['hf_generate_tokens_per_s']:.1f} tok/s, ratio {res['ratio']:.3f}, "
+        f"tokens match: {res['tokens_match']}"
+    )
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
+    "generation": _generation,
+    "sweep": _sweep,
+    "attribution": _attribution,
+    "sweep-scaling": _sweep_scaling,
+    "claims": _claims,
+    "distributed": _distributed,
+    "precision": _precision,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    res, summary = BENCHMARKS[args.what](args)
+    print(json.dumps(res, indent=1) if args.json else summary)
     return 0
 
 

@@ -9,39 +9,24 @@ alpha on null data or the bootstrap CI undercovers.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import sys
 import time
 
-import numpy as np
-
-from harness.analysis.calibrate import (
-    CI_CONFIDENCE,
-    READABLE_VERSIONS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    calibrate,
-    format_table,
-    score_pool,
+from harness.analysis.calibrate import CI_CONFIDENCE, SCHEMA, format_table
+from harness.analysis.calibrate_job import (
+    CalibrationReport,
+    CalibrationSettings,
+    Pools,
+    generated_pools,
+    run_calibration,
+    stored_pools,
+    write_calibration,
 )
-from harness.analysis.head_patching import generation_config, table_metrics
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.core.errors import UserError, check_options, run_cli
-from harness.core.results import (
-    check_output_path,
-    check_replaceable,
-    command_line,
-    environment,
-    load_versioned,
-    write_result,
-)
+from harness.core.results import check_output_path, check_replaceable
 from harness.metrics import get_metric
-from harness.metrics.next_token import keyword_tracks
-from harness.model.loading import file_sha256, load_model
-from harness.run.generation import generate
-from harness.run.profiles import resolve_run_config
-from harness.run.prompts import load_prompt_set
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,10 +71,7 @@ MAX_DATASETS = 100_000
 MAX_RESAMPLES = 1_000_000
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
-
+def _check(args: argparse.Namespace) -> None:
     checks = [
         (args.samples >= 1, "--samples", args.samples, ">= 1"),
         (1 <= args.datasets <= MAX_DATASETS, "--datasets", args.datasets, f"in [1, {MAX_DATASETS}]"),
@@ -111,118 +93,20 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
     check_options(checks)
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
-    for m in metrics or ():
-        get_metric(m)
-    if args.output:
-        check_output_path(args.output)
-        check_replaceable("--output", args.output, SCHEMA, args.force)
-    t0 = time.perf_counter()
-    if args.pools:
-        pools, settings, provenance, seed = _stored_pools(args, metrics)
-        gen_s = None
-    else:
-        pools, settings, provenance, seed, gen_s = _generated_pools(args, metrics)
-    rows = [
-        calibrate(
-            pool,
-            metric=m,
-            lower=get_metric(m).lower,
-            samples=args.samples,
-            datasets=args.datasets,
-            alpha=args.alpha,
-            shift=args.shift,
-            margin=args.margin,
-            seed=seed,
-            n_resamples=args.resamples,
+
+
+def _pools(args: argparse.Namespace, metrics: list[str] | None) -> Pools:
+    if not args.pools:
+        return generated_pools(
+            args.model,
+            profile=args.profile,
+            n_prompts=args.n_prompts,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            pool=args.pool,
+            metrics=metrics,
+            placement=placement_kwargs(args),
         )
-        for m, pool in pools.items()
-    ]
-    print(format_table(rows))
-
-    if args.output:
-        settings.update(
-            samples=args.samples,
-            datasets=args.datasets,
-            alpha=args.alpha,
-            shift=args.shift,
-            margin=args.margin,
-            bootstrap_resamples=args.resamples,
-            dataset_seed=seed,
-        )
-        write_result(
-            {
-                "schema": SCHEMA,
-                "schema_version": SCHEMA_VERSION,
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "command": command_line(),
-                "settings": settings,
-                "provenance": {**provenance, "analysis": environment()},
-                "pools": {m: p.tolist() for m, p in pools.items()},
-                "results": [r.to_dict() for r in rows],
-                "generation_seconds": gen_s,
-                "wall_seconds": time.perf_counter() - t0,
-            },
-            args.output,
-        )
-        print(f"wrote {args.output}", file=sys.stderr)
-    liberal = [f"{r.metric} {t}" for r in rows for t in r.rejections if r.reading(t) == "too many rejections"]
-    narrow = [f"{r.metric} ({r.coverage()[0]:.3f})" for r in rows if r.coverage_reading() == "undercovers"]
-    if liberal:
-        print(f"rejects more often than alpha {args.alpha} on null data: {', '.join(liberal)}", file=sys.stderr)
-    if narrow:
-        print(
-            f"the {CI_CONFIDENCE:.0%} bootstrap CI of the mean covers the true mean less often than that: "
-            f"{', '.join(narrow)}",
-            file=sys.stderr,
-        )
-    return 1 if liberal or narrow else 0
-
-
-def _generated_pools(args, metrics: list[str] | None):
-    """Generate ``--pool`` unpatched continuations per target prompt and score them (default: the
-    seed's table metrics)."""
-
-    profile = args.profile or "baseline"
-    run = resolve_run_config(
-        profile, {"n_prompts": args.n_prompts, "max_tokens": args.max_tokens, "seed": args.seed, "samples": args.pool}
-    )
-    if not run.do_sample:
-        raise UserError(
-            f"profile {profile!r} decodes greedily: every continuation of a prompt would be "
-            f"the same; calibration needs a sampling profile"
-        )
-    target_set = load_prompt_set(run.target)
-    targets = target_set.head(run.n_prompts)
-    gen_cfg = generation_config(run)
-    t0 = time.perf_counter()
-    handle = load_model(args.model or "smollm2-135m", **placement_kwargs(args))
-    fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
-    print(
-        f"{handle.name}: {len(targets)} {run.target} prompts × {args.pool} samples × {run.max_tokens} tokens, no patch",
-        file=sys.stderr,
-        flush=True,
-    )
-    result = generate(handle, targets, gen_cfg, prompt_format=fmt, track=keyword_tracks(handle.tokenizer))
-    gen_s = time.perf_counter() - t0
-    settings = {
-        "model": handle.name,
-        "run": run.to_dict(),
-        "generation": gen_cfg.to_dict(),
-        "prompt_format": fmt,
-        "pool": args.pool,
-    }
-    provenance = {
-        "model": handle.provenance(),
-        **environment(),
-        "prompt_file": {"path": target_set.path, "sha256": target_set.sha256},
-    }
-    return score_pool(result, metrics or table_metrics()), settings, provenance, run.seed, gen_s
-
-
-def _stored_pools(args, metrics: list[str] | None):
-    """The scored continuations of an earlier calibration document (``--pools``), with its settings."""
-
     given = [
         flag
         for flag, v in (
@@ -239,51 +123,36 @@ def _stored_pools(args, metrics: list[str] | None):
             f"{', '.join(given)} cannot be combined with --pools: its continuations were generated "
             f"with the settings recorded in {args.pools}"
         )
-    if not args.pools.endswith(".json"):
-        raise UserError(f"--pools {args.pools!r}: must be a .json calibration document (pickles are never read)")
-    doc = load_versioned(args.pools, SCHEMA, READABLE_VERSIONS, "calibration")
-    stored = doc.get("pools")
-    if not isinstance(stored, dict) or not stored:
-        raise UserError(f"{args.pools}: has no pools of scores")
+    return stored_pools(args.pools, metrics, samples=args.samples, seed=args.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    placement_kwargs(args)  # a missing GPU or unknown dtype: exit 2 before any work
+    _check(args)
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
     for m in metrics or ():
-        if m not in stored:
-            raise UserError(f"metric {m!r} is not in {args.pools}; it has: {', '.join(stored)}")
-    pools = {}
-    for m in metrics or stored:
-        try:
-            pools[m] = np.asarray(stored[m], dtype=float)
-        except (TypeError, ValueError):
-            pools[m] = None
-        if pools[m] is None or pools[m].ndim != 2 or pools[m].shape[0] < 2 or not np.all(np.isfinite(pools[m])):
-            raise UserError(f"{args.pools}: pool {m!r} must be finite scores, [prompts >= 2][continuations]")
-    width = min(p.shape[1] for p in pools.values())
-    if width < 2 * args.samples:
-        raise UserError(
-            f"--samples {args.samples} is invalid: {args.pools} holds {width} continuations per "
-            f"prompt, at least 2 × samples are needed"
+        get_metric(m)
+    if args.output:
+        check_output_path(args.output)
+        check_replaceable("--output", args.output, SCHEMA, args.force)
+    t0 = time.perf_counter()
+    pools = _pools(args, metrics)
+    settings = CalibrationSettings(args.samples, args.datasets, args.alpha, args.shift, args.margin, args.resamples)
+    report = CalibrationReport.of(run_calibration(pools, settings))
+    print(format_table(report.rows))
+    if args.output:
+        write_calibration(args.output, pools, settings, report.rows, time.perf_counter() - t0)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if report.liberal:
+        print(f"rejects more often than alpha {args.alpha} on null data: {', '.join(report.liberal)}", file=sys.stderr)
+    if report.narrow:
+        print(
+            f"the {CI_CONFIDENCE:.0%} bootstrap CI of the mean covers the true mean less often than that: "
+            f"{', '.join(report.narrow)}",
+            file=sys.stderr,
         )
-    settings, provenance = doc.get("settings"), doc.get("provenance")
-    run_seed = settings.get("run", {}).get("seed") if isinstance(settings, dict) else None
-    seed = settings.get("dataset_seed", run_seed) if isinstance(settings, dict) else None
-    for ok, field_name, value, kind in (
-        (isinstance(settings, dict), "settings", settings, "an object"),
-        (isinstance(provenance, dict), "provenance", provenance, "an object"),
-        (
-            args.seed is not None or isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
-            "settings.dataset_seed (or settings.run.seed)",
-            seed,
-            "an integer >= 0",
-        ),
-    ):
-        if not ok:
-            raise UserError(
-                f"{args.pools}: field {field_name!r} = {value!r}: must be {kind} (write calibration "
-                f"documents with causal-heads calibrate --output)"
-            )
-    settings = dict(settings)
-    seed = args.seed if args.seed is not None else seed
-    provenance = {**provenance, "pools_from": {"path": args.pools, "sha256": file_sha256(args.pools)}}
-    return pools, settings, provenance, seed
+    return 1 if report.liberal or report.narrow else 0
 
 
 if __name__ == "__main__":
