@@ -12,28 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
-from harness.analysis.circuit import ANALYSES, dla, ov, qk
+from harness.analysis.circuit import ANALYSES
+from harness.analysis.circuit_job import SCHEMA, run_circuit
 from harness.cli.placement import add_placement_options, placement_kwargs
-from harness.core.errors import UserError, check_options
-from harness.core.results import check_replaceable, check_writable, environment, file_stem
-from harness.model.loading import load_model
-from harness.patch.heads import parse_head_spec
-from harness.report.plots import circuit_plot, document_with_plot
-from harness.run.prompts import load_emotion_prompts, load_prompt_set
+from harness.core.errors import check_options
+from harness.core.results import check_replaceable, check_writable
 
-SCHEMA = "causal-heads/circuit"
-SCHEMA_VERSION = 1
 MAX_TOKENS = 256
-
-
-def one_head(spec: str, handle) -> tuple[int, int]:
-    """``--head L:H`` as one (layer, head) of this model, or a UserError naming the value."""
-    heads = parse_head_spec(spec).resolve(handle.shape.n_layers, handle.shape.n_heads, handle.name)
-    if len(heads) != 1:
-        raise UserError(f"--head {spec!r}: names {len(heads)} heads; a circuit analysis takes one (e.g. 21:1)")
-    return heads[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,36 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         check_replaceable("--output", args.output, SCHEMA, args.force)
     else:
         check_writable("--output (default)", os.path.join("results", "circuits"), folder=True)
-    sources = load_emotion_prompts(args.emotion).head(args.n_prompts)
-    targets = load_prompt_set(args.target).head(args.n_prompts)
-    handle = load_model(args.model, **place)
-    layer, head = one_head(args.head, handle)
-    start = time.perf_counter()
-    if args.analysis == "dla":
-        result = dla(handle, targets, sources, args.emotion, layer, head, max_tokens=args.max_tokens, seed=args.seed)
-    elif args.analysis == "ov":
-        result = ov(handle, targets, sources, args.emotion, layer, head)
-    else:
-        result = qk(handle, targets, sources, args.emotion, layer, head, max_tokens=args.max_tokens, seed=args.seed)
-    doc = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "analysis": args.analysis,
-        "head": f"{layer}:{head}",
-        "kv_head": head // handle.shape.group_size,
-        "model": handle.provenance(),
-        "emotion": args.emotion,
-        "target": args.target,
-        "n_prompts": len(targets),
-        "max_tokens": args.max_tokens,
-        "seconds": time.perf_counter() - start,
-        **environment(),
-        "result": result,
-    }
-    out = args.output or os.path.join(
-        "results", "circuits", f"{file_stem(handle.name)}_{layer}_{head}_{args.analysis}.json"
+    job = run_circuit(
+        args.analysis,
+        args.head,
+        args.emotion,
+        model=args.model,
+        target=args.target,
+        n_prompts=args.n_prompts,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        placement=place,
+        output=args.output,
     )
-    png = document_with_plot(doc, out, circuit_plot)
+    doc, out, png = job.document, job.path, job.png
     if args.json:
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return 0

@@ -10,36 +10,17 @@ measures is in :mod:`harness.analysis.head_patching`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import sys
-import time
 
-from harness.analysis.head_patching import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    format_summary,
-    generation_config,
-    run_patching,
-)
+from harness.analysis.head_patching import SCHEMA, format_summary, generation_config
+from harness.analysis.patch_job import PatchRequest, run_patch_job
 from harness.cli.placement import add_placement_options
 from harness.core.errors import run_cli
-from harness.core.results import (
-    check_output_path,
-    check_replaceable,
-    check_writable,
-    command_line,
-    environment,
-    file_stem,
-    refuse_inputs_as_outputs,
-    write_result,
-)
-from harness.model.device import auto_batch_size, parse_batch_size, placement
-from harness.model.loading import load_model
+from harness.core.results import check_output_path, check_replaceable, check_writable, refuse_inputs_as_outputs
+from harness.model.device import parse_batch_size, placement
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig
 from harness.patch.modes import get_mode
-from harness.report.plots import head_effect_plot
 from harness.run.profiles import resolve_run_config
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
@@ -122,72 +103,18 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": parse_batch_size(args.batch_size),
         },
     )
-    place = placement(run.device, run.dtype)  # a missing GPU: exit 2 before any work
+    placement(run.device, run.dtype)  # a missing GPU: exit 2 before any work
     source_set, target_set = load_emotion_prompts(args.emotion), load_prompt_set(run.target)
     refuse_inputs_as_outputs({"--output": args.output}, [source_set.path, target_set.path])
     check_replaceable("--output", args.output, SCHEMA, args.force)
-    targets = target_set.head(run.n_prompts)
-    sources = source_set.head(min(run.n_prompts, len(source_set.prompts)))
-    gen_cfg = generation_config(run)
-    PatchConfig(((0, 0),), mode.name, run.alignment, run.patch_generated)  # settings check, no model yet
-
-    t0 = time.perf_counter()
-    handle = load_model(args.model, device=place.device, dtype=place.dtype)
-    if run.batch_size == "auto":
-        run, gen_cfg = _auto_batch(run, gen_cfg, handle, targets)
-    heads = spec.resolve(handle.shape.n_layers, handle.shape.n_heads, handle.name)
-    patch = PatchConfig(heads, mode.name, run.alignment, run.patch_generated)
-    fmt = handle.prompt_format if run.prompt_format == "model" else run.prompt_format
-    doc = run_patching(handle, patch, gen_cfg, sources, targets, fmt, _status, _progress)
-    doc.update(_settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set))
-    doc["wall_seconds"] = time.perf_counter() - t0
-
-    write_result(doc, args.output)
-    _status(f"wrote {args.output}")
-    if not args.no_plots:
-        folder = args.plots_dir or os.path.join("results", run.profile, "plots", "heads")
-        name = f"{file_stem(handle.name)}_{args.emotion}_{spec.slug}_{mode.name}.png"
-        _status(f"wrote {head_effect_plot(doc, os.path.join(folder, name))}")
-    print(format_summary(doc))
+    generation_config(run)  # settings checks, no model yet
+    PatchConfig(((0, 0),), mode.name, run.alignment, run.patch_generated)
+    request = PatchRequest(args.model, spec, mode.name, args.emotion, run, source_set, target_set)
+    job = run_patch_job(
+        request, args.output, plots_dir=args.plots_dir, plots=not args.no_plots, status=_status, progress=_progress
+    )
+    print(format_summary(job.document))
     return 0
-
-
-def _auto_batch(run, gen_cfg, handle, targets):
-    """``--batch-size auto``: rows that fit half the device's free memory (recorded as a number)."""
-    longest = max(len(handle.tokenizer(p).input_ids) for p in targets) + 64  # + a chat template
-    vocab = handle.model.get_output_embeddings().weight.shape[0]
-    rows = auto_batch_size(handle.shape, vocab, longest + run.max_tokens, handle.dtype, handle.device)
-    return run.model_copy(update={"batch_size": rows}), gen_cfg.model_copy(update={"batch_size": rows})
-
-
-def _settings_and_provenance(args, run, handle, spec, patch, gen_cfg, fmt, source_set, target_set) -> dict:
-
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command_line(),
-        "settings": {
-            "model": handle.name,
-            "head_spec": spec.text,
-            "heads": [f"{l}:{h}" for l, h in patch.heads],
-            "patch_mode": patch.mode,
-            "emotion": args.emotion,
-            "n_prompts": len(target_set.head(run.n_prompts)),
-            "patch": patch.to_dict(),
-            "generation": gen_cfg.to_dict(),
-            "run": run.to_dict(),
-            "prompt_format": fmt,
-            "pairing": "target prompt i <- source prompt i mod n_sources",
-        },
-        "provenance": {
-            "model": handle.provenance(),
-            **environment(),
-            "prompt_files": {
-                s.name: {"path": os.path.relpath(s.path), "sha256": s.sha256} for s in (source_set, target_set)
-            },
-        },
-    }
 
 
 if __name__ == "__main__":

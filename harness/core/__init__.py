@@ -1,2 +1,5 @@
-"""The base layer every package stands on: user errors and exit codes, result documents and
-atomic writes, outputs replaced together, and the entry-point loading of user extensions."""
+"""The base layer: user errors and exit codes, result documents, atomic outputs, extension loading.
+
+Its modules import only each other (``results`` -> ``errors`` -> ``outputs``), never another
+package of ``harness``.
+"""
