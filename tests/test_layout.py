@@ -120,19 +120,19 @@ def _tree(path: str) -> ast.Module:
 
 def test_the_pipeline_has_no_hub_and_no_positional_keys():
     """Issue 35's shape, kept: at most 6 modules at the top of harness/ (the packages hold the rest);
-    no class in harness/claims over 200 lines and no function there over 80; run keys are records
+    no class in harness/claims over 200 lines and no function in harness/ over 80; run keys are records
     (no ``key[...]`` in harness/claims); the Ray backend does not build a session."""
     top = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "harness", "*.py")))
     assert len(top) <= 6, top
-    for path in sorted(glob.glob(os.path.join(ROOT, "harness", "claims", "*.py"))):
+    for path in sorted(glob.glob(os.path.join(ROOT, "harness", "**", "*.py"), recursive=True)):
         rel = os.path.relpath(path, ROOT)
-        text = open(path).read()
-        assert "key[" not in text, rel
+        in_claims = rel.startswith(os.path.join("harness", "claims"))
+        assert not in_claims or "key[" not in open(path).read(), rel
         for node in ast.walk(_tree(rel)):
             size = (node.end_lineno or node.lineno) - node.lineno + 1 if hasattr(node, "lineno") else 0
-            if isinstance(node, ast.ClassDef):
+            if isinstance(node, ast.ClassDef) and in_claims:
                 assert size <= 200, (rel, node.name, size)
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):  # every function in harness/
                 assert size <= 80, (rel, node.name, size)
     for path in glob.glob(os.path.join(ROOT, "harness", "distributed", "*.py")):
         assert "ClaimSession" not in open(path).read() and "claims.session" not in open(path).read(), path

@@ -355,42 +355,48 @@ def claim_rows(
             }
         )
     if len(top) >= 2:
-        heads = ",".join(r["head"] for r in top)
-        combo = next((c for c in combos if c["heads"] == heads), None)
-        measured = (
-            f" Sweep: together {combo['mean']:+.3f} nats [{combo['ci_low']:+.3f}, {combo['ci_high']:+.3f}]"
-            f" vs best single {combo['best_single']} {combo['best_single_mean']:+.3f}."
-            if combo
-            else ""
-        )
-        rows.append(
-            {
-                "id": f"sweep_{slug}_{emotion}_top{len(top)}_together_raise_{metric}",
-                **common,
-                "heads": heads,
-                "random_heads": random_heads,
-                "description": f"The top {len(top)} sweep heads patched together raise {metric} beyond "
-                f"random head sets of the same layers.{measured} From {where}.",
-            }
-        )
-        best = max(top, key=lambda r: r["mean"])["head"]
-        gain = (
-            f" Sweep: gain {combo['gain_over_best']:+.3f} nats [{combo['gain_ci_low']:+.3f}, "
-            f"{combo['gain_ci_high']:+.3f}], p = {combo['gain_p']:.2g}."
-            if combo
-            else ""
-        )
-        rows.append(
-            {
-                "id": f"sweep_{slug}_{emotion}_top{len(top)}_together_beat_best_single",
-                **common,
-                "heads": heads,
-                "versus": {"heads": best},
-                "description": f"Patching the top {len(top)} sweep heads together raises {metric} more "
-                f"than the best of them ({best}) alone.{gain} From {where}.",
-            }
-        )
+        rows += _together_rows(top, combos, common, f"sweep_{slug}_{emotion}_top{len(top)}", where, random_heads)
     return rows
+
+
+def _together_rows(
+    top: list[dict], combos: list[dict], common: dict, prefix: str, where: str, random_heads: int
+) -> list[dict]:
+    """The top heads together beyond random head sets, and together vs the best of them alone."""
+    metric = common["metric"]
+    heads = ",".join(r["head"] for r in top)
+    combo = next((c for c in combos if c["heads"] == heads), None)
+    measured = (
+        f" Sweep: together {combo['mean']:+.3f} nats [{combo['ci_low']:+.3f}, {combo['ci_high']:+.3f}]"
+        f" vs best single {combo['best_single']} {combo['best_single_mean']:+.3f}."
+        if combo
+        else ""
+    )
+    best = max(top, key=lambda r: r["mean"])["head"]
+    gain = (
+        f" Sweep: gain {combo['gain_over_best']:+.3f} nats [{combo['gain_ci_low']:+.3f}, "
+        f"{combo['gain_ci_high']:+.3f}], p = {combo['gain_p']:.2g}."
+        if combo
+        else ""
+    )
+    return [
+        {
+            "id": f"{prefix}_together_raise_{metric}",
+            **common,
+            "heads": heads,
+            "random_heads": random_heads,
+            "description": f"The top {len(top)} sweep heads patched together raise {metric} beyond "
+            f"random head sets of the same layers.{measured} From {where}.",
+        },
+        {
+            "id": f"{prefix}_together_beat_best_single",
+            **common,
+            "heads": heads,
+            "versus": {"heads": best},
+            "description": f"Patching the top {len(top)} sweep heads together raises {metric} more "
+            f"than the best of them ({best}) alone.{gain} From {where}.",
+        },
+    ]
 
 
 def load_sweep(path: str) -> dict:

@@ -453,43 +453,46 @@ def _validate_intervention(c: Claim, path: str) -> None:
         fail("patch_mode", c.patch_mode, "an intervention claim has no patch mode: the intervention is its patch")
     if c.versus is not None:
         fail("versus", c.versus, "an intervention claim cannot have a versus condition (compare two claims instead)")
-    if iv.per_head:
-        if not c.heads or c.hook_points is not None:
-            fail("heads", c.heads, f"intervention {iv.name!r} is per_head: name the heads it acts on, no hook_points")
-        try:
-            parse_head_spec(c.heads)
-        except UserError as exc:
-            fail("heads", c.heads, str(exc))
-    else:
-        if c.heads:
-            fail(
-                "heads",
-                c.heads,
-                f"intervention {iv.name!r} acts at hook points, not on heads: give hook_points "
-                "(or register it with per_head=True)",
-            )
-        if not c.hook_points:
-            fail(
-                "hook_points",
-                c.hook_points,
-                f"intervention {iv.name!r} needs hook_points, e.g. blocks.0.hook_resid_post",
-            )
-        for point in c.hook_points or ():
-            if not isinstance(point, str) or not HOOK_POINT.match(point):
-                fail("hook_points", point, "is not a hook point name such as blocks.3.hook_resid_post")
-        if c.random_heads:
-            fail(
-                "random_heads",
-                c.random_heads,
-                f"a random-head control needs a head-shaped intervention; {iv.name!r} acts at hook points "
-                f"{', '.join(c.hook_points or ())}, which are not heads (set random_heads = 0, or register "
-                "a per_head intervention and name heads)",
-            )
+    (_validate_per_head if iv.per_head else _validate_hook_points)(c, iv.name, fail)
     if c.source and c.source not in emotions() and c.source != c.target:
         fail(
             "source",
             c.source,
             did_you_mean("emotion", c.source, emotions()) + " (an intervention's source only names keywords)",
+        )
+
+
+def _validate_per_head(c: Claim, name: str, fail: Callable[[str, object, str], NoReturn]) -> None:
+    """A per-head intervention names the heads it acts on, and no hook points."""
+    if not c.heads or c.hook_points is not None:
+        fail("heads", c.heads, f"intervention {name!r} is per_head: name the heads it acts on, no hook_points")
+    try:
+        parse_head_spec(c.heads)
+    except UserError as exc:
+        fail("heads", c.heads, str(exc))
+
+
+def _validate_hook_points(c: Claim, name: str, fail: Callable[[str, object, str], NoReturn]) -> None:
+    """An intervention at hook points names valid ones, no heads, and has no random-head control."""
+    if c.heads:
+        fail(
+            "heads",
+            c.heads,
+            f"intervention {name!r} acts at hook points, not on heads: give hook_points "
+            "(or register it with per_head=True)",
+        )
+    if not c.hook_points:
+        fail("hook_points", c.hook_points, f"intervention {name!r} needs hook_points, e.g. blocks.0.hook_resid_post")
+    for point in c.hook_points or ():
+        if not isinstance(point, str) or not HOOK_POINT.match(point):
+            fail("hook_points", point, "is not a hook point name such as blocks.3.hook_resid_post")
+    if c.random_heads:
+        fail(
+            "random_heads",
+            c.random_heads,
+            f"a random-head control needs a head-shaped intervention; {name!r} acts at hook points "
+            f"{', '.join(c.hook_points or ())}, which are not heads (set random_heads = 0, or register "
+            "a per_head intervention and name heads)",
         )
 
 

@@ -287,32 +287,33 @@ def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
         if rec.claim.id in seen:
             raise UserError(f"{where}: claim id {rec.claim.id!r} appears more than once")
         seen.add(rec.claim.id)
-        if complete:
-            missing = [f"claim.{k}" for k in _REPORT_CLAIM_FIELDS if k not in rec.claim.model_fields_set]
-            for section in _REPORT_SECTIONS:
-                present = getattr(rec, section)
-                if present is not None:
-                    missing += [
-                        f"{section}.{k}" for k in type(present).model_fields if k not in present.model_fields_set
-                    ]
-            if rec.claim.versus is not None:
-                versus = rec.claim.versus
-                missing += [
-                    f"claim.versus.{k}"
-                    for k in type(versus).model_fields
-                    if k not in versus.model_fields_set and k != "receivers"  # a path claim's only
-                ]
-            if rec.error is None:
-                missing += [k for k in _REPORT_RAN if k not in rec.model_fields_set or getattr(rec, k) is None]
-            for j, w in enumerate(rec.warnings):
-                missing += [f"warnings[{j}].message"] if "message" not in w.model_fields_set else []
-            for j, x in enumerate(rec.examples):
-                missing += [
-                    f"examples[{j}].{k}" for k in ("target", "baseline", "patched") if k not in x.model_fields_set
-                ]
-            if missing:
-                raise UserError(f"{where}: field {missing[0]!r} is missing")
+        missing = _missing_report_fields(rec) if complete else []
+        if missing:
+            raise UserError(f"{where}: field {missing[0]!r} is missing")
     return doc
+
+
+def _missing_report_fields(rec: ClaimRecord) -> list[str]:
+    """The fields the reports and plots read that a claim record lacks (in reading order)."""
+    missing = [f"claim.{k}" for k in _REPORT_CLAIM_FIELDS if k not in rec.claim.model_fields_set]
+    for section in _REPORT_SECTIONS:
+        present = getattr(rec, section)
+        if present is not None:
+            missing += [f"{section}.{k}" for k in type(present).model_fields if k not in present.model_fields_set]
+    if rec.claim.versus is not None:
+        versus = rec.claim.versus
+        missing += [
+            f"claim.versus.{k}"
+            for k in type(versus).model_fields
+            if k not in versus.model_fields_set and k != "receivers"  # a path claim's only
+        ]
+    if rec.error is None:
+        missing += [k for k in _REPORT_RAN if k not in rec.model_fields_set or getattr(rec, k) is None]
+    for j, w in enumerate(rec.warnings):
+        missing += [f"warnings[{j}].message"] if "message" not in w.model_fields_set else []
+    for j, x in enumerate(rec.examples):
+        missing += [f"examples[{j}].{k}" for k in ("target", "baseline", "patched") if k not in x.model_fields_set]
+    return missing
 
 
 def load_document(path: str, *, complete: bool = False) -> dict:

@@ -40,6 +40,18 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             + ".",
             "",
         ]
+    out += _settings(doc, claims)
+    out += _deltas(ok)
+    out += _mode_comparisons(ok)
+    out += _per_head(ok)
+    out += _samples(ok)
+    out += _one_token(ok)
+    out += _discussion(ok, claims)
+    return "\n".join(out) + "\n"
+
+
+def _settings(doc: dict, claims: list[dict]) -> list[str]:
+    out: list[str] = []
     out += ["## 1. Settings", "", "| model | source | weights sha256 | format |", "|---|---|---|---|"]
     for name, m in (doc.get("models") or {}).items():
         out.append(
@@ -65,6 +77,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             f"{cell(c['target'])} | {c['n_prompts']} × {c['samples']} | {c['max_tokens']} | {cell(c['alignment'])} "
             f"| {cell(samp)} | {c['seed']} |"
         )
+    return out
+
+
+def _deltas(ok: list[dict]) -> list[str]:
+    out: list[str] = []
     out += [
         "",
         "## 2. Baseline vs patched (Δ)",
@@ -94,6 +111,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             f"{updown(r.get('sign'))}{' **decides**' if c.get('statistic') == 'sign' else ''} | "
             f"{cell(changes_text(r.get('text_changed')))} |"
         )
+    return out
+
+
+def _mode_comparisons(ok: list[dict]) -> list[str]:
+    out: list[str] = []
     out += ["", "## 3. Patch-mode comparison", ""]
     modes = [
         r for r in ok if r["claim"].get("versus") and r["claim"]["versus"]["patch_mode"] != r["claim"]["patch_mode"]
@@ -112,6 +134,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             )
     else:
         out.append("No patch-mode comparison claims in this run.")
+    return out
+
+
+def _per_head(ok: list[dict]) -> list[str]:
+    out: list[str] = []
     out += ["", "## 4. Per-head effects", ""]
     heads = [r for r in ok if r.get("random_control")]
     if heads:
@@ -127,6 +154,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             )
     else:
         out.append("No claims with a random-head control in this run.")
+    return out
+
+
+def _samples(ok: list[dict]) -> list[str]:
+    out: list[str] = []
     out += [
         "",
         "## 5. Sample generations",
@@ -140,6 +172,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     ]
     for r in ok:
         out += _examples_md(r)
+    return out
+
+
+def _one_token(ok: list[dict]) -> list[str]:
+    out: list[str] = []
     out += [
         "## 6. 1-token vs 30-token",
         "",
@@ -153,6 +190,11 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
             f"| {cell(c['id'])} | {one} | {ci_text(t)} | {num_text(r['effect']['mean'])} ({cell(c['metric'])}, "
             f"{c['max_tokens']} tokens) | {ci_text(r['effect'])} | {cell(r['verdict'])} |"
         )
+    return out
+
+
+def _discussion(ok: list[dict], claims: list[dict]) -> list[str]:
+    out: list[str] = []
     out += ["", "## 7. Discussion (facts from this run)", ""]
     for verdict in ("supported", "not supported", "refuted"):
         rows = [r for r in ok if r["verdict"] == verdict]
@@ -194,7 +236,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         f"- **errors** ({len(errors)}): "
         + ("; ".join(f"{cell(r['claim']['id'])}: {cell(r['error'])}" for r in errors) or "none")
     )
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _condition(v: dict, c: dict) -> str:

@@ -557,20 +557,27 @@ def generate_arms(
             steps=lockstep_steps,
             parts=parts,
         )
-        # an arm's seconds: its pack's forwards above the shared layers, split between the pack's
-        # arms, plus an even share of the rest (the side batch, sampling)
-        own = [sum(r.part_seconds[p] for r in per_chunk) for p in range(len(parts))]
-        rest = (time.perf_counter() - start - sum(own)) / len(runs)
-        steps = max((r.sharing.steps for r in per_chunk), default=0)
-        side_rows = sum(r.sharing.side_rows for r in per_chunk) / len(runs)
-        a = 0
-        for p, pack in enumerate(together):
-            for i in pack:
-                diverged: list[int | None] = []
-                for r in per_chunk:  # each chunk's rows are the runs in blocks
-                    n = len(r.sharing.diverged_at) // len(runs)
-                    diverged += r.sharing.diverged_at[a * n : (a + 1) * n]
-                results[i] = outs[a]
-                shares[i] = Sharing(layer, diverged, steps, own[p] / len(pack) + rest, side_rows)
-                a += 1
+        for i, share, out in zip(runs, _lockstep_shares(together, per_chunk, layer, start), outs, strict=True):
+            results[i], shares[i] = out, share
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
+
+
+def _lockstep_shares(together: list[list[int]], per_chunk: list[_ArmSteps], layer: int, start: float) -> list[Sharing]:
+    """What each run of a lockstep set shared, in the set's run order. An arm's seconds: its pack's
+    forwards above the shared layers, split between the pack's arms, plus an even share of the
+    rest (the side batch, sampling)."""
+    n_runs = sum(len(pack) for pack in together)
+    own = [sum(r.part_seconds[p] for r in per_chunk) for p in range(len(together))]
+    rest = (time.perf_counter() - start - sum(own)) / n_runs
+    steps = max((r.sharing.steps for r in per_chunk), default=0)
+    side_rows = sum(r.sharing.side_rows for r in per_chunk) / n_runs
+    out: list[Sharing] = []
+    for p, pack in enumerate(together):
+        for _ in pack:
+            a = len(out)
+            diverged: list[int | None] = []
+            for r in per_chunk:  # each chunk's rows are the runs in blocks
+                n = len(r.sharing.diverged_at) // n_runs
+                diverged += r.sharing.diverged_at[a * n : (a + 1) * n]
+            out.append(Sharing(layer, diverged, steps, own[p] / len(pack) + rest, side_rows))
+    return out
