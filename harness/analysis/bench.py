@@ -51,7 +51,7 @@ from harness.core.errors import UserError
 from harness.core.results import REPO_ROOT
 from harness.model.loading import load_model
 from harness.model.names import act_name
-from harness.run.generation import GenerationConfig, generate
+from harness.run.generation import GenerationConfig, HookList, generate
 from harness.run.hf_reference import reference_generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
@@ -168,7 +168,7 @@ def bench_generation(
     handle = load_model(model, device=device, dtype=dtype)
     prompts = _prompts(batch)
     cfg = GenerationConfig(max_tokens=max_tokens, batch_size=batch)
-    noop = [(act_name("z", 0), lambda z, hook: z)]
+    noop: HookList = [(act_name("z", 0), lambda z, hook: z)]
     hooked = handle.hooked
     times: dict[str, list[float]] = {"hf": [], "harness": []}
     outputs: dict[str, list] = {}

@@ -83,7 +83,11 @@ class NullCalibration:
         """Where the rate is a size (directional tests with no shift; the TOST with ``|shift| >=
         margin``, where "equivalent" is false): ``too many rejections`` (the rate's interval lies
         above alpha), ``conservative`` (below) or ``calibrated``. Elsewhere the rate is ``power``."""
-        false_claim = abs(self.shift) >= self.margin if test == "equivalence" else self.shift == 0
+        if test == "equivalence":
+            assert self.margin is not None  # the equivalence test runs only with a margin
+            false_claim = abs(self.shift) >= self.margin
+        else:
+            false_claim = self.shift == 0
         if not false_claim:
             return "power"
         _, low, high = self.rate(test)

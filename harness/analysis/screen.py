@@ -286,6 +286,7 @@ def mean_ci(result: Screen, *, seed: int, n_resamples: int = 2000, confidence: f
     n_layers, n_heads, _ = result.deltas.shape
     rng = np.random.default_rng(seed)
     rows, counts, me = result.target_rows, result.distance_counts, result.emotion_mass
+    assert rows is not None and counts is not None  # the pooled reference records both
     stats = np.empty((n_resamples, n_layers, n_heads))
     for b in range(n_resamples):
         e = rng.integers(0, me.shape[-1], me.shape[-1])

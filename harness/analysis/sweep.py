@@ -34,6 +34,7 @@ Also here: :func:`combinations` (the top-k heads patched together vs. each alone
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -217,6 +218,8 @@ def sweep(
             mass = torch.logsumexp(logits.float().log_softmax(-1)[:, keyword_ids], -1).view(n, variants)
             deltas[layer] = (mass[:, 1:] - mass[:, :1]).T.cpu().numpy()
             baseline = mass[:, 0].cpu().numpy()
+    if baseline is None:
+        raise ValueError("sweep: no layer to sweep")
     return Sweep(emotion=emotion, deltas=deltas, baseline=baseline, mode=mode)
 
 
@@ -453,7 +456,7 @@ def compare_sweeps(a: dict, b: dict, *, margin: float, alpha: float = 0.05) -> d
     p_diff = [float(ttest_1samp(d, 0.0).pvalue) if d.std() > 0 else (1.0 if d.mean() == 0 else 0.0) for d in diff]
     p_equiv = [tost(d, margin=margin, alpha=alpha).p_value for d in diff]
     adj_diff, adj_equiv = adjust_pvalues(p_diff), adjust_pvalues(p_equiv)
-    heads = []
+    heads: list[dict[str, Any]] = []
     for k, d in enumerate(diff):
         verdict = "differ" if adj_diff[k] < alpha else "equivalent" if adj_equiv[k] < alpha else "inconclusive"
         heads.append(

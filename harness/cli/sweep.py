@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     place = check_placement(args)  # a missing GPU, an unknown dtype or an unreachable Ray cluster: exit 2 now
     if args.compare:
-        return _compare_main(*args.compare, args.margin, args.top)
+        path_a, path_b = args.compare
+        return _compare_main(path_a, path_b, args.margin, args.top)
     _check(args)
     opts = SweepOptions(
         emotion=args.emotion,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -60,6 +61,11 @@ _ATTN_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HF atten
 class AttentionHooks(nn.Module):
     """The hook points of one attention layer (see module docstring for shapes)."""
 
+    hook_v: HookPoint
+    hook_pattern: HookPoint
+    hook_z: HookPoint
+    hook_attn_out: HookPoint
+
     def __init__(self) -> None:
         super().__init__()
         self.hook_v = HookPoint()
@@ -69,6 +75,10 @@ class AttentionHooks(nn.Module):
 
 
 class BlockHooks(nn.Module):
+    hook_resid_pre: HookPoint
+    attn: AttentionHooks
+    hook_resid_post: HookPoint
+
     def __init__(self) -> None:
         super().__init__()
         self.hook_resid_pre = HookPoint()
@@ -180,6 +190,9 @@ class HookedModel(HookedRootModule):
     points. ``forward`` is the HF model's forward.
     """
 
+    hf_model: Any  # a transformers PreTrainedModel, held outside the module tree
+    blocks: nn.ModuleList
+
     def __init__(self, model, shape: ModelShape) -> None:
         super().__init__()
         self.shape = shape
@@ -191,6 +204,10 @@ class HookedModel(HookedRootModule):
 
     def forward(self, *args, **kwargs):
         return self.hf_model(*args, **kwargs)
+
+    def hook_blocks(self) -> list[BlockHooks]:
+        """Each layer's hook points (``blocks.{l}`` is entry ``l``)."""
+        return [cast(BlockHooks, block) for block in self.blocks]
 
     def decoder_layers(self) -> nn.ModuleList:
         """The HF model's decoder blocks, in order (``blocks.{l}`` is entry ``l``)."""
@@ -204,7 +221,7 @@ class HookedModel(HookedRootModule):
         _register_attention()
         self._plain_attention = self.hf_model.config._attn_implementation
         adapter = ADAPTERS[self.shape.architecture]
-        for layer, block in enumerate(self.blocks):
+        for layer, block in enumerate(self.hook_blocks()):
             attn, v_module, out_proj, v_offset = adapter(self.hf_model, layer)
             _ATTN_HOOKS[attn] = block.attn
             self._handles += [
@@ -212,7 +229,7 @@ class HookedModel(HookedRootModule):
                 out_proj.register_forward_pre_hook(self._z_hook(block.attn.hook_z)),
                 out_proj.register_forward_hook(lambda _m, _i, out, hp=block.attn.hook_attn_out: hp(out)),
             ]
-        for decoder_layer, block in zip(self.decoder_layers(), self.blocks, strict=True):
+        for decoder_layer, block in zip(self.decoder_layers(), self.hook_blocks(), strict=True):
             self._handles += [
                 decoder_layer.register_forward_pre_hook(self._resid_pre_hook(block.hook_resid_pre), with_kwargs=True),
                 decoder_layer.register_forward_hook(self._resid_post_hook(block.hook_resid_post)),

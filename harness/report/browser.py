@@ -152,7 +152,8 @@ def _dominant(crop) -> tuple[int, int, int]:
     import numpy as np
 
     colours, counts = np.unique(crop.reshape(-1, 3), axis=0, return_counts=True)
-    return tuple(int(v) for v in colours[counts.argmax()])
+    r, g, b = (int(v) for v in colours[counts.argmax()])
+    return r, g, b
 
 
 LAUNCH_ARGS = ("--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1")

@@ -306,7 +306,8 @@ def _generate_chunk(
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     eos_ids = torch.tensor(sorted(eos), device=ids.device)
     track = {name: t.to(ids.device) for name, t in track.items()}
-    out_tokens, tracked = [], {name: [] for name in track}
+    out_tokens: list[torch.Tensor] = []
+    tracked: dict[str, list[torch.Tensor]] = {name: [] for name in track}
     resolved = _resolve_hooks(hooks, info)
     with installed(handle, resolved):
         inputs = ids
@@ -440,7 +441,8 @@ def generate_together(
             info = BatchInfo(rows=tuple(chunk), prompt_lengths=enc_cpu["attention_mask"].sum(-1), attention_mask=mask)
             seeds = [row_seed(config.seed, s, prompts[p]) for p, s in chunk]
             batch = enc if k == 1 else {"input_ids": enc["input_ids"].repeat(k, 1), "attention_mask": mask.repeat(k, 1)}
-            if parts is not None:  # (checked above: with a step function)
+            if parts is not None:
+                assert steps is not None  # checked above: parts come with a step function
                 runner = steps(start, enc, _part_hooks(hook_sets, parts, info, len(chunk)))
                 hooks = None
             else:

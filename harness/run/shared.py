@@ -433,24 +433,24 @@ class _ArmSteps:
         else:
             feed = torch.zeros(self.n_rows, n_new, self.handle.shape.d_model, dtype=self.dtype, device=self.device)
         if self.node_of:
-            rows = torch.tensor(list(self.node_of), device=self.device)
+            node_rows = torch.tensor(list(self.node_of), device=self.device)
             nodes = torch.tensor(list(self.node_of.values()), device=self.device)
-            feed[rows] = self._lower(inputs, mask, position).to(feed.dtype)[nodes]
+            feed[node_rows] = self._lower(inputs, mask, position).to(feed.dtype)[nodes]
         self.sharing.steps = step + 1
         self.step = step
         logits, first = [], 0
         for p, size in enumerate(self.parts):
-            rows = slice(first * self.per_run, (first + size) * self.per_run)
+            part = slice(first * self.per_run, (first + size) * self.per_run)
             first += size
             began = time.perf_counter()
             with (
                 installed(self.handle, self.part_hooks[p]),
-                _replayed(self.blocks, self.layer, self.caches[p], feed[rows]),
+                _replayed(self.blocks, self.layer, self.caches[p], feed[part]),
             ):
                 out = self.model(
-                    input_ids=inputs[rows],
-                    attention_mask=mask[rows],
-                    position_ids=position[rows],
+                    input_ids=inputs[part],
+                    attention_mask=mask[part],
+                    position_ids=position[part],
                     cache=self.caches[p],
                     use_cache=True,
                     **self.extra,
