@@ -264,3 +264,18 @@ def test_the_plugin_and_the_light_commands_start_without_torch():
 def test_the_dev_extra_holds_the_test_extra():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert set(extras["test"]) <= set(extras["dev"])
+
+
+def test_the_front_door_holds_the_names_a_user_needs():
+    """``harness.__all__``: write claims, run them, read findings, extend (about 15 names, one
+    each); every one resolves, and the reader returns the typed document."""
+    import harness
+    from harness.findings.schema import FindingsDocument
+
+    assert len(harness.__all__) <= 16 and set(harness.__all__) - {"__version__"} == set(harness._PUBLIC)
+    assert not {"load_document", "load_findings", "ClaimSession", "generate"} & set(harness.__all__)
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None, name
+    doc = harness.read_findings(os.path.join(ROOT, "fixtures", "findings_v1_8d19a05.json"))
+    assert isinstance(doc, FindingsDocument) and doc.claims[9].claim.id == "sanity_identity_patch_equivalent_to_no_patch"
+    assert doc.claims[9].verdict == "supported"

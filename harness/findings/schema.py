@@ -344,3 +344,9 @@ def claims_by_id(doc: dict) -> dict[str, dict]:
 
 def load_findings(path: str) -> dict[str, dict]:
     return claims_by_id(load_document(path))
+
+
+def read_findings(path: str) -> FindingsDocument:
+    """A findings document (any version this package reads; JSON only, nothing unpickled) as its
+    typed model: ``doc.claims[0].verdict``, ``doc.claims[0].effect.ci_low``, ``doc.models``."""
+    return FindingsDocument.model_validate(load_document(path))
