@@ -702,3 +702,19 @@ def test_claims_files_that_once_gave_tracebacks_are_one_message(tmp_path, data, 
     with pytest.raises(UserError) as info:
         load_claims(str(path))
     assert message in str(info.value)
+
+
+def test_the_enumerated_claim_fields_are_typed_and_refused_in_one_message():
+    """direction, kind, statistic, tier and alignment are Literal types: a value outside them is the
+    same one-line message the hand checks gave; alignment's values are the patch modes' alignments."""
+    from typing import get_args
+
+    from harness.claims.spec import Alignment, Claim
+    from harness.patch.modes import ALIGNMENTS
+
+    assert set(get_args(Alignment)) == set(ALIGNMENTS)
+    row = {"id": "c", "model": "tiny-gpt2", "heads": "1:10", "patch_mode": "z", "source": "gratitude",
+           "metric": "sentiment", "direction": "increase"}
+    with pytest.raises(UserError, match=r"field 'alignment' = 'middle': must be one of end, last, mean_source$"):
+        Claim(**{**row, "alignment": "middle"})
+    assert Claim(**row).direction == "increase"

@@ -47,7 +47,7 @@ import re
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args, get_origin
 
 from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
@@ -56,15 +56,22 @@ from harness.core.errors import UserError, did_you_mean
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
 from harness.patch.interventions import HOOK_POINT, get_intervention
-from harness.patch.modes import ALIGNMENTS, available_modes
+from harness.patch.modes import available_modes
 from harness.patch.path import check_path_mode
 from harness.run.profiles import read_toml
 from harness.run.prompts import emotions, load_prompt_set
 from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 
-DIRECTIONS = ("increase", "decrease", "equivalent")
-TIERS = ("fast", "slow")
-STATISTICS = ("mean", "sign")
+# the enumerated fields: typed, so pydantic refuses another value ("must be one of ..."), and the
+# hand validation below keeps only the rules that need the registries or several fields
+Direction = Literal["increase", "decrease", "equivalent"]
+Kind = Literal["patch", "path"]
+Statistic = Literal["mean", "sign"]
+Tier = Literal["fast", "slow"]
+Alignment = Literal["end", "last", "mean_source"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
+TIERS: tuple[str, ...] = get_args(Tier)
+STATISTICS: tuple[str, ...] = get_args(Statistic)
 # Upper bounds on a claim's sizes: each random head is a full patched generation, and a count a
 # typo made huge (200000) must be refused at load, not found out hours into a run.
 MAX_RANDOM_HEADS = 1000
@@ -73,7 +80,7 @@ MAX_TOKENS = 4096
 REQUIRED = ("id", "model", "metric", "direction")
 PATCH_REQUIRED = ("heads", "patch_mode", "source")  # a claim with no intervention patches heads
 CONDITION_FIELDS = ("heads", "patch_mode", "source", "receivers")  # receivers: path claims only
-KINDS = ("patch", "path")
+KINDS: tuple[str, ...] = get_args(Kind)
 _ID = re.compile(r"^[a-z0-9_]+$")
 # what error messages name as the claim's origin: the file being loaded, or "FILE with --seed 3"
 _WHERE: ContextVar[str] = ContextVar("claim_origin", default="")
@@ -113,26 +120,26 @@ class Claim(SamplingSettings):
 
     id: str
     model: str
-    kind: str = "patch"
+    kind: Kind = "patch"
     heads: str = ""
     senders: str = ""
     receivers: str = ""
     patch_mode: str = ""
     source: str = ""
     metric: str
-    direction: str
+    direction: Direction
     target: str = "neutral"
     margin: float | None = None
     alpha: float = 0.05
     n_prompts: int = 70
-    alignment: str = "end"
+    alignment: Alignment = "end"
     # do_sample, temperature, top_k, top_p, samples, max_tokens, seed: from SamplingSettings
     random_heads: int = 0
-    statistic: str = "mean"
+    statistic: Statistic = "mean"
     versus: Condition | None = None
     intervention: str | None = None
     hook_points: tuple[str, ...] | None = None
-    tier: str = "slow"
+    tier: Tier = "slow"
     description: str = ""
     _file: str = PrivateAttr(default="")
 
@@ -169,6 +176,8 @@ class Claim(SamplingSettings):
             err = exc.errors()[0]
             name = str(err["loc"][0]) if err["loc"] else "?"
             expected: object = type(self).model_fields[name].annotation if name in type(self).model_fields else "?"
+            if get_origin(expected) is Literal:
+                _fail(cid, name, data.get(name), f"must be one of {', '.join(get_args(expected))}", _WHERE.get())
             typename = getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
             _fail(cid, name, data.get(name), f"must be of type {typename}", _WHERE.get())
 
@@ -312,7 +321,6 @@ def _validate_values(c: Claim, path: str) -> None:
             _fail(c.id, name, value, problem, path)
 
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
-    check(c.kind in KINDS, "kind", c.kind, f"must be one of {', '.join(KINDS)}")
     if c.kind == "path" or c.senders or c.receivers:
         _validate_path(c, path)
     if c.intervention is not None or c.hook_points is not None:
@@ -324,7 +332,6 @@ def _validate_values(c: Claim, path: str) -> None:
         n_target = len(load_prompt_set(c.target).prompts)
     except UserError as exc:
         _fail(c.id, "metric/target", f"{c.metric}/{c.target}", str(exc), path)
-    check(c.direction in DIRECTIONS, "direction", c.direction, f"must be one of {', '.join(DIRECTIONS)}")
     check(
         c.direction != "equivalent" or (c.margin is not None and 0 < c.margin < math.inf),
         "margin",
@@ -359,7 +366,6 @@ def _validate_values(c: Claim, path: str) -> None:
     )
     check(0 < c.top_p <= 1, "top_p", c.top_p, "must be in (0, 1]")
     check(c.top_k >= 0, "top_k", c.top_k, "must be >= 0 (0 = no top-k filter)")
-    check(c.alignment in ALIGNMENTS, "alignment", c.alignment, f"must be one of {', '.join(ALIGNMENTS)}")
     check(
         0 <= c.random_heads <= MAX_RANDOM_HEADS,
         "random_heads",
@@ -368,14 +374,12 @@ def _validate_values(c: Claim, path: str) -> None:
     )
     check(c.samples <= MAX_SAMPLES, "samples", c.samples, f"must be <= {MAX_SAMPLES}")
     check(c.max_tokens <= MAX_TOKENS, "max_tokens", c.max_tokens, f"must be <= {MAX_TOKENS}")
-    check(c.statistic in STATISTICS, "statistic", c.statistic, f"must be one of {', '.join(STATISTICS)}")
     check(
         c.statistic == "mean" or c.direction != "equivalent",
         "statistic",
         c.statistic,
         "an 'equivalent' claim is a TOST on the mean; 'sign' is for increase/decrease claims",
     )
-    check(c.tier in TIERS, "tier", c.tier, f"must be one of {', '.join(TIERS)}")
 
 
 def _conditions(c: Claim) -> tuple[tuple[Condition, str], ...]:
