@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-# every architecture the hook adapters support, as a tiny random model (harness/tiny_models.py)
+# every architecture the hook adapters support, as a tiny random model (harness/model/tiny.py)
 TINY_MODELS = ("tiny-gpt2", "tiny-gpt-neox", "tiny-llama-gqa", "tiny-qwen2", "tiny-qwen3", "tiny-mistral-swa",
                "tiny-phi3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3")
 TINY_GQA_MODELS = TINY_MODELS[2:]

@@ -32,7 +32,7 @@ from harness.metrics import get_metric
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="causal-heads calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="registered name, HF id or local directory [smollm2-135m]")
-    ap.add_argument("--profile", help="sampling settings from harness/profiles.toml [baseline]")
+    ap.add_argument("--profile", help="sampling settings from harness/run/profiles.toml [baseline]")
     ap.add_argument(
         "--metrics",
         help="comma-separated; default: the seed's table (sentiment, politeness, "

@@ -28,7 +28,7 @@ from harness.run.prompts import load_emotion_prompts, load_prompt_set
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="causal-heads patch", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m", help="registered name, HF id or local directory")
-    ap.add_argument("--profile", default="baseline", help="settings bundle from harness/profiles.toml")
+    ap.add_argument("--profile", default="baseline", help="settings bundle from harness/run/profiles.toml")
     ap.add_argument("--head-spec", required=True, help="e.g. 1:10, 1:10,0:0 or 1:*")
     ap.add_argument("--emotion", required=True, help="source emotion (prompts/<emotion>_prompts.json)")
     ap.add_argument("--patch-mode", default="pattern_v", help="z, pattern_v, v_only, pattern_only, zero, mean")

@@ -72,7 +72,7 @@ def pytest_addoption(parser) -> None:
         "--profile",
         default=None,
         metavar="NAME",
-        help="apply a settings profile of harness/profiles.toml (sampling, samples, n_prompts, "
+        help="apply a settings profile of harness/run/profiles.toml (sampling, samples, n_prompts, "
         "max_tokens, alignment, seed, target) to every claim",
     )
     group.addoption("--n-prompts", type=int, default=None, help="override every claim's n_prompts")

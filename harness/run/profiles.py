@@ -1,4 +1,4 @@
-"""One configuration path: command-line flags > profile (``harness/profiles.toml``) > defaults.
+"""One configuration path: command-line flags > profile (``harness/run/profiles.toml``) > defaults.
 
 :func:`resolve_run_config` merges the three into one frozen :class:`RunConfig`, which the
 runner uses and every result records. A key in a profile that this code does not know, or
