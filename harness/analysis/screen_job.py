@@ -187,7 +187,7 @@ def _attention_job(
         "measure": "Δattention = attention mass on keyword tokens (emotion prompt) − mass on tokens at the "
         "same distances from the end of the text in "
         + ("the target prompts (mean over those that reach each distance)" if pooled else "the paired target prompt")
-        + "; see harness/screen.py",
+        + "; see harness/analysis/screen.py",
         "ci": (
             "percentile bootstrap resampling emotion and target prompts independently"
             if pooled
