@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/pip install -q --no-deps nrclex==4.1.0
 	touch $(STAMP)
 
-.PHONY: setup browser check evidence demo test test-all bench nightly calibrate mutants
+.PHONY: setup browser check evidence demo test test-all bench nightly calibrate mutants schema
 setup: $(STAMP)
 
 # Debian's chromium, for the headless-browser check of the HTML report (harness/browser.py):
@@ -53,6 +53,10 @@ test-all: $(STAMP) browser
 # mutation testing of the modules in pyproject's [tool.mutmut]; `.venv/bin/mutmut results` lists the survivors
 mutants: $(STAMP)
 	rm -rf mutants && $(VENV)/bin/mutmut run --max-children 2
+
+# the findings document's JSON Schema, generated from its model (a test fails when they differ)
+schema: $(STAMP)
+	$(VENV)/bin/causal-heads report --json-schema docs/findings.schema.json
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m harness bench generation --model smollm2-135m --batch 70 --max-tokens 30 --json

@@ -220,13 +220,20 @@ def test_changed_data_warnings_are_a_row_and_old_documents_without_them_are_not(
     assert compare(legacy, new) == []  # recorded in one run only: nothing to compare
 
 
-def test_the_published_json_schema_is_the_loaders_own():
-    """docs/findings.schema.json is FindingsDocument's JSON Schema (regenerate it when the model changes)."""
+def test_the_published_json_schema_is_the_loaders_own(tmp_path, main_in_process):
+    """docs/findings.schema.json is FindingsDocument's JSON Schema, byte for byte as
+    ``causal-heads report --json-schema`` writes it (``make schema`` regenerates it when the model changes)."""
     from harness.findings.schema import FindingsDocument
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "findings.schema.json")
     with open(path) as fh:
-        assert json.load(fh) == FindingsDocument.model_json_schema()
+        published = fh.read()
+    assert json.loads(published) == FindingsDocument.model_json_schema()
+    proc = main_in_process("harness", "report", "--json-schema", str(tmp_path / "s.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "s.json").read_text() == published
+    bad = main_in_process("harness", "report", "f.json", "--json-schema", str(tmp_path / "t.json"))
+    assert bad.returncode == 2 and "--json-schema writes the schema alone" in bad.stderr
 
 
 @pytest.mark.parametrize("hostile", ["\x1b[2J\x1b[31mall good\x1b[0m", "ok\rLOST", "bell\x07", "csi\x9b31m"])

@@ -9,6 +9,7 @@ in a renderer. Fields nobody reads are kept as they are (``extra="allow"``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -344,6 +345,11 @@ def claims_by_id(doc: dict) -> dict[str, dict]:
 
 def load_findings(path: str) -> dict[str, dict]:
     return claims_by_id(load_document(path))
+
+
+def json_schema_text() -> str:
+    """The JSON Schema of a findings document as ``docs/findings.schema.json`` holds it."""
+    return json.dumps(FindingsDocument.model_json_schema(), indent=1, ensure_ascii=False) + "\n"
 
 
 def read_findings(path: str) -> FindingsDocument:
