@@ -108,7 +108,7 @@ if TYPE_CHECKING:
     from harness.patch.modes import register_mode
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _PUBLIC.get(name) or _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def expanded_level(confidence: float, n: int) -> float:
     return float(1 - 2 * stats.norm.sf(z))
 
 
-def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000) -> Interval:
+def bootstrap_mean_ci(values: ArrayLike, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000) -> Interval:
     """Bootstrap CI of the mean over prompts (BCa where defined, else percentile), run at the
     small-sample expanded level (:func:`expanded_level`) so that it covers at ``confidence``.
 
@@ -94,7 +96,7 @@ def bootstrap_mean_ci(values, *, seed: int, confidence: float = 0.95, n_resample
 
 
 def bootstrap_mean_ci_grid(
-    values, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000
+    values: ArrayLike, *, seed: int, confidence: float = 0.95, n_resamples: int = 10_000
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bootstrap_mean_ci` for every cell of a ``[..., n_prompts]`` array: ``(low, high)``."""
     x = np.asarray(values, dtype=float)
@@ -131,7 +133,7 @@ class Effect:
         return asdict(self)
 
 
-def sign_flip_p(values, *, alternative: str, n_permutations: int, seed: int) -> tuple[float, int]:
+def sign_flip_p(values: ArrayLike, *, alternative: str, n_permutations: int, seed: int) -> tuple[float, int]:
     """p-value of H0 "the differences are symmetric around 0" by flipping signs.
 
     Exact (all 2**n sign patterns) for n <= 16, else Monte Carlo with ``n_permutations``
@@ -173,7 +175,7 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float, alternative: str,
 
 
 def paired_effect(
-    values,
+    values: ArrayLike,
     *,
     alternative: str = "greater",
     alpha: float = 0.05,
@@ -206,7 +208,7 @@ def paired_effect(
     )
 
 
-def smallest_p(values, alternative: str = "greater") -> float:
+def smallest_p(values: ArrayLike, alternative: str = "greater") -> float:
     """The smallest p-value any sign-based test can give these differences, whatever their sizes.
 
     Prompts whose difference is exactly 0 carry no sign: the sign-flip permutation test and the
@@ -221,7 +223,7 @@ def smallest_p(values, alternative: str = "greater") -> float:
     return min(1.0, 0.5**m * (2 if alternative == "two-sided" else 1))
 
 
-def share_at_bound(values, bound: float) -> float:
+def share_at_bound(values: ArrayLike, bound: float) -> float:
     """Share of per-prompt values exactly at a metric's bound (its floor or ceiling)."""
     x = np.asarray(values, dtype=float)
     if not math.isfinite(bound) or x.size == 0:
@@ -257,7 +259,7 @@ class SignTest:
         return asdict(self)
 
 
-def sign_test(values, *, alternative: str = "greater", confidence: float = 0.95) -> SignTest:
+def sign_test(values: ArrayLike, *, alternative: str = "greater", confidence: float = 0.95) -> SignTest:
     """Exact sign test and the order-statistic CI of the median (see :class:`SignTest`)."""
     from scipy.stats import binom, binomtest
 
@@ -307,7 +309,7 @@ class Equivalence:
         return asdict(self)
 
 
-def _margin_test_input(values, margin: float, test: str) -> tuple[np.ndarray, float]:
+def _margin_test_input(values: ArrayLike, margin: float, test: str) -> tuple[np.ndarray, float]:
     """The per-prompt values of an equivalence-margin test and their mean, checked."""
     if not 0 < margin < math.inf:
         raise ValueError(f"equivalence margin must be finite and > 0, got {margin!r}")
@@ -317,7 +319,7 @@ def _margin_test_input(values, margin: float, test: str) -> tuple[np.ndarray, fl
     return x, float(x.mean())
 
 
-def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
+def tost(values: ArrayLike, *, margin: float, alpha: float = 0.05) -> Equivalence:
     """Two one-sided t tests (statsmodels) that the mean difference lies in (−margin, margin)."""
     from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
@@ -331,7 +333,7 @@ def tost(values, *, margin: float, alpha: float = 0.05) -> Equivalence:
     return Equivalence(mean, margin, float(p), float(low), float(high), 1 - 2 * alpha, int(x.size))
 
 
-def nonequivalence_p(values, *, margin: float) -> float:
+def nonequivalence_p(values: ArrayLike, *, margin: float) -> float:
     """One-sided t-test p that the mean difference lies beyond the margin on its own side
     (H0: |mean| < margin): what refutes an equivalence claim. Below alpha exactly when the
     (1 − 2·alpha) t interval of :func:`tost` lies entirely outside ±margin. Zero variance is
@@ -362,7 +364,7 @@ class RandomHeadControl:
         return asdict(self)
 
 
-def random_head_control(claimed: float, null, *, alternative: str = "greater") -> RandomHeadControl:
+def random_head_control(claimed: float, null: Iterable[float], *, alternative: str = "greater") -> RandomHeadControl:
     null = tuple(float(v) for v in null)
     if not null:
         raise ValueError("random-head control needs at least one random head")
@@ -375,7 +377,7 @@ def random_head_control(claimed: float, null, *, alternative: str = "greater") -
     return RandomHeadControl(claimed, null, 100.0 * below / len(z), (1 + extreme) / (1 + len(z)), extreme == 0)
 
 
-def adjust_pvalues(pvalues, method: str = "holm") -> list[float]:
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float]:
     """Family-wise (Holm, default) or false-discovery-rate (BH) adjusted p-values (statsmodels)."""
     from statsmodels.stats.multitest import multipletests
 

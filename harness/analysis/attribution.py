@@ -24,6 +24,7 @@ attribution`` times both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,8 @@ from harness.run.templating import format_prompts
 
 def attribution(
     handle: ModelHandle,
-    targets,
-    sources,
+    targets: Sequence[str],
+    sources: Sequence[str],
     emotion: str,
     *,
     mode: str = "z",

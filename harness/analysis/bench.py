@@ -51,7 +51,7 @@ from harness.core.errors import UserError
 from harness.core.results import REPO_ROOT
 from harness.model.loading import load_model
 from harness.model.names import act_name
-from harness.run.generation import GenerationConfig, HookList, generate
+from harness.run.generation import GenerationConfig, GenerationResult, HookList, generate
 from harness.run.hf_reference import reference_generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
 
@@ -138,7 +138,7 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
     }
 
 
-def _compare_runs(a, b) -> dict:
+def _compare_runs(a: GenerationResult, b: GenerationResult) -> dict:
     """Rows of two runs of the same prompts whose tokens differ (prompt, sample, first differing
     step), and the largest difference of their tracked log-probs over the tokens both generated."""
     rows, gap = [], 0.0

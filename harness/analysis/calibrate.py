@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from harness.metrics import get_metric
+from harness.run.generation import GenerationResult
 from harness.stats import paired_effect, sign_flip_p, sign_test, smallest_p, tost
 
 SCHEMA = "causal-heads/calibration"
@@ -111,7 +112,7 @@ def _proportion(k: int, n: int) -> tuple[float, float, float]:
     return k / n, float(ci.low), float(ci.high)
 
 
-def null_deltas(pool, *, samples: int, datasets: int, seed: int) -> np.ndarray:
+def null_deltas(pool: np.ndarray, *, samples: int, datasets: int, seed: int) -> np.ndarray:
     """``[datasets, n_prompts]`` per-prompt Δ drawn from ``pool`` (``[n_prompts, pool size]`` scores).
 
     Per dataset and prompt: ``2 × samples`` distinct continuations in random order; the mean of
@@ -132,7 +133,7 @@ def null_deltas(pool, *, samples: int, datasets: int, seed: int) -> np.ndarray:
 
 
 def calibrate(
-    pool,
+    pool: np.ndarray,
     *,
     metric: str,
     lower: float = float("nan"),
@@ -194,7 +195,7 @@ def calibrate(
     )
 
 
-def score_pool(result, metrics: list[str]) -> dict[str, np.ndarray]:
+def score_pool(result: GenerationResult, metrics: list[str]) -> dict[str, np.ndarray]:
     """``{metric: [n_prompts, samples] scores}`` of a :class:`~harness.run.generation.GenerationResult`."""
 
     by_prompt = sorted(result.by_prompt().items())

@@ -40,7 +40,7 @@ Also from the final position of each source prompt: its mass on that prompt's ke
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +103,9 @@ def greedy_runs(handle: ModelHandle, prompts: Sequence[str], max_tokens: int) ->
     )
 
 
-def _forward(handle: ModelHandle, ids, mask, hook_names: Sequence[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _forward(
+    handle: ModelHandle, ids: torch.Tensor, mask: torch.Tensor, hook_names: Sequence[str]
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     store: dict[str, torch.Tensor] = {}
     hooks = [(name, lambda t, hook, name=name: store.__setitem__(name, t.detach())) for name in hook_names]
     device = handle.model.device
@@ -114,7 +116,9 @@ def _forward(handle: ModelHandle, ids, mask, hook_names: Sequence[str]) -> tuple
     return store, logits.detach()
 
 
-def direct_logits(handle: ModelHandle, layer: int, head: int, z, attn_out, resid) -> torch.Tensor:
+def direct_logits(
+    handle: ModelHandle, layer: int, head: int, z: torch.Tensor, attn_out: torch.Tensor, resid: torch.Tensor
+) -> torch.Tensor:
     """``a``: the head's direct effect on the logits at each position (see the module docstring):
     ``z`` ``[..., d_head]`` its output, ``attn_out`` ``[..., d_model]`` its layer's attention output
     (for models that normalise it), ``resid`` ``[..., d_model]`` the final residual stream."""
@@ -137,14 +141,14 @@ def _summary(per_prompt: np.ndarray, seed: int) -> dict:
     return {"mean": ci.mean, "ci_low": ci.ci_low, "ci_high": ci.ci_high, "n_prompts": int(per_prompt.size)}
 
 
-def _decode(handle: ModelHandle, ids) -> list[str]:
+def _decode(handle: ModelHandle, ids: Iterable[int] | torch.Tensor) -> list[str]:
     return [handle.tokenizer.decode([int(i)]) for i in ids]
 
 
 def dla(
     handle: ModelHandle,
-    targets,
-    sources,
+    targets: Sequence[str],
+    sources: Sequence[str],
     emotion: str,
     layer: int,
     head: int,
@@ -201,7 +205,7 @@ def dla(
     }
 
 
-def _text_tokens(handle: ModelHandle, prompts) -> list[int]:
+def _text_tokens(handle: ModelHandle, prompts: Iterable[str]) -> list[int]:
     return [t for p in prompts for t in handle.tokenizer(p, add_special_tokens=False).input_ids]
 
 
@@ -223,7 +227,16 @@ def ov_logits(handle: ModelHandle, layer: int, head: int, token_ids: torch.Tenso
     return logits - logits.mean(-1, keepdim=True)
 
 
-def ov(handle: ModelHandle, targets, sources, emotion: str, layer: int, head: int, *, top: int = 10) -> dict:
+def ov(
+    handle: ModelHandle,
+    targets: Sequence[str],
+    sources: Sequence[str],
+    emotion: str,
+    layer: int,
+    head: int,
+    *,
+    top: int = 10,
+) -> dict:
     """The head's OV circuit on the source and target prompts' tokens (see the module docstring)."""
     kw = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))
     out: dict = {"measure": "centred logits the head writes when it attends fully to a token (full OV circuit)"}
@@ -264,7 +277,15 @@ QK_PARTS = ("first_token", "prompt_text", "aligned_with_source", "template", "ge
 
 
 def qk(
-    handle: ModelHandle, targets, sources, emotion: str, layer: int, head: int, *, max_tokens: int = 30, seed: int = 0
+    handle: ModelHandle,
+    targets: Sequence[str],
+    sources: Sequence[str],
+    emotion: str,
+    layer: int,
+    head: int,
+    *,
+    max_tokens: int = 30,
+    seed: int = 0,
 ) -> dict:
     """Where the head attends, from generated positions and from the source prompts' final position."""
     tok = handle.tokenizer

@@ -15,12 +15,16 @@ atomically) and a per-head plot under ``results/<profile>/plots/heads/``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
 from harness.metrics import get_metric
 from harness.metrics.next_token import keyword_tracks
-from harness.patch.hooks import baseline_hooks, patch_hooks
+from harness.model.loading import ModelHandle
+from harness.patch.hooks import PatchConfig, baseline_hooks, patch_hooks
 from harness.patch.modes import MODES
 from harness.patch.source import capture_source
-from harness.run.generation import GenerationConfig, generate
+from harness.run.generation import GenerationConfig, GenerationResult, generate
 from harness.run.prompts import keyword_emotions
 from harness.stats import bootstrap_mean_ci, sign_test
 
@@ -35,12 +39,19 @@ def generation_config(run):
     return GenerationConfig.from_settings(run, batch_size=run.batch_size if isinstance(run.batch_size, int) else 128)
 
 
-def _no_progress(total: int, label: str):
+def _no_progress(total: int, label: str) -> tuple[Any, Callable[[], None]]:
     return None, lambda: None
 
 
 def run_patching(
-    handle, patch, gen_cfg, sources, targets, prompt_format, status=lambda m: None, progress=_no_progress
+    handle: ModelHandle,
+    patch: PatchConfig,
+    gen_cfg: GenerationConfig,
+    sources: Sequence[str],
+    targets: Sequence[str],
+    prompt_format: str,
+    status: Callable[[str], None] = lambda m: None,
+    progress: Callable[[int, str], tuple[Any, Callable[[], None]]] = _no_progress,
 ) -> dict:
     """Baseline and patched generations, per-prompt scores and the summary table. ``status`` gets
     one line per step; ``progress(total, label)`` returns ``(tick, close)`` for a progress bar."""
@@ -80,14 +91,14 @@ def table_metrics() -> list[str]:
     ]
 
 
-def score_runs(baseline, patched, sources, seed: int) -> dict:
+def score_runs(baseline: GenerationResult, patched: GenerationResult, sources: Sequence[str], seed: int) -> dict:
     """Per-prompt texts and scores, and the summary table with bootstrap CIs over prompts."""
 
     metrics = table_metrics()
     base, pat = baseline.by_prompt(), patched.by_prompt()
-    prompts = []
+    prompts: list[dict[str, Any]] = []
     for i in sorted(base):
-        entry = {
+        entry: dict[str, Any] = {
             "index": i,
             "target": base[i][0].prompt,
             "source_index": i % len(sources),
@@ -136,7 +147,7 @@ def score_runs(baseline, patched, sources, seed: int) -> dict:
     return {"prompts": prompts, "summary": summary, "generations_identical": {"prompts": identical, "of": len(prompts)}}
 
 
-def _mean(values) -> float:
+def _mean(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values)
 

@@ -35,7 +35,9 @@ generated token) and A_lh[q, k] is head (l, h)'s attention from q to key positio
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +47,7 @@ from harness.model.loading import ModelHandle
 from harness.model.names import act_name
 from harness.run.generation import position_ids
 from harness.run.prompts import load_keywords
-from harness.run.templating import format_prompts
+from harness.run.templating import FormattedPrompts, format_prompts
 from harness.stats import bootstrap_mean_ci_grid
 
 
@@ -102,7 +104,7 @@ def _normalized_with_map(text: str) -> tuple[str, list[int]]:
     return norm, where
 
 
-def template_suffix(tokenizer, prompt_format: str) -> str:
+def template_suffix(tokenizer: Any, prompt_format: str) -> str:
     """What the prompt format puts after the prompt's text (the same for every prompt)."""
 
     sentinel = "\x00prompt\x00"
@@ -110,7 +112,7 @@ def template_suffix(tokenizer, prompt_format: str) -> str:
 
 
 def prompt_tokens(
-    tokenizer, templated: str, prompt: str, matcher, add_special_tokens: bool, suffix: str = ""
+    tokenizer: Any, templated: str, prompt: str, matcher: PhraseMatcher, add_special_tokens: bool, suffix: str = ""
 ) -> PromptTokens:
     """Locate the prompt's text (just before the template's ``suffix``) and its keyword tokens
     inside the tokenized ``templated`` string."""
@@ -128,7 +130,9 @@ def prompt_tokens(
     return PromptTokens(len(offsets), inside[0], inside[-1], keywords)
 
 
-def last_position_attention(handle: ModelHandle, fmt, texts=None, *, batch_size: int = 32) -> list[torch.Tensor]:
+def last_position_attention(
+    handle: ModelHandle, fmt: FormattedPrompts, texts: Sequence[str] | None = None, *, batch_size: int = 32
+) -> list[torch.Tensor]:
     """Per templated text of ``fmt`` (a :class:`~harness.run.templating.FormattedPrompts`; ``texts``
     picks some of them): attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
 
@@ -160,7 +164,9 @@ def last_position_attention(handle: ModelHandle, fmt, texts=None, *, batch_size:
     return out
 
 
-def _attention_rows(handle: ModelHandle, fmt, tokens: list[PromptTokens], which: list[int]) -> list[torch.Tensor]:
+def _attention_rows(
+    handle: ModelHandle, fmt: FormattedPrompts, tokens: list[PromptTokens], which: list[int]
+) -> list[torch.Tensor]:
     """:func:`last_position_attention` for prompts ``which`` of ``fmt``, checked against their token counts."""
     rows = last_position_attention(handle, fmt, [fmt.texts[i] for i in which])
     for a, i in zip(rows, which):
@@ -175,8 +181,8 @@ MIN_TARGETS_PER_DISTANCE = 10
 
 def screen(
     handle: ModelHandle,
-    emotion_prompts,
-    neutral_prompts,
+    emotion_prompts: Sequence[str],
+    neutral_prompts: Sequence[str],
     emotion: str,
     *,
     target: str = "neutral",
@@ -232,7 +238,15 @@ def screen(
     return Screen(emotion, target, me, mn, used, excluded, no_keyword, n_kw, n_clipped)
 
 
-def _pooled(handle: ModelHandle, emotion: str, target: str, fe, fn, te, tn) -> Screen:
+def _pooled(
+    handle: ModelHandle,
+    emotion: str,
+    target: str,
+    fe: FormattedPrompts,
+    fn: FormattedPrompts,
+    te: list[PromptTokens],
+    tn: list[PromptTokens],
+) -> Screen:
     lengths = np.array([t.text_last - t.text_first + 1 for t in tn])
     need = min(MIN_TARGETS_PER_DISTANCE, len(tn))
     n_dist = int(sum((lengths > d).sum() >= need for d in range(int(lengths.max()))))
@@ -273,7 +287,9 @@ def _pooled(handle: ModelHandle, emotion: str, target: str, fe, fn, te, tn) -> S
     )
 
 
-def mean_ci(result: Screen, *, seed: int, n_resamples: int = 2000, confidence: float = 0.95):
+def mean_ci(
+    result: Screen, *, seed: int, n_resamples: int = 2000, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """95% CI of mean Δattention per head, ``(low, high)`` arrays ``[n_layers, n_heads]``.
 
     ``paired``: BCa bootstrap over pairs (:func:`harness.stats.bootstrap_mean_ci`). ``pooled``:
@@ -312,7 +328,7 @@ def compare_with_sweep(screen_means: np.ndarray, sweep_doc: dict, top: int = 10)
     return {"spearman_rho": float(rho), "spearman_p": float(p), "top": top, "top_overlap": len(by_screen & by_sweep)}
 
 
-def check_sweep_matches(sweep_doc: dict, handle, emotion: str) -> None:
+def check_sweep_matches(sweep_doc: dict, handle: ModelHandle, emotion: str) -> None:
     """A sweep compared with this screen must be of the same emotion, weights and head grid
     (a sweep of other weights with the same grid would give a meaningless correlation)."""
     if sweep_doc["emotion"] != emotion:

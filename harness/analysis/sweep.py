@@ -33,6 +33,7 @@ Also here: :func:`combinations` (the top-k heads patched together vs. each alone
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ from harness.model.loading import ModelHandle
 from harness.model.names import act_name
 from harness.patch.hooks import PatchConfig, patch_hooks
 from harness.patch.modes import MODES, Row, get_mode
-from harness.patch.source import aligned_positions, capture_source, source_length
+from harness.patch.source import SourceActivations, aligned_positions, capture_source, source_length
 from harness.run.generation import position_ids
 from harness.run.templating import format_prompts
 from harness.stats import adjust_pvalues, bootstrap_mean_ci, bootstrap_mean_ci_grid, paired_effect, tost
@@ -88,7 +89,13 @@ class Sweep:
 
 
 def last_position_values(
-    handle: ModelHandle, mode: str, layer: int, src, tgt, pair: list[int], target_lengths: list[int]
+    handle: ModelHandle,
+    mode: str,
+    layer: int,
+    src: SourceActivations,
+    tgt: SourceActivations,
+    pair: list[int],
+    target_lengths: list[int],
 ) -> torch.Tensor:
     """The ``mode`` patch's replacement z at each target's final position, ``[n, n_heads, d_head]``.
 
@@ -115,7 +122,7 @@ def last_position_values(
 _FAN_OUT_KWARGS = ("hidden_states", "attention_mask", "position_ids", "position_embeddings")
 
 
-def _fan_out(n: int, variants: int):
+def _fan_out(n: int, variants: int) -> Callable:
     """Forward pre-hook for a decoder block: batch-n tensors (hidden states, mask, positions,
     rotary tables) become n·variants rows, row i·variants + k being variant k of prompt i."""
 
@@ -132,7 +139,7 @@ def _fan_out(n: int, variants: int):
     return hook
 
 
-def _resize_cache_layer(cache_layer, n: int, variants: int, want_expanded: bool, is_expanded: bool) -> None:
+def _resize_cache_layer(cache_layer: Any, n: int, variants: int, want_expanded: bool, is_expanded: bool) -> None:
     if want_expanded == is_expanded or not getattr(cache_layer, "is_initialized", True):
         return
     for name in ("keys", "values"):
@@ -142,11 +149,11 @@ def _resize_cache_layer(cache_layer, n: int, variants: int, want_expanded: bool,
 
 def sweep(
     handle: ModelHandle,
-    targets,
-    sources,
+    targets: Sequence[str],
+    sources: Sequence[str],
     emotion: str,
     *,
-    layers=None,
+    layers: Sequence[int] | None = None,
     mode: str = "z",
     prompt_format: str | None = None,
 ) -> Sweep:
@@ -155,7 +162,6 @@ def sweep(
     from transformers import DynamicCache
 
     patch_mode = get_mode(mode)
-
     model, shape = handle.model, handle.shape
     layers = list(range(shape.n_layers)) if layers is None else list(layers)
     targets, sources = list(targets), list(sources)
@@ -224,7 +230,14 @@ def sweep(
 
 
 def patched_deltas(
-    handle: ModelHandle, targets, sources, emotion: str, head_sets, *, mode: str = "z", prompt_format: str | None = None
+    handle: ModelHandle,
+    targets: Sequence[str],
+    sources: Sequence[str],
+    emotion: str,
+    head_sets: Sequence[Sequence[tuple[int, int]]],
+    *,
+    mode: str = "z",
+    prompt_format: str | None = None,
 ) -> np.ndarray:
     """Δ keyword log-prob per prompt for each set of heads patched together (``mode``, ``last``),
     with full forwards through the patching engine: ``[len(head_sets), n]``."""
@@ -235,13 +248,20 @@ def patched_deltas(
     base = keyword_logprob(handle, targets, emotion, prompt_format=prompt_format)
     out = []
     for hs in head_sets:
-        hooks = patch_hooks(handle, PatchConfig(hs, mode, "last"), src)
+        hooks = patch_hooks(handle, PatchConfig(tuple(hs), mode, "last"), src)
         out.append((keyword_logprob(handle, targets, emotion, hooks=hooks, prompt_format=prompt_format) - base).numpy())
     return np.stack(out)
 
 
 def reference_sweep(
-    handle: ModelHandle, targets, sources, emotion: str, heads, *, mode: str = "z", prompt_format: str | None = None
+    handle: ModelHandle,
+    targets: Sequence[str],
+    sources: Sequence[str],
+    emotion: str,
+    heads: Sequence[tuple[int, int]],
+    *,
+    mode: str = "z",
+    prompt_format: str | None = None,
 ) -> np.ndarray:
     """The sweep's Δ one head at a time with full forwards: ``[len(heads), n]``."""
     return patched_deltas(
@@ -251,10 +271,10 @@ def reference_sweep(
 
 def combinations(
     handle: ModelHandle,
-    targets,
-    sources,
+    targets: Sequence[str],
+    sources: Sequence[str],
     sweep_result: Sweep,
-    heads,
+    heads: Sequence[tuple[int, int]],
     *,
     seed: int = 0,
     prompt_format: str | None = None,
@@ -267,7 +287,7 @@ def combinations(
     Single-head Δ come from ``sweep_result`` (the same quantity, see the equality tests).
     """
 
-    heads = [tuple(h) for h in heads]
+    heads = [(h[0], h[1]) for h in heads]  # lists (from a document) or tuples
     joint = patched_deltas(
         handle,
         targets,

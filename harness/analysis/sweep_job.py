@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.analysis.attribution import agreement, attribution
-from harness.analysis.sweep import SCHEMA, SCHEMA_VERSION, claim_rows, combinations, sweep
+from harness.analysis.sweep import SCHEMA, SCHEMA_VERSION, Sweep, claim_rows, combinations, sweep
 from harness.claims.spec import claims_toml, load_claims
 from harness.core.results import atomic_write_text, environment, file_stem
 from harness.model.loading import load_model
@@ -46,7 +47,18 @@ class SweepOptions:
 class SweepBackend(Protocol):
     """Sweeps layers elsewhere (:class:`harness.distributed.RayBackend`: sharded across actors)."""
 
-    def sweep(self, model: str, targets, sources, emotion: str, *, mode: str, layers, device: str, dtype: str): ...
+    def sweep(
+        self,
+        model: str,
+        targets: Sequence[str],
+        sources: Sequence[str],
+        emotion: str,
+        *,
+        mode: str,
+        layers: Sequence[int],
+        device: str,
+        dtype: str,
+    ) -> Sweep: ...
 
 
 @dataclass

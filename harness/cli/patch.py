@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from harness.analysis.head_patching import SCHEMA, format_summary, generation_config
 from harness.analysis.patch_job import PatchRequest, run_patch_job
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _progress(total: int, label: str):
+def _progress(total: int, label: str) -> tuple[Any, Callable[[], None]]:
     """A tqdm bar on a terminal; silent otherwise. Returns (callback, close)."""
     if not sys.stderr.isatty():
         return None, lambda: None

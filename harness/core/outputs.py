@@ -34,7 +34,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program was (see :func:`terminate_as_interrupt`)."""
 
 
-def _raise_terminated(signum, frame) -> None:
+def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
@@ -155,7 +155,7 @@ class PendingFiles:
     def __enter__(self) -> PendingFiles:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.discard()  # what was not committed: an error or an interruption on the way
 
 
@@ -199,7 +199,7 @@ class Staging:
     def __enter__(self) -> Staging:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.discard()
 
 

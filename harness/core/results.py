@@ -17,7 +17,9 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
+from typing import BinaryIO, NoReturn
 
 from harness.core.errors import UserError
 from harness.core.outputs import write_temporary
@@ -195,7 +197,7 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def atomic_write(path: str, write) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
     """``write(binary file)`` into a temporary file next to ``path``, then rename: never half a
     file, and no temporary left when interrupted (:func:`harness.core.outputs.write_temporary`)."""
     tmp = write_temporary(path, write)
@@ -215,7 +217,7 @@ def result_bytes(doc: dict, path: str) -> bytes:
     return pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number (this code stores a missing number as null)")
 
 

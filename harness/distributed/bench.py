@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from harness.analysis.evaluate import evaluate
+from harness.claims.result import ClaimResult
 from harness.claims.spec import Claim
 from harness.distributed.ray_backend import RayBackend
 
@@ -76,7 +77,7 @@ def bench_distributed(model: str, workers: int, n_prompts: int = 12, address: st
     }
 
 
-def findings_difference(a, b, tol: float = 1e-6) -> dict:
+def findings_difference(a: ClaimResult, b: ClaimResult, tol: float = 1e-6) -> dict:
     """How two results of one claim differ: the same error, verdict and p-values (to 1e-9), and
     per-prompt effects within ``tol``."""
     pa, pb = np.asarray(a.delta, dtype=float), np.asarray(b.delta, dtype=float)
@@ -94,7 +95,7 @@ def findings_difference(a, b, tol: float = 1e-6) -> dict:
     return {"same": bool(same), "verdict": a.verdict, "max_per_prompt_diff": gap}
 
 
-def _close(x, y, rel: float = 1e-9) -> bool:
+def _close(x: float | None, y: float | None, rel: float = 1e-9) -> bool:
     if x is None or y is None:
         return x is y
     return abs(x - y) <= rel * max(1.0, abs(x))

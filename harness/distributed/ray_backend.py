@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.analysis.sweep import sweep
+from harness.analysis.sweep import Sweep, sweep
 from harness.claims.execute import Execution, execute
 from harness.claims.plan import Group, Plan, split_jobs
 from harness.core.errors import UserError
@@ -110,7 +110,7 @@ class RayBackend:
                 raise UserError(f"--ray-address {self.address!r}: cannot connect ({exc})") from None
         return ray
 
-    def _workers(self, ray, device: str, dtype: str, model_paths: dict) -> tuple[Any, dict]:
+    def _workers(self, ray: Any, device: str, dtype: str, model_paths: dict) -> tuple[Any, dict]:
         """The actor class (a GPU each where the cluster has GPUs and the run asks for CUDA, one CPU
         otherwise) and the settings every actor starts with."""
         import torch
@@ -126,7 +126,7 @@ class RayBackend:
         worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
         return worker_cls, settings
 
-    def _dispatch(self, ray, worker_cls, settings: dict, tasks: list[Callable[[Any], Any]]) -> list:
+    def _dispatch(self, ray: Any, worker_cls: Any, settings: dict, tasks: list[Callable[[Any], Any]]) -> list:
         """Each task (actor -> object ref) on an idle actor, as many actors as workers; a task whose
         actor dies is rerun on a fresh actor, up to :data:`RETRIES` times. Returns the results in
         task order."""
@@ -181,7 +181,18 @@ class RayBackend:
             done.merge(part)  # a baseline computed by several jobs: all equal
         return done
 
-    def sweep(self, model: str, targets, sources, emotion: str, *, mode: str, layers, device: str, dtype: str):
+    def sweep(
+        self,
+        model: str,
+        targets: Sequence[str],
+        sources: Sequence[str],
+        emotion: str,
+        *,
+        mode: str,
+        layers: Sequence[int],
+        device: str,
+        dtype: str,
+    ) -> Sweep:
         """:func:`harness.analysis.sweep.sweep` over ``layers`` sharded by layer across the actors
         (round robin: deeper layers cost less). A layer's Δ does not depend on which other layers
         a sweep holds, so the merged result equals a local sweep's; the baseline is the shard's
@@ -215,7 +226,9 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def sweep(self, model: str, targets, sources, emotion: str, mode: str, layers):
+    def sweep(
+        self, model: str, targets: Sequence[str], sources: Sequence[str], emotion: str, mode: str, layers: Sequence[int]
+    ) -> Sweep:
         return sweep(self.models(model), targets, sources, emotion, layers=layers, mode=mode)
 
     def run(self, job: Group) -> Execution:

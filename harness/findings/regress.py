@@ -20,7 +20,7 @@ from harness.core.errors import terminal_safe
 from harness.findings.schema import claims_by_id
 
 
-def _short(x) -> str:
+def _short(x: object) -> str:
     """Commits and sha256 digests to their first 12 hex digits."""
     hexdigits = set("0123456789abcdef")
     return x[:12] if isinstance(x, str) and len(x) >= 40 and set(x) <= hexdigits else str(x)
@@ -67,7 +67,7 @@ def warnings_diff(old: dict, new: dict) -> str:
     return "" if a == b else f"{','.join(sorted(a)) or 'none'} -> {','.join(sorted(b)) or 'none'}"
 
 
-def _num(x) -> float:
+def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 

@@ -10,7 +10,7 @@ in a renderer. Fields nobody reads are kept as they are (``extra="allow"``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -220,7 +220,7 @@ _UNION_TAGS = (
 )  # pydantic's names of a union's arms
 
 
-def _dotted(loc) -> str:
+def _dotted(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
@@ -236,12 +236,12 @@ def _value(doc, loc):
     return doc
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _problem(doc: dict, err: Mapping[str, Any], where_of) -> str:
+def _problem(doc: dict, err: Mapping[str, Any], where_of: Callable[[int, object], str]) -> str:
     """One line for pydantic's first error: the claim (index and id), the field, its value and
     what it must be."""
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
@@ -274,7 +274,7 @@ def check_findings(doc: dict, path: str, *, complete: bool = False) -> dict:
     reports read, typed) and, when ``complete``, require the fields the reports and plots read;
     a :class:`UserError` names the file, the claim (index and id) and the field. Returns ``doc``."""
 
-    def where_of(i: int, rec) -> str:
+    def where_of(i: int, rec: object) -> str:
         cid = rec.get("claim", {}).get("id") if isinstance(rec, dict) and isinstance(rec.get("claim"), dict) else None
         return f"claims[{i}]" + (f" ({cid!r})" if isinstance(cid, str) else "")
 

@@ -26,6 +26,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
 from harness.core.extensions import load_entry_points, origin
@@ -40,14 +41,14 @@ from harness.run.prompts import keyword_emotions, load_keywords, prompts_dir
 @dataclass(frozen=True)
 class Metric:
     name: str
-    fn: Callable[[str], float]
+    fn: Callable[[Any], float]  # text -> score, or (model-side) Generation -> score
     lower: float
     upper: float
     higher_means: str  # what a higher score means, for reports
     description: str
     on: str = "text"  # "text": fn(str); "generation": fn(Generation), a model-side metric
 
-    def __call__(self, item) -> float:
+    def __call__(self, item: object) -> float:
         if self.on == "generation":
             if not hasattr(item, "tracked"):
                 raise UserError(
@@ -59,13 +60,13 @@ class Metric:
             raise TypeError(f"metric {self.name!r} scores str, got {type(item).__name__}")
         return float(self.fn(item))
 
-    def score(self, generation) -> float:
+    def score(self, generation: Any) -> float:
         """Score one :class:`~harness.run.generation.Generation` (its text, or its tracked values)."""
         return self(generation if self.on == "generation" else generation.text)
 
 
-def _mean_tracked(name: str, key: str):
-    def fn(generation) -> float:
+def _mean_tracked(name: str, key: str) -> Callable[[Any], float]:
+    def fn(generation: Any) -> float:
         values = generation.tracked.get(key)
         if values is None:
             raise UserError(

@@ -17,15 +17,19 @@ deduplicated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 
-from harness.run.generation import forward
+from harness.model.loading import ModelHandle
+from harness.run.generation import BatchInfo, HookList, forward
 from harness.run.prompts import keyword_emotions, load_keywords
 
 MIN_PREFIX_LETTERS = 5
 
 
-def keyword_token_ids(tokenizer, emotion: str) -> list[int]:
+def keyword_token_ids(tokenizer: Any, emotion: str) -> list[int]:
     ids: set[int] = set()
     for kw in load_keywords(emotion).keywords:
         if " " in kw:
@@ -46,14 +50,20 @@ def track_key(emotion: str) -> str:
     return f"keywords:{emotion}"
 
 
-def keyword_tracks(tokenizer) -> dict[str, list[int]]:
+def keyword_tracks(tokenizer: Any) -> dict[str, list[int]]:
     """``generate(track=...)`` argument recording every keyword emotion's first-token mass."""
 
     return {track_key(e): keyword_token_ids(tokenizer, e) for e in keyword_emotions()}
 
 
 def keyword_logprob(
-    handle, prompts, emotion: str, *, hooks=None, prompt_format: str | None = None, batch_size: int = 64
+    handle: ModelHandle,
+    prompts: Iterable[str],
+    emotion: str,
+    *,
+    hooks: HookList | Callable[[BatchInfo], HookList] | None = None,
+    prompt_format: str | None = None,
+    batch_size: int = 64,
 ) -> torch.Tensor:
     """Per prompt: log-probability mass on the emotion's keyword first-tokens at the next position."""
     ids = torch.tensor(keyword_token_ids(handle.tokenizer, emotion))

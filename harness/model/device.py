@@ -103,7 +103,7 @@ def free_memory_bytes(device: str) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def bytes_per_row(shape, vocab: int, positions: int, dtype: str) -> int:
+def bytes_per_row(shape: Any, vocab: int, positions: int, dtype: str) -> int:
     """Memory one generation row holds at its peak: every layer's keys and values over
     ``positions`` (doubled: the cache grows into spare room), the prefill's activations (a few
     ``d_model``/MLP-wide tensors per position) and the step's logits, log-probs, sampling
@@ -115,7 +115,7 @@ def bytes_per_row(shape, vocab: int, positions: int, dtype: str) -> int:
     return kv + activations + attention + 6 * vocab * 4
 
 
-def auto_batch_size(shape, vocab: int, positions: int, dtype: str, device: str, *, share: float = 0.5) -> int:
+def auto_batch_size(shape: Any, vocab: int, positions: int, dtype: str, device: str, *, share: float = 0.5) -> int:
     """Rows per batch that fit in ``share`` of the device's free memory (1 to :data:`MAX_AUTO_BATCH`)."""
     per_row = bytes_per_row(shape, vocab, positions, dtype)
     return max(1, min(MAX_AUTO_BATCH, int(free_memory_bytes(device) * share) // per_row))
@@ -141,7 +141,7 @@ def merged_placement(flags: dict[str, Any], defaults: dict[str, Any] | None = No
     The one merge the commands and the pytest plugin share."""
     defaults = defaults or {}
 
-    def pick(key: str):
+    def pick(key: str) -> Any:
         return flags[key] if flags.get(key) is not None else defaults.get(key)
 
     where = placement(pick("device"), pick("dtype"))

@@ -89,7 +89,16 @@ class BlockHooks(nn.Module):
 # ---------------------------------------------------------------- attention function
 
 
-def _explicit_attention(hooks: AttentionHooks | None, module, query, key, value, attention_mask, scaling, softcap=None):
+def _explicit_attention(
+    hooks: AttentionHooks | None,
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    softcap: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention with the pattern materialised and passed through ``hook_pattern``.
 
     ``softcap`` (Gemma 2's attention-logit soft-capping): scores become ``softcap ·
@@ -143,18 +152,18 @@ def _register_attention() -> None:
 # ---------------------------------------------------------------- per-architecture adapters
 
 
-def _llama_layer(model, layer: int):
+def _llama_layer(model: Any, layer: int) -> tuple[Any, Any, Any, int | str | None]:
     attn = model.model.layers[layer].self_attn
     return attn, attn.v_proj, attn.o_proj, None
 
 
-def _gpt2_layer(model, layer: int):
+def _gpt2_layer(model: Any, layer: int) -> tuple[Any, Any, Any, int | str | None]:
     attn = model.transformer.h[layer].attn
     # c_attn emits [q | k | v] along the last axis; values start after 2·d_model columns
     return attn, attn.c_attn, attn.c_proj, 2 * model.config.hidden_size
 
 
-def _phi3_layer(model, layer: int):
+def _phi3_layer(model: Any, layer: int) -> tuple[Any, Any, Any, int | str | None]:
     attn = model.model.layers[layer].self_attn
     # qkv_proj emits [q (n_heads·d_head) | k (n_kv·d_head) | v (n_kv·d_head)]
     cfg = model.config
@@ -162,7 +171,7 @@ def _phi3_layer(model, layer: int):
     return attn, attn.qkv_proj, attn.o_proj, (cfg.num_attention_heads + cfg.num_key_value_heads) * d_head
 
 
-def _gpt_neox_layer(model, layer: int):
+def _gpt_neox_layer(model: Any, layer: int) -> tuple[Any, Any, Any, int | str | None]:
     attn = model.gpt_neox.layers[layer].attention
     # query_key_value emits, per head, [q_h | k_h | v_h] (interleaved by head, not by kind)
     return attn, attn.query_key_value, attn.dense, NEOX_INTERLEAVED
@@ -193,7 +202,7 @@ class HookedModel(HookedRootModule):
     hf_model: Any  # a transformers PreTrainedModel, held outside the module tree
     blocks: nn.ModuleList
 
-    def __init__(self, model, shape: ModelShape) -> None:
+    def __init__(self, model: Any, shape: ModelShape) -> None:
         super().__init__()
         self.shape = shape
         self.blocks = nn.ModuleList(BlockHooks() for _ in range(shape.n_layers))
@@ -245,7 +254,7 @@ class HookedModel(HookedRootModule):
             _ATTN_HOOKS.pop(ADAPTERS[self.shape.architecture](self.hf_model, layer)[0], None)
         self.hf_model.set_attn_implementation(self._plain_attention)
 
-    def _v_hook(self, hp: HookPoint, offset: int | str | None):
+    def _v_hook(self, hp: HookPoint, offset: int | str | None) -> Callable:
         kv, d_head = self.shape.n_kv_heads, self.shape.d_head
 
         def hook(_module, _inputs, out):
@@ -264,7 +273,7 @@ class HookedModel(HookedRootModule):
         return hook
 
     @staticmethod
-    def _resid_pre_hook(hp: HookPoint):
+    def _resid_pre_hook(hp: HookPoint) -> Callable:
         def hook(_module, args, kwargs):
             if not hp.has_hooks(dir="fwd"):
                 return None
@@ -275,7 +284,7 @@ class HookedModel(HookedRootModule):
         return hook
 
     @staticmethod
-    def _resid_post_hook(hp: HookPoint):
+    def _resid_post_hook(hp: HookPoint) -> Callable:
         def hook(_module, _inputs, out):
             if not hp.has_hooks(dir="fwd"):
                 return None
@@ -285,7 +294,7 @@ class HookedModel(HookedRootModule):
 
         return hook
 
-    def _z_hook(self, hp: HookPoint):
+    def _z_hook(self, hp: HookPoint) -> Callable:
         heads, d_head = self.shape.n_heads, self.shape.d_head
 
         def hook(_module, args):

@@ -105,7 +105,7 @@ class ModelHandle:
         return torch.device(self.device)
 
 
-def weights_sha256(model) -> str:
+def weights_sha256(model: Any) -> str:
     """SHA-256 over every parameter and buffer as loaded (name, dtype, shape, bytes)."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -133,7 +133,9 @@ def _prepare_tokenizer(tok):
     return tok
 
 
-def _finish(name: str, source: str, model, tok, prompt_format: str, weights_digest: str | None = None) -> ModelHandle:
+def _finish(
+    name: str, source: str, model: Any, tok: Any, prompt_format: str, weights_digest: str | None = None
+) -> ModelHandle:
     """The handle of a loaded model, made fp32 and eval; ``weights_digest``: its
     :func:`weights_sha256` when the caller has already computed it (fp32 weights)."""
     if any(p.dtype != torch.float32 for p in model.parameters()):
@@ -196,7 +198,7 @@ def _load_smollm2() -> ModelHandle:
 _TOKENIZER_PROBE = "<|im_start|>user\n Thank you so much! Grüße, 42 naïve 😊<|im_end|>"
 
 
-def _store_atomically(target: str, model, tok, weights_digest: str) -> None:
+def _store_atomically(target: str, model: Any, tok: Any, weights_digest: str) -> None:
     """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized

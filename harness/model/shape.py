@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from harness.core.errors import ModelUnavailableError
 
@@ -48,7 +49,7 @@ _ARCHITECTURES = {
 }
 
 
-def model_shape(model) -> ModelShape:
+def model_shape(model: Any) -> ModelShape:
     """Read the attention shape from a Hugging Face model's config."""
     cls = type(model).__name__
     if cls not in _ARCHITECTURES:

@@ -28,6 +28,7 @@ import functools
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,14 +55,14 @@ def gpt2_tokenizer():
     return tok
 
 
-def _seeded(build, seed: int):
+def _seeded(build: Callable[[], Any], seed: int) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build()
     return model.eval()
 
 
-def build_tiny_gpt2(seed: int = SEED):
+def build_tiny_gpt2(seed: int = SEED) -> Any:
     """GPT-2 architecture, 2 layers x 12 heads, d_model 96, real GPT-2 vocabulary."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -98,14 +99,14 @@ _GQA: dict[str, Any] = {
 }
 
 
-def build_tiny_llama_gqa(seed: int = SEED):
+def build_tiny_llama_gqa(seed: int = SEED) -> Any:
     """Llama architecture with GQA (6 query heads over 2 KV heads), 2 layers, d_head 16."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     return _seeded(lambda: LlamaForCausalLM(LlamaConfig(**_GQA)), seed), gpt2_tokenizer()
 
 
-def build_tiny_qwen2(seed: int = SEED):
+def build_tiny_qwen2(seed: int = SEED) -> Any:
     """Qwen2 architecture (q/k/v biases), tiny-llama-gqa's shape."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -113,7 +114,7 @@ def build_tiny_qwen2(seed: int = SEED):
     return _seeded(lambda: Qwen2ForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_qwen3(seed: int = SEED):
+def build_tiny_qwen3(seed: int = SEED) -> Any:
     """Qwen3 architecture (per-head RMS norms on queries and keys), tiny-llama-gqa's shape."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -121,7 +122,7 @@ def build_tiny_qwen3(seed: int = SEED):
     return _seeded(lambda: Qwen3ForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_mistral_swa(seed: int = SEED):
+def build_tiny_mistral_swa(seed: int = SEED) -> Any:
     """Mistral architecture with an 8-token sliding window, tiny-llama-gqa's shape."""
     from transformers import MistralConfig, MistralForCausalLM
 
@@ -129,7 +130,7 @@ def build_tiny_mistral_swa(seed: int = SEED):
     return _seeded(lambda: MistralForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_gpt_neox(seed: int = SEED):
+def build_tiny_gpt_neox(seed: int = SEED) -> Any:
     """GPT-NeoX architecture (Pythia's): 2 layers x 6 heads, d_head 16, fused per-head [q|k|v],
     rotary on a quarter of each head's dimensions, parallel residual."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -152,7 +153,7 @@ def build_tiny_gpt_neox(seed: int = SEED):
     return _seeded(lambda: GPTNeoXForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_phi3(seed: int = SEED):
+def build_tiny_phi3(seed: int = SEED) -> Any:
     """Phi-3 architecture (fused [q | k | v] projection with GQA), tiny-llama-gqa's shape."""
     from transformers import Phi3Config, Phi3ForCausalLM
 
@@ -160,7 +161,7 @@ def build_tiny_phi3(seed: int = SEED):
     return _seeded(lambda: Phi3ForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_gemma(seed: int = SEED):
+def build_tiny_gemma(seed: int = SEED) -> Any:
     """Gemma (1) architecture: Llama's layout with (1 + w) RMS norms, scaled embeddings, GeGLU;
     tiny-llama-gqa's shape."""
     from transformers import GemmaConfig, GemmaForCausalLM
@@ -169,7 +170,7 @@ def build_tiny_gemma(seed: int = SEED):
     return _seeded(lambda: GemmaForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_gemma2(seed: int = SEED):
+def build_tiny_gemma2(seed: int = SEED) -> Any:
     """Gemma 2 architecture (Gemma Scope's): attention-logit soft-capping (tanh, cap 50, which
     SDPA cannot do), sliding-window (8) and global layers alternating, query scaling by
     ``query_pre_attn_scalar``, final-logit soft-capping; tiny-llama-gqa's shape."""
@@ -187,7 +188,7 @@ def build_tiny_gemma2(seed: int = SEED):
     return _seeded(lambda: Gemma2ForCausalLM(config), seed), gpt2_tokenizer()
 
 
-def build_tiny_gemma3(seed: int = SEED):
+def build_tiny_gemma3(seed: int = SEED) -> Any:
     """Gemma 3 text architecture: query/key RMS norms, sliding-window (8) and global layers with
     their own rotary bases; tiny-llama-gqa's shape."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig

@@ -48,7 +48,7 @@ baseline run takes the same path and the patch stays the only difference.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -190,7 +190,7 @@ def baseline_hooks(cfg: PatchConfig) -> list:
     return identity_pattern_hooks(sorted(cfg.by_layer()) if get_mode(cfg.mode).target_pattern else ())
 
 
-def identity_pattern_hooks(layers) -> list:
+def identity_pattern_hooks(layers: Iterable[int]) -> list:
     """Identity hooks on ``layers``' attention patterns: those layers take the explicit softmax,
     as they do in a run that reads or edits the pattern there."""
     return [(act_name("pattern", layer), lambda t, hook: t) for layer in layers]

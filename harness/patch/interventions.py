@@ -147,7 +147,7 @@ def intervention_hooks(
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
 
-    def per_layer(layer_heads: list[int]):
+    def per_layer(layer_heads: list[int]) -> Callable:
         def hook(z, hook):
             z = z.clone()
             for h in layer_heads:

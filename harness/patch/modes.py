@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -119,7 +119,7 @@ class DeclaredSource:
                 f"add {kind!r} to its register_mode(needs=...)"
             )
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name in SOURCE_KINDS:
             self._check(name)
         return getattr(self._source, name)

@@ -34,7 +34,7 @@ above ``L``; ``later`` names every head above ``L`` that is not a sender.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -64,7 +64,9 @@ class Receivers:
         return ",".join([f"{l}:{h}" for l, h in self.heads] + ([DIRECT] if self.direct else []))
 
 
-def parse_receivers(text: str, senders, n_layers: int, n_heads: int, model: str = "") -> Receivers:
+def parse_receivers(
+    text: str, senders: Iterable[tuple[int, int]], n_layers: int, n_heads: int, model: str = ""
+) -> Receivers:
     """``"direct"``, ``"later"``, head specs (``"22:*,25:3"``) or a comma-separated mix, against
     ``senders`` (resolved heads): receiver heads lie above the lowest sender layer and are no sender."""
     if not isinstance(text, str) or not text.strip():
@@ -106,7 +108,7 @@ def check_path_mode(mode: str) -> None:
         )
 
 
-def _grow(n: int, copies: int):
+def _grow(n: int, copies: int) -> Callable:
     def grow(t):
         if isinstance(t, tuple):
             return tuple(grow(x) for x in t)
@@ -122,7 +124,7 @@ def _grow(n: int, copies: int):
     return hook
 
 
-def _keep_rows(rows: slice):
+def _keep_rows(rows: slice) -> Callable:
     def hook(_module, _inputs, out):
         if isinstance(out, tuple):
             return (out[0][rows], *out[1:])
@@ -157,7 +159,7 @@ def _path_set(streams: _Streams, runs: list[_PathRun], n: int) -> HookSet:
     run ``a`` in block ``a``."""
     total = len(runs) * n
 
-    def layer_hook(layer: int):
+    def layer_hook(layer: int) -> tuple[str, Callable]:
         name = act_name("z", layer)
 
         def hook(z, hook):

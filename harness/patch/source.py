@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -77,7 +77,7 @@ class _Reached(Exception):
 
 
 @contextlib.contextmanager
-def _stop_after(handle: ModelHandle, layer: int | None):
+def _stop_after(handle: ModelHandle, layer: int | None) -> Iterator[None]:
     """The forward pass ends after block ``layer`` (what a capture keeps is computed by then;
     None: it runs to the end)."""
     if layer is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from html import escape
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ class ReportTitle:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def pytest_html_report_title(self, report) -> None:
+    def pytest_html_report_title(self, report: Any) -> None:
         report.title = self.name
 
 
@@ -70,7 +71,7 @@ def stage_report(config: pytest.Config, run: ClaimsRun) -> str | None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:
     """Before pytest-html's own ``pytest_sessionstart`` reads the metadata for its Environment
     table: the packages the findings record and the git commit go there too."""
     try:
@@ -85,7 +86,9 @@ def pytest_sessionstart(session) -> None:
         meta["Commit"] = f"{git['commit']}{' (dirty)' if git['dirty'] else ''}" if git["commit"] else "unknown"
 
 
-def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
     """The style above, one line counting the run's verdicts (claims that do not hold fail their
     test, so pytest's passed/failed counts are verdict counts only for directional claims) and
     :func:`summary_table`."""
@@ -101,21 +104,21 @@ def pytest_html_results_summary(prefix, summary, postfix, session) -> None:
         prefix.append(summary_table(results))
 
 
-def _result(report) -> dict | None:
+def _result(report: pytest.TestReport) -> dict | None:
     return dict(getattr(report, "user_properties", ()) or ()).get("claim_result")
 
 
-def pytest_html_results_table_header(cells) -> None:
+def pytest_html_results_table_header(cells: list[str]) -> None:
     for i, name in enumerate(COLUMNS):
         cells.insert(2 + i, f"<th>{escape(name)}</th>")
 
 
-def pytest_html_results_table_row(report, cells) -> None:
+def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
     for i, cell in enumerate(cells_html(summary_values(_result(report)))):
         cells.insert(2 + i, cell)
 
 
-def pytest_html_results_table_html(report, data) -> None:
+def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -> None:
     r = _result(report)
     if r is None:
         return

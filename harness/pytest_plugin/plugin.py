@@ -31,7 +31,7 @@ import inspect
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -45,6 +45,7 @@ from harness.pytest_plugin.state import NAME, ClaimsRun, claims_run
 from harness.run.profiles import profile_claim_settings, profile_placement
 
 if TYPE_CHECKING:  # the plugin starts without torch
+    from harness.claims.result import ClaimResult
     from harness.claims.spec import Claim
 
 FINDINGS_DEFAULT = os.path.join("reports", "findings.json")
@@ -52,7 +53,7 @@ CLAIM_FILE = re.compile(r"^(claims[^/]*|[^/]*_claims)\.toml$")  # claims.toml, c
 MARKED_CLAIM: pytest.StashKey[Claim] = pytest.StashKey()  # a test function's prepared claim (from its claim mark)
 
 
-def pytest_addoption(parser) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("causal-heads", "causal hypothesis tests for attention heads")
     group.addoption(
         "--model",
@@ -117,18 +118,22 @@ def pytest_addoption(parser) -> None:
     )
 
 
-def _use_prompt_folder(config) -> None:
+def _use_prompt_folder(config: pytest.Config) -> None:
     """The ini option ``causal_heads_prompts`` (relative to the rootdir) names the project's own prompt
     folder, unless ``$CAUSAL_HEADS_PROMPTS`` already does; undone when the run ends."""
     folder = config.getini("causal_heads_prompts")
     if not folder or os.environ.get("CAUSAL_HEADS_PROMPTS"):
         return
     os.environ["CAUSAL_HEADS_PROMPTS"] = str(config.rootpath / folder)
-    config.add_cleanup(lambda: os.environ.pop("CAUSAL_HEADS_PROMPTS", None))
+
+    def unset() -> None:
+        os.environ.pop("CAUSAL_HEADS_PROMPTS", None)
+
+    config.add_cleanup(unset)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-html's: it reads --html when it makes its report object
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     _use_prompt_folder(config)
     config.addinivalue_line(
         "markers",
@@ -147,10 +152,11 @@ def pytest_configure(config) -> None:
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.import_plugin("harness.pytest_plugin.html")
         html = config.pluginmanager.get_plugin("harness.pytest_plugin.html")
+        assert html is not None  # imported just above
         html.stage_report(config, run)
 
 
-def _placement(config) -> dict:
+def _placement(config: pytest.Config) -> dict:
     """--device/--dtype/--batch-size (over the --profile's), and the backend: checked at once."""
     try:
         flags = {key: config.getoption("--" + key.replace("_", "-")) for key in ("device", "dtype", "batch_size")}
@@ -171,7 +177,7 @@ def _placement(config) -> dict:
         pytest.exit(str(exc), returncode=2)
 
 
-def model_filter(config) -> tuple[set[str], dict[str, str]]:
+def model_filter(config: pytest.Config) -> tuple[set[str], dict[str, str]]:
     names, paths = set(), {}
     for item in config.getoption("--model") or []:
         name, sep, path = item.partition("=")
@@ -183,7 +189,7 @@ def model_filter(config) -> tuple[set[str], dict[str, str]]:
     return names, paths
 
 
-def claim_overrides(config) -> tuple[dict, str]:
+def claim_overrides(config: pytest.Config) -> tuple[dict, str]:
     """Settings every claim takes from ``--profile`` then ``--n-prompts/--samples/--seed`` (flags
     win), and the options that set them, for error messages."""
 
@@ -200,7 +206,7 @@ def claim_overrides(config) -> tuple[dict, str]:
     return values, " ".join(origin)
 
 
-def rerun_options(config, paths: dict[str, str]) -> str:
+def rerun_options(config: pytest.Config, paths: dict[str, str]) -> str:
     """The run's options a rerun of one claim needs besides the claim's own values."""
     opts = [f"--model {name}={path}" for name, path in sorted(paths.items())]
     if config.getoption("--profile") is not None:
@@ -210,7 +216,7 @@ def rerun_options(config, paths: dict[str, str]) -> str:
     return " ".join(opts)
 
 
-def claim_files(config) -> list[str]:
+def claim_files(config: pytest.Config) -> list[str]:
     """``--claims`` files, resolved from the directory pytest was invoked in."""
     base = config.invocation_params.dir
     given = config.known_args_namespace.claims  # parsed early, so pytest_load_initial_conftests sees them
@@ -239,7 +245,7 @@ def prepare_claim(config, c):
     return c, marks
 
 
-def claim_params(config, paths: list[str] | None = None) -> list:
+def claim_params(config: pytest.Config, paths: list[str] | None = None) -> list:
     """One ``pytest.param`` per claim of ``paths`` (default: the ``--claims`` files) that this run
     selects (see :func:`prepare_claim`). Raises :class:`UserError` or ``pytest.UsageError``
     naming the option, claim, field and value."""
@@ -261,7 +267,7 @@ def item_claim(item):
     return item.claim if isinstance(item, ClaimItem) else item.stash.get(MARKED_CLAIM, None)
 
 
-def run_family(session) -> list:
+def run_family(session: pytest.Session) -> list:
     """The claims of this run's selected, runnable items: one family for the correction."""
     return [
         c
@@ -281,7 +287,7 @@ def evaluated(item):
 class ClaimItem(pytest.Item):
     """One claim as a test: it passes only when the statistics support the claim."""
 
-    def __init__(self, *, claim, **kwargs) -> None:
+    def __init__(self, *, claim: Claim, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.claim = claim
 
@@ -312,13 +318,13 @@ class ClaimFile(pytest.File):
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config, parser, args) -> None:
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """``--claims FILE`` files are collected as if named on the command line (so a bad one is an
     ordinary collection error, and a missing one pytest's "file or directory not found")."""
     args.extend(claim_files(early_config))
 
 
-def pytest_collect_file(file_path: Path, parent):
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ClaimFile | None:
     chosen = claim_files(parent.config)
     if (str(file_path) in chosen) if chosen else CLAIM_FILE.match(file_path.name):
         return ClaimFile.from_parent(parent, path=file_path)
@@ -326,7 +332,7 @@ def pytest_collect_file(file_path: Path, parent):
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session, config, items) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give tests marked ``@pytest.mark.claim(Claim(...))`` their claims, then check the run's claims
     as one family: ids unique across files and tests, and every ``--model NAME`` about some claim."""
     other_models = [item for item in items if not mark_claim(config, item)]
@@ -351,7 +357,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         )
 
 
-def mark_claim(config, item) -> bool:
+def mark_claim(config: pytest.Config, item: pytest.Item) -> bool:
     """For a test function: its ``claim`` mark's Claim (or a callable of the test's parameters that
     returns one), prepared like a file's claims; a mark without the ``claim_result`` fixture, or
     the fixture without a mark, is a usage error naming the test. False for a claim about a model
@@ -420,7 +426,7 @@ def claim_session(config, claims):
     return run.session
 
 
-def live_line(config, line: str) -> None:
+def live_line(config: pytest.Config, line: str) -> None:
     """Write a line to the terminal while a test runs (the first claim test evaluates them all,
     minutes per claim on a CPU), bypassing output capture as pytest's live logging does."""
     reporter = config.pluginmanager.getplugin("terminalreporter")
@@ -434,13 +440,13 @@ def live_line(config, line: str) -> None:
         reporter.write_line(line)
 
 
-def record(config, item, result) -> None:
+def record(config: pytest.Config, item: pytest.Item, result: ClaimResult) -> None:
     data = result.to_dict()
     claims_run(config).results[result.claim.id] = data
     item.user_properties.append(("claim_result", data))
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     """Stage the findings (see :func:`pytest_unconfigure`, which puts them in place with the HTML)."""
     config = session.config
     run = claims_run(config)
@@ -469,7 +475,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
     """After pytest-html has written its report (staged, see :mod:`harness.pytest_plugin.html`):
     the findings and the HTML of a run go in place together, or neither does. A claims run that
     recorded no result (interrupted before the first claim was evaluated, a failed findings write)

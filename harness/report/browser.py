@@ -31,6 +31,8 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Callable
+from typing import Any
 
 from harness.core.errors import UserError
 from harness.core.results import atomic_write
@@ -130,7 +132,7 @@ def _parse_rgb(css: str) -> tuple[int, int, int] | None:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-def _ink(image, box, background, tol: int = 40) -> tuple[int, int]:
+def _ink(image: Any, box: Any, background: Any, tol: int = 40) -> tuple[int, int]:
     """Pixels inside ``box`` (1 px in from its border) that differ from ``background`` by more
     than ``tol`` in some channel, and how many of them are green (``td.verdict-supported`` is
     #1a7f37 in :data:`harness.report.html.STYLE`; a chromatic test, so grey anti-aliasing never counts)."""
@@ -147,7 +149,7 @@ def _ink(image, box, background, tol: int = 40) -> tuple[int, int]:
     return int(ink.sum()), int((ink & green).sum())
 
 
-def _dominant(crop) -> tuple[int, int, int]:
+def _dominant(crop: Any) -> tuple[int, int, int]:
     """The most common colour of an image crop (a cell's background when CSS says transparent)."""
     import numpy as np
 
@@ -217,7 +219,9 @@ def _last_words(error: str, lines: int = 5) -> str:
     )
 
 
-def _view(path: str, version: str, viewport: tuple[int, int], page: dict, png: bytes, imread) -> BrowserView:
+def _view(
+    path: str, version: str, viewport: tuple[int, int], page: dict, png: bytes, imread: Callable[..., Any]
+) -> BrowserView:
     """The measured rows checked against the screenshot's pixels."""
     image = (imread(io.BytesIO(png), format="png")[:, :, :3] * 255).round().astype(int)
     rows = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from typing import Any
 
 from harness.claims.examples import changes_text
 from harness.report.text import decisive_text, updown, warning_codes
@@ -39,7 +40,7 @@ td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
 </style>"""
 
 
-def _fmt(x, spec=".4f") -> str:
+def _fmt(x: Any, spec: str = ".4f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
@@ -90,7 +91,7 @@ def summary_table(results: list[dict]) -> str:
     return f'<table class="claims-summary-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _texts(x) -> str:
+def _texts(x: Any) -> str:
     """One run's text(s) for a prompt: a string (an example) or every sample's (a generations record)."""
     return "<br/>".join(escape(t) for t in x) if isinstance(x, list) else escape(x)
 

@@ -11,6 +11,9 @@ single-head claims' effects go to ``--plots-dir`` (default ``results/baseline/pl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import BinaryIO
+
 from harness.claims.examples import changes_text
 from harness.claims.label import patch_label
 from harness.claims.outcome import mde_text
@@ -296,6 +299,10 @@ def _by_model_metric(claims: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
+def _bytes_writer(data: bytes) -> Callable[[BinaryIO], object]:
+    return lambda fh: fh.write(data)
+
+
 def write_report(findings: str, markdown: str, plots_dir: str) -> int:
     """Render the findings document at ``findings`` to ``markdown`` and its plots (a forest plot per
     claim with an effect, a per-head heatmap per model and metric) into ``plots_dir``; returns
@@ -309,9 +316,7 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
     for r in claims:
         if r.get("effect") and None not in (r["effect"].get(k) for k in ("mean", "ci_low", "ci_high")):
             png = forest_png(r)
-            atomic_write(
-                path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), lambda fh, png=png: fh.write(png)
-            )
+            atomic_write(path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), _bytes_writer(png))
             written += 1
     for (model, metric), group in _by_model_metric(claims).items():
         shape = (doc.get("models") or {}).get(model, {}).get("shape_tuple")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from harness.core.outputs import PendingFiles
 from harness.core.results import atomic_write, result_bytes
@@ -22,7 +24,7 @@ def _plain_text(draw):
     return wrapper
 
 
-def _save(fig, path: str, dpi: int, pending: PendingFiles | None = None) -> None:
+def _save(fig: Any, path: str, dpi: int, pending: PendingFiles | None = None) -> None:
     """PNG to ``path`` atomically (an interrupted run leaves no half-drawn plot), or into
     ``pending`` (put in place with the run's other outputs), then close."""
     import matplotlib.pyplot as plt
@@ -139,7 +141,7 @@ def single_head(spec: str, n_layers: int, n_heads: int) -> tuple[int, int]:
 
 @_plain_text
 def delta_heatmap(
-    grid, title: str, path: str, label: str = "mean Δ over prompts", pending: PendingFiles | None = None
+    grid: Any, title: str, path: str, label: str = "mean Δ over prompts", pending: PendingFiles | None = None
 ) -> str:
     """Layer × head heatmap of a dense [n_layers, n_heads] array of mean effects."""
     import matplotlib
@@ -162,7 +164,7 @@ def delta_heatmap(
     return path
 
 
-def document_with_heatmap(doc: dict, out: str, grid, title: str, **kwargs) -> str:
+def document_with_heatmap(doc: dict, out: str, grid: Any, title: str, **kwargs: Any) -> str:
     """Write the result document ``out`` and its layer × head heatmap (``out`` with ``.png``)
     together: both in place, or (an error, Ctrl-C, SIGTERM) neither. Returns the PNG's path."""
     with PendingFiles() as pending:
@@ -212,7 +214,7 @@ def circuit_plot(doc: dict, path: str, pending: PendingFiles | None = None) -> s
     return path
 
 
-def document_with_plot(doc: dict, out: str, draw) -> str:
+def document_with_plot(doc: dict, out: str, draw: Callable[..., str]) -> str:
     """Write ``doc`` to ``out`` and ``draw(doc, png, pending)``'s PNG beside it, both or neither."""
     with PendingFiles() as pending:
         pending.write_bytes(out, result_bytes(doc, out))

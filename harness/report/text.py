@@ -4,33 +4,35 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
+from typing import Any
 
 from harness.claims.outcome import Verdict
 
 
-def cell(text) -> str:
+def cell(text: object) -> str:
     """A value safe inside a markdown table cell (no markup, no pipes, one line)."""
     return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ").replace("`", "&#96;")
 
 
-def _missing(x) -> bool:
+def _missing(x: object) -> bool:
     """None (JSON null) or NaN (a result still in memory)."""
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def ci_text(d: dict | None, key_low="ci_low", key_high="ci_high") -> str:
+def ci_text(d: dict | None, key_low: str = "ci_low", key_high: str = "ci_high") -> str:
     if not d or _missing(d.get(key_low)) or _missing(d.get(key_high)):
         return "—"
     return f"[{d[key_low]:+.4f}, {d[key_high]:+.4f}]"
 
 
-def num_text(x, spec="+.4f") -> str:
+def num_text(x: Any, spec: str = "+.4f") -> str:
     return "—" if _missing(x) else format(x, spec)
 
 
-def mean_or_none(xs) -> float | None:
-    xs = [x for x in xs or [] if x is not None]
-    return sum(xs) / len(xs) if xs else None
+def mean_or_none(xs: Iterable[float | None] | None) -> float | None:
+    present = [x for x in xs or [] if x is not None]
+    return sum(present) / len(present) if present else None
 
 
 def decisive_effect(r: dict) -> dict:
@@ -53,7 +55,7 @@ def decisive_text(r: dict) -> tuple[str, str]:
 VERDICT_ORDER = tuple(v.value for v in Verdict)
 
 
-def verdict_tally(results) -> str:
+def verdict_tally(results: Iterable[dict]) -> str:
     """``7 supported, 7 not supported``: claim results (dicts) counted by verdict, errored ones
     (those with an ``error``) as ``error``, in the order supported, not supported, refuted, error."""
     counts: dict[str, int] = {}

@@ -33,8 +33,9 @@ import contextlib
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from pydantic import ConfigDict, model_validator
@@ -58,7 +59,7 @@ class HookSet(list):
 
     def __init__(
         self,
-        hooks=(),
+        hooks: Iterable[tuple[str | Callable, Callable]] = (),
         install: Callable[[ModelHandle], list] | None = None,
         *,
         pack_key: tuple | None = None,
@@ -83,7 +84,7 @@ class GenerationConfig(SamplingSettings):
     stop_at_eos: bool = True
 
     @classmethod
-    def from_settings(cls, settings: SamplingSettings, **extra) -> GenerationConfig:
+    def from_settings(cls, settings: SamplingSettings, **extra: Any) -> GenerationConfig:
         """The decoder's settings for a claim or a run configuration (``extra``: batch_size, ...)."""
         return cls(**settings.sampling(), **extra)
 
@@ -259,7 +260,7 @@ def multinomial_is_exponential_argmax() -> bool:
     return True
 
 
-def _resolve_hooks(hooks, info: BatchInfo) -> HookList:
+def _resolve_hooks(hooks: HookList | Callable[[BatchInfo], HookList] | None, info: BatchInfo) -> HookList:
     if hooks is None:
         return []
     resolved = hooks(info) if callable(hooks) else hooks
@@ -288,15 +289,15 @@ def plain_steps(handle: ModelHandle) -> StepLogits:
 
 def _generate_chunk(
     handle: ModelHandle,
-    enc,
+    enc: Mapping[str, torch.Tensor],
     info: BatchInfo,
-    seeds,
+    seeds: Sequence[int],
     cfg: GenerationConfig,
-    hooks,
-    progress,
+    hooks: HookList | Callable[[BatchInfo], HookList] | None,
+    progress: Callable[[int], None] | None,
     track: Mapping[str, torch.Tensor],
     steps: StepLogits,
-):
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     tok = handle.tokenizer
     ids, mask = enc["input_ids"], enc["attention_mask"]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -340,14 +341,14 @@ def _generate_chunk(
 
 
 @contextlib.contextmanager
-def installed(handle: ModelHandle, hooks: HookList):
+def installed(handle: ModelHandle, hooks: HookList) -> Iterator[None]:
     """A resolved hook list (or :class:`HookSet`) on the model while the block runs."""
     with handle.hooked.hooks(fwd_hooks=list(hooks)), _module_hooks(hooks, handle):
         yield
 
 
 @contextlib.contextmanager
-def _module_hooks(hooks, handle: ModelHandle):
+def _module_hooks(hooks: HookList, handle: ModelHandle) -> Iterator[None]:
     """A :class:`HookSet`'s hooks on the model's modules, installed for the chunk and removed after."""
     installed = hooks.install(handle) if isinstance(hooks, HookSet) and hooks.install else []
     try:
@@ -469,7 +470,7 @@ def generate_together(
     return results
 
 
-def _on_device(enc, handle: ModelHandle):
+def _on_device(enc: Mapping[str, torch.Tensor], handle: ModelHandle) -> Mapping[str, torch.Tensor]:
     """The tokenizer's tensors on the model's device (as they are on the CPU)."""
     device = getattr(handle, "device", "cpu")
     if device == "cpu":
@@ -477,7 +478,7 @@ def _on_device(enc, handle: ModelHandle):
     return {key: value.to(device) for key, value in enc.items()}
 
 
-def _part_hooks(hook_sets, parts: Sequence[int], info: BatchInfo, n: int) -> list[HookList]:
+def _part_hooks(hook_sets: Sequence[Any], parts: Sequence[int], info: BatchInfo, n: int) -> list[HookList]:
     """Each part's runs' hooks, combined for that part's batch (run ``a`` of a part in its block ``a``)."""
     resolved = [_resolve_hooks(h, info) for h in hook_sets]
     out, start = [], 0
@@ -520,7 +521,18 @@ def _blockwise(per_run: list[HookList], n: int) -> HookList:
     return [(name, combined(entries)) for name, entries in by_name.items()]
 
 
-def _collect(handle, result, chunk, enc, seeds, prompts, tokens, tracked, eos, config) -> None:
+def _collect(
+    handle: ModelHandle,
+    result: GenerationResult,
+    chunk: Sequence[tuple[int, int]],
+    enc: Mapping[str, torch.Tensor],
+    seeds: Sequence[int],
+    prompts: Sequence[str],
+    tokens: torch.Tensor,
+    tracked: Mapping[str, torch.Tensor],
+    eos: set[int],
+    config: GenerationConfig,
+) -> None:
     """Append one chunk's generations (trimmed at EOS, with their tracked values) to ``result``."""
     for r, (p, s) in enumerate(chunk):
         prompt_ids = enc["input_ids"][r][enc["attention_mask"][r].bool()].tolist()
@@ -551,7 +563,7 @@ def _token_ids(handle: ModelHandle, name: str, ids: Sequence[int]) -> torch.Tens
 def forward(
     handle: ModelHandle,
     prompts: Sequence[str],
-    hooks=None,
+    hooks: HookList | Callable[[BatchInfo], HookList] | None = None,
     *,
     prompt_format: str | None = None,
     last_only: bool = False,

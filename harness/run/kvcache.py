@@ -31,7 +31,9 @@ def growing_layer_class() -> type:
             self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
             self._length = 0
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             need = self._length + key_states.shape[-2]
@@ -45,7 +47,9 @@ def growing_layer_class() -> type:
             self.keys, self.values = k[:, :, :need], v[:, :, :need]
             return self.keys, self.values
 
-        def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, need: int):
+        def _grow(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, need: int
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             capacity = max(2 * need, need + 32)
             old = self._buffers
             if old is not None and old[0].shape[:2] != key_states.shape[:2]:
@@ -67,7 +71,7 @@ def growing_layer_class() -> type:
     return GrowingLayer
 
 
-def growing_cache(config: Any):
+def growing_cache(config: Any) -> Any:
     """``DynamicCache(config=config)`` with each full-attention layer a ``GrowingLayer``."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
 

@@ -63,13 +63,13 @@ def load_profiles(path: str = PROFILES_FILE) -> dict[str, dict]:
     return read_toml(path, "profiles file")
 
 
-def _check(profile: str, key: str, value) -> None:
+def _check(profile: str, key: str, value: object) -> None:
     """One profile value, type-checked by :class:`RunConfig` itself (strict: 1 is not a bool)."""
     keys = [k for k in RunConfig.model_fields if k != "profile"]
     if key not in keys:
         raise UserError(f"profile {profile!r}: " + did_you_mean("key", key, keys))
     try:
-        RunConfig(**{key: value})
+        RunConfig.model_validate({key: value})
     except ValidationError:
         annotation = RunConfig.model_fields[key].annotation
         raise UserError(

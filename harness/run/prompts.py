@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
 from harness.core.results import REPO_ROOT
@@ -203,7 +204,7 @@ def load_emotion_prompts(emotion: str) -> PromptSet:
     return ps
 
 
-def token_length_stats(tokenizer, prompt_set: PromptSet, prompt_format: str = "plain") -> dict:
+def token_length_stats(tokenizer: Any, prompt_set: PromptSet, prompt_format: str = "plain") -> dict:
     """Token counts of a set's prompts (as templated): min, quartiles, median, mean, max."""
     import statistics
 

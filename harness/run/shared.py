@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ def _padded_size(n: int, exact: frozenset[int], limit: int, total: int) -> int:
 
 
 def _packs(
-    handle: ModelHandle, prompts, config: GenerationConfig, arms: Sequence[Arm], max_rows: int
+    handle: ModelHandle, prompts: Sequence[str], config: GenerationConfig, arms: Sequence[Arm], max_rows: int
 ) -> list[list[int]]:
     """Arm indices in packs that can run as one batch: the same shared layers, hooks named by
     strings, explicit softmax on the same layers, and batch sizes whose rounding is exact. Runs
@@ -221,7 +221,7 @@ class _Record:
 
         return factory
 
-    def _keep(self, layer: int):
+    def _keep(self, layer: int) -> Callable:
         def hook(t, hook):
             self.resid[layer].append(t)
             return t
@@ -322,7 +322,7 @@ class _ArmSteps:
         if record.noise:  # sampled, and torch samples as exponential_draws says
             self.noise = self._noise
 
-    def _noise(self, gens, probs) -> torch.Tensor:
+    def _noise(self, gens: list[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
         """The baseline's exponentials for this step (each row's generator would draw exactly
         these); past the baseline's last step, the arm's own generators, first advanced past the
         steps whose draws were borrowed."""
@@ -397,7 +397,7 @@ class _ArmSteps:
                 kv.cumulative_length = n
         self.side_cache = cache
 
-    def _lower(self, inputs, mask, position) -> torch.Tensor:
+    def _lower(self, inputs: torch.Tensor, mask: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Residual stream entering ``self.layer`` for each node (the model stops there)."""
         idx = torch.tensor(self._side_rows(), device=self.device)
         self.sharing.side_rows += len(self.first_row)
@@ -468,14 +468,14 @@ class _replayed:
     """Lower blocks skipped: each only advances its cache layer's length (for the attention
     masks), and block ``layer - 1`` returns ``feed``, the residual stream entering ``layer``."""
 
-    def __init__(self, blocks, layer: int, cache, feed: torch.Tensor) -> None:
+    def __init__(self, blocks: Sequence[Any], layer: int, cache: Any, feed: torch.Tensor) -> None:
         self.blocks, self.layer, self.cache, self.feed = blocks, layer, cache, feed
 
     def __enter__(self):
         for index in range(self.layer):
             self.blocks[index].forward = self._skip(index)
 
-    def _skip(self, index: int):
+    def _skip(self, index: int) -> Callable:
         def forward(hidden_states, *args, **kwargs):
             n = hidden_states.shape[1]
             placeholder = torch.zeros(1, 1, n, 1, dtype=hidden_states.dtype, device=hidden_states.device)
@@ -497,7 +497,7 @@ def generate_arms(
     *,
     baseline_hooks: Hooks = None,
     prompt_format: str | None = None,
-    track=None,
+    track: Mapping[str, Sequence[int]] | None = None,
     max_rows: int = 512,
 ) -> tuple[GenerationResult, list[GenerationResult], list[Sharing]]:
     """The baseline run (with ``baseline_hooks``) and each arm's run, as :func:`generate` would
@@ -513,7 +513,7 @@ def generate_arms(
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
-    def base_steps(start: int, enc) -> StepLogits:
+    def base_steps(start: int, enc: Mapping[str, torch.Tensor]) -> StepLogits:
         chunk_of[start] = _Record(handle, layers)
         return chunk_of[start].steps()
 
@@ -541,7 +541,14 @@ def generate_arms(
         per_chunk: list[_ArmSteps] = []
         parts = [len(pack) for pack in together]
 
-        def lockstep_steps(first: int, enc, part_hooks, layer=layer, per_chunk=per_chunk, parts=parts) -> StepLogits:
+        def lockstep_steps(
+            first: int,
+            enc: Mapping[str, torch.Tensor],
+            part_hooks: list[HookList],
+            layer: int = layer,
+            per_chunk: list[_ArmSteps] = per_chunk,
+            parts: list[int] = parts,
+        ) -> StepLogits:
             n_rows = sum(parts) * enc["input_ids"].shape[0]
             runner = _ArmSteps(handle, chunk_of[first], layer, Sharing(layer), n_rows, parts, part_hooks)
             per_chunk.append(runner)

@@ -13,7 +13,9 @@ and recorded in every result:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
 
@@ -35,7 +37,7 @@ class FormattedPrompts:
             add_special_tokens=self.add_special_tokens,
         )
 
-    def check_fits(self, handle, new_tokens: int = 0, prompts=None) -> None:
+    def check_fits(self, handle: Any, new_tokens: int = 0, prompts: Sequence[str] | None = None) -> None:
         """Raise a :class:`UserError` naming the first prompt whose tokens plus ``new_tokens``
         exceed ``handle``'s context (:attr:`~harness.model.loading.ModelHandle.context_length`, the
         positions it was trained with; ``None``: unknown, no check).
@@ -63,7 +65,7 @@ class FormattedPrompts:
                 )
 
 
-def format_prompts(tokenizer, prompts, prompt_format: str) -> FormattedPrompts:
+def format_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: str) -> FormattedPrompts:
     """Apply ``prompt_format`` to every prompt (see module docstring)."""
     if prompt_format not in FORMATS:
         raise UnknownNameError(did_you_mean("prompt format", prompt_format, FORMATS))
