@@ -136,7 +136,7 @@ def last_position_attention(
     """Per templated text of ``fmt`` (a :class:`~harness.run.templating.FormattedPrompts`; ``texts``
     picks some of them): attention rows from its final position, ``[n_layers, n_heads, n_tokens]``.
 
-    Read at ``blocks.{l}.attn.hook_pattern`` (hooking it makes the layer compute the pattern
+    Read at ``blocks.L.attn.hook_pattern`` (hooking it makes the layer compute the pattern
     explicitly; the output is unchanged). Padding is stripped, so row k is the text's token k.
     """
 

@@ -2,7 +2,7 @@
 
 ``python -m harness demo --model smollm2-135m`` generates greedy continuations for a few
 built-in neutral prompts twice, once plain and once with the listed heads' outputs
-(``blocks.{l}.attn.hook_z``) zero-ablated at every position and step, and prints both with
+(``blocks.L.attn.hook_z``) zero-ablated at every position and step, and prints both with
 a marker where they differ. It is the smallest end-to-end check that a head patch really
 fires through the shared harness (the seed's identical deltas suggest theirs did not).
 """

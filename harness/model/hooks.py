@@ -12,19 +12,19 @@ supported way to add TransformerLens-style hooks to arbitrary nn.Modules"). User
 ``with handle.hooked.hooks(fwd_hooks=[("blocks.1.attn.hook_z", fn)]): ...`` exactly as
 with TransformerLens' own models, and ``fn(tensor, hook)`` may return a replacement tensor.
 
-Hook points, per layer ``l`` (axis order as in TransformerLens):
+Hook points, per layer ``L`` (axis order as in TransformerLens; names from :func:`harness.model.names.act_name`):
 
-- ``blocks.{l}.attn.hook_v``: ``[batch, pos, kv_head, d_head]``, the value vectors before
+- ``blocks.L.attn.hook_v``: ``[batch, pos, kv_head, d_head]``, the value vectors before
   they enter the KV cache, so an edit here is cached and seen by later decode steps.
   On GQA models there are ``n_kv_heads`` of them, shared by ``n_heads / n_kv_heads``
   query heads.
-- ``blocks.{l}.attn.hook_pattern``: ``[batch, head, query_pos, key_pos]``, attention
+- ``blocks.L.attn.hook_pattern``: ``[batch, head, query_pos, key_pos]``, attention
   probabilities per query head after masking and softmax.
-- ``blocks.{l}.attn.hook_z``: ``[batch, pos, head, d_head]``, per-head output
+- ``blocks.L.attn.hook_z``: ``[batch, pos, head, d_head]``, per-head output
   (pattern · V) before the output projection.
-- ``blocks.{l}.attn.hook_attn_out``: ``[batch, pos, d_model]``, the attention output
+- ``blocks.L.attn.hook_attn_out``: ``[batch, pos, d_model]``, the attention output
   after the output projection (and its bias), before the residual add.
-- ``blocks.{l}.hook_resid_pre`` / ``blocks.{l}.hook_resid_post``: ``[batch, pos, d_model]``,
+- ``blocks.L.hook_resid_pre`` / ``blocks.L.hook_resid_post``: ``[batch, pos, d_model]``,
   the residual stream entering and leaving decoder block ``l`` (where steering vectors go).
 
 What a hook sees during generation: at prefill ``pos`` spans the left-padded prompt; at each
@@ -215,11 +215,11 @@ class HookedModel(HookedRootModule):
         return self.hf_model(*args, **kwargs)
 
     def hook_blocks(self) -> list[BlockHooks]:
-        """Each layer's hook points (``blocks.{l}`` is entry ``l``)."""
+        """Each layer's hook points (``blocks.L`` is entry ``L``)."""
         return [cast(BlockHooks, block) for block in self.blocks]
 
     def decoder_layers(self) -> nn.ModuleList:
-        """The HF model's decoder blocks, in order (``blocks.{l}`` is entry ``l``)."""
+        """The HF model's decoder blocks, in order (``blocks.L`` is entry ``L``)."""
         return DECODER_LAYERS[self.shape.architecture](self.hf_model)
 
     # -- installation ------------------------------------------------------------------

@@ -65,7 +65,7 @@ class ModelHandle:
 
     @property
     def hooked(self):
-        """The model with TransformerLens hook points (``blocks.{l}.attn.hook_z`` ...).
+        """The model with TransformerLens hook points (``blocks.L.attn.hook_z`` ...).
 
         Built on first use; see :mod:`harness.model.hooks` for why this is a
         ``HookedRootModule`` over the Hugging Face model rather than a TransformerBridge.

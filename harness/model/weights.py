@@ -152,7 +152,7 @@ def residual_write(
 
 def value_vectors(hooked: HookedModel, layer: int, normed: torch.Tensor) -> torch.Tensor:
     """Value vectors ``[..., n_kv, d_head]`` the layer computes from normalised residual vectors
-    ``[..., d_model]`` (as ``blocks.{layer}.attn.hook_v`` sees them)."""
+    ``[..., d_model]`` (as ``blocks.L.attn.hook_v`` sees them)."""
     shape = hooked.shape
     _attn, v_module, _out, offset = ADAPTERS[shape.architecture](hooked.hf_model, layer)
     out = v_module(normed)

@@ -4,7 +4,7 @@ Notation, for query head ``h`` of layer ``l``, a source run ``S`` (an emotion pr
 target run ``T`` (a neutral prompt): ``A`` = attention pattern ``[head, q, k]``, ``V`` = value
 vectors ``[pos, kv_head, d_head]``, ``g(h) = h // (n_heads / n_kv_heads)`` the KV head that
 ``h`` reads, and ``z = A · V`` the per-head output before the output projection. Every mode
-writes only ``z`` of the patched query heads (at ``blocks.{l}.attn.hook_z``), so on GQA
+writes only ``z`` of the patched query heads (at ``blocks.L.attn.hook_z``), so on GQA
 models the query heads that share ``h``'s KV head are never touched. Modes:
 
 =================  ===============================================================

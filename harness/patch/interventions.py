@@ -19,7 +19,7 @@ A claim names it with ``intervention = "steer_gratitude"`` and where it applies:
   hook point of :mod:`harness.model.hooks`); such a claim has no heads, so it cannot have a
   random-head control.
 - ``heads = "1:10"`` for a ``per_head`` intervention: the function receives each claimed head's
-  slice of ``blocks.{l}.attn.hook_z`` and the other heads are untouched, so K random heads of the
+  slice of ``blocks.L.attn.hook_z`` and the other heads are untouched, so K random heads of the
   same layers take the same function as a control.
 
 The function runs at every forward pass of the generation: over the prompt at prefill and
@@ -126,7 +126,7 @@ def intervention_hooks(
     available: Sequence[str] | None = None,
 ) -> list[tuple[str, Callable]]:
     """The ``(hook_name, fn)`` pairs that apply intervention ``name``: at ``hook_points``, or
-    (``per_head``) at each of ``heads``' slice of ``blocks.{l}.attn.hook_z``. ``available``: the
+    (``per_head``) at each of ``heads``' slice of ``blocks.L.attn.hook_z``. ``available``: the
     model's hook point names, to refuse a point the model does not have."""
     iv = get_intervention(name)
     if iv.per_head != bool(heads) or bool(heads) == bool(hook_points):
