@@ -124,15 +124,18 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
 
 
 # ------------------------------------------- class 5: every output location checked before the work
+# where the commands' jobs look load_model up (harness.analysis.*_job, once imported)
+JOB_MODULES = ("sweep_job", "screen_job", "calibrate_job", "circuit_job", "patch_job")
+
+
 def _no_model_load(monkeypatch, module: str) -> None:
     """Loading a model fails the test: the command must stop before it (patched where the
-    command looks the function up, which is its own module once imported)."""
+    command or the job it calls looks the function up)."""
     import importlib
 
-    mod = importlib.import_module(module)
-    for name in ("load_model",):
-        if hasattr(mod, name):
-            monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("the model was loaded"))
+    for mod in (importlib.import_module(module), *(importlib.import_module(f"harness.analysis.{j}") for j in JOB_MODULES)):
+        if hasattr(mod, "load_model"):
+            monkeypatch.setattr(mod, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
 
 
 @pytest.mark.parametrize("module, args, message", [
