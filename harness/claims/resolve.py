@@ -111,9 +111,10 @@ class Resolver:
                         run(rs, Condition(spec, v.patch_mode, v.source, v.receivers)) if both and v else None,
                     )
                 )
-        emotion = keyword_emotion(c.metric)
-        one_token = emotion or c.source
-        for e in (emotion, one_token if one_token in keyword_emotions() else None):
+        emotion = keyword_emotion(c.metric)  # the keyword list the metric reads, if any
+        view = emotion or c.source  # the next-token view's, where it has one
+        one_token = view if view in keyword_emotions() else None
+        for e in (emotion, one_token):
             if e:
                 kw = load_keywords(e)
                 files[f"keywords:{e}"] = {"path": repo_path(kw.path), "sha256": kw.sha256}
@@ -125,7 +126,7 @@ class Resolver:
             versus=run(versus_heads, c.versus) if c.versus else None,
             versus_heads=versus_heads,
             random=tuple(randoms),
-            one_token_emotion=one_token if one_token in keyword_emotions() else None,
+            one_token_emotion=one_token,
             data_files=files,
             model=provenance,
         )
