@@ -227,3 +227,32 @@ def test_a_model_folder_with_a_pickled_bin_is_refused_in_one_message_and_never_u
     with pytest.raises(ModelUnavailableError, match=r"its pickled weights file \(.bin\) holds more than tensors"):
         load_model(str(folder))
     assert not marker.exists()
+
+
+def test_a_model_folder_whose_config_names_custom_code_never_runs_it(tmp_path, monkeypatch):
+    """Reliability round 2, class 1: a folder whose config.json names its own Python (``auto_map``)
+    made transformers ask "run the custom code? [y/N]" on a terminal, and a yes imported the
+    folder's code. The loader passes trust_remote_code=False: no question is asked (here one would
+    be answered yes), the code is never imported, and the refusal is one message."""
+    import builtins
+    import json
+
+    from harness.core.errors import ModelUnavailableError
+    from harness.model import tiny
+    from harness.model.loading import load_model
+
+    model, tok = tiny.build_tiny_gpt2()
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    marker = tmp_path / "it-ran"
+    (folder / "evil.py").write_text(f"import os\nos.makedirs({str(marker)!r})\n")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="evil_custom", auto_map={"AutoConfig": "evil.EvilConfig",
+                                                      "AutoModelForCausalLM": "evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    asked: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": asked.append(prompt) or "y")
+    with pytest.raises(ModelUnavailableError, match=r"its config names custom code \(auto_map\)"):
+        load_model(str(folder))
+    assert asked == [] and not marker.exists()

@@ -183,12 +183,14 @@ def _load_smollm2() -> ModelHandle:
     cached = os.path.join(cache_dir(), f"smollm2-135m-{digest[:16]}")
     source = f"gguf:{gguf} (sha256 {digest})"
     if os.path.isfile(os.path.join(cached, "config.json")):
-        model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32, local_files_only=True)
-        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            cached, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+        )
+        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True, trust_remote_code=False)
         return _finish("smollm2-135m", source, model, tok, "chat")
     folder, fname = os.path.split(gguf)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32, trust_remote_code=False)
     digest = weights_sha256(model)
     _store_atomically(cached, model, tok, digest)
     return _finish("smollm2-135m", source, model, tok, "chat", digest)
@@ -223,10 +225,12 @@ def _store_atomically(target: str, model: Any, tok: Any, weights_digest: str) ->
         model.generation_config.save_pretrained(tmp)
         save_model(model, os.path.join(tmp, "model.safetensors"))
         tok.save_pretrained(tmp)
-        again = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, local_files_only=True)
+        again = AutoModelForCausalLM.from_pretrained(
+            tmp, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+        )
         if weights_sha256(again) != weights_digest:
             raise OSError("cached copy differs from the GGUF weights")
-        tok_again = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+        tok_again = AutoTokenizer.from_pretrained(tmp, local_files_only=True, trust_remote_code=False)
         if tok_again(_TOKENIZER_PROBE).input_ids != tok(_TOKENIZER_PROBE).input_ids or getattr(
             tok_again, "chat_template", None
         ) != getattr(tok, "chat_template", None):
@@ -261,15 +265,27 @@ def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelH
     last: Exception | None = None
     for cand in candidates or (model_id,):
         try:
-            tok = AutoTokenizer.from_pretrained(cand, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(cand, dtype=torch.float32, local_files_only=True)
+            # never a folder's own Python: without trust_remote_code=False transformers asks on a terminal
+            tok = AutoTokenizer.from_pretrained(cand, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                cand, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+            )
+        except ValueError as exc:
+            if "custom code" in str(exc):
+                raise ModelUnavailableError(
+                    f"--model {model_id!r}: its config names custom code (auto_map) to run when loading; "
+                    "this tool never runs a model folder's code: use a supported architecture "
+                    "(see docs/models.md) saved with save_pretrained()"
+                ) from None
+            last = exc
+            continue
         except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a pickled .bin: never run it
             raise ModelUnavailableError(
                 f"--model {model_id!r}: its pickled weights file (.bin) holds more than tensors and is not "
                 "loaded (unpickling it could run code); convert it to model.safetensors "
                 "(save_pretrained(..., safe_serialization=True)) where you trust it"
             ) from None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             last = exc
             continue
         fmt = "chat" if getattr(tok, "chat_template", None) else "plain"
