@@ -256,3 +256,34 @@ def test_a_model_folder_whose_config_names_custom_code_never_runs_it(tmp_path, m
     with pytest.raises(ModelUnavailableError, match=r"its config names custom code \(auto_map\)"):
         load_model(str(folder))
     assert asked == [] and not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["a tensor dropped", "a layer more in the config"])
+def test_a_checkpoint_missing_weights_is_refused_not_filled_at_random(tmp_path, damage):
+    """Reliability round 2, class 1: a checkpoint missing tensors, or a config with one layer more
+    than the weights, loaded with random weights (a new weights hash on every load) and exit 0."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from harness.core.errors import ModelUnavailableError
+    from harness.model import tiny
+    from harness.model.loading import load_model
+
+    model, tok = tiny.build_tiny_gpt2()
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    assert load_model(str(folder)).shape.n_layers == 2  # whole, it loads
+    if damage == "a tensor dropped":
+        weights = load_file(folder / "model.safetensors")
+        del weights["transformer.h.0.attn.c_proj.weight"]
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+        first = "transformer.h.0.attn.c_proj.weight"
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config["n_layer"] = 3
+        (folder / "config.json").write_text(json.dumps(config))
+        first = "transformer.h.2."
+    with pytest.raises(ModelUnavailableError, match=rf"missing from its checkpoint \(first: {first}"):
+        load_model(str(folder))

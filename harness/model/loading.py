@@ -259,6 +259,18 @@ def _weights_missing(model_id: str, why: str) -> ModelUnavailableError:
     )
 
 
+def _refuse_missing_weights(model_id: str, info: dict[str, Any]) -> None:
+    """A checkpoint that lacks weights the config asks for (a tensor dropped, a layer more in the
+    config than in the file) would run with those weights initialised at random: refused."""
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise ModelUnavailableError(
+            f"--model {model_id!r}: {len(missing)} weight(s) the config asks for are missing from its "
+            f"checkpoint (first: {missing[0]}); loading it would initialise them at random. Check that "
+            "config.json and the weights files belong together (save_pretrained() writes both)"
+        )
+
+
 def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelHandle:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -267,9 +279,10 @@ def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelH
         try:
             # never a folder's own Python: without trust_remote_code=False transformers asks on a terminal
             tok = AutoTokenizer.from_pretrained(cand, local_files_only=True, trust_remote_code=False)
-            model = AutoModelForCausalLM.from_pretrained(
-                cand, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+            loaded: Any = AutoModelForCausalLM.from_pretrained(
+                cand, dtype=torch.float32, local_files_only=True, trust_remote_code=False, output_loading_info=True
             )
+            model, info = loaded  # (the model, what its checkpoint lacked or had more of)
         except ValueError as exc:
             if "custom code" in str(exc):
                 raise ModelUnavailableError(
@@ -288,6 +301,7 @@ def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelH
         except OSError as exc:
             last = exc
             continue
+        _refuse_missing_weights(model_id, info)
         fmt = "chat" if getattr(tok, "chat_template", None) else "plain"
         source = f"dir:{os.path.abspath(cand)}" if os.path.isdir(cand) else f"hf-cache:{cand}"
         return _finish(model_id, source, model, tok, fmt)
