@@ -70,3 +70,8 @@ nightly: $(STAMP) browser
 # (~6.5 min on 2 cores; exit 1 when a test rejects too often or the CI undercovers; see harness/calibrate.py)
 calibrate: $(STAMP)
 	$(VENV)/bin/python -m harness calibrate --model smollm2-135m --pool 10 --datasets 1000 --output reports/calibration.json
+
+# the ground-truth record: the whole pipeline on the models whose mechanism is known, 20 draws
+# each (~2 min on 2 cores, alone); rewrites docs/validation.json and the table in docs/validation.md
+validation: $(STAMP)
+	$(VENV)/bin/python -m harness validate --runs 20 --output docs/validation.json --markdown docs/validation.md

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.claims.evaluation import RESOLUTION
 from harness.core.errors import UserError
 from harness.core.results import load_versioned
 from harness.metrics import get_metric
@@ -326,6 +327,13 @@ def combinations(
 CLAIM_METRICS = ("keywords", "logprob")
 
 
+def above_rounding(row: dict) -> bool:
+    """A head whose sweep CI lies above the float32 rounding of the metric (1e-5 nats), not just
+    above 0: on a model whose other heads change nothing, their Δ is rounding noise whose CI
+    can exclude 0 (the ground-truth models showed it), and they must not become claims."""
+    return row["ci_low"] > RESOLUTION["float32"]
+
+
 def claim_rows(
     model: str,
     emotion: str,
@@ -350,7 +358,7 @@ def claim_rows(
     metric = f"{emotion}_{claim_metric}"
     get_metric(metric)
     slug = "".join(c if c.isalnum() else "_" for c in model.lower()).strip("_")
-    top = [r for r in ranked if r["ci_low"] > 0][:n_heads]
+    top = [r for r in ranked if above_rounding(r)][:n_heads]
     common = {
         "model": model,
         "patch_mode": mode,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.analysis.attribution import agreement, attribution
-from harness.analysis.sweep import SCHEMA, SCHEMA_VERSION, Sweep, claim_rows, combinations, sweep
+from harness.analysis.sweep import SCHEMA, SCHEMA_VERSION, Sweep, above_rounding, claim_rows, combinations, sweep
 from harness.claims.spec import claims_toml, load_claims
 from harness.core.results import atomic_write_text, environment, file_stem
 from harness.model.loading import load_model
@@ -113,7 +113,7 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
     }
     rows = result.ranked_rows(seed=opts.seed)
     # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
-    top = [(int(a), int(b)) for a, b in (r["head"].split(":") for r in rows if r["ci_low"] > 0)]
+    top = [(int(a), int(b)) for a, b in (r["head"].split(":") for r in rows if above_rounding(r))]
     combos = (
         combinations(handle, targets, sources, result, top[: opts.combine], seed=opts.seed)
         if min(opts.combine, len(top)) >= 2

@@ -7,7 +7,11 @@ control, text changes, data warnings and the next-token view. The p-values it re
 the correction across the claims of a run and the verdicts are :mod:`harness.claims.family`'s.
 
 The quantity tested per prompt is Δ = patched − baseline (each the mean over samples), or, with
-``versus``, patched − versus. The refuting test is the opposite one-sided test (directional
+``versus``, patched − versus. For a model-side metric (read from the run's own logits) a Δ
+within the numerical resolution of the weights' precision (:data:`RESOLUTION`: 1e-5 nats in
+float32) is rounding, not an effect (the same model computed in another batch shape differs by
+that much), and counts as 0: the ground-truth models showed the sign-flip test, which does not
+care about scale, supporting "an inert head raises the log-mass" on Δ of 1e-7. The refuting test is the opposite one-sided test (directional
 claims) or the non-equivalence test (:func:`harness.stats.nonequivalence_p`).
 """
 
@@ -38,6 +42,9 @@ from harness.stats import (
 )
 
 Runs = Execution  # the runs by key; reading a failed run raises RunFailed
+# the largest |Δ| of a model-side metric (nats) that rounding alone makes, by the weights' precision:
+# float32 runs of one model in different batch shapes differ by up to ~1e-6 in a 30-token mean
+RESOLUTION = {"float32": 1e-5, "float64": 1e-10, "float16": 1e-2, "bfloat16": 5e-2}
 ALTERNATIVES = {"increase": "greater", "decrease": "less"}  # an equivalent claim: two-sided
 
 
@@ -52,7 +59,7 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
         versus_run = runs[rc.versus.key] if rc.versus else None
         base, patched = scores(base_run, c.metric), scores(patched_run, c.metric)
         other = scores(versus_run, c.metric) if versus_run is not None else None
-        delta = patched - (other if other is not None else base)
+        delta = resolve_rounding(patched - (other if other is not None else base), c.metric, rc.model)
         res.per_prompt = {"baseline": base.tolist(), "patched": patched.tolist()}
         if other is not None:
             res.per_prompt["versus"] = other.tolist()
@@ -76,6 +83,14 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
         res.per_prompt = {**res.per_prompt, "traceback": traceback.format_exc(limit=6)}
     res.seconds = time.perf_counter() - start
     return res
+
+
+def resolve_rounding(delta: np.ndarray, metric: str, model: dict[str, Any]) -> np.ndarray:
+    """``delta`` with every value of a model-side metric within :data:`RESOLUTION` set to 0."""
+    if get_metric(metric).on != "generation":
+        return delta  # text metrics are exact: identical texts score identically
+    tol = RESOLUTION.get(str(model.get("dtype", "float32")), RESOLUTION["float32"])
+    return np.where(np.abs(delta) <= tol, 0.0, delta)
 
 
 def scores(run: GenerationResult, metric: str) -> np.ndarray:
@@ -132,10 +147,12 @@ def _random_delta(
     metric = rc.claim.metric
     patched = scores(runs[arm.patched.key], metric)
     if other is None:
-        return patched - base
-    if arm.versus is None:
-        return patched - other
-    return patched - scores(runs[arm.versus.key], metric)
+        delta = patched - base
+    elif arm.versus is None:
+        delta = patched - other
+    else:
+        delta = patched - scores(runs[arm.versus.key], metric)
+    return resolve_rounding(delta, metric, rc.model)
 
 
 def _one_token(rc: ResolvedClaim, runs: Runs, n_resamples: int) -> dict[str, Any] | None:

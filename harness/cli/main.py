@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "regress": ("regress", "what changed between two findings documents (exit 1 on a lost claim)"),
     "nightly": ("nightly", "every claim, the evidence report and the regression against the last run"),
     "calibrate": ("calibrate", "A/A calibration of the claims' statistics on the model's own null data"),
+    "validate": ("validate", "the whole pipeline on models whose mechanism is known: recall, power, false positives"),
     "bench": ("bench", "benchmarks that print ratios against a reference run in the same process"),
     "demo": ("demo", "baseline vs head-ablated generations, side by side"),
     "metrics": ("metrics", "list the metrics, or score texts with one"),

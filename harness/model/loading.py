@@ -17,6 +17,9 @@ Registered names:
   (``tiny-gpt-neox``, ``tiny-phi3``, ``tiny-qwen2``, ``tiny-qwen3``, ``tiny-mistral-swa``,
   ``tiny-gemma``, ``tiny-gemma2``, ``tiny-gemma3``): random deterministic test models
   (:mod:`harness.model.tiny`).
+- ``groundtruth-planted``, ``groundtruth-distractor``, ``groundtruth-induction``: small models
+  whose mechanism is known by construction, shipped with their tokenizers, prompts and truth
+  (:mod:`harness.model.groundtruth`), loaded from their directories like any local model.
 
 Any other value is tried as a local directory, then as a Hugging Face id in the local cache
 (``local_files_only=True``). Missing weights raise :class:`ModelUnavailableError` saying how
@@ -40,7 +43,7 @@ from typing import Any
 import torch
 
 from harness.core.errors import ModelUnavailableError, UnknownNameError, did_you_mean
-from harness.model import tiny
+from harness.model import groundtruth, tiny
 from harness.model.device import placement, torch_dtype
 from harness.model.shape import ModelShape, model_shape
 
@@ -342,6 +345,18 @@ REGISTRY: dict[str, Callable[[], ModelHandle]] = {
     "tiny-gemma2": _tiny("build_tiny_gemma2", "tiny-gemma2"),
     "tiny-gemma3": _tiny("build_tiny_gemma3", "tiny-gemma3"),
 }
+
+
+def _groundtruth(model: str) -> Callable[[], ModelHandle]:
+    def load() -> ModelHandle:  # the normal directory path, under its registered name
+        handle = _load_hf(groundtruth.model_dir(model))
+        handle.name = groundtruth.registered_name(model)
+        return handle
+
+    return load
+
+
+REGISTRY.update({groundtruth.registered_name(m): _groundtruth(m) for m in groundtruth.MODELS})
 
 
 def weights_absent(name: str) -> str | None:
