@@ -718,3 +718,31 @@ def test_the_enumerated_claim_fields_are_typed_and_refused_in_one_message():
     with pytest.raises(UserError, match=r"field 'alignment' = 'middle': must be one of end, last, mean_source$"):
         Claim(**{**row, "alignment": "middle"})
     assert Claim(**row).direction == "increase"
+
+
+def test_the_family_is_the_claims_collected_not_the_selection(pytester):
+    """Issue 37: one claim's Holm-adjusted p moved 0.74 -> 0.50 -> 1 across three -k runs of one
+    file, and each run overwrote the findings. A subset run now adjusts by Bonferroni over the whole
+    family (the same p in every selection), says it evaluated a subset, and keeps a complete
+    findings document in place."""
+    rows = [{**BASE, "id": f"c{i}", "heads": f"1:{i}", "metric": "gratitude_logprob", "n_prompts": 6, "max_tokens": 3,
+             "tier": "fast"} for i in range(3)]  # fmt: skip
+    claims = pytester.path / "claims.toml"
+    claims.write_text(claims_toml(rows))
+    findings = pytester.path / "findings.json"
+    common = ["--findings", str(findings), "-p", "no:cacheprovider", "-q", "-p", "no:randomly"]
+    pytester.runpytest_subprocess(str(claims), *common)
+    full = json.loads(findings.read_text())
+    assert full["complete"] is True and "not_selected" not in full and {c["correction"] for c in full["claims"]} == {"holm"}
+    runs = []
+    for expr in ("c0 or c1", "c0 or c2"):
+        result = pytester.runpytest_subprocess(str(claims), "-k", expr, *common)
+        assert "holds a complete run and is kept" in result.stdout.str()
+        assert json.loads(findings.read_text()) == full  # the complete document is untouched
+        runs.append(json.loads((pytester.path / "findings.partial.json").read_text()))
+    c0 = [next(c for c in doc["claims"] if c["claim"]["id"] == "c0") for doc in runs]
+    assert c0[0]["p_adjusted"] == c0[1]["p_adjusted"] == min(1.0, 3 * c0[0]["p_raw"])
+    assert c0[0]["correction"] == "bonferroni-family"
+    assert runs[0]["complete"] is False and runs[0]["not_selected"] == ["c2"] and runs[1]["not_selected"] == ["c1"]
+    holm = next(c for c in full["claims"] if c["claim"]["id"] == "c0")
+    assert holm["p_raw"] == c0[0]["p_raw"] and holm["p_adjusted"] <= c0[0]["p_adjusted"]

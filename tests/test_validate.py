@@ -86,6 +86,9 @@ def test_quick_validation_meets_the_record(cli, tmp_path):
         assert m["runs"] == 2 and m["recall_at_3"] == 1.0, model
         assert m["power_detail"]["n"] > 0 and m["false_positive_detail"]["n"] > 0, model
     assert figures["planted"]["power"] == 1.0
+    # the planted head is selected in >= 0.9 of the sweep's prompt resamples, inert heads in <= 0.1
+    sel = figures["planted"]["selection_frequency"]
+    assert sel["causal_min"] >= 0.9 and sel["other_max"] <= 0.1
     for claim in figures["distractor"]["distractor"].values():
         assert claim["not_supported"]["rate"] == 1.0
     assert check_against(doc, read_record(RECORD)) == []
@@ -113,3 +116,44 @@ def test_bad_options_are_one_line_exit_2(main_in_process, args, message):
     r = main_in_process("harness", "validate", *args)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert message.lower() in r.stderr.lower()
+
+
+def test_selection_stability_is_the_sweep_on_resampled_prompts():
+    import numpy as np
+
+    from harness.analysis.stability import selection_stability
+
+    rng = np.random.default_rng(0)
+    deltas = rng.normal(0.0, 1.0, (2, 4, 30))
+    deltas[1, 2] += 3.0  # one head far above the rest
+    deltas[0, 1] += 0.4  # one a little above
+    a = selection_stability(deltas, top_k=1, resamples=300, seed=5)
+    b = selection_stability(deltas, top_k=1, resamples=300, seed=5)
+    assert np.array_equal(a.selected_share, b.selected_share)  # reproducible with the seed
+    assert a.selected_share[1, 2] == 1.0 and a.selected_share.sum() == 1.0  # top 1: one head per resample
+    assert a.rank_low[1, 2] == a.rank_high[1, 2] == 1
+    wide = selection_stability(deltas, top_k=3, resamples=300, seed=5)
+    assert 0.0 < wide.selected_share[0, 1] < 1.0 and wide.rank_low[0, 1] < wide.rank_high[0, 1]
+    # by definition: the first resample's selection is the top k of the first resample's columns
+    first = np.random.default_rng(5 + 4099).integers(0, 30, 30)
+    one = selection_stability(deltas, top_k=3, resamples=1, seed=5)
+    top = np.argsort(-deltas.reshape(8, 30)[:, first].mean(1), kind="stable")[:3]
+    assert set(np.flatnonzero(one.selected_share.reshape(8))) == set(top)
+    # heads whose effect is rounding are never selected
+    assert selection_stability(np.full((1, 3, 10), 1e-7), top_k=3, resamples=50, seed=0).selected_share.sum() == 0
+
+
+def test_sweep_min_stability_writes_only_stable_heads(main_in_process, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", groundtruth.prompts_dir("planted"))
+    claims = tmp_path / "sweep_claims.toml"
+    base = ["sweep", "--model", "groundtruth-planted", "--emotion", "mood", "--n-prompts", "16", "--combine", "0",
+            "--output", str(tmp_path / "s.json")]  # fmt: skip
+    r = main_in_process("harness", *base, "--write-claims", str(claims), "--min-stability", "0.8")
+    assert r.returncode == 2 and "--bootstrap" in r.stderr
+    r = main_in_process("harness", *base, "--bootstrap", "100", "--write-claims", str(claims), "--min-stability", "0.8")
+    assert r.returncode == 0, r.stderr
+    text = claims.read_text()
+    assert text.count("[[claim]]") == 1 and "1_2" in text and "selected in 100% of prompt resamples" in text
+    doc = json.loads((tmp_path / "s.json").read_text())
+    shares = {row["head"]: row["selected_share"] for row in doc["ranked"]}
+    assert shares["1:2"] == 1.0 and max(v for h, v in shares.items() if h != "1:2") == 0.0

@@ -381,13 +381,20 @@ def claim_rows(
                 "random_heads": random_heads,
                 "description": f"Sweep rank {r['rank']}: next-token {emotion} keyword log-prob "
                 f"{r['mean']:+.3f} nats [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-                f"{100 * r['share_up']:.0f}% of prompts up; from {where}. Does it carry "
+                f"{100 * r['share_up']:.0f}% of prompts up{_stability_text(r)}; from {where}. Does it carry "
                 f"into generations, beyond random heads of the same layer?",
             }
         )
     if len(top) >= 2:
         rows += _together_rows(top, combos, common, f"sweep_{slug}_{emotion}_top{len(top)}", where, random_heads)
     return rows
+
+
+def _stability_text(row: dict) -> str:
+    if "selected_share" not in row:
+        return ""
+    lo, hi = row["rank_interval"]
+    return f", selected in {100 * row['selected_share']:.0f}% of prompt resamples (rank {lo}-{hi})"
 
 
 def _together_rows(

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.analysis.attribution import agreement, attribution
+from harness.analysis.stability import selection_stability
 from harness.analysis.sweep import SCHEMA, SCHEMA_VERSION, Sweep, above_rounding, claim_rows, combinations, sweep
 from harness.claims.spec import claims_toml, load_claims
+from harness.core.errors import UserError
 from harness.core.results import atomic_write_text, environment, file_stem
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode
@@ -41,6 +43,8 @@ class SweepOptions:
     target: str = "neutral"
     seed: int = 0  # the bootstrap's
     combine: int = 4  # the top 2..K heads (CI above 0) patched together; 0 = off
+    bootstrap: int = 0  # prompt resamples for the selection's stability (harness.analysis.stability); 0 = off
+    select_k: int = 3  # the selection whose stability is measured: the top k heads (as --claim-heads)
     placement: dict[str, Any] = field(default_factory=dict)  # device, dtype
 
 
@@ -112,6 +116,12 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
         "sweep_s": seconds,
     }
     rows = result.ranked_rows(seed=opts.seed)
+    selection = None
+    if opts.bootstrap:  # each head's share of prompt resamples whose top k it is in, and its rank interval
+        stab = selection_stability(result.deltas, top_k=opts.select_k, resamples=opts.bootstrap, seed=opts.seed)
+        for r in rows:
+            r.update(stab.row(*map(int, r["head"].split(":"))))
+        selection = {"resamples": opts.bootstrap, "top_k": opts.select_k, "rule": "top k by mean Δ above 1e-5"}
     # "top heads": best mean first, among those whose CI lies above 0 (combinations and claims alike)
     top = [(int(a), int(b)) for a, b in (r["head"].split(":") for r in rows if above_rounding(r))]
     combos = (
@@ -133,6 +143,7 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
         "seconds": seconds,
         **environment(),
         "ranked": rows,
+        **({"selection": selection} if selection else {}),
         "combinations": combos,
         "attribution": versus_attribution,
         "deltas": result.deltas.tolist(),
@@ -155,16 +166,24 @@ def write_sweep_claims(
     random_heads: int = 6,
     claim_metric: str = "logprob",
     command: str = "",
+    min_stability: float | None = None,
 ) -> int:
     """Write the sweep's top heads as claim rows to ``path`` (headed by the ``command`` that made
-    them), check that they load, and return how many (0: no head's CI lies above 0, nothing written)."""
+    them), check that they load, and return how many (0: no head's CI lies above 0, nothing written).
+    ``min_stability``: only heads selected in at least that share of the sweep's prompt resamples
+    (the sweep must have run with ``bootstrap``)."""
     doc = job.document
+    rows = job.rows
+    if min_stability is not None:
+        if "selection" not in doc:
+            raise UserError("--min-stability needs the selection's stability: run the sweep with --bootstrap B")
+        rows = [r for r in rows if r["selected_share"] >= min_stability]
     claims = claim_rows(
         job.model,
         doc["emotion"],
         doc["target"],
         doc["n_prompts"],
-        job.rows,
+        rows,
         job.combos,
         n_heads=claim_heads,
         random_heads=random_heads,

@@ -14,6 +14,12 @@ an option), and so, as their own family, are the refuting p-values. Verdicts:
 
 "Refuted" says the claim is wrong, so it is held to the same family-wise standard as
 "supported". A claim that errored keeps the ``error`` verdict and is left out of the family.
+
+The family is every claim the run collected, not the ones a ``-k``/``-m``/``--lf`` selection
+evaluated. A run that evaluated a subset of its family (``subset_of``: the family's size) cannot
+know the other claims' p-values, so it adjusts each p-value by Bonferroni over the whole family,
+``min(1, m p)``: an upper bound of the Holm and the BH adjusted p whatever the others are, and
+the same for a claim in every selection (the 0.74 -> 0.50 -> 1 of three ``-k`` runs of one file).
 """
 
 from __future__ import annotations
@@ -27,9 +33,21 @@ from harness.stats import adjust_pvalues
 CORRECTIONS = ("holm", "bh")
 
 
-def correct_family(results: Sequence[ClaimResult], correction: str = "holm") -> None:
-    """Adjust the p-values of ``results`` across them with ``correction`` and set each verdict."""
+SUBSET_CORRECTION = "bonferroni-family"  # what a subset's claims record as their correction
+
+
+def correct_family(results: Sequence[ClaimResult], correction: str = "holm", subset_of: int | None = None) -> None:
+    """Adjust the p-values of ``results`` across them with ``correction`` and set each verdict;
+    ``subset_of``: the family's size when ``results`` are a strict subset of it (module docstring)."""
     ok = [r for r in results if r.error is None]
+    if subset_of is not None:
+        for r in results:
+            r.correction = SUBSET_CORRECTION
+        for r in ok:
+            r.p_adjusted = min(1.0, r.p_raw * subset_of)
+            r.p_refute_adjusted = min(1.0, r.p_refute_raw * subset_of)
+            r.verdict = decide_verdict(r)
+        return
     for r in results:
         r.correction = correction
     for r, p in zip(ok, adjust_pvalues([r.p_raw for r in ok], correction), strict=True):

@@ -45,17 +45,21 @@ class ClaimSession:
         batch_size: int | str | None = None,
         backend: Backend | None = None,
         models: ModelStore | None = None,
+        subset_of: int | None = None,
     ) -> None:
         """``device``/``dtype``: where and in what precision every model runs (checked here, before
         any work); ``batch_size``: rows per forward pass for every run (an integer or ``"auto"``;
         None: 128); ``backend``: what generates the plan's groups (None: this process; see
         :mod:`harness.distributed`); ``models``: a store of loaded models to use (else one is made
         from ``model_paths``, ``device`` and ``dtype``); ``planned``: generate each group's runs
-        with shared lower layers (False: every run alone)."""
+        with shared lower layers (False: every run alone); ``subset_of``: the size of the family
+        these claims were selected from, when they are a strict subset of it
+        (:func:`harness.claims.family.correct_family`)."""
         self.models = models or ModelStore(model_paths, placement(device, dtype))
         self.resolver = Resolver(self.models, parse_batch_size(batch_size))
         self.claims = list(claims)
         self.correction = correction
+        self.subset_of = subset_of
         self.n_resamples = n_resamples
         self.rerun_options = rerun_options  # e.g. "--model gpt2=/dir --profile greedy", for rerun commands
         self.progress = progress  # called with one line per generated group and per evaluated claim
@@ -125,7 +129,7 @@ class ClaimSession:
                 evaluated.append(r)
                 if self.progress:
                     self.progress(f"claim {k}/{len(self.claims)} {cid}: {progress_line(r)} ({r.seconds:.0f} s)")
-            correct_family(evaluated, self.correction)
+            correct_family(evaluated, self.correction, subset_of=self.subset_of)
             self._results = {r.claim.id: r for r in evaluated}
         return self._results
 

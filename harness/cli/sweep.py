@@ -82,6 +82,20 @@ def _parser() -> argparse.ArgumentParser:
         help="write the top heads as claim rows for the suite (e.g. causal_tests/sweep_claims.toml)",
     )
     ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
+    ap.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="resample the prompts B times: each head's share of resamples whose top --claim-heads it is in, "
+        "and its rank interval [0 = off]",
+    )
+    ap.add_argument(
+        "--min-stability",
+        type=float,
+        metavar="S",
+        help="with --write-claims and --bootstrap: write only heads selected in at least this share of resamples",
+    )
     ap.add_argument("--random-heads", type=int, default=6, help="random-head control size of written claims [6]")
     ap.add_argument(
         "--claim-metric",
@@ -109,6 +123,13 @@ def _check(args: argparse.Namespace) -> None:
         [
             (args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
             (args.top >= 0, "--top", args.top, "an integer >= 0"),
+            (0 <= args.bootstrap <= 100_000, "--bootstrap", args.bootstrap, "an integer in [0, 100000]"),
+            (
+                args.min_stability is None or 0 < args.min_stability <= 1,
+                "--min-stability",
+                args.min_stability,
+                "a share in (0, 1]",
+            ),
             (
                 0 <= args.random_heads <= MAX_RANDOM_HEADS,
                 "--random-heads",
@@ -117,6 +138,8 @@ def _check(args: argparse.Namespace) -> None:
             ),
         ]
     )
+    if args.min_stability is not None and not (args.write_claims and args.bootstrap):
+        raise UserError("--min-stability filters written claims: it needs --write-claims and --bootstrap B")
     if args.write_claims:
         check_writable("--write-claims", args.write_claims, extensions=(".toml",))
     if args.output:
@@ -128,11 +151,18 @@ def _check(args: argparse.Namespace) -> None:
 
 def _print(job: SweepJob, top: int, combine: int) -> None:
     doc, rows, combos = job.document, job.rows, job.combos
-    print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up")
+    stable = "selection" in doc
+    extra = f"  selected (of {doc['selection']['resamples']})  rank 95%" if stable else ""
+    print(f"{'rank':>4} {'head':>6} {'mean Δ':>8}  95% CI              share up{extra}")
     for r in rows[:top]:
+        shown = (
+            f"  {100 * r['selected_share']:>8.0f}%          {r['rank_interval'][0]}-{r['rank_interval'][1]}"
+            if stable
+            else ""
+        )
         print(
             f"{r['rank']:>4} {r['head']:>6} {r['mean']:+8.3f}  [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]  "
-            f"{100 * r['share_up']:.0f}%"
+            f"{100 * r['share_up']:.0f}%{shown}"
         )
     print(f"{len(rows)} heads × {doc['n_prompts']} prompts in {doc['seconds']:.1f} s; wrote {job.path} and {job.png}")
     va = doc["attribution"]
@@ -172,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         seed=args.seed,
         combine=args.combine,
+        bootstrap=args.bootstrap,
+        select_k=args.claim_heads,
         placement=place,
     )
     backend = RayBackend(args.ray_address, args.workers or DEFAULT_WORKERS) if args.backend == "ray" else None
@@ -186,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             random_heads=args.random_heads,
             claim_metric=args.claim_metric,
             command=command,
+            min_stability=args.min_stability,
         )
         if not written:
             print(f"no head's CI lies above 0: no claims written to {args.write_claims}")

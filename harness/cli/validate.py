@@ -23,6 +23,7 @@ import tempfile
 from harness.core.errors import check_options, run_cli
 from harness.core.results import atomic_write_text, check_output_path, check_replaceable, environment, write_result
 from harness.model import groundtruth
+from harness.model.loading import file_sha256
 from harness.validation.record import check_against, markdown_table, read_record
 from harness.validation.run import Settings, run_validation, tokens
 from harness.validation.summary import SCHEMA, validation_document
@@ -115,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _files(models: list[str]) -> dict[str, dict[str, str]]:
     """The sha256 of each model's weights and truth file (what the figures are about)."""
-    from harness.model.loading import file_sha256
-
     return {
         m: {
             "weights_sha256": file_sha256(os.path.join(groundtruth.model_dir(m), "model.safetensors")),

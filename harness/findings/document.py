@@ -17,11 +17,13 @@ def findings_document(
     data_files: dict | None = None,
     not_run: list[str] = (),  # type: ignore[assignment]
     interrupted: bool = False,
+    not_selected: list[str] = (),  # type: ignore[assignment]
 ) -> dict:
     """The versioned findings document of one run: provenance (git, packages, models, data files),
     the run's correction and profile, one record per claim (:meth:`ClaimResult.to_dict`), and
     whether the run was ``complete``: false, with the ids of the selected claims it did ``not_run``,
-    when it was cut short (``-x``, Ctrl-C); the regression refuses such a side."""
+    when it was cut short (``-x``, Ctrl-C), or with the ids of the family's claims it did not
+    select (``not_selected``: ``-k``, ``-m``, ``--lf``); the regression refuses such a side."""
     doc = {
         "schema": FINDINGS_SCHEMA,
         "schema_version": FINDINGS_VERSION,
@@ -29,8 +31,9 @@ def findings_document(
         "correction": correction,
         "profile": profile,
         **environment(),
-        "complete": not not_run and not interrupted,
+        "complete": not not_run and not interrupted and not not_selected,
         "not_run": list(not_run),
+        **({"not_selected": list(not_selected)} if not_selected else {}),
         "claims": list(claims),
     }
     if models is not None:

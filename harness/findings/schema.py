@@ -177,6 +177,7 @@ class FindingsDocument(_Section):
     claims: list[ClaimRecord]
     complete: bool = True  # documents from before it was recorded: as they were read then
     not_run: list[str] = []
+    not_selected: list[str] = []  # a subset run (-k, -m, --lf): the family's claims it did not select
     created: str | None = None
     correction: str | None = None
     profile: str | None = None
@@ -328,6 +329,13 @@ def require_complete(doc: dict, path: str) -> dict:
     """``doc`` when its run was complete; a :class:`UserError` naming the claims it did not run
     otherwise (a run cut short by ``-x`` or Ctrl-C: comparing it would report lost findings that
     were never tested)."""
+    if doc.get("complete", True) is False and doc.get("not_selected") and not doc.get("not_run"):
+        left = doc["not_selected"]
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        raise UserError(
+            f"{path}: the run that wrote it evaluated a subset of its claims (-k, -m or --lf; complete: false; "
+            f"not selected: {shown}); compare complete runs"
+        )
     if doc.get("complete", True) is False:
         missing = doc.get("not_run") or []
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

@@ -28,6 +28,7 @@ public names of :mod:`harness`), so the plugin costs other test suites nothing.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 from pathlib import Path
@@ -267,13 +268,22 @@ def item_claim(item):
     return item.claim if isinstance(item, ClaimItem) else item.stash.get(MARKED_CLAIM, None)
 
 
-def run_family(session: pytest.Session) -> list:
-    """The claims of this run's selected, runnable items: one family for the correction."""
+def runnable_claims(items: list[pytest.Item]) -> list:
+    """The claims of ``items`` that can run (a ``skip`` mark leaves a claim out)."""
     return [
-        c
-        for i in session.items
-        if (c := item_claim(i)) is not None and not any(m.name == "skip" for m in i.iter_markers())
+        c for i in items if (c := item_claim(i)) is not None and not any(m.name == "skip" for m in i.iter_markers())
     ]
+
+
+def run_family(session: pytest.Session) -> list:
+    """The claims of this run's selected, runnable items: the claims it evaluates."""
+    return runnable_claims(session.items)
+
+
+def not_selected(config: pytest.Config, session: pytest.Session) -> list[str]:
+    """The family's claims this run's selection (-k, -m, --lf) left out."""
+    chosen = {c.id for c in run_family(session)}
+    return [cid for cid in claims_run(config).family if cid not in chosen]
 
 
 def evaluated(item):
@@ -348,6 +358,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         other = where.setdefault(claim.id, here)
         if other != here:
             raise pytest.UsageError(f"{here}: claim {claim.id!r}: field 'id' = {claim.id!r} is also used in {other}")
+    # the correction family: every runnable claim collected for the run's models, before pytest's
+    # own -k / -m / --lf deselection (which runs after this hook)
+    claims_run(config).family = [c.id for c in runnable_claims(items)]
     names, _ = model_filter(config)
     seen = claims_run(config).models_seen
     unknown = sorted(names - seen)
@@ -415,10 +428,12 @@ def claim_session(config, claims):
     run = claims_run(config)
     if run.session is None:
         _, paths = model_filter(config)
+        family = len(set(run.family) | {c.id for c in claims})
         run.session = harness.ClaimSession(
             claims,
             model_paths=paths,
             correction=config.getoption("--correction"),
+            subset_of=family if family > len(claims) else None,
             rerun_options=rerun_options(config, paths),
             progress=lambda line: live_line(config, line),
             **run.placement,
@@ -459,19 +474,43 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     doc = findings_document(
         list(run.results.values()),
         not_run=not_run,
+        not_selected=not_selected(config, session),
         interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
         correction=config.getoption("--correction"),
         profile=config.getoption("--profile"),
         models=None if sess is None else sess.provenance(),
         data_files=None if sess is None else sess.data_files,
     )
-    path = config.getoption("--findings")
+    path = run.findings_path = partial_findings_path(config, config.getoption("--findings"), doc)
     try:
         run.pending.write_bytes(path, result_bytes(doc, path))
     except (UserError, OSError) as exc:
         run.selected_claims = False  # nothing of this run's outputs is put in place
         run.pending.discard()
         config.get_terminal_writer().line(f"could not write findings: --findings {path}: {exc}", red=True)
+
+
+def partial_findings_path(config: pytest.Config, path: str, doc: dict) -> str:
+    """Where this run's findings go: ``path``, unless the run evaluated a subset of its family and
+    ``path`` holds a complete findings document, which is kept: then ``<stem>.partial.json``
+    beside it (said on the terminal)."""
+    if not doc.get("not_selected") or not os.path.isfile(path):
+        return path
+    try:
+        with open(path, encoding="utf-8") as fh:
+            old = json.load(fh)
+    except (OSError, ValueError):
+        return path
+    if not (isinstance(old, dict) and old.get("schema") == doc["schema"] and old.get("complete") is True):
+        return path
+    stem, ext = os.path.splitext(path)
+    partial = f"{stem}.partial{ext}"
+    config.get_terminal_writer().line(
+        f"causal-heads: this run evaluated {len(doc['claims'])} of its family's "
+        f"{len(doc['claims']) + len(doc['not_selected'])} claims; {path} holds a complete run and is kept: "
+        f"findings written to {partial}"
+    )
+    return partial
 
 
 @pytest.hookimpl(trylast=True)
@@ -484,7 +523,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.pluginmanager.get_plugin(NAME)
     if not isinstance(run, ClaimsRun):  # the run stopped before the plugin was configured
         return
-    recorded = config.getoption("--findings") in run.pending
+    recorded = (run.findings_path or config.getoption("--findings")) in run.pending
     if recorded or not run.selected_claims:
         done = run.pending.commit()
         if run.html_path in done and config.pluginmanager.get_plugin("terminalreporter") is not None:

@@ -31,9 +31,11 @@ class ClaimsRun:
     pending: PendingFiles = field(default_factory=PendingFiles)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # claim id -> result record
     models_seen: set[str] = field(default_factory=set)  # before --model filtering
+    family: list[str] = field(default_factory=list)  # every collected runnable claim's id, before -k/-m/--lf
     session: ClaimSession | None = None
     selected_claims: bool = False  # set at session finish
     html_path: str | None = None  # where the --html report goes once the run commits
+    findings_path: str | None = None  # where the findings went (--findings, or its .partial beside it)
 
 
 def claims_run(config: pytest.Config) -> ClaimsRun:

@@ -35,7 +35,14 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
         ),
         "",
     ]
-    if doc.get("complete") is False:
+    if doc.get("not_selected"):
+        left = doc["not_selected"]
+        out += [
+            f"**Subset of the claims**: this run evaluated {len(claims)} of its family's {len(claims) + len(left)} "
+            f"claims ({cell(', '.join(left))} not selected); each adjusted p is Bonferroni over the whole family.",
+            "",
+        ]
+    if doc.get("complete") is False and doc.get("not_run"):
         not_run = doc.get("not_run") or []
         out += [
             f"**Incomplete run**: it was cut short; {len(not_run)} selected claim(s) were not run"

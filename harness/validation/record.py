@@ -68,16 +68,18 @@ def markdown_table(doc: dict[str, Any]) -> str:
         f"{s['correction']} across each draw's claims; tokens generated per claim: up to {s['max_tokens']}, "
         "cut to what the model's truth decides.",
         "",
-        "| model | tokens | recall@3 sweep / attention / attribution | mean rank sweep / attention / attribution | power | "
+        "| model | tokens | recall@3 sweep / attention / attribution | mean rank sweep / attention / attribution | "
+        "selected: causal heads (min) / others (max) | power | "
         "false-positive rate | random control passed (true / false claims) | ≈ by construction supported |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, m in doc["models"].items():
         r, k = m["recall_at_3_by_ranking"], m["mean_rank"]
-        ctl = m["random_control_pass"]
+        ctl, sel = m["random_control_pass"], m["selection_frequency"]
         lines.append(
             f"| {model} | {m.get('max_tokens', s['max_tokens'])} | {_pct(r['sweep'])} / {_pct(r['attention_screen'])} / {_pct(r['attribution_screen'])} | "
             f"{k['sweep']:.2f} / {k['attention_screen']:.2f} / {k['attribution_screen']:.2f} | "
+            f"{_pct(sel['causal_mean'])} ({_pct(sel['causal_min'])}) / {_pct(sel['other_max'])} | "
             f"{_ci(m['power_detail'])} | {_ci(m['false_positive_detail'])} | "
             f"{_pct(ctl['true_claims']['rate'])} / {_pct(ctl['false_claims']['rate'])} | {_ci(m['equivalence_supported'])} |"
         )

@@ -38,6 +38,7 @@ class Settings:
     claim_heads: int = 3
     max_tokens: int = 30
     correction: str = "holm"
+    bootstrap: int = 200  # the sweep's prompt resamples for selection stability
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class DrawResult:
     index: int
     seed: int
     ranks: dict[str, dict[str, int]]  # ranking -> causal head -> rank (1 = first)
+    selection: dict[str, float]  # head -> share of the sweep's prompt resamples that selected it
     claims: list[ClaimOutcome] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -93,8 +95,11 @@ def _outcome(r: ClaimResult, origin: str, truth: ModelTruth) -> ClaimOutcome:
     )
 
 
-def _screens_and_sweep(truth: ModelTruth, draw: Draw, s: Settings, folder: str) -> tuple[dict, list[Claim]]:
-    """The three rankings and the claims the sweep writes (with the draw's seed)."""
+def _screens_and_sweep(
+    truth: ModelTruth, draw: Draw, s: Settings, folder: str
+) -> tuple[dict, dict[str, float], list[Claim]]:
+    """The three rankings, each head's selection share over the sweep's prompt resamples, and the
+    claims the sweep writes (with the draw's seed)."""
     name = groundtruth.registered_name(truth.model)
     common: dict[str, Any] = {"emotion": truth.emotion, "model": name, "target": truth.target,
                               "n_prompts": s.n_prompts, "seed": draw.seed}  # fmt: skip
@@ -102,7 +107,9 @@ def _screens_and_sweep(truth: ModelTruth, draw: Draw, s: Settings, folder: str) 
     attribution = run_screen(
         ScreenOptions(**common, method="attribution"), os.path.join(folder, "screen_attribution.json")
     )
-    job = run_sweep(SweepOptions(**common, combine=s.claim_heads), os.path.join(folder, "sweep.json"))
+    sweep_opts = SweepOptions(**common, combine=s.claim_heads, bootstrap=s.bootstrap, select_k=s.claim_heads)
+    job = run_sweep(sweep_opts, os.path.join(folder, "sweep.json"))
+    selection = {r["head"]: r["selected_share"] for r in job.rows}
     ranks = {
         key: {h: _rank(rows, h) for h in truth.causal}
         for key, rows in (
@@ -115,7 +122,7 @@ def _screens_and_sweep(truth: ModelTruth, draw: Draw, s: Settings, folder: str) 
     written = write_sweep_claims(job, path, claim_heads=s.claim_heads, random_heads=s.random_heads, claim_metric=truth.claim_metric,
                                  command="causal-heads validate")  # fmt: skip
     claims = load_claims(path) if written else []
-    return ranks, [with_overrides(c, seed=draw.seed, max_tokens=tokens(truth, s)) for c in claims]
+    return ranks, selection, [with_overrides(c, seed=draw.seed, max_tokens=tokens(truth, s)) for c in claims]
 
 
 def tokens(truth: ModelTruth, s: Settings) -> int:
@@ -130,7 +137,7 @@ def run_draw(truth: ModelTruth, draw: Draw, s: Settings, workdir: str, progress:
     prompts = os.path.join(folder, "prompts")
     write_draw(draw, truth.emotion, truth.target, prompts)
     with prompts_from(prompts):
-        ranks, written = _screens_and_sweep(truth, draw, s, folder)
+        ranks, selection, written = _screens_and_sweep(truth, draw, s, folder)
         name = groundtruth.registered_name(truth.model)
         hand = [
             with_overrides(c, max_tokens=tokens(truth, s))
@@ -139,9 +146,8 @@ def run_draw(truth: ModelTruth, draw: Draw, s: Settings, workdir: str, progress:
         findings = evaluate([*written, *hand], correction=s.correction)
         findings.to_json(os.path.join(folder, "findings.json"))
     origin = {c.id: "sweep" for c in written} | {c.id: "hand" for c in hand}
-    result = DrawResult(
-        truth.model, draw.index, draw.seed, ranks, [_outcome(r, origin[r.claim.id], truth) for r in findings]
-    )
+    outcomes = [_outcome(r, origin[r.claim.id], truth) for r in findings]
+    result = DrawResult(truth.model, draw.index, draw.seed, ranks, selection, outcomes)
     result.seconds = time.perf_counter() - start
     sweep_rank = ",".join(f"{h}#{r}" for h, r in ranks["sweep"].items())
     supported = sum(o.verdict == "supported" for o in result.claims)

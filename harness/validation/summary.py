@@ -3,6 +3,9 @@
 - ``recall_at_3``: share of draws in which every causal head ranks in the top 3 of the causal
   sweep (``recall_at_3_by_ranking`` gives the attention and attribution screens too), with each
   ranking's mean rank;
+- ``selection_frequency``: the share of the sweep's prompt resamples that selected a head
+  (:mod:`harness.analysis.stability`): the causal heads' mean and minimum over draws, and the
+  largest any other head reached;
 - ``power``: share of the claims the truth makes true (equivalence claims aside) that the suite
   supported; ``false_positive_rate``: share of the claims it makes false that were supported;
   each with its exact (Clopper-Pearson) 95% interval and counts;
@@ -49,11 +52,18 @@ def summarize_model(draws: Sequence[DrawResult]) -> dict[str, Any]:
         for key in RANKINGS
     }
     power, fpr = _share(true), _share(false)
+    causal = {h for d in draws for h in d.ranks["sweep"]}
+    selection = {
+        "causal_mean": _mean([d.selection[h] for d in draws for h in causal]),
+        "causal_min": min((d.selection[h] for d in draws for h in causal), default=None),
+        "other_max": max((v for d in draws for h, v in d.selection.items() if h not in causal), default=None),
+    }
     return {
         "runs": len(draws),
         "recall_at_3": recall["sweep"]["rate"],
         "recall_at_3_by_ranking": {k: v["rate"] for k, v in recall.items()},
         "mean_rank": mean_rank,
+        "selection_frequency": selection,
         "power": power["rate"],
         "power_detail": power,
         "false_positive_rate": fpr["rate"],
@@ -70,6 +80,10 @@ def summarize_model(draws: Sequence[DrawResult]) -> dict[str, Any]:
         "distractor": _distractors(claims),
         "seconds": sum(d.seconds for d in draws),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _control(outcomes: list[ClaimOutcome]) -> dict[str, Any]:
