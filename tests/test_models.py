@@ -142,7 +142,7 @@ def test_an_unsupported_model_class_is_named(tmp_path, tiny_gpt2):
     ("org/some-model", "--model /path/to/dir"),
     ("smolm2-135m", "Did you mean 'smollm2-135m'?"),
     ("/no/such/dir", "neither a registered model nor an existing directory"),
-    ("", ("Available: gpt2, smollm2-135m, tiny-gemma, tiny-gemma2, tiny-gemma3, tiny-gpt-neox, tiny-gpt2, "
+    ("", ("Available: gpt2, groundtruth-distractor, groundtruth-induction, groundtruth-planted, smollm2-135m, tiny-gemma, tiny-gemma2, tiny-gemma3, tiny-gpt-neox, tiny-gpt2, "
          "tiny-llama-gqa, tiny-mistral-swa, tiny-phi3, tiny-qwen2, tiny-qwen3")),
 ])
 def test_unavailable_models_raise_a_user_error(name, fragment):

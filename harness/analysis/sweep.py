@@ -361,6 +361,7 @@ def claim_rows(
     top = [r for r in ranked if above_rounding(r)][:n_heads]
     common = {
         "model": model,
+        "selected_on": source_file,  # the discovery record: evaluating on its prompts is exploratory
         "patch_mode": mode,
         "source": emotion,
         "target": target,

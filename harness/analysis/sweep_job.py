@@ -29,7 +29,7 @@ from harness.core.results import atomic_write_text, environment, file_stem
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
-from harness.run.prompts import load_emotion_prompts, load_prompt_set
+from harness.run.prompts import load_emotion_prompts, load_prompt_set, prompt_hashes
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,8 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
         **({"selection": selection} if selection else {}),
         "combinations": combos,
         "attribution": versus_attribution,
+        # what selected the heads: a claim evaluated on any of these prompts is exploratory
+        "prompts_sha256": {"source": prompt_hashes(sources), "target": prompt_hashes(targets)},
         "deltas": result.deltas.tolist(),
         "baseline": result.baseline.tolist(),
     }

@@ -50,6 +50,20 @@ def data_warnings(
     )
 
 
+def exploratory_warning(record: dict | None) -> list[dict]:
+    """``exploratory``: the claim was evaluated on prompts its discovery record ranked heads on."""
+    if record is None or record["label"] != "exploratory":
+        return []
+    return [
+        _warning(
+            DataWarning.EXPLORATORY,
+            f"evaluated on {record['overlap']} of the {record['prompts']} prompts that selected it "
+            f"({record['document']}): exploratory, not a confirmation; corrected apart from the confirmatory "
+            f"claims. Confirm it on prompts the discovery did not use",
+        )
+    ]
+
+
 def _warning(code: DataWarning, message: str) -> dict:
     return {"code": code.value, "message": message}
 

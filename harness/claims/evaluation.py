@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.claims.data_warnings import data_warnings
+from harness.claims.data_warnings import data_warnings, exploratory_warning
 from harness.claims.examples import all_generations, pick_examples, text_changes
 from harness.claims.execute import Execution, RunFailed
 from harness.claims.resolve import RandomArm, ResolvedClaim
@@ -52,7 +52,7 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
     """The claim's statistics on ``runs`` (see the module docstring); an error in any step is the
     result's ``error``, with its traceback in ``per_prompt``."""
     c = rc.claim
-    res = ClaimResult(claim=c, options=options, model=rc.model)
+    res = ClaimResult(claim=c, options=options, model=rc.model, selection=rc.selection)
     start = time.perf_counter()
     try:
         base_run, patched_run = runs[rc.baseline.key], runs[rc.patched.key]
@@ -72,6 +72,7 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
         compared = other if other is not None else base
         metric = get_metric(c.metric)
         res.warnings = data_warnings(c, metric, compared, patched, delta, alternative, res.text_changed)
+        res.warnings += exploratory_warning(rc.selection)
         res.one_token = _one_token(rc, runs, n_resamples)
         res.generations = all_generations(base_run, patched_run, delta, versus_run)
         res.examples = pick_examples(res.generations, alternative)

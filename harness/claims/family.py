@@ -14,6 +14,8 @@ an option), and so, as their own family, are the refuting p-values. Verdicts:
 
 "Refuted" says the claim is wrong, so it is held to the same family-wise standard as
 "supported". A claim that errored keeps the ``error`` verdict and is left out of the family.
+Exploratory claims (evaluated on the prompts that selected them, :mod:`harness.claims.selection`)
+are corrected as a family of their own, apart from the confirmatory ones.
 
 The family is every claim the run collected, not the ones a ``-k``/``-m``/``--lf`` selection
 evaluated. A run that evaluated a subset of its family (``subset_of``: the family's size) cannot
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 
 from harness.claims.outcome import Verdict
 from harness.claims.result import ClaimResult
+from harness.claims.selection import is_exploratory
 from harness.stats import adjust_pvalues
 
 CORRECTIONS = ("holm", "bh")
@@ -38,7 +41,17 @@ SUBSET_CORRECTION = "bonferroni-family"  # what a subset's claims record as thei
 
 def correct_family(results: Sequence[ClaimResult], correction: str = "holm", subset_of: int | None = None) -> None:
     """Adjust the p-values of ``results`` across them with ``correction`` and set each verdict;
-    ``subset_of``: the family's size when ``results`` are a strict subset of it (module docstring)."""
+    ``subset_of``: the family's size when ``results`` are a strict subset of it (module docstring).
+    Exploratory claims (evaluated on the prompts that selected them) are a family of their own."""
+    exploratory = [r for r in results if is_exploratory(r.selection)]
+    if exploratory and len(exploratory) < len(results):
+        _correct(exploratory, correction, subset_of)
+        _correct([r for r in results if not is_exploratory(r.selection)], correction, subset_of)
+        return
+    _correct(results, correction, subset_of)
+
+
+def _correct(results: Sequence[ClaimResult], correction: str, subset_of: int | None) -> None:
     ok = [r for r in results if r.error is None]
     if subset_of is not None:
         for r in results:

@@ -24,6 +24,7 @@ class DataWarning(StrEnum):
     CEILING = "ceiling"  # ... at its upper bound
     INERT = "inert"  # the patch left every generation token for token unchanged
     UNTESTABLE = "untestable"  # no outcome of these data could support the claim at this n
+    EXPLORATORY = "exploratory"  # evaluated on prompts that selected it: not a confirmation
 
 
 def mde_text(effect: dict) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.claims.controls import avoided_heads, head_spec, random_head_sets
 from harness.claims.plan import Head, RunKey, RunSpec
+from harness.claims.selection import selection
 from harness.claims.spec import Claim, Condition
 from harness.core.results import repo_path
 from harness.metrics import keyword_emotion
@@ -55,6 +56,7 @@ class ResolvedClaim:
     one_token_emotion: str | None  # the keyword list of the next-token view (None: no such view)
     data_files: dict[str, dict[str, str]]  # "prompts:<set>" / "keywords:<emotion>" -> path, sha256
     model: dict[str, Any]  # the model's provenance
+    selection: dict[str, Any] | None = None  # exploratory / confirmatory (harness.claims.selection)
 
     @property
     def runs(self) -> list[RunSpec]:
@@ -93,6 +95,7 @@ class Resolver:
         targets = _prompt_set(c.target, c.n_prompts, files, source=False)
         gen = self._generation(c, targets)
         sources = {} if c.intervention is not None else _sources(c, files)
+        chosen = selection(c, targets, [p for ps in sources.values() for p in ps])
 
         def run(hs: tuple[Head, ...], cond: Condition | None) -> RunSpec:
             return _run_spec(c, hs, cond, targets, gen, sources.get(cond.source, ()) if cond else ())
@@ -129,6 +132,7 @@ class Resolver:
             one_token_emotion=one_token,
             data_files=files,
             model=provenance,
+            selection=chosen,
         )
 
     def _generation(self, c: Claim, targets: tuple[str, ...]) -> GenerationConfig:

@@ -33,6 +33,7 @@ class ClaimResult:
     warnings: list = field(default_factory=list)  # {"code", "message"}: why the data may be uninformative
     text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.claims.examples)
     generations: list = field(default_factory=list)  # every prompt's texts, Δ and whether its text changed
+    selection: dict | None = None  # exploratory / confirmatory against its discovery (harness.claims.selection)
 
     @property
     def supported(self) -> bool:
@@ -135,6 +136,7 @@ class ClaimResult:
             "warnings": self.warnings,
             "seconds": self.seconds,
             "rerun": self.rerun_command(),
+            **({"selection": self.selection} if self.selection is not None else {}),
         }
 
 

@@ -34,6 +34,9 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
                        then about the per-prompt difference between the two conditions
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
 ``description``        free text
+``selected_on``        the sweep (or screen) document whose prompts selected this claim's heads
+                       (``sweep --write-claims`` sets it); a claim evaluated on any of those
+                       prompts is *exploratory*: labelled so, and corrected in a family of its own
 
 The quantity tested per prompt is Δ = mean over samples of (patched − baseline), or, with
 ``versus``, Δ_claim − Δ_versus (the baseline is shared, so this is patched_A − patched_B).
@@ -141,6 +144,7 @@ class Claim(SamplingSettings):
     hook_points: tuple[str, ...] | None = None
     tier: Tier = "slow"
     description: str = ""
+    selected_on: str = ""  # the discovery document (a sweep) whose prompts selected the heads
     _file: str = PrivateAttr(default="")
 
     def __init__(self, **data: Any) -> None:
@@ -266,6 +270,8 @@ class Claim(SamplingSettings):
         for name in ("intervention", "hook_points"):
             if d[name] is None:
                 del d[name]
+        if not d["selected_on"]:  # a claim without a discovery record: as before the field existed
+            del d["selected_on"]
         if self.kind == "patch":  # a patch claim's record is as before path claims existed
             for name in ("kind", "senders", "receivers"):
                 del d[name]
@@ -305,6 +311,7 @@ ROW_ORDER = (
     "hook_points",
     "tier",
     "description",
+    "selected_on",
 )
 assert set(ROW_ORDER) == set(Claim.model_fields), "ROW_ORDER must list every Claim field"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,11 @@ class KeywordList:
     keywords: tuple[str, ...]
     path: str
     sha256: str
+
+
+def prompt_hashes(prompts: Sequence[str]) -> list[str]:
+    """The sha256 of each prompt's text (UTF-8): what records which prompts a step used."""
+    return [hashlib.sha256(p.encode("utf-8")).hexdigest() for p in prompts]
 
 
 def prompts_dir() -> str:

@@ -1,9 +1,10 @@
 """Run the real pipeline on a ground-truth model, draw by draw.
 
-One draw (:func:`run_draw`): its own prompt pairs and seed; the attention screen, the
-attribution screen and the causal sweep (each ranks every head); ``--write-claims`` from the
-sweep; the hand claims of :mod:`harness.validation.hand_claims`; all of these claims evaluated
-as one family by :func:`harness.analysis.evaluate.evaluate` (exactly as ``pytest`` would); and
+One draw (:func:`run_draw`): its own prompt pairs and seed; on its discovery prompts the
+attention screen, the attribution screen and the causal sweep (each ranks every head) and
+``--write-claims`` from the sweep; on its confirmation prompts (drawn apart from them) the
+written claims and the hand claims of :mod:`harness.validation.hand_claims`, evaluated as one
+family by :func:`harness.analysis.evaluate.evaluate` (exactly as ``pytest`` would); and
 every claim read against the model's truth (:func:`harness.validation.truth.classify`). Nothing
 here decides a verdict: it records what the suite said and what the truth says.
 """
@@ -55,6 +56,7 @@ class ClaimOutcome:
     random_control_passed: bool | None  # None: no random-head control
     text_changed: int | None
     n: int | None
+    label: str | None = None  # exploratory / confirmatory against the sweep that wrote it (sweep claims)
 
 
 @dataclass
@@ -92,6 +94,7 @@ def _outcome(r: ClaimResult, origin: str, truth: ModelTruth) -> ClaimOutcome:
         random_control_passed=None if control is None else bool(control["beats_all"]),
         text_changed=changed,
         n=(r.text_changed or {}).get("n"),
+        label=(r.selection or {}).get("label"),
     )
 
 
@@ -134,10 +137,12 @@ def run_draw(truth: ModelTruth, draw: Draw, s: Settings, workdir: str, progress:
     """Every step of the pipeline on one draw (see the module docstring); files go to ``workdir``."""
     start = time.perf_counter()
     folder = os.path.join(workdir, truth.model, f"draw_{draw.index:03d}")
-    prompts = os.path.join(folder, "prompts")
-    write_draw(draw, truth.emotion, truth.target, prompts)
-    with prompts_from(prompts):
+    discovery, confirmation = (os.path.join(folder, part) for part in ("discovery", "confirmation"))
+    write_draw(draw, truth.emotion, truth.target, discovery, "discovery")
+    write_draw(draw, truth.emotion, truth.target, confirmation, "confirmation")
+    with prompts_from(discovery):  # the screens and the sweep select heads on the discovery prompts
         ranks, selection, written = _screens_and_sweep(truth, draw, s, folder)
+    with prompts_from(confirmation):  # every claim is evaluated on prompts that did not select it
         name = groundtruth.registered_name(truth.model)
         hand = [
             with_overrides(c, max_tokens=tokens(truth, s))

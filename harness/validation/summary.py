@@ -77,6 +77,11 @@ def summarize_model(draws: Sequence[DrawResult]) -> dict[str, Any]:
         },
         "equivalence_supported": _share(o for o in claims if o.equivalence and o.truth == "true"),
         "unclassified": sum(o.truth is None for o in claims),
+        # the sweep's claims are evaluated on the draw's confirmation prompts: none may be exploratory
+        "written_claims_confirmatory": rate(
+            sum(o.label == "confirmatory" for o in claims if o.origin == "sweep"),
+            sum(o.origin == "sweep" for o in claims),
+        ),
         "distractor": _distractors(claims),
         "seconds": sum(d.seconds for d in draws),
     }
