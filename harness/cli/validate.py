@@ -61,7 +61,12 @@ def _check(args: argparse.Namespace) -> list[str]:
         [
             (bool(models), "--models", repr(args.models), "one or more of " + ", ".join(groundtruth.MODELS)),
             (1 <= args.runs <= 1000, "--runs", args.runs, "in [1, 1000]"),
-            (4 <= args.n_prompts <= 200, "--n-prompts", args.n_prompts, "in [4, 200] (the pools hold 400 pairs: 2 x n a draw)"),
+            (
+                4 <= args.n_prompts <= 200,
+                "--n-prompts",
+                args.n_prompts,
+                "in [4, 200] (the pools hold 400 pairs: 2 x n a draw)",
+            ),
             (0 <= args.random_heads <= 3, "--random-heads", args.random_heads, "in [0, 3] (3 other heads per layer)"),
             (1 <= args.max_tokens <= 64, "--max-tokens", args.max_tokens, "in [1, 64]"),
             (0 <= args.seed <= 10**9, "--seed", args.seed, "in [0, 1e9]"),
