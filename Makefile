@@ -72,6 +72,6 @@ calibrate: $(STAMP)
 	$(VENV)/bin/python -m harness calibrate --model smollm2-135m --pool 10 --datasets 1000 --output reports/calibration.json
 
 # the ground-truth record: the whole pipeline on the models whose mechanism is known, 20 draws
-# each (~2 min on 2 cores, alone); rewrites docs/validation.json and the table in docs/validation.md
+# each (~2 min on 2 cores, alone); rewrites fixtures/groundtruth/validation.json and the table in docs/validation.md
 validation: $(STAMP)
-	$(VENV)/bin/python -m harness validate --runs 20 --output docs/validation.json --markdown docs/validation.md
+	$(VENV)/bin/python -m harness validate --runs 20 --output fixtures/groundtruth/validation.json --markdown docs/validation.md

@@ -15,7 +15,7 @@ from harness.validation.record import check_against, read_record
 from harness.validation.truth import classify, load_truth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECORD = os.path.join(ROOT, "docs", "validation.json")
+RECORD = groundtruth.RECORD  # the shipped record (fixtures/groundtruth/validation.json)
 
 
 def _claim(**kw) -> Claim:
@@ -160,3 +160,21 @@ def test_sweep_min_stability_writes_only_stable_heads(main_in_process, tmp_path,
     doc = json.loads((tmp_path / "s.json").read_text())
     shares = {row["head"]: row["selected_share"] for row in doc["ranked"]}
     assert shares["1:2"] == 1.0 and max(v for h, v in shares.items() if h != "1:2") == 0.0
+
+
+def test_every_report_carries_the_shipped_ground_truth_record(tmp_path):
+    from harness.report.markdown import write_report
+    from harness.report.trust import trust_html, trust_markdown
+
+    record = groundtruth.shipped_record()
+    assert record is not None
+    lines = trust_markdown(record)
+    planted = record["models"]["planted"]["power_detail"]
+    assert lines[0] == "## How far to trust these verdicts"
+    assert any(line.startswith("- planted:") and f"({planted['k']}/{planted['n']})" in line for line in lines)
+    html = trust_html({**record, "models": {"<b>x</b>": record["models"]["planted"]}})
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html  # model names are escaped
+    assert trust_markdown(None) == [] and trust_html(None) == ""
+    md = tmp_path / "r.md"
+    write_report(os.path.join(ROOT, "fixtures", "findings_v1_8d19a05.json"), str(md), str(tmp_path / "plots"))
+    assert "## How far to trust these verdicts" in md.read_text()

@@ -16,7 +16,9 @@ from harness.cli.placement import add_placement_options, check_placement, forwar
 from harness.core.errors import UserError, run_cli
 from harness.core.outputs import Staging
 from harness.core.results import atomic_write_text
+from harness.model import groundtruth
 from harness.model.loading import DEFAULT_MODEL, weights_absent
+from harness.report.trust import trust_markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"HTML evidence: {os.path.join(out, 'evidence.html')}",
                 f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}",
                 "",
+                *trust_markdown(groundtruth.shipped_record()),
             ]
         )
         atomic_write_text(stage.path("summary.md"), text)

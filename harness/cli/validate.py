@@ -2,8 +2,8 @@
 
     causal-heads validate                         # 20 draws per ground-truth model, the table
     causal-heads validate --quick --json          # 2 draws of 16 prompts: the per-commit check
-    causal-heads validate --output docs/validation.json --markdown docs/validation.md   # the release record
-    causal-heads validate --quick --check docs/validation.json    # exit 1 if worse than the record
+    causal-heads validate --output fixtures/groundtruth/validation.json --markdown docs/validation.md   # the release record
+    causal-heads validate --quick --check fixtures/groundtruth/validation.json    # exit 1 if worse than the record
 
 Per draw: the attention and attribution screens, the causal sweep, ``--write-claims``, hand claims
 about causal, inert and distractor heads, one family of claims evaluated as pytest would, every
@@ -13,6 +13,7 @@ claim read against the model's ``truth.json``. See :mod:`harness.validation`.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     recorded = {"runs": args.runs, "seed": args.seed, **vars(settings)}
-    doc = validation_document(results, recorded, {**environment(), "models_files": _files(models)})
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    doc = validation_document(results, recorded, {"created": created, **environment(), "models_files": _files(models)})
     for truth in truths:  # the tokens each model's claims generated (what its truth decides)
         doc["models"][truth.model]["max_tokens"] = tokens(truth, settings)
     if args.output:

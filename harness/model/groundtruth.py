@@ -13,6 +13,7 @@ In a source checkout they are ``fixtures/groundtruth/``; a wheel carries them as
 
 from __future__ import annotations
 
+import json
 import os
 
 from harness.core.errors import UnknownNameError, did_you_mean
@@ -22,6 +23,9 @@ MODELS = ("planted", "distractor", "induction")
 PREFIX = "groundtruth-"
 _PACKAGED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_groundtruth")
 GROUNDTRUTH_DIR = _PACKAGED if os.path.isdir(_PACKAGED) else os.path.join(REPO_ROOT, "fixtures", "groundtruth")
+
+
+RECORD = os.path.join(GROUNDTRUTH_DIR, "validation.json")  # the release's `causal-heads validate` record
 
 
 def registered_name(model: str) -> str:
@@ -46,3 +50,14 @@ def prompts_dir(model: str) -> str:
 
 def truth_path(model: str) -> str:
     return os.path.join(model_dir(model), "truth.json")
+
+
+def shipped_record() -> dict | None:
+    """The release's validation record (written by ``make validation``), or None when it is missing
+    or unreadable (reports then leave their ground-truth section out)."""
+    try:
+        with open(RECORD, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("models"), dict) else None

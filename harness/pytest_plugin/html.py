@@ -32,6 +32,7 @@ import pytest
 
 from harness.claims.examples import changes_text
 from harness.core.results import git_info, package_versions
+from harness.model import groundtruth
 from harness.pytest_plugin.state import ClaimsRun, claims_run
 from harness.report.html import (
     COLUMNS,
@@ -43,6 +44,7 @@ from harness.report.html import (
 )
 from harness.report.plots import forest_png
 from harness.report.text import verdict_tally
+from harness.report.trust import trust_html
 
 
 class ReportTitle:
@@ -102,6 +104,7 @@ def pytest_html_results_summary(
             f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>"
         )
         prefix.append(summary_table(results))
+        prefix.append(trust_html(groundtruth.shipped_record()))  # the release's ground-truth figures
 
 
 def _result(report: pytest.TestReport) -> dict | None:

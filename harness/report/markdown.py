@@ -19,8 +19,10 @@ from harness.claims.label import patch_label
 from harness.claims.outcome import mde_text
 from harness.core.results import atomic_write, atomic_write_text, path_in
 from harness.findings.schema import claims_by_id, load_document
+from harness.model import groundtruth
 from harness.report.plots import forest_png, head_heatmap
 from harness.report.text import cell, ci_text, mean_or_none, num_text, updown
+from harness.report.trust import trust_markdown
 
 
 def render_markdown(doc: dict, claims: list[dict]) -> str:
@@ -316,7 +318,9 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
     how many plots were written."""
     doc = load_document(findings, complete=True)
     claims = list(claims_by_id(doc).values())
-    text = render_markdown(doc, claims)
+    # the release's ground-truth figures close the report (not from the findings: the installed record)
+    trust = trust_markdown(groundtruth.shipped_record())
+    text = render_markdown(doc, claims) + ("\n" + "\n".join(trust) if trust else "")
     atomic_write_text(markdown, text)
 
     written = 0
