@@ -174,6 +174,7 @@ def test_every_report_carries_the_shipped_ground_truth_record(tmp_path):
     assert any(line.startswith("- planted:") and f"({planted['k']}/{planted['n']})" in line for line in lines)
     html = trust_html({**record, "models": {"<b>x</b>": record["models"]["planted"]}})
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html  # model names are escaped
+    assert "<h2>How far to trust these verdicts</h2>" in html and "`" not in html
     assert trust_markdown(None) == [] and trust_html(None) == ""
     md = tmp_path / "r.md"
     write_report(os.path.join(ROOT, "fixtures", "findings_v1_8d19a05.json"), str(md), str(tmp_path / "plots"))

@@ -50,6 +50,9 @@ def trust_html(record: dict[str, Any] | None) -> str:
     """An HTML paragraph and list (escaped), or "" without a record."""
     if record is None:
         return ""
-    first, *rest = trust_sentences(record)
+    first, *rest = (line.replace("`", "") for line in trust_sentences(record))  # markdown code marks
     items = "".join(f"<li>{escape(line)}</li>" for line in rest)
-    return f'<div class="ground-truth"><p>{escape(first)}</p><ul>{items}</ul></div>'
+    return (
+        f'<div class="ground-truth"><h2>How far to trust these verdicts</h2><p>{escape(first)}</p>'
+        f"<ul>{items}</ul></div>"
+    )
