@@ -12,9 +12,10 @@ from html import escape
 from typing import Any
 
 
-def _rate(d: dict[str, Any]) -> str:
+def rate_text(d: dict[str, Any]) -> str:
+    """A rate record (``rate``, ``ci_low``, ``ci_high``, ``k``, ``n``) as "0.950 [0.83, 0.99] (19/20)"."""
     if not d.get("n"):
-        return "n/a"
+        return "n/a (0 claims)"
     return f"{d['rate']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}] ({d['k']}/{d['n']})"
 
 
@@ -32,7 +33,7 @@ def trust_sentences(record: dict[str, Any]) -> list[str]:
     for model, m in record["models"].items():
         out.append(
             f"{model}: causal heads in the sweep's top 3 in {m['recall_at_3']:.0%} of draws; power "
-            f"{_rate(m['power_detail'])}; false-positive rate {_rate(m['false_positive_detail'])}."
+            f"{rate_text(m['power_detail'])}; false-positive rate {rate_text(m['false_positive_detail'])}."
         )
     out.append("Method and limits: docs/validation.md.")
     return out

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from harness.core.errors import UserError
+from harness.report.trust import rate_text
 from harness.validation.summary import SCHEMA, SCHEMA_VERSION
 
 
@@ -54,12 +55,6 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def _ci(d: dict[str, Any]) -> str:
-    if d["n"] == 0:
-        return "n/a (0 claims)"
-    return f"{d['rate']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}] ({d['k']}/{d['n']})"
-
-
 def markdown_table(doc: dict[str, Any]) -> str:
     """The per-model table (recall, power, false positives, controls, equivalences, distractors)."""
     s = doc["settings"]
@@ -80,13 +75,13 @@ def markdown_table(doc: dict[str, Any]) -> str:
             f"| {model} | {m.get('max_tokens', s['max_tokens'])} | {_pct(r['sweep'])} / {_pct(r['attention_screen'])} / {_pct(r['attribution_screen'])} | "
             f"{k['sweep']:.2f} / {k['attention_screen']:.2f} / {k['attribution_screen']:.2f} | "
             f"{_pct(sel['causal_mean'])} ({_pct(sel['causal_min'])}) / {_pct(sel['other_max'])} | "
-            f"{_ci(m['power_detail'])} | {_ci(m['false_positive_detail'])} | "
-            f"{_pct(ctl['true_claims']['rate'])} / {_pct(ctl['false_claims']['rate'])} | {_ci(m['equivalence_supported'])} |"
+            f"{rate_text(m['power_detail'])} | {rate_text(m['false_positive_detail'])} | "
+            f"{_pct(ctl['true_claims']['rate'])} / {_pct(ctl['false_claims']['rate'])} | {rate_text(m['equivalence_supported'])} |"
         )
     distractors = [(model, cid, d) for model, m in doc["models"].items() for cid, d in m["distractor"].items()]
     if distractors:
         lines += ["", "| distractor claim | not supported | prompts whose text the patch changed |", "|---|---|---|"]
         for model, cid, d in distractors:
             changed = d["mean_share_text_changed"]
-            lines.append(f"| {model}: `{cid}` | {_ci(d['not_supported'])} | {_pct(changed)} |")
+            lines.append(f"| {model}: `{cid}` | {rate_text(d['not_supported'])} | {_pct(changed)} |")
     return "\n".join(lines) + "\n"
