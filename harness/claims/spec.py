@@ -34,7 +34,7 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
                        then about the per-prompt difference between the two conditions
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
 ``description``        free text
-``selected_on``        the sweep (or screen) document whose prompts selected this claim's heads
+``selected_on``        the sweep document whose prompts selected this claim's heads
                        (``sweep --write-claims`` sets it); a claim evaluated on any of those
                        prompts is *exploratory*: labelled so, and corrected in a family of its own
 

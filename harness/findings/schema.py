@@ -325,26 +325,28 @@ def load_document(path: str, *, complete: bool = False) -> dict:
     return check_findings(load_versioned(path, FINDINGS_SCHEMA, FINDINGS_VERSION, "findings"), path, complete=complete)
 
 
+def _listed(ids: list[str], most: int = 5) -> str:
+    """The first ``most`` ids, and how many more."""
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
 def require_complete(doc: dict, path: str) -> dict:
     """``doc`` when its run was complete; a :class:`UserError` naming the claims it did not run
     otherwise (a run cut short by ``-x`` or Ctrl-C: comparing it would report lost findings that
-    were never tested)."""
-    if doc.get("complete", True) is False and doc.get("not_selected") and not doc.get("not_run"):
-        left = doc["not_selected"]
-        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    were never tested), or that its selection left out (a subset run: ``-k``, ``-m``, ``--lf``)."""
+    if doc.get("complete", True) is not False:
+        return doc
+    if doc.get("not_selected") and not doc.get("not_run"):
         raise UserError(
             f"{path}: the run that wrote it evaluated a subset of its claims (-k, -m or --lf; complete: false; "
-            f"not selected: {shown}); compare complete runs"
+            f"not selected: {_listed(doc['not_selected'])}); compare complete runs"
         )
-    if doc.get("complete", True) is False:
-        missing = doc.get("not_run") or []
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise UserError(
-            f"{path}: the run that wrote it was cut short (complete: false"
-            + (f"; not run: {shown}" if shown else "")
-            + "); compare complete runs"
-        )
-    return doc
+    shown = _listed(doc.get("not_run") or [])
+    raise UserError(
+        f"{path}: the run that wrote it was cut short (complete: false"
+        + (f"; not run: {shown}" if shown else "")
+        + "); compare complete runs"
+    )
 
 
 def claims_by_id(doc: dict) -> dict[str, dict]:
