@@ -61,7 +61,9 @@ def test_test_ids_are_k_friendly(tmp_path):
     ({"temperature": float("inf")}, "field 'temperature' = inf: must be finite and >= 0.0001"),
     ({"temperature": 1e-300}, "field 'temperature' = 1e-300: must be finite and >= 0.0001 (smaller ones overflow"),
     ({"alpha": 0.7}, "field 'alpha' = 0.7: must be in (0, 0.5)"),
-    ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 70]"),
+    ({"n_prompts": 500}, "field 'n_prompts' = 500: must be in [2, 310]"),
+    ({"split": "confirmation", "n_prompts": 121}, "field 'n_prompts' = 121: must be in [2, 120]"),
+    ({"split": "heldout"}, "field 'split' = 'heldout': must be one of all, discovery, confirmation"),
     ({"samples": 2, "do_sample": False}, "field 'samples' = 2: must be >= 1, and 1 with greedy decoding"),
     ({"samples": "2"}, "field 'samples' = '2': must be of type int"),
     ({"tier": "nightly"}, "field 'tier' = 'nightly': must be one of fast, slow"),
@@ -80,7 +82,7 @@ def test_invalid_rows_name_claim_field_and_value(tmp_path, change, message):
 
 @pytest.mark.parametrize("field, good, bad", [
     ("alpha", [1e-9, 0.4999], [0.0, 0.5]),
-    ("n_prompts", [2, 70], [1, 71]),
+    ("n_prompts", [2, 310], [1, 311]),
     ("max_tokens", [1, 4096], [0, 4097]),
     ("seed", [0], [-1]),
     ("temperature", [1e-4], [9.9e-5, 0.0, -1.0]),
@@ -382,10 +384,13 @@ def test_n_prompts_may_not_exceed_a_source_set(tmp_path, monkeypatch):
     prompts = tmp_path / "prompts"
     shutil.copytree(os.path.join(ROOT, "prompts"), prompts)
     doc = json.loads((prompts / "anger_prompts.json").read_text())
-    doc["prompts"] = doc["prompts"][:10]
+    doc = {k: doc[k] for k in ("format", "name", "kind", "description")} | {"version": 1, "prompts": doc["prompts"][:10]}
     (prompts / "anger_prompts.json").write_text(json.dumps(doc))
     monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(prompts))
     assert _load(tmp_path, [{**BASE, "n_prompts": 20, "versus": {"source": "gratitude"}}])[0].n_prompts == 20
+    with pytest.raises(UserError, match="claim 'c1': field 'split' = 'confirmation': prompt set 'anger' .* has no "
+                                        "discovery/confirmation split"):
+        _load(tmp_path, [{**BASE, "split": "confirmation", "source": "anger"}])
     with pytest.raises(UserError, match="claim 'c1': field 'n_prompts' = 20: source 'anger' has only 10 prompts"):
         _load(tmp_path, [{**BASE, "n_prompts": 20, "source": "anger"}])
     with pytest.raises(UserError, match="field 'n_prompts' = 11: versus.source 'anger' has only 10 prompts"):

@@ -109,7 +109,7 @@ def test_missing_gpt2_weights_exit_2(cli, tmp_path):
     (["--alignment", "middle"], "unknown alignment 'middle'"),
     (["--profile", "baselin"], "unknown profile 'baselin'. Did you mean 'baseline'?"),
     (["--output", "result.csv"], "--output 'result.csv': the extension must be one of .json, .pkl"),
-    (["--n-prompts", "500"], "--n-prompts 500 is invalid for prompt set 'neutral': it has 70 prompts"),
+    (["--n-prompts", "500"], "--n-prompts 500 is invalid for prompt set 'neutral': it has 310 prompts"),
     (["--top-p", "0"], "top_p=0.0 is invalid: must be in (0, 1]"),
     (["--seed", "-1"], "seed=-1 is invalid: must be an integer >= 0"),
     (["--target", "gratitude", "--emotion", "anger", "--n-prompts", "0"], "--n-prompts 0 is invalid"),

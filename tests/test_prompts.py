@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.core.errors import UnknownNameError
+from harness.core.errors import UnknownNameError, UserError
 from harness.metrics import get_metric, registry
 from harness.run.prompts import (
     DataFileError,
@@ -68,6 +68,14 @@ def _doc(prompts, **over):
             "description": "test set", "prompts": prompts, **over}
 
 
+def _v2(**over):
+    """A version-2 set: one written prompt, one template per split."""
+    fields = {"version": 2, "prompts_split": "discovery", "fillers": {"x": ["day", "night"]},
+              "templates": [{"id": "a", "split": "discovery", "text": "Joy of the {x}."},
+                            {"id": "b", "split": "confirmation", "text": "The {x} was joyful."}]}
+    return _doc(["Written joy."], **{**fields, **over})
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", r"joy_prompts.json: not valid JSON: Expecting property name.* at line 1 column 2"),
     ("[1, 2]", r"joy_prompts.json: the top level must be a JSON object, got list"),
@@ -76,8 +84,21 @@ def _doc(prompts, **over):
     (_doc(["Fine.", 3]), r"joy_prompts.json: prompts\[1\] must be a string, got int 3"),
     (_doc(["Fine.", "   "]), r"joy_prompts.json: prompts\[1\] is empty or whitespace"),
     (_doc(["I am happy.", "Other.", "i am  HAPPY."]), r"prompts\[2\] 'i am  HAPPY.' duplicates prompts\[0\]"),
-    (_doc(["Fine."], version=2), r"field 'version' must be 1 .*got 2"),
-    (_doc(["Fine."], version=True), r"field 'version' must be 1 .*got True"),
+    (_doc(["Fine."], version=3), r"field 'version' must be 1 or 2 .*got 3"),
+    (_doc(["Fine."], version=True), r"field 'version' must be 1 or 2 .*got True"),
+    (_v2(prompts_split="test"), r"field 'prompts_split' must be one of discovery, confirmation, got 'test'"),
+    (_v2(fillers={"x": []}), r"field 'x' is empty"),
+    (_v2(templates=[{"id": "a", "split": "discovery", "text": "Joy {x}."}]), r"no template is in the confirmation split"),
+    (_v2(templates=[{"id": "a", "split": "discovery", "text": "Joy."}, {"id": "b", "split": "confirmation", "text": "Oh {x}."}]),
+     r"templates\[0\]: text 'Joy.' must hold exactly one \{slot\} naming a list in 'fillers' \(x\)"),
+    (_v2(templates=[{"id": "a", "split": "discovery", "text": "Joy {y}."}, {"id": "b", "split": "confirmation", "text": "Oh {x}."}]),
+     r"templates\[0\]: text 'Joy \{y\}.' must hold exactly one"),
+    (_v2(templates=[{"id": "a", "split": "discovery", "text": "Joy {x}."}, {"id": "a", "split": "confirmation", "text": "Oh {x}."}]),
+     r"templates\[1\]: id 'a' must be a non-empty string used once"),
+    (_v2(templates=[{"id": "a", "split": "test", "text": "Joy {x}."}]), r"templates\[0\]: split must be one of discovery, confirmation, got 'test'"),
+    (_v2(templates=[{"id": "a", "split": "discovery", "text": "Joy of the {x}."}, {"id": "b", "split": "confirmation", "text": "Joy of the {x}."}]),
+     r"prompts\[2\] 'Joy of the day.' duplicates prompts\[1\]"),
+    (_v2(fillers={"x": ["day"], "y": ["night"]}), r"fillers 'y' is used by no template"),
     (_doc(["Fine."], format="csv"), r"field 'format' must be 'causal-heads/prompts', got 'csv'"),
     (_doc(["Fine."], kind="happy"), r"field 'kind' must be one of neutral, emotion, got 'happy'"),
     (_doc(["Fine."], name="sad"), r"field 'name' must be 'joy' \(the file name\), got 'sad'"),
@@ -178,3 +199,55 @@ def test_prompt_files_with_random_unicode_load_or_are_refused_in_one_message(tmp
             del os.environ["CAUSAL_HEADS_PROMPTS"]
         else:
             os.environ["CAUSAL_HEADS_PROMPTS"] = old
+
+
+# ---------------------------------------------------------------- templates and splits
+
+def test_a_version_2_set_expands_templates_and_splits_by_whole_templates(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    doc = _v2(templates=[{"id": "a", "split": "discovery", "text": "Joy of the {x}."},
+                         {"id": "b", "split": "confirmation", "text": "The {x} was joyful."},
+                         {"id": "c", "split": "confirmation", "text": "A joyful {x}."}])
+    _write(tmp_path, "joy_prompts.json", doc)
+    ps = load_prompt_set("joy")
+    # written first, then the templates round-robin (every template's first filler, then the second)
+    assert ps.prompts == ("Written joy.", "Joy of the day.", "The day was joyful.", "A joyful day.",
+                          "Joy of the night.", "The night was joyful.", "A joyful night.")
+    assert ps.split("discovery") == ("Written joy.", "Joy of the day.", "Joy of the night.")
+    assert ps.split("confirmation") == ("The day was joyful.", "A joyful day.", "The night was joyful.",
+                                        "A joyful night.")
+    assert ps.split(None) == ps.split("all") == ps.prompts
+    assert ps.take(2, "confirmation") == ("The day was joyful.", "A joyful day.")
+    with pytest.raises(UserError, match=r"--n-prompts 5 is invalid for prompt set 'joy': its confirmation split has 4"):
+        ps.take(5, "confirmation")
+    with pytest.raises(UserError, match=r"split 'test' is not one of discovery, confirmation, all"):
+        ps.split("test")
+
+
+def test_a_version_1_set_has_no_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", str(tmp_path))
+    _write(tmp_path, "joy_prompts.json", _doc(["I am happy."]))
+    ps = load_prompt_set("joy")
+    assert ps.take(1) == ("I am happy.",)
+    with pytest.raises(UserError, match=r"prompt set 'joy' \(.*joy_prompts.json\) has no discovery/confirmation split"):
+        ps.take(1, "confirmation")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_shipped_sets_have_300_prompts_split_by_whole_templates(name):
+    ps = load_prompt_set(name)
+    doc = json.loads(open(ps.path, encoding="utf-8").read())
+    assert len(ps.prompts) >= 300 and ps.version == 2
+    discovery, confirmation = set(ps.split("discovery")), set(ps.split("confirmation"))
+    assert not discovery & confirmation and discovery | confirmation == set(ps.prompts)
+    assert len(confirmation) >= 100
+    # the written prompts (what the first sweeps ranked heads on) are discovery prompts, in their order
+    assert ps.split("discovery")[: len(doc["prompts"])] == tuple(doc["prompts"]) == ps.head(len(doc["prompts"]))
+    # whole templates: each template's words (without its slot) show on one side only
+    (slot, fillers), = doc["fillers"].items()
+    for t in doc["templates"]:
+        mine = {t["text"].replace("{" + slot + "}", f) for f in fillers}
+        side = confirmation if t["split"] == "confirmation" else discovery
+        assert len(mine) == len(fillers) >= 20 and mine <= side, t["id"]
+    # the first 12 of a split cover its 6 templates (so a claim's first n prompts are not one template's)
+    assert len({t["id"] for t in doc["templates"] if t["split"] == "confirmation"}) == 6

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from harness.core.results import environment, file_stem
 from harness.model.loading import ModelHandle, load_model
 from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
-from harness.run.prompts import load_emotion_prompts, load_prompt_set
+from harness.run.prompts import selection_prompts
 
 SCREEN_SCHEMA = "causal-heads/screen"
 METHODS = ("attention", "attribution")
@@ -42,6 +42,7 @@ class ScreenOptions:
     model: str = "smollm2-135m"
     target: str = "neutral"
     n_prompts: int = 70
+    split: str | None = None  # the prompts heads are screened on; None: discovery where the sets have one
     seed: int = 0  # the bootstrap's
     reference: str = "pooled"  # attention: comparable tokens pooled over target prompts, or paired
     method: str = "attention"  # or "attribution"
@@ -71,8 +72,8 @@ def default_output(model_name: str, emotion: str, method: str) -> str:
 def run_screen(opts: ScreenOptions, output: str | None = None) -> ScreenJob:
     """Screen every head of ``opts.model`` and write the document to ``output`` (default
     ``results/screens/<model>_<emotion>[_attribution].json``) with its heatmap."""
-    sources = load_emotion_prompts(opts.emotion).head(opts.n_prompts)
-    targets = load_prompt_set(opts.target).head(opts.n_prompts)
+    sources, targets, split = selection_prompts(opts.emotion, opts.target, opts.n_prompts, opts.split)
+    opts = replace(opts, split=split)
     if opts.method == "attention" and opts.patch_mode != "z":
         raise UserError(f"--patch-mode {opts.patch_mode}: only with --method attribution")
     get_mode(opts.patch_mode)
@@ -119,6 +120,7 @@ def _attribution_job(
         "emotion": opts.emotion,
         "target": opts.target,
         "n_prompts": len(targets),
+        "split": opts.split,
         "patch_mode": opts.patch_mode,
         "alignment": "last",
         "measure": "estimated Δ next-token keyword log-prob of the sweep's patch: (z_new − z)·∂M/∂z at the "
@@ -180,6 +182,7 @@ def _attention_job(
         "emotion": opts.emotion,
         "target": opts.target,
         "reference": result.reference,
+        "split": opts.split,
         "n_used": len(result.used),
         "excluded_prompts": result.excluded,
         "excluded_no_keyword": result.no_keyword,

@@ -348,12 +348,13 @@ def claim_rows(
     weights: str,
     mode: str = "z",
     claim_metric: str = "logprob",
+    split: str = "all",
 ) -> list[dict]:
     """Claims for the suite from a sweep: the top ``n_heads`` heads whose CI lies above 0, each
     raising ``<emotion>_<claim_metric>`` in generations (``keywords``: counts in the text;
     ``logprob``: the model-side mean keyword log-mass over the generated tokens) with ``mode``
     and ``last`` alignment as swept, beyond random heads; those heads together; and together
-    vs. the best of them alone."""
+    vs. the best of them alone; evaluated on the first ``n_prompts`` of ``split``."""
 
     metric = f"{emotion}_{claim_metric}"
     get_metric(metric)
@@ -368,6 +369,7 @@ def claim_rows(
         "metric": metric,
         "direction": "increase",
         "alignment": "last",
+        **({"split": split} if split != "all" else {}),
         "n_prompts": n_prompts,
     }
     where = f"{source_file} (weights {weights[:12]})"

@@ -29,7 +29,7 @@ from harness.core.results import atomic_write_text, environment, file_stem
 from harness.model.loading import load_model
 from harness.patch.modes import get_mode
 from harness.report.plots import document_with_heatmap
-from harness.run.prompts import load_emotion_prompts, load_prompt_set, prompt_hashes
+from harness.run.prompts import load_prompt_set, other_split, prompt_hashes, selection_prompts
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class SweepOptions:
     target: str = "neutral"
     seed: int = 0  # the bootstrap's
     combine: int = 4  # the top 2..K heads (CI above 0) patched together; 0 = off
+    split: str | None = None  # the prompts heads are selected on; None: discovery where the sets have one
     bootstrap: int = 0  # prompt resamples for the selection's stability (harness.analysis.stability); 0 = off
     select_k: int = 3  # the selection whose stability is measured: the top k heads (as --claim-heads)
     placement: dict[str, Any] = field(default_factory=dict)  # device, dtype
@@ -95,8 +96,7 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
     are swept, None for here); write the document to ``output`` (default
     ``results/sweeps/<model>_<emotion>[_<mode>].json``) with its heatmap."""
     get_mode(opts.patch_mode)
-    sources = load_emotion_prompts(opts.emotion).head(opts.n_prompts)
-    targets = load_prompt_set(opts.target).head(opts.n_prompts)
+    sources, targets, split = selection_prompts(opts.emotion, opts.target, opts.n_prompts, opts.split)
     handle = load_model(opts.model, **opts.placement)
     start = time.perf_counter()
     if backend is not None:  # layers sharded across its workers; the same numbers as here
@@ -137,6 +137,7 @@ def run_sweep(opts: SweepOptions, output: str | None = None, backend: SweepBacke
         "emotion": opts.emotion,
         "target": opts.target,
         "n_prompts": len(targets),
+        "split": split,
         "patch_mode": opts.patch_mode,
         "alignment": "last",
         "metric": "next-token keyword log-prob mass",
@@ -169,12 +170,20 @@ def write_sweep_claims(
     claim_metric: str = "logprob",
     command: str = "",
     min_stability: float | None = None,
+    claim_prompts: int | None = None,
 ) -> int:
     """Write the sweep's top heads as claim rows to ``path`` (headed by the ``command`` that made
     them), check that they load, and return how many (0: no head's CI lies above 0, nothing written).
     ``min_stability``: only heads selected in at least that share of the sweep's prompt resamples
-    (the sweep must have run with ``bootstrap``)."""
+    (the sweep must have run with ``bootstrap``). The claims are evaluated on the split the sweep
+    did not select on (a discovery sweep's claims on the confirmation split), on ``claim_prompts``
+    pairs (default: as many as the sweep, at most what that split has)."""
     doc = job.document
+    confirm = other_split(doc.get("split", "all"))
+    available = min(len(load_prompt_set(name).split(confirm)) for name in (doc["emotion"], doc["target"]))
+    n_claim = min(doc["n_prompts"], available) if claim_prompts is None else claim_prompts
+    if not 2 <= n_claim <= available:
+        raise UserError(f"--claim-prompts {n_claim}: the {confirm} split has {available} prompt pairs (at least 2)")
     rows = job.rows
     if min_stability is not None:
         if "selection" not in doc:
@@ -184,7 +193,7 @@ def write_sweep_claims(
         job.model,
         doc["emotion"],
         doc["target"],
-        doc["n_prompts"],
+        n_claim,
         rows,
         job.combos,
         n_heads=claim_heads,
@@ -193,6 +202,7 @@ def write_sweep_claims(
         weights=doc["model"].get("weights_sha256", ""),
         mode=doc["patch_mode"],
         claim_metric=claim_metric,
+        split=confirm,
     )
     if not claims:
         return 0

@@ -52,7 +52,7 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
     """The claim's statistics on ``runs`` (see the module docstring); an error in any step is the
     result's ``error``, with its traceback in ``per_prompt``."""
     c = rc.claim
-    res = ClaimResult(claim=c, options=options, model=rc.model, selection=rc.selection)
+    res = ClaimResult(claim=c, options=options, model=rc.model, selection=rc.selection, prompts=rc.prompts)
     start = time.perf_counter()
     try:
         base_run, patched_run = runs[rc.baseline.key], runs[rc.patched.key]
@@ -66,6 +66,8 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
         res.per_prompt["delta"] = delta.tolist()
         alternative = ALTERNATIVES.get(c.direction, "two-sided")
         _test(res, delta, alternative, n_resamples)
+        if rc.ablations:
+            _ablations(res, rc, runs, base, alternative, n_resamples)
         if rc.random:
             res.random_control = _random_control(rc, runs, base, other, delta, alternative)
         res.text_changed = text_changes(base_run, patched_run, versus_run)
@@ -123,6 +125,30 @@ def _test(res: ClaimResult, delta: np.ndarray, alternative: str, n_resamples: in
         res.p_raw = eff.p_value
         effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000, seed=c.seed + 2)[0]
     res.p_refute_raw = effect["p_opposite"]
+
+
+def _ablations(
+    res: ClaimResult, rc: ResolvedClaim, runs: Runs, base: np.ndarray, alternative: str, n_resamples: int
+) -> None:
+    """Necessity under every ablation the claim names: each one's paired effect and raw p on the
+    deciding statistic; the claim's p becomes the largest (the intersection-union test: it rejects
+    only when every ablation's test does, at level alpha with no correction among them)."""
+    c = res.claim
+    assert res.effect is not None and res.sign is not None  # a directional claim, tested above
+    own = res.sign if c.statistic == "sign" else res.effect
+    record = {c.patch_mode: {"mean": res.effect["mean"], "ci_low": own["ci_low"], "ci_high": own["ci_high"],
+                             "p_raw": res.p_raw}}  # fmt: skip
+    for mode, spec in rc.ablations:
+        delta = resolve_rounding(scores(runs[spec.key], c.metric) - base, c.metric, rc.model)
+        if c.statistic == "sign":
+            st = sign_test(delta, alternative=alternative)
+            ci, p = (st.ci_low, st.ci_high), st.p_value
+        else:
+            eff = paired_effect(delta, alternative=alternative, alpha=c.alpha, seed=c.seed, n_resamples=n_resamples)
+            ci, p = (eff.ci_low, eff.ci_high), eff.p_value
+        record[mode] = {"mean": float(np.mean(delta)), "ci_low": ci[0], "ci_high": ci[1], "p_raw": p}
+    res.ablations = {mode: record[mode] for mode in c.ablations or ()}  # in the claim's order
+    res.p_raw = max(r["p_raw"] for r in record.values())
 
 
 def _random_control(

@@ -43,6 +43,7 @@ class RunKey:
     receivers: str = ""
     intervention: str | None = None
     hook_points: tuple[str, ...] | None = None
+    source_prompts: tuple[str, ...] = ()  # a resample ablation's drawn sources (other patches: the set's first)
 
     @property
     def group(self) -> GroupKey:

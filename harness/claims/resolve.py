@@ -25,9 +25,10 @@ from harness.model.store import ModelStore
 from harness.patch import interventions
 from harness.patch.heads import parse_head_spec
 from harness.patch.hooks import PatchConfig
-from harness.patch.modes import MODES
+from harness.patch.modes import MODES, RESAMPLE
+from harness.patch.resample import resample_draw
 from harness.run.generation import GenerationConfig
-from harness.run.prompts import keyword_emotions, load_emotion_prompts, load_keywords, load_prompt_set
+from harness.run.prompts import keyword_emotions, load_emotion_prompts, load_keywords, load_prompt_set, prompt_hashes
 
 CHAT_TEMPLATE_TOKENS = 64  # room a chat template adds to a prompt, for --batch-size auto
 
@@ -57,11 +58,17 @@ class ResolvedClaim:
     data_files: dict[str, dict[str, str]]  # "prompts:<set>" / "keywords:<emotion>" -> path, sha256
     model: dict[str, Any]  # the model's provenance
     selection: dict[str, Any] | None = None  # exploratory / confirmatory (harness.claims.selection)
+    prompts: dict[str, Any] | None = None  # the split and the sha256 of every prompt it is evaluated on
+    ablations: tuple[tuple[str, RunSpec], ...] = ()  # the patched run of each other ablation it names
+
+    @property
+    def ablation_runs(self) -> list[RunSpec]:
+        return [spec for _, spec in self.ablations]
 
     @property
     def runs(self) -> list[RunSpec]:
         """The claim's runs, its baseline first, in the order its evaluation reads them."""
-        out = [self.baseline, self.patched, *((self.versus,) if self.versus else ())]
+        out = [self.baseline, self.patched, *((self.versus,) if self.versus else ()), *self.ablation_runs]
         for arm in self.random:
             out += [arm.patched, *((arm.versus,) if arm.versus else ())]
         return out
@@ -92,12 +99,16 @@ class Resolver:
         s = handle.shape
         files: dict[str, dict[str, str]] = {}
         heads = _heads(c, c.condition, s.n_layers, s.n_heads)
-        targets = _prompt_set(c.target, c.n_prompts, files, source=False)
+        targets = _prompt_set(c.target, c.n_prompts, c.split, files, source=False)
         gen = self._generation(c, targets)
         sources = {} if c.intervention is not None else _sources(c, files)
         chosen = selection(c, targets, [p for ps in sources.values() for p in ps])
+        modes = {c.patch_mode, *(c.ablations or ()), *((c.versus.patch_mode,) if c.versus else ())}
+        drawn = _resample_sources(c, targets) if RESAMPLE in modes else ()
 
         def run(hs: tuple[Head, ...], cond: Condition | None) -> RunSpec:
+            if cond is not None and cond.patch_mode == RESAMPLE:
+                return _run_spec(c, hs, cond, targets, gen, drawn)
             return _run_spec(c, hs, cond, targets, gen, sources.get(cond.source, ()) if cond else ())
 
         versus_heads = _heads(c, c.versus, s.n_layers, s.n_heads) if c.versus else ()
@@ -121,6 +132,9 @@ class Resolver:
             if e:
                 kw = load_keywords(e)
                 files[f"keywords:{e}"] = {"path": repo_path(kw.path), "sha256": kw.sha256}
+        ablations = tuple(
+            (mode, run(heads, Condition(c.heads, mode, c.source))) for mode in c.ablations or () if mode != c.patch_mode
+        )
         return ResolvedClaim(
             claim=c,
             heads=heads,
@@ -133,6 +147,13 @@ class Resolver:
             data_files=files,
             model=provenance,
             selection=chosen,
+            prompts={
+                "split": c.split,
+                "target": prompt_hashes(targets),
+                "sources": {name: prompt_hashes(ps) for name, ps in sources.items()},
+                **({"resample": prompt_hashes(drawn)} if drawn else {}),
+            },
+            ablations=ablations,
         )
 
     def _generation(self, c: Claim, targets: tuple[str, ...]) -> GenerationConfig:
@@ -161,18 +182,25 @@ def _heads(c: Claim, cond: Condition, n_layers: int, n_heads: int) -> tuple[Head
     return tuple(parse_head_spec(cond.heads).resolve(n_layers, n_heads, c.model))
 
 
-def _prompt_set(name: str, n: int, files: dict[str, dict[str, str]], *, source: bool) -> tuple[str, ...]:
-    """The first ``n`` prompts of a set (a source set is an emotion's, unless it is the neutral
-    set), its file recorded in ``files``."""
+def _prompt_set(name: str, n: int, split: str, files: dict[str, dict[str, str]], *, source: bool) -> tuple[str, ...]:
+    """The first ``n`` prompts of a set's ``split`` (a source set is an emotion's, unless it is the
+    neutral set), its file recorded in ``files``."""
     ps = load_prompt_set(name) if not source or name == "neutral" else load_emotion_prompts(name)
     files[f"prompts:{ps.name}"] = {"path": repo_path(ps.path), "sha256": ps.sha256}
-    return ps.head(min(n, len(ps.prompts)))
+    chosen = ps.split(split)
+    return chosen[: min(n, len(chosen))]
 
 
 def _sources(c: Claim, files: dict[str, dict[str, str]]) -> dict[str, tuple[str, ...]]:
     """The source prompts of the claim's condition and of its versus condition, by set name."""
     names = dict.fromkeys([c.source, *((c.versus.source,) if c.versus else ())])
-    return {name: _prompt_set(name, c.n_prompts, files, source=True) for name in names}
+    return {name: _prompt_set(name, c.n_prompts, c.split, files, source=name != c.target) for name in names}
+
+
+def _resample_sources(c: Claim, targets: tuple[str, ...]) -> tuple[str, ...]:
+    """A resample ablation's sources: for each target prompt another prompt of the target set's
+    split, drawn with the claim's seed (:mod:`harness.patch.resample`)."""
+    return resample_draw(targets, load_prompt_set(c.target).split(c.split), c.seed)
 
 
 def _run_spec(
@@ -201,6 +229,8 @@ def _run_spec(
     patch = replace(
         base, kind="patched", heads=heads, patch_mode=cond.patch_mode, source=cond.source, alignment=c.alignment
     )
+    if cond.patch_mode == RESAMPLE:  # its sources are drawn, not the set's first prompts: part of what it is
+        patch = replace(patch, source_prompts=sources)
     if cond.receivers:  # a path run: it shares the layers below its senders, in a batch of its own
         return RunSpec(replace(patch, kind="path", receivers=cond.receivers), tuple(sorted(own.by_layer())), sources)
     layers = tuple(sorted(PatchConfig(heads, cond.patch_mode, c.alignment).by_layer()))

@@ -34,6 +34,8 @@ class ClaimResult:
     text_changed: dict | None = None  # prompts whose generation each contrast changed (harness.claims.examples)
     generations: list = field(default_factory=list)  # every prompt's texts, Δ and whether its text changed
     selection: dict | None = None  # exploratory / confirmatory against its discovery (harness.claims.selection)
+    prompts: dict | None = None  # the split and the sha256 of each prompt evaluated (target; sources by set)
+    ablations: dict | None = None  # per ablation mode: mean Δ, CI, raw p (claims with ``ablations``)
 
     @property
     def supported(self) -> bool:
@@ -90,6 +92,12 @@ class ClaimResult:
                 f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
                 f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}"
             )
+        if self.ablations:
+            each = "; ".join(
+                f"{m} {a['mean']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}] p {a['p_raw']:.4g}"
+                for m, a in self.ablations.items()
+            )
+            lines.append(f"  necessary under every ablation? {each} (the claim's p is the largest)")
         lines.append(
             f"  p = {self.p_raw:.4g} raw, {self.p_adjusted:.4g} {self.correction}-adjusted; alpha {c.alpha}; "
             f"n = {eff['n']} prompts × {c.samples} samples; seed {c.seed}; MDE at this n {mde_text(eff)}"
@@ -137,6 +145,8 @@ class ClaimResult:
             "seconds": self.seconds,
             "rerun": self.rerun_command(),
             **({"selection": self.selection} if self.selection is not None else {}),
+            **({"prompts": self.prompts} if self.prompts is not None else {}),
+            **({"ablations": self.ablations} if self.ablations is not None else {}),
         }
 
 

@@ -31,7 +31,7 @@ def _locate(claim: Claim) -> str:
     return beside if os.path.isfile(beside) else path
 
 
-def _discovery_hashes(claim: Claim, path: str) -> set[str]:
+def _discovery_document(claim: Claim, path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -46,7 +46,41 @@ def _discovery_hashes(claim: Claim, path: str) -> set[str]:
             f"claim {claim.id!r}: selected_on {claim.selected_on!r} does not list the prompts that selected it "
             "(field prompts_sha256; sweeps written since 2026-12-04 do): rerun the sweep"
         )
-    return {str(h) for k in ("source", "target") for h in hashes.get(k, [])}
+    return doc
+
+
+def discovery_effect(claim: Claim, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """What the discovery measured for the claim's heads (None when it did not measure them): a
+    single head's sweep row (mean Δ of the next-token metric, its CI, and where the sweep ran
+    with ``--bootstrap``, the share of prompt resamples that selected it); several heads: their
+    combination patched together; with ``versus`` the best single head, the combination's gain."""
+    heads = claim.heads
+    if "," not in heads:
+        row = next((r for r in doc.get("ranked", []) if r.get("head") == heads), None)
+        if row is None or claim.versus is not None:
+            return None
+        keys = ("mean", "ci_low", "ci_high", "selected_share", "rank_interval", "rank")
+        return {"heads": heads, "metric": doc.get("metric"), **{k: row[k] for k in keys if k in row}}
+    combo = next((c for c in doc.get("combinations", []) if c.get("heads") == heads), None)
+    if combo is None:
+        return None
+    if claim.versus is None:
+        return {
+            "heads": heads,
+            "metric": doc.get("metric"),
+            "mean": combo["mean"],
+            "ci_low": combo["ci_low"],
+            "ci_high": combo["ci_high"],
+        }
+    if claim.versus.heads != combo.get("best_single"):
+        return None
+    return {
+        "heads": f"{heads} vs {claim.versus.heads}",
+        "metric": doc.get("metric"),
+        "mean": combo["gain_over_best"],
+        "ci_low": combo["gain_ci_low"],
+        "ci_high": combo["gain_ci_high"],
+    }
 
 
 def selection(claim: Claim, targets: Sequence[str], sources: Sequence[str]) -> dict[str, Any] | None:
@@ -55,14 +89,17 @@ def selection(claim: Claim, targets: Sequence[str], sources: Sequence[str]) -> d
     if not claim.selected_on:
         return None
     path = _locate(claim)
-    found = _discovery_hashes(claim, path)
+    doc = _discovery_document(claim, path)
+    found = {str(h) for k in ("source", "target") for h in doc["prompts_sha256"].get(k, [])}
     used = set(prompt_hashes([*targets, *sources]))
     overlap = len(used & found)
+    effect = discovery_effect(claim, doc)
     return {
         "document": claim.selected_on,
         "overlap": overlap,
         "prompts": len(used),
         "label": EXPLORATORY if overlap else CONFIRMATORY,
+        **({"discovery": effect} if effect else {}),
     }
 
 

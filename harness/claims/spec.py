@@ -22,6 +22,9 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
 ``direction``          ``increase`` | ``decrease`` | ``equivalent``
 ``margin``             equivalence margin in metric units (required for ``equivalent``)
 ``alpha``              [0.05]
+``split``              which prompts of the target and source sets: ``all`` [default: the first
+                       ``n_prompts`` of each set], ``confirmation`` or ``discovery`` (the first
+                       ``n_prompts`` of that split; the sets must have one, see docs/data.md)
 ``n_prompts``          [70]; ``samples`` [1, at most 1000]; ``max_tokens`` [30, at most 4096]; ``alignment`` [end]
 ``seed``               [0]; ``do_sample`` [true]; ``temperature`` [1.0]; ``top_k`` [50]; ``top_p`` [1.0]
 ``random_heads``       K random heads (same layers, same count) as a control [0 = none, at most 1000]; in a
@@ -32,6 +35,12 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
                        are always reported; this field, set before the run, decides the verdict
 ``versus``             optional table overriding ``heads``/``patch_mode``/``source``: the claim is
                        then about the per-prompt difference between the two conditions
+``ablations``          necessity under several ablations, e.g. ``["zero", "mean", "resample"]``: the
+                       claim (its ``patch_mode`` one of them, ``source`` its target set) is tested
+                       under each, and supported only if it is under every one (an intersection-
+                       union test: its p is the largest of theirs). ``resample`` replaces each target
+                       prompt's head output with the head's on another prompt of the target set,
+                       drawn with the claim's seed (:mod:`harness.patch.resample`)
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
 ``description``        free text
 ``selected_on``        the sweep document whose prompts selected this claim's heads
@@ -59,10 +68,10 @@ from harness.core.errors import UserError, did_you_mean
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
 from harness.patch.interventions import HOOK_POINT, get_intervention
-from harness.patch.modes import available_modes
+from harness.patch.modes import ABLATIONS, RESAMPLE, available_modes
 from harness.patch.path import check_path_mode
 from harness.run.profiles import read_toml
-from harness.run.prompts import emotions, load_prompt_set
+from harness.run.prompts import PromptSet, emotions, load_prompt_set
 from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 
 # the enumerated fields: typed, so pydantic refuses another value ("must be one of ..."), and the
@@ -72,6 +81,7 @@ Kind = Literal["patch", "path"]
 Statistic = Literal["mean", "sign"]
 Tier = Literal["fast", "slow"]
 Alignment = Literal["end", "last", "mean_source"]
+Split = Literal["all", "discovery", "confirmation"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 TIERS: tuple[str, ...] = get_args(Tier)
 STATISTICS: tuple[str, ...] = get_args(Statistic)
@@ -134,6 +144,7 @@ class Claim(SamplingSettings):
     target: str = "neutral"
     margin: float | None = None
     alpha: float = 0.05
+    split: Split = "all"
     n_prompts: int = 70
     alignment: Alignment = "end"
     # do_sample, temperature, top_k, top_p, samples, max_tokens, seed: from SamplingSettings
@@ -142,6 +153,7 @@ class Claim(SamplingSettings):
     versus: Condition | None = None
     intervention: str | None = None
     hook_points: tuple[str, ...] | None = None
+    ablations: tuple[str, ...] | None = None
     tier: Tier = "slow"
     description: str = ""
     selected_on: str = ""  # the discovery document (a sweep) whose prompts selected the heads
@@ -150,8 +162,9 @@ class Claim(SamplingSettings):
     def __init__(self, **data: Any) -> None:
         where = f"{_WHERE.get()}: " if _WHERE.get() else ""
         cid = data.get("id", "?")
-        if isinstance(data.get("hook_points"), list):  # a TOML array
-            data = {**data, "hook_points": tuple(data["hook_points"])}
+        for name in ("hook_points", "ablations"):
+            if isinstance(data.get(name), list):  # a TOML array
+                data = {**data, name: tuple(data[name])}
         kind = data.get("kind", "patch")
         if kind not in KINDS:
             _fail(cid, "kind", kind, f"must be one of {', '.join(KINDS)}", _WHERE.get())
@@ -267,16 +280,19 @@ class Claim(SamplingSettings):
         d = self.row()
         if self.versus is not None:
             d["versus"] = self.versus.to_dict()
-        for name in ("intervention", "hook_points"):
+        for name in ("intervention", "hook_points", "ablations"):
             if d[name] is None:
                 del d[name]
         if not d["selected_on"]:  # a claim without a discovery record: as before the field existed
             del d["selected_on"]
+        if d["split"] == "all":  # every prompt of the sets: as before splits existed
+            del d["split"]
         if self.kind == "patch":  # a patch claim's record is as before path claims existed
             for name in ("kind", "senders", "receivers"):
                 del d[name]
-        if self.hook_points is not None:
-            d["hook_points"] = list(self.hook_points)
+        for name in ("hook_points", "ablations"):
+            if getattr(self, name) is not None:
+                d[name] = list(getattr(self, name))
         return d
 
 
@@ -295,6 +311,7 @@ ROW_ORDER = (
     "target",
     "margin",
     "alpha",
+    "split",
     "n_prompts",
     "samples",
     "max_tokens",
@@ -309,6 +326,7 @@ ROW_ORDER = (
     "versus",
     "intervention",
     "hook_points",
+    "ablations",
     "tier",
     "description",
     "selected_on",
@@ -319,6 +337,14 @@ assert set(ROW_ORDER) == set(Claim.model_fields), "ROW_ORDER must list every Cla
 def _fail(claim_id: str, field_name: str, value: object, problem: str, path: str) -> NoReturn:
     where = f"{path}: " if path else ""  # a claim built in Python has no file
     raise UserError(f"{where}claim {claim_id!r}: field {field_name!r} = {value!r}: {problem}")
+
+
+def _split_size(c: Claim, prompt_set: PromptSet, path: str) -> int:
+    """How many prompts the claim's split of a set has; a set without that split fails, named."""
+    try:
+        return len(prompt_set.split(c.split))
+    except UserError as exc:
+        _fail(c.id, "split", c.split, str(exc), path)
 
 
 def _validate_values(c: Claim, path: str) -> None:
@@ -336,9 +362,10 @@ def _validate_values(c: Claim, path: str) -> None:
         _validate_conditions(c, path, check)
     try:
         get_metric(c.metric)
-        n_target = len(load_prompt_set(c.target).prompts)
+        target = load_prompt_set(c.target)
     except UserError as exc:
         _fail(c.id, "metric/target", f"{c.metric}/{c.target}", str(exc), path)
+    n_target = _split_size(c, target, path)
     check(
         c.direction != "equivalent" or (c.margin is not None and 0 < c.margin < math.inf),
         "margin",
@@ -350,7 +377,7 @@ def _validate_values(c: Claim, path: str) -> None:
     for cond, prefix in _conditions(c):
         if not cond.source:  # an intervention without source prompts
             continue
-        n_source = len(load_prompt_set(cond.source).prompts)  # the pair i is (source i, target i)
+        n_source = _split_size(c, load_prompt_set(cond.source), path)  # the pair i is (source i, target i)
         check(
             c.n_prompts <= n_source,
             "n_prompts",
@@ -412,6 +439,38 @@ def _validate_conditions(c: Claim, path: str, check: Callable[[object, str, obje
             prefix + "source",
             cond.source,
             did_you_mean("emotion", cond.source, emotions()) + f" (or the target set {c.target!r})",
+        )
+        check(
+            cond.patch_mode != RESAMPLE or cond.source == c.target,
+            prefix + "source",
+            cond.source,
+            f"a resample ablation draws each target prompt's replacement from the target set: "
+            f"set source = {c.target!r}",
+        )
+    if c.ablations is not None:
+        _validate_ablations(c, path)
+
+
+def _validate_ablations(c: Claim, path: str) -> None:
+    """Necessity under several ablations: known ablation modes, the claim's own among them, a
+    directional patch claim (each ablation is one more patched run of the same heads)."""
+
+    def fail(name: str, value: object, problem: str) -> NoReturn:
+        _fail(c.id, name, value, problem, path)
+
+    modes = c.ablations or ()
+    if len(modes) < 2 or len(set(modes)) != len(modes) or not set(modes) <= set(ABLATIONS):
+        fail("ablations", list(modes), f"must list at least two different ones of {', '.join(ABLATIONS)}")
+    if c.patch_mode not in modes:
+        fail("patch_mode", c.patch_mode, f"a claim with ablations uses one of them ({', '.join(modes)}) as its own")
+    if c.versus is not None or c.kind != "patch" or c.direction == "equivalent":
+        fail("ablations", list(modes), "are for a directional patch claim without versus")
+    if c.source != c.target:
+        fail(
+            "source",
+            c.source,
+            f"an ablation claim's source is its target set {c.target!r} (zero, mean and "
+            "resample replace the head's own output on those prompts)",
         )
 
 

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--emotion", required=True)
     ap.add_argument("--target", default="neutral", help="prompt set of the comparable tokens [neutral]")
     ap.add_argument("--n-prompts", type=int, default=70)
+    ap.add_argument(
+        "--split",
+        choices=("discovery", "confirmation", "all"),
+        default=None,
+        help="which prompts to screen on [discovery where the sets have splits, else all]",
+    )
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     ap.add_argument("--output", default=None, help="JSON result (default results/screens/<model>_<emotion>.json)")
     ap.add_argument("--force", action="store_true", help="replace an --output file that holds another kind of document")
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         target=args.target,
         n_prompts=args.n_prompts,
+        split=args.split,
         seed=args.seed,
         reference=args.reference,
         method=args.method,

@@ -59,7 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         default="z",
         help="z, pattern_v, v_only, pattern_only, zero, mean (always with 'last' alignment) [z]",
     )
-    ap.add_argument("--n-prompts", type=int, default=70)
+    ap.add_argument("--n-prompts", type=int, default=70, help="the first N prompt pairs of the split [70]")
+    ap.add_argument(
+        "--split",
+        choices=("discovery", "confirmation", "all"),
+        default=None,
+        help="which prompts to select heads on; written claims are evaluated on the other split "
+        "[discovery where the sets have splits, else all]",
+    )
     ap.add_argument("--target", default="neutral")
     ap.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     ap.add_argument(
@@ -82,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         help="write the top heads as claim rows for the suite (e.g. causal_tests/sweep_claims.toml)",
     )
     ap.add_argument("--claim-heads", type=int, default=3, help="how many top heads become claims [3]")
+    ap.add_argument(
+        "--claim-prompts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="n_prompts of written claims [as many as the sweep, at most the confirmation split's]",
+    )
     ap.add_argument(
         "--bootstrap",
         type=int,
@@ -123,6 +137,12 @@ def _check(args: argparse.Namespace) -> None:
         [
             (args.seed >= 0, "--seed", args.seed, "an integer >= 0"),
             (args.top >= 0, "--top", args.top, "an integer >= 0"),
+            (
+                args.claim_prompts is None or args.claim_prompts >= 2,
+                "--claim-prompts",
+                args.claim_prompts,
+                "an integer >= 2",
+            ),
             (0 <= args.bootstrap <= 100_000, "--bootstrap", args.bootstrap, "an integer in [0, 100000]"),
             (
                 args.min_stability is None or 0 < args.min_stability <= 1,
@@ -199,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         patch_mode=args.patch_mode,
         n_prompts=args.n_prompts,
+        split=args.split,
         target=args.target,
         seed=args.seed,
         combine=args.combine,
@@ -217,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             claim_heads=args.claim_heads,
             random_heads=args.random_heads,
             claim_metric=args.claim_metric,
+            claim_prompts=args.claim_prompts,
             command=command,
             min_stability=args.min_stability,
         )

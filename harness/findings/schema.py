@@ -120,6 +120,47 @@ class GitRecord(_Section):
     dirty: bool | None = None
 
 
+class DiscoveryRecord(_Section):
+    """What the discovery (a sweep) measured for a claim's heads: the next-token metric's mean Δ,
+    its CI and, where the sweep ran with ``--bootstrap``, the share of resamples that selected it."""
+
+    heads: str
+    metric: str | None = None
+    mean: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+    selected_share: Number = None
+    rank_interval: list[Count] | None = None
+    rank: Count | None = None
+
+
+class SelectionRecord(_Section):
+    """A claim against the prompts that selected it (:mod:`harness.claims.selection`)."""
+
+    document: str
+    overlap: Count
+    prompts: Count
+    label: Literal["exploratory", "confirmatory"]
+    discovery: DiscoveryRecord | None = None
+
+
+class AblationRecord(_Section):
+    """One ablation of a claim with ``ablations``: its mean Δ, CI on the deciding statistic, raw p."""
+
+    mean: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+    p_raw: Number = None
+
+
+class PromptsRecord(_Section):
+    """The prompts a claim was evaluated on: its split and the sha256 of each (targets; sources by set)."""
+
+    split: Literal["all", "discovery", "confirmation"] = "all"
+    target: list[str] = []
+    sources: dict[str, list[str]] = {}
+
+
 class ClaimFields(_Section):
     """The claim as run: the fields readers use (all of a claim's fields are kept)."""
 
@@ -146,9 +187,11 @@ class ClaimFields(_Section):
     alpha: Number = None
     margin: Number = None
     statistic: str = "mean"
+    split: Literal["all", "discovery", "confirmation"] = "all"  # recorded when not all
     versus: VersusRecord | None = None
     intervention: str | None = None
     hook_points: list[str] | None = None
+    ablations: list[str] | None = None
 
 
 class ClaimRecord(_Section):
@@ -168,6 +211,9 @@ class ClaimRecord(_Section):
     model: ModelRecord | None = None
     error: str | None = None
     warnings: list[WarningRecord] = []
+    selection: SelectionRecord | None = None  # claims with selected_on
+    prompts: PromptsRecord | None = None  # documents since 2026-12-04
+    ablations: dict[str, AblationRecord] | None = None  # claims with ablations
 
 
 class FindingsDocument(_Section):
@@ -190,8 +236,8 @@ class FindingsDocument(_Section):
 # What the reports read beyond what the regression needs (``complete=True``): these fields of a
 # claim, every field of each statistics section present, and for a claim that ran (no error)
 # its effect, p-values and per-prompt values.
-# fields a claim record holds only for some kinds of claim (interventions; path claims)
-_OPTIONAL_CLAIM_FIELDS = ("intervention", "hook_points", "kind", "senders", "receivers")
+# fields a claim record holds only for some kinds of claim (interventions; path claims; a split)
+_OPTIONAL_CLAIM_FIELDS = ("intervention", "hook_points", "kind", "senders", "receivers", "split", "ablations")
 _REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in _OPTIONAL_CLAIM_FIELDS)
 _REPORT_SECTIONS = ("effect", "equivalence", "random_control", "sign", "one_token", "text_changed")
 _REPORT_RAN = ("effect", "p_raw", "p_adjusted", "per_prompt")

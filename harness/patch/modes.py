@@ -208,3 +208,14 @@ def _zero(r: Row) -> torch.Tensor:
 @register_mode("mean", needs=("z",), description="control: mean source z over prompts and positions")
 def _mean(r: Row) -> torch.Tensor:
     return r.source.mean_z(r.layer)[r.head].expand(len(r.qs_t), -1)
+
+
+# the claims give a resample run, as its sources, another prompt of the target set per target
+# prompt (harness.patch.resample); its value is then exactly the z mode's
+RESAMPLE = "resample"
+register_mode(
+    RESAMPLE,
+    needs=("z",),
+    description="ablation: z from another prompt of the target set, drawn with the seed",
+)(_z)
+ABLATIONS = ("zero", "mean", RESAMPLE)  # what a claim's ``ablations`` may list

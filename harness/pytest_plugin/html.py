@@ -34,6 +34,7 @@ from harness.claims.examples import changes_text
 from harness.core.results import git_info, package_versions
 from harness.model import groundtruth
 from harness.pytest_plugin.state import ClaimsRun, claims_run
+from harness.report.discovery import discovery_html
 from harness.report.html import (
     COLUMNS,
     STYLE,
@@ -104,6 +105,7 @@ def pytest_html_results_summary(
             f"{escape(results[0].get('correction', '?'))}-adjusted across them.</p>"
         )
         prefix.append(summary_table(results))
+        prefix.append(discovery_html(results))  # discovery beside confirmation, for claims a sweep selected
         prefix.append(trust_html(groundtruth.shipped_record()))  # the release's ground-truth figures
 
 
