@@ -36,6 +36,7 @@ class ClaimResult:
     selection: dict | None = None  # exploratory / confirmatory against its discovery (harness.claims.selection)
     prompts: dict | None = None  # the split and the sha256 of each prompt evaluated (target; sources by set)
     ablations: dict | None = None  # per ablation mode: mean Δ, CI, raw p (claims with ``ablations``)
+    preregistration: dict | None = None  # registered when, first evaluated when (harness.claims.registry)
 
     @property
     def supported(self) -> bool:
@@ -117,6 +118,12 @@ class ClaimResult:
         if self.text_changed:
             lines.append(f"  generations changed (token for token): {changes_text(self.text_changed)} prompts")
         lines += [f"  warning ({w['code']}): {w['message']}" for w in self.warnings]
+        if self.preregistration:
+            pre = self.preregistration
+            lines.append(
+                f"  pre-registered: {'yes' if pre['before_first_evaluation'] else 'no'} (registered "
+                f"{pre['registered'] or 'never'}, first evaluated {pre['first_evaluated']}; {pre['registry']})"
+            )
         lines.append(f"  rerun: {self.rerun_command()}")
         return "\n".join(lines)
 
@@ -147,6 +154,7 @@ class ClaimResult:
             **({"selection": self.selection} if self.selection is not None else {}),
             **({"prompts": self.prompts} if self.prompts is not None else {}),
             **({"ablations": self.ablations} if self.ablations is not None else {}),
+            **({"preregistration": self.preregistration} if self.preregistration is not None else {}),
         }
 
 

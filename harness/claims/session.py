@@ -20,6 +20,7 @@ from harness.claims.evaluation import evaluate_claim
 from harness.claims.execute import Backend, Execution, execute
 from harness.claims.family import correct_family
 from harness.claims.plan import Plan, make_plan
+from harness.claims.registry import preregistration
 from harness.claims.resolve import ResolvedClaim, Resolver, Unresolved
 from harness.claims.result import ClaimResult, progress_line
 from harness.claims.spec import Claim
@@ -130,6 +131,9 @@ class ClaimSession:
                 if self.progress:
                     self.progress(f"claim {k}/{len(self.claims)} {cid}: {progress_line(r)} ({r.seconds:.0f} s)")
             correct_family(evaluated, self.correction, subset_of=self.subset_of)
+            registered = preregistration(self.claims)  # claims whose file has a registry; records this evaluation
+            for r in evaluated:
+                r.preregistration = registered.get(r.claim.id)
             self._results = {r.claim.id: r for r in evaluated}
         return self._results
 

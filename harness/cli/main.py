@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "screen": ("screen", "which heads matter for an emotion: attention screen, or attribution patching"),
     "circuit": ("circuit", "one head's direct logit attribution, OV circuit or QK (attention) behaviour"),
     "report": ("report", "render a findings document to the markdown report and plots"),
+    "preregister": ("preregister", "record claims files' claims, with the time, before they are evaluated"),
     "regress": ("regress", "what changed between two findings documents (exit 1 on a lost claim)"),
     "nightly": ("nightly", "every claim, the evidence report and the regression against the last run"),
     "calibrate": ("calibrate", "A/A calibration of the claims' statistics on the model's own null data"),

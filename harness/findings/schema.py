@@ -153,6 +153,15 @@ class AblationRecord(_Section):
     p_raw: Number = None
 
 
+class PreregistrationRecord(_Section):
+    """A claim against its file's registry (:mod:`harness.claims.registry`)."""
+
+    registry: str
+    registered: str | None = None
+    first_evaluated: str | None = None
+    before_first_evaluation: bool
+
+
 class PromptsRecord(_Section):
     """The prompts a claim was evaluated on: its split and the sha256 of each (targets; sources by set)."""
 
@@ -214,6 +223,7 @@ class ClaimRecord(_Section):
     selection: SelectionRecord | None = None  # claims with selected_on
     prompts: PromptsRecord | None = None  # documents since 2026-12-04
     ablations: dict[str, AblationRecord] | None = None  # claims with ablations
+    preregistration: PreregistrationRecord | None = None  # claims from a file with a registry
 
 
 class FindingsDocument(_Section):
