@@ -388,3 +388,23 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
     if not p or methods[method] is None:
         return p
     return [float(v) for v in multipletests(p, method=methods[method])[1]]
+
+
+def ratio_of_means_ci(
+    numerator: ArrayLike, denominator: ArrayLike, *, seed: int, n_resamples: int = 10_000, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` over paired values (per prompt) with a percentile
+    bootstrap CI that resamples the pairs (nan where a resample's denominator mean is 0)."""
+    x, y = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError("ratio_of_means_ci needs two paired 1-d arrays of at least 2 values")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(x.mean() / y.mean()) if y.mean() != 0 else float("nan")
+        idx = np.random.default_rng(seed).integers(0, len(x), size=(n_resamples, len(x)))
+        num, den = x[idx].mean(1), y[idx].mean(1)
+        boot = np.where(den != 0, num / np.where(den != 0, den, 1.0), np.nan)
+    boot = boot[np.isfinite(boot)]
+    if not len(boot):
+        return ratio, float("nan"), float("nan")
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return ratio, float(lo), float(hi)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.claims.circuit import evaluate_circuit
 from harness.claims.data_warnings import data_warnings, exploratory_warning
 from harness.claims.examples import all_generations, pick_examples, text_changes
 from harness.claims.execute import Execution, RunFailed
@@ -55,6 +56,10 @@ def evaluate_claim(rc: ResolvedClaim, runs: Runs, *, n_resamples: int = 10_000, 
     res = ClaimResult(claim=c, options=options, model=rc.model, selection=rc.selection, prompts=rc.prompts)
     start = time.perf_counter()
     try:
+        if rc.circuit is not None:
+            _circuit(res, rc, runs, n_resamples)
+            res.seconds = time.perf_counter() - start
+            return res
         base_run, patched_run = runs[rc.baseline.key], runs[rc.patched.key]
         versus_run = runs[rc.versus.key] if rc.versus else None
         base, patched = scores(base_run, c.metric), scores(patched_run, c.metric)
@@ -125,6 +130,18 @@ def _test(res: ClaimResult, delta: np.ndarray, alternative: str, n_resamples: in
         res.p_raw = eff.p_value
         effect["p_opposite"] = sign_flip_p(delta, alternative=opposite, n_permutations=10_000, seed=c.seed + 2)[0]
     res.p_refute_raw = effect["p_opposite"]
+
+
+def _circuit(res: ClaimResult, rc: ResolvedClaim, runs: Runs, n_resamples: int) -> None:
+    """A circuit claim's statistics (:mod:`harness.claims.circuit`) into ``res``."""
+    c = rc.claim
+    assert rc.circuit is not None
+    out = evaluate_circuit(c, rc.circuit, rc.baseline, lambda spec: scores(runs[spec.key], c.metric), n_resamples)
+    res.effect, res.sign, res.equivalence = out["effect"], out.get("sign"), out.get("equivalence")
+    res.p_raw, res.p_refute_raw = out["p_raw"], out["p_refute_raw"]
+    res.random_control, res.circuit = out.get("random_control"), out["circuit"]
+    res.per_prompt = {"delta": out["delta"]}
+    res.warnings = exploratory_warning(rc.selection)
 
 
 def _ablations(

@@ -106,11 +106,10 @@ def make_plan(runs_by_claim: list[list[RunSpec]]) -> Plan:
     groups: dict[GroupKey, list[RunSpec]] = {}
     seen: set[RunKey] = set()
     for runs in runs_by_claim:
-        entries = groups.setdefault(runs[0].key.group, [])
-        for run in runs:
+        for run in runs:  # a circuit claim's runs span two prompt sets: each run goes to its own group
             if run.key not in seen:
                 seen.add(run.key)
-                entries.append(run)
+                groups.setdefault(run.key.group, []).append(run)
     out = []
     for entries in groups.values():
         root = min((r for r in entries if r.is_baseline), key=lambda r: len(r.layers))

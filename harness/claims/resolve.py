@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from harness.claims.circuit import CircuitPlan, plan_circuit
 from harness.claims.controls import avoided_heads, head_spec, random_head_sets
 from harness.claims.plan import Head, RunKey, RunSpec
 from harness.claims.selection import selection
@@ -60,6 +61,7 @@ class ResolvedClaim:
     selection: dict[str, Any] | None = None  # exploratory / confirmatory (harness.claims.selection)
     prompts: dict[str, Any] | None = None  # the split and the sha256 of every prompt it is evaluated on
     ablations: tuple[tuple[str, RunSpec], ...] = ()  # the patched run of each other ablation it names
+    circuit: CircuitPlan | None = None  # a circuit claim's other runs (harness.claims.circuit)
 
     @property
     def ablation_runs(self) -> list[RunSpec]:
@@ -69,6 +71,7 @@ class ResolvedClaim:
     def runs(self) -> list[RunSpec]:
         """The claim's runs, its baseline first, in the order its evaluation reads them."""
         out = [self.baseline, self.patched, *((self.versus,) if self.versus else ()), *self.ablation_runs]
+        out += self.circuit.runs if self.circuit else []
         for arm in self.random:
             out += [arm.patched, *((arm.versus,) if arm.versus else ())]
         return out
@@ -113,7 +116,7 @@ class Resolver:
 
         versus_heads = _heads(c, c.versus, s.n_layers, s.n_heads) if c.versus else ()
         randoms: list[RandomArm] = []
-        if c.random_heads:
+        if c.random_heads and c.kind != "circuit":  # a circuit's random circuits are its plan's
             both = c.versus is not None and versus_heads == heads  # both conditions patch the claimed heads
             for rs in random_head_sets(c, heads, s.n_heads, avoided_heads(c, s.n_layers, s.n_heads)):
                 spec = head_spec(rs)
@@ -132,14 +135,25 @@ class Resolver:
             if e:
                 kw = load_keywords(e)
                 files[f"keywords:{e}"] = {"path": repo_path(kw.path), "sha256": kw.sha256}
+        circuit = None
+        if c.kind == "circuit":
+            random_sets = random_head_sets(c, heads, s.n_heads) if c.random_heads and c.criterion == "faithful" else []
+            baseline, patched, circuit = plan_circuit(
+                c, heads, random_sets, n_layers=s.n_layers, n_heads=s.n_heads, targets=targets,
+                sources=sources[c.source], pool=load_prompt_set(c.target).split(c.split), gen=gen,
+            )  # fmt: skip
+        else:
+            baseline, patched = run(heads, None), run(heads, c.condition)
         ablations = tuple(
-            (mode, run(heads, Condition(c.heads, mode, c.source))) for mode in c.ablations or () if mode != c.patch_mode
+            (mode, run(heads, Condition(c.heads, mode, c.source)))
+            for mode in c.ablations or ()
+            if mode != c.patch_mode and c.kind != "circuit"
         )
         return ResolvedClaim(
             claim=c,
             heads=heads,
-            baseline=run(heads, None),
-            patched=run(heads, c.condition),
+            baseline=baseline,
+            patched=patched,
             versus=run(versus_heads, c.versus) if c.versus else None,
             versus_heads=versus_heads,
             random=tuple(randoms),
@@ -154,6 +168,7 @@ class Resolver:
                 **({"resample": prompt_hashes(drawn)} if drawn else {}),
             },
             ablations=ablations,
+            circuit=circuit,
         )
 
     def _generation(self, c: Claim, targets: tuple[str, ...]) -> GenerationConfig:

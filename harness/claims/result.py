@@ -37,6 +37,7 @@ class ClaimResult:
     prompts: dict | None = None  # the split and the sha256 of each prompt evaluated (target; sources by set)
     ablations: dict | None = None  # per ablation mode: mean Δ, CI, raw p (claims with ``ablations``)
     preregistration: dict | None = None  # registered when, first evaluated when (harness.claims.registry)
+    circuit: dict | None = None  # a circuit claim's faithfulness per ablation, per-head tests, random circuits
 
     @property
     def supported(self) -> bool:
@@ -93,6 +94,8 @@ class ClaimResult:
                 f"{st['median']:+.4f} [95% CI {st['ci_low']:+.4f}, {st['ci_high']:+.4f}], {st['n_up']} up / "
                 f"{st['n_down']} down / {st['n_zero']} unchanged, p {st['p_value']:.4g}"
             )
+        if self.circuit:
+            lines += circuit_lines(self.circuit)
         if self.ablations:
             each = "; ".join(
                 f"{m} {a['mean']:+.4f} [{a['ci_low']:+.4f}, {a['ci_high']:+.4f}] p {a['p_raw']:.4g}"
@@ -155,7 +158,31 @@ class ClaimResult:
             **({"prompts": self.prompts} if self.prompts is not None else {}),
             **({"ablations": self.ablations} if self.ablations is not None else {}),
             **({"preregistration": self.preregistration} if self.preregistration is not None else {}),
+            **({"circuit": self.circuit} if self.circuit is not None else {}),
         }
+
+
+def circuit_lines(rec: dict) -> list[str]:
+    """A circuit claim's faithfulness under each ablation (with the per-head drops of a minimality claim)."""
+    full = rec["full_effect"]
+    lines = [
+        f"  full model's effect (source − target) {full['mean']:+.4f} [{full['ci_low']:+.4f}, {full['ci_high']:+.4f}]"
+    ]
+    for mode, a in rec["ablations"].items():
+        lines.append(
+            f"  {rec['size']}-head circuit, others {mode}-ablated: faithfulness {a['faithfulness']:.3f} "
+            f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}], p {a['p_raw']:.4g} (empty circuit {a['empty_faithfulness']:.3f})"
+        )
+        for h in a.get("heads", []):
+            lines.append(
+                f"    without {h['head']}: faithfulness {h['faithfulness_without']:.3f}, drop {h['drop']:+.4f} "
+                f"[{h['ci_low']:+.4f}, {h['ci_high']:+.4f}], Holm p {h['p_holm']:.4g}"
+                + ("" if h["necessary"] else "  <- not shown necessary")
+            )
+    if rec.get("random"):
+        shown = ", ".join(f"{r['faithfulness']:.3f}" for r in rec["random"])
+        lines.append(f"  random circuits of the same size and layers: faithfulness {shown}")
+    return lines
 
 
 def progress_line(r: ClaimResult) -> str:

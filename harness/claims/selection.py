@@ -55,6 +55,8 @@ def discovery_effect(claim: Claim, doc: dict[str, Any]) -> dict[str, Any] | None
     with ``--bootstrap``, the share of prompt resamples that selected it); several heads: their
     combination patched together; with ``versus`` the best single head, the combination's gain."""
     heads = claim.heads
+    if claim.kind == "circuit":  # its quantity (faithfulness) is not one the sweep measured
+        return None
     if "," not in heads:
         row = next((r for r in doc.get("ranked", []) if r.get("head") == heads), None)
         if row is None or claim.versus is not None:

@@ -41,6 +41,14 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
                        union test: its p is the largest of theirs). ``resample`` replaces each target
                        prompt's head output with the head's on another prompt of the target set,
                        drawn with the claim's seed (:mod:`harness.patch.resample`)
+``kind = "circuit"``   a circuit claim (:mod:`harness.claims.circuit`): ``heads`` are the circuit,
+                       ``patch_mode`` (or several ``ablations``) ablates every head outside it,
+                       and the behaviour is the ``source`` prompts' metric minus the ``target``
+                       prompts'. ``criterion``: ``faithful`` [default] (``direction = "increase"``:
+                       the circuit reproduces at least ``fraction`` of the full model's effect;
+                       ``"equivalent"``: it equals the full model's within ``margin``) or ``minimal``
+                       (removing any one head lowers its faithfulness by more than ``delta`` [0]).
+                       ``random_heads``: K random circuits of the same size from the same layers
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
 ``description``        free text
 ``selected_on``        the sweep document whose prompts selected this claim's heads
@@ -77,7 +85,8 @@ from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 # the enumerated fields: typed, so pydantic refuses another value ("must be one of ..."), and the
 # hand validation below keeps only the rules that need the registries or several fields
 Direction = Literal["increase", "decrease", "equivalent"]
-Kind = Literal["patch", "path"]
+Kind = Literal["patch", "path", "circuit"]
+Criterion = Literal["faithful", "minimal"]
 Statistic = Literal["mean", "sign"]
 Tier = Literal["fast", "slow"]
 Alignment = Literal["end", "last", "mean_source"]
@@ -154,6 +163,9 @@ class Claim(SamplingSettings):
     intervention: str | None = None
     hook_points: tuple[str, ...] | None = None
     ablations: tuple[str, ...] | None = None
+    criterion: Criterion = "faithful"
+    fraction: float | None = None
+    delta: float = 0.0
     tier: Tier = "slow"
     description: str = ""
     selected_on: str = ""  # the discovery document (a sweep) whose prompts selected the heads
@@ -290,6 +302,10 @@ class Claim(SamplingSettings):
         if self.kind == "patch":  # a patch claim's record is as before path claims existed
             for name in ("kind", "senders", "receivers"):
                 del d[name]
+        if self.kind == "circuit":
+            del d["senders"], d["receivers"]
+        else:  # as before circuit claims existed
+            del d["criterion"], d["fraction"], d["delta"]
         for name in ("hook_points", "ablations"):
             if getattr(self, name) is not None:
                 d[name] = list(getattr(self, name))
@@ -327,6 +343,9 @@ ROW_ORDER = (
     "intervention",
     "hook_points",
     "ablations",
+    "criterion",
+    "fraction",
+    "delta",
     "tier",
     "description",
     "selected_on",
@@ -356,6 +375,8 @@ def _validate_values(c: Claim, path: str) -> None:
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
     if c.kind == "path" or c.senders or c.receivers:
         _validate_path(c, path)
+    if c.kind == "circuit" or c.fraction is not None or c.delta or c.criterion != "faithful":
+        _validate_circuit(c, path)
     if c.intervention is not None or c.hook_points is not None:
         _validate_intervention(c, path)
     if c.intervention is None:
@@ -441,7 +462,7 @@ def _validate_conditions(c: Claim, path: str, check: Callable[[object, str, obje
             did_you_mean("emotion", cond.source, emotions()) + f" (or the target set {c.target!r})",
         )
         check(
-            cond.patch_mode != RESAMPLE or cond.source == c.target,
+            cond.patch_mode != RESAMPLE or cond.source == c.target or c.kind == "circuit",
             prefix + "source",
             cond.source,
             f"a resample ablation draws each target prompt's replacement from the target set: "
@@ -449,6 +470,47 @@ def _validate_conditions(c: Claim, path: str, check: Callable[[object, str, obje
         )
     if c.ablations is not None:
         _validate_ablations(c, path)
+
+
+def _validate_circuit(c: Claim, path: str) -> None:
+    """A circuit claim: heads (the circuit), an ablation mode for the heads outside it, an emotion
+    source (the behaviour is source vs target prompts), and its criterion's numbers."""
+
+    def fail(name: str, value: object, problem: str) -> NoReturn:
+        _fail(c.id, name, value, problem, path)
+
+    if c.kind != "circuit":
+        fail("criterion/fraction/delta", c.criterion, 'are for a circuit claim: set kind = "circuit"')
+    if c.intervention is not None or c.versus is not None:
+        fail("kind", c.kind, "a circuit claim has no intervention and no versus (compare two circuit claims)")
+    if c.patch_mode not in ABLATIONS:
+        fail(
+            "patch_mode",
+            c.patch_mode,
+            f"a circuit claim's patch_mode ablates the heads outside it: one of {', '.join(ABLATIONS)}",
+        )
+    if c.source == c.target:
+        fail("source", c.source, "a circuit reproduces the model's source-vs-target effect: name an emotion source")
+    if c.criterion == "faithful" and c.direction == "increase":
+        if c.fraction is None or not 0 < c.fraction <= 1:
+            fail(
+                "fraction",
+                c.fraction,
+                "a faithful circuit claim needs the fraction of the full model's effect "
+                "it reproduces at least, in (0, 1]",
+            )
+    elif c.criterion == "faithful" and c.direction != "equivalent":
+        fail("direction", c.direction, "a faithful circuit claim is 'increase' (at least fraction) or 'equivalent'")
+    if c.criterion == "minimal" and (c.direction != "increase" or not 0 <= c.delta < 1):
+        fail(
+            "delta",
+            c.delta,
+            "a minimal circuit claim is 'increase', with delta in [0, 1): each head lowers "
+            "faithfulness by more than delta",
+        )
+    items = parse_head_spec(c.heads).items
+    if c.criterion == "minimal" and len(items) < 2 and all(h is not None for _, h in items):
+        fail("heads", c.heads, "minimality is about removing one head of several")
 
 
 def _validate_ablations(c: Claim, path: str) -> None:
@@ -463,6 +525,8 @@ def _validate_ablations(c: Claim, path: str) -> None:
         fail("ablations", list(modes), f"must list at least two different ones of {', '.join(ABLATIONS)}")
     if c.patch_mode not in modes:
         fail("patch_mode", c.patch_mode, f"a claim with ablations uses one of them ({', '.join(modes)}) as its own")
+    if c.kind == "circuit":  # they ablate the heads outside the circuit (harness.claims.circuit)
+        return
     if c.versus is not None or c.kind != "patch" or c.direction == "equivalent":
         fail("ablations", list(modes), "are for a directional patch claim without versus")
     if c.source != c.target:

@@ -18,6 +18,7 @@ from harness.core.outputs import Staging
 from harness.core.results import atomic_write_text
 from harness.model import groundtruth
 from harness.model.loading import DEFAULT_MODEL, weights_absent
+from harness.report.circuit_block import circuit_markdown
 from harness.report.discovery import discovery_markdown
 from harness.report.trust import trust_markdown
 
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 *verdict_table(doc),
                 "",
                 *discovery_markdown(doc.get("claims", [])),
+                *circuit_markdown(doc.get("claims", [])),
                 f"HTML evidence: {os.path.join(out, 'evidence.html')}",
                 f"markdown report: {os.path.join(out, 'phase7_head_patching_report.md')}",
                 "",

@@ -175,7 +175,7 @@ class ClaimFields(_Section):
 
     id: Annotated[str, Field(min_length=1)]
     model: str = ""
-    kind: Literal["patch", "path"] = "patch"  # recorded for path claims only
+    kind: Literal["patch", "path", "circuit"] = "patch"  # recorded for path and circuit claims only
     senders: str = ""
     receivers: str = ""
     heads: str = ""
@@ -201,6 +201,9 @@ class ClaimFields(_Section):
     intervention: str | None = None
     hook_points: list[str] | None = None
     ablations: list[str] | None = None
+    criterion: Literal["faithful", "minimal"] | None = None  # circuit claims
+    fraction: Number = None
+    delta: Number = None
 
 
 class ClaimRecord(_Section):
@@ -224,6 +227,7 @@ class ClaimRecord(_Section):
     prompts: PromptsRecord | None = None  # documents since 2026-12-04
     ablations: dict[str, AblationRecord] | None = None  # claims with ablations
     preregistration: PreregistrationRecord | None = None  # claims from a file with a registry
+    circuit: dict[str, Any] | None = None  # circuit claims: faithfulness per ablation (harness.claims.circuit)
 
 
 class FindingsDocument(_Section):
@@ -247,7 +251,18 @@ class FindingsDocument(_Section):
 # claim, every field of each statistics section present, and for a claim that ran (no error)
 # its effect, p-values and per-prompt values.
 # fields a claim record holds only for some kinds of claim (interventions; path claims; a split)
-_OPTIONAL_CLAIM_FIELDS = ("intervention", "hook_points", "kind", "senders", "receivers", "split", "ablations")
+_OPTIONAL_CLAIM_FIELDS = (
+    "intervention",
+    "hook_points",
+    "kind",
+    "senders",
+    "receivers",
+    "split",
+    "ablations",
+    "criterion",
+    "fraction",
+    "delta",
+)
 _REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in _OPTIONAL_CLAIM_FIELDS)
 _REPORT_SECTIONS = ("effect", "equivalence", "random_control", "sign", "one_token", "text_changed")
 _REPORT_RAN = ("effect", "p_raw", "p_adjusted", "per_prompt")

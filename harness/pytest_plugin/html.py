@@ -34,6 +34,7 @@ from harness.claims.examples import changes_text
 from harness.core.results import git_info, package_versions
 from harness.model import groundtruth
 from harness.pytest_plugin.state import ClaimsRun, claims_run
+from harness.report.circuit_block import circuit_html
 from harness.report.discovery import discovery_html
 from harness.report.html import (
     COLUMNS,
@@ -106,6 +107,7 @@ def pytest_html_results_summary(
         )
         prefix.append(summary_table(results))
         prefix.append(discovery_html(results))  # discovery beside confirmation, for claims a sweep selected
+        prefix.append(circuit_html(results))  # circuit claims: faithfulness per ablation, random circuits
         prefix.append(trust_html(groundtruth.shipped_record()))  # the release's ground-truth figures
 
 

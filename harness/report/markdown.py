@@ -20,6 +20,7 @@ from harness.claims.outcome import mde_text
 from harness.core.results import atomic_write, atomic_write_text, path_in
 from harness.findings.schema import claims_by_id, load_document
 from harness.model import groundtruth
+from harness.report.circuit_block import circuit_markdown
 from harness.report.discovery import discovery_markdown
 from harness.report.plots import forest_png, head_heatmap
 from harness.report.text import cell, ci_text, mean_or_none, num_text, updown
@@ -61,6 +62,7 @@ def render_markdown(doc: dict, claims: list[dict]) -> str:
     out += _one_token(ok)
     out += _discussion(ok, claims)
     out += ["", *discovery_markdown(claims)] if discovery_markdown(claims) else []
+    out += ["", *circuit_markdown(claims)] if circuit_markdown(claims) else []
     return "\n".join(out) + "\n"
 
 
