@@ -4,6 +4,7 @@
     causal-heads bench distributed --model tiny-gpt2 --workers 2 --json
     causal-heads bench claims --model smollm2-135m --n-prompts 20 --random-heads 2 --json
     causal-heads bench attribution --model smollm2-135m --json
+    causal-heads bench curve --model smollm2-135m --json
 
 What each benchmark times is in :mod:`harness.analysis.bench`.
 """
@@ -22,6 +23,7 @@ from harness.analysis.bench import (
     bench_sweep,
     bench_sweep_scaling,
 )
+from harness.analysis.curve import CurveOptions, bench_curve
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.core.errors import UserError, run_cli
 from harness.distributed.bench import bench_distributed
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n-prompts", type=int, default=12)
     d.add_argument("--ray-address", default=None, help="auto or HOST:PORT (default: a local cluster of --workers CPUs)")
     d.add_argument("--json", action="store_true")
+    _curve_parser(sub)
     pr = sub.add_parser("precision", help="tokens in float32 vs a reduced precision, same seeds")
     pr.add_argument("--model", default="smollm2-135m")
     pr.add_argument("--n-prompts", type=int, default=70)
@@ -89,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     add_placement_options(pr, batch=False)
     return ap
+
+
+def _curve_parser(sub: argparse._SubParsersAction) -> None:
+    cu = sub.add_parser("curve", help="a 10-point faithfulness curve planned as one run vs one run per size")
+    cu.add_argument("--model", default="smollm2-135m")
+    cu.add_argument("--emotion", default="gratitude")
+    cu.add_argument("--sweep", default="causal_tests/discovery/smollm2-135m_gratitude.json")
+    cu.add_argument("--sizes", default="1,2,3,5,8,13,21,34,55,89")
+    cu.add_argument("--ablations", default="mean")
+    cu.add_argument("--n-prompts", type=int, default=20)
+    cu.add_argument("--json", action="store_true")
 
 
 Result = tuple[dict, str]  # the benchmark's JSON object, and its one-look summary
@@ -159,7 +173,24 @@ def _generation(args: argparse.Namespace) -> Result:
     )
 
 
+def _curve(args: argparse.Namespace) -> Result:
+    opts = CurveOptions(
+        emotion=args.emotion,
+        sizes=tuple(_ints(args.sizes, "--sizes")),
+        model=args.model,
+        sweep=args.sweep,
+        ablations=tuple(a.strip() for a in args.ablations.split(",") if a.strip()),
+        n_prompts=args.n_prompts,
+    )
+    res = bench_curve(opts)
+    return res, (
+        f"{len(opts.sizes)}-point curve: planned {res['planned_s']:.1f} s, one run per size {res['separate_s']:.1f} s "
+        f"({res['ratio']:.2f}x); identical: {res['identical']}"
+    )
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
+    "curve": _curve,
     "generation": _generation,
     "sweep": _sweep,
     "attribution": _attribution,

@@ -1,6 +1,7 @@
 """One head's circuits: direct logit attribution, OV circuit, QK (attention) behaviour.
 
     causal-heads circuit dla|ov|qk --model smollm2-135m --head 21:1 --emotion gratitude [--json]
+    causal-heads circuit curve --model smollm2-135m --emotion gratitude --sweep SWEEP.json --sizes 1,2,5
 
 Writes a JSON document (``"head": "L:H"``, the analysis' results) and a PNG beside it. The
 definitions (final norm scale frozen for DLA, the OV approximation, the QK parts) are in
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from harness.analysis.circuit import ANALYSES
 from harness.analysis.circuit_job import SCHEMA, run_circuit
@@ -23,6 +25,11 @@ MAX_TOKENS = 256
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] == "curve":  # faithfulness curves of the top-k heads (harness.cli.curve)
+        from harness.cli import curve
+
+        return curve.main(given[1:])
     ap = argparse.ArgumentParser(prog="causal-heads circuit", description=__doc__.splitlines()[0])
     ap.add_argument("analysis", choices=ANALYSES, help="dla (direct logit attribution), ov or qk")
     ap.add_argument("--model", default="smollm2-135m")

@@ -221,3 +221,31 @@ def document_with_plot(doc: dict, out: str, draw: Callable[..., str]) -> str:
         png = draw(doc, out.rsplit(".", 1)[0] + ".png", pending=pending)
         pending.commit()
     return png
+
+
+@_plain_text
+def curve_plot(doc: dict, path: str, pending: PendingFiles | None = None) -> str:
+    """A faithfulness curve document: F against the circuit's size per ablation, with 95% CIs,
+    the empty circuit and the whole model as end points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for mode, m in doc["ablations"].items():
+        k = [p["size"] for p in m["points"]]
+        f = [p["faithfulness"] for p in m["points"]]
+        low = [p["faithfulness"] - p["ci_low"] for p in m["points"]]
+        high = [p["ci_high"] - p["faithfulness"] for p in m["points"]]
+        ax.errorbar(k, f, yerr=[low, high], marker="o", ms=4, capsize=3,
+                    label=f"{mode} (CPR {m['cpr']:.3f}, CMD {m['cmd']:.3f}; empty {m['empty']:.2f})")  # fmt: skip
+    ax.axhline(1.0, color="grey", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"circuit size (top k of {doc['n_heads']} heads, ranked by {doc['rank_by']})")
+    ax.set_ylabel("faithfulness (circuit effect / full model's)")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{doc['model'].get('name', '?')} · {doc['emotion']} vs {doc['target']}", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path, 100, pending)
+    return path
