@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.core.errors import UnknownNameError, UserError
-from harness.patch.hooks import PatchConfig, baseline_hooks, patch_hooks
-from harness.patch.modes import MODES
+from harness.patch.hooks import PatchConfig, baseline_hooks, constant_value, patch_hooks
+from harness.patch.modes import MODES, register_mode
 from harness.patch.source import aligned_positions, capture_source
 from harness.run.generation import GenerationConfig, forward, generate
 
@@ -316,3 +316,27 @@ def test_a_capture_stops_after_the_highest_layer_it_reads(model):
         top.remove()
     for kind in needs:
         assert all(torch.equal(a, b) for a, b in zip(getattr(low, kind)[0], getattr(full, kind)[0], strict=True))
+
+
+# the all-rows fast path of the constant-valued ablations equals the per-row loop it replaces
+register_mode("zero_by_row", description="test: zero through the per-row loop")(MODES["zero"].value)
+register_mode("mean_by_row", needs=("z",), description="test: mean through the per-row loop")(MODES["mean"].value)
+
+
+@pytest.mark.parametrize("mode, alignment", [("zero", "end"), ("zero", "mean_source"), ("mean", "mean_source")])
+@pytest.mark.parametrize("patch_generated", [False, True])
+def test_constant_ablations_write_every_row_at_once_as_the_loop_does(tiny_gpt2, mode, alignment, patch_generated):
+    heads = ((0, 1), (0, 5), (1, 0), (1, 7))
+    targets, sources = POOL[:5], POOL[3:]  # targets longer and shorter than their sources
+    cfg = PatchConfig(heads, mode, alignment, patch_generated=patch_generated)
+    loop = PatchConfig(heads, f"{mode}_by_row", alignment, patch_generated=patch_generated)
+    gen = GenerationConfig(max_tokens=4, stop_at_eos=False, do_sample=True, seed=3)
+    runs = []
+    for c in (cfg, loop):
+        src = capture_source(tiny_gpt2, sources, sorted(c.by_layer()), MODES[c.mode].needs)
+        assert (constant_value(c, src, 1, [0], tiny_gpt2.shape.d_head) is not None) == (c is cfg)  # fast vs loop
+        runs.append(generate(tiny_gpt2, targets, gen, hooks=patch_hooks(tiny_gpt2, c, src),
+                             track={"t": list(range(50))}))  # fmt: skip
+    fast, slow = runs
+    assert [g.token_ids for g in fast.generations] == [g.token_ids for g in slow.generations]
+    assert [g.tracked for g in fast.generations] == [g.tracked for g in slow.generations]

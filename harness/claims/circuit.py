@@ -113,6 +113,10 @@ def plan_circuit(
         if not out:  # the whole model: its runs are the baselines
             return CircuitRuns(kept, base_s, base_t)
 
+        # mean: the mean output at every position of every prompt (the claim's alignment would
+        # leave a longer prompt's first positions unablated); zero writes every position anyway
+        align = "mean_source" if mode == "mean" else c.alignment
+
         def on(base: RunSpec, prompts: tuple[str, ...]) -> RunSpec:
             reads = resample_draw(prompts, pool, c.seed) if mode == RESAMPLE else targets
             key = replace(
@@ -121,10 +125,10 @@ def plan_circuit(
                 heads=out,
                 patch_mode=mode,
                 source=c.target,
-                alignment=c.alignment,
+                alignment=align,
                 source_prompts=reads if mode == RESAMPLE else (),
             )
-            return RunSpec(key, tuple(sorted(PatchConfig(out, mode, c.alignment).by_layer())), reads)
+            return RunSpec(key, tuple(sorted(PatchConfig(out, mode, align).by_layer())), reads)
 
         return CircuitRuns(kept, on(base_s, sources), on(base_t, targets))
 

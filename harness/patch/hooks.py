@@ -145,14 +145,36 @@ def _keep(state, kind, layer, info):
     return hook
 
 
+def constant_value(cfg: PatchConfig, source: SourceActivations, layer: int, heads: list[int], d_head: int):
+    """``[len(heads), d_head]`` when the mode writes one value at every row and position (``zero``;
+    ``mean`` with ``mean_source`` alignment, the circuit claims' ablation of every other head),
+    so the hook can write all rows at once; None otherwise."""
+    if cfg.mode == "zero":
+        return torch.zeros(len(heads), d_head)
+    if cfg.mode == "mean" and cfg.alignment == "mean_source":
+        return source.mean_z(layer)[list(heads)]
+    return None
+
+
 def _z_hook(cfg, source, state, info, layer, heads, dims, pair):
     group, d_head = dims
     mode = get_mode(cfg.mode)
+    const = constant_value(cfg, source, layer, heads, d_head)
 
     def hook(z, hook):
         if info.step > 0 and not cfg.patch_generated:
             return z
         z = z.clone()
+        if const is not None:  # the same value everywhere: every row's real positions at once
+            idx = torch.tensor(heads, device=z.device)
+            value = const.to(z)
+            if info.step > 0:
+                z[:, 0, idx] = value
+                return z
+            pads = info.pad_lengths.to(z.device)
+            real = torch.arange(z.shape[1], device=z.device)[None, :] >= pads[:, None]  # [rows, positions]
+            z[:, :, idx] = torch.where(real[:, :, None, None], value, z[:, :, idx])
+            return z
         for r, (p, _sample) in enumerate(info.rows):
             i = pair(p)
             if info.step > 0:
