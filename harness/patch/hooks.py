@@ -145,7 +145,9 @@ def _keep(state, kind, layer, info):
     return hook
 
 
-def constant_value(cfg: PatchConfig, source: SourceActivations, layer: int, heads: list[int], d_head: int):
+def constant_value(
+    cfg: PatchConfig, source: SourceActivations, layer: int, heads: list[int], d_head: int
+) -> torch.Tensor | None:
     """``[len(heads), d_head]`` when the mode writes one value at every row and position (``zero``;
     ``mean`` with ``mean_source`` alignment, the circuit claims' ablation of every other head),
     so the hook can write all rows at once; None otherwise."""
