@@ -136,3 +136,23 @@ def test_on_the_induction_model_both_heads_are_the_circuit(monkeypatch):
     for a in r["padded"].circuit["ablations"].values():
         assert {h["head"]: h["necessary"] for h in a["heads"]} == {"0:1": True, "1:2": True, "0:3": False}
     assert r["padded"].verdict != "supported"
+
+
+def test_completeness_on_the_planted_model(planted):
+    """Wang et al.'s completeness: the true circuit without any subset K behaves as the model
+    without K; a circuit that lacks the planted head does not (the model without its other heads
+    still has 1:2, the circuit does not)."""
+    from harness.claims.circuit import subsets
+
+    common = {**planted, "random_heads": 0, "direction": "equivalent", "margin": 0.5, "criterion": "complete",
+              "patch_mode": "mean", "ablations": ["mean", "zero"]}  # fmt: skip
+    claims = [Claim(id="true", heads="1:2", subsets=3, **common), Claim(id="lacking", heads="0:1,1:1", **common)]
+    r = harness.evaluate(claims)
+    assert r["true"].verdict == "supported", r["true"].explain()
+    assert all(len(a["subsets"]) == 1 and a["subsets"][0]["without"] == "1:2" and a["subsets"][0]["score"] < 0.05
+               for a in r["true"].circuit["ablations"].values())  # fmt: skip
+    assert r["lacking"].verdict != "supported"
+    worst = max(s["score"] for a in r["lacking"].circuit["ablations"].values() for s in a["subsets"])
+    assert worst > 0.2 and "incompleteness" in r["lacking"].explain()
+    heads = ((0, 1), (1, 1), (1, 2))
+    assert subsets(heads, 4, 0) == subsets(heads, 4, 0) and len(set(subsets(heads, 100, 0))) == 7  # all of them

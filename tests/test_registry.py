@@ -96,3 +96,12 @@ def test_claims_run_before_with_no_record_can_be_registered_as_not_preregistered
     assert preregister.main([path, "--already-evaluated"]) == 0
     assert "b: first evaluated" in capsys.readouterr().out
     assert harness.evaluate(load_claims(path))["b"].preregistration["before_first_evaluation"] is False
+
+
+def test_a_field_added_with_a_default_leaves_registered_digests_as_they_were(tmp_path):
+    (a,) = load_claims(_file(tmp_path, "one_claims.toml"))[:1]
+    record = a.to_dict()
+    assert record["alpha"] == 0.05 and record["statistic"] == "mean"  # both at their defaults
+    older = {k: v for k, v in record.items() if k not in ("alpha", "statistic")}  # as if they did not exist yet
+    assert claim_digest(record) == claim_digest(older)
+    assert claim_digest(record) != claim_digest({**record, "alpha": 0.01})

@@ -278,3 +278,15 @@ def test_a_committed_v1_document_loads_renders_and_regresses(tmp_path, main_in_p
     assert proc.returncode == 1 and "sanity_identity_patch_equivalent_to_no_patch" in proc.stdout
     proc = main_in_process("harness", "report", V1, "--markdown", str(tmp_path / "r.md"))
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_circuit_claims_faithfulness_is_compared_per_ablation():
+    old = _claim("circuit", "refuted", -2.0, -2.2, -1.8)
+    old["circuit"] = {"ablations": {"mean": {"faithfulness": 0.10, "ci_low": 0.05, "ci_high": 0.15},
+                                    "zero": {"faithfulness": 0.00, "ci_low": -0.01, "ci_high": 0.01}}}  # fmt: skip
+    new = copy.deepcopy(old)
+    assert compare({"circuit": old}, {"circuit": new}) == []
+    new["circuit"]["ablations"]["mean"]["faithfulness"] = 0.40  # the effect stays inside its old CI
+    (row,) = compare({"circuit": old}, {"circuit": new})
+    assert row["change"] == "faithfulness moved outside old CI" and not row["lost"]
+    assert "faithfulness mean 0.100 [0.050, 0.150] -> 0.400" in row["detail"] and "zero" not in row["detail"]

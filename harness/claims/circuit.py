@@ -17,6 +17,10 @@ Criteria (``criterion``), each one test on per-prompt values (the suite's paired
 - ``faithful`` with ``direction = "increase"``: F(C) >= ``fraction``, tested as
   mean(E_C − fraction · E_full) > 0 (sign-flip permutation test; bootstrap CI);
 - ``faithful`` with ``direction = "equivalent"``: E_C ≈ E_full within ``margin`` (TOST);
+- ``complete`` (Wang et al. 2022): for ``subsets`` random subsets K of C (seeded), the circuit
+  without K behaves as the model without K: E_{C∖K} ≈ E_{M∖K} within ``margin`` (TOST per
+  subset; the claim's p is the largest), each subset's incompleteness score
+  |mean E_{C∖K} − mean E_{M∖K}| / mean E_full reported;
 - ``minimal``: every head v of C matters: mean(E_C − E_{C∖v} − delta · E_full) > 0, i.e. removing
   v lowers F by more than ``delta``; one test per head, Holm-adjusted within the claim for the
   per-head flags, and the claim's p is the largest raw p (an intersection-union test).
@@ -70,6 +74,7 @@ class CircuitPlan:
     circuits: dict[str, CircuitRuns]  # per ablation mode, the claimed circuit
     empty: dict[str, CircuitRuns]  # per ablation mode, no head kept: what embeddings and MLPs alone carry
     without: dict[str, tuple[CircuitRuns, ...]]  # minimal: per mode, the circuit less each head
+    complete: dict[str, tuple[tuple[CircuitRuns, CircuitRuns], ...]]  # per mode, per subset K: C∖K and M∖K
     random: tuple[CircuitRuns, ...]  # random circuits of the same size, under the claim's patch_mode
 
     @property
@@ -79,6 +84,8 @@ class CircuitPlan:
             out += [cr.on_source, cr.on_target, self.empty[mode].on_source, self.empty[mode].on_target]
             for w in self.without.get(mode, ()):
                 out += [w.on_source, w.on_target]
+            for a, b in self.complete.get(mode, ()):
+                out += [a.on_source, a.on_target, b.on_source, b.on_target]
         for r in self.random:
             out += [r.on_source, r.on_target]
         return out
@@ -141,8 +148,30 @@ def plan_circuit(
     )
     random = tuple(ablated(rs, c.patch_mode) for rs in random_sets) if c.criterion == "faithful" else ()
     empty = {m: ablated((), m) for m in modes}
-    plan = CircuitPlan(base_s, circuits, empty, without, random)
+    complete = {}
+    if c.criterion == "complete":
+        every = complement((), n_layers, n_heads)
+        for m in modes:
+            complete[m] = tuple(
+                (ablated(tuple(h for h in heads if h not in k), m), ablated(tuple(h for h in every if h not in k), m))
+                for k in subsets(heads, c.subsets, c.seed)
+            )
+    plan = CircuitPlan(base_s, circuits, empty, without, complete, random)
     return base_t, circuits[c.patch_mode].on_target, plan
+
+
+def subsets(heads: tuple[Head, ...], count: int, seed: int) -> list[tuple[Head, ...]]:
+    """Up to ``count`` distinct non-empty subsets of ``heads`` (each size equally likely, then the
+    heads), drawn with ``seed``; all of them when there are no more."""
+    rng = np.random.default_rng(seed + 31_337)
+    total = 2 ** len(heads) - 1
+    out: list[tuple[Head, ...]] = []
+    while len(out) < min(count, total):
+        size = int(rng.integers(1, len(heads) + 1))
+        k = tuple(sorted(heads[i] for i in rng.choice(len(heads), size=size, replace=False)))
+        if k not in out:
+            out.append(k)
+    return out
 
 
 Scores = Any  # a callable RunSpec -> per-prompt np.ndarray
@@ -162,32 +191,7 @@ def evaluate_circuit(c: Claim, plan: CircuitPlan, base_t: RunSpec, score: Scores
     per_mode: dict[str, dict[str, Any]] = {}
     tested: dict[str, np.ndarray] = {}
     for mode, cr in plan.circuits.items():
-        e_c = _effect(cr, score)
-        ratio, lo, hi = ratio_of_means_ci(e_c, full, seed=c.seed, n_resamples=n_resamples)
-        rec: dict[str, Any] = {"faithfulness": ratio, "ci_low": lo, "ci_high": hi, "circuit_effect": float(e_c.mean())}
-        # the empty circuit (every head ablated): the share the heads are not needed for
-        rec["empty_faithfulness"] = ratio_of_means_ci(
-            _effect(plan.empty[mode], score), full, seed=c.seed, n_resamples=2
-        )[0]
-        if c.criterion == "minimal":
-            rows, drops = _minimal(c, cr.heads, plan.without[mode], e_c, full, score, n_resamples)
-            rec["heads"] = rows
-            weakest = max(range(len(rows)), key=lambda k: rows[k]["p_raw"])
-            rec["p_raw"] = rows[weakest]["p_raw"]
-            tested[mode] = drops[weakest]  # the head whose removal matters least: what the claim hinges on
-        elif c.direction == "equivalent":
-            assert c.margin is not None
-            eq = tost(e_c - full, margin=c.margin, alpha=c.alpha)
-            rec["p_raw"] = eq.p_value
-            tested[mode] = e_c - full
-        else:
-            assert c.fraction is not None
-            d = e_c - c.fraction * full
-            rec["p_raw"] = paired_effect(
-                d, alternative="greater", alpha=c.alpha, seed=c.seed, n_resamples=n_resamples
-            ).p_value
-            tested[mode] = d
-        per_mode[mode] = rec
+        per_mode[mode], tested[mode] = _one_ablation(c, plan, mode, cr, full, score, n_resamples)
     own = tested[c.patch_mode]
     out: dict[str, Any] = {
         "delta": own.tolist(),
@@ -199,7 +203,7 @@ def evaluate_circuit(c: Claim, plan: CircuitPlan, base_t: RunSpec, score: Scores
             "ablations": per_mode,
         },
     }
-    if c.direction == "equivalent":
+    if c.direction == "equivalent":  # faithful ≈ the full model, or complete
         assert c.margin is not None
         eq = tost(own, margin=c.margin, alpha=c.alpha)
         out["equivalence"] = eq.to_dict()
@@ -220,6 +224,67 @@ def evaluate_circuit(c: Claim, plan: CircuitPlan, base_t: RunSpec, score: Scores
             {"heads": ",".join(f"{a}:{b}" for a, b in r.heads), "faithfulness": f} for r, f in zip(plan.random, null)
         ]
     return out
+
+
+def _one_ablation(
+    c: Claim, plan: CircuitPlan, mode: str, cr: CircuitRuns, full: np.ndarray, score: Scores, n_resamples: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The circuit under one ablation: its faithfulness record (with the criterion's raw p) and
+    the per-prompt values its criterion tests."""
+    e_c = _effect(cr, score)
+    ratio, lo, hi = ratio_of_means_ci(e_c, full, seed=c.seed, n_resamples=n_resamples)
+    rec: dict[str, Any] = {"faithfulness": ratio, "ci_low": lo, "ci_high": hi, "circuit_effect": float(e_c.mean())}
+    # the empty circuit (every head ablated): the share the heads are not needed for
+    rec["empty_faithfulness"] = ratio_of_means_ci(_effect(plan.empty[mode], score), full, seed=c.seed, n_resamples=2)[0]
+    if c.criterion == "complete":
+        assert c.margin is not None
+        rows, diffs = _complete(c, cr.heads, plan.complete[mode], full, score)
+        rec["subsets"] = rows
+        worst = max(range(len(rows)), key=lambda k: rows[k]["p_raw"])
+        rec["p_raw"] = rows[worst]["p_raw"]
+        tested = diffs[worst]  # the subset whose equivalence is weakest
+    elif c.criterion == "minimal":
+        rows, drops = _minimal(c, cr.heads, plan.without[mode], e_c, full, score, n_resamples)
+        rec["heads"] = rows
+        weakest = max(range(len(rows)), key=lambda k: rows[k]["p_raw"])
+        rec["p_raw"] = rows[weakest]["p_raw"]
+        tested = drops[weakest]  # the head whose removal matters least: what the claim hinges on
+    elif c.direction == "equivalent":
+        assert c.margin is not None
+        eq = tost(e_c - full, margin=c.margin, alpha=c.alpha)
+        rec["p_raw"] = eq.p_value
+        tested = e_c - full
+    else:
+        assert c.fraction is not None
+        d = e_c - c.fraction * full
+        rec["p_raw"] = paired_effect(
+            d, alternative="greater", alpha=c.alpha, seed=c.seed, n_resamples=n_resamples
+        ).p_value
+        tested = d
+    return rec, tested
+
+
+def _complete(
+    c: Claim,
+    heads: tuple[Head, ...],
+    pairs: tuple[tuple[CircuitRuns, CircuitRuns], ...],
+    full: np.ndarray,
+    score: Scores,
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Per subset K: E_{C∖K} − E_{M∖K} per prompt, its TOST p and the incompleteness score."""
+    rows: list[dict[str, Any]] = []
+    diffs: list[np.ndarray] = []
+    assert c.margin is not None
+    for circuit_less, model_less in pairs:
+        d = _effect(circuit_less, score) - _effect(model_less, score)
+        eq = tost(d, margin=c.margin, alpha=c.alpha)
+        k = [f"{a}:{b}" for a, b in heads if (a, b) not in circuit_less.heads]
+        rows.append({"without": ",".join(k), "circuit_without_effect": float(_effect(circuit_less, score).mean()),
+                     "model_without_effect": float(_effect(model_less, score).mean()),
+                     "score": float(abs(d.mean()) / full.mean()) if full.mean() != 0 else float("nan"),
+                     "difference": float(d.mean()), "p_raw": eq.p_value})  # fmt: skip
+        diffs.append(d)
+    return rows, diffs
 
 
 def _minimal(

@@ -39,10 +39,17 @@ def registry_path(claims_file: str) -> str:
 
 
 def claim_digest(record: dict[str, Any]) -> str:
-    """The sha256 of a claim's fields (``Claim.to_dict()``, or a findings record's ``claim``),
-    its description aside."""
-    fields = {k: v for k, v in record.items() if k != "description"}
+    """The sha256 of a claim's fields (``Claim.to_dict()``, or a findings record's ``claim``): its
+    description aside, and fields at their default left out, so a field added to claims later
+    (with a default) does not change the digest of a claim registered before it existed."""
+    defaults = {name: f.default for name, f in Claim.model_fields.items()}
+    fields = {k: v for k, v in record.items() if k != "description" and not (k in defaults and _same(v, defaults[k]))}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _same(value: Any, default: Any) -> bool:
+    """A recorded value equal to a field's default (JSON lists for tuples)."""
+    return value == (list(default) if isinstance(default, tuple) else default)
 
 
 def read_registry(path: str) -> dict[str, Any]:

@@ -173,6 +173,11 @@ def circuit_lines(rec: dict) -> list[str]:
             f"  {rec['size']}-head circuit, others {mode}-ablated: faithfulness {a['faithfulness']:.3f} "
             f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}], p {a['p_raw']:.4g} (empty circuit {a['empty_faithfulness']:.3f})"
         )
+        for k in a.get("subsets", []):
+            lines.append(
+                f"    without {k['without']}: circuit {k['circuit_without_effect']:+.4f} vs model "
+                f"{k['model_without_effect']:+.4f}, incompleteness {k['score']:.3f}, TOST p {k['p_raw']:.4g}"
+            )
         for h in a.get("heads", []):
             lines.append(
                 f"    without {h['head']}: faithfulness {h['faithfulness_without']:.3f}, drop {h['drop']:+.4f} "

@@ -47,7 +47,10 @@ A claims file holds ``[[claim]]`` tables. Fields (defaults in brackets):
                        prompts'. ``criterion``: ``faithful`` [default] (``direction = "increase"``:
                        the circuit reproduces at least ``fraction`` of the full model's effect;
                        ``"equivalent"``: it equals the full model's within ``margin``) or ``minimal``
-                       (removing any one head lowers its faithfulness by more than ``delta`` [0]).
+                       (removing any one head lowers its faithfulness by more than ``delta`` [0])
+                       or ``complete`` (``direction = "equivalent"``: for ``subsets`` [5] random
+                       subsets K of the circuit, the circuit without K and the model without K
+                       have the same effect within ``margin``).
                        ``random_heads``: K random circuits of the same size from the same layers
 ``tier``               ``fast`` (per-commit suite) | ``slow`` [slow]
 ``description``        free text
@@ -86,7 +89,7 @@ from harness.run.settings import MIN_TEMPERATURE, SamplingSettings
 # hand validation below keeps only the rules that need the registries or several fields
 Direction = Literal["increase", "decrease", "equivalent"]
 Kind = Literal["patch", "path", "circuit"]
-Criterion = Literal["faithful", "minimal"]
+Criterion = Literal["faithful", "minimal", "complete"]
 Statistic = Literal["mean", "sign"]
 Tier = Literal["fast", "slow"]
 Alignment = Literal["end", "last", "mean_source"]
@@ -166,6 +169,7 @@ class Claim(SamplingSettings):
     criterion: Criterion = "faithful"
     fraction: float | None = None
     delta: float = 0.0
+    subsets: int = 5
     tier: Tier = "slow"
     description: str = ""
     selected_on: str = ""  # the discovery document (a sweep) whose prompts selected the heads
@@ -305,7 +309,7 @@ class Claim(SamplingSettings):
         if self.kind == "circuit":
             del d["senders"], d["receivers"]
         else:  # as before circuit claims existed
-            del d["criterion"], d["fraction"], d["delta"]
+            del d["criterion"], d["fraction"], d["delta"], d["subsets"]
         for name in ("hook_points", "ablations"):
             if getattr(self, name) is not None:
                 d[name] = list(getattr(self, name))
@@ -346,6 +350,7 @@ ROW_ORDER = (
     "criterion",
     "fraction",
     "delta",
+    "subsets",
     "tier",
     "description",
     "selected_on",
@@ -375,7 +380,7 @@ def _validate_values(c: Claim, path: str) -> None:
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
     if c.kind == "path" or c.senders or c.receivers:
         _validate_path(c, path)
-    if c.kind == "circuit" or c.fraction is not None or c.delta or c.criterion != "faithful":
+    if c.kind == "circuit" or c.fraction is not None or c.delta or c.criterion != "faithful" or c.subsets != 5:
         _validate_circuit(c, path)
     if c.intervention is not None or c.hook_points is not None:
         _validate_intervention(c, path)
@@ -508,6 +513,8 @@ def _validate_circuit(c: Claim, path: str) -> None:
             "a minimal circuit claim is 'increase', with delta in [0, 1): each head lowers "
             "faithfulness by more than delta",
         )
+    if c.criterion == "complete" and (c.direction != "equivalent" or not 1 <= c.subsets <= 100):
+        fail("subsets", c.subsets, "a complete circuit claim is 'equivalent' (with a margin), over 1 to 100 subsets")
     items = parse_head_spec(c.heads).items
     if c.criterion == "minimal" and len(items) < 2 and all(h is not None for _, h in items):
         fail("heads", c.heads, "minimality is about removing one head of several")

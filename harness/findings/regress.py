@@ -71,6 +71,17 @@ def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
+def circuit_diff(old: dict, new: dict) -> str:
+    """A circuit claim's faithfulness that left its old CI, per ablation ("" when none did)."""
+    o, n = (old.get("circuit") or {}).get("ablations", {}), (new.get("circuit") or {}).get("ablations", {})
+    moved = []
+    for mode in sorted(set(o) & set(n)):
+        f, low, high = _num(n[mode].get("faithfulness")), _num(o[mode].get("ci_low")), _num(o[mode].get("ci_high"))
+        if all(map(math.isfinite, (f, low, high))) and not low <= f <= high:
+            moved.append(f"{mode} {_num(o[mode].get('faithfulness')):.3f} [{low:.3f}, {high:.3f}] -> {f:.3f}")
+    return "faithfulness " + ", ".join(moved) if moved else ""
+
+
 def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
     """Rows of changes; ``lost`` marks a finding that no longer holds."""
     rows = []
@@ -106,6 +117,9 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
         warned = warnings_diff(o, n)
         if warned:
             detail = f"{detail}; warnings: {warned}" if detail else f"warnings: {warned}"
+        faithful = circuit_diff(o, n)
+        if faithful:
+            detail = f"{detail}; {faithful}" if detail else faithful
         if o["verdict"] != n["verdict"]:
             rows.append(
                 {
@@ -117,11 +131,11 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
                     "detail": detail,
                 }
             )
-        elif moved:
+        elif moved or faithful:
             rows.append(
                 {
                     "claim": cid,
-                    "change": "effect moved outside old CI",
+                    "change": "effect moved outside old CI" if moved else "faithfulness moved outside old CI",
                     "old": o["verdict"],
                     "new": n["verdict"],
                     "lost": False,

@@ -201,9 +201,10 @@ class ClaimFields(_Section):
     intervention: str | None = None
     hook_points: list[str] | None = None
     ablations: list[str] | None = None
-    criterion: Literal["faithful", "minimal"] | None = None  # circuit claims
+    criterion: Literal["faithful", "minimal", "complete"] | None = None  # circuit claims
     fraction: Number = None
     delta: Number = None
+    subsets: Count | None = None
 
 
 class ClaimRecord(_Section):
@@ -262,6 +263,7 @@ _OPTIONAL_CLAIM_FIELDS = (
     "criterion",
     "fraction",
     "delta",
+    "subsets",
 )
 _REPORT_CLAIM_FIELDS = tuple(k for k in ClaimFields.model_fields if k not in _OPTIONAL_CLAIM_FIELDS)
 _REPORT_SECTIONS = ("effect", "equivalence", "random_control", "sign", "one_token", "text_changed")
