@@ -56,3 +56,21 @@ def test_bad_curve_input_is_named(planted, tmp_path):
         circuit_cli.main(["curve", "--emotion", "mood", "--sizes", "a,b"])
     with pytest.raises(UserError, match="--ablations"):
         circuit_cli.main(["curve", "--emotion", "mood", "--ablations", "z"])
+
+
+def test_elimination_finds_the_induction_circuit_that_attribution_misses(monkeypatch, tmp_path):
+    """Attribution ranks the previous-token head 0:1 fourth (it acts through the induction head's
+    keys at earlier positions); backward elimination by faithfulness ranks both true heads first,
+    and the curve reaches F >= 0.9 at the true size, 2."""
+    monkeypatch.setenv("CAUSAL_HEADS_PROMPTS", groundtruth.prompts_dir("induction"))
+    common = dict(emotion="repeat", sizes=(1, 2, 8), model="groundtruth-induction", ablations=("resample",),
+                  n_prompts=12)  # fmt: skip
+    doc, _, _ = run_curve(CurveOptions(rank_by="elimination", **common), str(tmp_path / "e.json"))
+    assert set(doc["top_heads"][:2]) == {"0:1", "1:2"}
+    f = {p["size"]: p["faithfulness"] for p in doc["ablations"]["resample"]["points"]}
+    assert f[2] >= 0.9 and f[8] == 1.0 and f[1] < 0.5
+    by_attribution, _, _ = run_curve(CurveOptions(rank_by="attribution", **common), str(tmp_path / "a.json"))
+    assert "0:1" not in by_attribution["top_heads"][:2]  # the limit elimination exists for
+    monkeypatch.setattr("harness.analysis.curve.MAX_ELIMINATION_HEADS", 4)
+    with pytest.raises(UserError, match="--rank-by elimination measures N\\(N\\+1\\)/2 circuits: .* has 8 heads"):
+        run_curve(CurveOptions(rank_by="elimination", **common), str(tmp_path / "x.json"))

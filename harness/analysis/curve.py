@@ -33,7 +33,8 @@ from harness.report.plots import curve_plot, document_with_plot
 from harness.run.prompts import load_prompt_set, other_split, selection_prompts
 
 SCHEMA, SCHEMA_VERSION = "causal-heads/curve", 1
-RANKINGS = ("sweep", "attribution")
+RANKINGS = ("sweep", "attribution", "elimination")
+MAX_ELIMINATION_HEADS = 64  # elimination measures N(N+1)/2 circuits: for small models
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,52 @@ def ranked_heads(opts: CurveOptions) -> tuple[list[tuple[int, int]], str]:
             raise UserError(f"--sweep {opts.sweep}: a sweep of {doc['emotion']!r}, not {opts.emotion!r}")
         rows = doc["ranked"]
         return [(int(a), int(b)) for a, b in (r["head"].split(":") for r in rows)], str(doc.get("split", "all"))
+    if opts.rank_by == "elimination":
+        return eliminate(opts)
     if opts.rank_by != "attribution":
         raise UserError(f"--rank-by {opts.rank_by!r}: one of {', '.join(RANKINGS)}")
     sources, targets, split = selection_prompts(opts.emotion, opts.target, opts.n_prompts)
     handle = load_model(opts.model, **opts.placement)
     result = attribution(handle, targets, sources, opts.emotion)
     return [(layer, head) for layer, head, *_ in result.ranked()], split
+
+
+def eliminate(opts: CurveOptions) -> tuple[list[tuple[int, int]], str]:
+    """Backward elimination by faithfulness on the discovery prompts: from the whole model, drop
+    at each step the head whose removal keeps the circuit's F highest (under the first ablation);
+    the heads ranked in reverse order of removal. Unlike a last-position screen it sees heads that
+    act only through others (a previous-token head feeding an induction head's keys)."""
+    handle = load_model(opts.model, **opts.placement)
+    left = [(layer, h) for layer in range(handle.shape.n_layers) for h in range(handle.shape.n_heads)]
+    if len(left) > MAX_ELIMINATION_HEADS:
+        raise UserError(
+            f"--rank-by elimination measures N(N+1)/2 circuits: {handle.name} has {len(left)} heads "
+            f"(at most {MAX_ELIMINATION_HEADS}); rank by sweep or attribution"
+        )
+    sets = (load_prompt_set(opts.emotion), load_prompt_set(opts.target))
+    split = "discovery" if all(ps.splits for ps in sets) else "all"
+    n = min(opts.n_prompts, *(len(ps.split(split)) for ps in sets))
+    removed: list[tuple[int, int]] = []
+    while len(left) > 1:
+        claims = [
+            Claim(id=f"without_{a}_{b}", model=opts.model, kind="circuit",
+                  heads=",".join(f"{x}:{y}" for x, y in left if (x, y) != (a, b)), patch_mode=opts.ablations[0],
+                  source=opts.emotion, target=opts.target, metric=f"{opts.emotion}_logprob", direction="increase",
+                  fraction=1.0, split=split, n_prompts=n, max_tokens=opts.max_tokens, seed=opts.seed, tier="fast")
+            for a, b in left
+        ]  # fmt: skip
+        results = ClaimSession(claims, device=opts.placement.get("device", "cpu"),
+                               dtype=opts.placement.get("dtype", "float32")).results()  # fmt: skip
+        kept = {}
+        for a, b in left:
+            r = results[f"without_{a}_{b}"]
+            if r.error or r.circuit is None:
+                raise UserError(f"elimination: the circuit without {a}:{b}: {r.error}")
+            kept[(a, b)] = r.circuit["ablations"][opts.ablations[0]]["faithfulness"]
+        drop = max(left, key=lambda h: (np.nan_to_num(kept[h], nan=-np.inf), -h[0], -h[1]))
+        left.remove(drop)
+        removed.append(drop)
+    return left + removed[::-1], split
 
 
 def curve_claims(opts: CurveOptions, ranked: list[tuple[int, int]], split: str) -> list[Claim]:
