@@ -138,6 +138,7 @@ def test_on_the_induction_model_both_heads_are_the_circuit(monkeypatch):
     assert r["padded"].verdict != "supported"
 
 
+@pytest.mark.slow
 def test_completeness_on_the_planted_model(planted):
     """Wang et al.'s completeness: the true circuit without any subset K behaves as the model
     without K; a circuit that lacks the planted head does not (the model without its other heads

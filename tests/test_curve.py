@@ -41,6 +41,7 @@ def test_the_planted_models_curve_reaches_its_true_circuit_at_size_one(planted, 
         assert abs(m["empty"]) < 1e-3 and m["cmd"] < 0.15 and m["cpr"] > 0.9
 
 
+@pytest.mark.slow
 def test_the_curve_planned_is_the_curve_size_by_size(planted):
     res = bench_curve(planted)
     assert res["identical"] is True and res["planned_s"] > 0 and res["separate_s"] > 0
@@ -58,6 +59,7 @@ def test_bad_curve_input_is_named(planted, tmp_path):
         circuit_cli.main(["curve", "--emotion", "mood", "--ablations", "z"])
 
 
+@pytest.mark.slow
 def test_elimination_finds_the_induction_circuit_that_attribution_misses(monkeypatch, tmp_path):
     """Attribution ranks the previous-token head 0:1 fourth (it acts through the induction head's
     keys at earlier positions); backward elimination by faithfulness ranks both true heads first,

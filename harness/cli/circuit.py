@@ -17,6 +17,7 @@ import sys
 
 from harness.analysis.circuit import ANALYSES
 from harness.analysis.circuit_job import SCHEMA, run_circuit
+from harness.cli import curve
 from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.core.errors import check_options
 from harness.core.results import check_replaceable, check_writable
@@ -27,8 +28,6 @@ MAX_TOKENS = 256
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if given and given[0] == "curve":  # faithfulness curves of the top-k heads (harness.cli.curve)
-        from harness.cli import curve
-
         return curve.main(given[1:])
     ap = argparse.ArgumentParser(prog="causal-heads circuit", description=__doc__.splitlines()[0])
     ap.add_argument("analysis", choices=ANALYSES, help="dla (direct logit attribution), ov or qk")

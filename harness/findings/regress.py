@@ -82,6 +82,21 @@ def circuit_diff(old: dict, new: dict) -> str:
     return "faithfulness " + ", ".join(moved) if moved else ""
 
 
+def _detail(o: dict, n: dict, effect: tuple[float, float, float], changed: str, warned: str, faithful: str) -> str:
+    """The row's detail: the effect's move (or the error), then what else changed."""
+    mean, low, high = effect
+    oe, ne = o.get("effect") or {}, n.get("effect") or {}
+    parts = [
+        f"effect {_num(oe.get('mean')):+.4f} [{low:+.4f}, {high:+.4f}] -> {mean:+.4f}"
+        if oe and ne
+        else (n.get("error") or o.get("error") or ""),
+        f"settings: {changed}" if changed else "",
+        f"warnings: {warned}" if warned else "",
+        faithful,
+    ]
+    return "; ".join(p for p in parts if p)
+
+
 def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
     """Rows of changes; ``lost`` marks a finding that no longer holds."""
     rows = []
@@ -106,20 +121,8 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
         oe, ne = o.get("effect") or {}, n.get("effect") or {}
         mean, low, high = _num(ne.get("mean")), _num(oe.get("ci_low")), _num(oe.get("ci_high"))
         moved = all(map(math.isfinite, (mean, low, high))) and not low <= mean <= high
-        detail = (
-            f"effect {_num(oe.get('mean')):+.4f} [{low:+.4f}, {high:+.4f}] -> {mean:+.4f}"
-            if oe and ne
-            else (n.get("error") or o.get("error") or "")
-        )
-        changed = settings_diff(o, n)
-        if changed:
-            detail = f"{detail}; settings: {changed}" if detail else f"settings: {changed}"
-        warned = warnings_diff(o, n)
-        if warned:
-            detail = f"{detail}; warnings: {warned}" if detail else f"warnings: {warned}"
-        faithful = circuit_diff(o, n)
-        if faithful:
-            detail = f"{detail}; {faithful}" if detail else faithful
+        changed, warned, faithful = settings_diff(o, n), warnings_diff(o, n), circuit_diff(o, n)
+        detail = _detail(o, n, (mean, low, high), changed, warned, faithful)
         if o["verdict"] != n["verdict"]:
             rows.append(
                 {

@@ -148,10 +148,11 @@ def _keep(state, kind, layer, info):
 def constant_value(
     cfg: PatchConfig, source: SourceActivations, layer: int, heads: list[int], d_head: int
 ) -> torch.Tensor | None:
-    """``[len(heads), d_head]`` when the mode writes one value at every row and position (``zero``;
-    ``mean`` with ``mean_source`` alignment, the circuit claims' ablation of every other head),
+    """``[len(heads), d_head]`` when the mode writes one value at every row and position (``zero``
+    with ``end`` or ``mean_source`` alignment; ``mean`` with ``mean_source``, the circuit claims'
+    ablation of every other head; ``last`` writes one position only),
     so the hook can write all rows at once; None otherwise."""
-    if cfg.mode == "zero":
+    if cfg.mode == "zero" and cfg.alignment in ("end", "mean_source"):  # "end": zero reads no source, all positions
         return torch.zeros(len(heads), d_head)
     if cfg.mode == "mean" and cfg.alignment == "mean_source":
         return source.mean_z(layer)[list(heads)]
