@@ -10,10 +10,9 @@ circuit claims (:mod:`harness.claims.circuit`).
 from __future__ import annotations
 
 import statistics
-from html import escape
 from typing import Any
 
-from harness.report.text import cell
+from harness.report.text import section_html, section_markdown
 
 HEADER = (
     "claim",
@@ -72,20 +71,17 @@ def circuit_rows(claims: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return rows
 
 
+EXPLAINED = (
+    "Faithfulness = the circuit model's effect (every other head ablated) / the full model's effect "
+    "(source − target prompts); the claim's p is the largest over its ablations."
+)
+
+
 def circuit_markdown(claims: list[dict[str, Any]]) -> list[str]:
-    rows = circuit_rows(claims)
-    if not rows:
-        return []
-    out = ["## Circuit claims", "", "Faithfulness = the circuit model's effect (every other head ablated) / the full "
-           "model's effect (source − target prompts); the claim's p is the largest over its ablations.", ""]  # fmt: skip
-    out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    return out + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] + [""]
+    """A markdown section, or no lines when the run has no circuit claim."""
+    return section_markdown("Circuit claims", EXPLAINED, HEADER, circuit_rows(claims))
 
 
 def circuit_html(claims: list[dict[str, Any]]) -> str:
-    rows = circuit_rows(claims)
-    if not rows:
-        return ""
-    head = "".join(f"<th>{escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<div class="circuits"><h2>Circuit claims</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    """The same section as an escaped HTML table, or "" when the run has no circuit claim."""
+    return section_html("circuits", "Circuit claims", EXPLAINED, HEADER, circuit_rows(claims))

@@ -13,10 +13,9 @@ without a discovery record have no row (and no section when none has one).
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from harness.report.text import cell, decisive_text
+from harness.report.text import decisive_text, section_html, section_markdown
 
 HEADER = (
     "claim",
@@ -73,23 +72,9 @@ def discovery_rows(claims: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 def discovery_markdown(claims: list[dict[str, Any]]) -> list[str]:
     """A markdown section (heading, explanation, table), or no lines when no claim has a discovery record."""
-    rows = discovery_rows(claims)
-    if not rows:
-        return []
-    out = ["## Discovery and confirmation", "", EXPLAINED, "", "| " + " | ".join(HEADER) + " |"]
-    out.append("|" + "---|" * len(HEADER))
-    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return out + [""]
+    return section_markdown("Discovery and confirmation", EXPLAINED, HEADER, discovery_rows(claims))
 
 
 def discovery_html(claims: list[dict[str, Any]]) -> str:
     """The same section as an escaped HTML table, or "" when no claim has a discovery record."""
-    rows = discovery_rows(claims)
-    if not rows:
-        return ""
-    head = "".join(f"<th>{escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return (
-        f'<div class="discovery"><h2>Discovery and confirmation</h2><p>{escape(EXPLAINED)}</p>'
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
-    )
+    return section_html("discovery", "Discovery and confirmation", EXPLAINED, HEADER, discovery_rows(claims))

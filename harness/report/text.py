@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from harness.claims.outcome import Verdict
@@ -78,3 +78,24 @@ def updown(sign: dict | None) -> str:
 def warning_codes(r: dict) -> str:
     """A claim result's data warning codes (floor, ceiling, untestable), comma-separated, or "—"."""
     return ", ".join(w["code"] for w in r.get("warnings") or []) or "—"
+
+
+def section_markdown(heading: str, intro: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A report section: ``## heading``, an introductory paragraph and a table of plain-text cells
+    (each made safe with :func:`cell`); no lines without rows."""
+    if not rows:
+        return []
+    out = [f"## {heading}", "", intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] + [""]
+
+
+def section_html(css_class: str, heading: str, intro: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The same section as HTML, every text escaped; "" without rows."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return (
+        f'<div class="{css_class}"><h2>{html.escape(heading)}</h2><p>{html.escape(intro)}</p>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
