@@ -105,3 +105,13 @@ def test_a_field_added_with_a_default_leaves_registered_digests_as_they_were(tmp
     older = {k: v for k, v in record.items() if k not in ("alpha", "statistic")}  # as if they did not exist yet
     assert claim_digest(record) == claim_digest(older)
     assert claim_digest(record) != claim_digest({**record, "alpha": 0.01})
+
+
+def test_a_claim_run_with_overrides_leaves_the_registry_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _file(tmp_path)
+    assert preregister.main([path]) == 0
+    before = open(registry_path(path)).read()
+    changed = [c.replace(seed=7) for c in load_claims(path)]  # as --seed 7 would run them
+    results = harness.evaluate(changed)
+    assert results["a"].preregistration is None and open(registry_path(path)).read() == before

@@ -20,7 +20,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.claims.spec import Claim
+from harness.claims.spec import Claim, load_claims
 from harness.core.errors import UserError
 from harness.core.results import atomic_write_text, load_versioned
 
@@ -124,8 +124,9 @@ def _status(doc: dict[str, Any], claim_id: str, digest: str) -> dict[str, Any]:
 
 
 def preregistration(claims: list[Claim], when: str | None = None) -> dict[str, dict[str, Any]]:
-    """Per claim id, for claims whose file has a registry: its pre-registration record, this
-    evaluation (at ``when``) entered in the ledger if it is the claim's first."""
+    """Per claim id, for claims whose file has a registry and that run as the file writes them
+    (not changed by run options): its pre-registration record, this evaluation (at ``when``)
+    entered in the ledger if it is the claim's first."""
     when = when or now()
     out: dict[str, dict[str, Any]] = {}
     by_registry: dict[str, list[Claim]] = {}
@@ -135,6 +136,9 @@ def preregistration(claims: list[Claim], when: str | None = None) -> dict[str, d
     for path, group in by_registry.items():
         doc = read_registry(path)
         digests = {c.id: claim_digest(c.to_dict()) for c in group}
+        # a claim run with overrides (--seed, --n-prompts, a profile) is not the file's claim: no record
+        as_written = {c.id: claim_digest(c.to_dict()) for c in load_claims(group[0].file)}
+        digests = {cid: d for cid, d in digests.items() if as_written.get(cid) == d}
         new = {d: when for d in digests.values() if d not in doc["first_evaluated"]}
         if new:
             doc["first_evaluated"].update(new)
