@@ -72,13 +72,23 @@ def test_gguf_conversion_equals_cached_copy(tmp_path, monkeypatch, smollm2):
     text = "Thank you so much!<|im_end|>"
     assert converted.tokenizer(text).input_ids == cached.tokenizer(text).input_ids
     assert converted.tokenizer.chat_template == cached.tokenizer.chat_template
+    assert converted.provenance() == cached.provenance()  # config, tokenizer, chat template digests too
+    # an edited rope_theta in the cached copy is detected on the next load and the copy rebuilt
+    import json
+
+    (entry,) = tmp_path.iterdir()
+    config = json.loads((entry / "config.json").read_text())
+    config["rope_parameters"]["rope_theta"] = 1.0
+    (entry / "config.json").write_text(json.dumps(config))
+    assert load_model("smollm2-135m").provenance() == smollm2.provenance()
+    assert json.loads((entry / "config.json").read_text()) != config
 
 
 def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path, capsys, tiny_llama):
     from harness.model import loading as models
 
     target = tmp_path / "cache" / "tiny"
-    models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer, tiny_llama.weights_sha256)
+    models._store_atomically(str(target), tiny_llama.model, tiny_llama.tokenizer, tiny_llama.weights_sha256, "ab" * 32)
     again = load_model(str(target))
     assert again.weights_sha256 == tiny_llama.weights_sha256
     probe = models._TOKENIZER_PROBE
@@ -88,7 +98,7 @@ def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path,
     # a copy that reloads to other weights than the model's is never published, and nothing
     # half-written stays
     bad = tmp_path / "cache" / "bad"
-    models._store_atomically(str(bad), tiny_llama.model, tiny_llama.tokenizer, "0" * 64)
+    models._store_atomically(str(bad), tiny_llama.model, tiny_llama.tokenizer, "0" * 64, "ab" * 32)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
     err = capsys.readouterr().err
     assert f"not cached at {bad}" in err and "cached copy differs from the GGUF weights" in err
@@ -102,7 +112,7 @@ def test_the_model_cache_is_published_only_when_it_reloads_identically(tmp_path,
         def save_pretrained(self, path):
             tiny_llama.tokenizer.save_pretrained(path)
 
-    models._store_atomically(str(bad), tiny_llama.model, OtherTokenizer(), tiny_llama.weights_sha256)
+    models._store_atomically(str(bad), tiny_llama.model, OtherTokenizer(), tiny_llama.weights_sha256, "ab" * 32)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["tiny"]
     assert "cached tokenizer differs from the GGUF tokenizer" in capsys.readouterr().err
 

@@ -290,3 +290,27 @@ def test_a_circuit_claims_faithfulness_is_compared_per_ablation():
     (row,) = compare({"circuit": old}, {"circuit": new})
     assert row["change"] == "faithfulness moved outside old CI" and not row["lost"]
     assert "faithfulness mean 0.100 [0.050, 0.150] -> 0.400" in row["detail"] and "zero" not in row["detail"]
+
+
+def test_a_changed_config_tokenizer_or_chat_template_is_named():
+    """Reliability round 2, class 2: an edited rope_theta or a replaced chat template changes every
+    generation under the same weights hash; findings record config, tokenizer and chat template
+    digests, and regress names a change in any of them (above the table and in the claim's row)."""
+    from harness.findings.regress import context_changes
+
+    model = {"weights_sha256": "1" * 64, "config_sha256": "2" * 64, "tokenizer_sha256": "3" * 64,
+             "chat_template_sha256": "4" * 64}
+    for field in ("config_sha256", "tokenizer_sha256", "chat_template_sha256"):
+        old = {c["claim"]["id"]: {**c, "model": dict(model)} for c in copy.deepcopy(DOC)["claims"]}
+        new = copy.deepcopy(old)
+        for c in new.values():
+            c["model"][field] = "9" * 64
+        rows = {r["claim"]: r for r in compare(old, new)}
+        assert set(rows) == set(old), field
+        assert all(r["change"] == "settings changed" for r in rows.values())
+        name = field.removesuffix("_sha256")
+        assert all(f"{name} {model[field][:12]}->{'9' * 12}" in r["detail"] for r in rows.values()), field
+        above = context_changes({"models": {"m": dict(model)}}, {"models": {"m": {**model, field: "9" * 64}}})
+        assert above == [f"models m {field}: {model[field][:12]} -> {'9' * 12}"]
+    # findings from before the digests were recorded: not a change
+    assert context_changes({"models": {"m": {"weights_sha256": "1" * 64}}}, {"models": {"m": dict(model)}}) == []

@@ -19,6 +19,9 @@ import math
 from harness.core.errors import terminal_safe
 from harness.findings.schema import claims_by_id
 
+# what decides a model's runs (harness.model.provenance): a change in any is named
+MODEL_DIGESTS = ("weights_sha256", "config_sha256", "tokenizer_sha256", "chat_template_sha256")
+
 
 def _short(x: object) -> str:
     """Commits and sha256 digests to their first 12 hex digits."""
@@ -35,16 +38,18 @@ def context_changes(old: dict, new: dict) -> list[str]:
     for key in ("correction", "profile"):  # run options that change p-values or every claim's settings
         if key in old and key in new and old[key] != new[key]:
             out.append(f"{key} {old[key]} -> {new[key]}")
-    for section, field in (("packages", None), ("models", "weights_sha256"), ("data_files", "sha256")):
+    sections = [("packages", None)] + [("models", f) for f in MODEL_DIGESTS] + [("data_files", "sha256")]
+    for section, field in sections:
         o, n = old.get(section) or {}, new.get(section) or {}
         for key in sorted(set(o) | set(n)):
             a, b = o.get(key), n.get(key)
             if field:
-                a, b = (a or {}).get(field), (b or {}).get(field)
-                if a is None or b is None:
-                    continue  # not used in one of the runs: its claims show as new or missing
+                if not (isinstance(a, dict) and isinstance(b, dict) and field in a and field in b):
+                    continue  # not used (or not recorded) in one of the runs: its claims show as new or missing
+                a, b = a[field], b[field]
             if a != b:
-                out.append(f"{section} {key}: {_short(a)} -> {_short(b)}")
+                label = f"{section} {key}" + ("" if field in (None, "sha256", "weights_sha256") else f" {field}")
+                out.append(f"{label}: {_short(a)} -> {_short(b)}")
     return out
 
 
@@ -53,9 +58,10 @@ def settings_diff(old: dict, new: dict) -> str:
     oc, nc = old.get("claim") or {}, new.get("claim") or {}
     # a field only one run recorded (added to the schema since) is not a change of the claim
     parts = [f"{k} {oc[k]!r}->{nc[k]!r}" for k in sorted(set(oc) & set(nc)) if k != "description" and oc[k] != nc[k]]
-    ow, nw = (old.get("model") or {}).get("weights_sha256"), (new.get("model") or {}).get("weights_sha256")
-    if ow and nw and ow != nw:
-        parts.append(f"weights {_short(ow)}->{_short(nw)}")
+    om, nm = old.get("model") or {}, new.get("model") or {}
+    for field in MODEL_DIGESTS:  # a digest only one run recorded (older findings) is not a change
+        if field in om and field in nm and om[field] != nm[field]:
+            parts.append(f"{field.removesuffix('_sha256')} {_short(om[field])}->{_short(nm[field])}")
     return ", ".join(parts)
 
 

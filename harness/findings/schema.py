@@ -104,6 +104,9 @@ class VersusRecord(_Section):
 class ModelRecord(_Section):
     source: str | None = None
     weights_sha256: str | None = None
+    config_sha256: str | None = None
+    tokenizer_sha256: str | None = None
+    chat_template_sha256: str | None = None
     prompt_format: str | None = None
     shape_tuple: (
         Annotated[list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYERS_OR_HEADS)]], Field(min_length=2)] | None

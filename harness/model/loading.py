@@ -45,6 +45,8 @@ import torch
 from harness.core.errors import ModelUnavailableError, UnknownNameError, did_you_mean
 from harness.model import groundtruth, tiny
 from harness.model.device import placement, torch_dtype
+from harness.model.folder_checks import check_tokenizer, check_weights, load_error
+from harness.model.provenance import describe, file_sha256, manifest_problem, write_manifest
 from harness.model.shape import ModelShape, model_shape
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -62,6 +64,8 @@ class ModelHandle:
     shape: ModelShape
     weights_sha256: str
     prompt_format: str  # default templating: "chat" or "plain"
+    # config_sha256, tokenizer_sha256, chat_template_sha256 (harness.model.provenance)
+    digests: dict[str, str | None] = field(default_factory=dict)
     _hooked: Any = field(default=None, repr=False)
     device: str = "cpu"  # where the weights are (harness.model.device)
     dtype: str = "float32"  # their precision; weights_sha256 is of the fp32 weights as loaded
@@ -94,6 +98,7 @@ class ModelHandle:
             "name": self.name,
             "source": self.source,
             "weights_sha256": self.weights_sha256,
+            **self.digests,
             "model_class": type(self.model).__name__,
             "architecture": self.shape.architecture,
             "shape": self.shape.describe(),
@@ -115,14 +120,6 @@ def weights_sha256(model: Any) -> str:
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -150,6 +147,7 @@ def _finish(
     model.set_attn_implementation("sdpa" if model._supports_sdpa else "eager")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
+    digests = describe(model.config, tok)
     return ModelHandle(
         name=name,
         source=source,
@@ -158,6 +156,7 @@ def _finish(
         shape=model_shape(model),
         weights_sha256=weights_digest or weights_sha256(model),
         prompt_format=prompt_format,
+        digests=digests,
     )
 
 
@@ -183,33 +182,72 @@ def _load_smollm2() -> ModelHandle:
 
     gguf = _smollm2_gguf_path()
     digest = file_sha256(gguf)
-    cached = os.path.join(cache_dir(), f"smollm2-135m-{digest[:16]}")
-    source = f"gguf:{gguf} (sha256 {digest})"
-    if os.path.isfile(os.path.join(cached, "config.json")):
-        model = AutoModelForCausalLM.from_pretrained(
-            cached, dtype=torch.float32, local_files_only=True, trust_remote_code=False
-        )
-        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True, trust_remote_code=False)
-        return _finish("smollm2-135m", source, model, tok, "chat")
     folder, fname = os.path.split(gguf)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32, trust_remote_code=False)
-    digest = weights_sha256(model)
-    _store_atomically(cached, model, tok, digest)
-    return _finish("smollm2-135m", source, model, tok, "chat", digest)
+
+    def convert() -> tuple[Any, Any]:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=fname, dtype=torch.float32, trust_remote_code=False
+        )
+        return model, tok
+
+    cached = os.path.join(cache_dir(), f"smollm2-135m-{digest[:16]}")
+    return load_converted("smollm2-135m", f"gguf:{gguf} (sha256 {digest})", cached, digest, convert, "chat")
+
+
+def load_converted(
+    name: str, source: str, cached: str, source_sha256: str, convert: Callable[[], tuple[Any, Any]], fmt: str
+) -> ModelHandle:
+    """A model converted once (``convert()`` -> model, tokenizer) and then read from ``cached``.
+
+    The copy is trusted only when every file is as its manifest recorded at conversion
+    (:func:`harness.model.provenance.manifest_problem`): a truncated, emptied, edited (a
+    ``rope_theta``, a chat template) or half-copied entry is said on stderr, removed and rebuilt
+    from the source, never loaded."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if os.path.lexists(cached):
+        problem = manifest_problem(cached, source_sha256) if os.path.isdir(cached) else "not a folder"
+        if problem is None:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    cached, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+                )
+                tok = AutoTokenizer.from_pretrained(cached, local_files_only=True, trust_remote_code=False)
+                return _finish(name, source, model, tok, fmt)
+            except (OSError, ValueError, RuntimeError) as exc:
+                problem = f"it does not load: {type(exc).__name__}"
+        print(f"note: the converted-model cache {cached} is not used ({problem}); rebuilding it", file=sys.stderr)
+        _remove(cached)
+    model, tok = convert()
+    weights = weights_sha256(model)
+    _store_atomically(cached, model, tok, weights, source_sha256)
+    return _finish(name, source, model, tok, fmt, weights)
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    except OSError as exc:
+        print(f"note: could not remove {path} ({exc})", file=sys.stderr)
 
 
 # special tokens, unicode, digits and leading spaces: where a re-saved tokenizer could differ
 _TOKENIZER_PROBE = "<|im_start|>user\n Thank you so much! Grüße, 42 naïve 😊<|im_end|>"
 
 
-def _store_atomically(target: str, model: Any, tok: Any, weights_digest: str) -> None:
+def _store_atomically(target: str, model: Any, tok: Any, weights_digest: str, source_sha256: str) -> None:
     """Save the dequantized model so later loads skip the GGUF conversion; never half-written.
 
     transformers refuses ``save_pretrained`` on a GGUF-loaded model (it is flagged quantized
     although the weights are plain fp32), so the config is saved without its
     ``quantization_config`` and the weights with safetensors. The copy is reloaded and its
-    weights hash (against ``weights_digest``, the model's :func:`weights_sha256`), tokenization and chat template compared before it is published; a mismatch
+    weights hash (against ``weights_digest``, the model's :func:`weights_sha256`), tokenization,
+    chat template and config compared before it is published, with a manifest of every file's
+    hash (:func:`harness.model.provenance.write_manifest`) that later loads verify; a mismatch
     leaves no cache behind.
     """
     import copy
@@ -238,6 +276,9 @@ def _store_atomically(target: str, model: Any, tok: Any, weights_digest: str) ->
             tok_again, "chat_template", None
         ) != getattr(tok, "chat_template", None):
             raise OSError("cached tokenizer differs from the GGUF tokenizer")
+        if describe(again.config, tok_again) != describe(model.config, tok):
+            raise OSError("cached config or tokenizer hashes differ from the GGUF's")
+        write_manifest(tmp, source_sha256)
         os.replace(tmp, target)
         tmp = None
     except OSError as exc:
@@ -304,7 +345,14 @@ def _load_hf(model_id: str, candidates: tuple[str, ...] | None = None) -> ModelH
         except OSError as exc:
             last = exc
             continue
+        except Exception as exc:  # a damaged or mismatched checkpoint: one line (folder_checks)
+            refusal = load_error(model_id, exc)
+            if refusal is None:
+                raise
+            raise refusal from None
         _refuse_missing_weights(model_id, info)
+        check_weights(model_id, model)
+        check_tokenizer(model_id, tok, model)
         fmt = "chat" if getattr(tok, "chat_template", None) else "plain"
         source = f"dir:{os.path.abspath(cand)}" if os.path.isdir(cand) else f"hf-cache:{cand}"
         return _finish(model_id, source, model, tok, fmt)
@@ -394,11 +442,13 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", dtype: str = "
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
-    shown = hf_logging.is_progress_bar_enabled()
+    shown, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI or test log
+    hf_logging.set_verbosity_error()  # its load reports: what they find is refused in one line (folder_checks)
     try:
         return _place(_load(name), where.device, where.dtype)
     finally:
+        hf_logging.set_verbosity(verbosity)
         if shown:
             hf_logging.enable_progress_bar()
 
