@@ -119,3 +119,80 @@ def test_a_sweep_sharded_by_layer_equals_a_local_sweep(cluster, tiny_llama):
                            device="cpu", dtype="float32")
     assert remote.deltas.shape == local.deltas.shape and abs(remote.deltas - local.deltas).max() <= 1e-6
     assert abs(remote.baseline - local.baseline).max() <= 1e-6 and abs(local.deltas).max() > 0
+
+
+def test_a_mode_registered_in_the_driver_runs_on_the_actors(cluster, tiny_llama):
+    """A mode registered in a conftest.py (here: this test module, which no actor can import) was
+    unknown on the Ray actors and failed every claim of the run; the driver now sends it."""
+    import torch
+
+    from harness.patch.modes import MODES, register_mode
+
+    @register_mode("half_z", needs=("z",))
+    def half_z(r):
+        z = r.source.z[r.layer][r.index][:, r.head]
+        return 0.5 * (z.mean(0).expand(len(r.qs_t), -1) if r.qs_s is None else z[r.qs_s]) + torch.zeros(1)
+
+    try:
+        claims = [c.replace(patch_mode="half_z") for c in _distributed_claims("tiny-llama-gqa", 6)[:2]]
+        local = ClaimSession(claims).results()
+        remote = ClaimSession(claims, backend=RayBackend(cluster, 2)).results()
+        for cid in local:
+            assert local[cid].error is None and remote[cid].error is None, remote[cid].error
+            assert findings_difference(local[cid], remote[cid])["same"], cid
+    finally:
+        MODES.pop("half_z", None)
+
+
+@pytest.mark.slow
+def test_the_readme_ray_recipe_works_against_a_cluster_with_rays_default_token_authentication(tmp_path):
+    """Ray 2.60's `ray start --head` turns token authentication on; the driver did not present the
+    token ("Authentication token is missing or incorrect") and every claim failed. The README's
+    recipe, run as written (on the tiny model), now gives the local run's findings."""
+    import json
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env.update(HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    port = _free_port()
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    # a machine where any local ray.init() has run holds ~/.ray/auth_token (Ray writes it); with a
+    # token there, `ray start --head` turns token authentication on by default
+    token = subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, text=True, timeout=120,
+                           check=False, env=env)  # fmt: skip
+    assert token.returncode == 0 and (home / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
+    proc = subprocess.run(start, capture_output=True, text=True, timeout=180, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    try:
+        assert "Token authentication is enabled" in proc.stdout + proc.stderr
+        project = tmp_path / "project"
+        (project / "causal_tests").mkdir(parents=True)
+        (project / "causal_tests" / "claims.toml").write_text(
+            "".join(
+                f'[[claim]]\nid = "c{h}"\nmodel = "tiny-gpt2"\nheads = "1:{h}"\npatch_mode = "z"\n'
+                f'source = "gratitude"\nmetric = "gratitude_logprob"\ndirection = "increase"\nn_prompts = 6\n'
+                f'max_tokens = 3\ntier = "fast"\n\n'
+                for h in (3, 10)
+            )
+        )
+        causal_heads = os.path.join(os.path.dirname(sys.executable), "causal-heads")
+        runs = {}
+        for where, extra in (("local", []), ("ray", ["--backend", "ray", "--ray-address", f"127.0.0.1:{port}",
+                                                     "--workers", "2"])):  # fmt: skip
+            run = subprocess.run([causal_heads, "evidence", "--model", "tiny-gpt2", "--out", where, *extra],
+                                 cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False)
+            assert run.returncode == 0, (where, run.stdout[-3000:], run.stderr[-3000:])
+            runs[where] = json.loads((project / where / "findings.json").read_text())
+        regress = subprocess.run([causal_heads, "regress", "local/findings.json", "ray/findings.json"], cwd=project,
+                                 env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert regress.returncode == 0 and "no changes" in regress.stdout, regress.stdout + regress.stderr
+        for a, b in zip(runs["local"]["claims"], runs["ray"]["claims"], strict=True):
+            assert a["verdict"] == b["verdict"] and a["p_adjusted"] == b["p_adjusted"]
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, check=False, env=env)
+        shutil.rmtree(temp, ignore_errors=True)

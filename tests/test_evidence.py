@@ -100,7 +100,9 @@ def test_sigterm_stops_the_job_and_its_pytest_child_and_leaves_the_old_outputs(t
     (tmp_path / "claims.toml").write_text(claims_toml(rows))
     out = tmp_path / "out"
     out.mkdir()
-    old = {"findings.json": "old findings", "evidence.html": "old html", "summary.md": "old summary"}
+    old = {"findings.json": '{"schema": "causal-heads/findings", "claims": []}',  # the job's own kinds
+           "evidence.html": '<html><title id="head-title">evidence.html</title>old</html>',
+           "summary.md": "# Evidence\n\nold summary\n"}
     for name, text in old.items():
         (out / name).write_text(text)
     job = subprocess.Popen([sys.executable, "-m", "harness", "evidence", "--model", "tiny-gpt2", "--out", str(out), "--",

@@ -134,7 +134,7 @@ def evidence_run(tmp_path_factory):
     (prompts / "neutral_prompts.json").write_text(json.dumps(neutral))
     (tmp_path / "claims.toml").write_text(CLAIMS)
     report = tmp_path / "evidence.html"
-    report.write_text("the last run's report")
+    report.write_text("<!DOCTYPE html><p>the last run's report</p>")  # another kind of file is refused
     old_inode = report.stat().st_ino
     env = {**os.environ, "CAUSAL_HEADS_PROMPTS": str(prompts)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "--claims", str(tmp_path / "claims.toml"), "--findings", str(tmp_path / "f.json"),
@@ -251,7 +251,8 @@ def test_the_html_report_is_staged_titled_by_its_name_and_put_in_place_with_the_
     page = (out / "r.html").read_text()
     assert '<title id="head-title">r.html</title>' in page and "identity" in page and ".tmp" not in page
     assert (pytester.path / "f.json").exists()
-    res.stdout.fnmatch_lines(["causal-heads: html report in place: *r.html"])
+    res.stdout.fnmatch_lines(["*Generated html report: file://*/out/r.html*"])
+    assert ".tmp" not in res.stdout.str()
 
 
 def cells_of(fragment) -> list[str]:

@@ -110,8 +110,9 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
     claims.write_text(claims_toml(rows))
     pytester.makeconftest(INTERRUPT_AT.format(name=interrupt_at))
     findings, html = pytester.path / "pt.json", pytester.path / "pt.html"
-    findings.write_text("old findings")
-    html.write_text("old html")
+    old_findings, old_html = '{"schema": "causal-heads/findings", "claims": []}', "<!DOCTYPE html><p>old</p>"
+    findings.write_text(old_findings)  # documents of their kinds: anything else is refused (test_plugin_habits)
+    html.write_text(old_html)
     pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "--html", str(html),
                                   "--self-contained-html", "-p", "no:cacheprovider", "-p", "no:randomly", "-q")
     if replaced:
@@ -119,7 +120,7 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
         assert doc["complete"] is False and [c["claim"]["id"] for c in doc["claims"]] == ["c0"]
         assert "c0" in html.read_text()
     else:
-        assert (findings.read_text(), html.read_text()) == ("old findings", "old html")
+        assert (findings.read_text(), html.read_text()) == (old_findings, old_html)
     assert not [p.name for p in pytester.path.iterdir() if p.name.endswith(".tmp")]
 
 

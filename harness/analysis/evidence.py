@@ -40,6 +40,81 @@ BROKEN = 3
 CLAIMS_FOLDER = "causal_tests"  # the project's claim files, found from the working directory
 
 
+# what the jobs write into OUT (run_claims, summary.md): an existing entry of these names is replaced
+JOB_OUTPUTS = (
+    "findings.json",
+    "evidence.html",
+    "evidence.png",
+    "phase7_head_patching_report.md",
+    "summary.md",
+    "plots",
+)
+_OUR_HEADINGS = ("# Evidence", "# Nightly findings", "# Head patching report")
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _ours(path: str) -> bool:
+    """Whether an existing file is one a job wrote (recognised by what it holds, and plots by name)."""
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2048)
+    except OSError:
+        return False
+    if name.endswith(".json"):
+        return b'"schema": "causal-heads/' in head or b'"schema":"causal-heads/' in head
+    if name.endswith(".md"):
+        return head.decode("utf-8", "replace").splitlines()[:1] in ([h] for h in _OUR_HEADINGS)
+    if name.endswith(".html"):
+        return b'<title id="head-title">' in head
+    if name.endswith(".png"):
+        return head.startswith(_PNG) and (name == "evidence.png" or name.startswith(("forest_", "heatmap_")))
+    return False
+
+
+def check_out_folder(out: str, force: bool) -> None:
+    """Before any work: the job replaces ``JOB_OUTPUTS`` in ``out`` (``plots`` whole). A file there
+    that no job wrote (a user's ``plots/mine.png``, their own ``summary.md``) is refused, naming
+    it, unless ``force``; files of other names are never touched."""
+    if force or not os.path.isdir(out):
+        return
+    theirs = []
+    for name in JOB_OUTPUTS:
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            theirs += [
+                os.path.join(root, f)
+                for root, _, files in os.walk(path)
+                for f in files
+                if not _ours(os.path.join(root, f))
+            ]
+        elif os.path.lexists(path) and not _ours(path):
+            theirs.append(path)
+    if theirs:
+        shown = ", ".join(os.path.relpath(p, out) for p in sorted(theirs)[:3])
+        more = f" and {len(theirs) - 3} more" if len(theirs) > 3 else ""
+        raise UserError(
+            f"--out {out!r} holds files this job did not write and would replace ({shown}{more}); "
+            "give an empty or new folder, or pass --force to replace them"
+        )
+
+
+def check_job_inputs(model: str, pytest_args: list[str]) -> None:
+    """Before any work: the claims folder (unless PYTEST ARGS name ``--claims`` files) and a
+    ``--model NAME=PATH`` directory exist."""
+    named = any(a == "--claims" or a.startswith("--claims=") for a in pytest_args)
+    if not named and not os.path.isdir(CLAIMS_FOLDER):
+        raise UserError(
+            f"no {CLAIMS_FOLDER}/ folder in {os.getcwd()}: run the job from the project's root, or name claim "
+            "files with -- --claims FILE"
+        )
+    name, sep, path = model.partition("=")
+    if sep and not os.path.isdir(path):
+        raise UserError(f"--model {model!r}: {path!r} is not a directory")
+    if sep and not name:
+        raise UserError(f"--model {model!r}: give NAME=PATH (the name the claims use)")
+
+
 def pytest_command(out: str, extra: list[str]) -> list[str]:
     """The claims run: the project's ``causal_tests/`` folder, unless PYTEST ARGS name ``--claims`` files."""
     named = any(a == "--claims" or a.startswith("--claims=") for a in extra)

@@ -76,6 +76,7 @@ from pydantic import ConfigDict, PrivateAttr, ValidationError, model_validator
 
 from harness.claims.label import patch_label
 from harness.core.errors import UserError, did_you_mean
+from harness.core.limits import MAX_COUNT, MAX_ID_LENGTH, MAX_RANDOM_HEADS
 from harness.metrics import get_metric
 from harness.patch.heads import parse_head_spec
 from harness.patch.interventions import HOOK_POINT, get_intervention
@@ -99,7 +100,6 @@ TIERS: tuple[str, ...] = get_args(Tier)
 STATISTICS: tuple[str, ...] = get_args(Statistic)
 # Upper bounds on a claim's sizes: each random head is a full patched generation, and a count a
 # typo made huge (200000) must be refused at load, not found out hours into a run.
-MAX_RANDOM_HEADS = 1000
 MAX_SAMPLES = 1000
 MAX_TOKENS = 4096
 REQUIRED = ("id", "model", "metric", "direction")
@@ -378,6 +378,12 @@ def _validate_values(c: Claim, path: str) -> None:
             _fail(c.id, name, value, problem, path)
 
     check(_ID.match(c.id), "id", c.id, "must be lowercase letters, digits and underscores")
+    check(
+        len(c.id) <= MAX_ID_LENGTH,
+        "id",
+        c.id,
+        f"must be at most {MAX_ID_LENGTH} characters (plot files are named by it)",
+    )
     if c.kind == "path" or c.senders or c.receivers:
         _validate_path(c, path)
     if c.kind == "circuit" or c.fraction is not None or c.delta or c.criterion != "faithful" or c.subsets != 5:
@@ -417,7 +423,7 @@ def _validate_values(c: Claim, path: str) -> None:
         "must be >= 1, and 1 with greedy decoding",
     )
     check(c.max_tokens >= 1, "max_tokens", c.max_tokens, "must be >= 1")
-    check(c.seed >= 0, "seed", c.seed, "must be >= 0")
+    check(0 <= c.seed <= MAX_COUNT, "seed", c.seed, f"must be in [0, {MAX_COUNT}]")
     check(
         MIN_TEMPERATURE <= c.temperature < math.inf,
         "temperature",
@@ -425,7 +431,7 @@ def _validate_values(c: Claim, path: str) -> None:
         f"must be finite and >= {MIN_TEMPERATURE} (smaller ones overflow the logits; greedy is do_sample = false)",
     )
     check(0 < c.top_p <= 1, "top_p", c.top_p, "must be in (0, 1]")
-    check(c.top_k >= 0, "top_k", c.top_k, "must be >= 0 (0 = no top-k filter)")
+    check(0 <= c.top_k <= MAX_COUNT, "top_k", c.top_k, f"must be in [0, {MAX_COUNT}] (0 = no top-k filter)")
     check(
         0 <= c.random_heads <= MAX_RANDOM_HEADS,
         "random_heads",

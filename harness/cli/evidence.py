@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.analysis.evidence import BROKEN, run_claims, verdict_table
+from harness.analysis.evidence import BROKEN, check_job_inputs, check_out_folder, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.core.errors import UserError, run_cli
 from harness.core.outputs import Staging
@@ -31,17 +31,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run the claims about this model [{DEFAULT_MODEL}]; NAME=PATH for weights in a directory",
     )
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    ap.add_argument("--force", action="store_true", help="replace files in --out that no job wrote")
     add_placement_options(ap, backend=True)
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. -k head_21_1)")
     args = ap.parse_args(argv)
     check_placement(args)  # a missing GPU or an unreachable Ray cluster: exit 2 before anything runs
 
+    check_job_inputs(args.model, args.pytest_args)
     name, sep, _ = args.model.partition("=")
     absent = None if sep else weights_absent(name)
     if absent:  # every claim would be skipped: say so before running anything
         raise UserError(absent)
 
     out = os.path.abspath(args.out)
+    check_out_folder(out, args.force)
     with Staging(out) as stage:
         doc = run_claims(stage, ["--model", args.model, *forwarded_pytest_options(args), *args.pytest_args], "evidence")
         if doc is None:

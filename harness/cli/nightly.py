@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from harness.analysis.evidence import BROKEN, run_claims, verdict_table
+from harness.analysis.evidence import BROKEN, check_job_inputs, check_out_folder, run_claims, verdict_table
 from harness.cli.placement import add_placement_options, check_placement, forwarded_pytest_options
 from harness.core.errors import UserError, run_cli
 from harness.core.outputs import Staging
@@ -57,15 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="causal-heads nightly", description=__doc__.splitlines()[0])
     ap.add_argument("--last", help="last night's findings.json (absent file: first night)")
     ap.add_argument("--out", default="reports", help="folder for findings, evidence, report and plots")
+    ap.add_argument("--force", action="store_true", help="replace files in --out that no job wrote")
     add_placement_options(ap, backend=True)
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")
     args = ap.parse_args(argv)
     check_placement(args)
+    check_job_inputs("", args.pytest_args)
     # read last night's document first: a bad one should not cost a whole claims run
     if args.last and os.path.exists(args.last) and not os.path.isfile(args.last):
         raise UserError(f"--last {args.last!r} is not a file (a missing file means the first night)")
     last = require_complete(load_document(args.last), args.last) if args.last and os.path.isfile(args.last) else None
     out = os.path.abspath(args.out)
+    check_out_folder(out, args.force)
     with Staging(out) as stage:
         doc = run_claims(stage, [*forwarded_pytest_options(args), *args.pytest_args], "nightly")
         if doc is None:

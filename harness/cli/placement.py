@@ -45,6 +45,6 @@ def check_placement(args: argparse.Namespace) -> dict:
     backend = getattr(args, "backend", None)
     if backend == "ray":
         RayBackend.from_options(args.ray_address, args.workers)
-    elif getattr(args, "ray_address", None) or getattr(args, "workers", None):
+    elif getattr(args, "ray_address", None) or getattr(args, "workers", None) is not None:
         raise UserError("--ray-address and --workers need --backend ray")
     return place

@@ -6,6 +6,7 @@ from harness.cli.placement import add_placement_options, placement_kwargs
 from harness.model.loading import load_model
 from harness.run.prompts import (
     PROMPT_SUFFIX,
+    check_prompt_folder,
     data_names,
     load_prompt_set,
     token_length_stats,
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_placement_options(st, batch=False)
     args = ap.parse_args(argv)
-
+    check_prompt_folder()  # before the model loads: a missing or empty folder is not an empty table
     handle = load_model(args.model, **placement_kwargs(args))
     fmt = handle.prompt_format if args.prompt_format == "model" else args.prompt_format
     print(

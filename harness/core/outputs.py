@@ -52,6 +52,12 @@ def terminate_as_interrupt() -> bool:
     return True
 
 
+def restore_sigterm() -> None:
+    """Undo :func:`terminate_as_interrupt` (SIGTERM's default again), if it is still in effect."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM wait until the block has ended (then act as usual)."""

@@ -169,7 +169,7 @@ def check_writable(flag: str, path: str, *, folder: bool = False, extensions: tu
         raise UserError(f"{flag} {path!r}: no space left on the disk of {parent}")
 
 
-def check_replaceable(flag: str, path: str, schema: str, force: bool) -> None:
+def check_replaceable(flag: str, path: str, schema: str, force: bool, force_flag: str = "--force") -> None:
     """An existing ``path`` is replaced only when it is a document of the kind about to be written
     (``schema``), or with ``--force``: a prompt set, a findings document or any other file given
     by mistake is refused before the work, naming what it holds. A pickle is not opened (it is
@@ -184,7 +184,7 @@ def check_replaceable(flag: str, path: str, schema: str, force: bool) -> None:
         kind = None
     if kind != schema:
         held = f"a {kind!r} document" if isinstance(kind, str) else "a file that is not one of ours"
-        raise UserError(f"{flag} {path!r} holds {held}, not {schema!r}; pass --force to replace it")
+        raise UserError(f"{flag} {path!r} holds {held}, not {schema!r}; pass {force_flag} to replace it")
 
 
 def write_result(doc: dict, path: str) -> None:

@@ -28,6 +28,7 @@ from harness.analysis.sweep import Sweep, sweep
 from harness.claims.execute import Execution, execute
 from harness.claims.plan import Group, Plan, split_jobs
 from harness.core.errors import UserError
+from harness.distributed.extensions import driver_extensions, install
 from harness.model.device import placement
 from harness.model.store import ModelStore
 
@@ -59,14 +60,57 @@ def check_address(address: str | None) -> str | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--ray-address {address!r}: use auto or HOST:PORT (the head's GCS port, 6379 by default)")
     try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            speaks_grpc = _answers_http2(conn)
     except OSError as exc:
         raise UserError(
             f"--ray-address {address!r}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
             f"`ray start --head --port {port}` or check the address"
         ) from None
+    if not speaks_grpc:  # ray.init would wait there for minutes, deaf to Ctrl-C
+        raise UserError(
+            f"--ray-address {address!r}: something answers there, but not a Ray cluster (its GCS speaks gRPC); "
+            "check the port (the head's GCS port, 6379 by default)"
+        )
     return address
+
+
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers with a
+# SETTINGS frame; an HTTP/1 server, a database or a closed socket does not
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    conn.settimeout(5)
+    try:
+        conn.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == 0x04  # frame type SETTINGS
+
+
+def use_cluster_token() -> None:
+    """Ray 2.60's ``ray start --head`` turns token authentication on and writes the token to
+    ``~/.ray/auth_token``, but a driver connecting to it does not present the token unless
+    ``RAY_AUTH_MODE=token`` is set ("Authentication token is missing or incorrect"). Unless the user
+    chose a mode, a driver that has a token uses it, as Ray's own CLI does."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # another Ray: the token file alone decides
+        if os.environ.get("RAY_AUTH_TOKEN") or os.path.isfile(os.path.expanduser("~/.ray/auth_token")):
+            os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 class RayBackend:
@@ -93,7 +137,7 @@ class RayBackend:
     @classmethod
     def from_options(cls, address: str | None, workers: int | None) -> RayBackend:
         _import_ray()
-        return cls(check_address(address), workers or DEFAULT_WORKERS)
+        return cls(check_address(address), DEFAULT_WORKERS if workers is None else workers)
 
     # -- the driver ---------------------------------------------------------------------------
     def _connect(self):
@@ -104,6 +148,7 @@ class RayBackend:
                 kwargs.setdefault("num_cpus", self.workers)
             else:
                 kwargs["address"] = self.address
+                use_cluster_token()
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError) as exc:
@@ -122,6 +167,7 @@ class RayBackend:
             "dtype": dtype,
             "threads": self.threads or torch.get_num_threads(),
             "env": {k: v for k, v in os.environ.items() if k.startswith(("CAUSAL_HEADS_", "HF_"))},
+            "extensions": driver_extensions(),  # a conftest's modes and interventions (checked before work)
         }
         worker_cls = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_restarts=0)(_Worker)
         return worker_cls, settings
@@ -220,6 +266,7 @@ class _Worker:
         import torch
 
         os.environ.update(settings["env"])
+        install(settings.get("extensions", b""))
         torch.set_num_threads(settings["threads"])
         self.models = ModelStore(settings["model_paths"], placement(settings["device"], settings["dtype"]))
 

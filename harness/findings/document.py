@@ -18,12 +18,16 @@ def findings_document(
     not_run: list[str] = (),  # type: ignore[assignment]
     interrupted: bool = False,
     not_selected: list[str] = (),  # type: ignore[assignment]
+    selection: dict | None = None,
+    partial: bool = False,
 ) -> dict:
     """The versioned findings document of one run: provenance (git, packages, models, data files),
     the run's correction and profile, one record per claim (:meth:`ClaimResult.to_dict`), and
     whether the run was ``complete``: false, with the ids of the selected claims it did ``not_run``,
     when it was cut short (``-x``, Ctrl-C), or with the ids of the family's claims it did not
-    select (``not_selected``: ``-k``, ``-m``, ``--lf``); the regression refuses such a side."""
+    select (``not_selected``: ``-k``, ``-m``, ``--deselect``), or when its ``selection`` (the options
+    that chose its claims) was ``partial``: ``--lf``, ``--sw`` or node ids, which leave claims out
+    before they are collected; the regression refuses such a side."""
     doc = {
         "schema": FINDINGS_SCHEMA,
         "schema_version": FINDINGS_VERSION,
@@ -31,9 +35,10 @@ def findings_document(
         "correction": correction,
         "profile": profile,
         **environment(),
-        "complete": not not_run and not interrupted and not not_selected,
+        "complete": not not_run and not interrupted and not not_selected and not partial,
         "not_run": list(not_run),
         **({"not_selected": list(not_selected)} if not_selected else {}),
+        **({"selection": dict(selection)} if selection else {}),
         "claims": list(claims),
     }
     if models is not None:

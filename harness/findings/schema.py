@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.claims.outcome import VERDICTS
 from harness.core.errors import UserError
+from harness.core.limits import MAX_COUNT, MAX_ID_LENGTH
 from harness.core.results import load_versioned
 
 FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1  # the one definition
@@ -25,7 +26,7 @@ FINDINGS_SCHEMA, FINDINGS_VERSION = "causal-heads/findings", 1  # the one defini
 # Strict types (no "0.1" for 0.1, no true for 1); statistics may be null, since NaN is stored as
 # null (harness.core.results), but never infinite or NaN; counts are bounded integers.
 Number = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
-Count = Annotated[int, Field(strict=True, ge=0, le=10**9)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_COUNT)]
 _OPEN = ConfigDict(extra="allow", strict=True)
 MAX_LAYERS_OR_HEADS = 4096  # a model shape a heatmap may draw (the largest models have ~128 layers)
 
@@ -176,7 +177,7 @@ class PromptsRecord(_Section):
 class ClaimFields(_Section):
     """The claim as run: the fields readers use (all of a claim's fields are kept)."""
 
-    id: Annotated[str, Field(min_length=1)]
+    id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
     model: str = ""
     kind: Literal["patch", "path", "circuit"] = "patch"  # recorded for path and circuit claims only
     senders: str = ""
@@ -234,6 +235,17 @@ class ClaimRecord(_Section):
     circuit: dict[str, Any] | None = None  # circuit claims: faithfulness per ablation (harness.claims.circuit)
 
 
+class RunSelectionRecord(_Section):
+    """How a pytest run chose its claims (harness.pytest_plugin.guards.selection)."""
+
+    keyword: str | None = None
+    markers: str | None = None
+    last_failed: bool | None = None
+    stepwise: bool | None = None
+    deselect: list[str] | None = None
+    node_ids: list[str] | None = None
+
+
 class FindingsDocument(_Section):
     """A findings document (``causal-heads/findings`` version 1); its JSON Schema is
     ``FindingsDocument.model_json_schema()`` (``docs/findings.schema.json``)."""
@@ -242,6 +254,7 @@ class FindingsDocument(_Section):
     complete: bool = True  # documents from before it was recorded: as they were read then
     not_run: list[str] = []
     not_selected: list[str] = []  # a subset run (-k, -m, --lf): the family's claims it did not select
+    selection: RunSelectionRecord | None = None  # the options that chose the run's claims
     created: str | None = None
     correction: str | None = None
     profile: str | None = None
@@ -416,6 +429,12 @@ def require_complete(doc: dict, path: str) -> dict:
         raise UserError(
             f"{path}: the run that wrote it evaluated a subset of its claims (-k, -m or --lf; complete: false; "
             f"not selected: {_listed(doc['not_selected'])}); compare complete runs"
+        )
+    chosen = doc.get("selection") or {}
+    if chosen and not doc.get("not_run") and not doc.get("interrupted"):
+        options = ", ".join(f"{k.replace('_', '-')}={v}" for k, v in chosen.items())
+        raise UserError(
+            f"{path}: the run that wrote it chose part of its claims ({options}; complete: false); compare complete runs"
         )
     shown = _listed(doc.get("not_run") or [])
     raise UserError(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
-from harness.core.extensions import load_entry_points, origin
+from harness.core.extensions import broken_entry_points, check_registration, load_entry_points, origin, same_definition
 from harness.metrics.next_token import track_key
 from harness.metrics.nrc import CATEGORIES, nrc_count
 from harness.metrics.politeness import politeness
@@ -151,8 +151,9 @@ def register_metric(
         raise UserError(f"metric {name!r}: lower {lower!r} is above upper {upper!r}")
 
     def decorate(fn: Callable) -> Callable:
+        check_registration("metric", name, fn)
         taken = _REGISTERED.get(name)
-        if taken is not None and origin(taken.fn) == origin(fn):
+        if taken is not None and same_definition(taken.fn, fn):
             taken = None  # the same definition imported again (a conftest re-imported): replaced
         elif taken is not None or name in _registry(prompts_dir()):
             where = f"registered before by {origin(taken.fn)}" if taken else "a built-in metric"
@@ -212,7 +213,7 @@ def keyword_emotion(metric: str) -> str | None:
 def get_metric(name: str) -> Metric:
     metrics = registry()
     if name not in metrics:
-        raise UnknownNameError(did_you_mean("metric", name, metrics))
+        raise UnknownNameError(did_you_mean("metric", name, metrics) + broken_entry_points(ENTRY_POINT_GROUP))
     return metrics[name]
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
-from harness.core.extensions import load_entry_points, origin
+from harness.core.extensions import broken_entry_points, check_registration, load_entry_points, origin, same_definition
 from harness.model.names import act_name, hook_layer, is_pattern
 
 HookFn = Callable[[torch.Tensor, object], torch.Tensor | None]
@@ -76,8 +76,9 @@ def register_intervention(name: str, *, per_head: bool = False, description: str
         raise UserError(f"intervention name {name!r}: use letters, digits, '_', '.' and '-'")
 
     def decorate(fn: HookFn) -> HookFn:
+        check_registration("intervention", name, fn)
         taken = INTERVENTIONS.get(name)
-        if taken is not None and taken.origin != origin(fn):
+        if taken is not None and not same_definition(taken.fn, fn):
             raise UserError(
                 f"intervention {name!r} is registered twice: by {taken.origin} and {origin(fn)}; use another name"
             )
@@ -99,7 +100,9 @@ def get_intervention(name: str) -> Intervention:
     found = available_interventions()
     if name not in found:
         hint = "" if found else " (none is registered: register one with @register_intervention in a conftest.py)"
-        raise UnknownNameError(did_you_mean("intervention", name, found) + hint)
+        raise UnknownNameError(
+            did_you_mean("intervention", name, found) + hint + broken_entry_points(ENTRY_POINT_GROUP)
+        )
     return found[name]
 
 

@@ -9,7 +9,14 @@ from typing import Any, cast
 import torch
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
-from harness.core.extensions import load_entry_points, origin
+from harness.core.extensions import (
+    broken_entry_points,
+    check_name,
+    check_registration,
+    load_entry_points,
+    origin,
+    same_definition,
+)
 from harness.patch.source import SourceActivations
 
 ALIGNMENTS = ("end", "last", "mean_source")
@@ -53,8 +60,35 @@ class PatchMode:
     description: str = ""
 
     def __call__(self, row: Row) -> torch.Tensor:
-        guarded = DeclaredSource(row.source, self)
-        return self.value(replace(row, source=cast(SourceActivations, guarded)))  # only the declared kinds
+        """The mode's value for ``row``. It sees only the source kinds it declared; a mode defined
+        outside harness reads copies (editing them in place cannot reach the run's activations,
+        which later claims read too); its value is checked: a tensor of ``[len(qs_t), d_head]``,
+        finite, never broadcast from a vector or a scalar."""
+        own = getattr(self.value, "__module__", "").startswith("harness.")
+        guarded = DeclaredSource(row.source, self, copies=not own)
+        seen = replace(row, source=cast(SourceActivations, guarded))
+        if not own:
+            seen.tgt_pattern = None if row.tgt_pattern is None else row.tgt_pattern.clone()
+            seen.tgt_v = None if row.tgt_v is None else row.tgt_v.clone()
+            seen.qs_t = row.qs_t.clone()
+            seen.qs_s = None if row.qs_s is None else row.qs_s.clone()
+        out = self.value(seen)
+        want = (len(row.qs_t), row.d_head)
+        if not isinstance(out, torch.Tensor):
+            raise UserError(
+                f"patch mode {self.name!r} ({origin(self.value)}) returned {type(out).__name__}, not a tensor"
+            )
+        if tuple(out.shape) != want:
+            raise UserError(
+                f"patch mode {self.name!r} ({origin(self.value)}) returned shape {tuple(out.shape)} at layer "
+                f"{row.layer} head {row.head}; it must be [len(row.qs_t), d_head] = {list(want)}"
+            )
+        if not own and not bool(torch.isfinite(out).all()):
+            raise UserError(
+                f"patch mode {self.name!r} ({origin(self.value)}) returned values that are not finite (NaN or inf) "
+                f"at layer {row.layer} head {row.head}"
+            )
+        return out
 
 
 MODES: dict[str, PatchMode] = {}
@@ -77,6 +111,7 @@ def register_mode(
     target run's own pattern or values (then its value depends on the target run, so it cannot
     extend to generated positions). ``alignments``: the alignments it is defined for. A name that
     is taken is an error."""
+    check_name("patch mode", name)
     unknown = sorted(set(needs) - set(SOURCE_KINDS))
     if unknown:
         raise UserError(f"patch mode {name!r}: needs {unknown[0]!r} is not one of {', '.join(SOURCE_KINDS)}")
@@ -85,8 +120,9 @@ def register_mode(
         raise UserError(f"patch mode {name!r}: alignments must be some of {', '.join(ALIGNMENTS)}")
 
     def decorate(fn: ModeValue) -> ModeValue:
+        check_registration("patch mode", name, fn)
         taken = MODES.get(name)
-        if taken is not None and origin(taken.value) != origin(fn):
+        if taken is not None and not same_definition(taken.value, fn):
             raise UserError(
                 f"patch mode {name!r} is registered twice: by {origin(taken.value)} and {origin(fn)}; use another name"
             )
@@ -108,8 +144,8 @@ def register_mode(
 class DeclaredSource:
     """The source activations as a mode sees them: only the kinds it declared in ``needs``."""
 
-    def __init__(self, source: SourceActivations, mode: PatchMode) -> None:
-        self._source, self._mode = source, mode
+    def __init__(self, source: SourceActivations, mode: PatchMode, *, copies: bool = False) -> None:
+        self._source, self._mode, self._copies = source, mode, copies
 
     def _check(self, kind: str) -> None:
         if kind not in self._mode.needs:
@@ -122,11 +158,44 @@ class DeclaredSource:
     def __getattr__(self, name: str) -> Any:
         if name in SOURCE_KINDS:
             self._check(name)
-        return getattr(self._source, name)
+        value = getattr(self._source, name)
+        return CopyOnRead(value) if self._copies and name in SOURCE_KINDS else value
 
     def mean_z(self, layer: int) -> torch.Tensor:
         self._check("z")
-        return self._source.mean_z(layer)
+        return self._source.mean_z(layer)  # a new tensor
+
+
+class CopyOnRead:
+    """A read-only view of nested dicts and lists of tensors: every tensor read is a copy."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._data[key]
+        if isinstance(value, torch.Tensor):
+            return value.clone()
+        return CopyOnRead(value) if isinstance(value, (dict, list, tuple)) else value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Any:
+        keys = self._data if isinstance(self._data, dict) else range(len(self._data))
+        return (k if isinstance(self._data, dict) else self[k] for k in keys)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._data
+
+    def keys(self) -> Any:
+        return self._data.keys()
+
+    def items(self) -> Any:
+        return ((k, self[k]) for k in self._data)
+
+    def values(self) -> Any:
+        return (self[k] for k in self._data)
 
 
 ENTRY_POINT_GROUP = "causal_heads.modes"
@@ -141,7 +210,7 @@ def available_modes() -> dict[str, PatchMode]:
 def get_mode(name: str) -> PatchMode:
     modes = available_modes()
     if name not in modes:
-        raise UnknownNameError(did_you_mean("patch mode", name, modes))
+        raise UnknownNameError(did_you_mean("patch mode", name, modes) + broken_entry_points(ENTRY_POINT_GROUP))
     return modes[name]
 
 

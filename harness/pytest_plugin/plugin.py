@@ -27,6 +27,7 @@ public names of :mod:`harness`), so the plugin costs other test suites nothing.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import os
@@ -38,10 +39,19 @@ import pytest
 
 import harness
 from harness.core.errors import UserError
-from harness.core.outputs import terminate_as_interrupt
+from harness.core.limits import MAX_RANDOM_HEADS
+from harness.core.outputs import restore_sigterm, terminate_as_interrupt
 from harness.core.results import check_output_path, result_bytes
 from harness.findings.document import findings_document
 from harness.model.device import merged_placement
+from harness.pytest_plugin.guards import (
+    XDIST_REFUSAL,
+    check_outputs,
+    selection,
+    selection_is_partial,
+    skipped,
+    under_xdist,
+)
 from harness.pytest_plugin.state import NAME, ClaimsRun, claims_run
 from harness.run.profiles import profile_claim_settings, profile_placement
 
@@ -111,6 +121,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=FINDINGS_DEFAULT,
         help="versioned JSON of every claim result (written once per run)",
     )
+    group.addoption(
+        "--force-outputs",
+        action="store_true",
+        help="let --findings / --html replace an existing file of another kind (refused otherwise)",
+    )
     parser.addini(
         "causal_heads_prompts",
         "folder of the project's prompt sets and keyword lists, relative to the rootdir "
@@ -149,7 +164,6 @@ def pytest_configure(config: pytest.Config) -> None:
         except UserError as exc:
             pytest.exit(str(exc), returncode=2)
     config.pluginmanager.register(run, NAME)
-    terminate_as_interrupt()  # SIGTERM ends the session as Ctrl-C does: outputs decided, temporaries removed
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.import_plugin("harness.pytest_plugin.html")
         html = config.pluginmanager.get_plugin("harness.pytest_plugin.html")
@@ -160,6 +174,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _placement(config: pytest.Config) -> dict:
     """--device/--dtype/--batch-size (over the --profile's), and the backend: checked at once."""
     try:
+        k = config.getoption("--random-heads")
+        if k is not None and not 0 <= k <= MAX_RANDOM_HEADS:  # checked even when no claim has a control
+            raise UserError(f"--random-heads {k}: must be in [0, {MAX_RANDOM_HEADS}]")
         flags = {key: config.getoption("--" + key.replace("_", "-")) for key in ("device", "dtype", "batch_size")}
         out = merged_placement(flags, profile_placement(config.getoption("--profile")))
         backend = config.getoption("--backend")
@@ -171,7 +188,7 @@ def _placement(config: pytest.Config) -> dict:
             out["backend"] = harness.RayBackend.from_options(
                 config.getoption("--ray-address"), config.getoption("--workers")
             )
-        elif config.getoption("--ray-address") or config.getoption("--workers"):
+        elif config.getoption("--ray-address") or config.getoption("--workers") is not None:
             raise UserError("--ray-address and --workers need --backend ray")
         return out
     except UserError as exc:  # one line and exit 2, as every command answers bad input
@@ -269,10 +286,8 @@ def item_claim(item):
 
 
 def runnable_claims(items: list[pytest.Item]) -> list:
-    """The claims of ``items`` that can run (a ``skip`` mark leaves a claim out)."""
-    return [
-        c for i in items if (c := item_claim(i)) is not None and not any(m.name == "skip" for m in i.iter_markers())
-    ]
+    """The claims of ``items`` that can run (a ``skip`` mark or a true ``skipif`` leaves a claim out)."""
+    return [c for i in items if (c := item_claim(i)) is not None and not skipped(i)]
 
 
 def run_family(session: pytest.Session) -> list:
@@ -288,6 +303,8 @@ def not_selected(config: pytest.Config, session: pytest.Session) -> list[str]:
 
 def evaluated(item):
     """The claim's result, evaluated with the whole family on first use, recorded for the findings."""
+    if under_xdist(item.config):  # before any model is loaded
+        pytest.fail(XDIST_REFUSAL, pytrace=False)
     claim = item_claim(item)
     result = claim_session(item.config, run_family(item.session)).results()[claim.id]
     record(item.config, item, result)
@@ -314,6 +331,8 @@ class ClaimFile(pytest.File):
     """A claims TOML file: one :class:`ClaimItem` per claim this run selects."""
 
     def collect(self):
+        if under_xdist(self.config):  # a collection error: pytest stops before any test (exit 2)
+            raise self.CollectError(XDIST_REFUSAL)
         try:  # bad claims files or options: one message naming the file, claim, field and value
             params, problem = claim_params(self.config, [str(self.path)]), None
         except (UserError, pytest.UsageError) as exc:
@@ -360,7 +379,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(f"{here}: claim {claim.id!r}: field 'id' = {claim.id!r} is also used in {other}")
     # the correction family: every runnable claim collected for the run's models, before pytest's
     # own -k / -m / --lf deselection (which runs after this hook)
-    claims_run(config).family = [c.id for c in runnable_claims(items)]
+    run = claims_run(config)
+    run.family = [c.id for c in runnable_claims(items)]
+    if run.family and not under_xdist(config):
+        prepare_outputs(config, run, sorted({str(i.path) for i in items if isinstance(i, ClaimItem)}))
     names, _ = model_filter(config)
     seen = claims_run(config).models_seen
     unknown = sorted(names - seen)
@@ -368,6 +390,18 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         raise pytest.UsageError(
             f"--model {unknown[0]!r}: no collected claim is about it; models with claims: " + ", ".join(sorted(seen))
         )
+
+
+def prepare_outputs(config: pytest.Config, run: ClaimsRun, files: list[str]) -> None:
+    """Before any claim runs: the outputs checked (:func:`harness.pytest_plugin.guards.check_outputs`;
+    one line, exit 2) and SIGTERM made to end the session as Ctrl-C does (outputs decided,
+    temporaries removed; only in runs with claims, restored when the run ends)."""
+    try:
+        check_outputs(config, config.getoption("--findings"), run.html_path, files)
+    except UserError as exc:
+        pytest.exit(str(exc), returncode=2)
+    if terminate_as_interrupt():
+        config.add_cleanup(restore_sigterm)
 
 
 def mark_claim(config: pytest.Config, item: pytest.Item) -> bool:
@@ -389,17 +423,14 @@ def mark_claim(config: pytest.Config, item: pytest.Item) -> bool:
         raise pytest.UsageError(
             f"{item.nodeid}: marked with a claim but takes no claim_result fixture: add it to the test's arguments"
         )
-    spec = mark.args[0]
+    marked = [m for m in item.iter_markers("claim") if m.args]
+    if len(marked) > 1 or len(mark.args) > 1 or mark.kwargs:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.claim takes exactly one Claim (or a function returning one); for "
+            "several claims, parametrize the test with a function of its parameters"
+        )
     try:
-        if not isinstance(spec, harness.Claim) and callable(spec):
-            params = item.callspec.params if hasattr(item, "callspec") else {}
-            wanted = inspect.signature(spec).parameters
-            spec = spec(**{k: params[k] for k in wanted if k in params})
-        if not isinstance(spec, harness.Claim):
-            raise UserError(
-                f"@pytest.mark.claim takes a Claim or a function of the test's parameters returning one; "
-                f"got {type(spec).__name__}"
-            )
+        spec = marked_claim(item, mark.args[0])
         claims_run(config).models_seen.add(spec.model)
         prepared = prepare_claim(config, spec)
     except UserError as exc:
@@ -413,6 +444,29 @@ def mark_claim(config: pytest.Config, item: pytest.Item) -> bool:
     item.stash[MARKED_CLAIM] = claim
     item.extra_keyword_matches.add(claim.test_id)  # -k head_1_10 selects it as it does a file's claim
     return True
+
+
+def marked_claim(item: pytest.Function, spec: Any) -> Claim:
+    """The Claim of a mark: the Claim itself, or what a function of the test's parameters returns
+    (its error, if it raises, named as a :class:`UserError`)."""
+    if not isinstance(spec, harness.Claim) and callable(spec):
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        wanted = inspect.signature(spec).parameters
+        try:
+            spec = spec(**{k: params[k] for k in wanted if k in params})
+        except UserError:
+            raise
+        except Exception as exc:  # the user's function: its error, named, never INTERNALERROR
+            raise UserError(
+                f"the claim function {getattr(spec, '__qualname__', spec)!r} raised "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+    if not isinstance(spec, harness.Claim):
+        raise UserError(
+            f"@pytest.mark.claim takes a Claim or a function of the test's parameters returning one; "
+            f"got {type(spec).__name__}"
+        )
+    return spec
 
 
 @pytest.fixture
@@ -456,7 +510,9 @@ def live_line(config: pytest.Config, line: str) -> None:
 
 
 def record(config: pytest.Config, item: pytest.Item, result: ClaimResult) -> None:
-    data = result.to_dict()
+    """The result's record, a copy of its own: a test body that edits ``claim_result`` (sorts its
+    per-prompt values in place) cannot rewrite the evidence the findings hold."""
+    data = copy.deepcopy(result.to_dict())
     claims_run(config).results[result.claim.id] = data
     item.user_properties.append(("claim_result", data))
 
@@ -465,10 +521,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     """Stage the findings (see :func:`pytest_unconfigure`, which puts them in place with the HTML)."""
     config = session.config
     run = claims_run(config)
+    run.pytest_session = session
+    if run.xdist_refused and not under_xdist(config):
+        session.exitstatus = pytest.ExitCode.INTERRUPTED  # 2, as for the claim files' collection errors
     run.selected_claims = bool(run_family(session))
-    if not run.results or hasattr(config, "workerinput"):
+    if not run.results or under_xdist(config):
         return
     sess = run.session
+    chosen = selection(config)
     # a run cut short (-x, --maxfail, Ctrl-C) says so: the claims it selected but did not record
     not_run = [c.id for c in run_family(session) if c.id not in run.results]
     doc = findings_document(
@@ -480,6 +540,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         profile=config.getoption("--profile"),
         models=None if sess is None else sess.provenance(),
         data_files=None if sess is None else sess.data_files,
+        selection=chosen,
+        partial=selection_is_partial(chosen),
     )
     path = run.findings_path = partial_findings_path(config, config.getoption("--findings"), doc)
     try:
@@ -487,7 +549,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     except (UserError, OSError) as exc:
         run.selected_claims = False  # nothing of this run's outputs is put in place
         run.pending.discard()
-        config.get_terminal_writer().line(f"could not write findings: --findings {path}: {exc}", red=True)
+        run.write_failed = f"could not write findings: --findings {path}: {exc}"
+        config.get_terminal_writer().line(run.write_failed, red=True)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # never a green run without its findings
 
 
 def partial_findings_path(config: pytest.Config, path: str, doc: dict) -> str:
@@ -513,6 +577,37 @@ def partial_findings_path(config: pytest.Config, path: str, doc: dict) -> str:
     return partial
 
 
+def outputs_kept(config: pytest.Config, run: ClaimsRun) -> bool:
+    """Whether the run's staged outputs go in place (see :func:`pytest_unconfigure`)."""
+    return (run.findings_path or config.getoption("--findings")) in run.pending or not run.selected_claims
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> Any:
+    """pytest-html's "Generated html report" line names the staged copy: it says where the report
+    goes, or that it was not written (a claims run that recorded no findings keeps the old one)."""
+    run = config.pluginmanager.get_plugin(NAME)
+    if not isinstance(run, ClaimsRun) or run.html_path is None:
+        return (yield)
+    html_path, kept, original = run.html_path, outputs_kept(config, run), terminalreporter.write_sep
+
+    def write_sep(sep: str, title: str | None = None, **kwargs: Any) -> Any:
+        if title and title.startswith("Generated html report:"):
+            title = (
+                f"Generated html report: {Path(html_path).as_uri()}"
+                if kept
+                else f"causal-heads: no html report written ({run.write_failed or 'no claim was evaluated'}); "
+                f"{html_path} left as it was"
+            )
+        return original(sep, title, **kwargs)
+
+    terminalreporter.write_sep = write_sep
+    try:
+        return (yield)
+    finally:
+        del terminalreporter.write_sep  # the instance attribute: the class's method again
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """After pytest-html has written its report (staged, see :mod:`harness.pytest_plugin.html`):
@@ -523,11 +618,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.pluginmanager.get_plugin(NAME)
     if not isinstance(run, ClaimsRun):  # the run stopped before the plugin was configured
         return
-    recorded = (run.findings_path or config.getoption("--findings")) in run.pending
-    if recorded or not run.selected_claims:
-        done = run.pending.commit()
-        if run.html_path in done and config.pluginmanager.get_plugin("terminalreporter") is not None:
-            # pytest-html's own line named the staged copy
-            config.get_terminal_writer().line(f"causal-heads: html report in place: {run.html_path}")
-    else:
+    if not outputs_kept(config, run):
         run.pending.discard()
+        return
+    try:
+        run.pending.commit()
+    except OSError as exc:  # the destination changed under the run (a folder now, a file removed)
+        run.pending.discard()
+        config.get_terminal_writer().line(f"could not put the findings in place: {exc}", red=True)
+        if run.pytest_session is not None:
+            run.pytest_session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

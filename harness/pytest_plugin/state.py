@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.core.outputs import PendingFiles
+from harness.pytest_plugin.guards import XDIST_REFUSAL
 
 if TYPE_CHECKING:  # the plugin starts without torch: the session is imported when claims are collected
     from harness.claims.session import ClaimSession
@@ -36,6 +37,19 @@ class ClaimsRun:
     selected_claims: bool = False  # set at session finish
     html_path: str | None = None  # where the --html report goes once the run commits
     findings_path: str | None = None  # where the findings went (--findings, or its .partial beside it)
+    write_failed: str | None = None  # why the findings could not be written
+    pytest_session: pytest.Session | None = None  # set at session finish: a failed commit sets its exit status
+    xdist_refused: bool = False  # a worker refused a claim test (harness.pytest_plugin.guards.XDIST_REFUSAL)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """On the xdist controller, every worker's reports arrive here: note a refused claim test."""
+        if report.failed and XDIST_REFUSAL in (report.longreprtext or ""):
+            self.xdist_refused = True
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """... and a claim file the workers refused to collect."""
+        if report.failed and XDIST_REFUSAL in (report.longreprtext or ""):
+            self.xdist_refused = True
 
 
 def claims_run(config: pytest.Config) -> ClaimsRun:

@@ -17,7 +17,8 @@ from typing import BinaryIO
 from harness.claims.examples import changes_text
 from harness.claims.label import patch_label
 from harness.claims.outcome import mde_text
-from harness.core.results import atomic_write, atomic_write_text, path_in
+from harness.core.outputs import PendingFiles
+from harness.core.results import path_in
 from harness.findings.schema import claims_by_id, load_document
 from harness.model import groundtruth
 from harness.report.circuit_block import circuit_markdown
@@ -325,23 +326,25 @@ def write_report(findings: str, markdown: str, plots_dir: str) -> int:
     # the release's ground-truth figures close the report (not from the findings: the installed record)
     trust = trust_markdown(groundtruth.shipped_record())
     text = render_markdown(doc, claims) + ("\n" + "\n".join(trust) if trust else "")
-    atomic_write_text(markdown, text)
-
     written = 0
-    for r in claims:
-        if r.get("effect") and None not in (r["effect"].get(k) for k in ("mean", "ci_low", "ci_high")):
-            png = forest_png(r)
-            atomic_write(path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), _bytes_writer(png))
-            written += 1
-    for (model, metric), group in _by_model_metric(claims).items():
-        shape = (doc.get("models") or {}).get(model, {}).get("shape_tuple")
-        if shape:
-            head_heatmap(
-                group,
-                shape[0],
-                shape[1],
-                f"{model}: Δ {metric} per head",
-                path_in(plots_dir, "heatmap", model, metric, suffix=".png"),  # names from the document
-            )
-            written += 1
+    with PendingFiles() as pending:  # the markdown and every plot in place together, or none (a full disk)
+        pending.write_bytes(markdown, text.encode())
+        for r in claims:
+            if r.get("effect") and None not in (r["effect"].get(k) for k in ("mean", "ci_low", "ci_high")):
+                png = forest_png(r)
+                pending.write(path_in(plots_dir, "forest", r["claim"]["id"], suffix=".png"), _bytes_writer(png))
+                written += 1
+        for (model, metric), group in _by_model_metric(claims).items():
+            shape = (doc.get("models") or {}).get(model, {}).get("shape_tuple")
+            if shape:
+                head_heatmap(
+                    group,
+                    shape[0],
+                    shape[1],
+                    f"{model}: Δ {metric} per head",
+                    path_in(plots_dir, "heatmap", model, metric, suffix=".png"),  # names from the document
+                    pending=pending,
+                )
+                written += 1
+        pending.commit()
     return written

@@ -104,7 +104,9 @@ def forest_png(result: dict) -> bytes:
     return buf.getvalue()
 
 
-def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, path: str) -> str:
+def head_heatmap(
+    results: list[dict], n_layers: int, n_heads: int, title: str, path: str, pending: PendingFiles | None = None
+) -> str:
     """Layer × head grid of single-head claim effects (blank where no claim tested a head).
 
     Only directional claims from an emotion source count (identity and equivalence claims
@@ -126,7 +128,7 @@ def head_heatmap(results: list[dict], n_layers: int, n_heads: int, title: str, p
             layer, head = single_head(heads, n_layers, n_heads)
             if layer >= 0 and np.isnan(grid[layer, head]) and r["effect"].get("mean") is not None:
                 grid[layer, head] = r["effect"]["mean"]
-    return delta_heatmap(grid, title, path)
+    return delta_heatmap(grid, title, path, pending=pending)
 
 
 def single_head(spec: str, n_layers: int, n_heads: int) -> tuple[int, int]:

@@ -257,6 +257,18 @@ def load_keywords(emotion: str) -> KeywordList:
     )
 
 
+def check_prompt_folder() -> str:
+    """The prompt folder in use, which must exist and hold at least one prompt set: a
+    :class:`UserError` naming it otherwise (a check that passes on nothing is no check)."""
+    folder = prompts_dir()
+    where = "$CAUSAL_HEADS_PROMPTS" if os.environ.get("CAUSAL_HEADS_PROMPTS") else "the prompt folder"
+    if not os.path.isdir(folder):
+        raise UserError(f"{where} {folder!r} is not a folder")
+    if not data_names(PROMPT_SUFFIX):
+        raise UserError(f"{where} {folder!r} holds no prompt sets (files named <name>{PROMPT_SUFFIX})")
+    return folder
+
+
 def emotions() -> list[str]:
     """Names that have both a keyword list and a prompt file (kind not checked here)."""
     return sorted(set(data_names(KEYWORD_SUFFIX)) & set(data_names(PROMPT_SUFFIX)))
