@@ -65,6 +65,7 @@ _LAZY = {
     "load_claim_files": "harness.claims.spec",
     "with_overrides": "harness.claims.spec",
     "weights_absent": "harness.model.loading",
+    "shape_problem": "harness.claims.shape_check",
     "RayBackend": "harness.distributed.ray_backend",
 }
 
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
     from harness.analysis.evaluate import Findings, evaluate
     from harness.claims.result import ClaimResult
     from harness.claims.session import ClaimSession as ClaimSession
+    from harness.claims.shape_check import shape_problem as shape_problem
     from harness.claims.spec import Claim, Condition, load_claims
     from harness.claims.spec import load_claim_files as load_claim_files
     from harness.claims.spec import with_overrides as with_overrides

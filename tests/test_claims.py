@@ -725,6 +725,7 @@ def test_the_enumerated_claim_fields_are_typed_and_refused_in_one_message():
     assert Claim(**row).direction == "increase"
 
 
+@pytest.mark.slow  # four pytest runs (~30 s); the family rule is also checked in process by test_selection
 def test_the_family_is_the_claims_collected_not_the_selection(pytester):
     """Issue 37: one claim's Holm-adjusted p moved 0.74 -> 0.50 -> 1 across three -k runs of one
     file, and each run overwrote the findings. A subset run now adjusts by Bonferroni over the whole

@@ -74,6 +74,7 @@ def test_findings_on_ray_equal_a_local_run(cluster):
     assert {d["verdict"] for d in res["by_claim"].values()} - {None}
 
 
+@pytest.mark.slow  # ~12 s; test_findings_on_ray_equal_a_local_run stays per commit
 def test_a_worker_killed_mid_job_has_its_job_rerun_and_the_findings_stay(cluster):
     claims = _distributed_claims("tiny-llama-gqa", 8)
     local = ClaimSession(claims).results()
@@ -121,6 +122,7 @@ def test_a_sweep_sharded_by_layer_equals_a_local_sweep(cluster, tiny_llama):
     assert abs(remote.baseline - local.baseline).max() <= 1e-6 and abs(local.deltas).max() > 0
 
 
+@pytest.mark.slow  # ~13 s
 def test_a_mode_registered_in_the_driver_runs_on_the_actors(cluster, tiny_llama):
     """A mode registered in a conftest.py (here: this test module, which no actor can import) was
     unknown on the Ray actors and failed every claim of the run; the driver now sends it."""

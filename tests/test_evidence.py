@@ -63,7 +63,7 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_re
     before exiting 3: reliability class 3)."""
     (tmp_path / "claims.toml").write_text(claims_toml(ROWS))
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "evidence.html").write_text("last run's evidence")
+    (tmp_path / "out" / "evidence.html").write_text("<title id=\"head-title\">evidence.html</title>last run")
     proc = cli("harness", "evidence", "--model", "tiny-llama-gqa", "--out", "out", "--", "--claims", "claims.toml",
                cwd=str(tmp_path))
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -74,7 +74,7 @@ def test_a_model_without_claims_or_a_broken_run_is_exit_3_with_the_reason_and_re
                "-k", "nothing_matches", cwd=str(tmp_path))
     assert proc.returncode == 3 and "nothing replaced" in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["evidence.html"]  # no staging folder left
-    assert (tmp_path / "out" / "evidence.html").read_text() == "last run's evidence"
+    assert (tmp_path / "out" / "evidence.html").read_text() == "<title id=\"head-title\">evidence.html</title>last run"
 
 
 def test_a_model_whose_weights_are_absent_is_refused_before_running(tmp_path, monkeypatch, cli):

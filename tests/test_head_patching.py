@@ -214,6 +214,7 @@ def _fake_hf_cache(root, model_dir: str, repo: str = "gpt2") -> str:
     return str(root / "hub")
 
 
+@pytest.mark.slow  # ~18 s: the seed command and claims end to end
 def test_gpt2_from_the_hf_cache_runs_the_seed_command_and_the_seed_claims(cli, gpt2_dir, tmp_path, tiny_gpt2,
                                                                          monkeypatch):
     """`--model gpt2` with GPT-2's weights in the local HF cache (here a GPT-2-architecture stand-in

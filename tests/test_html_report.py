@@ -164,7 +164,9 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
         f = findings[cid]
         assert cells[2] == f["verdict"]
         assert cells[3] == format(f["effect"]["mean"], "+.4f")
-        assert cells[4] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
+        q = f.get("equivalence") or f["effect"]  # an equivalence claim shows TOST's interval, marked
+        assert cells[4].startswith(f"[{q['ci_low']:+.4f}, {q['ci_high']:+.4f}]")
+        assert ("90% TOST, margin" in cells[4]) == (f["claim"]["direction"] == "equivalent")
         assert cells[7] == str(f["effect"]["n"])
         assert cells[10] == (", ".join(w["code"] for w in f["warnings"]) or "—")
         assert cells[11] == f"{f['text_changed']['patched_vs_baseline']}/{f['text_changed']['n']}"
@@ -182,7 +184,7 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
     # the static summary table at the top: one row per claim, the same values as the results table
     summary = _SummaryTable.of(report.read_text())
-    assert summary.head == ["Claim", "Heads", "Verdict", "Effect", "95% CI", "p raw / adj", "dz", "n",
+    assert summary.head == ["Claim", "Heads", "Verdict", "Effect", "CI (95%; TOST where marked)", "p raw / adj", "dz", "n",
                             "Random-head pct", "Up / down", "Warnings", "Text changed"]
     assert [r[0] for r in summary.rows] == ["identity", "no_effect"]
     for row in summary.rows:
@@ -288,7 +290,11 @@ def test_report_summary_is_visible_in_headless_chromium(evidence_run, chromium, 
         assert r.visible, r
         assert r.cells["Verdict"] == f["verdict"]
         assert r.cells["Effect"] == format(f["effect"]["mean"], "+.4f")
-        assert r.cells["95% CI"] == f"[{f['effect']['ci_low']:+.4f}, {f['effect']['ci_high']:+.4f}]"
+        from harness.report.text import decisive_text
+
+        q = f.get("equivalence") or f["effect"]  # an equivalence claim shows the interval that decides it
+        assert r.cells["CI (95%; TOST where marked)"] == decisive_text(f)[1]
+        assert decisive_text(f)[1].startswith(f"[{q['ci_low']:+.4f}, {q['ci_high']:+.4f}]")
         assert 0 <= r.box[1] and r.box[1] + r.box[3] <= view.viewport[1]
     assert view.rows[0].green_pixels > 0  # "supported" is painted in the report's green
     assert view.rows[1].green_pixels == 0

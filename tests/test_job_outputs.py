@@ -118,3 +118,19 @@ def test_an_address_where_something_else_answers_is_refused_at_once():
     with pytest.raises(UserError, match="something answers there, but not a Ray cluster"):
         check_address(f"127.0.0.1:{server.getsockname()[1]}")
     server.close()
+
+
+def test_a_head_outside_the_model_stops_the_run_at_collection(pytester):
+    """Issue 40: a head outside the model (40:1 on the 30-layer SmolLM2) failed only after the model
+    loaded and the other claims generated. The model's config is read at collection (no weights):
+    the run stops there in one message, with no test run."""
+    rows = ('[[claim]]\nid = "ok"\nmodel = "smollm2-135m"\nheads = "21:1"\npatch_mode = "z"\nsource = "gratitude"\n'
+            'metric = "sentiment"\ndirection = "increase"\n\n'
+            '[[claim]]\nid = "bad"\nmodel = "smollm2-135m"\nheads = "40:1"\npatch_mode = "z"\nsource = "gratitude"\n'
+            'metric = "sentiment"\ndirection = "increase"\n')  # fmt: skip
+    pytester.makefile(".toml", claims=rows)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "--findings", "f.json")
+    out = res.stdout.str() + res.stderr.str()
+    assert res.ret == 2, out
+    assert "claim 'bad': field 'heads' = '40:1': head 40:1 is out of range for smollm2-135m (30 layers × 9 heads)" in out
+    assert "passed" not in out and "failed" not in out and not (pytester.path / "f.json").exists()

@@ -67,12 +67,12 @@ def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     assert f"file or directory not found: {tmp_path / 'missing.toml'}" in proc.stdout + proc.stderr
     assert not (tmp_path / "o" / "findings.json").exists()
     (tmp_path / "o").mkdir(exist_ok=True)
-    (tmp_path / "o" / "findings.json").write_text("{}")  # an earlier run's: kept, and not taken for tonight's
+    (tmp_path / "o" / "findings.json").write_text('{"schema": "causal-heads/findings", "claims": []}')  # an earlier run's: kept, and not taken for tonight's
     (tmp_path / "c.toml").write_text(CLAIMS.replace('"tiny-gpt2"', '"gpt2"'))  # no GPT-2 weights: all skipped
     proc = cli("harness", "nightly", "--out", str(tmp_path / "o"), "--", "--claims", str(tmp_path / "c.toml"))
     assert proc.returncode == 3 and "pytest wrote no findings" in proc.stderr, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "2 skipped" in proc.stdout
-    assert (tmp_path / "o" / "findings.json").read_text() == "{}"
+    assert (tmp_path / "o" / "findings.json").read_text() == '{"schema": "causal-heads/findings", "claims": []}'
     (tmp_path / "bad.json").write_text("{")
     proc = cli("harness", "nightly", "--last", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {tmp_path / 'bad.json'}: not valid JSON")

@@ -21,6 +21,7 @@ def _claims(path, *ids, **extra):
     return path
 
 
+@pytest.mark.slow  # three pytest -n runs (~15 s)
 def test_xdist_is_refused_before_any_work_and_other_suites_keep_it(pytester):
     """`pytest -n 2` on two claim files: workers evaluated and skipped writing, the controller wrote
     nothing, exit 0 with an older findings document left in place. Now: exit 2, one message, no
@@ -55,6 +56,7 @@ def test_xdist_is_refused_before_any_work_and_other_suites_keep_it(pytester):
     assert res.ret == 0 and "2 passed" in res.stdout.str()
 
 
+@pytest.mark.slow  # four pytest runs (~33 s)
 def test_last_failed_and_node_ids_write_a_partial_document_that_regress_refuses(pytester, main_in_process):
     """`--lf` rewrote reports/findings.json as complete: true with a subset (files without a failure
     are not even collected), so regress reported a false LOST. The selection is now recorded and
@@ -82,8 +84,10 @@ def test_last_failed_and_node_ids_write_a_partial_document_that_regress_refuses(
     assert nodes["selection"] == {"node_ids": ["claims.toml::up-head_1_0"]} and nodes["complete"] is False
 
 
-@pytest.mark.parametrize("case", ["findings is the claims file", "html is the findings", "findings is other json",
-                                  "reports is a file", "findings is a prompt set"])  # fmt: skip
+@pytest.mark.parametrize("case", [
+    "findings is the claims file", "html is the findings",
+    pytest.param("findings is other json", marks=pytest.mark.slow),  # its --force-outputs run evaluates (~13 s)
+    "reports is a file", "findings is a prompt set"])  # fmt: skip
 def test_outputs_that_would_destroy_inputs_or_other_files_are_refused_before_work(pytester, case):
     """`--findings` naming the claims file or a prompt set, or an unrelated JSON file, replaced it;
     `--html X --findings X` let the report replace the findings; a findings location that cannot be
@@ -124,6 +128,7 @@ def test_outputs_that_would_destroy_inputs_or_other_files_are_refused_before_wor
         assert forced.ret in (0, 1) and json.loads(other.read_text())["schema"] == "causal-heads/findings"
 
 
+@pytest.mark.slow  # a whole claims run (~9 s)
 def test_a_findings_write_that_fails_at_the_end_is_a_non_zero_exit(pytester):
     """The destination became a folder during the run: a red line and exit 0 before; now exit 3,
     no temporary left beside it."""

@@ -195,12 +195,31 @@ def test_heatmaps_get_the_models_layers_and_heads(findings, tmp_path, monkeypatc
     from harness.report import markdown as plots  # write_report draws through the name it imported
 
     calls = []
-    monkeypatch.setattr(plots, "head_heatmap", lambda group, n_layers, n_heads, title, path: calls.append(
+    monkeypatch.setattr(plots, "head_heatmap", lambda group, n_layers, n_heads, title, path, pending=None: calls.append(
         (n_layers, n_heads, title, path.rsplit("/", 1)[-1])))
     path, _ = findings
     assert main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")]) == 0
     assert sorted(calls) == [(2, 12, "tiny-gpt2: Δ gratitude_keywords per head", "heatmap_tiny-gpt2_gratitude_keywords.png"),
                              (2, 12, "tiny-gpt2: Δ sentiment per head", "heatmap_tiny-gpt2_sentiment.png")]
+
+
+def test_the_report_is_all_or_nothing_when_a_plot_cannot_be_written(findings, tmp_path, monkeypatch):
+    """Reliability round 2, class 5: a full disk left the markdown without its plots. The markdown
+    and every plot go in place together; a failure leaves neither, and no temporary."""
+    import errno
+
+    from harness.core.errors import UserError
+    from harness.report import markdown as plots
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(plots, "head_heatmap", full_disk)
+    path, _ = findings
+    with pytest.raises((OSError, UserError)):
+        main([str(path), "--markdown", str(tmp_path / "r.md"), "--plots-dir", str(tmp_path / "p")])
+    assert not (tmp_path / "r.md").exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "findings.json"] == []
 
 
 @pytest.mark.parametrize("metric", ["../../escaped", "/tmp/abs", "..", "a/../../b"])
@@ -329,3 +348,26 @@ def test_hostile_values_in_valid_documents_are_rendered_and_plotted(findings, tm
     that is not in the model): the report and its plots are written, inside the output folder."""
     codes = _hostile_runs(findings, tmp_path_factory.mktemp("valid"), main_in_process, examples=20, malformed=False)
     assert list(codes) == [0] and codes[0] >= 20  # every one rendered (its files inside the output folder)
+
+
+def test_an_equivalence_claims_plot_and_summary_show_the_interval_that_decides_it():
+    """Issue 40: the headline and the forest plot showed the 95% CI while TOST's 90% interval
+    decided the verdict; a user saw a CI past the margin under a green "supported"."""
+    from harness.report.plots import forest_figure
+    from harness.report.text import decisive_text
+
+    r = {"claim": {"id": "eq", "heads": "1:3", "metric": "sentiment", "direction": "equivalent", "margin": 0.05,
+                   "alpha": 0.05},
+         "effect": {"mean": 0.01, "ci_low": -0.06, "ci_high": 0.07},
+         "equivalence": {"mean": 0.01, "margin": 0.05, "p_value": 0.01, "ci_low": -0.03, "ci_high": 0.045,
+                         "confidence": 0.9, "n": 20}}  # fmt: skip
+    fig = forest_figure(r)
+    ax = fig.axes[0]
+    drawn = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()}
+    assert drawn["90% TOST interval (decides)"] == [-0.03, 0.045]
+    assert drawn["95% CI"] == [-0.06, 0.07]
+    assert decisive_text(r) == ("+0.0100", "[-0.0300, +0.0450] 90% TOST, margin ±0.05")
+    directional = {**r, "claim": {**r["claim"], "direction": "increase"}}
+    directional.pop("equivalence")
+    assert "TOST interval (decides)" not in {line.get_label() for line in forest_figure(directional).axes[0].get_lines()}
+    assert decisive_text(directional) == ("+0.0100", "[-0.0600, +0.0700]")

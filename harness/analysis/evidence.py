@@ -189,7 +189,7 @@ def verdict_table(doc: dict) -> list[str]:
     out = [
         f"{len(claims)} claims: {verdict_tally(claims)}",
         "",
-        "| claim | verdict | effect | 95% CI | p adj | up / down | warnings | text changed |",
+        "| claim | verdict | effect | CI (95%; TOST where marked) | p adj | up / down | warnings | text changed |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:

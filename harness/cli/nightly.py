@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("pytest_args", nargs="*", help="after --: more pytest arguments (e.g. --claims FILE -k ID)")
     args = ap.parse_args(argv)
     check_placement(args)
-    check_job_inputs("", args.pytest_args)
     # read last night's document first: a bad one should not cost a whole claims run
     if args.last and os.path.exists(args.last) and not os.path.isfile(args.last):
         raise UserError(f"--last {args.last!r} is not a file (a missing file means the first night)")
     last = require_complete(load_document(args.last), args.last) if args.last and os.path.isfile(args.last) else None
+    check_job_inputs("", args.pytest_args)
     out = os.path.abspath(args.out)
     check_out_folder(out, args.force)
     with Staging(out) as stage:

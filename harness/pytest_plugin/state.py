@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the plugin starts without torch: the session is imported wh
 NAME = "causal_heads_run"
 
 
-@dataclass
+@dataclass(eq=False)  # a plugin with hooks: pluggy keeps plugins in sets (identity hash)
 class ClaimsRun:
     """What the plugin knows about the current run (see the module docstring)."""
 

@@ -12,7 +12,7 @@ from harness.report.text import decisive_text, updown, warning_codes
 COLUMNS = (
     "Verdict",
     "Effect",
-    "95% CI",
+    "CI (95%; TOST where marked)",
     "p raw / adj",
     "dz",
     "n",

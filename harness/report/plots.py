@@ -65,11 +65,10 @@ def head_effect_plot(doc: dict, path: str) -> str:
     return path
 
 
-@_plain_text
-def forest_png(result: dict) -> bytes:
-    """One claim's effect with its 95% CI against the random-head effects (if any), as PNG bytes."""
-    import io
-
+def forest_figure(result: dict) -> Any:
+    """One claim's effect with its 95% CI against the random-head effects (if any); for an
+    equivalence claim also the interval that decides it (TOST's (1 − 2α) interval, 90% at
+    α = 0.05) against the margin. Returns the matplotlib figure (:func:`forest_png` draws it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,7 +77,7 @@ def forest_png(result: dict) -> bytes:
     e, c = result["effect"], result["claim"]
     fig, ax = plt.subplots(figsize=(5.5, 1.6))
     # the interval drawn from its ends, not as errors around the mean: a BCa interval need not hold the mean
-    ax.plot([e["ci_low"], e["ci_high"]], [0, 0], color="#C44E52", marker="|", markersize=10)
+    ax.plot([e["ci_low"], e["ci_high"]], [0, 0], color="#C44E52", marker="|", markersize=10, label="95% CI")
     ax.plot([e["mean"]], [0], "o", color="#C44E52", label=f"heads {c['heads']}")
     rc = result.get("random_control")
     if rc:
@@ -90,14 +89,37 @@ def forest_png(result: dict) -> bytes:
             color="#4C72B0",
             label=f"{len(rc['null'])} random heads",
         )
+    q = result.get("equivalence") or {}
     if c.get("margin"):
         ax.axvspan(-c["margin"], c["margin"], color="#55A868", alpha=0.15, label="equivalence margin")
+    if q.get("ci_low") is not None and q.get("ci_high") is not None:
+        level = q.get("confidence") or 1 - 2 * float(c.get("alpha") or 0.05)
+        ax.plot(
+            [q["ci_low"], q["ci_high"]],
+            [-0.3, -0.3],
+            color="#2E7D32",
+            marker="|",
+            markersize=10,
+            lw=2.5,
+            label=f"{level:.0%} TOST interval (decides)",
+        )
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks([])
     ax.set_ylim(-0.6, 0.9)
-    ax.set_xlabel(f"Δ {c['metric']} (95% CI over prompts)", fontsize=8)
+    ax.set_xlabel(f"Δ {c['metric']} over prompts", fontsize=8)
     ax.legend(fontsize=7, loc="upper right", frameon=False)
     fig.tight_layout()
+    return fig
+
+
+@_plain_text
+def forest_png(result: dict) -> bytes:
+    """:func:`forest_figure` as PNG bytes."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = forest_figure(result)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)

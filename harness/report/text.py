@@ -36,20 +36,30 @@ def mean_or_none(xs: Iterable[float | None] | None) -> float | None:
 
 
 def decisive_effect(r: dict) -> dict:
-    """The estimate and 95% CI of the statistic that decides the claim: the mean Δ, or for
-    ``statistic = "sign"`` claims the median Δ (``label`` says which; ``{}`` when none)."""
-    c, e, st = r.get("claim") or {}, r.get("effect") or {}, r.get("sign")
+    """The estimate and the interval of the statistic that decides the claim: the mean Δ with its
+    95% CI, for ``statistic = "sign"`` claims the median Δ (``label`` says which), and for an
+    equivalence claim the mean with TOST's (1 − 2α) interval (90% at α = 0.05: what the verdict
+    compares with the margin; ``level`` and ``margin`` say so). ``{}`` when none."""
+    c, e, st, q = r.get("claim") or {}, r.get("effect") or {}, r.get("sign"), r.get("equivalence") or {}
     if c.get("statistic") == "sign" and st:
         return {"label": "median", "estimate": st["median"], "ci_low": st["ci_low"], "ci_high": st["ci_high"]}
     if not e:
         return {}
+    if c.get("direction") == "equivalent" and not _missing(q.get("ci_low")) and not _missing(q.get("ci_high")):
+        level = q.get("confidence") or 1 - 2 * float(c.get("alpha") or 0.05)
+        return {"label": "mean", "estimate": e.get("mean"), "ci_low": q["ci_low"], "ci_high": q["ci_high"],
+                "level": level, "margin": c.get("margin")}  # fmt: skip
     return {"label": "mean", "estimate": e.get("mean"), "ci_low": e.get("ci_low"), "ci_high": e.get("ci_high")}
 
 
 def decisive_text(r: dict) -> tuple[str, str]:
-    """The decisive estimate (``+0.0989 (median)`` for sign claims) and its 95% CI, as text."""
+    """The decisive estimate (``+0.0989 (median)`` for sign claims) and its interval, as text: the
+    95% CI, or for equivalence claims ``[lo, hi] 90% TOST, margin ±m``."""
     d = decisive_effect(r)
-    return num_text(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), ci_text(d)
+    ci = ci_text(d)
+    if "level" in d and ci != "—":
+        ci += f" {d['level']:.0%} TOST, margin ±{num_text(d.get('margin'), '.4g')}"
+    return num_text(d.get("estimate")) + (" (median)" if d.get("label") == "median" else ""), ci
 
 
 VERDICT_ORDER = tuple(v.value for v in Verdict)
