@@ -134,3 +134,15 @@ def test_a_head_outside_the_model_stops_the_run_at_collection(pytester):
     assert res.ret == 2, out
     assert "claim 'bad': field 'heads' = '40:1': head 40:1 is out of range for smollm2-135m (30 layers × 9 heads)" in out
     assert "passed" not in out and "failed" not in out and not (pytester.path / "f.json").exists()
+
+
+def test_the_config_check_reads_every_head_field_and_skips_receiver_words():
+    from harness.claims.shape_check import shape_problem
+    from harness.claims.spec import Claim
+
+    base = {"id": "p", "model": "groundtruth-planted", "kind": "path", "senders": "0:1", "patch_mode": "z", "source": "gratitude",
+            "metric": "gratitude_logprob", "direction": "increase"}  # fmt: skip
+    assert shape_problem(Claim(**base, receivers="direct")) is None
+    assert shape_problem(Claim(**base, receivers="direct,1:3")) is None  # 2 layers x 4 heads, from its config
+    field, value, why = shape_problem(Claim(**base, receivers="direct,1:4"))
+    assert (field, value) == ("receivers", "direct,1:4") and "head 1:4 is out of range for groundtruth-planted" in why

@@ -29,8 +29,12 @@ def shape_problem(c: Claim, path: str | None = None) -> tuple[str, str, str] | N
         return None
     n_layers, n_heads = counts
     for field, spec in head_fields(c):
+        # receivers may mix head specs with the words "direct" and "later" (harness.patch.path)
+        heads = ",".join(p for p in spec.split(",") if ":" in p) if "receivers" in field else spec
+        if not heads:
+            continue
         try:
-            parse_head_spec(spec).resolve(n_layers, n_heads, c.model)
+            parse_head_spec(heads).resolve(n_layers, n_heads, c.model)
         except UserError as exc:
             return field, spec, str(exc)
     for point in c.hook_points or ():
