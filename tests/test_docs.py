@@ -31,7 +31,7 @@ def blocks(page: str) -> list[tuple[str, str]]:
 def test_every_how_to_the_issue_names_exists_and_has_a_runnable_example():
     names = {os.path.basename(p) for p in PAGES}
     assert {"add-a-claim.md", "add-an-emotion.md", "add-a-metric.md", "add-a-patch-mode.md",
-            "add-a-model-architecture.md", "add-an-intervention.md"} <= names
+            "add-a-model-architecture.md", "add-an-intervention.md", "claim-a-head-does-nothing.md"} <= names
     for page in PAGES:
         assert any(info.split()[0] in ("python", "console") for info, _ in blocks(page) if info), page
 
@@ -66,3 +66,17 @@ def test_how_to_examples_run(page, tmp_path, monkeypatch, capsys):
         MODES.update(modes)
         INTERVENTIONS.clear()
         INTERVENTIONS.update(interventions)
+
+
+def test_the_claim_field_table_is_the_claim_models_own():
+    """Issue 40: claims.md had no field table. It is generated from the Claim model; a field
+    without a line in FIELD_HELP, or a stale table, fails here."""
+    import os
+
+    from harness.claims.field_table import FIELD_HELP, with_table
+    from harness.claims.spec import Claim
+
+    assert set(Claim.model_fields) == set(FIELD_HELP)
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "claims.md")
+    text = open(path, encoding="utf-8").read()
+    assert text == with_table(text), "regenerate: python -m harness.claims.field_table (docs/claims.md)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -455,3 +456,16 @@ def test_a_page_that_alerts_in_a_folder_named_with_a_hash_is_checked_and_one_tha
     page.write_text("<html><body><script>while (true) {}</script></body></html>")
     with pytest.raises(RuntimeError, match=r"^the browser failed while loading file://.*/a%23b/r\.html \(3 s allowed\)"):
         browser.check_report(str(page), timeout=3)
+
+
+def test_intervention_claims_are_named_by_their_intervention_and_verdicts_are_told_apart():
+    """Issue 40: intervention claims showed an empty Heads cell; only "supported" was coloured."""
+    from harness.report.html import STYLE, summary_table
+
+    r = {"claim": {"id": "steer_up", "heads": "", "intervention": "steer", "metric": "sentiment",
+                   "direction": "increase"},
+         "verdict": "not supported", "effect": {"mean": 0.1, "ci_low": -0.1, "ci_high": 0.3, "n": 8}}  # fmt: skip
+    table = summary_table([r])
+    assert "<td>intervention steer</td>" in table and 'class="verdict-not-supported"' in table
+    styles = {v: re.search(rf"td\.verdict-{v}[^{{]*\{{([^}}]*)\}}", STYLE) for v in ("supported", "not-supported")}
+    assert styles["not-supported"] and styles["not-supported"].group(1) != styles["supported"].group(1)

@@ -261,3 +261,23 @@ def test_keyword_matching_grows_linearly_with_the_number_of_hits():
     seconds(500)  # warm up
     small, large = min(seconds(1000) for _ in range(3)), min(seconds(8000) for _ in range(3))
     assert large / small < 25, (small, large)
+
+
+def test_an_optional_metric_whose_package_is_missing_is_listed_unavailable_and_refused(monkeypatch, main_in_process):
+    """Issue 40: nrc_* metrics were listed without nrclex and then crashed with a traceback."""
+    import harness.metrics as metrics
+    from harness.core.errors import UserError
+
+    monkeypatch.setattr(metrics, "nrc_available", lambda: False)
+    metrics._registry.cache_clear()
+    try:
+        listed = main_in_process("harness", "metrics", "list")
+        assert "nrc_joy" in listed.stdout and "(unavailable: pip install --no-deps nrclex==4.1.0)" in listed.stdout
+        with pytest.raises(UserError, match=r"metric 'nrc_joy' is unavailable here: it needs `pip install --no-deps nrclex"):
+            metrics.get_metric("nrc_joy")
+        scored = main_in_process("harness", "metrics", "score", "--metric", "nrc_joy", "happy")
+        assert scored.returncode == 2 and "Traceback" not in scored.stderr and "unavailable" in scored.stderr
+    finally:
+        monkeypatch.undo()
+        metrics._registry.cache_clear()
+    assert metrics.get_metric("nrc_joy").needs is None  # installed here (make setup)

@@ -60,6 +60,7 @@ def test_first_night_then_a_night_that_loses_a_finding(tmp_path, cli):
     assert row.endswith("; settings: seed 7-&gt;0 |")
 
 
+@pytest.mark.slow  # three nightly runs (~20 s); evidence has the per-commit broken-run test
 def test_a_broken_run_exits_3_and_the_summary_shows_errors(tmp_path, cli):
     proc = cli("harness", "nightly", "--last", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
                "--", "--claims", str(tmp_path / "missing.toml"))

@@ -147,6 +147,7 @@ def test_a_findings_write_that_fails_at_the_end_is_a_non_zero_exit(pytester):
     assert sorted(p.name for p in (pytester.path / "out").iterdir()) == ["f.json"]
 
 
+@pytest.mark.slow  # a whole claims run (~12 s)
 def test_skipif_claims_leave_the_family_and_the_run_stays_complete(pytester):
     """A skipif-skipped claim stayed in the family and in not_run: every such document was
     complete: false and refused by regress and nightly."""

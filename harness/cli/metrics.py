@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.command == "list":
         for m in registry().values():
-            print(f"{m.name:22} [{m.lower}, {m.upper}]  higher = {m.higher_means}: {m.description}")
+            state = f"  (unavailable: {m.needs})" if m.needs else ""
+            print(f"{m.name:22} [{m.lower}, {m.upper}]  higher = {m.higher_means}: {m.description}{state}")
         return 0
     metrics = [get_metric(n) for n in args.metric]
     model_side = [m.name for m in metrics if m.on != "text"]

@@ -31,7 +31,7 @@ from typing import Any
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
 from harness.core.extensions import broken_entry_points, check_registration, load_entry_points, origin, same_definition
 from harness.metrics.next_token import track_key
-from harness.metrics.nrc import CATEGORIES, nrc_count
+from harness.metrics.nrc import CATEGORIES, NRC_INSTALL, nrc_available, nrc_count
 from harness.metrics.politeness import politeness
 from harness.metrics.sentiment import sentiment
 from harness.metrics.text import PhraseMatcher
@@ -47,6 +47,7 @@ class Metric:
     higher_means: str  # what a higher score means, for reports
     description: str
     on: str = "text"  # "text": fn(str); "generation": fn(Generation), a model-side metric
+    needs: str | None = None  # the install line of an optional package it needs, when that is missing
 
     def __call__(self, item: object) -> float:
         if self.on == "generation":
@@ -116,6 +117,7 @@ def _nrc_metric(category: str) -> Metric:
         math.inf,
         f"more NRC '{category}' words",
         f"count of words tagged '{category}' in the NRC Emotion Lexicon (research-only licence)",
+        needs=None if nrc_available() else NRC_INSTALL,
     )
 
 
@@ -214,6 +216,8 @@ def get_metric(name: str) -> Metric:
     metrics = registry()
     if name not in metrics:
         raise UnknownNameError(did_you_mean("metric", name, metrics) + broken_entry_points(ENTRY_POINT_GROUP))
+    if metrics[name].needs:  # an optional package is missing: one line, before any work
+        raise UserError(f"metric {name!r} is unavailable here: it needs `{metrics[name].needs}`")
     return metrics[name]
 
 

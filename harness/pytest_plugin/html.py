@@ -151,7 +151,7 @@ def pytest_html_results_table_html(report: pytest.TestReport, data: list[str]) -
             "intervention",
             "hook_points",
         )
-        if c.get(k) is not None
+        if c.get(k) not in (None, "")  # an intervention claim has no heads= or patch_mode=
     )
     examples = generations_table(r.get("examples", []), bool(c.get("versus")))
     everything = ""

@@ -37,11 +37,20 @@ STYLE = """<style>
 .claims-summary-table th, .claims-summary-table td { border: 1px solid #bbb; padding: 2px 6px; text-align: left; color: #222; }
 td.verdict-supported { color: #1a7f37; font-weight: bold; }
 td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
+td.verdict-not-supported { color: #6e5200; font-style: italic; }
 </style>"""
 
 
 def _fmt(x: Any, spec: str = ".4f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def what_is_patched(c: dict) -> str:
+    """The Heads cell: the claim's heads, or ``intervention NAME`` for a claim at hook points."""
+    heads = str(c.get("heads") or c.get("senders") or "")
+    if heads:
+        return heads
+    return f"intervention {c['intervention']}" if c.get("intervention") else "—"
 
 
 def summary_values(r: dict | None) -> list[str]:
@@ -83,7 +92,7 @@ def summary_table(results: list[dict]) -> str:
     verdicts are on the page, and in a screenshot of it, however the rows below are folded."""
     head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *COLUMNS))
     body = "".join(
-        f"<tr><td>{_breakable(r['claim']['id'])}</td><td>{_breakable(str(r['claim'].get('heads', '')))}</td>"
+        f"<tr><td>{_breakable(r['claim']['id'])}</td><td>{_breakable(what_is_patched(r['claim']))}</td>"
         + "".join(cells_html(summary_values(r)))
         + "</tr>"
         for r in results
