@@ -14,7 +14,10 @@ from pydantic_core import PydanticUndefined
 
 from harness.claims.spec import Claim
 
-BEGIN, END = "<!-- claim-fields:begin (generated: python -m harness.claims.field_table) -->", "<!-- claim-fields:end -->"
+BEGIN, END = (
+    "<!-- claim-fields:begin (generated: python -m harness.claims.field_table) -->",
+    "<!-- claim-fields:end -->",
+)
 
 
 # one line per field (the spec module's docstring has the long form); a field added to Claim
@@ -29,7 +32,7 @@ FIELD_HELP = {
     "patch_mode": "`z`, `pattern_v`, `v_only`, `pattern_only`, `zero`, `mean`, `resample`, or a registered mode",
     "source": "the prompt set (an emotion) the patched activations come from",
     "metric": "a registered metric (`causal-heads metrics list`)",
-    "direction": "`increase`, `decrease`, or `equivalent` (\"this changes nothing\": needs `margin`)",
+    "direction": '`increase`, `decrease`, or `equivalent` ("this changes nothing": needs `margin`)',
     "target": "the prompt set patched into",
     "margin": "equivalence margin in metric units (TOST); required for `equivalent`",
     "alpha": "the test's level (an equivalence claim's TOST interval is 1 − 2·alpha)",
@@ -40,7 +43,7 @@ FIELD_HELP = {
     "statistic": "`mean` (sign-flip test, bootstrap CI) or `sign` (exact sign test, median): decides the verdict",
     "versus": "a table overriding heads / patch_mode / source / receivers: the claim is about the difference",
     "intervention": "instead of patch_mode/source: a registered intervention",
-    "hook_points": "where a non-per-head intervention acts, e.g. `[\"blocks.3.hook_resid_post\"]`",
+    "hook_points": 'where a non-per-head intervention acts, e.g. `["blocks.3.hook_resid_post"]`',
     "ablations": "test necessity under several ablations (`zero`, `mean`, `resample`): supported only under all",
     "criterion": "circuit claims: `faithful`, `minimal` or `complete`",
     "fraction": "circuit claims (faithful, increase): the share of the full model's effect the circuit must reach",
