@@ -174,6 +174,7 @@ def test_what_a_claim_accepts_the_findings_schema_reads(field, value):
     ClaimFields.model_validate(json.loads(json.dumps({"id": claim.id, "seed": claim.seed, "top_k": claim.top_k})))
 
 
+@pytest.mark.slow  # a whole claims run (~9 s)
 def test_a_test_body_that_edits_its_result_cannot_rewrite_the_findings(pytester):
     """The findings held the live result objects: sorting claim_result.per_prompt in place rewrote
     the written evidence."""
@@ -192,6 +193,7 @@ def test_a_test_body_that_edits_its_result_cannot_rewrite_the_findings(pytester)
     assert 99.0 not in doc["claims"][0]["per_prompt"]
 
 
+@pytest.mark.slow  # two pytest runs (~8 s)
 @pytest.mark.parametrize("mark, message", [
     ("@pytest.mark.claim(lambda: 1 / 0)", "the claim function '<lambda>' raised ZeroDivisionError"),
     ("@pytest.mark.claim(C, C)", "takes exactly one Claim"),

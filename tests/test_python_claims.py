@@ -114,6 +114,7 @@ def test_toml_rows_python_claims_and_a_user_metric_are_one_family(pytester):
     assert selected == ["test_user_claims.py::test_identity", "test_user_claims.py::test_zeroing[1:10]"], selected
 
 
+@pytest.mark.slow  # a pytest run and an evaluate() of the same claims (~11 s)
 def test_evaluate_gives_the_pytest_runs_numbers(tiny_gpt2, pytester):  # tiny_gpt2: its modules imported before pytester snapshots sys.modules
     _project(pytester)
     pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
