@@ -113,8 +113,12 @@ def test_an_interrupted_claims_run_replaces_findings_and_html_together_or_neithe
     old_findings, old_html = '{"schema": "causal-heads/findings", "claims": []}', "<!DOCTYPE html><p>old</p>"
     findings.write_text(old_findings)  # documents of their kinds: anything else is refused (test_plugin_habits)
     html.write_text(old_html)
-    pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "--html", str(html),
-                                  "--self-contained-html", "-p", "no:cacheprovider", "-p", "no:randomly", "-q")
+    res = pytester.runpytest_subprocess(str(claims), "--findings", str(findings), "--html", str(html),
+                                        "--self-contained-html", "-p", "no:cacheprovider", "-p", "no:randomly", "-q")
+    # pytest-html's own line named the staged copy, also for a report the plugin then discarded
+    assert ".tmp" not in res.stdout.str()
+    assert ("Generated html report: file://" in res.stdout.str()) == replaced
+    assert ("no html report written" in res.stdout.str()) != replaced
     if replaced:
         doc = json.loads(findings.read_text())
         assert doc["complete"] is False and [c["claim"]["id"] for c in doc["claims"]] == ["c0"]
