@@ -64,7 +64,7 @@ def _ours(path: str) -> bool:
     if name.endswith(".json"):
         return b'"schema": "causal-heads/' in head or b'"schema":"causal-heads/' in head
     if name.endswith(".md"):
-        return head.decode("utf-8", "replace").splitlines()[:1] in ([h] for h in _OUR_HEADINGS)
+        return head.decode("utf-8", "replace").partition("\n")[0] in _OUR_HEADINGS
     if name.endswith(".html"):
         return b'<title id="head-title">' in head
     if name.endswith(".png"):

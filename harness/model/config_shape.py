@@ -12,7 +12,7 @@ import functools
 import os
 
 from harness.model import groundtruth
-from harness.model.loading import smollm2_gguf_path
+from harness.model.loading import GPT2_IDS, smollm2_gguf_path
 
 
 @functools.lru_cache(maxsize=32)
@@ -33,14 +33,15 @@ def config_heads(name: str, path: str | None = None) -> tuple[int, int] | None:
 
 
 def _folder(name: str) -> str | None:
-    if name in {groundtruth.registered_name(m) for m in groundtruth.MODELS}:
-        return next(groundtruth.model_dir(m) for m in groundtruth.MODELS if groundtruth.registered_name(m) == name)
+    shipped = name.removeprefix(groundtruth.PREFIX)
+    if shipped != name and shipped in groundtruth.MODELS:
+        return groundtruth.model_dir(shipped)
     if os.path.isdir(name):
         return name
     if "/" in name or name == "gpt2":
         from huggingface_hub import try_to_load_from_cache
 
-        for repo in ("gpt2", "openai-community/gpt2") if name == "gpt2" else (name,):
+        for repo in GPT2_IDS if name == "gpt2" else (name,):
             found = try_to_load_from_cache(repo, "config.json")
             if isinstance(found, str):
                 return os.path.dirname(found)

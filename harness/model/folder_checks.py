@@ -29,7 +29,7 @@ def load_error(model_id: str, exc: BaseException) -> ModelUnavailableError | Non
             f"--model {model_id!r}: its weights file is damaged (truncated, empty or not safetensors: {first}); "
             "copy it again or save the model again with save_pretrained()"
         )
-    if isinstance(exc, RuntimeError) and ("mismatch" in text or "size mismatch" in text):
+    if isinstance(exc, RuntimeError) and "mismatch" in text:
         return ModelUnavailableError(
             f"--model {model_id!r}: a weight's shape differs from what its config asks (transformers would "
             "initialise it at random); check that config.json and the weights files belong together"

@@ -39,7 +39,14 @@ from dataclasses import dataclass
 import torch
 
 from harness.core.errors import UnknownNameError, UserError, did_you_mean
-from harness.core.extensions import broken_entry_points, check_registration, load_entry_points, origin, same_definition
+from harness.core.extensions import (
+    broken_entry_points,
+    check_name,
+    check_registration,
+    load_entry_points,
+    origin,
+    same_definition,
+)
 from harness.model.names import act_name, hook_layer, is_pattern
 
 HookFn = Callable[[torch.Tensor, object], torch.Tensor | None]
@@ -63,7 +70,6 @@ INTERVENTIONS: dict[str, Intervention] = {}
 ENTRY_POINT_GROUP = "causal_heads.interventions"
 # a hook point name as TransformerLens spells them: "blocks.3.hook_resid_post", "blocks.1.attn.hook_z"
 HOOK_POINT = re.compile(r"^blocks\.\d+\.(attn\.)?hook_[a-z_]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def register_intervention(name: str, *, per_head: bool = False, description: str = "") -> Callable[[HookFn], HookFn]:
@@ -72,8 +78,7 @@ def register_intervention(name: str, *, per_head: bool = False, description: str
     ``per_head``: the function takes one head's ``z`` (``[batch, pos, d_head]``) and the claim
     names heads; otherwise it takes the whole activation at the claim's ``hook_points``. A name
     that is taken (by another function) is an error."""
-    if not _NAME.match(name):
-        raise UserError(f"intervention name {name!r}: use letters, digits, '_', '.' and '-'")
+    check_name("intervention", name)
 
     def decorate(fn: HookFn) -> HookFn:
         check_registration("intervention", name, fn)

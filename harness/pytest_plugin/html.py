@@ -33,6 +33,7 @@ import pytest
 from harness.claims.examples import changes_text
 from harness.core.results import git_info, package_versions
 from harness.model import groundtruth
+from harness.pytest_plugin.guards import under_xdist
 from harness.pytest_plugin.state import ClaimsRun, claims_run
 from harness.report.circuit_block import circuit_html
 from harness.report.discovery import discovery_html
@@ -65,7 +66,7 @@ def stage_report(config: pytest.Config, run: ClaimsRun) -> str | None:
     goes in place with the findings, or not at all. Returns the staged path (None: no report, or
     an xdist worker, which writes none)."""
     path = config.getoption("htmlpath", None)
-    if not path or hasattr(config, "workerinput"):
+    if not path or under_xdist(config):
         return None
     run.html_path = os.path.abspath(os.path.expanduser(os.path.expandvars(path)))
     staged = run.pending.stage(run.html_path)

@@ -504,7 +504,7 @@ def live_line(config: pytest.Config, line: str) -> None:
     """Write a line to the terminal while a test runs (the first claim test evaluates them all,
     minutes per claim on a CPU), bypassing output capture as pytest's live logging does."""
     reporter = config.pluginmanager.getplugin("terminalreporter")
-    if reporter is None or hasattr(config, "workerinput"):
+    if reporter is None or under_xdist(config):
         return
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is None:

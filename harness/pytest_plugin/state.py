@@ -43,13 +43,9 @@ class ClaimsRun:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """On the xdist controller, every worker's reports arrive here: note a refused claim test."""
-        if report.failed and XDIST_REFUSAL in (report.longreprtext or ""):
-            self.xdist_refused = True
+        self.xdist_refused |= bool(report.failed and XDIST_REFUSAL in (report.longreprtext or ""))
 
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        """... and a claim file the workers refused to collect."""
-        if report.failed and XDIST_REFUSAL in (report.longreprtext or ""):
-            self.xdist_refused = True
+    pytest_collectreport = pytest_runtest_logreport  # ... and a claim file the workers refused to collect
 
 
 def claims_run(config: pytest.Config) -> ClaimsRun:
