@@ -32,7 +32,7 @@ browser:
 
 # the main job: every claim about the embedded default model -> reports/ (see harness/evidence.py)
 evidence: $(STAMP) browser
-	$(VENV)/bin/causal-heads evidence --model smollm2-135m --out reports
+	$(VENV)/bin/causal-heads evidence --model smollm2-135m --out reports --max-memory 4GB
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m harness demo --model smollm2-135m

@@ -62,6 +62,7 @@ _PUBLIC = {
 # Reached lazily by the pytest plugin (which must start without torch), not part of the front door.
 _LAZY = {
     "ClaimSession": "harness.claims.session",
+    "RunCache": "harness.claims.run_cache",
     "load_claim_files": "harness.claims.spec",
     "with_overrides": "harness.claims.spec",
     "weights_absent": "harness.model.loading",
@@ -95,6 +96,7 @@ __all__ = [
 if TYPE_CHECKING:
     from harness.analysis.evaluate import Findings, evaluate
     from harness.claims.result import ClaimResult
+    from harness.claims.run_cache import RunCache as RunCache
     from harness.claims.session import ClaimSession as ClaimSession
     from harness.claims.shape_check import shape_problem as shape_problem
     from harness.claims.spec import Claim, Condition, load_claims

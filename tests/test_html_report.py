@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -469,3 +470,28 @@ def test_intervention_claims_are_named_by_their_intervention_and_verdicts_are_to
     assert "<td>intervention steer</td>" in table and 'class="verdict-not-supported"' in table
     styles = {v: re.search(rf"td\.verdict-{v}[^{{]*\{{([^}}]*)\}}", STYLE) for v in ("supported", "not-supported")}
     assert styles["not-supported"] and styles["not-supported"].group(1) != styles["supported"].group(1)
+
+
+def test_the_shipped_summary_fits_1280_and_800_px_below_it_the_environment(evidence_run, chromium, tmp_path):
+    """The summary of the default model's claims (long ids, head lists, versus and equivalence
+    claims, three more columns) fits an 800 px window, both tables fit 1,280 px, and pytest-html's
+    Environment block comes after the summary. The control: without the break rules the same
+    summary overflows 800 px."""
+    from harness.report import browser
+    from harness.report import html as html_report
+
+    _, report, _ = evidence_run
+    shipped = json.loads((Path(ROOT) / "fixtures" / "findings_v1_8d19a05.json").read_text())["claims"]
+    page, real = tmp_path / "page.html", report.read_text()
+    start = real.index('<table class="claims-summary-table">')
+    end = real.index("</table>", start) + len("</table>")
+    page.write_text(real[:start] + html_report.summary_table(shipped) + real[end:])
+    wide = browser.check_report(str(page), width=1280)
+    narrow = browser.check_report(str(page), width=800)
+    assert len(wide.rows) == len(shipped) and wide.all_visible and narrow.all_visible
+    assert wide.tables_fit and narrow.summary_fits, (wide.summary_right, wide.results_right, narrow.summary_right)
+    assert wide.environment_below
+    assert {"Metric", "Direction", "Compared"} <= set(wide.rows[0].cells)
+    unbroken = real[:start].replace("overflow-wrap: anywhere;", "")
+    page.write_text(unbroken + html_report.summary_table(shipped) + real[end:])
+    assert not browser.check_report(str(page), width=800).summary_fits

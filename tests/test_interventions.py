@@ -164,3 +164,37 @@ def test_an_intervention_claim_gets_the_statistics_controls_and_one_token_measur
     assert res.text_changed["patched_vs_baseline"] > 0
     assert len(res.delta) == 8 and res.p_adjusted == res.p_raw  # a family of one
     assert "intervention times_three_test" in res.explain()
+
+
+def test_one_registration_serves_a_sweep_of_parameter_values(registered, tmp_path):
+    """``intervention = {name = "scale_test", factor = 0.0}``: the function gets its keyword
+    arguments from the claim; each value is a run of its own; factor 1 is no intervention at all."""
+
+    def scale(resid, hook, factor=1.0):
+        return resid * factor
+
+    registered("scale_test", scale)
+    path = tmp_path / "claims.toml"
+    rows = "".join(
+        f'[[claim]]\nid = "scale_{i}"\nmodel = "tiny-gpt2"\nintervention = {{name = "scale_test", factor = {f}}}\n'
+        f'hook_points = ["blocks.1.hook_resid_post"]\nmetric = "sentiment"\ndirection = "increase"\n'
+        f'n_prompts = 8\nmax_tokens = 4\ntier = "fast"\n\n'
+        for i, f in enumerate((0.0, 1.0, 3.0))
+    )
+    path.write_text(rows)
+    claims = load_claims(str(path))
+    assert claims[0].intervention == "scale_test" and claims[0].intervention_params == {"factor": 0.0}
+    assert claims[2].to_dict()["intervention_params"] == {"factor": 3.0}
+    assert claims[2].patch_label == "intervention scale_test(factor=3.0) at blocks.1.hook_resid_post"
+    results = {r.claim.id: r for r in evaluate(claims)}
+    identity = results["scale_1"]
+    assert identity.to_dict()["text_changed"]["patched_vs_baseline"] == 0  # factor 1 changes nothing
+    assert results["scale_0"].per_prompt["patched"] != results["scale_2"].per_prompt["patched"]
+    # the same function under a parameter it does not take, or with one it needs missing
+    with pytest.raises(UserError, match=r"field 'intervention' = \{'strength': 2\}.*unexpected keyword argument "
+                                        r"'strength'.*its parameters: factor"):
+        Claim(id="bad", intervention={"name": "scale_test", "strength": 2}, hook_points=["blocks.1.hook_resid_post"],
+              direction="increase", **TINY)
+    with pytest.raises(UserError, match="a table names the intervention"):
+        Claim(id="bad", intervention={"factor": 2}, hook_points=["blocks.1.hook_resid_post"], direction="increase",
+              **TINY)

@@ -178,3 +178,22 @@ def test_the_plugin_leaves_sigterm_alone_in_suites_without_claims(pytester):
     """)
     res = pytester.runpytest_subprocess("-p", "no:cacheprovider", *COMMON)
     assert res.ret == 0, res.stdout.str()
+
+
+def test_pytest_k_after_a_full_run_reads_its_runs_from_the_cache(pytester, monkeypatch):
+    """The researcher's loop: a full run, then `pytest -k` on one claim. The second run generates
+    nothing (the baseline and the patched run are read from the run cache), says so, and gives
+    the claim the same numbers; `--no-cache` generates them again."""
+    monkeypatch.setenv("CAUSAL_HEADS_RUN_CACHE", str(pytester.path / "runs"))
+    _claims(pytester.path / "claims.toml", "up", "other")
+    full = pytester.path / "full.json"
+    pytester.runpytest_subprocess("--findings", str(full), "-s", *COMMON)
+    again = pytester.path / "k.json"
+    res = pytester.runpytest_subprocess("-k", "up", "--findings", str(again), "-s", *COMMON)
+    res.stdout.fnmatch_lines(["*runs: 2 of 2 read from the run cache*"])
+    assert "runs 1/1" not in res.stdout.str()  # no group generated
+    old = {c["claim"]["id"]: c for c in json.loads(full.read_text())["claims"]}["up"]
+    new = json.loads(again.read_text())["claims"][0]
+    assert new["claim"]["id"] == "up" and new["per_prompt"] == old["per_prompt"] and new["effect"] == old["effect"]
+    cold = pytester.runpytest_subprocess("-k", "up", "--no-cache", "--findings", str(again), "-s", *COMMON)
+    assert "read from the run cache" not in cold.stdout.str() and "runs 1/1" in cold.stdout.str()

@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -45,12 +46,15 @@ import torch
 from harness.analysis.attribution import agreement, attribution
 from harness.analysis.sweep import reference_sweep, sweep
 from harness.claims.execute import Execution, Executor, execute
+from harness.claims.run_cache import CacheStats, RunCache
 from harness.claims.session import ClaimSession
 from harness.claims.spec import load_claims
 from harness.core.errors import UserError
+from harness.core.memory import peak_rss_mb, reset_peak
 from harness.core.results import REPO_ROOT
 from harness.model.loading import load_model
 from harness.model.names import act_name
+from harness.model.store import ModelStore
 from harness.run.generation import GenerationConfig, GenerationResult, HookList, generate
 from harness.run.hf_reference import reference_generate
 from harness.run.prompts import load_emotion_prompts, load_prompt_set
@@ -58,24 +62,66 @@ from harness.run.prompts import load_emotion_prompts, load_prompt_set
 BENCH_PROMPTS = os.path.join(REPO_ROOT, "fixtures", "bench_prompts.json")
 
 
-def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str | None = None) -> dict:
-    """Planned vs arm-by-arm generation of the runs the shipped claims about ``model`` need."""
+def _shipped_claims(model: str, claims_file: str | None, **changes: int) -> list:
     path = claims_file or os.path.join(REPO_ROOT, "causal_tests", "claims.toml")
-    claims = []
-    for c in load_claims(path):
-        if c.model != model:
-            continue
-        changes = {"n_prompts": min(n_prompts, c.n_prompts)}
-        if c.random_heads:
-            changes["random_heads"] = random_heads
-        claims.append(c.replace(**changes))
+    claims = [c for c in load_claims(path) if c.model == model]
     if not claims:
         raise UserError(f"{path} has no claims about model {model!r}")
+    return [c.replace(**{k: min(v, getattr(c, k)) for k, v in changes.items()}) for c in claims]
+
+
+def _verdicts(results: dict) -> dict:
+    """Each claim's record without its timing, each field as JSON text (what must be equal between
+    two evaluations; as text, an undefined dz (NaN) equals itself)."""
+    return {
+        cid: {k: json.dumps(v, sort_keys=True) for k, v in r.to_dict().items() if k != "seconds"}
+        for cid, r in results.items()
+    }
+
+
+def bench_cache(model: str, n_prompts: int | None = None, claims_file: str | None = None) -> dict:
+    """The shipped claims about ``model`` evaluated twice on one loaded model with an empty run
+    cache in a temporary folder: cold (every run generated and stored) and warm (every run read).
+    Times each evaluation (runs and statistics; the model loads before, untimed) and says whether
+    the two gave identical results."""
+    claims = _shipped_claims(model, claims_file, **({"n_prompts": n_prompts} if n_prompts else {}))
+    models = ModelStore()
+    out: dict = {"model": model, "claims": len(claims)}
+    with tempfile.TemporaryDirectory(prefix="causal-heads-bench-cache-") as root:
+        cache = RunCache(root)
+        timed = []
+        for phase in ("cold", "warm"):
+            session = ClaimSession(claims, models=models, cache=cache)
+            session.plan()  # resolving loads the model (not timed)
+            cache.stats = CacheStats()
+            start = time.perf_counter()
+            results = session.results()
+            out[f"{phase}_s"] = time.perf_counter() - start
+            out[f"{phase}_cache"] = cache.stats.to_dict()
+            timed.append(_verdicts(results))
+        out["runs"] = out["cold_cache"]["stored"]
+        out["cache_mb"] = round(cache.info()["bytes"] / 2**20, 2)
+    out["warm_share"] = out["warm_s"] / out["cold_s"]
+    out["differences"] = [
+        f"{cid}: {key}" for cid, r in timed[0].items() for key in r if r[key] != timed[1][cid].get(key)
+    ]
+    out["identical"] = not out["differences"]
+    return out
+
+
+def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str | None = None) -> dict:
+    """Planned vs arm-by-arm generation of the runs the shipped claims about ``model`` need."""
+    claims = [
+        c.replace(random_heads=random_heads) if c.random_heads else c
+        for c in _shipped_claims(model, claims_file, n_prompts=n_prompts)
+    ]
     session = ClaimSession(claims)
     plan = session.plan()  # resolving loads the model (not timed)
+    reset_peak()
     start = time.perf_counter()
     planned = execute(plan, session.models)
     planned_s = time.perf_counter() - start
+    peak_mb = peak_rss_mb()
 
     alone, executor = Execution(), Executor(session.models)  # the same loaded model
     per_run: dict = {}
@@ -118,6 +164,8 @@ def bench_claims(model: str, n_prompts: int, random_heads: int, claims_file: str
         "groups": len(plan.groups),
         "runs": len(keys),
         "planned_s": planned_s,
+        # resident memory: its peak while the planned runs were generated (model loaded before)
+        "peak_rss_mb": round(peak_mb, 1),
         "arm_by_arm_s": arm_by_arm_s,
         "speedup": arm_by_arm_s / planned_s,
         "identical": not mismatched,

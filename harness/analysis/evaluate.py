@@ -20,6 +20,7 @@ from html import escape
 from harness.claims.execute import Backend
 from harness.claims.family import CORRECTIONS
 from harness.claims.result import ClaimResult
+from harness.claims.run_cache import RunCache
 from harness.claims.session import ClaimSession
 from harness.claims.spec import Claim
 from harness.core.errors import UserError
@@ -85,12 +86,14 @@ def evaluate(
     dtype: str = "float32",
     batch_size: int | str | None = None,
     backend: Backend | None = None,
+    cache: bool = True,
 ) -> Findings:
     """Evaluate ``claims`` as one family (p-values corrected across all of them) and return the
     :class:`Findings`. ``model_paths`` maps a model name to a weights directory (as
     ``--model NAME=PATH``); ``progress`` gets one line per generated group and evaluated claim;
     ``device``, ``dtype``, ``batch_size`` and ``backend`` place the runs as the plugin's
-    ``--device``, ``--dtype``, ``--batch-size`` and ``--backend`` do."""
+    ``--device``, ``--dtype``, ``--batch-size`` and ``--backend`` do; ``cache=False`` generates every
+    run instead of reading the run cache (:mod:`harness.claims.run_cache`), as ``--no-cache``."""
     claims = list(claims)
     if correction not in CORRECTIONS:
         raise UserError(f"correction {correction!r}: must be one of {', '.join(CORRECTIONS)}")
@@ -110,6 +113,7 @@ def evaluate(
         dtype=dtype,
         batch_size=batch_size,
         backend=backend,
+        cache=RunCache.default() if cache else None,
     )
     by_id = session.results()
     results = [by_id[c.id] for c in claims]

@@ -32,7 +32,7 @@ from harness.claims.examples import changes_text
 from harness.core.errors import UserError
 from harness.core.outputs import Staging, run_child
 from harness.findings.schema import load_document
-from harness.report.browser import check_report
+from harness.report.browser import WIDTHS, check_report
 from harness.report.markdown import write_report
 from harness.report.text import cell, decisive_text, verdict_tally, warning_codes
 
@@ -165,6 +165,7 @@ def screenshot(out: str, job: str, shown: str | None = None) -> bool | None:
     html, png = os.path.join(out, "evidence.html"), os.path.join(out, "evidence.png")
     try:
         view = check_report(html)
+        narrow = check_report(html, width=WIDTHS[1])  # the summary must fit half a laptop screen too
     except UserError as exc:
         print(f"{job}: no screenshot: {exc}", flush=True)
         return None
@@ -172,6 +173,12 @@ def screenshot(out: str, job: str, shown: str | None = None) -> bool | None:
         print(f"{job}: no screenshot: the browser failed: {exc}", file=sys.stderr, flush=True)
         return None
     view.save_screenshot(png)
+    fits = view.tables_fit and narrow.summary_fits
+    print(
+        f"{view.browser}: the tables {'fit' if fits else 'do NOT fit'} the window (summary {view.summary_right:.0f} px, "
+        f"results {view.results_right:.0f} px at {WIDTHS[0]}; summary {narrow.summary_right:.0f} px at {WIDTHS[1]})",
+        flush=True,
+    )
     seen = sum(r.visible for r in view.rows)
     where = (
         os.path.join(shown, "evidence.png") if shown else png

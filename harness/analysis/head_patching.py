@@ -60,11 +60,10 @@ def run_patching(
     src = capture_source(
         handle, sources, sorted(patch.by_layer()), MODES[patch.mode].needs, prompt_format=prompt_format
     )
-    chunks = -(-len(targets) * gen_cfg.samples // gen_cfg.batch_size)
     results = {}
     for label, hooks in (("baseline", baseline_hooks(patch)), ("patched", patch_hooks(handle, patch, src))):
         status(f"generating {label}: {len(targets)} prompts × {gen_cfg.samples} samples × {gen_cfg.max_tokens} tokens")
-        tick, close = progress(chunks * gen_cfg.max_tokens, label)
+        tick, close = progress(len(targets) * gen_cfg.samples * gen_cfg.max_tokens, label)
         try:
             results[label] = generate(
                 handle,

@@ -36,7 +36,12 @@ def data_warnings(
     - ``inert``: the patch left every generation token-for-token unchanged (for a ``versus``
       claim: neither condition changed any), so the claim is about a patch that did nothing at
       these settings (the seed's identical deltas). Not raised for an equivalence claim without
-      ``versus`` (e.g. the identity sanity claim), where no change is the expected outcome.
+      ``versus`` (e.g. the identity sanity claim), where no change is the expected outcome;
+    - ``degenerate``: more than half of the paired differences are exactly 0 (ties). The t and
+      TOST tests then see a few values in a sea of zeros (19 zeros and one 0.001 give a TOST p of
+      1e-17, a variance of nearly 0 read as certainty); the sign test drops the ties and rests on
+      the few prompts left. The p is computed as specified, but it is not a measure of evidence
+      as printed: read the counts and the effect.
 
     Verdicts are not changed: a warning says how to read "not supported" (uninformative data,
     not evidence of no effect) and that an equivalence found here may only show that both
@@ -47,7 +52,24 @@ def data_warnings(
         _bound_warnings(c, metric, compared, patched)
         + _inert_warning(c, len(delta), text_changed or {})
         + _untestable_warning(c, delta, alternative)
+        + _degenerate_warning(delta)
     )
+
+
+DEGENERATE_SHARE = 0.5  # share of exactly-zero paired differences above which the p is flagged
+
+
+def _degenerate_warning(delta: np.ndarray) -> list[dict]:
+    """``degenerate``: most paired differences are exactly 0."""
+    n = len(delta)
+    zeros = int(np.sum(delta == 0))
+    if n == 0 or zeros / n <= DEGENERATE_SHARE:
+        return []
+    message = (
+        f"{zeros}/{n} paired differences are exactly 0: the test rests on the {n - zeros} that are not, and its "
+        f"p is not meaningful as printed (no spread reads as certainty); read the effect and the up/down counts"
+    )
+    return [_warning(DataWarning.DEGENERATE, message)]
 
 
 def exploratory_warning(record: dict | None) -> list[dict]:

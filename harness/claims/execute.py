@@ -20,7 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.claims.plan import Group, Plan, RunKey, RunSpec
+from harness.claims.run_cache import RunCache, run_key
+from harness.core.memory import give_back
+from harness.core.progress import progress_bar
 from harness.metrics.next_token import keyword_tracks
+from harness.model.device import default_memory_budget
 from harness.model.store import ModelStore
 from harness.patch import interventions
 from harness.patch.hooks import PatchConfig, identity_pattern_hooks, patch_hooks
@@ -101,49 +105,93 @@ def execute(
     planned: bool = True,
     backend: Backend | None = None,
     progress: Progress | None = None,
+    cache: RunCache | None = None,
+    max_memory: int | None = None,
 ) -> Execution:
     """Every run of ``plan`` (see the module docstring); ``backend`` generates the groups elsewhere
-    (any run it did not bring back is generated here, alone)."""
-    executor = Executor(models, progress)
-    if backend is not None:
+    (any run it did not bring back is generated here, alone). With a ``cache``
+    (:mod:`harness.claims.run_cache`), runs stored there are read instead of generated and the
+    runs generated are stored. ``max_memory``: the memory budget (bytes) of :class:`Executor`."""
+    executor = Executor(models, progress, max_memory)
+    from_cache, keys = Execution(), {}
+    if cache is not None:
+        keys = executor.look_up(plan, cache, from_cache)
+        plan = _without(plan, from_cache)
+    if not plan.groups:
+        done = Execution()
+    elif backend is not None:
         done = backend.generate(plan, models)
     elif planned:
         done = executor.planned(plan)
     else:
         done = Execution()
     for run in plan.runs:
-        if run.key not in done:
+        if run.key not in done and run.key not in from_cache:
             executor.alone(run, done)
+    if cache is not None:
+        for run in plan.runs:
+            key = keys.get(run.key)
+            if key is not None and run.key in done.runs and run.key not in from_cache.runs:
+                cache.put(key, done.runs[run.key])
+        done.merge(from_cache)
+        if progress:
+            for line in cache.problems:
+                progress(line)
+            cache.problems.clear()
     return done
+
+
+def _without(plan: Plan, cached: Execution) -> Plan:
+    """The plan's groups with the cached arms left out; a group whose runs are all cached goes."""
+    groups = []
+    for g in plan.groups:
+        arms = tuple(a for a in g.arms if a.key not in cached)
+        if arms or g.baseline.key not in cached:
+            groups.append(Group(g.baseline, arms))
+    return Plan(tuple(groups))
 
 
 class Executor:
     """Generates runs on the store's models, capturing each source activation once."""
 
-    def __init__(self, models: ModelStore, progress: Progress | None = None) -> None:
+    def __init__(self, models: ModelStore, progress: Progress | None = None, max_memory: int | None = None) -> None:
+        """``max_memory``: the memory budget in bytes that sizes each group's batches of arms
+        (:func:`harness.run.shared.budget_rows`; default: the machine's,
+        :func:`harness.model.device.default_memory_budget`)."""
         self.models = models
         self.progress = progress
+        self.max_memory = max_memory
         self._sources: dict[SourceKey, SourceActivations] = {}
+        self._track_cache: dict[str, dict] = {}
 
     def planned(self, plan: Plan) -> Execution:
         """Each group's baseline once, its arms sharing the layers below their patches."""
         done = Execution()
         self._capture_together(plan)
+        last_use = self._last_use(plan)
         for k, group in enumerate(plan.groups, 1):
+            self._forget_sources(last_use, k - 1)  # sources no later group reads
             arms = [a for a in group.arms if a.key not in done]
             if not arms:  # nothing to share: the baseline alone
-                self.alone(group.baseline, done)
+                if group.baseline.key not in done:
+                    self.alone(group.baseline, done)
                 done.sharing.append([])
                 continue
             start = time.perf_counter()
+            k0 = group.baseline.key
+            rows = len(k0.prompts) * k0.generation.samples * k0.generation.max_tokens
+            bar = progress_bar(
+                rows * (1 + len(arms)), f"runs {k}/{len(plan.groups)} {k0.target}", "tokens", line=self.progress
+            )
             try:
-                shares = self._group(group, arms, done)
+                shares = self._group(group, arms, done, bar.update)
             except Exception:  # e.g. a user's intervention failing: its runs are then generated
                 done.sharing.append([])  # alone, and each claim reports its own error
                 continue
+            finally:
+                bar.close()
             done.sharing.append(shares)
             if self.progress:
-                k0 = group.baseline.key
                 diverged = np.mean([s["diverged"] for s in shares if s["layer"] > 0] or [0.0])
                 self.progress(
                     f"runs {k}/{len(plan.groups)}: {k0.model} {k0.target}, baseline + {len(arms)} arms, "
@@ -152,7 +200,52 @@ class Executor:
                 )
         return done
 
-    def _group(self, group: Group, arms: list[RunSpec], done: Execution) -> list[dict[str, Any]]:
+    def look_up(self, plan: Plan, cache: RunCache, into: Execution) -> dict[RunKey, dict]:
+        """Each run's cache key (runs that cannot be cached have none); the runs stored in
+        ``cache`` put ``into`` the execution."""
+        keys: dict[RunKey, dict] = {}
+        for run in plan.runs:
+            try:
+                handle = self.models(run.key.model)
+                key = run_key(run, handle, self._tracks(handle))
+            except Exception:  # a model that fails to load, a mode not registered: generating reports it
+                key = None
+            if key is None:
+                cache.stats.uncacheable += 1
+                continue
+            keys[run.key] = key
+            found = cache.get(key)
+            if found is not None:
+                into.runs[run.key] = found
+        if self.progress and into.runs:
+            self.progress(f"runs: {len(into.runs)} of {len(plan.runs)} read from the run cache ({cache.root})")
+        return keys
+
+    def _tracks(self, handle: Any) -> dict:
+        if handle.name not in self._track_cache:
+            self._track_cache[handle.name] = keyword_tracks(handle.tokenizer)
+        return self._track_cache[handle.name]
+
+    def _last_use(self, plan: Plan) -> dict[SourceKey, int]:
+        """Each source the plan's patches read: the index (from 1) of the last group that reads it."""
+        last: dict[SourceKey, int] = {}
+        for k, group in enumerate(plan.groups, 1):
+            for run in group.arms:
+                if run.key.kind in ("patched", "path"):
+                    last[self._source_key(run)] = k
+        return last
+
+    def _forget_sources(self, last_use: dict[SourceKey, int], finished: int) -> None:
+        """Drop the source activations no group after ``finished`` reads, and give the memory back
+        (a run generated alone afterwards, e.g. after its group failed, captures them again)."""
+        gone = [sk for sk in self._sources if last_use.get(sk, 0) <= finished]
+        for sk in gone:
+            del self._sources[sk]
+        give_back()
+
+    def _group(
+        self, group: Group, arms: list[RunSpec], done: Execution, progress: Callable[[int], None]
+    ) -> list[dict[str, Any]]:
         key = group.baseline.key
         handle = self.models(key.model)
         base, results, shares = generate_arms(
@@ -161,7 +254,9 @@ class Executor:
             key.generation,
             [Arm(self.hooks(a), group.shared_layers(a)) for a in arms],
             baseline_hooks=self.hooks(group.baseline),
-            track=keyword_tracks(handle.tokenizer),
+            track=self._tracks(handle),
+            progress=progress,
+            memory_budget=self.max_memory or default_memory_budget(self.models.placement.device),
         )
         done.runs.setdefault(key, base)
         for a, r in zip(arms, results, strict=True):
@@ -175,7 +270,7 @@ class Executor:
             handle = self.models(key.model)
             # every run records the model-side keyword metrics (computed only when a run is generated)
             done.runs[key] = generate(
-                handle, key.prompts, key.generation, hooks=self.hooks(run), track=keyword_tracks(handle.tokenizer)
+                handle, key.prompts, key.generation, hooks=self.hooks(run), track=self._tracks(handle)
             )
         except Exception as exc:
             done.failures[key] = RunFailure(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6))
@@ -193,6 +288,7 @@ class Executor:
                 heads=key.heads,
                 hook_points=key.hook_points or (),
                 available=tuple(handle.hooked.hook_dict),
+                params=dict(key.intervention_params),
             )
         patch = PatchConfig(key.heads, key.patch_mode, key.alignment)
         source = self._source(self._source_key(run))

@@ -42,7 +42,10 @@ FIELD_HELP = {
     "random_heads": "K random heads of the same layers as a control (at most 1000)",
     "statistic": "`mean` (sign-flip test, bootstrap CI) or `sign` (exact sign test, median): decides the verdict",
     "versus": "a table overriding heads / patch_mode / source / receivers: the claim is about the difference",
-    "intervention": "instead of patch_mode/source: a registered intervention",
+    "intervention": "instead of patch_mode/source: a registered intervention, by name or as a table with "
+    'its parameters, `{name = "steer", scale = 4}`',
+    "intervention_params": "the intervention's parameters (written in the `intervention` table), passed to its "
+    "function as keywords",
     "hook_points": 'where a non-per-head intervention acts, e.g. `["blocks.3.hook_resid_post"]`',
     "ablations": "test necessity under several ablations (`zero`, `mean`, `resample`): supported only under all",
     "criterion": "circuit claims: `faithful`, `minimal` or `complete`",

@@ -11,4 +11,11 @@ def patch_label(claim: dict) -> str:
     if claim.get("intervention") is None:
         return str(claim.get("patch_mode", ""))
     at = ", ".join(map(str, claim.get("hook_points") or ()))
-    return f"intervention {claim['intervention']}" + (f" at {at}" if at else "")
+    return f"intervention {intervention_text(claim)}" + (f" at {at}" if at else "")
+
+
+def intervention_text(claim: dict) -> str:
+    """``NAME`` or ``NAME(scale=4, ...)``: the intervention with the parameters the claim gives it."""
+    params = claim.get("intervention_params") or {}
+    inner = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{claim['intervention']}({inner})" if params else str(claim["intervention"])

@@ -25,6 +25,7 @@ class DataWarning(StrEnum):
     INERT = "inert"  # the patch left every generation token for token unchanged
     UNTESTABLE = "untestable"  # no outcome of these data could support the claim at this n
     EXPLORATORY = "exploratory"  # evaluated on prompts that selected it: not a confirmation
+    DEGENERATE = "degenerate"  # most paired differences are exactly 0: the printed p is not meaningful
 
 
 def mde_text(effect: dict) -> str:

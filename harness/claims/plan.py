@@ -42,6 +42,7 @@ class RunKey:
     alignment: str = ""
     receivers: str = ""
     intervention: str | None = None
+    intervention_params: tuple[tuple[str, bool | int | float | str], ...] = ()  # sorted (name, value) pairs
     hook_points: tuple[str, ...] | None = None
     source_prompts: tuple[str, ...] = ()  # a resample ablation's drawn sources (other patches: the set's first)
 

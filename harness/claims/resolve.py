@@ -235,7 +235,14 @@ def _run_spec(
             eager = interventions.eager_layers(points)
             return RunSpec(replace(base, eager=eager), eager)
         touched = tuple(sorted({layer for layer, _ in heads} | {hook_layer(p) for p in points}))
-        key = replace(base, kind="intervention", heads=heads, intervention=c.intervention, hook_points=c.hook_points)
+        key = replace(
+            base,
+            kind="intervention",
+            heads=heads,
+            intervention=c.intervention,
+            intervention_params=tuple(sorted((c.intervention_params or {}).items())),
+            hook_points=c.hook_points,
+        )
         return RunSpec(key, touched)
     own = PatchConfig(heads, c.patch_mode, c.alignment)
     if cond is None:

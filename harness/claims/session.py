@@ -23,8 +23,9 @@ from harness.claims.plan import Plan, make_plan
 from harness.claims.registry import preregistration
 from harness.claims.resolve import ResolvedClaim, Resolver, Unresolved
 from harness.claims.result import ClaimResult, progress_line
+from harness.claims.run_cache import RunCache
 from harness.claims.spec import Claim
-from harness.model.device import parse_batch_size, placement
+from harness.model.device import parse_batch_size, parse_memory, placement
 from harness.model.store import ModelStore
 
 
@@ -47,6 +48,8 @@ class ClaimSession:
         backend: Backend | None = None,
         models: ModelStore | None = None,
         subset_of: int | None = None,
+        cache: RunCache | None = None,
+        max_memory: int | str | None = None,
     ) -> None:
         """``device``/``dtype``: where and in what precision every model runs (checked here, before
         any work); ``batch_size``: rows per forward pass for every run (an integer or ``"auto"``;
@@ -55,7 +58,10 @@ class ClaimSession:
         from ``model_paths``, ``device`` and ``dtype``); ``planned``: generate each group's runs
         with shared lower layers (False: every run alone); ``subset_of``: the size of the family
         these claims were selected from, when they are a strict subset of it
-        (:func:`harness.claims.family.correct_family`)."""
+        (:func:`harness.claims.family.correct_family`); ``cache``: the run cache to read runs
+        from and store them in (:mod:`harness.claims.run_cache`; None: every run generated);
+        ``max_memory``: the memory budget that sizes the batches of arms (bytes or ``"4GB"``;
+        None: half the machine's memory, :func:`harness.model.device.default_memory_budget`)."""
         self.models = models or ModelStore(model_paths, placement(device, dtype))
         self.resolver = Resolver(self.models, parse_batch_size(batch_size))
         self.claims = list(claims)
@@ -66,6 +72,8 @@ class ClaimSession:
         self.progress = progress  # called with one line per generated group and per evaluated claim
         self.planned = planned
         self.backend = backend
+        self.cache = cache
+        self.max_memory = parse_memory(max_memory)
         self.execution: Execution | None = None
         self._resolved: dict[str, ResolvedClaim | Unresolved] | None = None
         self._results: dict[str, ClaimResult] | None = None
@@ -100,7 +108,15 @@ class ClaimSession:
 
     def run_plan(self, plan: Plan) -> Execution:
         """Generate the plan's runs (planned or arm by arm, here or on the backend)."""
-        done = execute(plan, self.models, planned=self.planned, backend=self.backend, progress=self.progress)
+        done = execute(
+            plan,
+            self.models,
+            planned=self.planned,
+            backend=self.backend,
+            progress=self.progress,
+            cache=self.cache,
+            max_memory=self.max_memory,
+        )
         if self.execution is None:
             self.execution = done
         else:

@@ -164,6 +164,7 @@ class Claim(SamplingSettings):
     statistic: Statistic = "mean"
     versus: Condition | None = None
     intervention: str | None = None
+    intervention_params: dict[str, bool | int | float | str] | None = None
     hook_points: tuple[str, ...] | None = None
     ablations: tuple[str, ...] | None = None
     criterion: Criterion = "faithful"
@@ -178,9 +179,7 @@ class Claim(SamplingSettings):
     def __init__(self, **data: Any) -> None:
         where = f"{_WHERE.get()}: " if _WHERE.get() else ""
         cid = data.get("id", "?")
-        for name in ("hook_points", "ablations"):
-            if isinstance(data.get(name), list):  # a TOML array
-                data = {**data, name: tuple(data[name])}
+        data = _tables_read(data, cid)
         kind = data.get("kind", "patch")
         if kind not in KINDS:
             _fail(cid, "kind", kind, f"must be one of {', '.join(KINDS)}", _WHERE.get())
@@ -296,7 +295,7 @@ class Claim(SamplingSettings):
         d = self.row()
         if self.versus is not None:
             d["versus"] = self.versus.to_dict()
-        for name in ("intervention", "hook_points", "ablations"):
+        for name in ("intervention", "intervention_params", "hook_points", "ablations"):
             if d[name] is None:
                 del d[name]
         if not d["selected_on"]:  # a claim without a discovery record: as before the field existed
@@ -345,6 +344,7 @@ ROW_ORDER = (
     "statistic",
     "versus",
     "intervention",
+    "intervention_params",
     "hook_points",
     "ablations",
     "criterion",
@@ -356,6 +356,27 @@ ROW_ORDER = (
     "selected_on",
 )
 assert set(ROW_ORDER) == set(Claim.model_fields), "ROW_ORDER must list every Claim field"
+
+
+def _tables_read(data: dict[str, Any], cid: str) -> dict[str, Any]:
+    """A TOML row's arrays as tuples, and ``intervention = {name = "steer", scale = 4}`` as the
+    intervention's name and its ``intervention_params``."""
+    for name in ("hook_points", "ablations"):
+        if isinstance(data.get(name), list):  # a TOML array
+            data = {**data, name: tuple(data[name])}
+    if isinstance(data.get("intervention"), dict):
+        table = dict(data["intervention"])
+        name = table.pop("name", None)
+        if not isinstance(name, str) or "intervention_params" in data:
+            _fail(
+                cid,
+                "intervention",
+                data["intervention"],
+                'a table names the intervention and its parameters: {name = "steer", scale = 4}',
+                _WHERE.get(),
+            )
+        data = {**data, "intervention": name, "intervention_params": table or None}
+    return data
 
 
 def _fail(claim_id: str, field_name: str, value: object, problem: str, path: str) -> NoReturn:
@@ -601,6 +622,9 @@ def _validate_intervention(c: Claim, path: str) -> None:
     if c.versus is not None:
         fail("versus", c.versus, "an intervention claim cannot have a versus condition (compare two claims instead)")
     (_validate_per_head if iv.per_head else _validate_hook_points)(c, iv.name, fail)
+    problem = iv.parameter_problem(c.intervention_params or {})
+    if problem:
+        fail("intervention", c.to_dict().get("intervention_params"), problem)
     if c.source and c.source not in emotions() and c.source != c.target:
         fail(
             "source",

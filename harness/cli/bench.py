@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from harness.analysis.bench import (
     bench_attribution,
+    bench_cache,
     bench_claims,
     bench_generation,
     bench_precision,
@@ -78,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--random-heads", type=int, default=2)
     cl.add_argument("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
     cl.add_argument("--json", action="store_true")
+    ca = sub.add_parser(
+        "cache", help="the shipped claims cold (runs generated, stored) vs warm (read from the run cache)"
+    )
+    ca.add_argument("--model", default="smollm2-135m")
+    ca.add_argument(
+        "--n-prompts", type=int, default=None, help="at most this many prompts per claim (default: the claims')"
+    )
+    ca.add_argument("--claims", default=None, help="claims TOML file (default causal_tests/claims.toml)")
+    ca.add_argument("--json", action="store_true")
     d = sub.add_parser("distributed", help="the same claims in this process and on Ray actors")
     d.add_argument("--model", default="tiny-gpt2")
     d.add_argument("--workers", type=int, default=2)
@@ -131,6 +141,16 @@ def _claims(args: argparse.Namespace) -> Result:
     return res, (
         f"planned {res['planned_s']:.1f} s, arm by arm {res['arm_by_arm_s']:.1f} s, "
         f"speedup {res['speedup']:.2f}x, identical: {str(res['identical']).lower()}"
+    )
+
+
+def _cache(args: argparse.Namespace) -> Result:
+    if args.n_prompts is not None and args.n_prompts < 2:
+        raise UserError(f"--n-prompts {args.n_prompts}: must be >= 2")
+    res = bench_cache(args.model, args.n_prompts, args.claims)
+    return res, (
+        f"cold {res['cold_s']:.1f} s, warm {res['warm_s']:.2f} s ({res['warm_share']:.1%} of cold), "
+        f"identical: {str(res['identical']).lower()}"
     )
 
 
@@ -196,6 +216,7 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "attribution": _attribution,
     "sweep-scaling": _sweep_scaling,
     "claims": _claims,
+    "cache": _cache,
     "distributed": _distributed,
     "precision": _precision,
 }

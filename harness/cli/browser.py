@@ -2,7 +2,8 @@
 
     causal-heads browser reports/evidence.html --screenshot reports/evidence.png
 
-Exit 0 when every claim's summary row is visible, 1 when one is not, 2 without Chromium or report;
+Exit 0 when every claim's summary row is visible and the tables fit the window (both at 1,280 px,
+the summary at 800 px), 1 when not, 2 without Chromium or report;
 see :mod:`harness.report.browser`.
 """
 
@@ -12,7 +13,7 @@ import argparse
 
 from harness.core.errors import UserError, run_cli
 from harness.core.results import check_writable
-from harness.report.browser import check_report
+from harness.report.browser import WIDTHS, check_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         view.save_screenshot(args.screenshot)
     print(f"{view.browser}: {args.report} at {view.viewport[0]}x{view.viewport[1]}")
+    narrow = check_report(args.report, timeout=args.timeout, width=WIDTHS[1])
+    fits = view.tables_fit and narrow.summary_fits
+    print(
+        f"  widths: summary {view.summary_right:.0f} px and results table {view.results_right:.0f} px at "
+        f"{WIDTHS[0]} px; summary {narrow.summary_right:.0f} px at {WIDTHS[1]} px: "
+        + ("both fit" if fits else "NOT fitting")
+    )
     for r in view.rows:
         state = (
             "visible"
@@ -45,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  results table drawn by pytest-html's script: {len(view.results_rows)} rows")
     if not view.rows:
         print("no summary table rows on the page")
-    return 0 if view.all_visible else 1
+    return 0 if view.all_visible and narrow.all_visible and fits else 1
 
 
 if __name__ == "__main__":

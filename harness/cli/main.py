@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "baseline vs head-ablated generations, side by side"),
     "metrics": ("metrics", "list the metrics, or score texts with one"),
     "prompts": ("prompts", "list the prompt sets with their token lengths"),
+    "cache": ("cache", "the run cache: where it is and what it holds (info), or empty it (clear)"),
     "browser": ("browser", "open an evidence report in headless Chromium and check every claim row is visible"),
 }
 

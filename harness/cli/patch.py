@@ -67,7 +67,7 @@ def _progress(total: int, label: str) -> tuple[Any, Callable[[], None]]:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="step", file=sys.stderr)
+    bar = tqdm(total=total, desc=label, unit="tok", file=sys.stderr)
     return bar.update, bar.close
 
 

@@ -7,7 +7,7 @@ import argparse
 
 from harness.core.errors import UserError
 from harness.distributed.ray_backend import RayBackend
-from harness.model.device import merged_placement
+from harness.model.device import merged_placement, parse_memory
 
 
 def add_placement_options(ap: argparse.ArgumentParser, *, batch: bool = True, backend: bool = False) -> None:
@@ -20,6 +20,8 @@ def add_placement_options(ap: argparse.ArgumentParser, *, batch: bool = True, ba
         g.add_argument("--backend", default=None, choices=("local", "ray"), help="where runs are generated")
         g.add_argument("--ray-address", default=None, help="auto or HOST:PORT of a Ray cluster (--backend ray)")
         g.add_argument("--workers", type=int, default=None, help="Ray actors, each holding the model (--backend ray)")
+        g.add_argument("--no-cache", action="store_true", help="generate every run instead of reading the run cache")
+        g.add_argument("--max-memory", default=None, metavar="SIZE", help="memory budget for batches of runs, e.g. 4GB")
 
 
 def placement_kwargs(args: argparse.Namespace, defaults: dict | None = None) -> dict:
@@ -31,10 +33,12 @@ def placement_kwargs(args: argparse.Namespace, defaults: dict | None = None) -> 
 def forwarded_pytest_options(args: argparse.Namespace) -> list[str]:
     """The placement options as pytest options (for the commands that run claims through pytest)."""
     out: list[str] = []
-    for name in ("device", "dtype", "batch_size", "backend", "ray_address", "workers"):
+    for name in ("device", "dtype", "batch_size", "backend", "ray_address", "workers", "max_memory"):
         value = getattr(args, name, None)
         if value is not None:
             out += ["--" + name.replace("_", "-"), str(value)]
+    if getattr(args, "no_cache", False):
+        out.append("--no-cache")
     return out
 
 
@@ -42,6 +46,7 @@ def check_placement(args: argparse.Namespace) -> dict:
     """Everything the placement options say, checked before any work: the device and dtype, the
     batch size, and a Ray cluster's address. Returns :func:`placement_kwargs`."""
     place = placement_kwargs(args)
+    parse_memory(getattr(args, "max_memory", None))  # a bad size: exit 2 before anything runs
     backend = getattr(args, "backend", None)
     if backend == "ray":
         RayBackend.from_options(args.ray_address, args.workers)

@@ -203,6 +203,7 @@ class ClaimFields(_Section):
     split: Literal["all", "discovery", "confirmation"] = "all"  # recorded when not all
     versus: VersusRecord | None = None
     intervention: str | None = None
+    intervention_params: dict[str, bool | int | float | str] | None = None
     hook_points: list[str] | None = None
     ablations: list[str] | None = None
     criterion: Literal["faithful", "minimal", "complete"] | None = None  # circuit claims
@@ -270,6 +271,7 @@ class FindingsDocument(_Section):
 # fields a claim record holds only for some kinds of claim (interventions; path claims; a split)
 _OPTIONAL_CLAIM_FIELDS = (
     "intervention",
+    "intervention_params",
     "hook_points",
     "kind",
     "senders",

@@ -12,6 +12,7 @@ the model's arithmetic.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,13 +104,15 @@ def free_memory_bytes(device: str) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def bytes_per_row(shape: Any, vocab: int, positions: int, dtype: str) -> int:
-    """Memory one generation row holds at its peak: every layer's keys and values over
+def bytes_per_row(shape: Any, vocab: int, positions: int, dtype: str, layers: int | None = None) -> int:
+    """Memory one generation row holds at its peak: the keys and values of ``layers`` layers
+    (default every layer; a planned arm caches only those above its shared ones) over
     ``positions`` (doubled: the cache grows into spare room), the prefill's activations (a few
     ``d_model``/MLP-wide tensors per position) and the step's logits, log-probs, sampling
     probabilities and random draws (float32, the vocabulary wide)."""
     width = _WIDTH[dtype]
-    kv = 2 * 2 * shape.n_layers * shape.n_kv_heads * shape.d_head * positions * width
+    n_layers = shape.n_layers if layers is None else layers
+    kv = 2 * 2 * n_layers * shape.n_kv_heads * shape.d_head * positions * width
     activations = 12 * max(shape.d_model, shape.n_heads * shape.d_head) * positions * width
     attention = 2 * shape.n_heads * positions * positions * 4
     return kv + activations + attention + 6 * vocab * 4
@@ -149,3 +152,62 @@ def merged_placement(flags: dict[str, Any], defaults: dict[str, Any] | None = No
     if batch:
         out["batch_size"] = parse_batch_size(pick("batch_size"))
     return out
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+}
+MIN_MEMORY = 2**28  # 256 MB: below it no model of ours loads, and a budget is surely a typo
+
+
+def parse_memory(value: str | int | None) -> int | None:
+    """``--max-memory``: ``4GB``, ``512MB``, ``1.5g`` or a byte count (binary units) -> bytes; None: not given."""
+    number: float | None
+    if value is None or isinstance(value, int):
+        number, unit = value, ""
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise UserError(f"--max-memory {value!r}: give a size such as 4GB, 512MB or 1.5GB")
+        number, unit = float(m.group(1)), m.group(2).lower()
+    if number is None:
+        return None
+    size = int(number * _UNITS[unit])
+    if size < MIN_MEMORY:
+        raise UserError(f"--max-memory {value!r}: at least 256MB")
+    return size
+
+
+def default_memory_budget(device: str) -> int:
+    """The budget when ``--max-memory`` is not given: half the host's memory on the CPU (the rest
+    for the system and other work), 90% of the GPU's on a GPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        _free, total = torch.cuda.mem_get_info(torch.device(device))
+        return int(total * 0.9)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def memory_in_use(device: str) -> int:
+    """What this process holds now where the runs' tensors live: the GPU's allocated memory, or
+    the resident set on the CPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.memory_allocated(torch.device(device)))
+    from harness.core.memory import rss_mb
+
+    return int(rss_mb() * 2**20)

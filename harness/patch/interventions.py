@@ -28,12 +28,19 @@ later decode steps see its effect through the KV cache). It must return a tensor
 activation's shape (or ``None`` after editing in place, as TransformerLens allows); a
 different shape is an error naming the intervention, the hook point and both shapes. A result
 of another dtype is cast back to the activation's.
+
+Parameters: a function with keyword parameters after ``(activation, hook)`` (``def steer(resid,
+hook, scale=1.0)``) takes them from the claim, ``intervention = {name = "steer", scale = 4}``,
+so one registration serves a sweep of values; a parameter the function does not take (or one
+it needs and is not given) is refused when the claim is read, naming the function's parameters.
+Each set of values is a run of its own (and a key of its own in the run cache).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +71,22 @@ class Intervention:
     @property
     def origin(self) -> str:
         return origin(self.fn)
+
+    def parameter_problem(self, params: Mapping[str, object]) -> str | None:
+        """Why ``fn(activation, hook, **params)`` cannot be called (None: it can): a parameter the
+        function does not take, or one it needs that is not given."""
+        try:
+            signature = inspect.signature(self.fn)
+        except (TypeError, ValueError):  # a callable without a signature: its call will say
+            return None
+        try:
+            signature.bind(None, None, **params)
+        except TypeError as exc:
+            takes = [p for p in list(signature.parameters)[2:]]
+            return f"intervention {self.name!r} ({self.origin}): {exc}; its parameters: " + (
+                ", ".join(takes) if takes else "none (it takes only the activation and the hook)"
+            )
+        return None
 
 
 INTERVENTIONS: dict[str, Intervention] = {}
@@ -132,11 +155,17 @@ def intervention_hooks(
     heads: Sequence[tuple[int, int]] = (),
     hook_points: Sequence[str] = (),
     available: Sequence[str] | None = None,
+    params: Mapping[str, object] | None = None,
 ) -> list[tuple[str, Callable]]:
     """The ``(hook_name, fn)`` pairs that apply intervention ``name``: at ``hook_points``, or
     (``per_head``) at each of ``heads``' slice of ``blocks.L.attn.hook_z``. ``available``: the
-    model's hook point names, to refuse a point the model does not have."""
+    model's hook point names, to refuse a point the model does not have. ``params``: keyword
+    arguments for the function (a claim's ``intervention = {name = "steer", scale = 4}``)."""
     iv = get_intervention(name)
+    kw = dict(params or {})
+    problem = iv.parameter_problem(kw)
+    if problem:
+        raise UserError(problem)
     if iv.per_head != bool(heads) or bool(heads) == bool(hook_points):
         need = "heads (it is per_head)" if iv.per_head else "hook_points (it is not per_head)"
         raise UserError(f"intervention {name!r} is applied at {need}")
@@ -147,7 +176,7 @@ def intervention_hooks(
     if not iv.per_head:
 
         def whole(act, hook):
-            return _checked(iv, hook.name, act, iv.fn(act, hook))
+            return _checked(iv, hook.name, act, iv.fn(act, hook, **kw))
 
         return [(point, whole) for point in hook_points]
 
@@ -159,7 +188,7 @@ def intervention_hooks(
         def hook(z, hook):
             z = z.clone()
             for h in layer_heads:
-                z[:, :, h] = _checked(iv, f"{hook.name}[head {h}]", z[:, :, h], iv.fn(z[:, :, h], hook))
+                z[:, :, h] = _checked(iv, f"{hook.name}[head {h}]", z[:, :, h], iv.fn(z[:, :, h], hook, **kw))
             return z
 
         return hook

@@ -43,7 +43,7 @@ from harness.core.limits import MAX_RANDOM_HEADS
 from harness.core.outputs import restore_sigterm, terminate_as_interrupt
 from harness.core.results import check_output_path, result_bytes
 from harness.findings.document import findings_document
-from harness.model.device import merged_placement
+from harness.model.device import merged_placement, parse_memory
 from harness.pytest_plugin.guards import (
     XDIST_REFUSAL,
     check_outputs,
@@ -103,6 +103,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtype", default=None, help="float32 (default), bfloat16 or float16: the models' precision")
     group.addoption("--batch-size", default=None, help="rows per forward pass: an integer or auto (default 128)")
     group.addoption(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget that sizes the batches of runs, e.g. 4GB (default: half the machine's; "
+        "the verdicts do not depend on it)",
+    )
+    group.addoption(
         "--backend",
         default="local",
         choices=("local", "ray"),
@@ -116,6 +123,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--ray-address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local one)")
     group.addoption("--workers", type=int, default=None, help="Ray actors, each holding the model (default 2)")
+    group.addoption(
+        "--no-cache",
+        action="store_true",
+        help="generate every run instead of reading the run cache (causal-heads cache info|clear; "
+        "$CAUSAL_HEADS_RUN_CACHE names its folder, or off)",
+    )
     group.addoption(
         "--findings",
         default=FINDINGS_DEFAULT,
@@ -179,6 +192,7 @@ def _placement(config: pytest.Config) -> dict:
             raise UserError(f"--random-heads {k}: must be in [0, {MAX_RANDOM_HEADS}]")
         flags = {key: config.getoption("--" + key.replace("_", "-")) for key in ("device", "dtype", "batch_size")}
         out = merged_placement(flags, profile_placement(config.getoption("--profile")))
+        out["max_memory"] = parse_memory(config.getoption("--max-memory"))
         backend = config.getoption("--backend")
         if config.getoption("--arm-by-arm"):
             if backend != "local":
@@ -495,6 +509,7 @@ def claim_session(config, claims):
             subset_of=family if family > len(claims) else None,
             rerun_options=rerun_options(config, paths),
             progress=lambda line: live_line(config, line),
+            cache=None if config.getoption("--no-cache") else harness.RunCache.default(),
             **run.placement,
         )
     return run.session

@@ -16,7 +16,9 @@ table (:func:`harness.report.html.summary_table`):
   (text was painted), and a ``supported`` verdict is drawn in the report's green.
 
 It also reads the results table that pytest-html's JavaScript draws (rows and verdict column),
-so a report whose script broke shows up as missing rows. The check returns a
+so a report whose script broke shows up as missing rows, and the tables' right edges and the
+page's width: at 1,280 px both tables must fit the window, at 800 px the summary
+(:data:`WIDTHS`; ``BrowserView.tables_fit`` / ``summary_fits``). The check returns a
 :class:`BrowserView`; the command prints the rows as the browser rendered them and exits 0 when
 all are visible, 1 when one is not, 2 on bad input (no such file, no Chromium, no Playwright).
 A browser that dies, never answers or a page that never finishes loading is a
@@ -39,6 +41,7 @@ from harness.core.results import atomic_write
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH = 1280
+WIDTHS = (1280, 800)  # a laptop window, and half of it: the summary must fit both, the results table the first
 MAX_HEIGHT = 6000
 
 # Measured in the page after load: every summary row's box, its verdict cell's box and what the
@@ -64,8 +67,13 @@ _MEASURE = r"""
     const tr = tb.querySelector('tr');
     return {cells: tr ? [...tr.cells].map(c => c.textContent.trim()) : []};
   });
+  const right = el => el ? el.getBoundingClientRect().right : 0;
+  const env = document.getElementById('environment');
   return {heads, rows, result_heads: rheads, results,
-          bottom: table ? table.getBoundingClientRect().bottom + window.scrollY : 0};
+          bottom: table ? table.getBoundingClientRect().bottom + window.scrollY : 0,
+          summary_right: right(table), results_right: right(document.getElementById('results-table')),
+          page_width: document.documentElement.scrollWidth,
+          environment_below: !!(env && table) && env.getBoundingClientRect().top > table.getBoundingClientRect().bottom};
 })()
 """
 
@@ -98,10 +106,24 @@ class BrowserView:
     rows: list[RenderedRow]
     results_rows: list[dict[str, str]]  # pytest-html's script-drawn results table
     screenshot: bytes
+    summary_right: float = 0.0  # right edge of the summary table (CSS px)
+    results_right: float = 0.0  # ... of pytest-html's results table (0: none on the page)
+    page_width: float = 0.0  # the page's scroll width: wider than the viewport = a horizontal scrollbar
+    environment_below: bool = False  # pytest-html's Environment block is below the summary table
 
     @property
     def all_visible(self) -> bool:
         return bool(self.rows) and all(r.visible for r in self.rows)
+
+    @property
+    def summary_fits(self) -> bool:
+        """The summary table ends inside the window (no column cut off or scrolled to)."""
+        return 0 < self.summary_right <= self.viewport[0]
+
+    @property
+    def tables_fit(self) -> bool:
+        """Both tables end inside the window and the page needs no horizontal scrolling."""
+        return self.summary_fits and self.results_right <= self.viewport[0] and self.page_width <= self.viewport[0]
 
     def save_screenshot(self, path: str) -> None:
         """Write the PNG atomically (an interrupted write leaves no half file)."""
@@ -250,4 +272,15 @@ def _view(
             )
         )
     results = [dict(zip(page["result_heads"], r["cells"])) for r in page["results"]]
-    return BrowserView(path=path, browser=version, viewport=viewport, rows=rows, results_rows=results, screenshot=png)
+    return BrowserView(
+        path=path,
+        browser=version,
+        viewport=viewport,
+        rows=rows,
+        results_rows=results,
+        screenshot=png,
+        summary_right=float(page.get("summary_right", 0.0)),
+        results_right=float(page.get("results_right", 0.0)),
+        page_width=float(page.get("page_width", 0.0)),
+        environment_below=bool(page.get("environment_below", False)),
+    )

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from harness.claims.examples import changes_text
+from harness.claims.label import intervention_text
 from harness.report.text import decisive_text, updown, warning_codes
 
 COLUMNS = (
@@ -22,9 +23,13 @@ COLUMNS = (
     "Text changed",
 )
 
+CLAIM_COLUMNS = ("Metric", "Direction", "Compared")  # the summary table's: what the claim asserts
+
 
 # Added to the summary section (pytest-html renders it unescaped; it is ours, not data): the
-# evidence is read in tables, so they get borders and wrap; verdicts and warnings stand out.
+# evidence is read in tables, so they get borders and wrap (both tables fit a 1,280 px window,
+# the summary an 800 px one: the browser check measures them); verdicts and warnings stand out;
+# a script moves the Environment block below the summary.
 STYLE = """<style>
 .claim-evidence { white-space: normal; font-family: Helvetica, Arial, sans-serif; font-size: 12px; }
 .claim-evidence table { border-collapse: collapse; margin: 6px 0; }
@@ -34,11 +39,24 @@ STYLE = """<style>
 .claim-evidence details { margin: 6px 0; }
 .logwrapper { max-height: 640px; }
 .claims-summary-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 12px; max-width: 100%; }
-.claims-summary-table th, .claims-summary-table td { border: 1px solid #bbb; padding: 2px 6px; text-align: left; color: #222; }
+.claims-summary-table th, .claims-summary-table td { border: 1px solid #bbb; padding: 2px 4px; text-align: left; color: #222;
+  overflow-wrap: anywhere; }
 td.verdict-supported { color: #1a7f37; font-weight: bold; }
 td.verdict-refuted, td.verdict-error { color: #cf222e; font-weight: bold; }
 td.verdict-not-supported { color: #6e5200; font-style: italic; }
-</style>"""
+body { min-width: 0; }  /* pytest-html's 800 px minimum and the body's margin overflow an 800 px window */
+#results-table td, #results-table th { overflow-wrap: anywhere; }
+.claim-evidence td { overflow-wrap: anywhere; }
+.claim-evidence table, img.forest { max-width: 100%; }
+</style>
+<script>
+/* the Environment block (pytest-html puts it first) after the summary: verdicts before versions */
+document.addEventListener("DOMContentLoaded", () => {
+  const summary = document.querySelector("div.summary");
+  const env = ["environment", "environment-header"].map(id => document.getElementById(id));
+  if (summary && env.every(Boolean)) { summary.after(env[0]); summary.after(env[1]); }
+});
+</script>"""
 
 
 def _fmt(x: Any, spec: str = ".4f") -> str:
@@ -50,7 +68,7 @@ def what_is_patched(c: dict) -> str:
     heads = str(c.get("heads") or c.get("senders") or "")
     if heads:
         return heads
-    return f"intervention {c['intervention']}" if c.get("intervention") else "—"
+    return f"intervention {intervention_text(c)}" if c.get("intervention") else "—"
 
 
 def summary_values(r: dict | None) -> list[str]:
@@ -85,14 +103,49 @@ def _breakable(text: str) -> str:
     return escape(text).replace("_", "_<wbr>").replace(",", ",<wbr>")
 
 
+def direction_text(c: dict) -> str:
+    """What the claim asserts of its metric: ``increase``, ``decrease`` or ``equivalent ±margin``
+    (a sign-test claim says so)."""
+    d = str(c.get("direction") or "—")
+    if d == "equivalent" and c.get("margin") is not None:
+        d += f" ±{c['margin']:g}"
+    return d + (" (median)" if c.get("statistic") == "sign" else "")
+
+
+_CONDITION = ("heads", "patch_mode", "source", "receivers")
+
+
+def compared_text(c: dict) -> str:
+    """What the claim compares: ``mode source → target`` against the baseline, a path's receivers,
+    a circuit, an intervention; a ``versus`` claim names what its other condition changes."""
+    if c.get("kind") == "circuit":
+        return f"circuit ({c.get('patch_mode') or 'mean'} ablation): {c.get('source')} vs {c.get('target')}"
+    if c.get("intervention"):
+        return f"intervention {intervention_text(c)} on {c.get('target')} vs baseline"
+    text = f"{c.get('patch_mode') or ''} {c.get('source')} → {c.get('target')}".strip()
+    if c.get("receivers"):
+        text += f" via {c['receivers']}"
+    versus = c.get("versus")
+    if not versus:
+        return text + " vs baseline"
+    own = {"heads": c.get("heads") or c.get("senders")} | {k: c.get(k) for k in _CONDITION[1:]}
+    changed = [f"{k.replace('_', ' ')} {v}" for k in _CONDITION if (v := versus.get(k)) and v != own.get(k)]
+    return f"{text} vs {', '.join(changed) or 'the same condition'}"
+
+
 def summary_table(results: list[dict]) -> str:
-    """The static summary table at the top of the report: one row per claim, in run order.
+    """The static summary table at the top of the report: one row per claim, in run order, with
+    what it claims (metric, direction, what is compared) beside its evidence.
 
     It is plain HTML (the results table below is drawn by pytest-html's JavaScript), so the
     verdicts are on the page, and in a screenshot of it, however the rows below are folded."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *COLUMNS))
+    head = "".join(f"<th>{escape(h)}</th>" for h in ("Claim", "Heads", *CLAIM_COLUMNS, *COLUMNS))
     body = "".join(
         f"<tr><td>{_breakable(r['claim']['id'])}</td><td>{_breakable(what_is_patched(r['claim']))}</td>"
+        + "".join(
+            f"<td>{_breakable(v)}</td>"
+            for v in (str(r["claim"].get("metric")), direction_text(r["claim"]), compared_text(r["claim"]))
+        )
         + "".join(cells_html(summary_values(r)))
         + "</tr>"
         for r in results

@@ -329,10 +329,10 @@ def _generate_chunk(
             if cfg.stop_at_eos:
                 done |= torch.isin(nxt, eos_ids)
             if progress:
-                progress(1)
+                progress(ids.shape[0])  # one token per row (a finished row's pad included)
             if bool(done.all()):
                 if progress:
-                    progress(cfg.max_tokens - step - 1)
+                    progress((cfg.max_tokens - step - 1) * ids.shape[0])
                 break
             inputs = nxt[:, None]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
@@ -387,8 +387,9 @@ def generate(
 
     ``track`` (optional) names token-id sets whose log-probability mass is recorded per
     generated token in ``Generation.tracked`` (see the module docstring).
-    ``progress`` (optional) is called with the number of decode steps completed per chunk,
-    adding up to ``n_chunks * max_tokens``.
+    ``progress`` (optional) is called after each decode step with the tokens it generated (one
+    per row; a row that ended is fed padding and counted), adding up to ``rows * max_tokens``
+    (``rows``: prompts × samples, times the runs of :func:`generate_together`).
     ``steps`` (optional) makes each chunk's step function from the chunk's first row index and
     its encoding (default :func:`plain_steps`); :mod:`harness.run.shared` uses it to compute the
     layers below a patch once for several runs.

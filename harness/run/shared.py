@@ -43,6 +43,8 @@ from typing import Any
 
 import torch
 
+from harness.core.memory import give_back
+from harness.model.device import bytes_per_row, memory_in_use
 from harness.model.loading import ModelHandle
 from harness.model.names import act_name, is_pattern
 from harness.run.generation import (
@@ -211,8 +213,6 @@ class _Record:
         self.values: list[list[torch.Tensor]] = [[] for _ in range(self.kv_layers)]
         self.first_position: list[int] = [0] * self.kv_layers  # sliding-window layers keep only the window
         self.noise: list[torch.Tensor] = []  # per step: the exponentials each row's sampling drew
-        self._resid_cat: dict[int, torch.Tensor] = {}
-        self._kv_cat: dict[int, tuple] = {}
 
     def hooks(self, base: Hooks) -> Callable[[BatchInfo], HookList]:
         def factory(info: BatchInfo) -> HookList:
@@ -261,18 +261,21 @@ class _Record:
         return len(self.fed) + 1
 
     def resid_at(self, layer: int, start: int, stop: int) -> torch.Tensor:
-        if layer not in self._resid_cat or self._resid_cat[layer].shape[1] < stop:
-            self._resid_cat[layer] = torch.cat(self.resid[layer], dim=1)
-        return self._resid_cat[layer][:, start:stop]
+        return _joined(self.resid[layer], 1)[:, start:stop]
 
     def history(self, layer: int, n: int, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Every row's keys and values of ``layer`` at the last ``keep`` of positions ``[0, n)``."""
-        parts = len(self.keys[layer])
-        if self._kv_cat.get(layer, (0,))[0] != parts:
-            self._kv_cat[layer] = (parts, torch.cat(self.keys[layer], dim=2), torch.cat(self.values[layer], dim=2))
-        _, k, v = self._kv_cat[layer]
+        k, v = _joined(self.keys[layer], 2), _joined(self.values[layer], 2)
         stop = n - self.first_position[layer]
         return k[:, :, stop - keep : stop], v[:, :, stop - keep : stop]
+
+
+def _joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """The recorded steps of one tensor as one tensor, which then replaces them in ``parts`` (the
+    record is complete when the arms read it: the steps are joined once, never held twice)."""
+    if len(parts) > 1:
+        parts[:] = [torch.cat(parts, dim=dim)]
+    return parts[0]
 
 
 class _ArmSteps:
@@ -499,6 +502,8 @@ def generate_arms(
     prompt_format: str | None = None,
     track: Mapping[str, Sequence[int]] | None = None,
     max_rows: int = 512,
+    progress: Callable[[int], None] | None = None,
+    memory_budget: int | None = None,
 ) -> tuple[GenerationResult, list[GenerationResult], list[Sharing]]:
     """The baseline run (with ``baseline_hooks``) and each arm's run, as :func:`generate` would
     give them one by one, with each arm's layers below ``arm.lowest_layer`` computed once (see the
@@ -509,7 +514,12 @@ def generate_arms(
     time, each pack's upper layers a forward of its own, the diverged rows of all of them in one
     side batch (larger sets sampled their concatenated logits slower than separate packs: with
     ``4 * max_rows`` the main job's 70-prompt group took 338 s instead of 297 s). Returns
-    (baseline, the arms' results in order, what each arm shared)."""
+    (baseline, the arms' results in order, what each arm shared). ``progress`` gets the tokens
+    generated after each step, baseline and arms (as :func:`generate`'s). ``memory_budget``
+    (bytes): packs and lockstep sets hold at most the rows that fit in what the budget leaves once
+    the baseline is recorded (:func:`budget_rows`; never fewer than one run's rows); the rows a
+    run is computed in do not change its tokens (see the module docstring), so the budget changes
+    only speed and memory."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
@@ -522,11 +532,21 @@ def generate_arms(
         return chunk_of[first].hooks(baseline_hooks)(info)
 
     base = generate(
-        handle, prompts, config, prompt_format=prompt_format, hooks=base_hooks, track=track, steps=base_steps
+        handle,
+        prompts,
+        config,
+        prompt_format=prompt_format,
+        hooks=base_hooks,
+        track=track,
+        steps=base_steps,
+        progress=progress,
     )
     results: list[GenerationResult | None] = [None] * len(arms)
     shares: list[Sharing | None] = [None] * len(arms)
     rows = min(len(prompts) * config.samples, config.batch_size)
+    if memory_budget is not None and layers:
+        positions = max(len(g.prompt_token_ids) for g in base.generations) + config.max_tokens
+        max_rows = budget_rows(handle, memory_budget, positions, min(layers), rows, max_rows)
     for together in _lockstep(_packs(handle, prompts, config, arms, max_rows), arms, rows, max_rows):
         start = time.perf_counter()
         runs = [i for pack in together for i in pack]
@@ -534,7 +554,13 @@ def generate_arms(
         if layer <= 0:  # nothing below its patch: a run of its own (a pack of one: see _packs)
             (i,) = runs
             results[i] = generate(
-                handle, prompts, config, prompt_format=prompt_format, hooks=arms[i].hooks, track=track
+                handle,
+                prompts,
+                config,
+                prompt_format=prompt_format,
+                hooks=arms[i].hooks,
+                track=track,
+                progress=progress,
             )
             shares[i] = Sharing(0, seconds=time.perf_counter() - start)
             continue
@@ -563,10 +589,26 @@ def generate_arms(
             track=track,
             steps=lockstep_steps,
             parts=parts,
+            progress=progress,
         )
         for i, share, out in zip(runs, _lockstep_shares(together, per_chunk, layer, start), outs, strict=True):
             results[i], shares[i] = out, share
+        del per_chunk, outs, lockstep_steps  # this set's caches, before the next set allocates its own
+        give_back()
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
+
+
+def budget_rows(handle: ModelHandle, budget: int, positions: int, lowest: int, rows: int, most: int) -> int:
+    """Rows of a pack or lockstep set (at most ``most``, at least one run's ``rows``) whose upper
+    layers' caches and step tensors (:func:`harness.model.device.bytes_per_row` over the layers
+    from ``lowest`` up) fit in what ``budget`` leaves beyond the memory in use now (the model, the
+    baseline's record, source activations)."""
+    s = handle.shape
+    vocab = handle.model.get_output_embeddings().weight.shape[0]
+    dtype = str(getattr(handle, "dtype", "float32"))
+    per_row = bytes_per_row(s, vocab, positions, dtype, layers=s.n_layers - lowest)
+    free = budget - memory_in_use(str(getattr(handle, "device", "cpu")))
+    return max(rows, min(most, free // per_row))
 
 
 def _lockstep_shares(together: list[list[int]], per_chunk: list[_ArmSteps], layer: int, start: float) -> list[Sharing]:
