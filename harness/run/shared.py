@@ -518,8 +518,8 @@ def generate_arms(
     generated after each step, baseline and arms (as :func:`generate`'s). ``memory_budget``
     (bytes): packs and lockstep sets hold at most the rows that fit in what the budget leaves once
     the baseline is recorded (:func:`budget_rows`; never fewer than one run's rows); the rows a
-    run is computed in do not change its tokens (see the module docstring), so the budget changes
-    only speed and memory."""
+    run is computed in do not change its tokens (see the module docstring): the budget changes
+    speed and memory, and tracked log-probs only as a pack's batch size rounds them (~1e-6)."""
     layers = [a.lowest_layer for a in arms if a.lowest_layer > 0]
     chunk_of: dict[int, _Record] = {}  # chunk's first row -> the baseline's record of that chunk
 
