@@ -412,20 +412,21 @@ def test_data_warnings_say_when_a_claim_cannot_be_supported_by_its_data():
     patched = np.zeros(70)
     patched[:4] = 1.0  # 4 prompts gained a keyword: 66/70 still at the floor
     codes = {w["code"]: w["message"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")}
-    assert set(codes) == {"floor", "untestable"}
+    assert set(codes) == {"floor", "untestable", "degenerate"}  # 66 of 70 differences exactly 0
     assert "70/70 prompts in baseline and 66/70 patched" in codes["floor"]
     assert "only 4/70 prompts changed" in codes["untestable"] and "0.0625" in codes["untestable"]
     patched[:5] = 1.0  # 5 changed: 2**-5 < 0.05, testable; 65/70 = 93% still at the floor
-    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["floor"]
-    patched[:10] = 1.0  # 60/70 = 86% at the floor: no warning
-    assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] \
+        == ["floor", "degenerate"]
+    patched[:10] = 1.0  # 60/70 = 86% at the floor: no floor warning (60 of 70 differences 0: degenerate)
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["degenerate"]
     ones = np.ones(70)
     assert [w["code"] for w in data_warnings(claim, senti, ones, ones, ones - ones, "greater")] == ["ceiling",
                                                                                                    "untestable"]
     # equivalence claims: the bound warnings (an unchanged metric is what they claim), and untestable
     # when their TOST interval is at least twice the margin wide (no mean could be declared equivalent)
     eq = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1})
-    assert [w["code"] for w in data_warnings(eq, kw, base, base, base, "two-sided")] == ["floor"]
+    assert [w["code"] for w in data_warnings(eq, kw, base, base, base, "two-sided")] == ["floor", "degenerate"]
     noisy = np.random.default_rng(0).normal(0.0, 0.25, 70)  # sd 0.25: 90% t interval ~0.1 wide
     assert data_warnings(eq, senti, noisy + 0.5, noisy + 0.5, noisy, "two-sided") == []
     wide = data_warnings(eq, senti, noisy + 0.5, noisy + 0.5, 3 * noisy, "two-sided")
@@ -541,17 +542,18 @@ def test_data_warnings_at_their_exact_boundaries():
     base, patched = np.zeros(70), np.zeros(70)
     patched[:7] = 1.0  # 63/70 = 0.9 still at the floor
     claim = Claim(**BASE)
-    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["floor"]
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] \
+        == ["floor", "degenerate"]  # (63 of 70 differences exactly 0)
     assert [w["code"] for w in data_warnings(claim, kw, patched, base, base - patched, "greater")] \
-        == ["floor"]  # the same with the roles swapped
-    patched[:8] = 1.0  # 62/70
-    assert data_warnings(claim, kw, base, patched, patched - base, "greater") == []
-    assert data_warnings(claim, kw, patched, base, base - patched, "greater") == []
+        == ["floor", "degenerate"]  # the same with the roles swapped
+    patched[:8] = 1.0  # 62/70: no floor warning (62 of 70 differences are 0: degenerate)
+    assert [w["code"] for w in data_warnings(claim, kw, base, patched, patched - base, "greater")] == ["degenerate"]
+    assert [w["code"] for w in data_warnings(claim, kw, patched, base, base - patched, "greater")] == ["degenerate"]
     four = np.zeros(70)
     four[:4] = 1.0
     at_alpha = Claim(**{**BASE, "alpha": 2 ** -4})
     assert [w["code"] for w in data_warnings(at_alpha, senti, four + 0.5, four + 0.5, four, "greater")] \
-        == ["untestable"]
+        == ["untestable", "degenerate"]
     noisy = np.random.default_rng(1).normal(0.0, 0.25, 70)
     eq = tost(noisy, margin=1.0)
     half_width = (eq.ci_high - eq.ci_low) / 2  # exact: the interval is then exactly 2 * margin wide

@@ -97,16 +97,17 @@ def test_inert_warning_when_the_patch_changed_no_generation():
     msg = data_warnings(Claim(**BASE), senti, x, x, x - x, "greater", none)[0]["message"]
     assert msg.startswith("the patch changed none of the 70 generations") and "heads 1:10, mode z" in msg
     assert "inert" not in [w["code"] for w in data_warnings(Claim(**BASE), senti, x, x, x - x, "greater", some)]
-    # an identity-like equivalence to no patch: unchanged text is the expected outcome, no warning
+    # an identity-like equivalence to no patch: unchanged text is the expected outcome, not inert;
+    # but every difference is 0, so its TOST p (0) is flagged degenerate
     eq = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1})
-    assert data_warnings(eq, senti, x, x, x - x, "two-sided", none) == []
+    assert [w["code"] for w in data_warnings(eq, senti, x, x, x - x, "two-sided", none)] == ["degenerate"]
     # a versus claim is vacuous only when neither condition changed anything
     vs = Claim(**{**BASE, "direction": "equivalent", "margin": 0.1, "versus": Condition("1:10", "pattern_v", "gratitude")})
     both = {**none, "versus_vs_baseline": 0, "patched_vs_versus": 0}
-    assert [w["code"] for w in data_warnings(vs, senti, x, x, x - x, "two-sided", both)] == ["inert"]
+    assert [w["code"] for w in data_warnings(vs, senti, x, x, x - x, "two-sided", both)] == ["inert", "degenerate"]
     assert "neither condition changed any of the 70" in data_warnings(vs, senti, x, x, x - x, "two-sided", both)[0]["message"]
     one = {**both, "versus_vs_baseline": 5, "patched_vs_versus": 5}
-    assert data_warnings(vs, senti, x, x, x - x, "two-sided", one) == []
+    assert [w["code"] for w in data_warnings(vs, senti, x, x, x - x, "two-sided", one)] == ["degenerate"]
 
 
 def test_a_tiny_model_claim_records_changes_generations_and_examples(tiny_gpt2):
@@ -124,7 +125,7 @@ def test_a_tiny_model_claim_records_changes_generations_and_examples(tiny_gpt2):
     ident, z = res["identity"], res["zero"]
     assert ident.text_changed == {"n": 6, "patched_vs_baseline": 0, "versus_vs_baseline": None,
                                   "patched_vs_versus": None}
-    assert ident.warnings == []
+    assert [w["code"] for w in ident.warnings] == ["degenerate"]  # 6/6 differences 0: TOST p 0 from no spread
     assert z.text_changed["patched_vs_baseline"] == 6  # every head of the model zeroed: all texts change
     assert len(z.generations) == 6 and [g["index"] for g in z.generations] == list(range(6))
     assert [g["delta"] for g in z.generations] == pytest.approx(z.per_prompt["delta"])

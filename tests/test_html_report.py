@@ -186,13 +186,17 @@ def test_html_report_summary_evidence_and_escaping(evidence_run):
     assert cells_of(tests["identity-head_1_10"]["resultsTableRow"])[11] == "0/4"  # identity: no text changed
     # the static summary table at the top: one row per claim, the same values as the results table
     summary = _SummaryTable.of(report.read_text())
-    assert summary.head == ["Claim", "Heads", "Verdict", "Effect", "CI (95%; TOST where marked)", "p raw / adj", "dz", "n",
+    assert summary.head == ["Claim", "Heads", "Metric", "Direction", "Compared", "Verdict", "Effect", "CI (95%; TOST where marked)", "p raw / adj", "dz", "n",
                             "Random-head pct", "Up / down", "Warnings", "Text changed"]
     assert [r[0] for r in summary.rows] == ["identity", "no_effect"]
     for row in summary.rows:
-        assert row[1] == "1:10"
-        assert row[2:] == cells_of(tests[f"{row[0]}-head_1_10"]["resultsTableRow"])[2:12]
         f = findings[row[0]]
+        assert row[1] == "1:10"
+        # what the claim asserts: metric, direction (a margin for an equivalence), what is compared
+        assert row[2] == f["claim"]["metric"] and row[3].startswith(f["claim"]["direction"])
+        assert row[4] == f"{f['claim']['patch_mode']} {f['claim']['source']} → {f['claim']['target']} vs baseline"
+        row = row[:2] + row[5:]
+        assert row[2:] == cells_of(tests[f"{row[0]}-head_1_10"]["resultsTableRow"])[2:12]
         assert row[5] == f"{f['p_raw']:.4g} / {f['p_adjusted']:.4g}"
         dz = f["effect"]["cohens_dz"]
         assert row[6] == ("—" if dz is None else format(dz, ".3f"))  # NaN is stored as null
@@ -381,14 +385,15 @@ def test_long_claim_ids_and_head_lists_wrap_inside_the_window(evidence_run, chro
     start = real.index('<table class="claims-summary-table">')
     end = real.index("</table>", start) + len("</table>")
 
-    def render():  # the real report (its fonts and styles) with 14 such rows in its summary table
-        page.write_text(real[:start] + html_report.summary_table(results) + real[end:])
+    def render(head=real[:start]):  # the real report (its fonts and styles) with 14 such rows in its summary
+        page.write_text(head + html_report.summary_table(results) + real[end:])
         return browser.check_report(str(page))
 
     view = render()
     assert len(view.rows) == 14 and view.all_visible
     monkeypatch.setattr(html_report, "_breakable", html_report.escape)  # without the break points
-    assert not any(r.in_viewport for r in render().rows)
+    assert render().all_visible  # the cells' overflow-wrap still breaks them
+    assert not any(r.in_viewport for r in render(real[:start].replace("overflow-wrap: anywhere;", "")).rows)
 
 
 @pytest.mark.parametrize("extra", [

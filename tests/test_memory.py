@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import load_tiny
+from harness import Claim
 from harness.core.errors import UserError
 from harness.core.memory import peak_rss_mb, reset_peak, rss_mb
 from harness.core.progress import Progress
@@ -105,8 +106,13 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
 def test_degenerate_differences_are_flagged():
     from harness.claims.data_warnings import _degenerate_warning
 
+    up = Claim(id="c", model="tiny-gpt2", heads="1:0", patch_mode="z", source="gratitude", metric="sentiment",
+               direction="increase")  # fmt: skip
+    same = up.replace(direction="equivalent", margin=0.05)
     mostly_zero = np.array([0.0] * 19 + [0.001])
-    (w,) = _degenerate_warning(mostly_zero)
+    (w,) = _degenerate_warning(up, mostly_zero)
     assert w["code"] == "degenerate" and w["message"].startswith("19/20 paired differences are exactly 0")
-    assert _degenerate_warning(np.array([0.0] * 10 + [0.1] * 10)) == []  # half: not most
-    assert _degenerate_warning(torch.zeros(0).numpy()) == []
+    assert _degenerate_warning(up, np.array([0.0] * 10 + [0.1] * 10)) == []  # half: not most
+    assert _degenerate_warning(up, torch.zeros(0).numpy()) == []
+    assert _degenerate_warning(up, np.zeros(20)) == []  # all zero: untestable says it for a direction
+    assert _degenerate_warning(same, np.zeros(20))[0]["message"].startswith("20/20 paired differences")

@@ -180,6 +180,7 @@ def test_the_plugin_leaves_sigterm_alone_in_suites_without_claims(pytester):
     assert res.ret == 0, res.stdout.str()
 
 
+@pytest.mark.slow  # three pytest processes (~31 s); tests/test_run_cache.py covers the cache per commit
 def test_pytest_k_after_a_full_run_reads_its_runs_from_the_cache(pytester, monkeypatch):
     """The researcher's loop: a full run, then `pytest -k` on one claim. The second run generates
     nothing (the baseline and the patched run are read from the run cache), says so, and gives

@@ -37,7 +37,8 @@ def data_warnings(
       claim: neither condition changed any), so the claim is about a patch that did nothing at
       these settings (the seed's identical deltas). Not raised for an equivalence claim without
       ``versus`` (e.g. the identity sanity claim), where no change is the expected outcome;
-    - ``degenerate``: more than half of the paired differences are exactly 0 (ties). The t and
+    - ``degenerate``: more than half of the paired differences are exactly 0 (ties; all of them
+      warns only for an equivalence claim: a directional one is then ``untestable``). The t and
       TOST tests then see a few values in a sea of zeros (19 zeros and one 0.001 give a TOST p of
       1e-17, a variance of nearly 0 read as certainty); the sign test drops the ties and rests on
       the few prompts left. The p is computed as specified, but it is not a measure of evidence
@@ -52,22 +53,24 @@ def data_warnings(
         _bound_warnings(c, metric, compared, patched)
         + _inert_warning(c, len(delta), text_changed or {})
         + _untestable_warning(c, delta, alternative)
-        + _degenerate_warning(delta)
+        + _degenerate_warning(c, delta)
     )
 
 
 DEGENERATE_SHARE = 0.5  # share of exactly-zero paired differences above which the p is flagged
 
 
-def _degenerate_warning(delta: np.ndarray) -> list[dict]:
-    """``degenerate``: most paired differences are exactly 0."""
+def _degenerate_warning(c: Claim, delta: np.ndarray) -> list[dict]:
+    """``degenerate``: most paired differences are exactly 0 (all of them: only for an equivalence
+    claim, whose TOST p is then 0; a directional claim is then ``untestable`` already)."""
     n = len(delta)
     zeros = int(np.sum(delta == 0))
-    if n == 0 or zeros / n <= DEGENERATE_SHARE:
+    if n == 0 or zeros / n <= DEGENERATE_SHARE or (zeros == n and c.direction != "equivalent"):
         return []
+    rest = f"the test rests on the {n - zeros} that are not, and its" if zeros < n else "the test's"
     message = (
-        f"{zeros}/{n} paired differences are exactly 0: the test rests on the {n - zeros} that are not, and its "
-        f"p is not meaningful as printed (no spread reads as certainty); read the effect and the up/down counts"
+        f"{zeros}/{n} paired differences are exactly 0: {rest} p is not meaningful as printed (no spread "
+        f"reads as certainty); read the effect and the up/down counts"
     )
     return [_warning(DataWarning.DEGENERATE, message)]
 

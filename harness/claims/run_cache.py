@@ -51,6 +51,8 @@ import numpy as np
 from harness.claims.plan import RunSpec
 from harness.core.errors import UserError
 from harness.model.loading import ModelHandle, cache_dir
+from harness.patch.interventions import get_intervention
+from harness.patch.modes import MODES
 from harness.run.generation import Generation, GenerationConfig, GenerationResult
 
 SCHEMA = "causal-heads/run-cache"
@@ -95,11 +97,7 @@ def extension_digest(run: RunSpec) -> str | None:
     if key.kind == "baseline":
         return ""
     if key.kind == "intervention":
-        from harness.patch.interventions import get_intervention
-
         return _source_digest(get_intervention(key.intervention or "").fn)
-    from harness.patch.modes import MODES
-
     mode = MODES.get(key.patch_mode)
     return None if mode is None else _source_digest(mode.value)
 
@@ -113,10 +111,9 @@ def run_key(run: RunSpec, handle: ModelHandle, track: Mapping[str, Sequence[int]
     ext = extension_digest(run)
     if ext is None:
         return None
-    key = asdict(run.key)
-    key["generation"] = run.key.generation.model_dump()
+    fields = {**asdict(run.key), "generation": run.key.generation.model_dump()}
     whole = {
-        "run": key,
+        "run": fields,
         "sources": list(run.sources),
         "layers": list(run.layers),
         "model": {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.core.errors import UserError
+from harness.core.memory import rss_mb
 
 # torch is imported by the functions that need it: the pytest plugin checks these options at
 # start-up, in every pytest run of an environment that has the package
@@ -208,6 +209,4 @@ def memory_in_use(device: str) -> int:
         import torch
 
         return int(torch.cuda.memory_allocated(torch.device(device)))
-    from harness.core.memory import rss_mb
-
     return int(rss_mb() * 2**20)

@@ -323,7 +323,13 @@ class _ArmSteps:
         self.step = 0
         self.drawn = 0  # steps for which this arm's own generators have drawn
         if record.noise:  # sampled, and torch samples as exponential_draws says
-            self.noise = self._noise
+            self.noise = self._noise  # (a cycle: :meth:`release` breaks it when the set is done)
+
+    def release(self) -> None:
+        """Drop the caches and the bound method this object holds of itself (a reference cycle,
+        which would otherwise keep the caches alive until the cyclic collector ran)."""
+        self.__dict__.pop("noise", None)
+        self.caches, self.side_cache = [], None
 
     def _noise(self, gens: list[torch.Generator], probs: torch.Tensor) -> torch.Tensor:
         """The baseline's exponentials for this step (each row's generator would draw exactly
@@ -593,8 +599,10 @@ def generate_arms(
         )
         for i, share, out in zip(runs, _lockstep_shares(together, per_chunk, layer, start), outs, strict=True):
             results[i], shares[i] = out, share
-        del per_chunk, outs, lockstep_steps  # this set's caches, before the next set allocates its own
-        give_back()
+        for runner in per_chunk:  # this set's caches, freed before the next set allocates its own
+            runner.release()
+        del per_chunk, outs, lockstep_steps
+        give_back(collect=False)
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
 
 
