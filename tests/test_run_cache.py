@@ -104,12 +104,31 @@ def test_a_damaged_entry_is_detected_and_the_run_generated_again(tmp_path, model
     warm_cache = RunCache(tmp_path)
     lines: list[str] = []
     session = ClaimSession(CLAIMS, cache=warm_cache, models=models, progress=lines.append)
-    assert _records(session.results()) == records
+    _same_up_to_packing(_records(session.results()), records)
     assert warm_cache.stats.corrupted == 1 and warm_cache.stats.stored == 1
     assert any(str(victim) in line and "generating the run again" in line for line in lines)
     again = RunCache(tmp_path)
     _session(CLAIMS, again, models).results()
     assert again.stats.corrupted == 0 and again.stats.stored == 0  # the entry was written anew
+
+
+def _same_up_to_packing(a: dict, b: dict) -> None:
+    """Equal verdicts, texts and p-values; per-prompt values within 1e-5. A run generated again
+    alone (its cache entry was damaged) runs in a pack of another size than in the cold run, and
+    a pack's batch size rounds model-side log-probs in their last digits (docs/claims.md)."""
+    import numpy as np
+
+    assert a.keys() == b.keys()
+    for cid in a:
+        x, y = a[cid], b[cid]
+        for key in ("verdict", "p_raw", "p_adjusted", "claim", "text_changed"):
+            assert x[key] == y[key], (cid, key)
+        gx, gy = json.loads(x["generations"]), json.loads(y["generations"])
+        assert [(g["baseline"], g["patched"]) for g in gx] == [(g["baseline"], g["patched"]) for g in gy]
+        px, py = json.loads(x["per_prompt"]), json.loads(y["per_prompt"])
+        for k in px:
+            if isinstance(px[k], list) and px[k] and isinstance(px[k][0], float):
+                np.testing.assert_allclose(px[k], py[k], rtol=1e-5, atol=1e-6)
 
 
 def test_the_payload_round_trips_exactly(tiny_gpt2):

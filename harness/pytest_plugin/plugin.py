@@ -123,12 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--ray-address", default=None, help="Ray cluster: auto or HOST:PORT (default: a local one)")
     group.addoption("--workers", type=int, default=None, help="Ray actors, each holding the model (default 2)")
-    group.addoption(
-        "--no-cache",
-        action="store_true",
-        help="generate every run instead of reading the run cache (causal-heads cache info|clear; "
-        "$CAUSAL_HEADS_RUN_CACHE names its folder, or off)",
-    )
+    group.addoption("--no-cache", action="store_true", help="generate every run, not reading the run cache")
     group.addoption(
         "--findings",
         default=FINDINGS_DEFAULT,

@@ -570,40 +570,53 @@ def generate_arms(
             )
             shares[i] = Sharing(0, seconds=time.perf_counter() - start)
             continue
-        per_chunk: list[_ArmSteps] = []
-        parts = [len(pack) for pack in together]
-
-        def lockstep_steps(
-            first: int,
-            enc: Mapping[str, torch.Tensor],
-            part_hooks: list[HookList],
-            layer: int = layer,
-            per_chunk: list[_ArmSteps] = per_chunk,
-            parts: list[int] = parts,
-        ) -> StepLogits:
-            n_rows = sum(parts) * enc["input_ids"].shape[0]
-            runner = _ArmSteps(handle, chunk_of[first], layer, Sharing(layer), n_rows, parts, part_hooks)
-            per_chunk.append(runner)
-            return runner
-
-        outs = generate_together(
-            handle,
-            prompts,
-            config,
-            [arms[i].hooks for i in runs],
-            prompt_format=prompt_format,
-            track=track,
-            steps=lockstep_steps,
-            parts=parts,
-            progress=progress,
-        )
-        for i, share, out in zip(runs, _lockstep_shares(together, per_chunk, layer, start), outs, strict=True):
+        outs, set_shares = _run_set(handle, prompts, config, arms, together, chunk_of, prompt_format, track, progress)
+        for i, share, out in zip(runs, set_shares, outs, strict=True):
             results[i], shares[i] = out, share
-        for runner in per_chunk:  # this set's caches, freed before the next set allocates its own
-            runner.release()
-        del per_chunk, outs, lockstep_steps
         give_back(collect=False)
     return base, [r for r in results if r is not None], [s for s in shares if s is not None]
+
+
+def _run_set(
+    handle: ModelHandle,
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    arms: Sequence[Arm],
+    together: list[list[int]],
+    chunk_of: Mapping[int, _Record],
+    prompt_format: str | None,
+    track: Mapping[str, Sequence[int]] | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[list[GenerationResult], list[Sharing]]:
+    """One lockstep set of packs (see :func:`generate_arms`): its runs' results and what each
+    shared, in the set's run order; the step functions' caches released when it is done."""
+    start = time.perf_counter()
+    runs = [i for pack in together for i in pack]
+    layer = arms[runs[0]].lowest_layer
+    per_chunk: list[_ArmSteps] = []
+    parts = [len(pack) for pack in together]
+
+    def lockstep_steps(first: int, enc: Mapping[str, torch.Tensor], part_hooks: list[HookList]) -> StepLogits:
+        n_rows = sum(parts) * enc["input_ids"].shape[0]
+        runner = _ArmSteps(handle, chunk_of[first], layer, Sharing(layer), n_rows, parts, part_hooks)
+        per_chunk.append(runner)
+        return runner
+
+    outs = generate_together(
+        handle,
+        prompts,
+        config,
+        [arms[i].hooks for i in runs],
+        prompt_format=prompt_format,
+        track=track,
+        steps=lockstep_steps,
+        parts=parts,
+        progress=progress,
+    )
+    shares = _lockstep_shares(together, per_chunk, layer, start)
+    for runner in per_chunk:  # this set's caches, freed before the next set allocates its own
+        runner.release()
+    return outs, shares
 
 
 def budget_rows(handle: ModelHandle, budget: int, positions: int, lowest: int, rows: int, most: int) -> int:
